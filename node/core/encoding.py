@@ -1,0 +1,88 @@
+"""Canonical msgpack encoding and bounded decoding.
+
+Everything that is hashed or signed goes through `canonical()`: msgpack with binary types,
+maps re-ordered by their (string) keys, and floats refused, so that two nodes always produce
+the same bytes for the same value. `decode()` is the only way bytes from outside become values:
+it bounds every length and the nesting depth and turns every failure into `DecodeError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+MAX_DEPTH = 32
+
+
+class DecodeError(ValueError):
+    """Bytes from outside (a client or a peer) are not a valid canonical value."""
+
+
+class EncodeError(ValueError):
+    """Our own code tried to encode a value that has no canonical form (our bug)."""
+
+
+def _normalize(value: Any, depth: int = 0) -> Any:
+    if depth > MAX_DEPTH:
+        raise EncodeError("value nested too deeply")
+    if isinstance(value, int) and not isinstance(value, bool) and not -(1 << 63) <= value < (1 << 64):
+        raise EncodeError("integer outside the 64-bit range msgpack encodes")
+    if value is None or isinstance(value, (bool, int, str, bytes)):
+        return value
+    if isinstance(value, float):
+        raise EncodeError("floats have no canonical encoding; use integers")
+    if isinstance(value, (list, tuple)):
+        return [_normalize(item, depth + 1) for item in value]
+    if isinstance(value, dict):
+        keys = list(value)
+        if not all(isinstance(k, str) for k in keys):
+            raise EncodeError("map keys must be strings")
+        return {k: _normalize(value[k], depth + 1) for k in sorted(keys)}
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise EncodeError(f"cannot encode {type(value).__name__}")
+
+
+def canonical(value: Any) -> bytes:
+    """Encode `value` deterministically (sorted map keys, no floats)."""
+    return msgpack.packb(_normalize(value), use_bin_type=True)
+
+
+def _check(value: Any, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise DecodeError("value nested too deeply")
+    if isinstance(value, float):
+        raise DecodeError("floats are not allowed")
+    if isinstance(value, list):
+        for item in value:
+            _check(item, depth + 1)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check(item, depth + 1)
+
+
+def decode(data: bytes, *, max_bytes: int = 1 << 20, max_items: int = 100_000) -> Any:
+    """Decode untrusted msgpack bytes with bounded sizes; raise DecodeError on anything wrong."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DecodeError("expected bytes")
+    if len(data) > max_bytes:
+        raise DecodeError(f"message of {len(data)} bytes exceeds the limit of {max_bytes}")
+    if len(data) == 0:
+        raise DecodeError("empty message")
+    try:
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_str_len=max_bytes,
+            max_bin_len=max_bytes,
+            max_array_len=max_items,
+            max_map_len=max_items,
+            max_ext_len=0,
+        )
+    except (ValueError, TypeError, OverflowError, RecursionError, msgpack.UnpackException) as exc:
+        raise DecodeError(f"malformed msgpack: {type(exc).__name__}: {exc}") from None
+    _check(value, 0)
+    return value

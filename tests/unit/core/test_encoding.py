@@ -1,0 +1,58 @@
+"""Canonical encoding: deterministic bytes, floats refused, bounded decoding."""
+
+import msgpack
+import pytest
+from hypothesis import given, strategies as st
+
+from node.core.encoding import DecodeError, EncodeError, canonical, decode
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**64 - 1) | st.text(max_size=20) | st.binary(max_size=20),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    max_leaves=30,
+)
+
+
+@given(values)
+def test_round_trip(value):
+    assert decode(canonical(value)) == value
+
+
+@given(st.dictionaries(st.text(max_size=8), st.integers(-(2**63), 2**64 - 1), min_size=2, max_size=8))
+def test_map_order_does_not_change_bytes(d):
+    reordered = dict(reversed(list(d.items())))
+    assert canonical(d) == canonical(reordered)
+
+
+def test_floats_are_refused_both_ways():
+    with pytest.raises(EncodeError):
+        canonical({"a": 1.5})
+    with pytest.raises(DecodeError):
+        decode(msgpack.packb([1, 2.5]))
+
+
+def test_integers_outside_64_bits_refused():
+    canonical([-(2**63), 2**64 - 1])
+    for n in (2**64, -(2**63) - 1):
+        with pytest.raises(EncodeError):
+            canonical({"n": n})
+
+
+def test_non_string_keys_refused():
+    with pytest.raises(EncodeError):
+        canonical({1: "x"})
+    with pytest.raises(DecodeError):
+        decode(msgpack.packb({1: "x"}))
+
+
+@pytest.mark.parametrize("data", [b"", b"\xc1", b"\x92\x01", b"\xdb\xff\xff\xff\xff", b"\x91" * 5000 + b"\x00"])
+def test_malformed_input_is_a_decode_error(data):
+    with pytest.raises(DecodeError):
+        decode(data)
+
+
+def test_size_limits():
+    with pytest.raises(DecodeError, match="exceeds"):
+        decode(canonical(b"x" * 100), max_bytes=50)
+    with pytest.raises(DecodeError):
+        decode(canonical(list(range(100))), max_items=10)
