@@ -1,0 +1,186 @@
+"""The chain's layout in a key-value store: blocks, commit certificates, the transaction index,
+the application state, and the consensus write-ahead log.
+
+Keys (all under one store):
+
+    m/height, m/last_hash, m/state_root, m/genesis   metadata of the last applied block
+    b/<height:8>        encoded block              c/<height:8>   its commit certificate
+    h/<block hash>      height                     t/<tx hash>    [height, index, result code]
+    s/<state key>       application state value    w/<height:8><seq:8>  consensus WAL entry
+
+A block, its certificate, its index entries, its state writes and the new metadata are written in
+ONE synced batch (`commit_block`), so after a crash the store holds either all of a block or
+none of it.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from node.core.encoding import canonical, decode
+
+from .kv import KeyValueStore, WriteBatch
+
+_U64 = struct.Struct(">Q")
+K_HEIGHT = b"m/height"
+K_LAST_HASH = b"m/last_hash"
+K_STATE_ROOT = b"m/state_root"
+K_GENESIS = b"m/genesis"
+P_BLOCK = b"b/"
+P_CERT = b"c/"
+P_BLOCK_HASH = b"h/"
+P_TX = b"t/"
+P_STATE = b"s/"
+P_WAL = b"w/"
+
+
+def u64(n: int) -> bytes:
+    return _U64.pack(n)
+
+
+class StoreCorrupted(Exception):
+    """What the disk holds is inconsistent; the node must not start on it."""
+
+
+@dataclass(frozen=True, slots=True)
+class TxLocation:
+    height: int
+    index: int
+    result: str
+
+
+class ChainStore:
+    """Typed access to the chain's data in a KeyValueStore."""
+
+    def __init__(self, kv: KeyValueStore) -> None:
+        self.kv = kv
+        self._wal_seq = 0
+        for key, _ in self.kv.iterate(P_WAL, reverse=True):
+            self._wal_seq = _U64.unpack(key[len(P_WAL) + 8 :])[0] + 1
+            break
+
+    # -- metadata ---------------------------------------------------------------------------
+    @property
+    def initialized(self) -> bool:
+        return self.kv.get(K_GENESIS) is not None
+
+    @property
+    def height(self) -> int:
+        raw = self.kv.get(K_HEIGHT)
+        return _U64.unpack(raw)[0] if raw else 0
+
+    @property
+    def last_hash(self) -> bytes:
+        return self.kv.get(K_LAST_HASH) or bytes(32)
+
+    @property
+    def state_root(self) -> bytes:
+        return self.kv.get(K_STATE_ROOT) or bytes(32)
+
+    @property
+    def genesis_hash(self) -> bytes | None:
+        return self.kv.get(K_GENESIS)
+
+    def init_genesis(self, genesis_hash: bytes, state_writes: Sequence[tuple[bytes, bytes | None]], state_root: bytes) -> None:
+        """Write the genesis state (height 0) once."""
+        if self.initialized:
+            raise StoreCorrupted("store already initialised")
+        batch = WriteBatch()
+        for key, value in state_writes:
+            if value is None:
+                batch.delete(P_STATE + key)
+            else:
+                batch.put(P_STATE + key, value)
+        batch.put(K_HEIGHT, u64(0))
+        batch.put(K_LAST_HASH, bytes(32))
+        batch.put(K_STATE_ROOT, state_root)
+        batch.put(K_GENESIS, genesis_hash)
+        self.kv.write(batch, sync=True)
+
+    # -- blocks -----------------------------------------------------------------------------
+    def commit_block(
+        self,
+        *,
+        height: int,
+        block_hash: bytes,
+        block_bytes: bytes,
+        certificate: bytes,
+        tx_results: Sequence[tuple[bytes, str]],
+        state_writes: Sequence[tuple[bytes, bytes | None]],
+        state_root: bytes,
+    ) -> None:
+        """Store block `height` with everything it changes in one synced batch."""
+        if height != self.height + 1:
+            raise StoreCorrupted(f"block {height} does not follow stored height {self.height}")
+        batch = WriteBatch()
+        batch.put(P_BLOCK + u64(height), block_bytes)
+        batch.put(P_CERT + u64(height), certificate)
+        batch.put(P_BLOCK_HASH + block_hash, u64(height))
+        for index, (tx_hash, result) in enumerate(tx_results):
+            batch.put(P_TX + tx_hash, canonical([height, index, result]))
+        for key, value in state_writes:
+            if value is None:
+                batch.delete(P_STATE + key)
+            else:
+                batch.put(P_STATE + key, value)
+        batch.put(K_HEIGHT, u64(height))
+        batch.put(K_LAST_HASH, block_hash)
+        batch.put(K_STATE_ROOT, state_root)
+        self.kv.write(batch, sync=True)
+
+    def block_bytes(self, height: int) -> bytes | None:
+        return self.kv.get(P_BLOCK + u64(height))
+
+    def certificate(self, height: int) -> bytes | None:
+        return self.kv.get(P_CERT + u64(height))
+
+    def height_of_block(self, block_hash: bytes) -> int | None:
+        raw = self.kv.get(P_BLOCK_HASH + block_hash)
+        return _U64.unpack(raw)[0] if raw else None
+
+    def tx_location(self, tx_hash: bytes) -> TxLocation | None:
+        raw = self.kv.get(P_TX + tx_hash)
+        if raw is None:
+            return None
+        height, index, result = decode(raw)
+        return TxLocation(height, index, result)
+
+    def has_tx(self, tx_hash: bytes) -> bool:
+        return self.kv.get(P_TX + tx_hash) is not None
+
+    # -- state ------------------------------------------------------------------------------
+    def state_get(self, key: bytes) -> bytes | None:
+        return self.kv.get(P_STATE + key)
+
+    def state_items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        n = len(P_STATE)
+        for k, v in self.kv.iterate(P_STATE + prefix):
+            yield k[n:], v
+
+    # -- consensus write-ahead log ----------------------------------------------------------
+    def wal_append(self, height: int, entry: bytes) -> None:
+        """Append one consensus entry durably (fsync) before the caller acts on it."""
+        batch = WriteBatch()
+        batch.put(P_WAL + u64(height) + u64(self._wal_seq), entry)
+        self._wal_seq += 1
+        self.kv.write(batch, sync=True)
+
+    def wal_entries(self) -> list[bytes]:
+        """Every entry not yet pruned, in append order."""
+        entries = [(k[len(P_WAL) + 8 :], v) for k, v in self.kv.iterate(P_WAL)]
+        entries.sort()
+        return [v for _, v in entries]
+
+    def wal_prune(self, below_height: int) -> None:
+        batch = WriteBatch()
+        for key, _ in self.kv.iterate(P_WAL):
+            if _U64.unpack(key[len(P_WAL) : len(P_WAL) + 8])[0] >= below_height:
+                break
+            batch.delete(key)
+        if len(batch):
+            self.kv.write(batch, sync=False)
+
+    def close(self) -> None:
+        self.kv.close()

@@ -1,0 +1,162 @@
+"""The key-value store interface and its two implementations.
+
+`LevelDBStore` (plyvel) is what nodes run on; `MemoryStore` is a faithful in-memory twin for
+tests and simulations. Both are checked by one conformance suite
+(`tests/unit/storage/test_kv_conformance.py`). Writes go through `WriteBatch` and are atomic:
+all of a batch or none of it survives a crash; `sync=True` makes the batch durable before return.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from collections.abc import Iterator
+from typing import Protocol
+
+import plyvel
+
+
+class StorageError(Exception):
+    """The store cannot be opened or used (disk full, locked by another process, damaged)."""
+
+
+class WriteBatch:
+    """Puts and deletes applied atomically, in the order given (a later op on a key wins)."""
+
+    __slots__ = ("ops",)
+
+    def __init__(self) -> None:
+        self.ops: list[tuple[bytes, bytes | None]] = []
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.ops.append((key, value))
+
+    def delete(self, key: bytes) -> None:
+        self.ops.append((key, None))
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+
+class KeyValueStore(Protocol):
+    """Ordered byte-keyed store. Iteration is in ascending key order (or descending)."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def iterate(self, prefix: bytes = b"", *, start: bytes | None = None, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]: ...
+
+    def write(self, batch: WriteBatch, *, sync: bool = False) -> None: ...
+
+    def compact(self, start: bytes | None = None, stop: bytes | None = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key starting with `prefix` (None: no bound)."""
+    p = bytearray(prefix)
+    while p:
+        if p[-1] < 0xFF:
+            p[-1] += 1
+            return bytes(p)
+        p.pop()
+    return None
+
+
+class MemoryStore:
+    """In-memory KeyValueStore (sorted key list + dict)."""
+
+    def __init__(self) -> None:
+        self._data: dict[bytes, bytes] = {}
+        self._keys: list[bytes] = []
+        self._closed = False
+
+    def _check(self) -> None:
+        if self._closed:
+            raise StorageError("store is closed")
+
+    def get(self, key: bytes) -> bytes | None:
+        self._check()
+        return self._data.get(key)
+
+    def iterate(self, prefix: bytes = b"", *, start: bytes | None = None, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        self._check()
+        lo_key = max(prefix, start) if start is not None and not reverse else prefix
+        lo = bisect.bisect_left(self._keys, lo_key)
+        end = _prefix_end(prefix)
+        hi = bisect.bisect_left(self._keys, end) if end is not None else len(self._keys)
+        if reverse and start is not None:
+            hi = min(hi, bisect.bisect_right(self._keys, start))
+        keys = self._keys[lo:hi]
+        for k in reversed(keys) if reverse else keys:
+            yield k, self._data[k]
+
+    def write(self, batch: WriteBatch, *, sync: bool = False) -> None:
+        self._check()
+        for key, value in batch.ops:
+            if value is None:
+                if key in self._data:
+                    del self._data[key]
+                    self._keys.pop(bisect.bisect_left(self._keys, key))
+            else:
+                if key not in self._data:
+                    bisect.insort(self._keys, key)
+                self._data[key] = value
+
+    def compact(self, start: bytes | None = None, stop: bytes | None = None) -> None:
+        self._check()
+
+    def close(self) -> None:
+        self._closed = True
+
+
+class LevelDBStore:
+    """KeyValueStore on LevelDB via plyvel."""
+
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
+        try:
+            self._db = plyvel.DB(os.fspath(path), create_if_missing=create, paranoid_checks=True)
+        except plyvel.IOError as exc:
+            msg = str(exc)
+            if "lock" in msg.lower():
+                raise StorageError(f"the data directory {os.fspath(path)!r} is in use by another process (is the node already running?)") from None
+            raise StorageError(f"cannot open the data directory {os.fspath(path)!r}: {msg}") from None
+        except plyvel.CorruptionError as exc:
+            raise StorageError(f"the data directory {os.fspath(path)!r} is damaged: {exc}") from None
+        except plyvel.Error as exc:
+            raise StorageError(f"cannot open the data directory {os.fspath(path)!r}: {exc}") from None
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._db.get(key)
+
+    def iterate(self, prefix: bytes = b"", *, start: bytes | None = None, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        end = _prefix_end(prefix)
+        if reverse:
+            stop = end
+            if start is not None:
+                stop_incl = start
+                with self._db.iterator(start=prefix, stop=stop_incl, include_stop=True, reverse=True) as it:
+                    yield from it
+                return
+            with self._db.iterator(start=prefix, stop=stop, reverse=True) as it:
+                yield from it
+            return
+        lo = max(prefix, start) if start is not None else prefix
+        with self._db.iterator(start=lo, stop=end) as it:
+            yield from it
+
+    def write(self, batch: WriteBatch, *, sync: bool = False) -> None:
+        wb = self._db.write_batch(sync=sync)
+        for key, value in batch.ops:
+            if value is None:
+                wb.delete(key)
+            else:
+                wb.put(key, value)
+        wb.write()
+
+    def compact(self, start: bytes | None = None, stop: bytes | None = None) -> None:
+        self._db.compact_range(start=start, stop=stop)
+
+    def close(self) -> None:
+        if not self._db.closed:
+            self._db.close()
