@@ -1,0 +1,161 @@
+"""The deterministic state machine: genesis state, block execution and the state root.
+
+`execute_block` is a pure function of (committed state, block contents, which transactions were
+already verified): it returns each transaction's result code, the sorted write set and the new
+state root. Every replica computes the same bytes, so a divergent replica shows up in the very
+next header.
+
+State root: root(h) = SHA-256(canonical(["medledger-state-v1", root(h-1), h, W])) where W is the
+Merkle root of the block's write set in key order. The root therefore commits to the genesis
+state and to every change since, at a cost proportional to what a block writes, not to the
+size of the state (see docs/architecture.md for why and what it does not give yet).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from node.core.crypto import sha256
+from node.core.encoding import canonical
+from node.core.merkle import merkle_root
+from node.genesis import Genesis
+from node.tx import Transaction, TxRejected, check_signature, decode_tx
+
+from .registry import ExecContext, ExecFailed, check_tx_body, get_type
+from .state import Overlay, StateReader
+from .types.identity import identity_key
+
+STATE_DOMAIN = "medledger-state-v1"
+NONCE_PREFIX = b"nonce/"
+RESULT_OK = "ok"
+_U64 = struct.Struct(">Q")
+
+
+class BlockRejected(ValueError):
+    """A proposed block cannot be applied (a bad transaction in it, a duplicate...)."""
+
+
+def nonce_key(sender: bytes) -> bytes:
+    return NONCE_PREFIX + sender
+
+
+def read_nonce(state: StateReader, sender: bytes) -> int:
+    raw = state.get(nonce_key(sender))
+    return _U64.unpack(raw)[0] if raw else 0
+
+
+def state_root(prev_root: bytes, height: int, writes: Sequence[tuple[bytes, bytes | None]]) -> bytes:
+    leaves = [canonical([k, v]) for k, v in writes]
+    return sha256(canonical([STATE_DOMAIN, prev_root, height, merkle_root(leaves)]))
+
+
+def results_root(tx_hashes: Sequence[bytes], results: Sequence[str]) -> bytes:
+    return merkle_root([canonical([h, r]) for h, r in zip(tx_hashes, results)])
+
+
+def genesis_writes(genesis: Genesis) -> list[tuple[bytes, bytes | None]]:
+    """The state at height 0: the genesis institutions (and validators) registered."""
+    overlay = Overlay(_Empty())
+    members = {inst.id: inst.name for inst in genesis.institutions}
+    for v in genesis.validators:
+        members.setdefault(v.id, v.name)
+    for member_id, name in members.items():
+        overlay.put(identity_key(member_id), canonical({"role": "institution", "label": name[:64], "height": 0}))
+    return overlay.sorted_writes()
+
+
+def genesis_state_root(genesis: Genesis) -> bytes:
+    return state_root(bytes(32), 0, genesis_writes(genesis))
+
+
+class _Empty:
+    def get(self, key: bytes) -> bytes | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class BlockExecution:
+    txs: list[Transaction]
+    results: list[str]
+    writes: list[tuple[bytes, bytes | None]]
+    state_root: bytes
+    results_root: bytes
+
+
+def execute_transactions(
+    base: StateReader,
+    txs: Sequence[Transaction],
+    *,
+    height: int,
+    timestamp_ms: int,
+) -> tuple[list[str], Overlay]:
+    """Run already-checked transactions in order; return result codes and the block overlay."""
+    block = Overlay(base)
+    results: list[str] = []
+    for index, tx in enumerate(txs):
+        last = read_nonce(block, tx.sender)
+        if tx.nonce <= last:
+            results.append("nonce_replayed")
+            continue
+        block.put(nonce_key(tx.sender), _U64.pack(tx.nonce))
+        tx_type = get_type(tx.type)
+        if tx_type is None:  # checked at admission; a proposer that skipped the check is caught here
+            results.append("unknown_type")
+            continue
+        scratch = Overlay(block)
+        try:
+            tx_type.execute(ExecContext(height=height, timestamp_ms=timestamp_ms, state=scratch, tx=tx, index=index))
+        except ExecFailed as exc:
+            results.append(exc.code)
+            continue
+        scratch.merge_into(block)
+        results.append(RESULT_OK)
+    return results, block
+
+
+def execute_block(
+    base: StateReader,
+    prev_state_root: bytes,
+    raw_txs: Sequence[bytes],
+    *,
+    chain_id: str,
+    height: int,
+    timestamp_ms: int,
+    known: Callable[[bytes], Transaction | None],
+    committed: Callable[[bytes], bool],
+) -> BlockExecution:
+    """Decode, check and execute a block's transactions.
+
+    `known(hash)` returns a transaction this node already verified (from its mempool), so its
+    signature is not checked again; others are decoded and verified here. `committed(hash)`
+    tells whether a hash is already on the chain (a block repeating one is rejected).
+    """
+    txs: list[Transaction] = []
+    seen: set[bytes] = set()
+    for raw in raw_txs:
+        tx_hash = sha256(raw)
+        if tx_hash in seen or committed(tx_hash):
+            raise BlockRejected(f"transaction {tx_hash.hex()[:16]} is repeated")
+        seen.add(tx_hash)
+        tx = known(tx_hash)
+        if tx is None:
+            try:
+                tx = decode_tx(raw, chain_id=chain_id)
+                if tx.encoded != raw:
+                    raise BlockRejected("a transaction in the block is not canonically encoded")
+                check_tx_body(tx)
+                check_signature(tx)
+            except TxRejected as exc:
+                raise BlockRejected(f"invalid transaction in block: {exc.code}: {exc.message}") from None
+        txs.append(tx)
+    results, overlay = execute_transactions(base, txs, height=height, timestamp_ms=timestamp_ms)
+    writes = overlay.sorted_writes()
+    return BlockExecution(
+        txs=txs,
+        results=results,
+        writes=writes,
+        state_root=state_root(prev_state_root, height, writes),
+        results_root=results_root([t.hash for t in txs], results),
+    )

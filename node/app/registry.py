@@ -1,0 +1,96 @@
+"""The transaction-type registry.
+
+A `TxType` names a type, checks a body's shape without the ledger (`check_body`, at admission)
+and applies it to the state (`execute`, at execution, raising `ExecFailed` with a stable error
+code). `register()` is called by each module in `node/app/types/`; `load_types()` imports them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from node.tx import Transaction, TxRejected
+
+from .state import Overlay
+
+
+class ExecFailed(Exception):
+    """A transaction is valid on the wire but the ledger refuses it; recorded with `code`."""
+
+    def __init__(self, code: str, message: str = "") -> None:
+        super().__init__(message or code)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecContext:
+    """What a transaction may see while it executes: the block's height and time, the state."""
+
+    height: int
+    timestamp_ms: int
+    state: Overlay
+    tx: Transaction
+    index: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TxType:
+    name: str
+    summary: str
+    check_body: Callable[[dict[str, Any]], None]
+    execute: Callable[[ExecContext], None]
+
+
+_REGISTRY: dict[str, TxType] = {}
+
+
+def register(tx_type: TxType) -> TxType:
+    if tx_type.name in _REGISTRY:
+        raise RuntimeError(f"transaction type {tx_type.name!r} registered twice")
+    _REGISTRY[tx_type.name] = tx_type
+    return tx_type
+
+
+def load_types() -> dict[str, TxType]:
+    """Import every module of node.app.types (each registers its types) and return the registry."""
+    from . import types as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        importlib.import_module(f"{pkg.__name__}.{info.name}")
+    return dict(_REGISTRY)
+
+
+def get_type(name: str) -> TxType | None:
+    if not _REGISTRY:
+        load_types()
+    return _REGISTRY.get(name)
+
+
+def check_tx_body(tx: Transaction) -> TxType:
+    """Stateless check of a transaction's type and body; raise TxRejected if invalid."""
+    tx_type = get_type(tx.type)
+    if tx_type is None:
+        raise TxRejected("unknown_type", f"unknown transaction type {tx.type[:64]!r}")
+    tx_type.check_body(tx.body)
+    return tx_type
+
+
+def require_fields(body: dict[str, Any], spec: dict[str, type | tuple[type, ...]], optional: dict[str, type | tuple[type, ...]] | None = None) -> None:
+    """Shape check for a body: required and optional fields with their types, nothing else."""
+    optional = optional or {}
+    for name, kind in spec.items():
+        if name not in body:
+            raise TxRejected("invalid_body", f"body needs field {name!r}")
+        if not isinstance(body[name], kind) or isinstance(body[name], bool) and kind is int:
+            raise TxRejected("invalid_body", f"body field {name!r} has the wrong type")
+    for name, value in body.items():
+        if name in spec:
+            continue
+        if name not in optional:
+            raise TxRejected("invalid_body", f"unknown body field {name[:32]!r}")
+        if not isinstance(value, optional[name]):
+            raise TxRejected("invalid_body", f"body field {name!r} has the wrong type")

@@ -1,0 +1,1 @@
+"""One module per transaction type (or family of types); each calls `registry.register`."""

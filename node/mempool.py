@@ -1,0 +1,75 @@
+"""The mempool: transactions admitted (signature verified once) and waiting for a block.
+
+Bounded in count and bytes, deduplicated by hash, first-in first-out. A transaction leaves the
+pool when a block that holds it is committed; proposing a block does not remove anything, so a
+proposal that fails loses nothing.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from .tx import Transaction
+
+
+class MempoolFull(Exception):
+    """The pool is at its bound; the client should retry later."""
+
+
+class Mempool:
+    def __init__(self, *, max_txs: int = 50_000, max_bytes: int = 64 * 1024 * 1024, max_per_sender: int = 1_000) -> None:
+        self.max_txs = max_txs
+        self.max_bytes = max_bytes
+        self.max_per_sender = max_per_sender
+        self._txs: OrderedDict[bytes, Transaction] = OrderedDict()
+        self._bytes = 0
+        self._per_sender: dict[bytes, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._txs)
+
+    def __contains__(self, tx_hash: bytes) -> bool:
+        return tx_hash in self._txs
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def get(self, tx_hash: bytes) -> Transaction | None:
+        return self._txs.get(tx_hash)
+
+    def add(self, tx: Transaction) -> bool:
+        """Add a verified transaction; False if it was already there. Raise MempoolFull."""
+        if tx.hash in self._txs:
+            return False
+        if len(self._txs) >= self.max_txs or self._bytes + len(tx.encoded) > self.max_bytes:
+            raise MempoolFull(f"mempool is full ({len(self._txs)} transactions)")
+        if self._per_sender.get(tx.sender, 0) >= self.max_per_sender:
+            raise MempoolFull(f"this sender already has {self.max_per_sender} pending transactions")
+        self._txs[tx.hash] = tx
+        self._bytes += len(tx.encoded)
+        self._per_sender[tx.sender] = self._per_sender.get(tx.sender, 0) + 1
+        return True
+
+    def remove(self, hashes: Iterable[bytes]) -> None:
+        for h in hashes:
+            tx = self._txs.pop(h, None)
+            if tx is not None:
+                self._bytes -= len(tx.encoded)
+                left = self._per_sender[tx.sender] - 1
+                if left:
+                    self._per_sender[tx.sender] = left
+                else:
+                    del self._per_sender[tx.sender]
+
+    def take(self, max_txs: int, max_bytes: int) -> list[Transaction]:
+        """The oldest transactions that fit in a block (they stay in the pool until committed)."""
+        out: list[Transaction] = []
+        size = 0
+        for tx in self._txs.values():
+            if len(out) >= max_txs or size + len(tx.encoded) > max_bytes:
+                break
+            out.append(tx)
+            size += len(tx.encoded)
+        return out
