@@ -1,0 +1,84 @@
+"""Evidence of equivocation: two conflicting votes signed by one validator.
+
+An honest validator signs at most one PRE-PREPARE (if primary), one PREPARE and one COMMIT per
+height and view, and persists each before sending it, so two signed votes of the same kind for
+the same height and view but different blocks prove misbehaviour to anyone who knows the
+validator's key. The engine keeps the first vote it saw from each validator; when a second,
+different one arrives it builds `Evidence` and reports it. Payloads are dropped from evidence:
+the signatures cover the digests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Union
+
+import msgpack
+
+from .crypto import Verifier
+from .messages import (
+    Commit,
+    MessageDecodeError,
+    PrePrepare,
+    Prepare,
+    _from_value,
+)
+from .encoding import pack
+
+Vote = Union[PrePrepare, Prepare, Commit]
+
+
+def _without_payload(vote: Vote) -> Vote:
+    if type(vote) is PrePrepare and vote.payload:
+        return PrePrepare(chain_id=vote.chain_id, height=vote.height, view=vote.view, sender=vote.sender,
+                          digest=vote.digest, payload=b"", signature=vote.signature)
+    return vote
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Evidence:
+    """Two signed votes of one kind, by one validator, at one (chain, height, view), for different blocks."""
+
+    first: Vote
+    second: Vote
+
+    def __post_init__(self) -> None:
+        a, b = self.first, self.second
+        if type(a) not in (PrePrepare, Prepare, Commit) or type(a) is not type(b):
+            raise ValueError("evidence is two votes of the same kind")
+        if (a.chain_id, a.height, a.view, a.sender) != (b.chain_id, b.height, b.view, b.sender):
+            raise ValueError("evidence votes must share chain, height, view and sender")
+        if a.digest == b.digest:
+            raise ValueError("evidence votes must be for different blocks")
+        object.__setattr__(self, "first", _without_payload(a))
+        object.__setattr__(self, "second", _without_payload(b))
+
+    @property
+    def offender(self) -> bytes:
+        return self.first.sender
+
+    @property
+    def height(self) -> int:
+        return self.first.height
+
+    def verify(self, verifier: Verifier) -> bool:
+        """True if both votes carry valid signatures of the offender."""
+        return all(verifier.verify(v.sender, v.signing_bytes(), v.signature) for v in (self.first, self.second))
+
+    def encode(self) -> bytes:
+        return pack([self.first.to_value(), self.second.to_value()])
+
+    @classmethod
+    def decode(cls, data: bytes) -> "Evidence":
+        """Parse evidence from bytes; raises `MessageDecodeError` if malformed."""
+        try:
+            value: Any = msgpack.unpackb(data, raw=False, use_list=False, max_map_len=0, max_ext_len=0,
+                                         max_array_len=16, max_str_len=64, max_bin_len=128)
+            if type(value) is not tuple or len(value) != 2:
+                raise MessageDecodeError("evidence is a pair of votes")
+            first, second = (_from_value(v, 0) for v in value)
+            return cls(first=first, second=second)  # type: ignore[arg-type]
+        except MessageDecodeError:
+            raise
+        except (ValueError, TypeError, msgpack.exceptions.UnpackException) as exc:
+            raise MessageDecodeError(f"malformed evidence: {exc}") from None

@@ -1,0 +1,190 @@
+"""Verdicts: every message from a peer is processed, stashed or discarded with a reason."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from consensus.actions import ReportEvidence, Send
+from consensus.engine import EngineConfig
+from consensus.messages import Commit, Decision, PrePrepare, Prepare, sign_message
+from consensus.simulation.fake_crypto import FakeKeyring
+
+from .conftest import CHAIN, CONFIG, Cluster, block
+
+
+def prepare(cluster: Cluster, i: int, *, height: int = 1, view: int = 0, digest: bytes | None = None,
+            chain: str = CHAIN) -> Prepare:
+    node = cluster.nodes[i]
+    msg = Prepare(chain_id=chain, height=height, view=view, sender=node.id, digest=digest or block(height, view)[0])
+    return sign_message(msg, node.signer)  # type: ignore[return-value]
+
+
+def fresh(n: int = 4, config: EngineConfig = CONFIG) -> Cluster:
+    cluster = Cluster(n, config=config, start=False)
+    for node in cluster.nodes:
+        node.engine.start()
+    return cluster
+
+
+def test_wrong_chain_is_discarded() -> None:
+    c = fresh()
+    verdict, actions = c.nodes[0].engine.on_message(prepare(c, 2, chain="other-chain"))
+    assert (verdict.kind, verdict.reason, actions) == ("discard", "wrong chain", [])
+
+
+def test_non_validator_is_discarded() -> None:
+    c = fresh()
+    outsider = FakeKeyring().new_signer(b"outsider")
+    msg = sign_message(Prepare(chain_id=CHAIN, height=1, view=0, sender=outsider.public_key,
+                               digest=block(1, 0)[0]), outsider)
+    verdict, _ = c.nodes[0].engine.on_message(msg)
+    assert verdict.kind == "discard" and "not a validator" in verdict.reason
+
+
+def test_own_signature_is_discarded() -> None:
+    c = fresh()
+    verdict, _ = c.nodes[0].engine.on_message(prepare(c, 0))
+    assert verdict.kind == "discard" and "own key" in verdict.reason
+
+
+def test_first_vote_is_processed_and_a_repeat_is_a_duplicate() -> None:
+    c = fresh()
+    msg = prepare(c, 2)
+    assert c.nodes[0].engine.on_message(msg)[0].kind == "process"
+    verdict, _ = c.nodes[0].engine.on_message(msg)
+    assert (verdict.kind, verdict.reason) == ("discard", "duplicate")
+
+
+def test_conflicting_votes_are_discarded_and_reported_as_evidence_once() -> None:
+    c = fresh()
+    engine = c.nodes[0].engine
+    first, second, third = (prepare(c, 2, digest=bytes([i]) * 32) for i in (1, 2, 3))
+    engine.on_message(first)
+    verdict, actions = engine.on_message(second)
+    assert verdict.kind == "discard" and verdict.reason.startswith("equivocation")
+    [report] = [a for a in actions if isinstance(a, ReportEvidence)]
+    assert report.evidence.first == first and report.evidence.second == second
+    assert report.evidence.verify(c.verifier)
+    verdict, actions = engine.on_message(third)
+    assert verdict.reason.startswith("equivocation") and actions == []
+    assert engine.status()["evidence"] == 1 and len(engine.evidence) == 1
+
+
+def test_equivocating_primary_is_reported() -> None:
+    c = fresh()
+    primary = c.nodes[1]
+    a, b = (sign_message(PrePrepare(chain_id=CHAIN, height=1, view=0, sender=primary.id, digest=d, payload=p),
+                         primary.signer) for d, p in (block(1, 0, "a"), block(1, 0, "b")))
+    engine = c.nodes[0].engine
+    assert engine.on_message(a)[0].kind == "process"
+    verdict, actions = engine.on_message(b)
+    assert verdict.reason.startswith("equivocation")
+    assert any(isinstance(x, ReportEvidence) for x in actions)
+
+
+def test_pre_prepare_from_a_non_primary_is_discarded() -> None:
+    c = fresh()
+    other = c.nodes[2]
+    digest, payload = block(1, 0)
+    pp = sign_message(PrePrepare(chain_id=CHAIN, height=1, view=0, sender=other.id, digest=digest, payload=payload),
+                      other.signer)
+    verdict, _ = c.nodes[0].engine.on_message(pp)
+    assert verdict.kind == "discard" and "not the primary" in verdict.reason
+
+
+def test_next_height_is_stashed_and_replayed_when_the_engine_gets_there() -> None:
+    c = Cluster(4, start=False)
+    late = c.nodes[3]
+    held: list = []
+    # Hold back every height-1 message to the late node, so it sees height 2 first.
+    c.filter = lambda to, msg: not (to == late.id and msg.height == 1 and held.append(msg) is None)
+    c.stop_height = 2
+    for node in c.nodes:
+        c.execute(node, node.engine.start())
+    c.run()
+    assert c.heights() == [2, 2, 2, 0]
+    stashed = [(m, v) for m, v in late.verdicts if v.kind == "stash"]
+    assert stashed and all(m.height == 2 and v.reason == "future height" for m, v in stashed)
+    # The held height-1 votes arrive: it finalizes 1, replays its stash and finalizes 2.
+    c.filter = lambda to, msg: True
+    for msg in held:
+        c.deliver(late.id, msg)
+    c.run()
+    assert c.heights() == [2, 2, 2, 2]
+    assert late.engine.status()["stashed"] == 0
+
+
+def test_far_future_heights_are_discarded() -> None:
+    c = fresh()
+    verdict, _ = c.nodes[0].engine.on_message(prepare(c, 2, height=5))
+    assert (verdict.kind, verdict.reason) == ("discard", "far-future height")
+
+
+def test_stash_is_bounded_per_sender_and_in_total() -> None:
+    config = dataclasses.replace(CONFIG, stash_per_sender=3, stash_total=5)
+    c = fresh(7, config)
+    engine = c.nodes[0].engine
+    kinds = [engine.on_message(prepare(c, 2, height=2, view=v))[0] for v in range(5)]
+    assert [v.kind for v in kinds] == ["stash"] * 3 + ["discard"] * 2
+    assert kinds[-1].reason == "stash full"
+    kinds = [engine.on_message(prepare(c, i, height=2))[0] for i in (3, 4, 5)]
+    assert [v.kind for v in kinds] == ["stash", "stash", "discard"]
+    assert engine.status()["stashed"] == 5
+
+
+def test_old_height_gets_a_decision_in_reply_once_per_resend_interval() -> None:
+    c = Cluster(4)
+    c.run()
+    node = c.nodes[0]
+    straggler = c.nodes[2]
+    old = sign_message(Commit(chain_id=CHAIN, height=3, view=0, sender=straggler.id, digest=bytes(32)),
+                       straggler.signer)
+    verdict, actions = node.engine.on_message(old)
+    assert (verdict.kind, verdict.reason) == ("discard", "old height")
+    [reply] = actions
+    assert isinstance(reply, Send) and reply.to == straggler.id and isinstance(reply.message, Decision)
+    assert reply.message.height == 3 and reply.message.certificate.height == 3
+    assert node.engine.on_message(old)[1] == []  # rate limited
+    node.engine.on_timer(("resend", 4))
+    assert node.engine.on_message(old)[1] != []
+    # Heights older than the last one get nothing.
+    older = sign_message(Commit(chain_id=CHAIN, height=2, view=0, sender=straggler.id, digest=bytes(32)),
+                         straggler.signer)
+    assert node.engine.on_message(older) [1] == []
+
+
+def test_a_decision_lets_a_validator_that_missed_the_votes_finalize() -> None:
+    c = Cluster(4)
+    late = c.nodes[3]
+    c.down.add(late.id)
+    c.stop_height = 1
+    c.run()
+    decision_source = c.nodes[0]
+    c.down.discard(late.id)
+    c.restart(late)  # lost everything in flight; still at height 1
+    old = sign_message(Commit(chain_id=CHAIN, height=1, view=0, sender=late.id, digest=bytes(32)), late.signer)
+    _, actions = decision_source.engine.on_message(old)
+    [reply] = actions
+    verdict, actions = late.engine.on_message(reply.message)
+    assert verdict.kind == "process"
+    c.execute(late, actions)  # validation of the enclosed block, then the commit
+    assert [x.height for x in late.committed] == [1]
+    assert late.committed[0].digest == c.nodes[0].committed[0].digest
+
+
+def test_a_decision_with_a_bad_certificate_is_discarded() -> None:
+    c = Cluster(4, start=False)
+    late = c.nodes[3]
+    c.filter = lambda to, msg: to != late.id
+    c.stop_height = 1
+    for node in c.nodes:
+        c.execute(node, node.engine.start())
+    c.run()
+    old = sign_message(Commit(chain_id=CHAIN, height=1, view=0, sender=late.id, digest=bytes(32)), late.signer)
+    _, [reply] = c.nodes[0].engine.on_message(old)
+    decision = reply.message
+    weak = dataclasses.replace(decision.certificate, votes=decision.certificate.votes[:2])
+    forged = sign_message(dataclasses.replace(decision, certificate=weak), c.nodes[0].signer)
+    verdict, actions = late.engine.on_message(forged)
+    assert (verdict.kind, verdict.reason, actions) == ("discard", "decision with an invalid commit certificate", [])
+    assert late.engine.on_message(decision)[0].kind == "process"
