@@ -52,7 +52,7 @@ def state_root(prev_root: bytes, height: int, writes: Sequence[tuple[bytes, byte
 
 
 def results_root(tx_hashes: Sequence[bytes], results: Sequence[str]) -> bytes:
-    return merkle_root([canonical([h, r]) for h, r in zip(tx_hashes, results)])
+    return merkle_root([canonical([h, r]) for h, r in zip(tx_hashes, results, strict=True)])
 
 
 def genesis_writes(genesis: Genesis) -> list[tuple[bytes, bytes | None]]:

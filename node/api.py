@@ -1,0 +1,233 @@
+"""The HTTP API (aiohttp), documented in docs/api.md.
+
+Every answer is JSON. A client's mistake gets a 4xx with ``{"error": code, "message": ...}``;
+the node never lets a bad request raise past this layer. Request bodies are bounded by
+`api.max_body_bytes` and by `api.max_txs_per_request` transactions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from .block import decode_block
+from .core.crypto import sha256
+from .core.encoding import DecodeError, decode
+from .core.merkle import inclusion_proof, verify_inclusion
+from .app.executor import read_nonce
+from .app.state import FuncReader
+from .app.types.identity import identity_key
+from .runtime import Node
+from .tx import decode_tx, jsonable
+
+log = logging.getLogger("medledger.api")
+
+NODE_KEY = web.AppKey("node", Node)
+MAX_WAIT_S = 30.0
+
+
+class ApiError(web.HTTPException):
+    """A client error rendered as JSON."""
+
+    def __init__(self, http_status: int, code: str, message: str, **extra: Any) -> None:
+        self.status_code = http_status
+        body = {"error": code, "message": message, **extra}
+        super().__init__(text=json.dumps(body), content_type="application/json")
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, separators=(",", ":")))
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError:
+        raise
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[NODE_KEY].config.api.max_body_bytes
+        raise ApiError(413, "body_too_large", f"request body exceeds {limit} bytes") from None
+    except web.HTTPNotFound:
+        raise ApiError(404, "not_found", f"no route {request.method} {request.path}") from None
+    except web.HTTPMethodNotAllowed as exc:
+        raise ApiError(405, "method_not_allowed", f"{request.method} not allowed; use {', '.join(sorted(exc.allowed_methods))}") from None
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.path)
+        raise ApiError(500, "internal_error", "the node failed to handle this request; see its log") from None
+
+
+def _hash_param(request: web.Request, name: str = "hash") -> bytes:
+    text = request.match_info[name]
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise ApiError(400, "bad_hash", f"{name} must be 64 hex characters")
+    return raw
+
+
+def _int_param(text: str, name: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ApiError(400, f"bad_{name}", f"{name} must be an integer") from None
+    if value < 0:
+        raise ApiError(400, f"bad_{name}", f"{name} must not be negative")
+    return value
+
+
+async def get_status(request: web.Request) -> web.Response:
+    return _json(request.app[NODE_KEY].status())
+
+
+async def post_txs(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    if request.content_type not in ("application/msgpack", "application/x-msgpack", "application/octet-stream"):
+        raise ApiError(415, "unsupported_media_type", "send transactions as msgpack (Content-Type: application/msgpack)")
+    limit = node.config.api.max_body_bytes
+    data = await request.read()
+    try:
+        value = decode(data, max_bytes=limit, max_items=max(node.config.api.max_txs_per_request, 16))
+    except DecodeError as exc:
+        raise ApiError(400, "malformed_msgpack", str(exc)) from None
+    if not isinstance(value, list) or not value:
+        raise ApiError(400, "malformed_tx", "body must be one transaction (an array of 6 fields) or a non-empty array of them")
+    single = not isinstance(value[0], list)
+    items = [value] if single else value
+    if len(items) > node.config.api.max_txs_per_request:
+        raise ApiError(413, "too_many_txs", f"at most {node.config.api.max_txs_per_request} transactions per request")
+    results = node.admit(items)
+    rendered = [
+        {"hash": r.hash.hex(), "status": "pending"} if r.error is None
+        else {"error": r.error, "message": r.message, **({"hash": r.hash.hex()} if r.hash else {})}
+        for r in results
+    ]
+    if single:
+        r = results[0]
+        if r.error is not None:
+            status = {"mempool_full": 503, "already_committed": 409, "nonce_replayed": 409}.get(r.error, 400)
+            raise ApiError(status, r.error, r.message, **({"hash": r.hash.hex()} if r.hash else {}))
+        wait = request.query.get("wait")
+        if wait is not None and r.hash is not None:
+            await node.wait_committed(r.hash, min(float(_int_param(wait, "wait")), MAX_WAIT_S))
+            return _json(node.tx_status(r.hash), status=200)
+        return _json(rendered[0], status=202)
+    accepted = sum(1 for r in results if r.error is None)
+    return _json({"accepted": accepted, "rejected": len(results) - accepted, "results": rendered}, status=202 if accepted else 400)
+
+
+async def get_tx(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    tx_hash = _hash_param(request)
+    wait = request.query.get("wait")
+    if wait is not None:
+        await node.wait_committed(tx_hash, min(float(_int_param(wait, "wait")), MAX_WAIT_S))
+    status = node.tx_status(tx_hash)
+    if status["status"] == "unknown":
+        raise ApiError(404, "unknown_tx", "no such transaction in the chain or the mempool", hash=tx_hash.hex(), status="unknown")
+    return _json(status)
+
+
+def _block_or_404(node: Node, height: int) -> bytes:
+    raw = node.store.block_bytes(height) if height >= 1 else None
+    if raw is None:
+        raise ApiError(404, "unknown_block", f"no block at height {height} (current height {node.store.height})")
+    return raw
+
+
+async def get_block(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    text = request.match_info["height"]
+    height = node.store.height if text == "latest" else _int_param(text, "height")
+    raw = _block_or_404(node, height)
+    block = decode_block(raw)
+    txs = []
+    for index, encoded in enumerate(block.txs):
+        tx = decode_tx(encoded, chain_id=node.chain_id)
+        loc = node.store.tx_location(tx.hash)
+        entry = tx.to_json()
+        entry["index"] = index
+        entry["result"] = loc.result if loc else None
+        txs.append(entry)
+    cert = node.store.certificate(height)
+    return _json({"height": height, "hash": block.hash.hex(), "header": block.header.to_json(),
+                  "certificate": cert.hex() if cert else None, "txs": txs})
+
+
+async def get_tx_proof(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    tx_hash = _hash_param(request)
+    loc = node.store.tx_location(tx_hash)
+    if loc is None:
+        raise ApiError(404, "unknown_tx", "transaction is not committed", hash=tx_hash.hex())
+    block = decode_block(_block_or_404(node, loc.height))
+    path = inclusion_proof(block.txs, loc.index)
+    leaf = block.txs[loc.index]
+    assert verify_inclusion(leaf, loc.index, len(block.txs), path, block.header.tx_root)
+    return _json({
+        "hash": tx_hash.hex(), "height": loc.height, "index": loc.index, "size": len(block.txs),
+        "leaf": leaf.hex(), "path": [p.hex() for p in path], "tx_root": block.header.tx_root.hex(),
+        "block_hash": block.hash.hex(), "header": block.header.to_json(),
+        "leaf_hash_is": "sha256(0x00 || leaf); nodes sha256(0x01 || left || right) (RFC 6962)",
+    })
+
+
+async def get_account(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    text = request.match_info["id"]
+    try:
+        pk = bytes.fromhex(text)
+    except ValueError:
+        pk = b""
+    if len(pk) != 32:
+        raise ApiError(400, "bad_id", "identity id must be 64 hex characters")
+    state = FuncReader(node.store.state_get)
+    raw = state.get(identity_key(pk))
+    identity = jsonable(decode(raw)) if raw else None
+    return _json({"id": pk.hex(), "nonce": read_nonce(state, pk), "identity": identity})
+
+
+async def get_commits(request: web.Request) -> web.Response:
+    """Blocks from `since` on, with their transaction hashes; long-polls up to `wait` seconds."""
+    node = request.app[NODE_KEY]
+    since = _int_param(request.query.get("since", "1"), "since")
+    limit = min(_int_param(request.query.get("limit", "100"), "limit"), 1000)
+    wait = request.query.get("wait")
+    if wait is not None and node.store.height < since:
+        await node.wait_height(since, min(float(_int_param(wait, "wait")), MAX_WAIT_S))
+    blocks = []
+    for height in range(max(since, 1), min(node.store.height, since + limit - 1) + 1):
+        raw = node.store.block_bytes(height)
+        if raw is None:
+            break
+        block = decode_block(raw)
+        blocks.append({"height": height, "hash": block.hash.hex(), "timestamp_ms": block.header.timestamp_ms,
+                       "txs": [sha256(t).hex() for t in block.txs]})
+    return _json({"height": node.store.height, "blocks": blocks})
+
+
+async def get_health(request: web.Request) -> web.Response:
+    return _json({"ok": True})
+
+
+def make_app(node: Node) -> web.Application:
+    """The aiohttp application serving `node`."""
+    app = web.Application(client_max_size=node.config.api.max_body_bytes, middlewares=[errors_middleware])
+    app[NODE_KEY] = node
+    app.router.add_get("/v1/status", get_status)
+    app.router.add_get("/v1/health", get_health)
+    app.router.add_post("/v1/txs", post_txs)
+    app.router.add_get("/v1/txs/{hash}", get_tx)
+    app.router.add_get("/v1/txs/{hash}/proof", get_tx_proof)
+    app.router.add_get("/v1/blocks/{height}", get_block)
+    app.router.add_get("/v1/accounts/{id}", get_account)
+    app.router.add_get("/v1/commits", get_commits)
+    return app

@@ -1,0 +1,143 @@
+"""`medledger bench`: a load generator that measures committed throughput and latency.
+
+Keys and signatures are prepared before the clock starts. Transactions go out in batches
+(one POST per batch) spread round-robin over the target nodes; a follower per target
+long-polls `/v1/commits`, so a transaction's latency runs from the moment its batch was sent to
+the moment its commit is visible at the node it was sent to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from .core.crypto import Identity
+from .core.encoding import canonical
+from .tx import Transaction
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BenchConfig:
+    targets: tuple[str, ...]
+    txs: int
+    batch: int = 500
+    in_flight: int = 4
+    timeout_s: float = 120.0
+    rate: float = 0.0  # offered transactions per second; 0 = as fast as accepted
+
+
+def prepare(chain_id: str, count: int, seed: bytes | None = None) -> list[Transaction]:
+    """Sign `count` identity registrations with fresh keys (done before the clock starts)."""
+    base = seed or os.urandom(16)
+    out = []
+    for i in range(count):
+        ident = Identity.from_seed((base + i.to_bytes(16, "big"))[:32].ljust(32, b"\0"))
+        out.append(Transaction.create(ident, chain_id=chain_id, type="identity.register", nonce=1, body={"role": "patient"}))
+    return out
+
+
+def percentile(sorted_values: Sequence[float], p: int) -> float:
+    if not sorted_values:
+        return 0.0
+    k = min(len(sorted_values) - 1, max(0, (len(sorted_values) * p + 99) // 100 - 1))
+    return sorted_values[k]
+
+
+async def run_bench(cfg: BenchConfig, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    targets = [t.rstrip("/") for t in cfg.targets]
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        async with session.get(targets[0] + "/v1/status") as resp:
+            status = await resp.json()
+        chain_id = status["chain_id"]
+        txs = prepare(chain_id, cfg.txs)
+        batches = [txs[i : i + cfg.batch] for i in range(0, len(txs), cfg.batch)]
+        sent_at: dict[bytes, float] = {}
+        target_of: dict[bytes, int] = {}
+        commit_latency: dict[bytes, float] = {}
+        failed = 0
+        start_heights = []
+        for t in targets:
+            async with session.get(t + "/v1/status") as resp:
+                start_heights.append((await resp.json())["height"])
+        done = asyncio.Event()
+        t0 = time.perf_counter()
+
+        async def follow(ti: int) -> None:
+            since = start_heights[ti] + 1
+            while not done.is_set():
+                try:
+                    async with session.get(f"{targets[ti]}/v1/commits", params={"since": since, "wait": 2, "limit": 200}) as resp:
+                        doc = await resp.json()
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    await asyncio.sleep(0.2)
+                    continue
+                now = time.perf_counter()
+                for b in doc["blocks"]:
+                    since = b["height"] + 1
+                    for hx in b["txs"]:
+                        h = bytes.fromhex(hx)
+                        if target_of.get(h) == ti and h not in commit_latency:
+                            commit_latency[h] = now - sent_at[h]
+                if progress:
+                    progress(len(commit_latency), cfg.txs)
+                if len(commit_latency) + failed >= cfg.txs:
+                    done.set()
+
+        followers = [asyncio.create_task(follow(i)) for i in range(len(targets))]
+        sem = asyncio.Semaphore(cfg.in_flight * len(targets))
+
+        async def send(bi: int, batch: list[Transaction]) -> None:
+            nonlocal failed
+            ti = bi % len(targets)
+            body = canonical([[t.chain_id, t.type, t.sender, t.nonce, t.body, t.signature] for t in batch])
+            async with sem:
+                now = time.perf_counter()
+                for t in batch:
+                    sent_at[t.hash] = now
+                    target_of[t.hash] = ti
+                try:
+                    async with session.post(targets[ti] + "/v1/txs", data=body, headers={"Content-Type": "application/msgpack"}) as resp:
+                        doc = await resp.json()
+                    failed += sum(1 for r in doc.get("results", []) if "error" in r and not r.get("hash"))
+                    if "results" not in doc:
+                        failed += len(batch)
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    failed += len(batch)
+
+        senders = []
+        for bi, batch in enumerate(batches):
+            if cfg.rate > 0:
+                due = t0 + bi * cfg.batch / cfg.rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            senders.append(asyncio.create_task(send(bi, batch)))
+        await asyncio.gather(*senders)
+        try:
+            await asyncio.wait_for(done.wait(), cfg.timeout_s)
+        except asyncio.TimeoutError:
+            pass
+        seconds = time.perf_counter() - t0
+        done.set()
+        for f in followers:
+            f.cancel()
+        await asyncio.gather(*followers, return_exceptions=True)
+    lat = sorted(v * 1000 for v in commit_latency.values())
+    committed = len(commit_latency)
+    return {
+        "nodes": len(targets),
+        "submitted": cfg.txs,
+        "committed": committed,
+        "failed": cfg.txs - committed,
+        "seconds": round(seconds, 3),
+        "tx_per_s": round(committed / seconds, 1) if seconds > 0 else 0.0,
+        "latency_ms_p50": round(percentile(lat, 50), 1),
+        "latency_ms_p95": round(percentile(lat, 95), 1),
+        "latency_ms_p99": round(percentile(lat, 99), 1),
+    }

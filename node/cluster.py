@@ -1,0 +1,232 @@
+"""A local cluster of real node processes: the harness behind `medledger devnet up`, the
+integration tests and the benchmarks.
+
+`Cluster` initialises node homes (or reuses existing ones), starts each node as a child process
+(`python -m cli node run --home ...`) on 127.0.0.1, and lets a caller kill (SIGKILL), stop
+(SIGTERM), pause (SIGSTOP), resume (SIGCONT) and restart nodes, wait for heights with a
+deadline, and check that every node holds the same blocks and state roots.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .home import init_network
+
+
+class ClusterError(Exception):
+    """A node did not come up, did not reach a height in time, or nodes disagree."""
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the OS says are free now (bound and released; good enough on loopback)."""
+    socks, ports = [], []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+def http_json(url: str, timeout: float = 2.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+@dataclass
+class ClusterNode:
+    index: int
+    home: Path
+    api_url: str
+    node_id: str
+    process: subprocess.Popen[bytes] | None = None
+    log_file: Any = field(default=None, repr=False)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def status(self, timeout: float = 2.0) -> dict[str, Any] | None:
+        try:
+            return http_json(self.api_url + "/v1/status", timeout)
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+
+
+class Cluster:
+    """N node processes sharing one genesis, under `root/node<i>`."""
+
+    def __init__(self, root: Path, nodes: list[ClusterNode], *, extra_env: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.nodes = nodes
+        self.extra_env = extra_env or {}
+
+    # -- creation -----------------------------------------------------------------------------
+    @classmethod
+    def create(cls, root: Path, n: int, *, base_port: int | None = None, chain_id: str = "medledger-devnet", **kw: Any) -> "Cluster":
+        """Initialise n node homes under root (ports from base_port, or free ones)."""
+        if base_port is None:
+            ports = free_ports(2 * n)
+            api_ports, p2p_ports = ports[:n], ports[n:]
+        else:
+            api_ports = [base_port + i for i in range(n)]
+            p2p_ports = [base_port + 100 + i for i in range(n)]
+        dirs = [root / f"node{i}" for i in range(n)]
+        made = init_network(dirs, chain_id=chain_id, names=[f"institution-{i}" for i in range(n)],
+                            api_ports=api_ports, p2p_ports=p2p_ports)
+        return cls(root, [ClusterNode(i, m.home, m.api_url, m.node_id) for i, m in enumerate(made)], **kw)
+
+    @classmethod
+    def open(cls, root: Path, **kw: Any) -> "Cluster":
+        """Attach to node homes that already exist under root."""
+        import tomllib
+
+        from .keys import key_file_id
+
+        nodes = []
+        i = 0
+        while (root / f"node{i}" / "config.toml").exists():
+            home = root / f"node{i}"
+            cfg = tomllib.loads((home / "config.toml").read_text())
+            api = cfg.get("api", {})
+            url = f"http://{api.get('host', '127.0.0.1')}:{api.get('port', 8700)}"
+            nodes.append(ClusterNode(i, home, url, key_file_id(home / cfg.get("node", {}).get("key_file", "institution.key"))))
+            i += 1
+        if not nodes:
+            raise ClusterError(f"no node homes under {root} (expected {root}/node0/config.toml)")
+        return cls(root, nodes, **kw)
+
+    # -- processes ----------------------------------------------------------------------------
+    def start(self, i: int | None = None) -> None:
+        for node in self._select(i):
+            if node.running:
+                continue
+            env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
+            node.log_file = open(node.home / "node.log", "ab")
+            node.process = subprocess.Popen(
+                [sys.executable, "-m", "cli", "node", "run", "--home", str(node.home)],
+                stdout=node.log_file, stderr=subprocess.STDOUT, env=env, cwd=str(Path(__file__).resolve().parent.parent),
+                start_new_session=True,
+            )
+
+    def wait_ready(self, timeout: float = 30.0, i: int | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        for node in self._select(i):
+            while node.status(timeout=1.0) is None:
+                if node.process is not None and node.process.poll() is not None:
+                    raise ClusterError(f"node{node.index} exited with {node.process.returncode}; see {node.home / 'node.log'}")
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"node{node.index} did not answer within {timeout}s")
+                time.sleep(0.05)
+
+    def _signal(self, i: int, sig: int) -> None:
+        node = self.nodes[i]
+        if node.process is None:
+            raise ClusterError(f"node{i} is not running")
+        try:
+            node.process.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+    def kill(self, i: int) -> None:
+        """SIGKILL node i and reap it."""
+        self._signal(i, signal.SIGKILL)
+        self._reap(i, 10)
+
+    def stop(self, i: int, timeout: float = 15.0) -> int:
+        """SIGTERM node i and wait for a clean exit; returns its exit code."""
+        self._signal(i, signal.SIGCONT)
+        self._signal(i, signal.SIGTERM)
+        return self._reap(i, timeout)
+
+    def pause(self, i: int) -> None:
+        self._signal(i, signal.SIGSTOP)
+
+    def resume(self, i: int) -> None:
+        self._signal(i, signal.SIGCONT)
+
+    def restart(self, i: int) -> None:
+        if self.nodes[i].running:
+            self.stop(i)
+        self.start(i)
+
+    def _reap(self, i: int, timeout: float) -> int:
+        node = self.nodes[i]
+        assert node.process is not None
+        try:
+            code = node.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            node.process.kill()
+            code = node.process.wait(5)
+        if node.log_file:
+            node.log_file.close()
+            node.log_file = None
+        node.process = None
+        return code
+
+    def stop_all(self) -> None:
+        for node in self.nodes:
+            if node.running:
+                self.stop(node.index)
+            elif node.process is not None:
+                self._reap(node.index, 1)
+
+    def _select(self, i: int | None) -> list[ClusterNode]:
+        return self.nodes if i is None else [self.nodes[i]]
+
+    def __enter__(self) -> "Cluster":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop_all()
+
+    # -- observation ------------------------------------------------------------------------
+    def heights(self) -> list[int | None]:
+        out = []
+        for node in self.nodes:
+            s = node.status(timeout=1.0) if node.running else None
+            out.append(s["height"] if s else None)
+        return out
+
+    def wait_for_height(self, height: int, timeout: float, nodes: list[int] | None = None) -> None:
+        """Wait until every selected running node reports at least `height`."""
+        chosen = [self.nodes[i] for i in nodes] if nodes is not None else [n for n in self.nodes if n.running]
+        deadline = time.monotonic() + timeout
+        while True:
+            hs = [(n.status(timeout=1.0) or {}).get("height", -1) for n in chosen]
+            if all(h >= height for h in hs):
+                return
+            if time.monotonic() > deadline:
+                raise ClusterError(f"height {height} not reached within {timeout}s: heights {hs}")
+            time.sleep(0.05)
+
+    def check_consistency(self, up_to: int | None = None) -> int:
+        """Every running node has identical block hashes and state roots up to a common height."""
+        running = [n for n in self.nodes if n.running]
+        common = min((n.status() or {}).get("height", 0) for n in running)
+        if up_to is not None:
+            common = min(common, up_to)
+        for h in range(1, common + 1):
+            seen = {}
+            for n in running:
+                b = http_json(f"{n.api_url}/v1/blocks/{h}")
+                seen[n.index] = (b["hash"], b["header"]["state_root"])
+            if len(set(seen.values())) != 1:
+                raise ClusterError(f"nodes disagree at height {h}: {seen}")
+        return common

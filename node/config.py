@@ -1,0 +1,189 @@
+"""A node home: its configuration file, key, genesis and data directory.
+
+    HOME/config.toml       options (documented in docs/configuration.md)
+    HOME/genesis.json      the network's genesis (identical on every node)
+    HOME/institution.key   this node's identity (mode 0600)
+    HOME/data/             LevelDB (owned by storage/)
+
+Every option can be overridden by an environment variable MEDLEDGER_<SECTION>_<OPTION>
+(for example MEDLEDGER_API_PORT=8080). Invalid values are refused at start with the option's
+name and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid (the operator's to fix); the message names the option."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeSection:
+    name: str = "node"
+    key_file: str = "institution.key"
+    genesis_file: str = "genesis.json"
+    data_dir: str = "data"
+    observer: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiSection:
+    host: str = "127.0.0.1"
+    port: int = 8700
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_txs_per_request: int = 5_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class P2PSection:
+    host: str = "127.0.0.1"
+    port: int = 8800
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MempoolSection:
+    max_txs: int = 100_000
+    max_bytes: int = 128 * 1024 * 1024
+    max_per_sender: int = 1_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsensusSection:
+    max_block_txs: int = 5_000
+    max_block_bytes: int = 4 * 1024 * 1024
+    empty_block_interval_ms: int = 1_000
+    base_timeout_ms: int = 3_000
+    max_timeout_ms: int = 60_000
+    max_clock_drift_ms: int = 30_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeConfig:
+    node: NodeSection = field(default_factory=NodeSection)
+    api: ApiSection = field(default_factory=ApiSection)
+    p2p: P2PSection = field(default_factory=P2PSection)
+    mempool: MempoolSection = field(default_factory=MempoolSection)
+    consensus: ConsensusSection = field(default_factory=ConsensusSection)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+_LIMITS: dict[str, tuple[int, int]] = {
+    "api.port": (0, 65535),
+    "p2p.port": (0, 65535),
+    "api.max_body_bytes": (1024, 1 << 30),
+    "api.max_txs_per_request": (1, 100_000),
+    "mempool.max_txs": (1, 10_000_000),
+    "mempool.max_bytes": (1 << 16, 1 << 34),
+    "mempool.max_per_sender": (1, 10_000_000),
+    "consensus.max_block_txs": (1, 20_000),
+    "consensus.max_block_bytes": (1 << 12, 8 * 1024 * 1024 - 4096),
+    "consensus.empty_block_interval_ms": (10, 3_600_000),
+    "consensus.base_timeout_ms": (50, 3_600_000),
+    "consensus.max_timeout_ms": (50, 86_400_000),
+    "consensus.max_clock_drift_ms": (0, 3_600_000),
+}
+
+
+def _coerce(name: str, kind: Any, value: Any) -> Any:
+    if kind is bool or kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{name}: expected true or false, got {value!r}")
+    if kind is int or kind == "int":
+        if isinstance(value, bool):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+        lo, hi = _LIMITS.get(name, (-(1 << 63), 1 << 63))
+        if not lo <= number <= hi:
+            raise ConfigError(f"{name}: {number} is outside the allowed range {lo}..{hi}")
+        return number
+    if not isinstance(value, str):
+        raise ConfigError(f"{name}: expected a string, got {value!r}")
+    return value
+
+
+def build_config(doc: Mapping[str, Any], env: Mapping[str, str] | None = None) -> NodeConfig:
+    """Validate a parsed TOML document, apply MEDLEDGER_* overrides from `env`."""
+    env = os.environ if env is None else env
+    sections: dict[str, Any] = {}
+    for sec_field in dataclasses.fields(NodeConfig):
+        cls = sec_field.type if not isinstance(sec_field.type, str) else globals()[sec_field.type]
+        given = doc.get(sec_field.name, {})
+        if not isinstance(given, Mapping):
+            raise ConfigError(f"[{sec_field.name}] must be a table")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        for key in given:
+            if key not in known:
+                raise ConfigError(f"{sec_field.name}.{key}: unknown option (known: {', '.join(known)})")
+        values: dict[str, Any] = {}
+        for key, f in known.items():
+            name = f"{sec_field.name}.{key}"
+            env_name = f"MEDLEDGER_{sec_field.name.upper()}_{key.upper()}"
+            if env_name in env:
+                values[key] = _coerce(name, f.type, env[env_name])
+            elif key in given:
+                values[key] = _coerce(name, f.type, given[key])
+        sections[sec_field.name] = cls(**values)
+    for key in doc:
+        if key not in sections:
+            raise ConfigError(f"[{key}]: unknown section (known: {', '.join(sections)})")
+    cfg = NodeConfig(**sections)
+    if cfg.consensus.max_timeout_ms < cfg.consensus.base_timeout_ms:
+        raise ConfigError("consensus.max_timeout_ms must be at least consensus.base_timeout_ms")
+    return cfg
+
+
+def dump_toml(cfg: NodeConfig) -> str:
+    """Render a config as TOML (flat tables of strings, integers and booleans)."""
+    lines: list[str] = []
+    for section, values in cfg.to_dict().items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if isinstance(value, bool):
+                rendered = "true" if value else "false"
+            elif isinstance(value, int):
+                rendered = str(value)
+            else:
+                rendered = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+            lines.append(f"{key} = {rendered}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeHome:
+    """Paths of a node home directory."""
+
+    root: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.toml"
+
+    def load_config(self, env: Mapping[str, str] | None = None) -> NodeConfig:
+        try:
+            doc = tomllib.loads(self.config_path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{self.config_path} not found: is {self.root} a node home? (create one with `medledger node init`)") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{self.config_path}: invalid TOML: {exc}") from None
+        return build_config(doc, env)
+
+    def path(self, relative: str) -> Path:
+        p = Path(relative)
+        return p if p.is_absolute() else self.root / p

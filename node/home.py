@@ -1,0 +1,70 @@
+"""Creating node homes: a one-validator network (`node init`) or one home per institution of a
+local multi-node network (`devnet init`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import ApiSection, NodeConfig, NodeHome, NodeSection, P2PSection, dump_toml
+from .core.crypto import Identity
+from .genesis import Genesis, InstitutionInfo, ValidatorInfo
+from .keys import write_key_file
+
+
+class HomeExists(Exception):
+    """The directory already holds a node home; we never overwrite keys or data."""
+
+
+@dataclass(frozen=True, slots=True)
+class InitializedNode:
+    home: Path
+    node_id: str
+    api_url: str
+
+
+def _check_empty(root: Path) -> None:
+    if (root / "config.toml").exists() or (root / "institution.key").exists():
+        raise HomeExists(f"{root} already holds a node home; choose another directory or remove it")
+
+
+def init_network(
+    dirs: list[Path],
+    *,
+    chain_id: str,
+    names: list[str],
+    api_host: str = "127.0.0.1",
+    api_ports: list[int],
+    p2p_ports: list[int],
+    observer: bool = False,
+) -> list[InitializedNode]:
+    """Write keys, configs and one shared genesis for the given node homes."""
+    for d in dirs:
+        _check_empty(d)
+    identities = [Identity.generate() for _ in dirs]
+    genesis = Genesis(
+        chain_id=chain_id,
+        genesis_time_ms=time.time_ns() // 1_000_000,
+        validators=tuple(
+            ValidatorInfo(id=ident.public_key, name=name, address=f"{api_host}:{p2p}", api=f"http://{api_host}:{api}")
+            for ident, name, api, p2p in zip(identities, names, api_ports, p2p_ports, strict=True)
+        ),
+        institutions=tuple(InstitutionInfo(id=ident.public_key, name=name) for ident, name in zip(identities, names, strict=True)),
+    )
+    out = []
+    for d, ident, name, api, p2p in zip(dirs, identities, names, api_ports, p2p_ports, strict=True):
+        d.mkdir(parents=True, exist_ok=True)
+        os.chmod(d, 0o700)
+        write_key_file(d / "institution.key", ident)
+        genesis.save(d / "genesis.json")
+        cfg = NodeConfig(
+            node=NodeSection(name=name, observer=observer),
+            api=dataclasses.replace(ApiSection(), host=api_host, port=api),
+            p2p=dataclasses.replace(P2PSection(), host=api_host, port=p2p),
+        )
+        NodeHome(d).config_path.write_text(dump_toml(cfg))
+        out.append(InitializedNode(home=d, node_id=ident.id, api_url=f"http://{api_host}:{api}"))
+    return out

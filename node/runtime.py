@@ -1,0 +1,479 @@
+"""The node runtime: it wires the consensus engine, the ledger application, the mempool, the
+store and (when there are peers) the transport, and pumps events between them.
+
+The engine (`consensus/`) decides; this module does what it asks, in order: persist a vote
+before sending it, build and validate blocks, apply committed blocks in one synced write batch,
+run timers on the event loop. Everything here runs on one asyncio loop thread, so engine calls
+never interleave. Actions that need an answer (a proposal, a block validation) are answered
+by feeding the engine a new event through the same queue, never by recursion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from consensus import actions as act
+from consensus.certificate import CommitCertificate, verify_certificate
+from consensus.engine import Engine, EngineConfig
+from consensus.messages import MessageDecodeError, decode_message
+from consensus.validators import ValidatorSet
+
+from .app.executor import BlockExecution, BlockRejected, execute_block, genesis_state_root, genesis_writes, read_nonce
+from .app.registry import check_tx_body
+from .app.state import FuncReader
+from .block import Block, BlockInvalid, Header, decode_block
+from .config import NodeConfig
+from .core.crypto import Ed25519Verifier, Identity
+from .core.merkle import merkle_root
+from .genesis import Genesis
+from .mempool import Mempool, MempoolFull
+from .tx import TxRejected, check_signature, tx_from_value
+from storage.chain import ChainStore, StoreCorrupted
+
+log = logging.getLogger("medledger.node")
+
+MAX_WAITERS = 10_000
+MAX_PENDING_CACHE = 64
+
+
+class Transport(Protocol):
+    """What the runtime needs from p2p/: fire-and-forget frames to validators."""
+
+    def send(self, peer_id: bytes, kind: int, payload: bytes) -> bool: ...
+
+    def broadcast(self, kind: int, payload: bytes, exclude: Sequence[bytes] = ()) -> int: ...
+
+
+FRAME_CONSENSUS = 1
+FRAME_TXS = 2
+
+
+class NullTransport:
+    """The transport of a one-validator network: nobody to talk to."""
+
+    def send(self, peer_id: bytes, kind: int, payload: bytes) -> bool:
+        return False
+
+    def broadcast(self, kind: int, payload: bytes, exclude: Sequence[bytes] = ()) -> int:
+        return 0
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The outcome of submitting one transaction: its hash, or an error code and message."""
+
+    hash: bytes | None
+    error: str | None = None
+    message: str = ""
+    duplicate: bool = False
+
+
+class Node:
+    """One MedLedger node: state, mempool, engine and the event pump."""
+
+    def __init__(
+        self,
+        *,
+        config: NodeConfig,
+        genesis: Genesis,
+        identity: Identity,
+        store: ChainStore,
+        transport: Transport | None = None,
+        clock_ms: Callable[[], int] | None = None,
+    ) -> None:
+        self.config = config
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self.identity = identity
+        self.store = store
+        self.transport: Transport = transport or NullTransport()
+        self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        self.verifier = Ed25519Verifier()
+        self.validators = ValidatorSet(validators=tuple(v.id for v in genesis.validators))
+        self.is_validator = identity.public_key in self.validators and not config.node.observer
+        self.mempool = Mempool(
+            max_txs=config.mempool.max_txs, max_bytes=config.mempool.max_bytes, max_per_sender=config.mempool.max_per_sender
+        )
+        self._init_store()
+        self._executions: dict[bytes, tuple[Block, BlockExecution]] = {}
+        self._events: deque[Callable[[], list[Any]]] = deque()
+        self._timers: dict[Any, asyncio.TimerHandle] = {}
+        self._pending_proposal: tuple[int, int] | None = None
+        self._idle_handle: asyncio.TimerHandle | None = None
+        self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
+        self._height_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self.evidence: list[Any] = []
+        self.started_at = time.monotonic()
+        self.engine: Engine | None = None
+        self._pumping = False
+
+    # -- start / stop -----------------------------------------------------------------------
+    def _init_store(self) -> None:
+        gh = self.genesis.hash()
+        if not self.store.initialized:
+            self.store.init_genesis(gh, genesis_writes(self.genesis), genesis_state_root(self.genesis))
+        elif self.store.genesis_hash != gh:
+            raise StoreCorrupted("the data directory belongs to another genesis (different network)")
+
+    def start(self) -> None:
+        """Create the engine from the persisted state and let it begin (call on the loop)."""
+        engine_cfg = EngineConfig(
+            base_timeout_ms=self.config.consensus.base_timeout_ms,
+            max_timeout_ms=self.config.consensus.max_timeout_ms,
+        )
+        if self.is_validator:
+            self.engine = Engine(
+                chain_id=self.chain_id,
+                validators=self.validators,
+                signer=self.identity,
+                verifier=self.verifier,
+                config=engine_cfg,
+                last_height=self.store.height,
+                last_digest=self.store.last_hash,
+                wal=self.store.wal_entries(),
+            )
+            self._feed(self.engine.start)
+        log.info("node started: id=%s height=%d validator=%s", self.identity.id[:16], self.store.height, self.is_validator)
+
+    def stop(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        if self._idle_handle:
+            self._idle_handle.cancel()
+        for futures in self._waiters.values():
+            for fut in futures:
+                if not fut.done():
+                    fut.cancel()
+        self._waiters.clear()
+
+    # -- the event pump ---------------------------------------------------------------------
+    def _feed(self, event: Callable[[], list[Any]]) -> None:
+        """Queue an engine call; run the queue unless we are already inside it."""
+        self._events.append(event)
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            while self._events:
+                actions = self._events.popleft()()
+                self._execute(actions)
+        finally:
+            self._pumping = False
+
+    def _execute(self, actions: Iterable[Any]) -> None:
+        engine = self.engine
+        assert engine is not None
+        for a in actions:
+            if isinstance(a, act.Persist):
+                self.store.wal_append(a.height, a.entry)
+            elif isinstance(a, act.Broadcast):
+                self.transport.broadcast(FRAME_CONSENSUS, a.message.encode())
+            elif isinstance(a, act.Send):
+                self.transport.send(a.to, FRAME_CONSENSUS, a.message.encode())
+            elif isinstance(a, act.SetTimer):
+                self._set_timer(a.key, a.delay_ms)
+            elif isinstance(a, act.CancelTimer):
+                handle = self._timers.pop(a.key, None)
+                if handle:
+                    handle.cancel()
+            elif isinstance(a, act.RequestProposal):
+                self._pending_proposal = (a.height, a.view)
+                self._maybe_propose()
+            elif isinstance(a, act.ValidateBlock):
+                ok = self._validate(a.height, a.digest, a.payload)
+                self._events.append(lambda h=a.height, d=a.digest, ok=ok: engine.on_block_validated(h, d, ok))
+            elif isinstance(a, act.CommitBlock):
+                self._commit(a.height, a.digest, a.payload, a.certificate)
+            elif isinstance(a, act.PruneWal):
+                self.store.wal_prune(a.below_height)
+            elif isinstance(a, act.ReportEvidence):
+                self.evidence.append(a.evidence)
+                log.warning("equivocation evidence: %r", a.evidence)
+            elif isinstance(a, act.ViewChanged):
+                log.info("view change: height=%d view=%d", a.height, a.view)
+            elif isinstance(a, act.NeedSync):
+                log.info("behind the network (saw height %d); block sync is not available yet", a.height)
+            else:
+                raise TypeError(f"unknown consensus action {a!r}")
+
+    def _set_timer(self, key: Any, delay_ms: int) -> None:
+        old = self._timers.pop(key, None)
+        if old:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        engine = self.engine
+        assert engine is not None
+
+        def fire() -> None:
+            self._timers.pop(key, None)
+            self._feed(lambda: engine.on_timer(key))
+
+        self._timers[key] = loop.call_later(delay_ms / 1000, fire)
+
+    # -- proposals ---------------------------------------------------------------------------
+    def _maybe_propose(self) -> None:
+        """Answer a pending RequestProposal now if there is work, else after the idle interval."""
+        if self._pending_proposal is None:
+            return
+        if len(self.mempool) == 0:
+            if self._idle_handle is None:
+                loop = asyncio.get_running_loop()
+                self._idle_handle = loop.call_later(
+                    self.config.consensus.empty_block_interval_ms / 1000, self._propose_now
+                )
+            return
+        self._propose_now()
+
+    def _propose_now(self) -> None:
+        if self._idle_handle:
+            self._idle_handle.cancel()
+            self._idle_handle = None
+        pending, self._pending_proposal = self._pending_proposal, None
+        if pending is None or self.engine is None:
+            return
+        height, view = pending
+        if height != self.store.height + 1:
+            return  # stale: the engine has moved on
+        block, execution = self.build_block(height)
+        self._remember(block, execution)
+        payload = block.encode()
+        engine = self.engine
+        self._feed(lambda: engine.on_proposal_ready(height, view, block.hash, payload))
+
+    def build_block(self, height: int) -> tuple[Block, BlockExecution]:
+        """Assemble the next block from the mempool and execute it."""
+        cfg = self.config.consensus
+        parent_ts = self._parent_timestamp()
+        txs = [t for t in self.mempool.take(cfg.max_block_txs, cfg.max_block_bytes) if not self.store.has_tx(t.hash)]
+        timestamp = max(self.clock_ms(), parent_ts)
+        execution = execute_block(
+            FuncReader(self.store.state_get), self.store.state_root, [t.encoded for t in txs],
+            chain_id=self.chain_id, height=height, timestamp_ms=timestamp,
+            known=self.mempool.get, committed=self.store.has_tx,
+        )
+        prev_cert = (self.store.certificate(height - 1) or b"") if height > 1 else b""
+        header = Header(
+            chain_id=self.chain_id, height=height, prev_hash=self.store.last_hash, timestamp_ms=timestamp,
+            proposer=self.identity.public_key, tx_root=merkle_root([t.encoded for t in txs]),
+            results_root=execution.results_root, state_root=execution.state_root, prev_certificate=prev_cert,
+        )
+        return Block(header=header, txs=tuple(t.encoded for t in txs)), execution
+
+    def _parent_timestamp(self) -> int:
+        if self.store.height == 0:
+            return self.genesis.genesis_time_ms
+        raw = self.store.block_bytes(self.store.height)
+        assert raw is not None
+        return decode_block(raw).header.timestamp_ms
+
+    def _remember(self, block: Block, execution: BlockExecution) -> None:
+        if len(self._executions) >= MAX_PENDING_CACHE:
+            self._executions.pop(next(iter(self._executions)))
+        self._executions[block.hash] = (block, execution)
+
+    # -- validation and commit ---------------------------------------------------------------
+    def _validate(self, height: int, digest: bytes, payload: bytes) -> bool:
+        try:
+            self.check_block(height, digest, payload, now_ms=self.clock_ms())
+        except (BlockInvalid, BlockRejected) as exc:
+            log.warning("rejected proposal for height %d: %s", height, exc)
+            return False
+        return True
+
+    def check_block(self, height: int, digest: bytes, payload: bytes, *, now_ms: int | None) -> tuple[Block, BlockExecution]:
+        """Full validation of a block for the next height; cache and return its execution."""
+        if digest in self._executions:
+            return self._executions[digest]
+        block = decode_block(payload)
+        h = block.header
+        if block.hash != digest:
+            raise BlockInvalid("digest does not match the block header")
+        if h.chain_id != self.chain_id:
+            raise BlockInvalid("block for another chain")
+        if h.height != height or height != self.store.height + 1:
+            raise BlockInvalid(f"block height {h.height} is not the next height {self.store.height + 1}")
+        if h.prev_hash != self.store.last_hash:
+            raise BlockInvalid("block does not extend our last block")
+        if h.proposer not in self.validators:
+            raise BlockInvalid("proposer is not a validator")
+        parent_ts = self._parent_timestamp()
+        if h.timestamp_ms < parent_ts:
+            raise BlockInvalid("timestamp goes back in time")
+        if now_ms is not None and h.timestamp_ms > now_ms + self.config.consensus.max_clock_drift_ms:
+            raise BlockInvalid("timestamp too far in the future")
+        if height > 1:
+            self._check_prev_certificate(height - 1, h.prev_hash, h.prev_certificate)
+        elif h.prev_certificate:
+            raise BlockInvalid("the first block carries no certificate")
+        execution = execute_block(
+            FuncReader(self.store.state_get), self.store.state_root, block.txs,
+            chain_id=self.chain_id, height=height, timestamp_ms=h.timestamp_ms,
+            known=self.mempool.get, committed=self.store.has_tx,
+        )
+        if execution.state_root != h.state_root:
+            raise BlockInvalid("state root differs from ours")
+        if execution.results_root != h.results_root:
+            raise BlockInvalid("results root differs from ours")
+        self._remember(block, execution)
+        return block, execution
+
+    def _check_prev_certificate(self, height: int, block_hash: bytes, raw: bytes) -> None:
+        try:
+            cert = CommitCertificate.decode(raw)
+        except ValueError as exc:
+            raise BlockInvalid(f"previous certificate is malformed: {exc}") from None
+        if cert.height != height or cert.digest != block_hash:
+            raise BlockInvalid("previous certificate is for another block")
+        if not verify_certificate(cert, chain_id=self.chain_id, validators=self.validators, verifier=self.verifier):
+            raise BlockInvalid("previous certificate does not verify")
+
+    def _commit(self, height: int, digest: bytes, payload: bytes, certificate: CommitCertificate) -> None:
+        if height <= self.store.height:
+            return
+        try:
+            block, execution = self.check_block(height, digest, payload, now_ms=None)
+        except (BlockInvalid, BlockRejected) as exc:
+            # 2f+1 validators committed a block we cannot apply: our state has diverged.
+            raise StoreCorrupted(f"cannot apply committed block {height}: {exc}") from exc
+        self.store.commit_block(
+            height=height, block_hash=block.hash, block_bytes=payload, certificate=certificate.encode(),
+            tx_results=list(zip([t.hash for t in execution.txs], execution.results, strict=True)),
+            state_writes=execution.writes, state_root=execution.state_root,
+        )
+        self._executions.clear()
+        hashes = [t.hash for t in execution.txs]
+        self.mempool.remove(hashes)
+        self._wake(hashes, height)
+
+    # -- transactions ------------------------------------------------------------------------
+    def admit(self, values: Sequence[Any]) -> list[Admission]:
+        """Stateless and cheap stateful checks, signature verified once, then the mempool."""
+        out: list[Admission] = []
+        added = False
+        for value in values:
+            try:
+                tx = tx_from_value(value, chain_id=self.chain_id)
+                if self.store.has_tx(tx.hash):
+                    out.append(Admission(tx.hash, "already_committed", "this transaction is already on the chain"))
+                    continue
+                if tx.hash in self.mempool:
+                    out.append(Admission(tx.hash, duplicate=True))
+                    continue
+                check_tx_body(tx)
+                if tx.nonce <= read_nonce(FuncReader(self.store.state_get), tx.sender):
+                    raise TxRejected("nonce_replayed", "nonce already used by this sender")
+                check_signature(tx)
+                self.mempool.add(tx)
+                added = True
+                out.append(Admission(tx.hash))
+            except TxRejected as exc:
+                out.append(Admission(None, exc.code, exc.message))
+            except MempoolFull as exc:
+                out.append(Admission(None, "mempool_full", str(exc)))
+        if added:
+            self._maybe_propose()
+        return out
+
+    def tx_status(self, tx_hash: bytes) -> dict[str, Any]:
+        loc = self.store.tx_location(tx_hash)
+        if loc is not None:
+            return {"hash": tx_hash.hex(), "status": "committed", "height": loc.height, "index": loc.index, "result": loc.result}
+        if tx_hash in self.mempool:
+            return {"hash": tx_hash.hex(), "status": "pending"}
+        return {"hash": tx_hash.hex(), "status": "unknown"}
+
+    async def wait_committed(self, tx_hash: bytes, timeout: float) -> bool:
+        """Wait until `tx_hash` is committed or `timeout` seconds pass."""
+        if self.store.has_tx(tx_hash):
+            return True
+        if sum(len(v) for v in self._waiters.values()) >= MAX_WAITERS:
+            return False
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(tx_hash, []).append(fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            pass
+        finally:
+            waiters = self._waiters.get(tx_hash)
+            if waiters and fut in waiters:
+                waiters.remove(fut)
+                if not waiters:
+                    del self._waiters[tx_hash]
+        return self.store.has_tx(tx_hash)
+
+    async def wait_height(self, height: int, timeout: float) -> bool:
+        if self.store.height >= height:
+            return True
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._height_waiters.append((height, fut))
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            pass
+        return self.store.height >= height
+
+    def _wake(self, hashes: Sequence[bytes], height: int) -> None:
+        if self._waiters:
+            for h in hashes:
+                for fut in self._waiters.pop(h, ()):
+                    if not fut.done():
+                        fut.set_result(None)
+        if self._height_waiters:
+            keep = []
+            for target, fut in self._height_waiters:
+                if target <= height:
+                    if not fut.done():
+                        fut.set_result(None)
+                elif not fut.done():
+                    keep.append((target, fut))
+            self._height_waiters = keep
+
+    # -- consensus messages from peers ------------------------------------------------------
+    def on_consensus_bytes(self, peer_id: bytes, data: bytes) -> str:
+        """Decode and verify (once) a consensus message; hand it to the engine. Returns the verdict kind."""
+        if self.engine is None:
+            return "discard"
+        try:
+            msg = decode_message(data)
+        except MessageDecodeError:
+            return "discard"
+        if not self.verifier.verify(msg.sender, msg.signing_bytes(), msg.signature):
+            return "discard"
+        engine = self.engine
+        verdicts: list[str] = []
+
+        def event() -> list[Any]:
+            verdict, actions = engine.on_message(msg)
+            verdicts.append(verdict.kind)
+            return actions
+
+        self._feed(event)
+        return verdicts[0] if verdicts else "process"
+
+    # -- status -------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        engine_status = self.engine.status() if self.engine else {}
+        return {
+            "chain_id": self.chain_id,
+            "node_id": self.identity.id,
+            "name": self.config.node.name,
+            "height": self.store.height,
+            "last_block_hash": self.store.last_hash.hex(),
+            "state_root": self.store.state_root.hex(),
+            "validators": [v.to_json() for v in self.genesis.validators],
+            "validator": self.is_validator,
+            "mempool_size": len(self.mempool),
+            "view": engine_status.get("view", 0),
+            "peers": [],
+            "syncing": False,
+            "evidence": len(self.evidence),
+            "uptime_s": int(time.monotonic() - self.started_at),
+        }

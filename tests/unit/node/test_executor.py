@@ -1,0 +1,108 @@
+"""The state machine: deterministic results, state roots, replay protection."""
+
+import pytest
+
+from node.app.executor import (
+    BlockRejected,
+    execute_block,
+    genesis_state_root,
+    read_nonce,
+    state_root,
+)
+from node.app.state import FuncReader, Overlay
+from node.core.crypto import Identity
+from node.genesis import Genesis, InstitutionInfo, ValidatorInfo
+from node.tx import Transaction
+
+CHAIN = "test-chain"
+
+
+class Dict:
+    def __init__(self):
+        self.d = {}
+
+    def get(self, k):
+        return self.d.get(k)
+
+    def apply(self, writes):
+        for k, v in writes:
+            if v is None:
+                self.d.pop(k, None)
+            else:
+                self.d[k] = v
+
+
+def reg(seed: int, nonce=1, role="patient"):
+    return Transaction.create(Identity.from_seed(bytes([seed]) * 32), chain_id=CHAIN, type="identity.register", nonce=nonce, body={"role": role})
+
+
+def run(state, txs, height=1, known=True, committed=()):
+    pool = {t.hash: t for t in txs} if known else {}
+    return execute_block(state, bytes(32), [t.encoded for t in txs], chain_id=CHAIN, height=height, timestamp_ms=1000,
+                         known=pool.get, committed=lambda h: h in committed)
+
+
+def test_results_and_writes():
+    state = Dict()
+    a, b = reg(1), reg(2, role="researcher")
+    again = reg(1, nonce=2)
+    ex = run(state, [a, b, again])
+    assert ex.results == ["ok", "ok", "already_registered"]
+    state.apply(ex.writes)
+    assert read_nonce(state, a.sender) == 2  # a failed transaction still consumes its nonce
+    replay = reg(1, nonce=2)
+    ex2 = run(state, [reg(3), Transaction.create(Identity.from_seed(b"\x01" * 32), chain_id=CHAIN, type="identity.register", nonce=1, body={"role": "patient"})], height=2, known=False)
+    assert ex2.results == ["ok", "nonce_replayed"]
+    assert replay.hash == again.hash
+
+
+def test_determinism_of_roots():
+    txs = [reg(i) for i in range(1, 20)]
+    r1 = run(Dict(), txs)
+    r2 = run(Dict(), txs, known=False)
+    assert (r1.state_root, r1.results_root, r1.writes) == (r2.state_root, r2.results_root, r2.writes)
+    reordered = run(Dict(), list(reversed(txs)))
+    assert reordered.state_root == r1.state_root  # independent writes: same state either way
+    assert reordered.results_root != r1.results_root  # but the results root commits to the order
+    assert state_root(bytes(32), 1, r1.writes) == r1.state_root
+    assert state_root(bytes(32), 2, r1.writes) != r1.state_root
+
+
+def test_failed_tx_writes_are_discarded():
+    state = Dict()
+    ex = run(state, [reg(1), reg(1, nonce=5)])
+    assert ex.results == ["ok", "already_registered"]
+    keys = [k for k, _ in ex.writes]
+    assert sum(1 for k in keys if k.startswith(b"identity/")) == 1
+
+
+def test_block_with_repeated_or_forged_tx_is_rejected():
+    a = reg(1)
+    with pytest.raises(BlockRejected, match="repeated"):
+        run(Dict(), [a, a])
+    with pytest.raises(BlockRejected, match="repeated"):
+        run(Dict(), [a], committed={a.hash})
+    from node.core.encoding import canonical
+
+    enc = canonical([CHAIN, a.type, a.sender, a.nonce, {"role": "institution"}, a.signature])
+    with pytest.raises(BlockRejected, match="bad_signature"):
+        execute_block(Dict(), bytes(32), [enc], chain_id=CHAIN, height=1, timestamp_ms=0, known=lambda h: None, committed=lambda h: False)
+
+
+def test_genesis_root_is_stable():
+    ids = [Identity.from_seed(bytes([i]) * 32) for i in range(1, 4)]
+    g = Genesis(chain_id=CHAIN, genesis_time_ms=0,
+                validators=tuple(ValidatorInfo(id=i.public_key, name=f"v{n}", address="") for n, i in enumerate(ids)),
+                institutions=tuple(InstitutionInfo(id=i.public_key, name=f"v{n}") for n, i in enumerate(ids)))
+    assert genesis_state_root(g) == genesis_state_root(Genesis.from_json(g.to_json()))
+    assert len(genesis_state_root(g)) == 32
+
+
+def test_overlay_layers():
+    base = Dict()
+    base.d[b"a"] = b"1"
+    top = Overlay(FuncReader(base.get))
+    top.delete(b"a")
+    top.put(b"b", b"2")
+    assert top.get(b"a") is None and top.get(b"b") == b"2" and base.get(b"a") == b"1"
+    assert top.sorted_writes() == [(b"a", None), (b"b", b"2")]

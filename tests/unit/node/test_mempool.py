@@ -1,0 +1,43 @@
+"""The mempool's bounds and order."""
+
+import pytest
+
+from node.core.crypto import Identity
+from node.mempool import Mempool, MempoolFull
+from node.tx import Transaction
+
+
+def tx(seed, nonce=1):
+    return Transaction.create(Identity.from_seed(bytes([seed]) * 32), chain_id="c", type="identity.register", nonce=nonce, body={"role": "patient"})
+
+
+def test_fifo_dedup_and_remove():
+    pool = Mempool(max_txs=10)
+    a, b, c = tx(1), tx(2), tx(3)
+    assert pool.add(a) and pool.add(b) and pool.add(c)
+    assert not pool.add(a)
+    assert [t.hash for t in pool.take(2, 1 << 20)] == [a.hash, b.hash]
+    assert len(pool) == 3  # taking does not remove
+    pool.remove([a.hash, b.hash])
+    assert [t.hash for t in pool.take(10, 1 << 20)] == [c.hash]
+    assert pool.size_bytes == len(c.encoded)
+
+
+def test_bounds():
+    pool = Mempool(max_txs=2)
+    pool.add(tx(1))
+    pool.add(tx(2))
+    with pytest.raises(MempoolFull):
+        pool.add(tx(3))
+    per_sender = Mempool(max_per_sender=2)
+    per_sender.add(tx(1, 1))
+    per_sender.add(tx(1, 2))
+    with pytest.raises(MempoolFull, match="sender"):
+        per_sender.add(tx(1, 3))
+    per_sender.remove([tx(1, 1).hash])
+    per_sender.add(tx(1, 3))
+    small = Mempool(max_bytes=len(tx(1).encoded) + 5)
+    small.add(tx(1))
+    with pytest.raises(MempoolFull):
+        small.add(tx(2))
+    assert len(pool.take(1, 1)) == 0  # nothing fits in one byte
