@@ -195,7 +195,8 @@ def node_init(home: str, api_port: int, p2p_port: int, host: str, chain_id: str,
 @node.command("run", context_settings=CONTEXT)
 @click.option("--home", required=True, type=click.Path(file_okay=False, exists=True), help="The node home.")
 @passphrase_env_option
-def node_run(home: str, passphrase_env: str | None) -> None:
+@click.option("--unsafe-test-switches", is_flag=True, hidden=True, help="Test harness only: enable partition switches.")
+def node_run(home: str, passphrase_env: str | None, unsafe_test_switches: bool) -> None:
     """Run the node in the foreground until Ctrl-C or SIGTERM.
 
     \b
@@ -214,7 +215,7 @@ def node_run(home: str, passphrase_env: str | None) -> None:
             if not sys.stdin.isatty():
                 fail(f"{key_path} is encrypted: pass --passphrase-env VAR", EXIT_USAGE)
             passphrase = click.prompt(f"Passphrase for {key_path}", hide_input=True)
-        run_node(Path(home), passphrase=passphrase)
+        run_node(Path(home), passphrase=passphrase, test_switches=unsafe_test_switches)
     except (ConfigError, GenesisError, KeyFileError, StorageError, StoreCorrupted) as exc:
         fail(str(exc), EXIT_USAGE)
     except OSError as exc:

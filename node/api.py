@@ -218,10 +218,28 @@ async def get_health(request: web.Request) -> web.Response:
     return _json({"ok": True})
 
 
-def make_app(node: Node) -> web.Application:
-    """The aiohttp application serving `node`."""
+async def post_test_partition(request: web.Request) -> web.Response:
+    """Test-only (node run --unsafe-test-switches): cut links to peers outside our group."""
+    network = request.app[NETWORK_KEY]
+    doc = await request.json()
+    groups = [[bytes.fromhex(x) for x in g] for g in doc.get("groups", [])]
+    if groups:
+        network.net.set_partition(groups)
+    else:
+        network.net.heal()
+    return _json({"ok": True, "groups": doc.get("groups", [])})
+
+
+NETWORK_KEY = web.AppKey("network", object)
+
+
+def make_app(node: Node, *, network: Any = None) -> web.Application:
+    """The aiohttp application serving `node` (test routes only when `network` is given)."""
     app = web.Application(client_max_size=node.config.api.max_body_bytes, middlewares=[errors_middleware])
     app[NODE_KEY] = node
+    if network is not None:
+        app[NETWORK_KEY] = network
+        app.router.add_post("/v1/test/partition", post_test_partition)
     app.router.add_get("/v1/status", get_status)
     app.router.add_get("/v1/health", get_health)
     app.router.add_post("/v1/txs", post_txs)

@@ -49,6 +49,13 @@ def http_json(url: str, timeout: float = 2.0) -> Any:
         return json.loads(resp.read())
 
 
+def _post_json(url: str, doc: Any, timeout: float = 5.0) -> Any:
+    req = urllib.request.Request(url, data=json.dumps(doc).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
 @dataclass
 class ClusterNode:
     index: int
@@ -72,10 +79,12 @@ class ClusterNode:
 class Cluster:
     """N node processes sharing one genesis, under `root/node<i>`."""
 
-    def __init__(self, root: Path, nodes: list[ClusterNode], *, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, root: Path, nodes: list[ClusterNode], *, extra_env: dict[str, str] | None = None,
+                 test_switches: bool = False) -> None:
         self.root = root
         self.nodes = nodes
         self.extra_env = extra_env or {}
+        self.test_switches = test_switches
 
     # -- creation -----------------------------------------------------------------------------
     @classmethod
@@ -120,7 +129,8 @@ class Cluster:
             env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
             node.log_file = open(node.home / "node.log", "ab")
             node.process = subprocess.Popen(
-                [sys.executable, "-m", "cli", "node", "run", "--home", str(node.home)],
+                [sys.executable, "-m", "cli", "node", "run", "--home", str(node.home)]
+                + (["--unsafe-test-switches"] if self.test_switches else []),
                 stdout=node.log_file, stderr=subprocess.STDOUT, env=env, cwd=str(Path(__file__).resolve().parent.parent),
                 start_new_session=True,
             )
@@ -195,6 +205,21 @@ class Cluster:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop_all()
+
+    # -- partitions (nodes started with test switches only) -------------------------------
+    def partition(self, groups: list[list[int]]) -> None:
+        """Cut the network into groups of node indexes; traffic between groups is dropped."""
+        if not self.test_switches:
+            raise ClusterError("partitions need a cluster created with test_switches=True")
+        id_groups = [[self.nodes[i].node_id for i in g] for g in groups]
+        for node in self.nodes:
+            if node.running:
+                _post_json(node.api_url + "/v1/test/partition", {"groups": id_groups})
+
+    def heal(self) -> None:
+        for node in self.nodes:
+            if node.running:
+                _post_json(node.api_url + "/v1/test/partition", {"groups": []})
 
     # -- observation ------------------------------------------------------------------------
     def heights(self) -> list[int | None]:

@@ -46,6 +46,8 @@ class ApiSection:
 class P2PSection:
     host: str = "127.0.0.1"
     port: int = 8800
+    observers: str = ""  # comma-separated ids of observer nodes allowed to connect
+    peers: str = ""  # extra peers to dial, comma-separated id@host:port (observers list validators here)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -20,6 +20,7 @@ from storage.kv import LevelDBStore
 
 from .api import make_app
 from .config import NodeHome
+from .core.crypto import parse_id
 from .genesis import Genesis
 from .keys import load_key_file
 from .runtime import Node
@@ -43,8 +44,34 @@ def open_node(home: Path, *, passphrase: str | None = None) -> Node:
         raise
 
 
-async def serve(node: Node, *, ready: "asyncio.Future[str] | None" = None, stop: asyncio.Event | None = None) -> None:
-    """Run `node` and its API until `stop` is set or SIGINT/SIGTERM arrives."""
+def peer_map(node: Node) -> dict[bytes, str]:
+    """Whom this node dials: every other validator, plus configured extra peers."""
+    peers = {v.id: v.address for v in node.genesis.validators if v.id != node.identity.public_key and v.address}
+    for item in filter(None, (p.strip() for p in node.config.p2p.peers.split(","))):
+        ident, _, address = item.partition("@")
+        peers[parse_id(ident)] = address
+    return peers
+
+
+def allowed_peers(node: Node) -> set[bytes]:
+    """Who may connect: validators, configured observers, and configured peers."""
+    allowed = {v.id for v in node.genesis.validators}
+    allowed.update(parse_id(x.strip()) for x in node.config.p2p.observers.split(",") if x.strip())
+    allowed.update(peer_map(node))
+    allowed.discard(node.identity.public_key)
+    return allowed
+
+
+async def serve(
+    node: Node,
+    *,
+    ready: "asyncio.Future[str] | None" = None,
+    stop: asyncio.Event | None = None,
+    test_switches: bool = False,
+) -> None:
+    """Run `node`, its peer network and its API until `stop` is set or SIGINT/SIGTERM arrives."""
+    from .network import NetworkService
+
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -52,11 +79,19 @@ async def serve(node: Node, *, ready: "asyncio.Future[str] | None" = None, stop:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    app = make_app(node)
+    allowed = allowed_peers(node)
+    network = NetworkService(
+        node, host=node.config.p2p.host, port=node.config.p2p.port, peers=peer_map(node),
+        allowed=allowed.__contains__, test_switches=test_switches,
+    )
+    app = make_app(node, network=network if test_switches else None)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, node.config.api.host, node.config.api.port, reuse_address=True)
+    network_started = False
     try:
+        await network.start()
+        network_started = True
         await site.start()
         node.start()
         url = f"http://{node.config.api.host}:{node.config.api.port}"
@@ -67,6 +102,8 @@ async def serve(node: Node, *, ready: "asyncio.Future[str] | None" = None, stop:
         log.info("stopping")
     finally:
         node.stop()
+        if network_started:
+            await network.stop()
         await runner.cleanup()
         node.store.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -76,8 +113,8 @@ async def serve(node: Node, *, ready: "asyncio.Future[str] | None" = None, stop:
                 pass
 
 
-def run_node(home: Path, *, passphrase: str | None = None) -> None:
+def run_node(home: Path, *, passphrase: str | None = None, test_switches: bool = False) -> None:
     """Blocking entry point of `medledger node run`."""
     node = open_node(home, passphrase=passphrase)
-    asyncio.run(serve(node))
+    asyncio.run(serve(node, test_switches=test_switches))
     log.info("stopped cleanly (pid %d)", os.getpid())

@@ -33,7 +33,7 @@ from .core.crypto import Ed25519Verifier, Identity
 from .core.merkle import merkle_root
 from .genesis import Genesis
 from .mempool import Mempool, MempoolFull
-from .tx import TxRejected, check_signature, tx_from_value
+from .tx import Transaction, TxRejected, check_signature, tx_from_value
 from storage.chain import ChainStore, StoreCorrupted
 
 log = logging.getLogger("medledger.node")
@@ -112,6 +112,11 @@ class Node:
         self.started_at = time.monotonic()
         self.engine: Engine | None = None
         self._pumping = False
+        self.syncing = False
+        # hooks set by the network service (node/network.py); no-ops for a lone validator
+        self.on_admitted: Callable[[Sequence[Transaction]], None] | None = None
+        self.on_need_sync: Callable[[int], None] | None = None
+        self.peer_ids: Callable[[], list[bytes]] = lambda: []
 
     # -- start / stop -----------------------------------------------------------------------
     def _init_store(self) -> None:
@@ -199,7 +204,9 @@ class Node:
             elif isinstance(a, act.ViewChanged):
                 log.info("view change: height=%d view=%d", a.height, a.view)
             elif isinstance(a, act.NeedSync):
-                log.info("behind the network (saw height %d); block sync is not available yet", a.height)
+                log.info("behind the network (saw height %d): syncing", a.height)
+                if self.on_need_sync:
+                    self.on_need_sync(a.height)
             else:
                 raise TypeError(f"unknown consensus action {a!r}")
 
@@ -354,32 +361,58 @@ class Node:
 
     # -- transactions ------------------------------------------------------------------------
     def admit(self, values: Sequence[Any]) -> list[Admission]:
-        """Stateless and cheap stateful checks, signature verified once, then the mempool."""
+        """Admit client submissions: shape, type, nonce, signature (verified once), mempool."""
         out: list[Admission] = []
-        added = False
+        fresh: list[Transaction] = []
         for value in values:
             try:
                 tx = tx_from_value(value, chain_id=self.chain_id)
-                if self.store.has_tx(tx.hash):
-                    out.append(Admission(tx.hash, "already_committed", "this transaction is already on the chain"))
-                    continue
-                if tx.hash in self.mempool:
-                    out.append(Admission(tx.hash, duplicate=True))
-                    continue
-                check_tx_body(tx)
-                if tx.nonce <= read_nonce(FuncReader(self.store.state_get), tx.sender):
-                    raise TxRejected("nonce_replayed", "nonce already used by this sender")
-                check_signature(tx)
-                self.mempool.add(tx)
-                added = True
-                out.append(Admission(tx.hash))
             except TxRejected as exc:
                 out.append(Admission(None, exc.code, exc.message))
-            except MempoolFull as exc:
-                out.append(Admission(None, "mempool_full", str(exc)))
-        if added:
-            self._maybe_propose()
+                continue
+            verdict = self._admit_one(tx)
+            out.append(verdict)
+            if verdict.error is None and not verdict.duplicate:
+                fresh.append(tx)
+        if fresh:
+            self._admitted(fresh, gossip=True)
         return out
+
+    def admit_transactions(self, txs: Sequence[Transaction], *, gossip: bool) -> int:
+        """Admit decoded transactions (from a peer); returns how many had bad signatures."""
+        fresh: list[Transaction] = []
+        bad = 0
+        for tx in txs:
+            verdict = self._admit_one(tx)
+            if verdict.error == "bad_signature":
+                bad += 1
+            elif verdict.error is None and not verdict.duplicate:
+                fresh.append(tx)
+        if fresh:
+            self._admitted(fresh, gossip=gossip)
+        return bad
+
+    def _admit_one(self, tx: Transaction) -> Admission:
+        if tx.hash in self.mempool:
+            return Admission(tx.hash, duplicate=True)
+        if self.store.has_tx(tx.hash):
+            return Admission(tx.hash, "already_committed", "this transaction is already on the chain")
+        try:
+            check_tx_body(tx)
+            if tx.nonce <= read_nonce(FuncReader(self.store.state_get), tx.sender):
+                raise TxRejected("nonce_replayed", "nonce already used by this sender")
+            check_signature(tx)
+            self.mempool.add(tx)
+        except TxRejected as exc:
+            return Admission(None, exc.code, exc.message)
+        except MempoolFull as exc:
+            return Admission(None, "mempool_full", str(exc))
+        return Admission(tx.hash)
+
+    def _admitted(self, txs: list[Transaction], *, gossip: bool) -> None:
+        if gossip and self.on_admitted is not None:
+            self.on_admitted(txs)
+        self._maybe_propose()
 
     def tx_status(self, tx_hash: bytes) -> dict[str, Any]:
         loc = self.store.tx_location(tx_hash)
@@ -437,26 +470,49 @@ class Node:
             self._height_waiters = keep
 
     # -- consensus messages from peers ------------------------------------------------------
-    def on_consensus_bytes(self, peer_id: bytes, data: bytes) -> str:
-        """Decode and verify (once) a consensus message; hand it to the engine. Returns the verdict kind."""
+    def on_consensus_bytes(self, peer_id: bytes, data: bytes) -> tuple[str, str]:
+        """Decode and verify (once) a consensus message and hand it to the engine.
+
+        Returns (verdict, reason): "invalid" for bytes that are not a validly signed message
+        (the sender deserves a penalty), else the engine's verdict kind.
+        """
         if self.engine is None:
-            return "discard"
+            return "discard", "this node does not vote"
         try:
             msg = decode_message(data)
-        except MessageDecodeError:
-            return "discard"
+        except MessageDecodeError as exc:
+            return "invalid", f"malformed consensus message: {exc}"
         if not self.verifier.verify(msg.sender, msg.signing_bytes(), msg.signature):
-            return "discard"
+            return "invalid", "consensus message with a bad signature"
         engine = self.engine
-        verdicts: list[str] = []
+        verdicts: list[tuple[str, str]] = []
 
         def event() -> list[Any]:
             verdict, actions = engine.on_message(msg)
-            verdicts.append(verdict.kind)
+            verdicts.append((verdict.kind, verdict.reason))
             return actions
 
         self._feed(event)
-        return verdicts[0] if verdicts else "process"
+        return verdicts[0] if verdicts else ("process", "")
+
+    # -- block sync ------------------------------------------------------------------------
+    def apply_synced_block(self, height: int, payload: bytes, raw_certificate: bytes) -> None:
+        """Check a block fetched from a peer against its commit certificate, apply it, tell the engine."""
+        if height != self.store.height + 1:
+            raise BlockInvalid(f"expected block {self.store.height + 1}, got {height}")
+        block = decode_block(payload)
+        try:
+            cert = CommitCertificate.decode(raw_certificate)
+        except ValueError as exc:
+            raise BlockInvalid(f"malformed certificate: {exc}") from None
+        if cert.height != height or cert.digest != block.hash:
+            raise BlockInvalid("certificate is for another block")
+        if not verify_certificate(cert, chain_id=self.chain_id, validators=self.validators, verifier=self.verifier):
+            raise BlockInvalid("certificate does not verify against the validator set")
+        self._commit(height, block.hash, payload, cert)
+        if self.engine is not None:
+            engine = self.engine
+            self._feed(lambda: engine.on_block_synced(height, block.hash, cert))
 
     # -- status -------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -472,8 +528,8 @@ class Node:
             "validator": self.is_validator,
             "mempool_size": len(self.mempool),
             "view": engine_status.get("view", 0),
-            "peers": [],
-            "syncing": False,
+            "peers": [p.hex() for p in self.peer_ids()],
+            "syncing": self.syncing,
             "evidence": len(self.evidence),
             "uptime_s": int(time.monotonic() - self.started_at),
         }

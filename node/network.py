@@ -1,0 +1,255 @@
+"""The node's side of the peer network: what travels between nodes and what a node does with it.
+
+Frames (fire and forget):
+    CONSENSUS  one consensus message (consensus.messages encoding); verified once, then the engine
+    TXS        a batch of transactions (msgpack array of their canonical encodings), deduplicated
+Requests (answered):
+    STATUS     -> [height, last block hash]
+    BLOCKS     [from_height, count] -> [[block bytes, commit certificate bytes], ...]
+
+Transactions submitted to this node's API are gossiped in batches: they are buffered and flushed
+every few milliseconds or when a batch is full, so there is one frame per batch, not per
+transaction. A transaction received from a peer is admitted (its signature verified once) and
+not forwarded again: validators form a full mesh, so the first hop reaches everyone.
+
+Block sync: a node that is behind (it restarted, was partitioned, or is an observer) asks its
+peers for their height and fetches missing blocks in ranges, checks each block's commit
+certificate against the validator set, executes it, stores it, and tells the engine, which then
+votes again from the new height.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+
+from p2p.errors import P2PError, RequestRejected
+from p2p.limits import P2PLimits
+from p2p.network import PeerNetwork
+
+from .block import BlockInvalid
+from .core.encoding import DecodeError, canonical, decode
+from .runtime import FRAME_CONSENSUS, FRAME_TXS, Node
+from .tx import Transaction, TxRejected, decode_tx
+
+log = logging.getLogger("medledger.network")
+
+REQ_STATUS = 10
+REQ_BLOCKS = 11
+GOSSIP_BATCH = 500
+GOSSIP_FLUSH_S = 0.005
+SYNC_RANGE = 100
+SYNC_MAX_BYTES = 3 * 1024 * 1024
+SYNC_INTERVAL_S = 1.0
+REQUEST_TIMEOUT_S = 5.0
+
+
+class NetworkService:
+    """Bridges a PeerNetwork and a Node (it is the network's FrameHandler and the node's Transport)."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        host: str,
+        port: int,
+        peers: Mapping[bytes, str],
+        allowed: Callable[[bytes], bool] | None = None,
+        limits: P2PLimits | None = None,
+        test_switches: bool = False,
+    ) -> None:
+        self.node = node
+        self.net = PeerNetwork(
+            signer=node.identity, verifier=node.verifier, chain_id=node.chain_id, genesis_hash=node.genesis.hash(),
+            host=host, port=port, handler=self, peers=peers, allowed=allowed,
+            limits=limits or P2PLimits(reconnect_cap=5.0), test_switches=test_switches,
+        )
+        self._gossip: list[bytes] = []
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._sync_wake = asyncio.Event()
+        self._sync_task: asyncio.Task[None] | None = None
+        self._peers: set[bytes] = set()
+        node.transport = self
+        node.on_admitted = self._queue_gossip
+        node.on_need_sync = self.request_sync
+        node.peer_ids = self.connected_peers
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> int:
+        port = await self.net.start()
+        self._sync_task = asyncio.create_task(self._sync_loop(), name="medledger-sync")
+        return port
+
+    async def stop(self) -> None:
+        if self._flush_handle:
+            self._flush_handle.cancel()
+        if self._sync_task:
+            self._sync_task.cancel()
+            await asyncio.gather(self._sync_task, return_exceptions=True)
+        await self.net.stop()
+
+    def connected_peers(self) -> list[bytes]:
+        return sorted(self._peers)
+
+    # -- Transport (used by the runtime) --------------------------------------------------
+    def send(self, peer_id: bytes, kind: int, payload: bytes) -> bool:
+        return self.net.send(peer_id, kind, payload)
+
+    def broadcast(self, kind: int, payload: bytes, exclude: Sequence[bytes] = ()) -> int:
+        return self.net.broadcast(kind, payload, exclude=exclude)
+
+    # -- transaction gossip -----------------------------------------------------------------
+    def _queue_gossip(self, txs: Sequence[Transaction]) -> None:
+        self._gossip.extend(t.encoded for t in txs)
+        if len(self._gossip) >= GOSSIP_BATCH:
+            self._flush()
+        elif self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(GOSSIP_FLUSH_S, self._flush)
+
+    def _flush(self) -> None:
+        if self._flush_handle:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        while self._gossip:
+            batch, self._gossip = self._gossip[:GOSSIP_BATCH], self._gossip[GOSSIP_BATCH:]
+            self.net.broadcast(FRAME_TXS, canonical(batch))
+
+    def _on_txs(self, peer_id: bytes, payload: bytes) -> None:
+        try:
+            items = decode(payload, max_bytes=self.net_limit(), max_items=GOSSIP_BATCH * 4)
+        except DecodeError as exc:
+            self.net.penalize(peer_id, f"undecodable transaction batch: {exc}")
+            return
+        if not isinstance(items, list) or not all(isinstance(i, bytes) for i in items):
+            self.net.penalize(peer_id, "transaction batch is not a list of byte strings")
+            return
+        values = []
+        for raw in items:
+            try:
+                tx = decode_tx(raw, chain_id=self.node.chain_id)
+            except TxRejected as exc:
+                if exc.code in ("malformed_msgpack", "malformed_tx", "wrong_chain"):
+                    self.net.penalize(peer_id, f"bad gossiped transaction: {exc.code}")
+                continue
+            values.append(tx)
+        bad = self.node.admit_transactions(values, gossip=False)
+        if bad:
+            self.net.penalize(peer_id, f"{bad} gossiped transactions with bad signatures", weight=bad)
+
+    def net_limit(self) -> int:
+        return 4 * 1024 * 1024
+
+    # -- FrameHandler -----------------------------------------------------------------------
+    def on_frame(self, peer_id: bytes, kind: int, payload: bytes) -> None:
+        if kind == FRAME_CONSENSUS:
+            verdict, reason = self.node.on_consensus_bytes(peer_id, payload)
+            if verdict == "invalid":
+                self.net.penalize(peer_id, reason)
+        elif kind == FRAME_TXS:
+            self._on_txs(peer_id, payload)
+        else:
+            self.net.penalize(peer_id, f"unknown frame kind {kind}")
+
+    async def on_request(self, peer_id: bytes, kind: int, payload: bytes) -> bytes:
+        store = self.node.store
+        if kind == REQ_STATUS:
+            return canonical([store.height, store.last_hash])
+        if kind == REQ_BLOCKS:
+            try:
+                start, count = decode(payload, max_bytes=64)
+                if not (isinstance(start, int) and isinstance(count, int) and start >= 1 and 1 <= count <= 10_000):
+                    raise ValueError
+            except (DecodeError, ValueError, TypeError):
+                self.net.penalize(peer_id, "malformed block request")
+                raise RequestRejected("malformed block request") from None
+            out: list[list[bytes]] = []
+            size = 0
+            for h in range(start, min(start + min(count, SYNC_RANGE), store.height + 1)):
+                raw, cert = store.block_bytes(h), store.certificate(h)
+                if raw is None or cert is None:
+                    break
+                if out and size + len(raw) + len(cert) > SYNC_MAX_BYTES:
+                    break
+                out.append([raw, cert])
+                size += len(raw) + len(cert)
+            return canonical(out)
+        self.net.penalize(peer_id, f"unknown request kind {kind}")
+        raise RequestRejected(f"unknown request kind {kind}")
+
+    def on_peer_connected(self, peer_id: bytes) -> None:
+        self._peers.add(peer_id)
+        log.info("peer connected: %s", peer_id.hex()[:16])
+        self._sync_wake.set()
+
+    def on_peer_disconnected(self, peer_id: bytes, reason: str) -> None:
+        self._peers.discard(peer_id)
+        log.info("peer disconnected: %s (%s)", peer_id.hex()[:16], reason)
+
+    # -- block sync ---------------------------------------------------------------------------
+    def request_sync(self, height: int | None = None) -> None:
+        self._sync_wake.set()
+
+    async def _sync_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._sync_wake.wait(), SYNC_INTERVAL_S)
+            except asyncio.TimeoutError:
+                pass
+            self._sync_wake.clear()
+            try:
+                await self._sync_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("block sync failed; retrying")
+            finally:
+                self.node.syncing = False
+
+    async def _peer_heights(self) -> list[tuple[int, bytes]]:
+        peers = self.connected_peers()
+
+        async def ask(pid: bytes) -> tuple[int, bytes] | None:
+            try:
+                raw = await self.net.request(pid, REQ_STATUS, b"", REQUEST_TIMEOUT_S)
+                height, _ = decode(raw, max_bytes=128)
+                return (int(height), pid) if isinstance(height, int) else None
+            except (P2PError, DecodeError, ValueError, TypeError):
+                return None
+
+        answers = await asyncio.gather(*(ask(p) for p in peers))
+        return sorted((a for a in answers if a is not None), reverse=True)
+
+    async def _sync_once(self) -> None:
+        heights = await self._peer_heights()
+        node = self.node
+        for best, pid in heights:
+            while best > node.store.height:
+                node.syncing = True
+                start = node.store.height + 1
+                try:
+                    raw = await self.net.request(pid, REQ_BLOCKS, canonical([start, SYNC_RANGE]), REQUEST_TIMEOUT_S)
+                    items = decode(raw, max_bytes=SYNC_MAX_BYTES * 2, max_items=SYNC_RANGE * 2 + 8)
+                except (P2PError, DecodeError) as exc:
+                    log.info("sync from %s failed: %s", pid.hex()[:16], exc)
+                    break
+                if not isinstance(items, list) or not items:
+                    break
+                applied = 0
+                for item in items:
+                    if not (isinstance(item, list) and len(item) == 2 and all(isinstance(x, bytes) for x in item)):
+                        self.net.penalize(pid, "malformed block in sync answer")
+                        break
+                    height = node.store.height + 1
+                    try:
+                        node.apply_synced_block(height, item[0], item[1])
+                    except (BlockInvalid, ValueError) as exc:
+                        self.net.penalize(pid, f"invalid block {height} in sync answer: {exc}", weight=5)
+                        break
+                    applied += 1
+                    if applied % 20 == 0:
+                        await asyncio.sleep(0)  # let the API and consensus breathe during long syncs
+                if applied == 0:
+                    break
+            if best <= node.store.height:
+                break
