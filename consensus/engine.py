@@ -3,32 +3,75 @@
 Theory of operation
 -------------------
 Heights are decided one after another. At height h the engine runs views 0, 1, 2, ...; the
-primary of view v is validator (h + v) mod n, and views start again at 0 at every height, so
-view numbers never accumulate across heights.
+primary of view v is validator (h + v) mod n. Views start again at 0 at every height, so view
+numbers never accumulate across heights, and the view timeout (base * 2^v, capped) is back at
+its base value as soon as a height is final.
 
 Normal case, in view v:
 
-1. The primary asks the runtime for a block (`RequestProposal`), signs a PRE-PREPARE with it,
-   persists it and broadcasts it.
-2. A validator that gets the primary's PRE-PREPARE asks the runtime to validate the block
+1. The primary asks the runtime for a block (`RequestProposal`), signs a PRE-PREPARE for it,
+   persists it and broadcasts it. (In a view after 0 the proposal travels inside NEW-VIEW.)
+2. A validator that accepts the primary's proposal asks the runtime to validate the block
    (`ValidateBlock`); when told it is good it persists and broadcasts PREPARE(h, v, digest).
    It never prepares two blocks in one view.
 3. With a quorum of matching PREPAREs (its own among them) it holds a prepared certificate; it
-   persists its COMMIT with that certificate and broadcasts the COMMIT.
+   persists its COMMIT together with that certificate and broadcasts the COMMIT.
 4. A quorum of COMMITs for one digest, in any view of the height, makes the block final: the
    engine emits `CommitBlock` with the commit certificate and moves to height h + 1.
 
-(The view-change half of the protocol is added in the next increment.)
+View change:
 
-Every vote goes out as `Persist` then `Broadcast`, and the runtime makes the `Persist` durable
-before executing the next action, so a vote on the wire is always on disk first.
+5. When the view timer fires before the height is final, the validator stops voting in view v,
+   persists and broadcasts VIEW-CHANGE(h, v + 1) carrying the highest prepared certificate it
+   holds (and that block's payload). From then on it never votes in a view below v + 1.
+6. A validator that sees VIEW-CHANGEs for views above its own from f + 1 validators (so from at
+   least one honest one) joins: it sends VIEW-CHANGE for the highest view that f + 1 of them
+   reached. This pulls in validators that are lagging without letting f Byzantine ones push
+   anybody to a new view.
+7. The timer of a view change to w is armed only once a quorum has asked for view w or later;
+   if NEW-VIEW does not arrive in time the validator asks for w + 1 (timeout doubled). Without
+   a reachable quorum the views therefore stop climbing, instead of climbing with the clock.
+8. The primary of w, holding a quorum of VIEW-CHANGE(h, w), takes the highest prepared
+   certificate among them. If there is one it must re-propose that block; otherwise it asks
+   the runtime for a new one. It broadcasts NEW-VIEW(h, w) with the view changes as proof and
+   its PRE-PREPARE for w. Validators check the proof and the choice, enter view w, and go on
+   as in step 2.
+
+Why this is safe: a block committed in view v has a quorum of COMMITs, so a quorum of
+validators prepared it in v. Any quorum of VIEW-CHANGEs for a later view shares an honest
+validator with that quorum, and that validator reports a prepared certificate of view >= v,
+which (by induction over the views) names the same block; so every later NEW-VIEW must
+re-propose it. `docs/consensus.md` gives the whole argument.
+
+Legal transitions of one height
+-------------------------------
+| state              | event                                  | next state                 |
+| ------------------ | -------------------------------------- | -------------------------- |
+| normal(v)          | view timer of v fires                  | view-change(v + 1)         |
+| normal(v)          | f + 1 view changes for views above v   | view-change(w*)            |
+| normal(v)          | valid NEW-VIEW for w > v               | normal(w)                  |
+| view-change(w)     | quorum asks for >= w                   | view-change(w), timer armed|
+| view-change(w)     | timer of w fires                       | view-change(w + 1)         |
+| view-change(w)     | f + 1 view changes for views above w   | view-change(w*)            |
+| view-change(w)     | primary of w: quorum of view changes   | normal(w) (sends NEW-VIEW) |
+| view-change(w)     | valid NEW-VIEW for w' >= w             | normal(w')                 |
+| any                | quorum of COMMITs for one block        | next height (or awaiting   |
+|                    | (or a DECISION with a valid certificate)| the block's payload first)|
+| any                | `on_block_synced` for this height or up| next height after it      |
+
+Views only grow within a height; an internal step that would lower one is a bug and raises.
 
 What the engine accepts from a peer
 -----------------------------------
 Every message gets a `Verdict`: "process", "stash" (for the next height or a later view; kept
 in bounded memory and replayed when the engine gets there) or "discard" with a reason. Bad
 input from a peer never raises; a contract broken by this node's runtime raises
-`LocalProtocolError`.
+`LocalProtocolError`. Two signed conflicting votes from one validator become `Evidence`.
+
+A validator that has fallen behind learns of it in two ways: a validator that receives its
+message for the height just finalized answers with a DECISION (block and certificate), at most
+once per peer per resend interval; and when f + 1 validators are seen two or more heights
+ahead, the engine emits `NeedSync` so the runtime fetches the blocks.
 """
 
 from __future__ import annotations
@@ -41,6 +84,7 @@ from .actions import (
     Broadcast,
     CancelTimer,
     CommitBlock,
+    NeedSync,
     Persist,
     PruneWal,
     ReportEvidence,
@@ -48,10 +92,17 @@ from .actions import (
     Send,
     SetTimer,
     ValidateBlock,
+    ViewChanged,
 )
-from .certificate import CommitCertificate, PreparedCertificate, sorted_votes, verify_certificate
+from .certificate import (
+    CommitCertificate,
+    PreparedCertificate,
+    sorted_votes,
+    verify_certificate,
+    verify_prepared,
+)
 from .crypto import Signer, Verifier
-from .encoding import DIGEST_SIZE
+from .encoding import DIGEST_SIZE, MAX_VIEW
 from .errors import LocalProtocolError
 from .evidence import Evidence
 from .messages import (
@@ -97,7 +148,13 @@ def stash(reason: str) -> Verdict:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineConfig:
-    """Tunables of the engine; all times are in milliseconds of the runtime's clock."""
+    """Tunables of the engine; all times are in milliseconds of the runtime's clock.
+
+    `base_timeout_ms` should exceed the time a healthy primary needs to get a block agreed
+    (proposal, two message rounds, validation); `resend_interval_ms` is how often the engine
+    re-sends its current votes so that lost messages (and peers that were partitioned away or
+    restarted) are caught up with.
+    """
 
     base_timeout_ms: int = 2000
     max_timeout_ms: int = 60000
@@ -131,17 +188,25 @@ class _Height:
         self.height = height
         self.validators = validators
         self.view = 0
+        self.in_view_change = False
+        self.view_timer_armed = False
         # Our own signed messages, by view.
         self.my_pre_prepare: dict[int, PrePrepare] = {}
         self.my_prepare: dict[int, Prepare] = {}
         self.my_commit: dict[int, Commit] = {}
+        self.my_view_change: dict[int, ViewChange] = {}
+        self.my_new_view: dict[int, NewView] = {}
         # The proposal accepted in each view (from the primary, or enclosed in a NEW-VIEW).
         self.pre_prepare: dict[int, PrePrepare] = {}
+        self.new_view: dict[int, NewView] = {}
         # First vote seen from each validator, by view; a second, different one is evidence.
         self.prepares: dict[int, dict[bytes, Prepare]] = {}
         self.commits: dict[int, dict[bytes, Commit]] = {}
         self.prepare_count: dict[tuple[int, bytes], int] = {}
         self.commit_count: dict[tuple[int, bytes], int] = {}
+        # The latest (highest-view) view change of each validator, ours included.
+        self.view_changes: dict[bytes, ViewChange] = {}
+        self.verified_view_changes: set[bytes] = set()  # signatures already checked, with their certificate
         # The highest prepared certificate we hold.
         self.prepared: PreparedCertificate | None = None
         # Block payloads known to be the valid block of their digest.
@@ -149,6 +214,8 @@ class _Height:
         self.validating: dict[bytes, bytes] = {}
         self.candidates: dict[bytes, list[bytes]] = {}
         self.rejected: set[tuple[int, bytes]] = set()
+        # As primary of a new view: (view, enclosed view changes, digest to re-propose or None).
+        self.new_view_pending: tuple[int, tuple[ViewChange, ...], bytes | None] | None = None
         # A quorum of commits seen, waiting for the payload: (view, digest, certificate).
         self.decided: tuple[int, bytes, CommitCertificate] | None = None
         self.decisions_sent: set[bytes] = set()
@@ -185,6 +252,8 @@ class Engine:
         self._evidence: list[Evidence] = []
         self._evidence_keys: set[tuple[bytes, int, int, int]] = set()
         self._view_changes = 0
+        self._peer_heights: dict[bytes, int] = {}
+        self._sync_requested = 0
         self._started = False
         self._out: list[Action] = []
         self._restored: dict[int, list[WalRecord]] = {}
@@ -204,7 +273,7 @@ class Engine:
         if self._started:
             raise LocalProtocolError("start() called twice")
         self._started = True
-        self._enter_view_actions(resend=True)
+        self._enter_height_actions()
         return self._drain()
 
     def on_message(self, msg: Message) -> tuple[Verdict, list[Action]]:
@@ -214,11 +283,14 @@ class Engine:
         return verdict, self._drain()
 
     def on_timer(self, key: Hashable) -> list[Action]:
-        """A timer armed with `SetTimer(key, ...)` fired."""
+        """A timer armed with `SetTimer(key, ...)` fired; stale keys are ignored."""
         self._require_started()
         h = self._h
         if key == h.resend_timer():
             self._resend()
+        elif key == h.view_timer() and h.decided is None:
+            h.view_timer_armed = False
+            self._start_view_change(h.view + 1)
         return self._drain()
 
     def on_proposal_ready(self, height: int, view: int, digest: bytes, payload: bytes) -> list[Action]:
@@ -227,16 +299,19 @@ class Engine:
         h = self._h
         if (height, view) != (h.height, h.view) or not self._is_primary() or view in h.my_pre_prepare:
             return self._drain()
-        if view == 0:
-            pp = self._sign(PrePrepare(chain_id=self.chain_id, height=height, view=view, sender=self._me,
+        if view == 0 and not h.in_view_change:
+            pp = self._sign(PrePrepare(chain_id=self.chain_id, height=height, view=0, sender=self._me,
                                        digest=digest, payload=payload))
             assert isinstance(pp, PrePrepare)
-            h.my_pre_prepare[view] = pp
-            h.pre_prepare[view] = pp
+            h.my_pre_prepare[0] = pp
+            h.pre_prepare[0] = pp
             h.good_payloads[digest] = payload
             self._persist(WalRecord(message=pp))
             self._out.append(Broadcast(message=pp))
             self._try_prepare()
+        elif h.new_view_pending is not None and h.new_view_pending[0] == view and h.new_view_pending[2] is None:
+            h.good_payloads[digest] = payload
+            self._send_new_view(digest)
         return self._drain()
 
     def on_block_validated(self, height: int, digest: bytes, ok: bool) -> list[Action]:
@@ -257,6 +332,39 @@ class Engine:
                 self._validate(digest, queue.pop(0))
         return self._drain()
 
+    def on_block_synced(self, height: int, digest: bytes, certificate: CommitCertificate,
+                        payload: bytes | None = None) -> list[Action]:
+        """The runtime applied final block `height` obtained by block sync; jump past it.
+
+        `payload` (optional) lets this validator answer peers that are one height behind.
+        """
+        self._require_started()
+        h = self._h
+        if (certificate.height, certificate.digest) != (height, digest):
+            raise LocalProtocolError("on_block_synced: the certificate is for another block")
+        if height < h.height:
+            return self._drain()
+        if height == h.height and not verify_certificate(certificate, chain_id=self.chain_id,
+                                                         validators=h.validators, verifier=self._verifier):
+            raise LocalProtocolError("on_block_synced: the runtime applied a block whose certificate is invalid")
+        self._out.append(CancelTimer(key=h.view_timer()))
+        self._out.append(CancelTimer(key=h.resend_timer()))
+        self._last_decision = (certificate.view, digest, payload, certificate)
+        self._decision_message = None
+        self._advance_to(height + 1, digest)
+        return self._drain()
+
+    def schedule_validators(self, effective_height: int, validators: ValidatorSet) -> list[Action]:
+        """Use `validators` from `effective_height` on (which must be after the height being decided)."""
+        if type(effective_height) is not int or effective_height <= self._h.height:
+            raise LocalProtocolError(
+                f"a validator-set change must take effect after height {self._h.height}, not at {effective_height}")
+        known = self._schedule.get(effective_height)
+        if known is not None and known != validators:
+            raise LocalProtocolError(f"two different validator sets scheduled for height {effective_height}")
+        self._schedule[effective_height] = validators
+        return []
+
     def status(self) -> dict[str, object]:
         """A snapshot for `medledger status` and the tests."""
         h = self._h
@@ -268,6 +376,8 @@ class Engine:
             "view_changes": self._view_changes,
             "evidence": len(self._evidence),
             "last_height": self._last_height,
+            "validators": h.validators.n,
+            "member": self._is_member(),
             "stashed": self._stash_size,
         }
 
@@ -275,6 +385,15 @@ class Engine:
     def evidence(self) -> tuple[Evidence, ...]:
         """Equivocation evidence kept so far (bounded by `config.max_evidence`)."""
         return tuple(self._evidence)
+
+    @property
+    def height(self) -> int:
+        """The height being decided."""
+        return self._h.height
+
+    @property
+    def view(self) -> int:
+        return self._h.view
 
     # -- message handling ---------------------------------------------------------------------
 
@@ -290,21 +409,25 @@ class Engine:
             return self._future_height(msg)
         if msg.sender not in h.validators:
             return discard("sender is not a validator at this height")
-        if type(msg) is PrePrepare:
-            return self._on_pre_prepare(msg)
-        if type(msg) is Prepare:
-            return self._on_prepare(msg)
-        if type(msg) is Commit:
-            return self._on_commit(msg)
-        if type(msg) is Decision:
-            return self._on_decision(msg)
-        if type(msg) in (ViewChange, NewView):
-            return discard("view change not supported yet")
-        raise LocalProtocolError(f"not a consensus message: {type(msg).__name__}")
+        self._note_peer_height(msg.sender, msg.height)
+        kind = type(msg)
+        if kind is Prepare:
+            return self._on_prepare(msg)  # type: ignore[arg-type]
+        if kind is Commit:
+            return self._on_commit(msg)  # type: ignore[arg-type]
+        if kind is PrePrepare:
+            return self._on_pre_prepare(msg)  # type: ignore[arg-type]
+        if kind is ViewChange:
+            return self._on_view_change(msg)  # type: ignore[arg-type]
+        if kind is NewView:
+            return self._on_new_view(msg)  # type: ignore[arg-type]
+        if kind is Decision:
+            return self._on_decision(msg)  # type: ignore[arg-type]
+        raise LocalProtocolError(f"not a consensus message: {kind.__name__}")
 
     def _old_height(self, msg: Message) -> Verdict:
         if (msg.height == self._last_height and msg.sender in self._previous_validators
-                and self._last_decision is not None and msg.sender not in self._h.decisions_sent):
+                and msg.sender not in self._h.decisions_sent and type(msg) is not Decision):
             decision = self._decision()
             if decision is not None:
                 self._h.decisions_sent.add(msg.sender)
@@ -313,11 +436,35 @@ class Engine:
 
     def _future_height(self, msg: Message) -> Verdict:
         h = self._h
+        later = self._validators_at(msg.height)
+        if msg.sender in h.validators:
+            self._note_peer_height(msg.sender, msg.height)
+        elif msg.sender not in later:
+            return discard("sender is not a validator")
         if msg.height > h.height + 1:
             return discard("far-future height")
-        if msg.sender not in self._validators_at(msg.height):
+        if msg.sender not in later:
             return discard("sender is not a validator at that height")
         return self._stash_message(msg, "future height")
+
+    def _note_peer_height(self, sender: bytes, height: int) -> None:
+        """Track how far validators are; f + 1 of them two heights ahead means we must sync."""
+        if self._peer_heights.get(sender, 0) >= height:
+            return
+        self._peer_heights[sender] = height
+        target = self._synced_height()
+        if target >= self._h.height + 1 and target > self._sync_requested:
+            self._sync_requested = target
+            self._out.append(NeedSync(height=target))
+
+    def _synced_height(self) -> int:
+        """The highest height below which f + 1 validators (so an honest one) have finalized everything."""
+        h = self._h
+        heights = sorted((v for s, v in self._peer_heights.items() if s in h.validators), reverse=True)
+        weak = h.validators.weak_quorum
+        if len(heights) < weak:
+            return 0
+        return heights[weak - 1] - 1
 
     def _stash_message(self, msg: Message, reason: str) -> Verdict:
         queue = self._stash.setdefault(msg.sender, [])
@@ -349,18 +496,19 @@ class Engine:
                 return discard("duplicate")
             self._record_evidence(known, msg)
             return discard("equivocation: second pre-prepare in this view")
-        if h.view != 0:
+        if h.view != 0 or h.in_view_change:
             return discard("old view")
         h.pre_prepare[0] = msg
         self._want_payload(msg.digest, msg.payload)
-        self._try_prepare()
         return PROCESS
 
     def _on_prepare(self, msg: Prepare) -> Verdict:
         h = self._h
         if msg.view < h.view:
             return discard("old view")
-        if msg.view > h.view:
+        if msg.view > h.view or h.in_view_change:
+            if msg.view > h.view + self.config.commit_view_window:
+                return discard("prepare for a view too far ahead")
             return self._stash_message(msg, "future view")
         votes = h.prepares.setdefault(msg.view, {})
         known = votes.get(msg.sender)
@@ -386,25 +534,35 @@ class Engine:
                 return discard("duplicate")
             self._record_evidence(known, msg)
             return discard("equivocation: second commit in this view")
-        votes[msg.sender] = msg
+        self._count_commit(msg)
+        return PROCESS
+
+    def _count_commit(self, msg: Commit) -> None:
+        h = self._h
+        h.commits.setdefault(msg.view, {})[msg.sender] = msg
         key = (msg.view, msg.digest)
         count = h.commit_count.get(key, 0) + 1
         h.commit_count[key] = count
         if count >= h.validators.quorum and h.decided is None:
-            self._decide(msg.view, msg.digest, self._commit_certificate(msg.view, msg.digest))
-        return PROCESS
+            votes = {s: c.signature for s, c in h.commits[msg.view].items() if c.digest == msg.digest}
+            cert = CommitCertificate(height=h.height, view=msg.view, digest=msg.digest, votes=sorted_votes(votes))
+            self._decide(cert)
 
     def _on_decision(self, msg: Decision) -> Verdict:
         h = self._h
         if h.decided is not None and h.decided[1] in h.good_payloads:
             return discard("duplicate")
-        if not verify_certificate(msg.certificate, chain_id=self.chain_id, validators=h.validators,
-                                  verifier=self._verifier):
-            return discard("decision with an invalid commit certificate")
+        if h.decided is not None and h.decided[1] != msg.digest:
+            # Two valid certificates for different blocks cannot exist with at most f faulty.
+            return discard("decision for another block than the one certified here")
         if h.decided is None:
-            self._decide(msg.view, msg.digest, msg.certificate)
-        if h.decided is not None and h.decided[1] == msg.digest:
-            self._want_payload(msg.digest, msg.payload)
+            if not verify_certificate(msg.certificate, chain_id=self.chain_id, validators=h.validators,
+                                      verifier=self._verifier):
+                return discard("decision with an invalid commit certificate")
+            self._decide(msg.certificate)
+            if self._h is not h:
+                return PROCESS
+        self._want_payload(msg.digest, msg.payload)
         return PROCESS
 
     # -- the normal case ----------------------------------------------------------------------
@@ -433,19 +591,27 @@ class Engine:
             if h.decided[1] == digest:
                 self._finalize()
             return
+        pending = h.new_view_pending
+        if pending is not None and pending[2] == digest and pending[0] == h.view:
+            self._send_new_view(digest)
+            return
         self._try_prepare()
 
     def _try_prepare(self) -> None:
         h = self._h
+        if h.in_view_change or h.view in h.my_prepare or not self._is_member():
+            return
         pp = h.pre_prepare.get(h.view)
-        if (pp is None or h.view in h.my_prepare or not self._is_member()
-                or pp.digest not in h.good_payloads or (h.view, pp.digest) in h.rejected):
+        if pp is None or pp.digest not in h.good_payloads or (h.view, pp.digest) in h.rejected:
             return
         prepare = self._sign(Prepare(chain_id=self.chain_id, height=h.height, view=h.view, sender=self._me,
                                      digest=pp.digest))
         assert isinstance(prepare, Prepare)
         h.my_prepare[h.view] = prepare
-        self._persist(WalRecord(message=prepare, accepted=pp))
+        accepted = pp if pp.payload else PrePrepare(
+            chain_id=pp.chain_id, height=pp.height, view=pp.view, sender=pp.sender, digest=pp.digest,
+            payload=h.good_payloads[pp.digest], signature=pp.signature)
+        self._persist(WalRecord(message=prepare, accepted=accepted))
         self._out.append(Broadcast(message=prepare))
         h.prepares.setdefault(h.view, {})[self._me] = prepare
         key = (h.view, pp.digest)
@@ -455,7 +621,7 @@ class Engine:
     def _try_commit(self) -> None:
         h = self._h
         mine = h.my_prepare.get(h.view)
-        if mine is None or h.view in h.my_commit:
+        if mine is None or h.view in h.my_commit or h.in_view_change:
             return
         if h.prepare_count.get((h.view, mine.digest), 0) < h.validators.quorum:
             return
@@ -468,30 +634,21 @@ class Engine:
         h.my_commit[h.view] = commit
         self._persist(WalRecord(message=commit, prepared=prepared))
         self._out.append(Broadcast(message=commit))
-        self._on_commit_from_self(commit)
+        self._count_commit(commit)
 
-    def _on_commit_from_self(self, commit: Commit) -> None:
+    def _decide(self, certificate: CommitCertificate) -> None:
         h = self._h
-        h.commits.setdefault(commit.view, {})[self._me] = commit
-        key = (commit.view, commit.digest)
-        count = h.commit_count.get(key, 0) + 1
-        h.commit_count[key] = count
-        if count >= h.validators.quorum and h.decided is None:
-            self._decide(commit.view, commit.digest, self._commit_certificate(commit.view, commit.digest))
-
-    def _commit_certificate(self, view: int, digest: bytes) -> CommitCertificate:
-        votes = {s: c.signature for s, c in self._h.commits[view].items() if c.digest == digest}
-        return CommitCertificate(height=self._h.height, view=view, digest=digest, votes=sorted_votes(votes))
-
-    def _decide(self, view: int, digest: bytes, certificate: CommitCertificate) -> None:
-        h = self._h
-        h.decided = (view, digest, certificate)
+        h.decided = (certificate.view, certificate.digest, certificate)
+        digest = certificate.digest
         if digest in h.good_payloads:
             self._finalize()
-        else:
-            pp = next((p for p in h.pre_prepare.values() if p.digest == digest), None)
-            if pp is not None:
+            return
+        for pp in list(h.pre_prepare.values()):
+            if pp.digest == digest and pp.payload:
                 self._want_payload(digest, pp.payload)
+        for vc in list(h.view_changes.values()):
+            if vc.payload is not None and vc.prepared is not None and vc.prepared.digest == digest:
+                self._want_payload(digest, vc.payload)
 
     def _finalize(self) -> None:
         h = self._h
@@ -508,37 +665,237 @@ class Engine:
 
     def _advance_to(self, height: int, last_digest: bytes) -> None:
         """Leave the current height for `height` (the one after the last final block)."""
-        self._previous_validators = self._h.validators
+        self._previous_validators = self._validators_at(height - 1)
         self._last_height = height - 1
         self._last_digest = last_digest
         self._h = _Height(height, self._validators_at(height))
-        for old in [k for k in self._schedule if k <= height - 1]:
-            del self._schedule[old]
+        self._schedule = {k: v for k, v in self._schedule.items() if k > height}
         self._restored = {k: v for k, v in self._restored.items() if k >= height}
+        self._peer_heights = {s: v for s, v in self._peer_heights.items() if v > height - 1}
         self._restore(self._h)
         self._out.append(PruneWal(below_height=height))
-        self._enter_view_actions(resend=True)
+        self._enter_height_actions()
         self._unstash()
 
-    def _enter_view_actions(self, *, resend: bool) -> None:
+    def _enter_height_actions(self) -> None:
+        """Timers, resends and the proposal request on entering a height (or starting up)."""
         h = self._h
-        self._out.append(SetTimer(key=h.view_timer(), delay_ms=self.config.view_timeout_ms(h.view)))
         self._out.append(SetTimer(key=h.resend_timer(), delay_ms=self.config.resend_interval_ms))
-        if resend:
-            self._send_own_votes()
-        if self._is_primary() and h.view not in h.my_pre_prepare:
+        if not h.in_view_change:
+            self._arm_view_timer()
+        else:
+            self._check_view_change_quorum()
+        self._send_own_votes()
+        if h.view == 0 and not h.in_view_change and self._is_primary() and 0 not in h.my_pre_prepare:
+            self._out.append(RequestProposal(height=h.height, view=0))
+        self._try_new_view()
+
+    def _arm_view_timer(self) -> None:
+        h = self._h
+        h.view_timer_armed = True
+        self._out.append(SetTimer(key=h.view_timer(), delay_ms=self.config.view_timeout_ms(h.view)))
+
+    # -- view change --------------------------------------------------------------------------
+
+    def _set_view(self, view: int, *, in_view_change: bool) -> None:
+        h = self._h
+        if view < h.view or (view == h.view and in_view_change and h.in_view_change):
+            raise LocalProtocolError(f"view would go from {h.view} back to {view}")
+        if h.view_timer_armed:
+            self._out.append(CancelTimer(key=h.view_timer()))
+            h.view_timer_armed = False
+        if view > h.view:
+            self._view_changes += 1
+            self._out.append(ViewChanged(height=h.height, view=view))
+        h.view = view
+        h.in_view_change = in_view_change
+        h.new_view_pending = None
+
+    def _start_view_change(self, view: int) -> None:
+        """Leave the current view for `view` (> current); sign and send VIEW-CHANGE if a member."""
+        h = self._h
+        if view > MAX_VIEW:
+            return
+        self._set_view(view, in_view_change=True)
+        if self._is_member():
+            payload = None
+            if h.prepared is not None:
+                payload = h.good_payloads.get(h.prepared.digest)
+            vc = self._sign(ViewChange(chain_id=self.chain_id, height=h.height, view=view, sender=self._me,
+                                       prepared=h.prepared, payload=payload))
+            assert isinstance(vc, ViewChange)
+            h.my_view_change[view] = vc
+            h.view_changes[self._me] = vc
+            h.verified_view_changes.add(vc.signature)
+            self._persist(WalRecord(message=vc))
+            self._out.append(Broadcast(message=vc))
+        self._check_view_change_quorum()
+        self._try_new_view()
+
+    def _on_view_change(self, msg: ViewChange) -> Verdict:
+        h = self._h
+        if msg.view < h.view or (msg.view == h.view and not h.in_view_change):
+            return discard("old view")
+        known = h.view_changes.get(msg.sender)
+        if known is not None:
+            if msg.view < known.view:
+                return discard("older than this validator's latest view change")
+            if msg.view == known.view:
+                return discard("duplicate" if msg.signature == known.signature else "conflicting view change")
+        if msg.prepared is not None and not verify_prepared(msg.prepared, chain_id=self.chain_id,
+                                                            validators=h.validators, verifier=self._verifier):
+            return discard("view change with an invalid prepared certificate")
+        h.verified_view_changes.add(msg.signature)
+        h.view_changes[msg.sender] = msg
+        if msg.payload is not None and msg.prepared is not None:
+            digest = msg.prepared.digest
+            wanted = (h.decided is not None and h.decided[1] == digest) or (
+                h.new_view_pending is not None and h.new_view_pending[2] == digest)
+            if wanted:
+                self._want_payload(digest, msg.payload)
+                if self._h is not h:
+                    return PROCESS
+        self._join_higher_view()
+        self._check_view_change_quorum()
+        self._try_new_view()
+        return PROCESS
+
+    def _join_higher_view(self) -> None:
+        """Follow f + 1 validators (so at least one honest) that asked for views above ours."""
+        h = self._h
+        if h.decided is not None:
+            return
+        views = sorted((vc.view for s, vc in h.view_changes.items() if s != self._me), reverse=True)
+        weak = h.validators.weak_quorum
+        if len(views) >= weak and views[weak - 1] > h.view:
+            self._start_view_change(views[weak - 1])
+
+    def _check_view_change_quorum(self) -> None:
+        """Arm the timer of a view change once a quorum asks for this view or a later one."""
+        h = self._h
+        if not h.in_view_change or h.view_timer_armed or h.decided is not None:
+            return
+        count = sum(1 for vc in h.view_changes.values() if vc.view >= h.view)
+        if count >= h.validators.quorum:
+            self._arm_view_timer()
+
+    def _try_new_view(self) -> None:
+        """As primary of the view being changed to, send NEW-VIEW once a quorum asked for it."""
+        h = self._h
+        if (not h.in_view_change or h.decided is not None or h.new_view_pending is not None
+                or not self._is_primary() or h.view in h.my_new_view):
+            return
+        candidates = [vc for vc in h.view_changes.values() if vc.view == h.view]
+        quorum = h.validators.quorum
+        if len(candidates) < quorum:
+            return
+        # Any quorum is a valid proof; preferring the highest prepared certificates honours more locks.
+        candidates.sort(key=lambda vc: (-(vc.prepared.view if vc.prepared else -1), vc.sender))
+        chosen = tuple(sorted(candidates[:quorum], key=lambda vc: vc.sender))
+        highest = _highest_prepared(chosen)
+        if highest is None:
+            h.new_view_pending = (h.view, chosen, None)
             self._out.append(RequestProposal(height=h.height, view=h.view))
+            return
+        digest = highest.digest
+        h.new_view_pending = (h.view, chosen, digest)
+        if digest in h.good_payloads:
+            self._send_new_view(digest)
+            return
+        payloads = [vc.payload for vc in h.view_changes.values()
+                    if vc.payload is not None and vc.prepared is not None and vc.prepared.digest == digest]
+        payloads += [pp.payload for pp in h.pre_prepare.values() if pp.digest == digest and pp.payload]
+        for payload in payloads:
+            self._want_payload(digest, payload)
+
+    def _send_new_view(self, digest: bytes) -> None:
+        h = self._h
+        assert h.new_view_pending is not None
+        view, chosen, _ = h.new_view_pending
+        payload = h.good_payloads[digest]
+        pp = self._sign(PrePrepare(chain_id=self.chain_id, height=h.height, view=view, sender=self._me,
+                                   digest=digest, payload=payload))
+        assert isinstance(pp, PrePrepare)
+        nv = self._sign(NewView(chain_id=self.chain_id, height=h.height, view=view, sender=self._me,
+                                view_changes=tuple(vc.stripped() for vc in chosen), pre_prepare=pp))
+        assert isinstance(nv, NewView)
+        h.my_new_view[view] = nv
+        h.my_pre_prepare[view] = pp
+        h.new_view[view] = nv
+        self._persist(WalRecord(message=nv))
+        self._out.append(Broadcast(message=nv))
+        self._enter_view(view, pp)
+
+    def _enter_view(self, view: int, pp: PrePrepare) -> None:
+        """Start normal operation in `view` with the proposal `pp` (ours or from a valid NEW-VIEW)."""
+        h = self._h
+        self._set_view(view, in_view_change=False)
+        h.pre_prepare[view] = pp
+        self._arm_view_timer()
+        self._want_payload(pp.digest, pp.payload)
+        self._unstash()
+
+    def _on_new_view(self, msg: NewView) -> Verdict:
+        h = self._h
+        w = msg.view
+        accepted = h.new_view.get(w)
+        if accepted is not None:
+            if accepted.pre_prepare.digest != msg.pre_prepare.digest:
+                self._record_evidence(accepted.pre_prepare, msg.pre_prepare)
+                return discard("equivocation: second new-view proposal in this view")
+            return discard("duplicate")
+        if w < h.view or (w == h.view and not h.in_view_change):
+            return discard("old view")
+        if msg.sender != h.validators.primary(h.height, w):
+            return discard("new-view from a validator that is not the primary of that view")
+        problem = self._check_new_view(msg)
+        if problem:
+            return discard(problem)
+        h.new_view[w] = msg
+        self._enter_view(w, msg.pre_prepare)
+        return PROCESS
+
+    def _check_new_view(self, msg: NewView) -> str:
+        """Why `msg` is not a valid NEW-VIEW, or "" if it is."""
+        h = self._h
+        if len(msg.view_changes) < h.validators.quorum:
+            return "new-view without a quorum of view changes"
+        for vc in msg.view_changes:
+            if vc.sender not in h.validators:
+                return "new-view encloses a view change from a non-validator"
+            if vc.signature in h.verified_view_changes:
+                continue
+            if not self._verifier.verify(vc.sender, vc.signing_bytes(), vc.signature):
+                return "new-view encloses a view change with an invalid signature"
+            if vc.prepared is not None and not verify_prepared(vc.prepared, chain_id=self.chain_id,
+                                                               validators=h.validators, verifier=self._verifier):
+                return "new-view encloses an invalid prepared certificate"
+            h.verified_view_changes.add(vc.signature)
+        highest = _highest_prepared(msg.view_changes)
+        if highest is not None and highest.digest != msg.pre_prepare.digest:
+            return "new-view does not re-propose the highest prepared block"
+        pp = msg.pre_prepare
+        if not self._verifier.verify(pp.sender, pp.signing_bytes(), pp.signature):
+            return "new-view encloses a pre-prepare with an invalid signature"
+        return ""
+
+    # -- resending ----------------------------------------------------------------------------
 
     def _send_own_votes(self) -> None:
         h = self._h
-        pp = h.my_pre_prepare.get(h.view)
-        if pp is not None:
-            prepared = h.prepares.get(h.view, {})
-            for v in h.validators:
-                if v != self._me and v not in prepared:
-                    self._out.append(Send(to=v, message=pp))
-        if h.view in h.my_prepare:
-            self._out.append(Broadcast(message=h.my_prepare[h.view]))
+        if h.in_view_change:
+            vc = h.my_view_change.get(h.view)
+            if vc is not None:
+                self._out.append(Broadcast(message=vc))
+        else:
+            proposal: Message | None = h.my_new_view.get(h.view) or h.my_pre_prepare.get(h.view)
+            if proposal is not None:
+                prepared = h.prepares.get(h.view, {})
+                for v in h.validators:
+                    if v != self._me and v not in prepared:
+                        self._out.append(Send(to=v, message=proposal))
+            if h.view in h.my_prepare:
+                self._out.append(Broadcast(message=h.my_prepare[h.view]))
         if h.my_commit:
             self._out.append(Broadcast(message=h.my_commit[max(h.my_commit)]))
 
@@ -546,13 +903,17 @@ class Engine:
         h = self._h
         h.decisions_sent.clear()
         self._send_own_votes()
+        target = self._synced_height()
+        if target >= h.height:
+            self._out.append(NeedSync(height=target))
         self._out.append(SetTimer(key=h.resend_timer(), delay_ms=self.config.resend_interval_ms))
 
     # -- restart ------------------------------------------------------------------------------
 
     def _restore(self, h: _Height) -> None:
         """Rebuild our own votes at `h` from the WAL, so we resend them and never contradict them."""
-        for record in self._restored.pop(h.height, []):
+        records = self._restored.pop(h.height, [])
+        for record in records:
             msg = record.message
             if type(msg) is PrePrepare:
                 h.my_pre_prepare[msg.view] = msg
@@ -573,7 +934,27 @@ class Engine:
                 h.commit_count[key] = h.commit_count.get(key, 0) + 1
                 if record.prepared is not None and (h.prepared is None or record.prepared.view > h.prepared.view):
                     h.prepared = record.prepared
+            elif type(msg) is ViewChange:
+                h.my_view_change[msg.view] = msg
+                known = h.view_changes.get(self._me)
+                if known is None or known.view < msg.view:
+                    h.view_changes[self._me] = msg
+                h.verified_view_changes.add(msg.signature)
+                if msg.prepared is not None and (h.prepared is None or msg.prepared.view > h.prepared.view):
+                    h.prepared = msg.prepared
+                if msg.payload is not None and msg.prepared is not None:
+                    h.good_payloads.setdefault(msg.prepared.digest, msg.payload)
+            elif type(msg) is NewView:
+                h.my_new_view[msg.view] = msg
+                h.new_view[msg.view] = msg
+                h.my_pre_prepare[msg.view] = msg.pre_prepare
+                h.pre_prepare[msg.view] = msg.pre_prepare
+                h.good_payloads[msg.pre_prepare.digest] = msg.pre_prepare.payload
             h.view = max(h.view, msg.view)
+        if records:
+            v = h.view
+            h.in_view_change = v in h.my_view_change and not (
+                v in h.my_new_view or v in h.my_prepare or v in h.my_commit)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -601,7 +982,7 @@ class Engine:
         if self._last_decision is None:
             return None
         view, digest, payload, certificate = self._last_decision
-        if payload is None or not self._is_member_of(self._previous_validators):
+        if payload is None:
             return None
         if self._decision_message is None:
             msg = self._sign(Decision(chain_id=self.chain_id, height=self._last_height, view=view,
@@ -610,9 +991,6 @@ class Engine:
             self._decision_message = msg
         return self._decision_message
 
-    def _is_member_of(self, validators: ValidatorSet) -> bool:
-        return self._me in validators
-
     def _record_evidence(self, first: Message, second: Message) -> None:
         key = (first.sender, first.height, first.view, _VOTE_KINDS[type(first)])
         if key in self._evidence_keys:
@@ -620,7 +998,9 @@ class Engine:
         evidence = Evidence(first=first, second=second)  # type: ignore[arg-type]
         self._evidence_keys.add(key)
         if len(self._evidence) >= self.config.max_evidence:
-            self._evidence.pop(0)
+            dropped = self._evidence.pop(0)
+            self._evidence_keys.discard((dropped.offender, dropped.height, dropped.first.view,
+                                         _VOTE_KINDS[type(dropped.first)]))
         self._evidence.append(evidence)
         self._out.append(ReportEvidence(evidence=evidence))
 
@@ -628,6 +1008,8 @@ class Engine:
         h = self._h
         if h.decided is not None:
             return "awaiting-block"
+        if h.in_view_change:
+            return "view-change"
         if h.view in h.my_commit:
             return "commit"
         if h.view in h.my_prepare:
@@ -641,3 +1023,12 @@ class Engine:
     def _drain(self) -> list[Action]:
         out, self._out = self._out, []
         return out
+
+
+def _highest_prepared(view_changes: Sequence[ViewChange]) -> PreparedCertificate | None:
+    """The prepared certificate of the highest view among `view_changes` (None if none has one)."""
+    best: PreparedCertificate | None = None
+    for vc in view_changes:
+        if vc.prepared is not None and (best is None or vc.prepared.view > best.view):
+            best = vc.prepared
+    return best
