@@ -173,8 +173,9 @@ def node() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--chain-id", default="medledger-local", show_default=True, help="Name of the new network.")
 @click.option("--name", default="institution-0", show_default=True, help="Name of this institution.")
+@click.option("--observer", is_flag=True, help="Follow the chain without voting (replace genesis.json with the network's).")
 @json_option
-def node_init(home: str, api_port: int, p2p_port: int, host: str, chain_id: str, name: str, as_json: bool) -> None:
+def node_init(home: str, api_port: int, p2p_port: int, host: str, chain_id: str, name: str, observer: bool, as_json: bool) -> None:
     """Create a one-validator network in HOME: key, config and genesis.
 
     \b
@@ -184,7 +185,7 @@ def node_init(home: str, api_port: int, p2p_port: int, host: str, chain_id: str,
     """
     try:
         [made] = init_network([Path(home)], chain_id=chain_id, names=[name], api_host=host,
-                              api_ports=[api_port], p2p_ports=[p2p_port])
+                              api_ports=[api_port], p2p_ports=[p2p_port], observer=observer)
     except (HomeExists, KeyFileError) as exc:
         fail(str(exc), EXIT_USAGE)
     emit(as_json, {"home": str(made.home), "node_id": made.node_id, "api_url": made.api_url},

@@ -512,7 +512,7 @@ class Node:
         self._commit(height, block.hash, payload, cert)
         if self.engine is not None:
             engine = self.engine
-            self._feed(lambda: engine.on_block_synced(height, block.hash, cert))
+            self._feed(lambda: engine.on_block_synced(height, block.hash, cert, payload))
 
     # -- status -------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
