@@ -268,7 +268,7 @@ def identity() -> None:
     """Register identities on the ledger."""
 
 
-DEFAULT_DEVNET_NODES = 1
+DEFAULT_DEVNET_NODES = 4
 
 ROLES = ["patient", "practitioner", "researcher", "institution"]
 
@@ -603,4 +603,4 @@ def bench(targets: str, txs: int, batch: int, rate: float, timeout: float, as_js
 
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="medledger")

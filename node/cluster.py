@@ -129,7 +129,7 @@ class Cluster:
             env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
             node.log_file = open(node.home / "node.log", "ab")
             node.process = subprocess.Popen(
-                [sys.executable, "-m", "cli", "node", "run", "--home", str(node.home)]
+                [sys.executable, "-m", "cli", "node", "run", "--home", str(node.home.resolve())]
                 + (["--unsafe-test-switches"] if self.test_switches else []),
                 stdout=node.log_file, stderr=subprocess.STDOUT, env=env, cwd=str(Path(__file__).resolve().parent.parent),
                 start_new_session=True,
