@@ -1,0 +1,179 @@
+"""Signed messages between a client and the custodian institution's node.
+
+UPLOAD    the author sends ciphertext and wrapped keys to its institution's node (before
+          submitting `record.add`); signed by the author.
+FETCH     a reader asks the custodian for a record it has a committed access grant for; signed by
+          the reader, timestamped and with a random nonce, so a stale or replayed request is
+          refused.
+RELEASE   the custodian's answer: ciphertext and the data key re-wrapped for the reader, signed by
+          the custodian (a SealedBox does not say who sealed it; the signature does).
+
+Every message is a msgpack map on the wire; what is signed is the canonical encoding of a
+domain-tagged array of its fields, so no field can be moved between message kinds.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.crypto import KEY_SIZE, SIGNATURE_SIZE, Identity, sha256, verify
+from ..core.encoding import canonical
+
+MAX_CIPHERTEXT = 2 * 1024 * 1024
+FRESHNESS_MS = 120_000
+NONCE_SIZE = 16
+
+
+class ProtocolError(ValueError):
+    """A client's message is malformed, unsigned, stale or replayed; `code` says which."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _need(doc: Any, fields: dict[str, type]) -> None:
+    if not isinstance(doc, dict):
+        raise ProtocolError("malformed_request", "request must be a map")
+    for name, kind in fields.items():
+        value = doc.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ProtocolError("malformed_request", f"field {name!r} missing or of the wrong type")
+
+
+def _id(doc: dict[str, Any], name: str, size: int = KEY_SIZE) -> bytes:
+    value = doc[name]
+    if len(value) != size:
+        raise ProtocolError("malformed_request", f"field {name!r} must be {size} bytes")
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Upload:
+    chain_id: str
+    record_id: bytes
+    patient: bytes
+    resource_type: str
+    ciphertext: bytes
+    wrapped: dict[str, bytes]  # "patient" and "custodian"
+    author: bytes
+    timestamp_ms: int
+    signature: bytes = b""
+
+    def signing_bytes(self) -> bytes:
+        return canonical(["medledger-upload-v1", self.chain_id, self.record_id, self.patient, self.resource_type,
+                          sha256(self.ciphertext), sorted(self.wrapped.items()), self.author, self.timestamp_ms])
+
+    def to_wire(self) -> bytes:
+        return canonical({"record_id": self.record_id, "patient": self.patient, "resource_type": self.resource_type,
+                          "ciphertext": self.ciphertext, "wrapped": self.wrapped, "author": self.author,
+                          "timestamp_ms": self.timestamp_ms, "signature": self.signature})
+
+    @classmethod
+    def create(cls, author: Identity, **fields: Any) -> "Upload":
+        unsigned = cls(author=author.public_key, **fields)
+        return cls(author=author.public_key, signature=author.sign(unsigned.signing_bytes()), **fields)
+
+    @classmethod
+    def from_wire(cls, doc: Any, chain_id: str) -> "Upload":
+        _need(doc, {"record_id": bytes, "patient": bytes, "resource_type": str, "ciphertext": bytes, "wrapped": dict,
+                    "author": bytes, "timestamp_ms": int, "signature": bytes})
+        wrapped = doc["wrapped"]
+        if set(wrapped) != {"patient", "custodian"} or not all(isinstance(v, bytes) and len(v) <= 128 for v in wrapped.values()):
+            raise ProtocolError("malformed_request", "wrapped must hold the data key wrapped for 'patient' and 'custodian'")
+        if len(doc["ciphertext"]) > MAX_CIPHERTEXT:
+            raise ProtocolError("record_too_large", f"ciphertext exceeds {MAX_CIPHERTEXT} bytes")
+        up = cls(chain_id=chain_id, record_id=_id(doc, "record_id"), patient=_id(doc, "patient"),
+                 resource_type=doc["resource_type"][:64], ciphertext=doc["ciphertext"], wrapped=dict(wrapped),
+                 author=_id(doc, "author"), timestamp_ms=doc["timestamp_ms"], signature=_id(doc, "signature", SIGNATURE_SIZE))
+        if not verify(up.author, up.signing_bytes(), up.signature):
+            raise ProtocolError("bad_signature", "the upload is not signed by its author")
+        return up
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fetch:
+    chain_id: str
+    record_id: bytes
+    requester: bytes
+    timestamp_ms: int
+    nonce: bytes
+    signature: bytes = b""
+
+    def signing_bytes(self) -> bytes:
+        return canonical(["medledger-fetch-v1", self.chain_id, self.record_id, self.requester, self.timestamp_ms, self.nonce])
+
+    def to_wire(self) -> bytes:
+        return canonical({"record_id": self.record_id, "requester": self.requester, "timestamp_ms": self.timestamp_ms,
+                          "nonce": self.nonce, "signature": self.signature})
+
+    @classmethod
+    def create(cls, requester: Identity, *, chain_id: str, record_id: bytes, timestamp_ms: int) -> "Fetch":
+        unsigned = cls(chain_id=chain_id, record_id=record_id, requester=requester.public_key,
+                       timestamp_ms=timestamp_ms, nonce=os.urandom(NONCE_SIZE))
+        return cls(chain_id=chain_id, record_id=record_id, requester=requester.public_key, timestamp_ms=timestamp_ms,
+                   nonce=unsigned.nonce, signature=requester.sign(unsigned.signing_bytes()))
+
+    @classmethod
+    def from_wire(cls, doc: Any, chain_id: str) -> "Fetch":
+        _need(doc, {"record_id": bytes, "requester": bytes, "timestamp_ms": int, "nonce": bytes, "signature": bytes})
+        f = cls(chain_id=chain_id, record_id=_id(doc, "record_id"), requester=_id(doc, "requester"),
+                timestamp_ms=doc["timestamp_ms"], nonce=_id(doc, "nonce", NONCE_SIZE), signature=_id(doc, "signature", SIGNATURE_SIZE))
+        if not verify(f.requester, f.signing_bytes(), f.signature):
+            raise ProtocolError("bad_signature", "the request is not signed by its requester")
+        return f
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Release:
+    chain_id: str
+    record_id: bytes
+    requester: bytes
+    nonce: bytes
+    ciphertext: bytes
+    wrapped_key: bytes
+    custodian: bytes
+    signature: bytes = b""
+
+    def signing_bytes(self) -> bytes:
+        return canonical(["medledger-release-v1", self.chain_id, self.record_id, self.requester, self.nonce,
+                          sha256(self.ciphertext), self.wrapped_key, self.custodian])
+
+    def to_wire(self) -> bytes:
+        return canonical({"record_id": self.record_id, "requester": self.requester, "nonce": self.nonce,
+                          "ciphertext": self.ciphertext, "wrapped_key": self.wrapped_key, "custodian": self.custodian,
+                          "signature": self.signature})
+
+    @classmethod
+    def from_wire(cls, doc: Any, chain_id: str) -> "Release":
+        _need(doc, {"record_id": bytes, "requester": bytes, "nonce": bytes, "ciphertext": bytes, "wrapped_key": bytes,
+                    "custodian": bytes, "signature": bytes})
+        r = cls(chain_id=chain_id, record_id=_id(doc, "record_id"), requester=_id(doc, "requester"), nonce=doc["nonce"],
+                ciphertext=doc["ciphertext"], wrapped_key=doc["wrapped_key"], custodian=_id(doc, "custodian"),
+                signature=_id(doc, "signature", SIGNATURE_SIZE))
+        if not verify(r.custodian, r.signing_bytes(), r.signature):
+            raise ProtocolError("bad_signature", "the answer is not signed by the custodian")
+        return r
+
+
+class ReplayGuard:
+    """Refuses requests outside the freshness window or seen before (bounded memory)."""
+
+    def __init__(self, window_ms: int = FRESHNESS_MS, max_entries: int = 100_000) -> None:
+        self.window_ms = window_ms
+        self.max_entries = max_entries
+        self._seen: dict[bytes, int] = {}
+
+    def check(self, key: bytes, timestamp_ms: int, now_ms: int) -> None:
+        if abs(now_ms - timestamp_ms) > self.window_ms:
+            raise ProtocolError("stale_request", f"request time is more than {self.window_ms // 1000} s from the custodian's clock")
+        if len(self._seen) >= self.max_entries:
+            self._seen = {k: t for k, t in self._seen.items() if t >= now_ms - self.window_ms}
+            if len(self._seen) >= self.max_entries:
+                raise ProtocolError("busy", "too many recent requests; retry shortly")
+        if key in self._seen:
+            raise ProtocolError("replayed_request", "this request was already served")
+        self._seen[key] = timestamp_ms

@@ -1,0 +1,54 @@
+"""The custodian's off-chain record store: ciphertext and wrapped data keys, never plaintext.
+
+Kept in its own LevelDB (`data/records`) apart from the chain, so that erasing a record can
+delete its keys and compact exactly that range until the bytes are gone from the files, without
+rewriting chain data. Values are canonical msgpack maps; the store does not interpret them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from node.core.encoding import canonical, decode
+
+from .kv import KeyValueStore, WriteBatch
+
+P_RECORD = b"r/"
+MAX_RECORD_BYTES = 2 * 1024 * 1024
+
+
+class OffchainStore:
+    """Ciphertexts and wrapped keys by record id (32 bytes)."""
+
+    def __init__(self, kv: KeyValueStore) -> None:
+        self.kv = kv
+
+    def put(self, record_id: bytes, entry: dict[str, Any]) -> None:
+        batch = WriteBatch()
+        batch.put(P_RECORD + record_id, canonical(entry))
+        self.kv.write(batch, sync=True)
+
+    def get(self, record_id: bytes) -> dict[str, Any] | None:
+        raw = self.kv.get(P_RECORD + record_id)
+        return decode(raw, max_bytes=MAX_RECORD_BYTES * 2) if raw else None
+
+    def has(self, record_id: bytes) -> bool:
+        return self.kv.get(P_RECORD + record_id) is not None
+
+    def erase(self, record_id: bytes) -> bool:
+        """Delete a record and compact its key range so the bytes leave the LevelDB files."""
+        key = P_RECORD + record_id
+        existed = self.kv.get(key) is not None
+        batch = WriteBatch()
+        batch.delete(key)
+        self.kv.write(batch, sync=True)
+        # An explicit range matters: LevelDB's whole-database compaction leaves older table files
+        # holding the value in place; compacting the record's own range rewrites them.
+        self.kv.compact(key, key + b"\xff")
+        return existed
+
+    def record_ids(self) -> list[bytes]:
+        return [k[len(P_RECORD):] for k, _ in self.kv.iterate(P_RECORD)]
+
+    def close(self) -> None:
+        self.kv.close()
