@@ -74,6 +74,16 @@ class Admission:
     duplicate: bool = False
 
 
+class StoreReader:
+    """The committed state as the application's readers see it (point reads and prefix scans)."""
+
+    __slots__ = ("get", "items")
+
+    def __init__(self, store: ChainStore) -> None:
+        self.get = store.state_get
+        self.items = store.state_items
+
+
 class Node:
     """One MedLedger node: state, mempool, engine and the event pump."""
 
@@ -113,6 +123,8 @@ class Node:
         self.engine: Engine | None = None
         self._pumping = False
         self.syncing = False
+        self._last_ts: tuple[int, int] | None = None
+        self.commit_hooks: list[Callable[[list[Transaction], list[str]], None]] = []
         # hooks set by the network service (node/network.py); no-ops for a lone validator
         self.on_admitted: Callable[[Sequence[Transaction]], None] | None = None
         self.on_need_sync: Callable[[int], None] | None = None
@@ -274,11 +286,23 @@ class Node:
         return Block(header=header, txs=tuple(t.encoded for t in txs)), execution
 
     def _parent_timestamp(self) -> int:
-        if self.store.height == 0:
-            return self.genesis.genesis_time_ms
-        raw = self.store.block_bytes(self.store.height)
-        assert raw is not None
-        return decode_block(raw).header.timestamp_ms
+        if self._last_ts is None or self._last_ts[0] != self.store.height:
+            if self.store.height == 0:
+                ts = self.genesis.genesis_time_ms
+            else:
+                raw = self.store.block_bytes(self.store.height)
+                assert raw is not None
+                ts = decode_block(raw).header.timestamp_ms
+            self._last_ts = (self.store.height, ts)
+        return self._last_ts[1]
+
+    def last_block_time_ms(self) -> int:
+        """The time of the last committed block: the ledger's notion of now."""
+        return self._parent_timestamp()
+
+    def state_reader(self) -> StoreReader:
+        """A read-only view of the committed application state."""
+        return StoreReader(self.store)
 
     def _remember(self, block: Block, execution: BlockExecution) -> None:
         if len(self._executions) >= MAX_PENDING_CACHE:
@@ -358,6 +382,8 @@ class Node:
         hashes = [t.hash for t in execution.txs]
         self.mempool.remove(hashes)
         self._wake(hashes, height)
+        for hook in self.commit_hooks:
+            hook(execution.txs, execution.results)
 
     # -- transactions ------------------------------------------------------------------------
     def admit(self, values: Sequence[Any]) -> list[Admission]:
