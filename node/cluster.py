@@ -88,17 +88,20 @@ class Cluster:
 
     # -- creation -----------------------------------------------------------------------------
     @classmethod
-    def create(cls, root: Path, n: int, *, base_port: int | None = None, chain_id: str = "medledger-devnet", **kw: Any) -> "Cluster":
-        """Initialise n node homes under root (ports from base_port, or free ones)."""
+    def create(cls, root: Path, n: int, *, base_port: int | None = None, chain_id: str = "medledger-devnet",
+               observers: int = 0, **kw: Any) -> "Cluster":
+        """Initialise n validator homes (node0..) and `observers` observer homes after them."""
+        total = n + observers
         if base_port is None:
-            ports = free_ports(2 * n)
-            api_ports, p2p_ports = ports[:n], ports[n:]
+            ports = free_ports(2 * total)
+            api_ports, p2p_ports = ports[:total], ports[total:]
         else:
-            api_ports = [base_port + i for i in range(n)]
-            p2p_ports = [base_port + 100 + i for i in range(n)]
-        dirs = [root / f"node{i}" for i in range(n)]
-        made = init_network(dirs, chain_id=chain_id, names=[f"institution-{i}" for i in range(n)],
-                            api_ports=api_ports, p2p_ports=p2p_ports)
+            api_ports = [base_port + i for i in range(total)]
+            p2p_ports = [base_port + 100 + i for i in range(total)]
+        dirs = [root / f"node{i}" for i in range(total)]
+        made = init_network(dirs[:n], chain_id=chain_id, names=[f"institution-{i}" for i in range(n)],
+                            api_ports=api_ports[:n], p2p_ports=p2p_ports[:n], observer_dirs=dirs[n:],
+                            observer_api_ports=api_ports[n:], observer_p2p_ports=p2p_ports[n:])
         return cls(root, [ClusterNode(i, m.home, m.api_url, m.node_id) for i, m in enumerate(made)], **kw)
 
     @classmethod

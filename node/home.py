@@ -40,10 +40,14 @@ def init_network(
     api_ports: list[int],
     p2p_ports: list[int],
     observer: bool = False,
+    observer_dirs: list[Path] = (),  # type: ignore[assignment]
+    observer_api_ports: list[int] = (),  # type: ignore[assignment]
+    observer_p2p_ports: list[int] = (),  # type: ignore[assignment]
 ) -> list[InitializedNode]:
-    """Write keys, configs and one shared genesis for the given node homes."""
-    for d in dirs:
+    """Write keys, configs and one shared genesis for the given node homes (and observers)."""
+    for d in [*dirs, *observer_dirs]:
         _check_empty(d)
+    observer_ids = [Identity.generate() for _ in observer_dirs]
     identities = [Identity.generate() for _ in dirs]
     genesis = Genesis(
         chain_id=chain_id,
@@ -63,7 +67,20 @@ def init_network(
         cfg = NodeConfig(
             node=NodeSection(name=name, observer=observer),
             api=dataclasses.replace(ApiSection(), host=api_host, port=api),
-            p2p=dataclasses.replace(P2PSection(), host=api_host, port=p2p),
+            p2p=dataclasses.replace(P2PSection(), host=api_host, port=p2p, observers=",".join(o.id for o in observer_ids)),
+        )
+        NodeHome(d).config_path.write_text(dump_toml(cfg))
+        out.append(InitializedNode(home=d, node_id=ident.id, api_url=f"http://{api_host}:{api}"))
+    peers = ",".join(f"{v.id.hex()}@{v.address}" for v in genesis.validators)
+    for i, (d, ident, api, p2p) in enumerate(zip(observer_dirs, observer_ids, observer_api_ports, observer_p2p_ports, strict=True)):
+        d.mkdir(parents=True, exist_ok=True)
+        os.chmod(d, 0o700)
+        write_key_file(d / "institution.key", ident)
+        genesis.save(d / "genesis.json")
+        cfg = NodeConfig(
+            node=NodeSection(name=f"observer-{i}", observer=True),
+            api=dataclasses.replace(ApiSection(), host=api_host, port=api),
+            p2p=dataclasses.replace(P2PSection(), host=api_host, port=p2p, peers=peers),
         )
         NodeHome(d).config_path.write_text(dump_toml(cfg))
         out.append(InitializedNode(home=d, node_id=ident.id, api_url=f"http://{api_host}:{api}"))

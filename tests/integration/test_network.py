@@ -115,3 +115,17 @@ def test_partition_heals(cluster):
     assert client.wait(tx.hash_hex, timeout=60)["status"] == "committed"
     cluster.wait_for_height(client.status()["height"], 60)
     cluster.check_consistency()
+
+
+def test_observer_follows_the_chain_and_serves_the_api(tmp_path):
+    with Cluster.create(tmp_path / "obs", 4, observers=1) as c:
+        c.start()
+        c.wait_ready(30)
+        observer = Client(c.nodes[4].api_url)
+        assert observer.status()["validator"] is False
+        # a transaction submitted to the observer reaches the validators and commits
+        hashes = register(observer, 3, timeout=60)
+        height = Client(c.nodes[0].api_url).status()["height"]
+        c.wait_for_height(height, 60, nodes=[4])
+        c.check_consistency()
+        assert all(observer.tx(h)["status"] == "committed" for h in hashes)
