@@ -231,7 +231,8 @@ class Engine:
     """PBFT agreement on one block per height; events in, actions out (see the module docstring)."""
 
     def __init__(self, *, chain_id: str, validators: ValidatorSet, signer: Signer, verifier: Verifier,
-                 config: EngineConfig, last_height: int, last_digest: bytes, wal: Sequence[bytes] = ()) -> None:
+                 config: EngineConfig, last_height: int, last_digest: bytes, wal: Sequence[bytes] = (),
+                 last_certificate: CommitCertificate | None = None, last_payload: bytes | None = None) -> None:
         if type(last_height) is not int or last_height < 0:
             raise LocalProtocolError("last_height must be an int >= 0")
         if type(last_digest) is not bytes or len(last_digest) != DIGEST_SIZE:
@@ -246,8 +247,13 @@ class Engine:
         self._schedule: dict[int, ValidatorSet] = {}
         self._previous_validators = validators
         self._last_decision: tuple[int, bytes, bytes | None, CommitCertificate] | None = None
+        if last_certificate is not None:
+            if (last_certificate.height, last_certificate.digest) != (last_height, last_digest):
+                raise LocalProtocolError("last_certificate is not the certificate of the last block")
+            self._last_decision = (last_certificate.view, last_digest, last_payload, last_certificate)
         self._decision_message: Decision | None = None
         self._stash: dict[bytes, list[Message]] = {}
+        self._stashed: set[bytes] = set()  # signatures of stashed messages, to drop exact repeats
         self._stash_size = 0
         self._evidence: list[Evidence] = []
         self._evidence_keys: set[tuple[bytes, int, int, int]] = set()
@@ -467,10 +473,13 @@ class Engine:
         return heights[weak - 1] - 1
 
     def _stash_message(self, msg: Message, reason: str) -> Verdict:
+        if msg.signature in self._stashed:
+            return discard("duplicate")
         queue = self._stash.setdefault(msg.sender, [])
         if len(queue) >= self.config.stash_per_sender or self._stash_size >= self.config.stash_total:
             return discard("stash full")
         queue.append(msg)
+        self._stashed.add(msg.signature)
         self._stash_size += 1
         return stash(reason)
 
@@ -480,6 +489,7 @@ class Engine:
             return
         pending = [m for queue in self._stash.values() for m in queue]
         self._stash = {}
+        self._stashed = set()
         self._stash_size = 0
         for m in pending:
             self._handle(m)

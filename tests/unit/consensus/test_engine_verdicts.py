@@ -188,3 +188,36 @@ def test_a_decision_with_a_bad_certificate_is_discarded() -> None:
     verdict, actions = late.engine.on_message(forged)
     assert (verdict.kind, verdict.reason, actions) == ("discard", "decision with an invalid commit certificate", [])
     assert late.engine.on_message(decision)[0].kind == "process"
+
+
+def test_a_retransmitted_stashed_message_is_a_duplicate_not_a_second_entry() -> None:
+    c = fresh()
+    engine = c.nodes[0].engine
+    msg = prepare(c, 2, height=2)
+    assert engine.on_message(msg)[0].kind == "stash"
+    assert engine.on_message(msg)[0] == discard_verdict("duplicate")
+    assert engine.status()["stashed"] == 1
+
+
+def discard_verdict(reason: str):  # type: ignore[no-untyped-def]
+    from consensus.engine import discard
+    return discard(reason)
+
+
+def test_a_restarted_validator_still_answers_for_its_last_block() -> None:
+    c = Cluster(4)
+    c.run()
+    node, straggler = c.nodes[0], c.nodes[2]
+    last = node.committed[-1]
+    node.engine = c._engine(node.signer, last_height=last.height, last_digest=last.digest)
+    node.engine.start()
+    old = sign_message(Commit(chain_id=CHAIN, height=last.height, view=0, sender=straggler.id, digest=bytes(32)),
+                       straggler.signer)
+    assert node.engine.on_message(old)[1] == []  # without the last block it has nothing to offer
+    from consensus.engine import Engine
+    node.engine = Engine(chain_id=CHAIN, validators=c.validators, signer=node.signer, verifier=c.verifier,
+                         config=CONFIG, last_height=last.height, last_digest=last.digest,
+                         last_certificate=last.certificate, last_payload=last.payload)
+    node.engine.start()
+    [reply] = node.engine.on_message(old)[1]
+    assert isinstance(reply, Send) and reply.message.certificate == last.certificate
