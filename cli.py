@@ -541,7 +541,8 @@ def sim(validators: int, byzantine: int, behaviours: str, drop: float, partition
       medledger sim --validators 7 --byzantine 2 --behaviour equivocate,double-vote --seeds 42
       medledger sim --validators 4 --byzantine 2 --seeds 0-199   # above f: violations appear
     """
-    from consensus.simulation import BEHAVIOURS, run_sim
+    from consensus.simulation.byzantine import BEHAVIOURS
+    from consensus.simulation.runner import run_sim
 
     seeds = _parse_seeds(seeds_text)
     chosen = [b.strip() for b in behaviours.split(",") if b.strip()] or list(BEHAVIOURS)
@@ -558,7 +559,7 @@ def sim(validators: int, byzantine: int, behaviours: str, drop: float, partition
     with Progress(transient=True, disable=as_json or len(seeds) < 20) as bar:
         task = bar.add_task("simulating", total=len(seeds))
         report = run_sim(validators=validators, byzantine=byzantine, behaviours=chosen, drop=drop, partition=partition,
-                         seeds=seeds, progress=lambda done: bar.update(task, completed=done), **kwargs)
+                         seeds=seeds, progress=lambda n: bar.update(task, advance=n), **kwargs)
 
     def text() -> str:
         lines = [f"{k:>18}: {v}" for k, v in report.items() if k != "failing_seeds"]
