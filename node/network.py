@@ -181,6 +181,10 @@ class NetworkService:
         self._peers.add(peer_id)
         log.info("peer connected: %s", peer_id.hex()[:16])
         self._sync_wake.set()
+        # A peer that was away missed our gossip: hand it what is still waiting for a block.
+        pending = [t.encoded for t in self.node.mempool.take(GOSSIP_BATCH * 20, 32 * 1024 * 1024)]
+        for i in range(0, len(pending), GOSSIP_BATCH):
+            self.net.send(peer_id, FRAME_TXS, canonical(pending[i : i + GOSSIP_BATCH]))
 
     def on_peer_disconnected(self, peer_id: bytes, reason: str) -> None:
         self._peers.discard(peer_id)
