@@ -1,0 +1,41 @@
+"""Peer-to-peer transport of MedLedger: authenticated websocket links between nodes.
+
+The transport moves ``(kind: int, payload: bytes)`` frames between peers whose
+node ids (Ed25519 public keys) it has authenticated; it knows nothing of
+transactions or consensus. See ``docs/p2p.md`` for the wire format, the
+handshake, the limits and what is logged.
+"""
+
+from p2p.errors import (
+    FrameTooLarge,
+    HandshakeStateError,
+    LocalUsageError,
+    MalformedFrame,
+    P2PError,
+    PeerUnavailable,
+    RemoteProtocolError,
+    RequestRejected,
+    RequestTimeout,
+    TestSwitchesDisabled,
+)
+from p2p.interfaces import FrameHandler, Signer, Verifier
+from p2p.limits import P2PLimits
+from p2p.network import PeerNetwork
+
+__all__ = [
+    "PeerNetwork",
+    "P2PLimits",
+    "FrameHandler",
+    "Signer",
+    "Verifier",
+    "P2PError",
+    "LocalUsageError",
+    "FrameTooLarge",
+    "TestSwitchesDisabled",
+    "HandshakeStateError",
+    "RemoteProtocolError",
+    "MalformedFrame",
+    "PeerUnavailable",
+    "RequestTimeout",
+    "RequestRejected",
+]

@@ -69,8 +69,9 @@ class P2PLimits:
     """Penalty score at which a peer is disconnected and banned."""
 
     penalty_window: float = 60.0
-    """The score drains at ``penalty_threshold`` per ``penalty_window``
-    seconds, so occasional mistakes are forgiven and bursts are not."""
+    """The score drains by one point every ``penalty_window /
+    penalty_threshold`` seconds, so occasional mistakes are forgiven and
+    bursts are not."""
 
     ban_seconds: float = 600.0
     """How long a banned peer is refused (in both directions)."""

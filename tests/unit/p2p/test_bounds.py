@@ -109,10 +109,23 @@ def test_a_ban_starts_exactly_at_the_threshold():
 
 
 def test_the_score_drains_so_occasional_mistakes_are_forgiven():
-    box = PenaltyBox(threshold=10, window=100.0, ban_seconds=50.0)  # drains 0.1/s
+    box = PenaltyBox(threshold=10, window=100.0, ban_seconds=50.0)  # one point per 10 s
     for i in range(100):
         assert not box.penalize(PEER, 1, "late vote", now=i * 10.0)
-    assert box.score(PEER, now=1000.0) <= 1.0
+    assert box.score(PEER, now=1000.0) == 0
+
+
+def test_the_score_drains_in_whole_points():
+    box = PenaltyBox(threshold=10, window=100.0, ban_seconds=50.0)  # one point per 10 s
+    box.penalize(PEER, 3, "x", now=0.0)
+    assert box.score(PEER, now=9.9) == 3
+    assert box.score(PEER, now=10.0) == 2
+    assert box.score(PEER, now=25.0) == 1
+    assert box.score(PEER, now=29.9) == 1
+    assert box.score(PEER, now=30.0) == 0
+    # a burst right after a drain still counts every point
+    box.penalize(PEER, 9, "y", now=30.5)
+    assert box.penalize(PEER, 1, "z", now=30.6)
 
 
 def test_heavy_weights_ban_at_once_and_penalties_during_a_ban_only_count():
@@ -136,7 +149,7 @@ def test_prune_forgets_only_drained_peers_without_a_ban():
     other = b"\x02" * 32
     box.penalize(PEER, 1, "x", now=0.0)
     box.penalize(other, 10, "x", now=0.0)
-    box.prune(now=0.5)  # drains 1/s: half a point left
+    box.prune(now=0.5)  # one point a second: not drained yet
     assert box.standing(PEER) is not None
     box.prune(now=20.0)
     assert box.standing(PEER) is None
