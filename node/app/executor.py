@@ -5,6 +5,9 @@ already verified): it returns each transaction's result code, the sorted write s
 state root. Every replica computes the same bytes, so a divergent replica shows up in the very
 next header.
 
+Result codes: "ok"; "nonce_replayed" and "unknown_type" (set here); otherwise whatever the
+type's `execute` returned (writes kept) or raised with `ExecFailed` (writes discarded).
+
 State root: root(h) = SHA-256(canonical(["medledger-state-v1", root(h-1), h, W])) where W is the
 Merkle root of the block's write set in key order. The root therefore commits to the genesis
 state and to every change since, at a cost proportional to what a block writes, not to the
@@ -24,7 +27,7 @@ from node.genesis import Genesis
 from node.tx import Transaction, TxRejected, check_signature, decode_tx
 
 from .registry import ExecContext, ExecFailed, check_tx_body, get_type
-from .state import Overlay, StateReader
+from .state import EmptyState, Overlay, StateReader
 from .types.identity import identity_key
 
 STATE_DOMAIN = "medledger-state-v1"
@@ -57,7 +60,7 @@ def results_root(tx_hashes: Sequence[bytes], results: Sequence[str]) -> bytes:
 
 def genesis_writes(genesis: Genesis) -> list[tuple[bytes, bytes | None]]:
     """The state at height 0: the genesis institutions (and validators) registered."""
-    overlay = Overlay(_Empty())
+    overlay = Overlay(EmptyState())
     members = {inst.id: inst.name for inst in genesis.institutions}
     for v in genesis.validators:
         members.setdefault(v.id, v.name)
@@ -68,11 +71,6 @@ def genesis_writes(genesis: Genesis) -> list[tuple[bytes, bytes | None]]:
 
 def genesis_state_root(genesis: Genesis) -> bytes:
     return state_root(bytes(32), 0, genesis_writes(genesis))
-
-
-class _Empty:
-    def get(self, key: bytes) -> bytes | None:
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +104,12 @@ def execute_transactions(
             continue
         scratch = Overlay(block)
         try:
-            tx_type.execute(ExecContext(height=height, timestamp_ms=timestamp_ms, state=scratch, tx=tx, index=index))
+            code = tx_type.execute(ExecContext(height=height, timestamp_ms=timestamp_ms, state=scratch, tx=tx, index=index))
         except ExecFailed as exc:
             results.append(exc.code)
             continue
         scratch.merge_into(block)
-        results.append(RESULT_OK)
+        results.append(code or RESULT_OK)
     return results, block
 
 

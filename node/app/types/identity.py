@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from node.core.encoding import canonical
-from node.tx import TxRejected
+from node.tx import Transaction, TxRejected
 
 from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
 
@@ -23,7 +23,8 @@ def identity_key(public_key: bytes) -> bytes:
     return PREFIX + public_key
 
 
-def _check(body: dict[str, Any]) -> None:
+def _check(tx: Transaction) -> None:
+    body = tx.body
     require_fields(body, {"role": str}, {"label": str})
     if body["role"] not in ROLES:
         raise TxRejected("invalid_role", f"role must be one of {', '.join(ROLES)}")
