@@ -59,6 +59,7 @@ class TxType:
 
 
 _REGISTRY: dict[str, TxType] = {}
+_LOADED = False
 
 
 def register(tx_type: TxType) -> TxType:
@@ -70,15 +71,19 @@ def register(tx_type: TxType) -> TxType:
 
 def load_types() -> dict[str, TxType]:
     """Import every module of node.app.types (each registers its types) and return the registry."""
+    global _LOADED
     from . import types as pkg
 
     for info in pkgutil.iter_modules(pkg.__path__):
         importlib.import_module(f"{pkg.__name__}.{info.name}")
+    _LOADED = True
     return dict(_REGISTRY)
 
 
 def get_type(name: str) -> TxType | None:
-    if not _REGISTRY:
+    # not "if the registry is empty": importing one type module (as the API does for its key
+    # helpers) must not hide the others
+    if not _LOADED:
         load_types()
     return _REGISTRY.get(name)
 
