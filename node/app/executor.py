@@ -26,12 +26,13 @@ from node.core.merkle import merkle_root
 from node.genesis import Genesis
 from node.tx import Transaction, TxRejected, check_signature, decode_tx
 
+from . import keys
 from .registry import ExecContext, ExecFailed, check_tx_body, get_type
 from .state import EmptyState, Overlay, StateReader
 from .types.identity import identity_key
 
 STATE_DOMAIN = "medledger-state-v1"
-NONCE_PREFIX = b"nonce/"
+NONCE_PREFIX = keys.NONCE
 RESULT_OK = "ok"
 _U64 = struct.Struct(">Q")
 
@@ -59,8 +60,10 @@ def results_root(tx_hashes: Sequence[bytes], results: Sequence[str]) -> bytes:
 
 
 def genesis_writes(genesis: Genesis) -> list[tuple[bytes, bytes | None]]:
-    """The state at height 0: the genesis institutions (and validators) registered."""
+    """The state at height 0: the genesis institutions (and validators) registered, and the
+    validator set whose quorum admits new institutions (`governance.admit_institution`)."""
     overlay = Overlay(EmptyState())
+    overlay.put(keys.VALIDATORS, canonical([v.id for v in genesis.validators]))
     members = {inst.id: inst.name for inst in genesis.institutions}
     for v in genesis.validators:
         members.setdefault(v.id, v.name)
