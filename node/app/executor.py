@@ -5,6 +5,9 @@ already verified): it returns each transaction's result code, the sorted write s
 state root. Every replica computes the same bytes, so a divergent replica shows up in the very
 next header.
 
+Result codes: "ok"; "nonce_replayed" and "unknown_type" (set here); otherwise whatever the
+type's `execute` returned (writes kept) or raised with `ExecFailed` (writes discarded).
+
 State root: root(h) = SHA-256(canonical(["medledger-state-v1", root(h-1), h, W])) where W is the
 Merkle root of the block's write set in key order. The root therefore commits to the genesis
 state and to every change since, at a cost proportional to what a block writes, not to the
@@ -23,12 +26,13 @@ from node.core.merkle import merkle_root
 from node.genesis import Genesis
 from node.tx import Transaction, TxRejected, check_signature, decode_tx
 
+from . import keys
 from .registry import ExecContext, ExecFailed, check_tx_body, get_type
-from .state import Overlay, StateReader
+from .state import EmptyState, Overlay, StateReader
 from .types.identity import identity_key
 
 STATE_DOMAIN = "medledger-state-v1"
-NONCE_PREFIX = b"nonce/"
+NONCE_PREFIX = keys.NONCE
 RESULT_OK = "ok"
 _U64 = struct.Struct(">Q")
 
@@ -56,8 +60,10 @@ def results_root(tx_hashes: Sequence[bytes], results: Sequence[str]) -> bytes:
 
 
 def genesis_writes(genesis: Genesis) -> list[tuple[bytes, bytes | None]]:
-    """The state at height 0: the genesis institutions (and validators) registered."""
-    overlay = Overlay(_Empty())
+    """The state at height 0: the genesis institutions (and validators) registered, and the
+    validator set whose quorum admits new institutions (`governance.admit_institution`)."""
+    overlay = Overlay(EmptyState())
+    overlay.put(keys.VALIDATORS, canonical([v.id for v in genesis.validators]))
     members = {inst.id: inst.name for inst in genesis.institutions}
     for v in genesis.validators:
         members.setdefault(v.id, v.name)
@@ -68,11 +74,6 @@ def genesis_writes(genesis: Genesis) -> list[tuple[bytes, bytes | None]]:
 
 def genesis_state_root(genesis: Genesis) -> bytes:
     return state_root(bytes(32), 0, genesis_writes(genesis))
-
-
-class _Empty:
-    def get(self, key: bytes) -> bytes | None:
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +107,12 @@ def execute_transactions(
             continue
         scratch = Overlay(block)
         try:
-            tx_type.execute(ExecContext(height=height, timestamp_ms=timestamp_ms, state=scratch, tx=tx, index=index))
+            code = tx_type.execute(ExecContext(height=height, timestamp_ms=timestamp_ms, state=scratch, tx=tx, index=index))
         except ExecFailed as exc:
             results.append(exc.code)
             continue
         scratch.merge_into(block)
-        results.append(RESULT_OK)
+        results.append(code or RESULT_OK)
     return results, block
 
 

@@ -1,8 +1,16 @@
 """The transaction-type registry.
 
-A `TxType` names a type, checks a body's shape without the ledger (`check_body`, at admission)
-and applies it to the state (`execute`, at execution, raising `ExecFailed` with a stable error
-code). `register()` is called by each module in `node/app/types/`; `load_types()` imports them.
+A `TxType` names a type, checks a transaction without the ledger (`check_body`, at admission:
+the body's shape, and anything verifiable from the envelope alone such as an attestation
+signature) and applies it to the state (`execute`, at execution). `register()` is called by each
+module in `node/app/types/`; `load_types()` imports them.
+
+Outcomes of `execute`:
+- it returns None: result "ok", its writes are kept;
+- it returns a result code (e.g. "denied"): the code is recorded AND its writes are kept, so a
+  refused access request still leaves its decision and audit entry on the ledger;
+- it raises `ExecFailed(code)`: the code is recorded and its writes are discarded.
+Result codes are stable strings: clients and the CLI match on them.
 """
 
 from __future__ import annotations
@@ -36,16 +44,22 @@ class ExecContext:
     tx: Transaction
     index: int
 
+    @property
+    def position(self) -> bytes:
+        """The transaction's place in the chain as 12 ordered bytes (height:8, index:4)."""
+        return self.height.to_bytes(8, "big") + self.index.to_bytes(4, "big")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TxType:
     name: str
     summary: str
-    check_body: Callable[[dict[str, Any]], None]
-    execute: Callable[[ExecContext], None]
+    check_body: Callable[[Transaction], None]
+    execute: Callable[[ExecContext], str | None]
 
 
 _REGISTRY: dict[str, TxType] = {}
+_LOADED = False
 
 
 def register(tx_type: TxType) -> TxType:
@@ -57,15 +71,19 @@ def register(tx_type: TxType) -> TxType:
 
 def load_types() -> dict[str, TxType]:
     """Import every module of node.app.types (each registers its types) and return the registry."""
+    global _LOADED
     from . import types as pkg
 
     for info in pkgutil.iter_modules(pkg.__path__):
         importlib.import_module(f"{pkg.__name__}.{info.name}")
+    _LOADED = True
     return dict(_REGISTRY)
 
 
 def get_type(name: str) -> TxType | None:
-    if not _REGISTRY:
+    # not "if the registry is empty": importing one type module (as the API does for its key
+    # helpers) must not hide the others
+    if not _LOADED:
         load_types()
     return _REGISTRY.get(name)
 
@@ -75,8 +93,15 @@ def check_tx_body(tx: Transaction) -> TxType:
     tx_type = get_type(tx.type)
     if tx_type is None:
         raise TxRejected("unknown_type", f"unknown transaction type {tx.type[:64]!r}")
-    tx_type.check_body(tx.body)
+    tx_type.check_body(tx)
     return tx_type
+
+
+def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool):  # a bool is an int to Python, never to a body
+        return bool in kinds
+    return isinstance(value, kinds)
 
 
 def require_fields(body: dict[str, Any], spec: dict[str, type | tuple[type, ...]], optional: dict[str, type | tuple[type, ...]] | None = None) -> None:
@@ -85,12 +110,12 @@ def require_fields(body: dict[str, Any], spec: dict[str, type | tuple[type, ...]
     for name, kind in spec.items():
         if name not in body:
             raise TxRejected("invalid_body", f"body needs field {name!r}")
-        if not isinstance(body[name], kind) or isinstance(body[name], bool) and kind is int:
+        if not _is(body[name], kind):
             raise TxRejected("invalid_body", f"body field {name!r} has the wrong type")
     for name, value in body.items():
         if name in spec:
             continue
         if name not in optional:
-            raise TxRejected("invalid_body", f"unknown body field {name[:32]!r}")
-        if not isinstance(value, optional[name]):
+            raise TxRejected("invalid_body", f"unknown body field {str(name)[:32]!r}")
+        if not _is(value, optional[name]):
             raise TxRejected("invalid_body", f"body field {name!r} has the wrong type")

@@ -1,45 +1,90 @@
 """`identity.register`: an identity announces its role on the ledger.
 
-Roles: patient, practitioner, researcher, institution. For now any role may self-register (the
-healthcare-ledger issue adds who may register whom). A patient's registration carries no label:
-patients are pseudonymous keys, and nothing that names a person belongs on the chain.
+Roles and who decides them:
+- patient: self-registers with a pseudonymous key; may carry an institution's attestation
+  (`institution` + `attestation`), recorded as `attested_by`. A patient's registration carries no
+  label: nothing that names a person belongs on the chain.
+- practitioner, researcher: need `institution` and `attestation`, the institution's Ed25519
+  signature over `attestation_message(chain_id, registrant, role, institution)`. The signature
+  is verified at admission (once per node); at execution the institution must be registered.
+- institution: never through this type ("role_not_allowed"); only the genesis file or
+  `governance.admit_institution`.
+
+Admission (`check_body`) checks the shape and verifies the attestation signature; who may hold
+which role is a ledger rule, checked at execution in this order: "already_registered",
+"role_not_allowed", "attestation_required", "unknown_institution".
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from node.core.crypto import SIGNATURE_SIZE, Identity, verify
 from node.core.encoding import canonical
-from node.tx import TxRejected
+from node.tx import Transaction, TxRejected
 
+from .. import keys
+from ..fields import check_id
 from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
+from ..roles import INSTITUTION, PATIENT, PRACTITIONER, RESEARCHER, ROLES, identity_of, require_institution, write
 
-ROLES = ("patient", "practitioner", "researcher", "institution")
+ATTEST_DOMAIN = "medledger-attest-v1"
 MAX_LABEL = 64
-PREFIX = b"identity/"
+PREFIX = keys.IDENTITY
+SELF_REGISTERED = (PATIENT, PRACTITIONER, RESEARCHER)
+STAFF = (PRACTITIONER, RESEARCHER)
 
 
 def identity_key(public_key: bytes) -> bytes:
-    return PREFIX + public_key
+    return keys.identity(public_key)
 
 
-def _check(body: dict[str, Any]) -> None:
-    require_fields(body, {"role": str}, {"label": str})
-    if body["role"] not in ROLES:
-        raise TxRejected("invalid_role", f"role must be one of {', '.join(ROLES)}")
+def attestation_message(chain_id: str, registrant: bytes, role: str, institution: bytes) -> bytes:
+    """What an institution signs to vouch for a registrant in a role on one chain."""
+    return canonical([ATTEST_DOMAIN, chain_id, registrant, role, institution])
+
+
+def attest(institution: Identity, *, chain_id: str, registrant: bytes, role: str) -> bytes:
+    """The attestation signature `institution` gives `registrant` for `role` (client side)."""
+    return institution.sign(attestation_message(chain_id, registrant, role, institution.public_key))
+
+
+def _check(tx: Transaction) -> None:
+    body = tx.body
+    require_fields(body, {"role": str}, {"label": str, "institution": bytes, "attestation": bytes})
+    role = body["role"]
+    if role not in ROLES:
+        raise TxRejected("invalid_role", f"role must be one of {', '.join(SELF_REGISTERED)}")
     label = body.get("label", "")
     if len(label) > MAX_LABEL:
         raise TxRejected("invalid_body", f"label longer than {MAX_LABEL} characters")
-    if label and body["role"] == "patient":
+    if label and role == PATIENT:
         raise TxRejected("invalid_body", "patients are pseudonymous: a patient registration takes no label")
+    if ("institution" in body) != ("attestation" in body):
+        raise TxRejected("invalid_body", "institution and attestation go together")
+    if "institution" in body:
+        check_id(body, "institution")
+        sig = body["attestation"]
+        message = attestation_message(tx.chain_id, tx.sender, role, body["institution"])
+        if len(sig) != SIGNATURE_SIZE or not verify(body["institution"], message, sig):
+            raise TxRejected("bad_attestation", "the attestation is not the institution's signature for this registrant and role")
 
 
 def _execute(ctx: ExecContext) -> None:
-    key = identity_key(ctx.tx.sender)
-    if ctx.state.get(key) is not None:
+    body = ctx.tx.body
+    if identity_of(ctx.state, ctx.tx.sender) is not None:
         raise ExecFailed("already_registered", "this identity is already registered")
-    record = {"role": ctx.tx.body["role"], "label": ctx.tx.body.get("label", ""), "height": ctx.height}
-    ctx.state.put(key, canonical(record))
+    role = body["role"]
+    if role == INSTITUTION:
+        raise ExecFailed("role_not_allowed", "institutions come from the genesis file or a governance vote")
+    institution = body.get("institution")
+    if role in STAFF and institution is None:
+        raise ExecFailed("attestation_required", f"a {role} registers with its institution's attestation")
+    record: dict[str, Any] = {"role": role, "label": body.get("label", ""), "height": ctx.height}
+    if institution is not None:
+        require_institution(ctx.state, institution)
+        record["institution" if role in STAFF else "attested_by"] = institution
+    write(ctx, keys.identity(ctx.tx.sender), record)
 
 
 IDENTITY_REGISTER = register(

@@ -10,6 +10,7 @@ from node.app.executor import (
     state_root,
 )
 from node.app.state import FuncReader, Overlay
+from node.app.types.identity import attest
 from node.core.crypto import Identity
 from node.genesis import Genesis, InstitutionInfo, ValidatorInfo
 from node.tx import Transaction
@@ -24,6 +25,9 @@ class Dict:
     def get(self, k):
         return self.d.get(k)
 
+    def items(self, prefix):
+        return iter(sorted((k, v) for k, v in self.d.items() if k.startswith(prefix)))
+
     def apply(self, writes):
         for k, v in writes:
             if v is None:
@@ -33,7 +37,11 @@ class Dict:
 
 
 def reg(seed: int, nonce=1, role="patient"):
-    return Transaction.create(Identity.from_seed(bytes([seed]) * 32), chain_id=CHAIN, type="identity.register", nonce=nonce, body={"role": role})
+    body = {"role": role}
+    if role in ("practitioner", "researcher"):  # staff register with an institution's attestation
+        inst = Identity.from_seed(b"\xee" * 32)
+        body.update(institution=inst.public_key, attestation=attest(inst, chain_id=CHAIN, registrant=Identity.from_seed(bytes([seed]) * 32).public_key, role=role))
+    return Transaction.create(Identity.from_seed(bytes([seed]) * 32), chain_id=CHAIN, type="identity.register", nonce=nonce, body=body)
 
 
 def run(state, txs, height=1, known=True, committed=()):
@@ -47,7 +55,7 @@ def test_results_and_writes():
     a, b = reg(1), reg(2, role="researcher")
     again = reg(1, nonce=2)
     ex = run(state, [a, b, again])
-    assert ex.results == ["ok", "ok", "already_registered"]
+    assert ex.results == ["ok", "unknown_institution", "already_registered"]
     state.apply(ex.writes)
     assert read_nonce(state, a.sender) == 2  # a failed transaction still consumes its nonce
     replay = reg(1, nonce=2)

@@ -1,0 +1,157 @@
+"""The access decision: a pure function of a request, a record, the patient's candidate consents
+and the patient's break-glass choice. No state, no clock (the block time comes in the request).
+
+Theory of operation, in order:
+
+1. The record is erased                                  -> denied, "erased"
+2. The requester wrote the record                        -> granted, "author"
+3. A consent matches (oldest first; see `consent_verdict`) -> granted, "consent", naming it
+4. The purpose is "emergency":
+     requester is not a practitioner                      -> denied, "breakglass_not_allowed"
+     no reason given                                      -> denied, "reason_required"
+     the patient opted out of break-glass                 -> denied, "breakglass_opted_out"
+     otherwise                                            -> granted, "breakglass", flagged for review
+5. Otherwise                                             -> denied, with the reason of the consent
+   that came closest to matching (ties: the oldest), or "no_consent" if none names the requester.
+
+A consent is checked in this order, and the first check it fails is its reason; a later check
+means it came closer: patient and grantee ("no_consent"), scope ("out_of_scope"), deny exceptions
+("type_excluded"), purpose ("purpose_not_consented"), period ("consent_not_yet_valid",
+"consent_expired"), revocation ("consent_revoked"). A deny exception wins over a record id
+listed in the scope. The validity period is inclusive at both ends: valid_from <= t <= valid_until.
+
+Every grant expires (inclusive, block time in ms): a consent grant at the earlier of the
+consent's valid_until and t + ACCESS_WINDOW_MS; an author's at t + ACCESS_WINDOW_MS; a
+break-glass grant at t + BREAKGLASS_WINDOW_MS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+ACCESS_WINDOW_MS = 24 * 60 * 60 * 1000
+BREAKGLASS_WINDOW_MS = 60 * 60 * 1000
+
+GRANTED_RULES = ("author", "consent", "breakglass")
+CONSENT_FAILURES = (  # in the order a consent is checked: a later failure came closer to matching
+    "no_consent",
+    "out_of_scope",
+    "type_excluded",
+    "purpose_not_consented",
+    "consent_not_yet_valid",
+    "consent_expired",
+    "consent_revoked",
+)
+DENIED_RULES = ("erased", *CONSENT_FAILURES, "breakglass_not_allowed", "reason_required", "breakglass_opted_out")
+MATCH = "match"
+_RANK = {reason: rank for rank, reason in enumerate(CONSENT_FAILURES)}
+_RANK["consent_not_yet_valid"] = _RANK["consent_expired"]  # both are the period check
+
+
+Grantee = tuple[str, bytes | str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Consent:
+    """What the decision needs of a consent rule."""
+
+    id: bytes
+    patient: bytes
+    grantee_kind: str
+    grantee: bytes | str
+    purposes: frozenset[str]
+    resource_types: frozenset[str]
+    record_ids: frozenset[bytes]
+    deny_types: frozenset[str]
+    valid_from: int
+    valid_until: int
+    revoked: bool
+
+    @classmethod
+    def from_state(cls, consent_id: bytes, value: dict[str, Any], *, until_cap: int | None = None) -> "Consent":
+        """Build from a stored consent; `until_cap` ends it earlier (a study's end date)."""
+        until = value["valid_until"] if until_cap is None else min(value["valid_until"], until_cap)
+        return cls(
+            id=consent_id, patient=value["patient"], grantee_kind=value["grantee_kind"], grantee=value["grantee"],
+            purposes=frozenset(value["purposes"]), resource_types=frozenset(value.get("resource_types", ())),
+            record_ids=frozenset(value.get("record_ids", ())), deny_types=frozenset(value.get("deny_types", ())),
+            valid_from=value["valid_from"], valid_until=until, revoked="revoked_ms" in value,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Record:
+    id: bytes
+    patient: bytes
+    resource_type: str
+    author: bytes
+    erased: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Request:
+    """An access request at block time `now_ms`; `grantees` are the identities the requester
+    answers to (itself, its institution, the active studies it is on)."""
+
+    requester: bytes
+    role: str
+    grantees: frozenset[Grantee]
+    purpose: str
+    reason: str
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    granted: bool
+    rule: str  # one of GRANTED_RULES when granted, of DENIED_RULES when denied
+    consent: bytes | None = None
+    expires_ms: int | None = None
+    review: bool = False
+
+
+def consent_verdict(consent: Consent, record: Record, request: Request) -> str:
+    """MATCH, or the first check `consent` fails for this record and request."""
+    if consent.patient != record.patient or (consent.grantee_kind, consent.grantee) not in request.grantees:
+        return "no_consent"
+    if record.id not in consent.record_ids and not ({"*", record.resource_type} & consent.resource_types):
+        return "out_of_scope"
+    if record.resource_type in consent.deny_types:
+        return "type_excluded"
+    if request.purpose not in consent.purposes:
+        return "purpose_not_consented"
+    if request.now_ms < consent.valid_from:
+        return "consent_not_yet_valid"
+    if request.now_ms > consent.valid_until:
+        return "consent_expired"
+    if consent.revoked:
+        return "consent_revoked"
+    return MATCH
+
+
+def decide(request: Request, record: Record, consents: Iterable[Consent], *, opted_out: bool) -> Decision:
+    """Decide an access request; `consents` are the patient's candidates, oldest first."""
+    now = request.now_ms
+    if record.erased:
+        return Decision(granted=False, rule="erased")
+    if request.requester == record.author:
+        return Decision(granted=True, rule="author", expires_ms=now + ACCESS_WINDOW_MS)
+    closest = "no_consent"
+    for consent in consents:
+        verdict = consent_verdict(consent, record, request)
+        if verdict == MATCH:
+            return Decision(granted=True, rule="consent", consent=consent.id,
+                            expires_ms=min(consent.valid_until, now + ACCESS_WINDOW_MS))
+        if _RANK[verdict] > _RANK[closest]:
+            closest = verdict
+    if request.purpose == "emergency":
+        if request.role != "practitioner":
+            return Decision(granted=False, rule="breakglass_not_allowed")
+        if not request.reason.strip():
+            return Decision(granted=False, rule="reason_required")
+        if opted_out:
+            return Decision(granted=False, rule="breakglass_opted_out")
+        return Decision(granted=True, rule="breakglass", expires_ms=now + BREAKGLASS_WINDOW_MS, review=True)
+    return Decision(granted=False, rule=closest)

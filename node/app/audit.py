@@ -1,0 +1,65 @@
+"""The audit index kept in state: per-patient trails and per-institution disclosure logs.
+
+Every transaction that touches a patient writes one entry under `audit/<patient><pos><seq>`,
+so a patient's trail iterates in block order (oldest first) and survives everything but the
+chain itself. Granted accesses and research releases also write a disclosure entry under the
+custodian institution, which is what an accounting-of-disclosures report reads.
+
+An entry is a map with the fields below (absent when they do not apply); ids are raw bytes in
+state and hex in the query answers:
+
+    event      what happened (AUDIT_EVENTS)
+    patient    whose trail it is          actor      who sent the transaction
+    tx         transaction hash           height, index, time_ms   where and when (block time)
+    record, resource_type, custodian     the record concerned
+    purpose, reason                      the request's purpose of use and stated reason
+    decision, rule, consent, expires_ms  an access decision: granted/denied, the rule that decided
+                                         (node.app.access), the consent it rests on, its expiry
+    grantee_kind, grantee, purposes, valid_until   a consent granted or revoked
+    guardian, on_behalf                  a guardian named/cleared; the actor was the guardian
+    (later: study, outcome, resources, release_hash for reviews and research releases)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import keys
+from .registry import ExecContext
+from .roles import write
+
+AUDIT_EVENTS = (
+    "record.added",
+    "record.erased",
+    "consent.granted",
+    "consent.revoked",
+    "breakglass.opted_out",
+    "breakglass.opted_in",
+    "access.granted",
+    "access.denied",
+    "access.breakglass",
+    "breakglass.reviewed",
+    "research.released",
+    "guardian.set",
+    "guardian.cleared",
+)
+
+
+def _entry(ctx: ExecContext, event: str, fields: dict[str, Any]) -> dict[str, Any]:
+    assert event in AUDIT_EVENTS, event
+    entry = {k: v for k, v in fields.items() if v is not None}
+    entry.update(event=event, actor=ctx.tx.sender, tx=ctx.tx.hash, height=ctx.height, index=ctx.index,
+                 time_ms=ctx.timestamp_ms)
+    return entry
+
+
+def audit(ctx: ExecContext, patient: bytes, event: str, *, seq: int = 0, **fields: Any) -> None:
+    """Append an entry to `patient`'s audit trail."""
+    entry = _entry(ctx, event, fields)
+    entry["patient"] = patient
+    write(ctx, keys.AUDIT + patient + ctx.position + seq.to_bytes(2, "big"), entry)
+
+
+def disclose(ctx: ExecContext, institution: bytes, event: str, *, seq: int = 0, **fields: Any) -> None:
+    """Append an entry to `institution`'s disclosure log."""
+    write(ctx, keys.DISCLOSURE + institution + ctx.position + seq.to_bytes(2, "big"), _entry(ctx, event, fields))

@@ -1,0 +1,65 @@
+"""Reading consent rules and studies from state for the transaction types and the queries.
+
+A patient's consents are indexed by grantee (`consent_grantee/<patient><grantee><pos>`), so an
+access decision reads only the consents that name the requester, its institution or its studies,
+however many other consents the patient has given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from . import keys
+from .access import Consent, Grantee
+from .roles import read
+from .state import StateReader
+
+
+def load_consent(state: StateReader, consent_id: bytes) -> dict[str, Any] | None:
+    value = read(state, keys.consent(consent_id))
+    return value if isinstance(value, dict) else None
+
+
+def load_study(state: StateReader, study_id: str) -> dict[str, Any] | None:
+    value = read(state, keys.study(study_id))
+    return value if isinstance(value, dict) else None
+
+
+def study_active(study: dict[str, Any], now_ms: int) -> bool:
+    """A study is active from its registration to its `until_ms`, inclusive."""
+    return now_ms <= study["until_ms"]
+
+
+def researcher_studies(state: StateReader, researcher: bytes) -> list[str]:
+    """The ids of the studies a researcher was added to, in key order."""
+    prefix = keys.RESEARCHER_STUDY + researcher
+    out = []
+    for key, _ in state.items(prefix):
+        part = key[len(prefix):]
+        out.append(part[1:1 + part[0]].decode("ascii"))
+    return out
+
+
+def candidate_consents(state: StateReader, patient: bytes, grantees: Iterable[Grantee]) -> list[Consent]:
+    """The patient's consents naming any of `grantees` (revoked and expired included), oldest
+    first. A consent to a study ends no later than the study."""
+    found: list[tuple[bytes, bytes, int | None]] = []
+    for kind, grantee in grantees:
+        cap = None
+        if kind == "study":
+            assert isinstance(grantee, str)
+            study = load_study(state, grantee)
+            if study is None:
+                continue
+            cap = study["until_ms"]
+        prefix = keys.CONSENT_GRANTEE + patient + keys.grantee_part(kind, grantee)
+        for key, consent_id in state.items(prefix):
+            found.append((key[-keys.POSITION_SIZE:], consent_id, cap))
+    found.sort(key=lambda item: item[0])
+    out = []
+    for _, consent_id, cap in found:
+        value = load_consent(state, consent_id)
+        if value is not None:
+            out.append(Consent.from_state(consent_id, value, until_cap=cap))
+    return out

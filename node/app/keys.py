@@ -1,0 +1,108 @@
+"""The layout of the application state: every key family, in one place.
+
+Ids are fixed-width bytes (32-byte identity keys, record ids and transaction hashes), so a key
+that concatenates them needs no separator. Positions are (height:8, index:4) big-endian, so a
+family keyed by position iterates in block order, oldest first. A study id is a short ASCII
+string and appears length-prefixed (`study_part`), so one study's keys never prefix another's.
+A record's value is the canonical msgpack encoding of a map; an index entry (`-> x` below)
+holds the raw 32-byte id it points to.
+
+    nonce/<sender>                                   last nonce used (executor)
+    meta/validators                                  [validator ids] of the genesis (governance)
+    identity/<id>                                    role, label, institution, attested_by, height
+    guardian/<patient>                               the patient's guardian
+    guardian_of/<guardian><patient>                  reverse index
+    optout/<patient>                                 the patient opted out of break-glass
+    record/<record>                                  record metadata (and its erasure)
+    patient_record/<patient><pos>                    -> record id
+    erasure/<custodian><pos>                         -> record id (the custodian's deletion list)
+    consent/<consent>                                a consent rule (id = granting tx hash)
+    consent_grantee/<patient><grantee><pos>          -> consent id (access decisions)
+    patient_consent/<patient><pos>                   -> consent id (listing)
+    study_consent/<study><pos>                       -> consent id (research extracts)
+    access/<request tx>                              an access decision
+    grant/<requester><record><pos>                   -> request tx (granted decisions)
+    breakglass_pending/<institution><pos>            -> request tx awaiting review
+    audit/<patient><pos><seq:2>                      a patient's audit entry
+    disclosure/<institution><pos><seq:2>             an institution's disclosure entry
+    study/<study>                                    a study
+    study_researcher/<study><researcher>             researcher on a study
+    researcher_study/<researcher><study>             reverse index
+    release/<release tx>                             a research release
+    admission/<candidate>                            a governance admission and its approvals
+"""
+
+from __future__ import annotations
+
+NONCE = b"nonce/"
+VALIDATORS = b"meta/validators"
+IDENTITY = b"identity/"
+GUARDIAN = b"guardian/"
+GUARDIAN_OF = b"guardian_of/"
+OPTOUT = b"optout/"
+RECORD = b"record/"
+PATIENT_RECORD = b"patient_record/"
+ERASURE = b"erasure/"
+CONSENT = b"consent/"
+CONSENT_GRANTEE = b"consent_grantee/"
+PATIENT_CONSENT = b"patient_consent/"
+STUDY_CONSENT = b"study_consent/"
+ACCESS = b"access/"
+GRANT = b"grant/"
+BREAKGLASS_PENDING = b"breakglass_pending/"
+AUDIT = b"audit/"
+DISCLOSURE = b"disclosure/"
+STUDY = b"study/"
+STUDY_RESEARCHER = b"study_researcher/"
+RESEARCHER_STUDY = b"researcher_study/"
+RELEASE = b"release/"
+ADMISSION = b"admission/"
+
+POSITION_SIZE = 12  # height:8 + index:4
+
+GRANTEE_KINDS = {"practitioner": b"p", "institution": b"i", "study": b"s"}
+
+
+def position(height: int, index: int) -> bytes:
+    """A transaction's place in the chain as ordered bytes."""
+    return height.to_bytes(8, "big") + index.to_bytes(4, "big")
+
+
+def split_position(raw: bytes) -> tuple[int, int]:
+    return int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:12], "big")
+
+
+def study_part(study_id: str) -> bytes:
+    """A study id inside a key: one length byte, then its ASCII bytes."""
+    raw = study_id.encode("ascii")
+    return bytes([len(raw)]) + raw
+
+
+def grantee_part(kind: str, grantee: bytes | str) -> bytes:
+    """A consent's grantee inside a key: a kind byte, then the id (a study's length-prefixed)."""
+    tag = GRANTEE_KINDS[kind]
+    if kind == "study":
+        assert isinstance(grantee, str)
+        return tag + study_part(grantee)
+    assert isinstance(grantee, bytes)
+    return tag + grantee
+
+
+def identity(ident: bytes) -> bytes:
+    return IDENTITY + ident
+
+
+def record(record_id: bytes) -> bytes:
+    return RECORD + record_id
+
+
+def consent(consent_id: bytes) -> bytes:
+    return CONSENT + consent_id
+
+
+def access(request_tx: bytes) -> bytes:
+    return ACCESS + request_tx
+
+
+def study(study_id: str) -> bytes:
+    return STUDY + study_part(study_id)

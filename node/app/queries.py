@@ -1,0 +1,208 @@
+"""Read-only questions about the ledger's state, as JSON-friendly answers (ids in hex).
+
+Every function takes a StateReader with ordered scans (`FuncReader(store.state_get,
+store.state_items)` over the committed store) and ids as raw bytes, and is a pure function of
+that state (and of `now_ms` where the answer depends on time: the caller's clock, e.g. the
+custodian's, since queries run outside the state machine). Unknown things give None or [].
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from node.core.encoding import decode
+from node.tx import jsonable
+
+from . import keys
+from .consents import load_consent, load_study, study_active
+from .roles import guardian_of, identity_of, read
+from .state import StateReader
+
+JSON = dict[str, Any]
+
+
+def _hex(value: bytes) -> str:
+    return value.hex()
+
+
+def _index_ids(state: StateReader, prefix: bytes) -> list[bytes]:
+    return [value for _, value in state.items(prefix)]
+
+
+def identity(state: StateReader, ident: bytes) -> JSON | None:
+    """An identity's role and label, its institution (staff) or attesting institution (patient);
+    for a patient its guardian and break-glass choice; for anyone the patients it is guardian of."""
+    found = identity_of(state, ident)
+    if found is None:
+        return None
+    out: JSON = {"id": _hex(ident), **jsonable(found)}
+    if found["role"] == "patient":
+        guardian = guardian_of(state, ident)
+        out["guardian"] = _hex(guardian) if guardian else None
+        out["breakglass_opt_out"] = state.get(keys.OPTOUT + ident) is not None
+    prefix = keys.GUARDIAN_OF + ident
+    wards = [_hex(k[len(prefix):]) for k, _ in state.items(prefix)]
+    if wards:
+        out["guardian_of"] = wards
+    return out
+
+
+def record(state: StateReader, record_id: bytes) -> JSON | None:
+    """A record's metadata: patient, resource type, ciphertext hash, custodian, author, erasure."""
+    value = read(state, keys.record(record_id))
+    if value is None:
+        return None
+    return {"id": _hex(record_id), "erased": "erased_ms" in value, **jsonable(value)}
+
+
+def patient_records(state: StateReader, patient: bytes) -> list[JSON]:
+    """A patient's records in the order they were added (erased ones included, marked)."""
+    out = []
+    for record_id in _index_ids(state, keys.PATIENT_RECORD + patient):
+        found = record(state, record_id)
+        if found is not None:
+            out.append(found)
+    return out
+
+
+def consent_status(value: dict[str, Any], now_ms: int | None) -> str:
+    """revoked, not_yet_valid, expired or active (at `now_ms`; without it, active unless revoked)."""
+    if "revoked_ms" in value:
+        return "revoked"
+    if now_ms is None:
+        return "active"
+    if now_ms < value["valid_from"]:
+        return "not_yet_valid"
+    if now_ms > value["valid_until"]:
+        return "expired"
+    return "active"
+
+
+def consent(state: StateReader, consent_id: bytes, now_ms: int | None = None) -> JSON | None:
+    """A consent rule with its status."""
+    value = load_consent(state, consent_id)
+    if value is None:
+        return None
+    return {"id": _hex(consent_id), "status": consent_status(value, now_ms), **jsonable(value)}
+
+
+def patient_consents(state: StateReader, patient: bytes, now_ms: int | None = None) -> list[JSON]:
+    """Every consent a patient gave, oldest first, with its status at `now_ms`."""
+    out = []
+    for consent_id in _index_ids(state, keys.PATIENT_CONSENT + patient):
+        found = consent(state, consent_id, now_ms)
+        if found is not None:
+            out.append(found)
+    return out
+
+
+def patient_audit(state: StateReader, patient: bytes, *, since_ms: int = 0, until_ms: int | None = None) -> list[JSON]:
+    """A patient's audit trail in block order: every event touching the patient."""
+    out = []
+    for _, raw in state.items(keys.AUDIT + patient):
+        entry = decode(raw)
+        if entry["time_ms"] < since_ms:
+            continue
+        if until_ms is not None and entry["time_ms"] > until_ms:
+            break
+        out.append(jsonable(entry))
+    return out
+
+
+def disclosures(state: StateReader, institution: bytes, since_ms: int, until_ms: int) -> list[JSON]:
+    """An institution's accounting of disclosures for [since_ms, until_ms] (block time): every
+    granted access to a record it holds, and every research release it made."""
+    out = []
+    for _, raw in state.items(keys.DISCLOSURE + institution):
+        entry = decode(raw)
+        if entry["time_ms"] < since_ms:
+            continue
+        if entry["time_ms"] > until_ms:
+            break  # entries are in block order, and block times never go back
+        out.append(jsonable(entry))
+    return out
+
+
+def access_grant(state: StateReader, request_tx: bytes) -> JSON | None:
+    """The decision recorded for an `access.request` transaction (granted or denied)."""
+    value = read(state, keys.access(request_tx))
+    if value is None:
+        return None
+    return {"request_tx": _hex(request_tx), **jsonable(value)}
+
+
+def breakglass_pending(state: StateReader, institution: bytes) -> list[JSON]:
+    """Break-glass grants on records `institution` holds that it has not reviewed yet, oldest first."""
+    out = []
+    for request_tx in _index_ids(state, keys.BREAKGLASS_PENDING + institution):
+        found = access_grant(state, request_tx)
+        if found is not None:
+            out.append(found)
+    return out
+
+
+def active_grant(state: StateReader, requester: bytes, record_id: bytes, now_ms: int) -> JSON | None:
+    """What a custodian checks before serving `record_id` to `requester` at its time `now_ms`.
+
+    None unless the record exists, is not erased, and either the requester is the record's
+    patient or its guardian ("rule": "patient"/"guardian", no request needed), or a committed
+    `access.request` of the requester for this record was granted, has not expired
+    (now_ms <= expires_ms) and, if it rests on a consent, that consent is not revoked. Of several
+    such grants, the one that expires last (then the newest) is returned.
+    """
+    stored = read(state, keys.record(record_id))
+    if stored is None or "erased_ms" in stored:
+        return None
+    base = {"requester": _hex(requester), "record": _hex(record_id), "patient": _hex(stored["patient"]),
+            "custodian": _hex(stored["custodian"])}
+    if requester == stored["patient"]:
+        return {**base, "rule": "patient"}
+    if guardian_of(state, stored["patient"]) == requester:
+        return {**base, "rule": "guardian"}
+    best: tuple[int, bytes] | None = None
+    chosen: dict[str, Any] | None = None
+    for key, request_tx in state.items(keys.GRANT + requester + record_id):
+        value = read(state, keys.access(request_tx))
+        if value is None or value["decision"] != "granted" or now_ms > value["expires_ms"]:
+            continue
+        if value["rule"] == "consent":
+            rule = load_consent(state, value["consent"])
+            if rule is None or "revoked_ms" in rule:
+                continue
+        rank = (value["expires_ms"], key)
+        if best is None or rank > best:
+            best, chosen = rank, {"request_tx": _hex(request_tx), **jsonable(value)}
+    return chosen
+
+
+def study(state: StateReader, study_id: str, now_ms: int | None = None) -> JSON | None:
+    """A study, its researchers, and (with `now_ms`) whether it is active."""
+    value = load_study(state, study_id)
+    if value is None:
+        return None
+    prefix = keys.STUDY_RESEARCHER + keys.study_part(study_id)
+    out: JSON = {"id": study_id, **jsonable(value),
+                 "researchers": [_hex(k[len(prefix):]) for k, _ in state.items(prefix)]}
+    if now_ms is not None:
+        out["active"] = study_active(value, now_ms)
+    return out
+
+
+def study_consenting_patients(state: StateReader, study_id: str, now_ms: int) -> list[JSON]:
+    """The patients whose consent to `study_id` for research holds at `now_ms` (not revoked,
+    within its period, the study active), one entry per patient (its oldest such consent) with
+    the consent's scope, which the extract must respect; sorted by patient id."""
+    found = load_study(state, study_id)
+    if found is None or not study_active(found, now_ms):
+        return []
+    chosen: dict[bytes, JSON] = {}
+    for consent_id in _index_ids(state, keys.STUDY_CONSENT + keys.study_part(study_id)):
+        value = load_consent(state, consent_id)
+        if value is None or value["patient"] in chosen or consent_status(value, now_ms) != "active":
+            continue
+        chosen[value["patient"]] = {
+            "patient": _hex(value["patient"]), "consent": _hex(consent_id),
+            "resource_types": value["resource_types"], "record_ids": [_hex(r) for r in value["record_ids"]],
+            "deny_types": value["deny_types"], "valid_until": min(value["valid_until"], found["until_ms"]),
+        }
+    return [chosen[p] for p in sorted(chosen)]

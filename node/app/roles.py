@@ -1,0 +1,79 @@
+"""Who is who on the ledger: reading identities, checking a sender's role, and resolving who a
+patient-side transaction acts for (the patient itself, or the patient's guardian on its behalf).
+
+The role of each identity decides which transaction types it may send (docs/ledger.md has the
+table); a sender with the wrong role gets the result code "role_not_allowed".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from node.core.encoding import canonical, decode
+
+from . import keys
+from .registry import ExecContext, ExecFailed
+from .state import StateReader
+
+PATIENT = "patient"
+PRACTITIONER = "practitioner"
+RESEARCHER = "researcher"
+INSTITUTION = "institution"
+ROLES = (PATIENT, PRACTITIONER, RESEARCHER, INSTITUTION)
+
+
+def read(state: StateReader, key: bytes) -> Any:
+    """The decoded value at `key`, or None."""
+    raw = state.get(key)
+    return None if raw is None else decode(raw)
+
+
+def write(ctx: ExecContext, key: bytes, value: Any) -> None:
+    ctx.state.put(key, canonical(value))
+
+
+def identity_of(state: StateReader, ident: bytes) -> dict[str, Any] | None:
+    value = read(state, keys.identity(ident))
+    return value if isinstance(value, dict) else None
+
+
+def role_of(state: StateReader, ident: bytes) -> str | None:
+    found = identity_of(state, ident)
+    return None if found is None else found.get("role")
+
+
+def sender_as(ctx: ExecContext, *roles: str) -> dict[str, Any]:
+    """The sender's identity, which must hold one of `roles`."""
+    found = identity_of(ctx.state, ctx.tx.sender)
+    if found is None:
+        raise ExecFailed("not_registered", "the sender has no registered identity")
+    if found["role"] not in roles:
+        raise ExecFailed("role_not_allowed", f"a {found['role']} may not send {ctx.tx.type}")
+    return found
+
+
+def require_institution(state: StateReader, ident: bytes, code: str = "unknown_institution") -> None:
+    if role_of(state, ident) != INSTITUTION:
+        raise ExecFailed(code, "not a registered institution")
+
+
+def guardian_of(state: StateReader, patient: bytes) -> bytes | None:
+    value = read(state, keys.GUARDIAN + patient)
+    return value["guardian"] if isinstance(value, dict) else None
+
+
+def acting_patient(ctx: ExecContext) -> bytes:
+    """The patient a patient-side transaction acts for; the sender must be it or its guardian."""
+    patient = ctx.tx.body.get("on_behalf_of", ctx.tx.sender)
+    role = role_of(ctx.state, patient)
+    if patient == ctx.tx.sender:
+        if role is None:
+            raise ExecFailed("not_registered", "the sender has no registered identity")
+        if role != PATIENT:
+            raise ExecFailed("role_not_allowed", f"only a patient (or its guardian) may send {ctx.tx.type}")
+        return patient
+    if role != PATIENT:
+        raise ExecFailed("unknown_patient", "on_behalf_of is not a registered patient")
+    if guardian_of(ctx.state, patient) != ctx.tx.sender:
+        raise ExecFailed("not_guardian", "the sender is not this patient's guardian")
+    return patient

@@ -1,0 +1,50 @@
+"""`record.add`: a practitioner announces an encrypted record it stored at its institution.
+
+The chain gets only metadata: the record id (32 random bytes chosen by the writer, unique on the
+chain), the patient, the FHIR resource type, the SHA-256 of the ciphertext, the custodian
+institution holding the bytes, and the author (the sender). The author must be a practitioner
+of the custodian institution, and the patient a registered patient.
+"""
+
+from __future__ import annotations
+
+from node.tx import Transaction
+
+from .. import keys
+from ..audit import audit
+from ..fields import check_id, check_resource_type
+from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
+from ..roles import PATIENT, PRACTITIONER, read, role_of, sender_as, write
+
+
+def _check(tx: Transaction) -> None:
+    body = tx.body
+    require_fields(body, {"record": bytes, "patient": bytes, "resource_type": str, "hash": bytes, "custodian": bytes})
+    for name in ("record", "patient", "hash", "custodian"):
+        check_id(body, name)
+    check_resource_type(body["resource_type"])
+
+
+def _execute(ctx: ExecContext) -> None:
+    body = ctx.tx.body
+    author = sender_as(ctx, PRACTITIONER)
+    if author.get("institution") != body["custodian"]:
+        raise ExecFailed("not_custodian_staff", "the author must be a practitioner of the custodian institution")
+    if role_of(ctx.state, body["patient"]) != PATIENT:
+        raise ExecFailed("unknown_patient", "the record's patient is not a registered patient")
+    if read(ctx.state, keys.record(body["record"])) is not None:
+        raise ExecFailed("record_exists", "a record with this id is already on the chain")
+    write(ctx, keys.record(body["record"]), {
+        "patient": body["patient"], "resource_type": body["resource_type"], "hash": body["hash"],
+        "custodian": body["custodian"], "author": ctx.tx.sender, "tx": ctx.tx.hash,
+        "height": ctx.height, "index": ctx.index, "time_ms": ctx.timestamp_ms,
+    })
+    ctx.state.put(keys.PATIENT_RECORD + body["patient"] + ctx.position, body["record"])
+    audit(ctx, body["patient"], "record.added", record=body["record"], resource_type=body["resource_type"],
+          custodian=body["custodian"])
+
+
+RECORD_ADD = register(
+    TxType(name="record.add", summary="announce an encrypted record held by its custodian",
+           check_body=_check, execute=_execute)
+)
