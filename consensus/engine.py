@@ -755,7 +755,7 @@ class Engine:
         if msg.prepared is not None and not verify_prepared(msg.prepared, chain_id=self.chain_id,
                                                             validators=h.validators, verifier=self._verifier):
             return discard("view change with an invalid prepared certificate")
-        h.verified_view_changes.add(msg.signature)
+        self._remember_verified(msg.signature)
         h.view_changes[msg.sender] = msg
         if msg.payload is not None and msg.prepared is not None:
             digest = msg.prepared.digest
@@ -769,6 +769,13 @@ class Engine:
         self._check_view_change_quorum()
         self._try_new_view()
         return PROCESS
+
+    def _remember_verified(self, signature: bytes) -> None:
+        """Cache a checked view-change signature; the cache is bounded against view-change spam."""
+        cache = self._h.verified_view_changes
+        if len(cache) >= 8 * self._h.validators.n:
+            cache.clear()
+        cache.add(signature)
 
     def _join_higher_view(self) -> None:
         """Follow f + 1 validators (so at least one honest) that asked for views above ours."""
@@ -880,7 +887,7 @@ class Engine:
             if vc.prepared is not None and not verify_prepared(vc.prepared, chain_id=self.chain_id,
                                                                validators=h.validators, verifier=self._verifier):
                 return "new-view encloses an invalid prepared certificate"
-            h.verified_view_changes.add(vc.signature)
+            self._remember_verified(vc.signature)
         highest = _highest_prepared(msg.view_changes)
         if highest is not None and highest.digest != msg.pre_prepare.digest:
             return "new-view does not re-propose the highest prepared block"
@@ -896,7 +903,15 @@ class Engine:
         if h.in_view_change:
             vc = h.my_view_change.get(h.view)
             if vc is not None:
-                self._out.append(Broadcast(message=vc))
+                if vc.payload is None:
+                    self._out.append(Broadcast(message=vc))
+                else:
+                    # Only the next primary needs the block; everyone else gets the small version.
+                    primary = h.validators.primary(h.height, h.view)
+                    light = vc.stripped()
+                    for v in h.validators:
+                        if v != self._me:
+                            self._out.append(Send(to=v, message=vc if v == primary else light))
         else:
             proposal: Message | None = h.my_new_view.get(h.view) or h.my_pre_prepare.get(h.view)
             if proposal is not None:

@@ -53,7 +53,7 @@ from ..crypto import Signer, Verifier
 from ..engine import Engine, EngineConfig
 from ..errors import LocalProtocolError
 from ..evidence import Evidence
-from ..messages import Message, decode_message
+from ..messages import Decision, Message, decode_message
 from ..validators import ValidatorSet
 from .byzantine import BEHAVIOURS, TICK_BEHAVIOURS, Adversary, block_payload
 from .fake_crypto import FakeKeyring, FakeVerifier
@@ -235,6 +235,8 @@ class Simulation:
         honest_eps = [ep.index for ep in self.endpoints if ep.honest]
         self.adversary = Adversary(self._byz_rng, CHAIN_ID, honest_eps)
         self.amnesiacs: set[int] = set()
+        # Every vote an honest validator ever sent: (validator, kind, height, view) -> what it said.
+        self._signed: dict[tuple[int, str, int, int], bytes] = {}
         self._plan_faults()
 
     # -- setup ---------------------------------------------------------------------------------
@@ -399,6 +401,7 @@ class Simulation:
             if kind is Broadcast:
                 self._broadcast(ep, action.message)
             elif kind is Send:
+                self._note_signed(ep, action.message)
                 msg = self._wire(action.message)
                 for dest in self.endpoints:
                     if dest.signer.public_key == action.to and dest is not ep:
@@ -441,7 +444,22 @@ class Simulation:
             return msg
         return decode_message(msg.encode(), max_payload=self.engine_config.max_payload)
 
+    def _note_signed(self, ep: Endpoint, msg: Message) -> None:
+        """A restarted validator must never contradict a vote it sent before its crash."""
+        if not ep.honest or ep.index in self.amnesiacs or msg.sender != ep.signer.public_key:
+            return
+        kind = type(msg)
+        if kind is Decision:
+            return
+        said = msg.signing_bytes()
+        key = (ep.validator, kind.__name__, msg.height, msg.view)
+        first = self._signed.setdefault(key, said)
+        if first != said:
+            self.safety.append(f"validator {ep.validator} signed two different {kind.__name__} messages at "
+                               f"height {msg.height} view {msg.view}")
+
     def _broadcast(self, ep: Endpoint, msg: Message) -> None:
+        self._note_signed(ep, msg)
         msg = self._wire(msg)
         me = ep.signer.public_key
         dests = [d for d in self.endpoints if d.signer.public_key != me]
