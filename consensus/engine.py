@@ -76,8 +76,9 @@ ahead, the engine emits `NeedSync` so the runtime fetches the blocks.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Hashable, Literal, Sequence
+from typing import Literal
 
 from .actions import (
     Action,
@@ -111,8 +112,8 @@ from .messages import (
     Decision,
     Message,
     NewView,
-    PrePrepare,
     Prepare,
+    PrePrepare,
     ViewChange,
     sign_message,
 )

@@ -11,21 +11,21 @@ the signatures cover the digests.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import msgpack
 
 from .crypto import Verifier
+from .encoding import pack
 from .messages import (
     Commit,
     MessageDecodeError,
-    PrePrepare,
     Prepare,
+    PrePrepare,
     _from_value,
 )
-from .encoding import pack
 
-Vote = Union[PrePrepare, Prepare, Commit]
+Vote = PrePrepare | Prepare | Commit
 
 
 def _without_payload(vote: Vote) -> Vote:
@@ -69,7 +69,7 @@ class Evidence:
         return pack([self.first.to_value(), self.second.to_value()])
 
     @classmethod
-    def decode(cls, data: bytes) -> "Evidence":
+    def decode(cls, data: bytes) -> Evidence:
         """Parse evidence from bytes; raises `MessageDecodeError` if malformed."""
         try:
             value: Any = msgpack.unpackb(data, raw=False, use_list=False, max_map_len=0, max_ext_len=0,

@@ -23,7 +23,7 @@ message and raises `MessageDecodeError` (the sender's fault) for anything malfor
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import msgpack
 
@@ -207,7 +207,7 @@ class ViewChange:
     def encode(self) -> bytes:
         return pack(self.to_value())
 
-    def stripped(self) -> "ViewChange":
+    def stripped(self) -> ViewChange:
         """The same signed view change without the (unsigned) block payload."""
         if self.payload is None:
             return self
@@ -299,7 +299,7 @@ class Decision:
         return pack(self.to_value())
 
 
-Message = Union[PrePrepare, Prepare, Commit, ViewChange, NewView, Decision]
+Message = PrePrepare | Prepare | Commit | ViewChange | NewView | Decision
 VOTE_TYPES = (PrePrepare, Prepare, Commit)
 
 

@@ -31,8 +31,8 @@ from __future__ import annotations
 import hashlib
 import heapq
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from ..actions import (
     Broadcast,

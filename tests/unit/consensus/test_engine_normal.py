@@ -6,11 +6,19 @@ import hashlib
 
 import pytest
 
-from consensus.actions import Broadcast, CommitBlock, Persist, PruneWal, RequestProposal, Send, ValidateBlock
+from consensus.actions import (
+    Broadcast,
+    CommitBlock,
+    Persist,
+    PruneWal,
+    RequestProposal,
+    Send,
+    ValidateBlock,
+)
 from consensus.certificate import verify_certificate
 from consensus.engine import Engine, EngineConfig
 from consensus.errors import LocalProtocolError
-from consensus.messages import Commit, PrePrepare, Prepare, ViewChange, sign_message
+from consensus.messages import Commit, Prepare, PrePrepare, ViewChange, sign_message
 from consensus.wal import decode_record
 
 from .conftest import CHAIN, CONFIG, ZERO, Cluster, block

@@ -6,7 +6,7 @@ import dataclasses
 
 from consensus.actions import ReportEvidence, Send
 from consensus.engine import EngineConfig
-from consensus.messages import Commit, Decision, PrePrepare, Prepare, sign_message
+from consensus.messages import Commit, Decision, Prepare, PrePrepare, sign_message
 from consensus.simulation.fake_crypto import FakeKeyring
 
 from .conftest import CHAIN, CONFIG, Cluster, block
