@@ -213,8 +213,8 @@ class _Height:
         # Block payloads known to be the valid block of their digest.
         self.good_payloads: dict[bytes, bytes] = {}
         self.validating: dict[bytes, bytes] = {}
-        self.candidates: dict[bytes, list[bytes]] = {}
-        self.rejected: set[tuple[int, bytes]] = set()
+        # Payloads waiting to be validated for a digest, one per validator that offered one.
+        self.candidates: dict[bytes, dict[bytes, bytes]] = {}
         # As primary of a new view: (view, enclosed view changes, digest to re-propose or None).
         self.new_view_pending: tuple[int, tuple[ViewChange, ...], bytes | None] | None = None
         # A quorum of commits seen, waiting for the payload: (view, digest, certificate).
@@ -333,10 +333,11 @@ class Engine:
             h.candidates.pop(digest, None)
             self._on_good_payload(digest)
         else:
-            h.rejected.add((h.view, digest))
+            # This payload is not the valid block `digest`; another candidate may still be.
             queue = h.candidates.get(digest)
             if queue:
-                self._validate(digest, queue.pop(0))
+                source = next(iter(queue))
+                self._validate(digest, queue.pop(source))
         return self._drain()
 
     def on_block_synced(self, height: int, digest: bytes, certificate: CommitCertificate,
@@ -510,7 +511,7 @@ class Engine:
         if h.view != 0 or h.in_view_change:
             return discard("old view")
         h.pre_prepare[0] = msg
-        self._want_payload(msg.digest, msg.payload)
+        self._want_payload(msg.digest, msg.payload, msg.sender)
         return PROCESS
 
     def _on_prepare(self, msg: Prepare) -> Verdict:
@@ -573,21 +574,24 @@ class Engine:
             self._decide(msg.certificate)
             if self._h is not h:
                 return PROCESS
-        self._want_payload(msg.digest, msg.payload)
+        self._want_payload(msg.digest, msg.payload, msg.sender)
         return PROCESS
 
     # -- the normal case ----------------------------------------------------------------------
 
-    def _want_payload(self, digest: bytes, payload: bytes) -> None:
-        """Learn a candidate payload for `digest`; validate it unless a good one is known."""
+    def _want_payload(self, digest: bytes, payload: bytes, source: bytes) -> None:
+        """Learn a candidate payload for `digest` from validator `source`; validate it unless a good one is known.
+
+        Candidates are kept one per source, so a Byzantine validator offering bad payloads can
+        delay, but never crowd out, the honest ones.
+        """
         h = self._h
         if digest in h.good_payloads:
             self._on_good_payload(digest)
             return
         if digest in h.validating:
-            queue = h.candidates.setdefault(digest, [])
-            if len(queue) < 4 and payload != h.validating[digest] and payload not in queue:
-                queue.append(payload)
+            if payload != h.validating[digest]:
+                h.candidates.setdefault(digest, {})[source] = payload
             return
         self._validate(digest, payload)
 
@@ -613,7 +617,7 @@ class Engine:
         if h.in_view_change or h.view in h.my_prepare or not self._is_member():
             return
         pp = h.pre_prepare.get(h.view)
-        if pp is None or pp.digest not in h.good_payloads or (h.view, pp.digest) in h.rejected:
+        if pp is None or pp.digest not in h.good_payloads:
             return
         prepare = self._sign(Prepare(chain_id=self.chain_id, height=h.height, view=h.view, sender=self._me,
                                      digest=pp.digest))
@@ -656,10 +660,10 @@ class Engine:
             return
         for pp in list(h.pre_prepare.values()):
             if pp.digest == digest and pp.payload:
-                self._want_payload(digest, pp.payload)
+                self._want_payload(digest, pp.payload, pp.sender)
         for vc in list(h.view_changes.values()):
             if vc.payload is not None and vc.prepared is not None and vc.prepared.digest == digest:
-                self._want_payload(digest, vc.payload)
+                self._want_payload(digest, vc.payload, vc.sender)
 
     def _finalize(self) -> None:
         h = self._h
@@ -763,7 +767,7 @@ class Engine:
             wanted = (h.decided is not None and h.decided[1] == digest) or (
                 h.new_view_pending is not None and h.new_view_pending[2] == digest)
             if wanted:
-                self._want_payload(digest, msg.payload)
+                self._want_payload(digest, msg.payload, msg.sender)
                 if self._h is not h:
                     return PROCESS
         self._join_higher_view()
@@ -820,11 +824,11 @@ class Engine:
         if digest in h.good_payloads:
             self._send_new_view(digest)
             return
-        payloads = [vc.payload for vc in h.view_changes.values()
-                    if vc.payload is not None and vc.prepared is not None and vc.prepared.digest == digest]
-        payloads += [pp.payload for pp in h.pre_prepare.values() if pp.digest == digest and pp.payload]
-        for payload in payloads:
-            self._want_payload(digest, payload)
+        offers = [(vc.sender, vc.payload) for vc in h.view_changes.values()
+                  if vc.payload is not None and vc.prepared is not None and vc.prepared.digest == digest]
+        offers += [(pp.sender, pp.payload) for pp in h.pre_prepare.values() if pp.digest == digest and pp.payload]
+        for source, payload in offers:
+            self._want_payload(digest, payload, source)
 
     def _send_new_view(self, digest: bytes) -> None:
         h = self._h
@@ -850,7 +854,7 @@ class Engine:
         self._set_view(view, in_view_change=False)
         h.pre_prepare[view] = pp
         self._arm_view_timer()
-        self._want_payload(pp.digest, pp.payload)
+        self._want_payload(pp.digest, pp.payload, pp.sender)
         self._unstash()
 
     def _on_new_view(self, msg: NewView) -> Verdict:

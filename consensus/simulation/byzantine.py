@@ -18,7 +18,8 @@ than f they can, and the safety check must catch it.
 | bad-signature  | corrupts signatures, forges certificates inside validly signed messages     |
 | replay         | re-sends other validators' old messages (old views, old heights)            |
 | twin           | two instances run with the same key, each unaware of the other              |
-| invalid-block  | as primary, proposes blocks the application rejects                         |
+| invalid-block  | as primary, proposes blocks the application rejects; offers validators that |
+|                | are behind a real certificate with a junk block                              |
 | view-spam      | asks for far-away views and claims far-future heights                       |
 | withhold       | shows its proposals and votes to one group only, and its COMMITs to a single|
 |                | validator, so that a block is final at some validators and not at others    |
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
 
 BEHAVIOURS: tuple[str, ...] = ("silent", "equivocate", "double-vote", "unknown-block", "bad-signature",
                                "replay", "twin", "invalid-block", "view-spam", "withhold")
-TICK_BEHAVIOURS = frozenset({"unknown-block", "bad-signature", "replay", "view-spam"})
+TICK_BEHAVIOURS = frozenset({"unknown-block", "bad-signature", "replay", "view-spam", "invalid-block"})
 
 
 def block_payload(height: int, view: int, proposer: int, tag: str) -> bytes:
@@ -137,6 +138,11 @@ class Adversary:
             buffer = self._replay_buffer.get(ep.index, [])
             for _ in range(min(3, len(buffer))):
                 out.append((rng.choice(others), rng.choice(buffer)))
+        if "invalid-block" in b and ep.chain:
+            digest, _, cert = ep.chain[-1]
+            junk = Decision(chain_id=self._chain_id, height=cert.height, view=cert.view, sender=me, digest=digest,
+                            payload=b"junk|%d" % rng.getrandbits(32), certificate=cert)
+            out += [(d, sign_message(junk, ep.signer)) for d in others]
         if "view-spam" in b:
             vc = ViewChange(chain_id=self._chain_id, height=height, view=view + rng.randint(2, 40), sender=me)
             far = Prepare(chain_id=self._chain_id, height=height + rng.randint(2, 50), view=0, sender=me,
