@@ -154,12 +154,15 @@ class EngineConfig:
     `base_timeout_ms` should exceed the time a healthy primary needs to get a block agreed
     (proposal, two message rounds, validation); `resend_interval_ms` is how often the engine
     re-sends its current votes so that lost messages (and peers that were partitioned away or
-    restarted) are caught up with.
+    restarted) are caught up with. While a view makes no progress the interval doubles, up to
+    `max_resend_interval_ms`, so a long outage does not mean a steady stream of repeats; it is
+    back at `resend_interval_ms` in every new view and height.
     """
 
     base_timeout_ms: int = 2000
     max_timeout_ms: int = 60000
     resend_interval_ms: int = 1000
+    max_resend_interval_ms: int = 4000
     max_payload: int = DEFAULT_MAX_PAYLOAD
     stash_per_sender: int = 64
     stash_total: int = 2048
@@ -167,13 +170,15 @@ class EngineConfig:
     commit_view_window: int = 32
 
     def __post_init__(self) -> None:
-        for name in ("base_timeout_ms", "max_timeout_ms", "resend_interval_ms", "max_payload",
+        for name in ("base_timeout_ms", "max_timeout_ms", "resend_interval_ms", "max_resend_interval_ms", "max_payload",
                      "stash_per_sender", "stash_total", "max_evidence", "commit_view_window"):
             value = getattr(self, name)
             if type(value) is not int or value < 1:
                 raise ValueError(f"{name} must be a positive int")
         if self.max_timeout_ms < self.base_timeout_ms:
             raise ValueError("max_timeout_ms must be >= base_timeout_ms")
+        if self.max_resend_interval_ms < self.resend_interval_ms:
+            raise ValueError("max_resend_interval_ms must be >= resend_interval_ms")
 
     def view_timeout_ms(self, view: int) -> int:
         """Timeout of `view`: doubles with every failed view, capped."""
@@ -185,9 +190,10 @@ class EngineConfig:
 class _Height:
     """Everything the engine knows about the height being decided; dropped when it is final."""
 
-    def __init__(self, height: int, validators: ValidatorSet) -> None:
+    def __init__(self, height: int, validators: ValidatorSet, resend_ms: int) -> None:
         self.height = height
         self.validators = validators
+        self.resend_ms = resend_ms
         self.view = 0
         self.in_view_change = False
         self.view_timer_armed = False
@@ -270,7 +276,7 @@ class Engine:
                 raise LocalProtocolError("the WAL holds a vote that is not ours or not for this chain")
             if record.message.height > last_height:
                 self._restored.setdefault(record.message.height, []).append(record)
-        self._h = _Height(last_height + 1, validators)
+        self._h = _Height(last_height + 1, validators, config.resend_interval_ms)
         self._restore(self._h)
 
     # -- public API ---------------------------------------------------------------------------
@@ -683,7 +689,7 @@ class Engine:
         self._previous_validators = self._validators_at(height - 1)
         self._last_height = height - 1
         self._last_digest = last_digest
-        self._h = _Height(height, self._validators_at(height))
+        self._h = _Height(height, self._validators_at(height), self.config.resend_interval_ms)
         self._schedule = {k: v for k, v in self._schedule.items() if k > height}
         self._restored = {k: v for k, v in self._restored.items() if k >= height}
         self._peer_heights = {s: v for s, v in self._peer_heights.items() if v > height - 1}
@@ -722,6 +728,9 @@ class Engine:
         if view > h.view:
             self._view_changes += 1
             self._out.append(ViewChanged(height=h.height, view=view))
+        if h.resend_ms != self.config.resend_interval_ms:
+            h.resend_ms = self.config.resend_interval_ms
+            self._out.append(SetTimer(key=h.resend_timer(), delay_ms=h.resend_ms))
         h.view = view
         h.in_view_change = in_view_change
         h.new_view_pending = None
@@ -936,7 +945,8 @@ class Engine:
         target = self._synced_height()
         if target >= h.height:
             self._out.append(NeedSync(height=target))
-        self._out.append(SetTimer(key=h.resend_timer(), delay_ms=self.config.resend_interval_ms))
+        h.resend_ms = min(2 * h.resend_ms, self.config.max_resend_interval_ms)
+        self._out.append(SetTimer(key=h.resend_timer(), delay_ms=h.resend_ms))
 
     # -- restart ------------------------------------------------------------------------------
 

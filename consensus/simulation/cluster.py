@@ -120,7 +120,8 @@ class SimConfig:
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(base_timeout_ms=self.base_timeout_ms, max_timeout_ms=self.max_timeout_ms,
-                            resend_interval_ms=self.resend_interval_ms, max_payload=1 << 16)
+                            resend_interval_ms=self.resend_interval_ms,
+                            max_resend_interval_ms=4 * self.resend_interval_ms, max_payload=1 << 16)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -213,9 +214,13 @@ class Simulation:
         self.byzantine_validators = sorted(rng.sample(range(n), config.byzantine))
         self.behaviours_of: dict[int, frozenset[str]] = {}
         for v in self.byzantine_validators:
-            pool = list(config.behaviours)
-            chosen = rng.sample(pool, rng.randint(1, len(pool)))
-            self.behaviours_of[v] = frozenset(chosen)
+            # A random mix of the behaviours asked for; "silent" excludes the rest, so it is
+            # drawn as one option among them rather than in a mix it would silence.
+            pool = [b for b in config.behaviours if b != "silent"]
+            if not pool or ("silent" in config.behaviours and rng.randrange(len(pool) + 1) == 0):
+                self.behaviours_of[v] = frozenset({"silent"})
+            else:
+                self.behaviours_of[v] = frozenset(rng.sample(pool, rng.randint(1, len(pool))))
         self.endpoints: list[Endpoint] = []
         for v in range(key_count):
             self._add_endpoint(v)
