@@ -26,8 +26,8 @@ later actions run.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Hashable, Union
 
 from .certificate import CommitCertificate
 from .evidence import Evidence
@@ -106,5 +106,5 @@ class NeedSync:
     height: int
 
 
-Action = Union[Broadcast, Send, Persist, PruneWal, SetTimer, CancelTimer, RequestProposal,
-               ValidateBlock, CommitBlock, ReportEvidence, ViewChanged, NeedSync]
+Action = (Broadcast | Send | Persist | PruneWal | SetTimer | CancelTimer | RequestProposal | ValidateBlock
+          | CommitBlock | ReportEvidence | ViewChanged | NeedSync)

@@ -38,7 +38,7 @@ class CertificateDecodeError(ValueError):
     """Bytes that are not a well-formed certificate (the fault of whoever sent them)."""
 
 
-def _check_fields(cert: "CommitCertificate | PreparedCertificate") -> None:
+def _check_fields(cert: CommitCertificate | PreparedCertificate) -> None:
     check_int("height", cert.height, 1, MAX_HEIGHT)
     check_int("view", cert.view, 0, MAX_VIEW)
     check_bytes("digest", cert.digest, size=DIGEST_SIZE)
@@ -70,12 +70,12 @@ class CommitCertificate:
         return pack(self.to_value())
 
     @classmethod
-    def from_value(cls, value: Any) -> "CommitCertificate":
+    def from_value(cls, value: Any) -> CommitCertificate:
         height, view, digest, votes = _unpack_fields(value)
         return cls(height=height, view=view, digest=digest, votes=votes)
 
     @classmethod
-    def decode(cls, data: bytes) -> "CommitCertificate":
+    def decode(cls, data: bytes) -> CommitCertificate:
         """Parse bytes from outside; any malformation raises `CertificateDecodeError`."""
         return cls.from_value(_unpack(data))
 
@@ -99,12 +99,12 @@ class PreparedCertificate:
         return pack(self.to_value())
 
     @classmethod
-    def from_value(cls, value: Any) -> "PreparedCertificate":
+    def from_value(cls, value: Any) -> PreparedCertificate:
         height, view, digest, votes = _unpack_fields(value)
         return cls(height=height, view=view, digest=digest, votes=votes)
 
     @classmethod
-    def decode(cls, data: bytes) -> "PreparedCertificate":
+    def decode(cls, data: bytes) -> PreparedCertificate:
         return cls.from_value(_unpack(data))
 
 

@@ -10,6 +10,7 @@ fails them raises `ValueError` (from a peer's bytes the decoder turns that into 
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import msgpack
@@ -41,6 +42,16 @@ def pack(value: Any) -> bytes:
 def vote_signing_bytes(kind: int, chain_id: str, height: int, view: int, sender: bytes, digest: bytes) -> bytes:
     """The bytes signed for a PRE-PREPARE, PREPARE, COMMIT or DECISION on one block digest."""
     return pack([DOMAIN, kind, chain_id, height, view, sender, digest])
+
+
+def proposal_signing_bytes(kind: int, chain_id: str, height: int, view: int, sender: bytes, digest: bytes,
+                           payload: bytes) -> bytes:
+    """The bytes signed for a PRE-PREPARE or DECISION: the digest and the SHA-256 of the payload.
+
+    Covering the payload means nobody relaying the message can swap in another payload under
+    the sender's signature (which would make honest validators reject a good proposal).
+    """
+    return pack([DOMAIN, kind, chain_id, height, view, sender, digest, hashlib.sha256(payload).digest()])
 
 
 def check_int(name: str, value: object, low: int, high: int) -> int:

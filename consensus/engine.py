@@ -76,8 +76,9 @@ ahead, the engine emits `NeedSync` so the runtime fetches the blocks.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Hashable, Literal, Sequence
+from typing import Literal
 
 from .actions import (
     Action,
@@ -111,8 +112,8 @@ from .messages import (
     Decision,
     Message,
     NewView,
-    PrePrepare,
     Prepare,
+    PrePrepare,
     ViewChange,
     sign_message,
 )
@@ -153,12 +154,15 @@ class EngineConfig:
     `base_timeout_ms` should exceed the time a healthy primary needs to get a block agreed
     (proposal, two message rounds, validation); `resend_interval_ms` is how often the engine
     re-sends its current votes so that lost messages (and peers that were partitioned away or
-    restarted) are caught up with.
+    restarted) are caught up with. While a view makes no progress the interval doubles, up to
+    `max_resend_interval_ms`, so a long outage does not mean a steady stream of repeats; it is
+    back at `resend_interval_ms` in every new view and height.
     """
 
     base_timeout_ms: int = 2000
     max_timeout_ms: int = 60000
     resend_interval_ms: int = 1000
+    max_resend_interval_ms: int = 4000
     max_payload: int = DEFAULT_MAX_PAYLOAD
     stash_per_sender: int = 64
     stash_total: int = 2048
@@ -166,13 +170,15 @@ class EngineConfig:
     commit_view_window: int = 32
 
     def __post_init__(self) -> None:
-        for name in ("base_timeout_ms", "max_timeout_ms", "resend_interval_ms", "max_payload",
+        for name in ("base_timeout_ms", "max_timeout_ms", "resend_interval_ms", "max_resend_interval_ms", "max_payload",
                      "stash_per_sender", "stash_total", "max_evidence", "commit_view_window"):
             value = getattr(self, name)
             if type(value) is not int or value < 1:
                 raise ValueError(f"{name} must be a positive int")
         if self.max_timeout_ms < self.base_timeout_ms:
             raise ValueError("max_timeout_ms must be >= base_timeout_ms")
+        if self.max_resend_interval_ms < self.resend_interval_ms:
+            raise ValueError("max_resend_interval_ms must be >= resend_interval_ms")
 
     def view_timeout_ms(self, view: int) -> int:
         """Timeout of `view`: doubles with every failed view, capped."""
@@ -184,9 +190,10 @@ class EngineConfig:
 class _Height:
     """Everything the engine knows about the height being decided; dropped when it is final."""
 
-    def __init__(self, height: int, validators: ValidatorSet) -> None:
+    def __init__(self, height: int, validators: ValidatorSet, resend_ms: int) -> None:
         self.height = height
         self.validators = validators
+        self.resend_ms = resend_ms
         self.view = 0
         self.in_view_change = False
         self.view_timer_armed = False
@@ -212,8 +219,8 @@ class _Height:
         # Block payloads known to be the valid block of their digest.
         self.good_payloads: dict[bytes, bytes] = {}
         self.validating: dict[bytes, bytes] = {}
-        self.candidates: dict[bytes, list[bytes]] = {}
-        self.rejected: set[tuple[int, bytes]] = set()
+        # Payloads waiting to be validated for a digest, one per validator that offered one.
+        self.candidates: dict[bytes, dict[bytes, bytes]] = {}
         # As primary of a new view: (view, enclosed view changes, digest to re-propose or None).
         self.new_view_pending: tuple[int, tuple[ViewChange, ...], bytes | None] | None = None
         # A quorum of commits seen, waiting for the payload: (view, digest, certificate).
@@ -269,7 +276,7 @@ class Engine:
                 raise LocalProtocolError("the WAL holds a vote that is not ours or not for this chain")
             if record.message.height > last_height:
                 self._restored.setdefault(record.message.height, []).append(record)
-        self._h = _Height(last_height + 1, validators)
+        self._h = _Height(last_height + 1, validators, config.resend_interval_ms)
         self._restore(self._h)
 
     # -- public API ---------------------------------------------------------------------------
@@ -332,10 +339,11 @@ class Engine:
             h.candidates.pop(digest, None)
             self._on_good_payload(digest)
         else:
-            h.rejected.add((h.view, digest))
+            # This payload is not the valid block `digest`; another candidate may still be.
             queue = h.candidates.get(digest)
             if queue:
-                self._validate(digest, queue.pop(0))
+                source = next(iter(queue))
+                self._validate(digest, queue.pop(source))
         return self._drain()
 
     def on_block_synced(self, height: int, digest: bytes, certificate: CommitCertificate,
@@ -509,7 +517,7 @@ class Engine:
         if h.view != 0 or h.in_view_change:
             return discard("old view")
         h.pre_prepare[0] = msg
-        self._want_payload(msg.digest, msg.payload)
+        self._want_payload(msg.digest, msg.payload, msg.sender)
         return PROCESS
 
     def _on_prepare(self, msg: Prepare) -> Verdict:
@@ -572,21 +580,24 @@ class Engine:
             self._decide(msg.certificate)
             if self._h is not h:
                 return PROCESS
-        self._want_payload(msg.digest, msg.payload)
+        self._want_payload(msg.digest, msg.payload, msg.sender)
         return PROCESS
 
     # -- the normal case ----------------------------------------------------------------------
 
-    def _want_payload(self, digest: bytes, payload: bytes) -> None:
-        """Learn a candidate payload for `digest`; validate it unless a good one is known."""
+    def _want_payload(self, digest: bytes, payload: bytes, source: bytes) -> None:
+        """Learn a candidate payload for `digest` from validator `source`; validate it unless a good one is known.
+
+        Candidates are kept one per source, so a Byzantine validator offering bad payloads can
+        delay, but never crowd out, the honest ones.
+        """
         h = self._h
         if digest in h.good_payloads:
             self._on_good_payload(digest)
             return
         if digest in h.validating:
-            queue = h.candidates.setdefault(digest, [])
-            if len(queue) < 4 and payload != h.validating[digest] and payload not in queue:
-                queue.append(payload)
+            if payload != h.validating[digest]:
+                h.candidates.setdefault(digest, {})[source] = payload
             return
         self._validate(digest, payload)
 
@@ -612,7 +623,7 @@ class Engine:
         if h.in_view_change or h.view in h.my_prepare or not self._is_member():
             return
         pp = h.pre_prepare.get(h.view)
-        if pp is None or pp.digest not in h.good_payloads or (h.view, pp.digest) in h.rejected:
+        if pp is None or pp.digest not in h.good_payloads:
             return
         prepare = self._sign(Prepare(chain_id=self.chain_id, height=h.height, view=h.view, sender=self._me,
                                      digest=pp.digest))
@@ -655,10 +666,10 @@ class Engine:
             return
         for pp in list(h.pre_prepare.values()):
             if pp.digest == digest and pp.payload:
-                self._want_payload(digest, pp.payload)
+                self._want_payload(digest, pp.payload, pp.sender)
         for vc in list(h.view_changes.values()):
             if vc.payload is not None and vc.prepared is not None and vc.prepared.digest == digest:
-                self._want_payload(digest, vc.payload)
+                self._want_payload(digest, vc.payload, vc.sender)
 
     def _finalize(self) -> None:
         h = self._h
@@ -678,7 +689,7 @@ class Engine:
         self._previous_validators = self._validators_at(height - 1)
         self._last_height = height - 1
         self._last_digest = last_digest
-        self._h = _Height(height, self._validators_at(height))
+        self._h = _Height(height, self._validators_at(height), self.config.resend_interval_ms)
         self._schedule = {k: v for k, v in self._schedule.items() if k > height}
         self._restored = {k: v for k, v in self._restored.items() if k >= height}
         self._peer_heights = {s: v for s, v in self._peer_heights.items() if v > height - 1}
@@ -717,6 +728,9 @@ class Engine:
         if view > h.view:
             self._view_changes += 1
             self._out.append(ViewChanged(height=h.height, view=view))
+        if h.resend_ms != self.config.resend_interval_ms:
+            h.resend_ms = self.config.resend_interval_ms
+            self._out.append(SetTimer(key=h.resend_timer(), delay_ms=h.resend_ms))
         h.view = view
         h.in_view_change = in_view_change
         h.new_view_pending = None
@@ -755,20 +769,27 @@ class Engine:
         if msg.prepared is not None and not verify_prepared(msg.prepared, chain_id=self.chain_id,
                                                             validators=h.validators, verifier=self._verifier):
             return discard("view change with an invalid prepared certificate")
-        h.verified_view_changes.add(msg.signature)
+        self._remember_verified(msg.signature)
         h.view_changes[msg.sender] = msg
         if msg.payload is not None and msg.prepared is not None:
             digest = msg.prepared.digest
             wanted = (h.decided is not None and h.decided[1] == digest) or (
                 h.new_view_pending is not None and h.new_view_pending[2] == digest)
             if wanted:
-                self._want_payload(digest, msg.payload)
+                self._want_payload(digest, msg.payload, msg.sender)
                 if self._h is not h:
                     return PROCESS
         self._join_higher_view()
         self._check_view_change_quorum()
         self._try_new_view()
         return PROCESS
+
+    def _remember_verified(self, signature: bytes) -> None:
+        """Cache a checked view-change signature; the cache is bounded against view-change spam."""
+        cache = self._h.verified_view_changes
+        if len(cache) >= 8 * self._h.validators.n:
+            cache.clear()
+        cache.add(signature)
 
     def _join_higher_view(self) -> None:
         """Follow f + 1 validators (so at least one honest) that asked for views above ours."""
@@ -812,11 +833,11 @@ class Engine:
         if digest in h.good_payloads:
             self._send_new_view(digest)
             return
-        payloads = [vc.payload for vc in h.view_changes.values()
-                    if vc.payload is not None and vc.prepared is not None and vc.prepared.digest == digest]
-        payloads += [pp.payload for pp in h.pre_prepare.values() if pp.digest == digest and pp.payload]
-        for payload in payloads:
-            self._want_payload(digest, payload)
+        offers = [(vc.sender, vc.payload) for vc in h.view_changes.values()
+                  if vc.payload is not None and vc.prepared is not None and vc.prepared.digest == digest]
+        offers += [(pp.sender, pp.payload) for pp in h.pre_prepare.values() if pp.digest == digest and pp.payload]
+        for source, payload in offers:
+            self._want_payload(digest, payload, source)
 
     def _send_new_view(self, digest: bytes) -> None:
         h = self._h
@@ -842,7 +863,7 @@ class Engine:
         self._set_view(view, in_view_change=False)
         h.pre_prepare[view] = pp
         self._arm_view_timer()
-        self._want_payload(pp.digest, pp.payload)
+        self._want_payload(pp.digest, pp.payload, pp.sender)
         self._unstash()
 
     def _on_new_view(self, msg: NewView) -> Verdict:
@@ -880,7 +901,7 @@ class Engine:
             if vc.prepared is not None and not verify_prepared(vc.prepared, chain_id=self.chain_id,
                                                                validators=h.validators, verifier=self._verifier):
                 return "new-view encloses an invalid prepared certificate"
-            h.verified_view_changes.add(vc.signature)
+            self._remember_verified(vc.signature)
         highest = _highest_prepared(msg.view_changes)
         if highest is not None and highest.digest != msg.pre_prepare.digest:
             return "new-view does not re-propose the highest prepared block"
@@ -896,7 +917,15 @@ class Engine:
         if h.in_view_change:
             vc = h.my_view_change.get(h.view)
             if vc is not None:
-                self._out.append(Broadcast(message=vc))
+                if vc.payload is None:
+                    self._out.append(Broadcast(message=vc))
+                else:
+                    # Only the next primary needs the block; everyone else gets the small version.
+                    primary = h.validators.primary(h.height, h.view)
+                    light = vc.stripped()
+                    for v in h.validators:
+                        if v != self._me:
+                            self._out.append(Send(to=v, message=vc if v == primary else light))
         else:
             proposal: Message | None = h.my_new_view.get(h.view) or h.my_pre_prepare.get(h.view)
             if proposal is not None:
@@ -916,7 +945,8 @@ class Engine:
         target = self._synced_height()
         if target >= h.height:
             self._out.append(NeedSync(height=target))
-        self._out.append(SetTimer(key=h.resend_timer(), delay_ms=self.config.resend_interval_ms))
+        h.resend_ms = min(2 * h.resend_ms, self.config.max_resend_interval_ms)
+        self._out.append(SetTimer(key=h.resend_timer(), delay_ms=h.resend_ms))
 
     # -- restart ------------------------------------------------------------------------------
 

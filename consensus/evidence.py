@@ -4,35 +4,29 @@ An honest validator signs at most one PRE-PREPARE (if primary), one PREPARE and 
 height and view, and persists each before sending it, so two signed votes of the same kind for
 the same height and view but different blocks prove misbehaviour to anyone who knows the
 validator's key. The engine keeps the first vote it saw from each validator; when a second,
-different one arrives it builds `Evidence` and reports it. Payloads are dropped from evidence:
-the signatures cover the digests.
+different one arrives it builds `Evidence` and reports it. Two PRE-PREPAREs keep their
+payloads, since their signatures cover them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import msgpack
 
 from .crypto import Verifier
+from .encoding import pack
 from .messages import (
+    DEFAULT_MAX_PAYLOAD,
     Commit,
     MessageDecodeError,
-    PrePrepare,
     Prepare,
+    PrePrepare,
     _from_value,
 )
-from .encoding import pack
 
-Vote = Union[PrePrepare, Prepare, Commit]
-
-
-def _without_payload(vote: Vote) -> Vote:
-    if type(vote) is PrePrepare and vote.payload:
-        return PrePrepare(chain_id=vote.chain_id, height=vote.height, view=vote.view, sender=vote.sender,
-                          digest=vote.digest, payload=b"", signature=vote.signature)
-    return vote
+Vote = PrePrepare | Prepare | Commit
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,8 +44,6 @@ class Evidence:
             raise ValueError("evidence votes must share chain, height, view and sender")
         if a.digest == b.digest:
             raise ValueError("evidence votes must be for different blocks")
-        object.__setattr__(self, "first", _without_payload(a))
-        object.__setattr__(self, "second", _without_payload(b))
 
     @property
     def offender(self) -> bytes:
@@ -69,14 +61,14 @@ class Evidence:
         return pack([self.first.to_value(), self.second.to_value()])
 
     @classmethod
-    def decode(cls, data: bytes) -> "Evidence":
+    def decode(cls, data: bytes, *, max_payload: int = DEFAULT_MAX_PAYLOAD) -> Evidence:
         """Parse evidence from bytes; raises `MessageDecodeError` if malformed."""
         try:
             value: Any = msgpack.unpackb(data, raw=False, use_list=False, max_map_len=0, max_ext_len=0,
-                                         max_array_len=16, max_str_len=64, max_bin_len=128)
+                                         max_array_len=16, max_str_len=64, max_bin_len=max(max_payload, 128))
             if type(value) is not tuple or len(value) != 2:
                 raise MessageDecodeError("evidence is a pair of votes")
-            first, second = (_from_value(v, 0) for v in value)
+            first, second = (_from_value(v, max_payload) for v in value)
             return cls(first=first, second=second)  # type: ignore[arg-type]
         except MessageDecodeError:
             raise

@@ -2,10 +2,11 @@
 
 Every message names its chain, height, view and sender and carries the sender's signature
 over `signing_bytes()`: canonical msgpack of a fixed-order array that starts with a domain tag
-and the message kind (never a map). The block payload of a PRE-PREPARE is deliberately not
-covered by the signature; the signature covers the block digest, and the application checks
-that the payload is the block with that digest before anyone votes for it. This keeps
-certificates and view-change proofs small: they name blocks by digest.
+and the message kind (never a map). Votes sign the block digest; a PRE-PREPARE and a DECISION
+also sign the SHA-256 of their payload, so a relaying peer cannot swap payloads under someone
+else's signature. The application checks that a payload is the valid block with its digest
+before anyone votes for it. Certificates and view-change proofs name blocks by digest only,
+which keeps them small (the payload a VIEW-CHANGE may carry is an unsigned convenience).
 
 | message     | sent by            | says                                                        |
 | ----------- | ------------------ | ----------------------------------------------------------- |
@@ -23,7 +24,7 @@ message and raises `MessageDecodeError` (the sender's fault) for anything malfor
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import msgpack
 
@@ -48,6 +49,7 @@ from .encoding import (
     check_chain_id,
     check_int,
     pack,
+    proposal_signing_bytes,
     vote_signing_bytes,
 )
 
@@ -96,8 +98,8 @@ class PrePrepare:
         check_bytes("payload", self.payload)
 
     def signing_bytes(self) -> bytes:
-        return _cached(self, lambda: vote_signing_bytes(
-            KIND_PRE_PREPARE, self.chain_id, self.height, self.view, self.sender, self.digest))
+        return _cached(self, lambda: proposal_signing_bytes(
+            KIND_PRE_PREPARE, self.chain_id, self.height, self.view, self.sender, self.digest, self.payload))
 
     def to_value(self) -> list[Any]:
         return [KIND_PRE_PREPARE, self.chain_id, self.height, self.view, self.sender, self.digest,
@@ -207,7 +209,7 @@ class ViewChange:
     def encode(self) -> bytes:
         return pack(self.to_value())
 
-    def stripped(self) -> "ViewChange":
+    def stripped(self) -> ViewChange:
         """The same signed view change without the (unsigned) block payload."""
         if self.payload is None:
             return self
@@ -288,8 +290,8 @@ class Decision:
             raise ValueError("the certificate is for another height, view or block")
 
     def signing_bytes(self) -> bytes:
-        return _cached(self, lambda: vote_signing_bytes(
-            KIND_DECISION, self.chain_id, self.height, self.view, self.sender, self.digest))
+        return _cached(self, lambda: proposal_signing_bytes(
+            KIND_DECISION, self.chain_id, self.height, self.view, self.sender, self.digest, self.payload))
 
     def to_value(self) -> list[Any]:
         return [KIND_DECISION, self.chain_id, self.height, self.view, self.sender, self.digest,
@@ -299,7 +301,7 @@ class Decision:
         return pack(self.to_value())
 
 
-Message = Union[PrePrepare, Prepare, Commit, ViewChange, NewView, Decision]
+Message = PrePrepare | Prepare | Commit | ViewChange | NewView | Decision
 VOTE_TYPES = (PrePrepare, Prepare, Commit)
 
 

@@ -22,7 +22,14 @@ import msgpack
 from .certificate import CertificateDecodeError, PreparedCertificate
 from .encoding import KIND_PRE_PREPARE, pack
 from .errors import WalCorruptError
-from .messages import Commit, Message, MessageDecodeError, PrePrepare, Prepare, _from_value
+from .messages import (
+    Commit,
+    Message,
+    MessageDecodeError,
+    Prepare,
+    PrePrepare,
+    _from_value,
+)
 
 ENTRY_VOTE = 1
 

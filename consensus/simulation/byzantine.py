@@ -18,7 +18,8 @@ than f they can, and the safety check must catch it.
 | bad-signature  | corrupts signatures, forges certificates inside validly signed messages     |
 | replay         | re-sends other validators' old messages (old views, old heights)            |
 | twin           | two instances run with the same key, each unaware of the other              |
-| invalid-block  | as primary, proposes blocks the application rejects                         |
+| invalid-block  | as primary, proposes blocks the application rejects; offers validators that |
+|                | are behind a real certificate with a junk block                              |
 | view-spam      | asks for far-away views and claims far-future heights                       |
 | withhold       | shows its proposals and votes to one group only, and its COMMITs to a single|
 |                | validator, so that a block is final at some validators and not at others    |
@@ -28,17 +29,27 @@ from __future__ import annotations
 
 import hashlib
 import random
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ..certificate import CommitCertificate, PreparedCertificate
-from ..messages import Commit, Decision, Message, NewView, PrePrepare, Prepare, ViewChange, sign_message
+from ..messages import (
+    Commit,
+    Decision,
+    Message,
+    NewView,
+    Prepare,
+    PrePrepare,
+    ViewChange,
+    sign_message,
+)
 
 if TYPE_CHECKING:
     from .cluster import Endpoint
 
 BEHAVIOURS: tuple[str, ...] = ("silent", "equivocate", "double-vote", "unknown-block", "bad-signature",
                                "replay", "twin", "invalid-block", "view-spam", "withhold")
-TICK_BEHAVIOURS = frozenset({"unknown-block", "bad-signature", "replay", "view-spam"})
+TICK_BEHAVIOURS = frozenset({"unknown-block", "bad-signature", "replay", "view-spam", "invalid-block"})
 
 
 def block_payload(height: int, view: int, proposer: int, tag: str) -> bytes:
@@ -61,14 +72,14 @@ class Adversary:
 
     # -- proposals ----------------------------------------------------------------------------
 
-    def proposal(self, ep: "Endpoint", height: int, view: int, payload: bytes) -> bytes:
+    def proposal(self, ep: Endpoint, height: int, view: int, payload: bytes) -> bytes:
         if "invalid-block" in ep.behaviours and self._rng.random() < 0.7:
             return b"junk|%d|%d" % (height, view)
         return payload
 
     # -- outgoing traffic ---------------------------------------------------------------------
 
-    def outgoing(self, ep: "Endpoint", msg: Message, dests: Sequence["Endpoint"]) -> list[tuple["Endpoint", Message]]:
+    def outgoing(self, ep: Endpoint, msg: Message, dests: Sequence[Endpoint]) -> list[tuple[Endpoint, Message]]:
         b = ep.behaviours
         if "silent" in b:
             return []
@@ -77,7 +88,7 @@ class Adversary:
         if "equivocate" in b and kind in (PrePrepare, NewView) and msg.sender == ep.signer.public_key:
             other = self._alternative_proposal(ep, msg)
             out = [(d, msg if self._first_story(d) else other) for d in dests]
-        elif kind in (Prepare, Commit) and msg.sender == ep.signer.public_key:
+        elif isinstance(msg, (Prepare, Commit)) and msg.sender == ep.signer.public_key:
             pair = self._alternatives.get((msg.height, msg.view))
             if "unknown-block" in b:
                 out = [(d, self._vote(ep, msg, self._random_digest())) for d in dests]
@@ -98,7 +109,7 @@ class Adversary:
             out = [(d, _corrupt(m) if self._rng.random() < 0.3 else m) for d, m in out]
         return out
 
-    def tick(self, ep: "Endpoint", everyone: Sequence["Endpoint"]) -> list[tuple["Endpoint", Message]]:
+    def tick(self, ep: Endpoint, everyone: Sequence[Endpoint]) -> list[tuple[Endpoint, Message]]:
         """Unprompted traffic, every few hundred simulated milliseconds."""
         b = ep.behaviours
         if "silent" in b or ep.engine is None:
@@ -127,6 +138,11 @@ class Adversary:
             buffer = self._replay_buffer.get(ep.index, [])
             for _ in range(min(3, len(buffer))):
                 out.append((rng.choice(others), rng.choice(buffer)))
+        if "invalid-block" in b and ep.chain:
+            digest, _, cert = ep.chain[-1]
+            junk = Decision(chain_id=self._chain_id, height=cert.height, view=cert.view, sender=me, digest=digest,
+                            payload=b"junk|%d" % rng.getrandbits(32), certificate=cert)
+            out += [(d, sign_message(junk, ep.signer)) for d in others]
         if "view-spam" in b:
             vc = ViewChange(chain_id=self._chain_id, height=height, view=view + rng.randint(2, 40), sender=me)
             far = Prepare(chain_id=self._chain_id, height=height + rng.randint(2, 50), view=0, sender=me,
@@ -134,7 +150,7 @@ class Adversary:
             out += [(d, sign_message(m, ep.signer)) for d in others for m in (vc, far)]
         return out
 
-    def observe(self, ep: "Endpoint", msg: Message) -> None:
+    def observe(self, ep: Endpoint, msg: Message) -> None:
         """A message reached a Byzantine endpoint: keep some for replaying later."""
         if "replay" not in ep.behaviours or msg.sender == ep.signer.public_key:
             return
@@ -146,10 +162,10 @@ class Adversary:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _first_story(self, dest: "Endpoint") -> bool:
+    def _first_story(self, dest: Endpoint) -> bool:
         return bool(dest.behaviours) or dest.index in self.group_one
 
-    def _alternative_proposal(self, ep: "Endpoint", msg: Message) -> Message:
+    def _alternative_proposal(self, ep: Endpoint, msg: Message) -> Message:
         pp = msg.pre_prepare if type(msg) is NewView else msg
         assert type(pp) is PrePrepare
         payload = block_payload(pp.height, pp.view, ep.validator, f"alt-{self._rng.getrandbits(32):08x}")
@@ -162,7 +178,7 @@ class Adversary:
                                         view_changes=msg.view_changes, pre_prepare=alt_pp), ep.signer)  # type: ignore[arg-type]
         return alt_pp
 
-    def _vote(self, ep: "Endpoint", msg: Message, digest: bytes) -> Message:
+    def _vote(self, ep: Endpoint, msg: Message, digest: bytes) -> Message:
         cls = type(msg)
         return sign_message(cls(chain_id=msg.chain_id, height=msg.height, view=msg.view, sender=msg.sender,
                                 digest=digest), ep.signer)  # type: ignore[call-arg]

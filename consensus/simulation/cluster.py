@@ -31,8 +31,8 @@ from __future__ import annotations
 import hashlib
 import heapq
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from ..actions import (
     Broadcast,
@@ -53,7 +53,7 @@ from ..crypto import Signer, Verifier
 from ..engine import Engine, EngineConfig
 from ..errors import LocalProtocolError
 from ..evidence import Evidence
-from ..messages import Message, decode_message
+from ..messages import Decision, Message, decode_message
 from ..validators import ValidatorSet
 from .byzantine import BEHAVIOURS, TICK_BEHAVIOURS, Adversary, block_payload
 from .fake_crypto import FakeKeyring, FakeVerifier
@@ -120,7 +120,8 @@ class SimConfig:
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(base_timeout_ms=self.base_timeout_ms, max_timeout_ms=self.max_timeout_ms,
-                            resend_interval_ms=self.resend_interval_ms, max_payload=1 << 16)
+                            resend_interval_ms=self.resend_interval_ms,
+                            max_resend_interval_ms=4 * self.resend_interval_ms, max_payload=1 << 16)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -213,9 +214,13 @@ class Simulation:
         self.byzantine_validators = sorted(rng.sample(range(n), config.byzantine))
         self.behaviours_of: dict[int, frozenset[str]] = {}
         for v in self.byzantine_validators:
-            pool = list(config.behaviours)
-            chosen = rng.sample(pool, rng.randint(1, len(pool)))
-            self.behaviours_of[v] = frozenset(chosen)
+            # A random mix of the behaviours asked for; "silent" excludes the rest, so it is
+            # drawn as one option among them rather than in a mix it would silence.
+            pool = [b for b in config.behaviours if b != "silent"]
+            if not pool or ("silent" in config.behaviours and rng.randrange(len(pool) + 1) == 0):
+                self.behaviours_of[v] = frozenset({"silent"})
+            else:
+                self.behaviours_of[v] = frozenset(rng.sample(pool, rng.randint(1, len(pool))))
         self.endpoints: list[Endpoint] = []
         for v in range(key_count):
             self._add_endpoint(v)
@@ -235,6 +240,8 @@ class Simulation:
         honest_eps = [ep.index for ep in self.endpoints if ep.honest]
         self.adversary = Adversary(self._byz_rng, CHAIN_ID, honest_eps)
         self.amnesiacs: set[int] = set()
+        # Every vote an honest validator ever sent: (validator, kind, height, view) -> what it said.
+        self._signed: dict[tuple[int, str, int, int], bytes] = {}
         self._plan_faults()
 
     # -- setup ---------------------------------------------------------------------------------
@@ -399,6 +406,7 @@ class Simulation:
             if kind is Broadcast:
                 self._broadcast(ep, action.message)
             elif kind is Send:
+                self._note_signed(ep, action.message)
                 msg = self._wire(action.message)
                 for dest in self.endpoints:
                     if dest.signer.public_key == action.to and dest is not ep:
@@ -441,7 +449,22 @@ class Simulation:
             return msg
         return decode_message(msg.encode(), max_payload=self.engine_config.max_payload)
 
+    def _note_signed(self, ep: Endpoint, msg: Message) -> None:
+        """A restarted validator must never contradict a vote it sent before its crash."""
+        if not ep.honest or ep.index in self.amnesiacs or msg.sender != ep.signer.public_key:
+            return
+        kind = type(msg)
+        if kind is Decision:
+            return
+        said = msg.signing_bytes()
+        key = (ep.validator, kind.__name__, msg.height, msg.view)
+        first = self._signed.setdefault(key, said)
+        if first != said:
+            self.safety.append(f"validator {ep.validator} signed two different {kind.__name__} messages at "
+                               f"height {msg.height} view {msg.view}")
+
     def _broadcast(self, ep: Endpoint, msg: Message) -> None:
+        self._note_signed(ep, msg)
         msg = self._wire(msg)
         me = ep.signer.public_key
         dests = [d for d in self.endpoints if d.signer.public_key != me]

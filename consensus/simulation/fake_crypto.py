@@ -19,7 +19,7 @@ class FakeKeyring:
 
     secrets: dict[bytes, bytes] = field(default_factory=dict)
 
-    def new_signer(self, seed: bytes) -> "FakeSigner":
+    def new_signer(self, seed: bytes) -> FakeSigner:
         """A signer whose key is derived from `seed` (same seed, same key)."""
         secret = hashlib.blake2b(b"medledger-fake-secret" + seed, digest_size=32).digest()
         public = hashlib.blake2b(b"medledger-fake-public" + secret, digest_size=32).digest()

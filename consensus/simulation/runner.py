@@ -7,7 +7,8 @@ alone with the same options (`run_sim(..., seeds=[seed])` or `run_seed(config, s
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .byzantine import BEHAVIOURS
 from .cluster import CryptoFactory, SeedResult, SimConfig, run_seed

@@ -126,6 +126,14 @@ def test_an_engine_with_too_small_a_quorum_is_caught(monkeypatch: pytest.MonkeyP
     assert report["safety_violations"] > 0
 
 
+def test_an_engine_that_ignores_its_wal_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Mutation check: a restarted validator forgets what it signed; it then signs conflicting votes.
+    monkeypatch.setattr(engine_module.Engine, "_restore", lambda self, h: self._restored.pop(h.height, None))
+    report = run_sim(validators=4, byzantine=0, behaviours=[], drop=0.2, partition=True, seeds=range(60))
+    assert report["safety_violations"] > 0
+    assert any("signed two different" in v for f in report["failures"] for v in f["safety"])
+
+
 def test_run_sim_report_shape_and_progress() -> None:
     ticks: list[int] = []
     report = run_sim(validators=4, byzantine=1, behaviours=["silent"], drop=0.1, partition=False, seeds=[3, 4],

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import pytest
 
-from consensus.actions import Broadcast, CommitBlock, Persist, PruneWal, RequestProposal, Send, ValidateBlock
+from consensus.actions import (
+    Broadcast,
+    CommitBlock,
+    Persist,
+    PruneWal,
+    RequestProposal,
+    Send,
+    ValidateBlock,
+)
 from consensus.certificate import verify_certificate
 from consensus.engine import Engine, EngineConfig
 from consensus.errors import LocalProtocolError
-from consensus.messages import Commit, PrePrepare, Prepare, ViewChange, sign_message
+from consensus.messages import Commit, Prepare, PrePrepare, ViewChange, sign_message
 from consensus.wal import decode_record
 
 from .conftest import CHAIN, CONFIG, ZERO, Cluster, block
@@ -147,3 +156,20 @@ def test_commit_block_carries_the_quorum_certificate_and_the_payload() -> None:
     assert isinstance(commit, CommitBlock)
     assert len(commit.certificate.votes) >= cluster.validators.quorum
     assert commit.certificate.digest == commit.digest and commit.certificate.height == 1
+
+
+def test_a_payload_swapped_in_transit_fails_the_signature_and_a_rejected_one_is_retried() -> None:
+    cluster = Cluster(4, start=False)
+    replica, primary = cluster.nodes[0], cluster.nodes[1]
+    replica.engine.start()
+    digest, payload = block(1, 0)
+    honest = sign_message(PrePrepare(chain_id=CHAIN, height=1, view=0, sender=primary.id, digest=digest,
+                                     payload=payload), primary.signer)
+    swapped = dataclasses.replace(honest, payload=b"garbage")
+    assert not cluster.verifier.verify(swapped.sender, swapped.signing_bytes(), swapped.signature)
+    # A primary that signs a payload that is not its digest's block gets no prepare.
+    bad = sign_message(dataclasses.replace(honest, payload=b"garbage", signature=b""), primary.signer)
+    _, actions = replica.engine.on_message(bad)
+    assert actions == [ValidateBlock(height=1, view=0, digest=digest, payload=b"garbage")]
+    assert replica.engine.on_block_validated(1, digest, False) == []
+    assert replica.engine.status()["phase"] == "pre-prepare"

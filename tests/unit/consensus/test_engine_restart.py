@@ -6,7 +6,7 @@ import pytest
 
 from consensus.actions import Broadcast, Persist, RequestProposal, Send
 from consensus.errors import WalCorruptError
-from consensus.messages import Commit, Decision, PrePrepare, Prepare, sign_message
+from consensus.messages import Commit, Decision, Prepare, PrePrepare, sign_message
 
 from .conftest import CHAIN, Cluster, block
 

@@ -6,7 +6,7 @@ import dataclasses
 
 from consensus.actions import ReportEvidence, Send
 from consensus.engine import EngineConfig
-from consensus.messages import Commit, Decision, PrePrepare, Prepare, sign_message
+from consensus.messages import Commit, Decision, Prepare, PrePrepare, sign_message
 from consensus.simulation.fake_crypto import FakeKeyring
 
 from .conftest import CHAIN, CONFIG, Cluster, block
@@ -221,3 +221,24 @@ def test_a_restarted_validator_still_answers_for_its_last_block() -> None:
     node.engine.start()
     [reply] = node.engine.on_message(old)[1]
     assert isinstance(reply, Send) and reply.message.certificate == last.certificate
+
+
+def test_remaining_discard_reasons() -> None:
+    c = fresh()
+    engine = c.nodes[0].engine
+    node2, primary = c.nodes[2], c.nodes[1]
+    far_view = CONFIG.commit_view_window + 1
+    commit = sign_message(Commit(chain_id=CHAIN, height=1, view=far_view, sender=node2.id, digest=bytes(32)),
+                          node2.signer)
+    assert engine.on_message(commit)[0].reason == "commit for a view too far ahead"
+    assert engine.on_message(prepare(c, 2, view=far_view))[0].reason == "prepare for a view too far ahead"
+    digest, payload = block(1, 1)
+    bare = sign_message(PrePrepare(chain_id=CHAIN, height=1, view=1, sender=c.nodes[2].id, digest=digest,
+                                   payload=payload), c.nodes[2].signer)
+    assert engine.on_message(bare)[0].reason == "a pre-prepare for a view after 0 travels inside a NEW-VIEW"
+    from consensus.messages import ViewChange
+    first = sign_message(ViewChange(chain_id=CHAIN, height=1, view=2, sender=node2.id), node2.signer)
+    assert engine.on_message(first)[0].kind == "process"
+    older = sign_message(ViewChange(chain_id=CHAIN, height=1, view=1, sender=node2.id), node2.signer)
+    assert engine.on_message(older)[0].reason == "older than this validator's latest view change"
+    assert primary is not None

@@ -6,7 +6,15 @@ import dataclasses
 
 from consensus.actions import Broadcast, SetTimer, ViewChanged
 from consensus.certificate import PreparedCertificate
-from consensus.messages import Commit, Decision, NewView, PrePrepare, Prepare, ViewChange, sign_message
+from consensus.messages import (
+    Commit,
+    Decision,
+    NewView,
+    Prepare,
+    PrePrepare,
+    ViewChange,
+    sign_message,
+)
 
 from .conftest import CHAIN, Cluster, Node, block
 

@@ -17,8 +17,8 @@ from consensus.messages import (
     Decision,
     MessageDecodeError,
     NewView,
-    PrePrepare,
     Prepare,
+    PrePrepare,
     ViewChange,
     decode_message,
     sign_message,
@@ -70,9 +70,14 @@ def test_signing_bytes_are_a_fixed_order_array_with_domain_tag_and_no_map() -> N
     assert value == ["medledger/consensus/v1", 2, "c", 5, 2, A, DIGEST]
 
 
-def test_pre_prepare_signature_covers_digest_not_payload() -> None:
+def test_pre_prepare_and_decision_signatures_cover_the_payload() -> None:
     pp = PrePrepare(chain_id="c", height=1, view=0, sender=A, digest=DIGEST, payload=PAYLOAD)
-    assert pp.signing_bytes() == dataclasses.replace(pp, payload=b"other").signing_bytes()
+    assert pp.signing_bytes() != dataclasses.replace(pp, payload=b"other").signing_bytes()
+    signed = sign_message(pp, SIGNERS[0])
+    swapped = dataclasses.replace(signed, payload=b"other")
+    assert not FakeVerifier(KEYRING).verify(A, swapped.signing_bytes(), swapped.signature)
+    decision = [m for m in samples() if isinstance(m, Decision)][0]
+    assert decision.signing_bytes() != dataclasses.replace(decision, payload=b"x").signing_bytes()
 
 
 def test_sign_message_produces_a_verifiable_signature_and_refuses_foreign_senders() -> None:
