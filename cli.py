@@ -270,7 +270,7 @@ def identity() -> None:
 
 DEFAULT_DEVNET_NODES = 4
 
-ROLES = ["patient", "practitioner", "researcher", "institution"]
+ROLES = ["patient", "practitioner", "researcher"]
 
 
 def submit_and_report(client: Client, ident: Identity, tx_type: str, body: dict[str, Any], *, wait: bool, timeout: float, as_json: bool) -> None:
@@ -308,22 +308,37 @@ def submit_and_report(client: Client, ident: Identity, tx_type: str, body: dict[
 @click.option("--role", required=True, type=click.Choice(ROLES), help="The role this identity takes.")
 @click.option("--label", default="", help="Display name (institutions, practitioners, researchers; never for patients).")
 @node_option
+@click.option("--institution-key", type=click.Path(dir_okay=False, exists=True),
+              help="Key of the institution that attests this identity (required for practitioners and researchers).")
 @passphrase_env_option
 @click.option("--no-wait", is_flag=True, help="Return once accepted instead of waiting for the commit.")
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the commit.")
 @json_option
-def identity_register(key_file: str, role: str, label: str, node_url: str, passphrase_env: str | None, no_wait: bool, timeout: float, as_json: bool) -> None:
+def identity_register(key_file: str, role: str, label: str, institution_key: str | None, node_url: str, passphrase_env: str | None,
+                      no_wait: bool, timeout: float, as_json: bool) -> None:
     """Register KEY's identity with ROLE; waits for the commit and prints the outcome.
 
+    Practitioners and researchers are registered under an institution, which signs an
+    attestation with its key (--institution-key). Patients register with their own key alone.
+
     \b
-    Example:
+    Examples:
       medledger keys new --out alice.key
       medledger identity register --key alice.key --role patient --node http://127.0.0.1:8700
+      medledger identity register --key drb.key --role practitioner --label "Dr B" \\
+          --institution-key devnet/node1/institution.key --node http://127.0.0.1:8701
     """
     ident = load_identity(key_file, passphrase_env)
     body: dict[str, Any] = {"role": role}
     if label:
         body["label"] = label
+    if institution_key:
+        from node.app.types.identity import attest
+
+        inst = load_identity(institution_key, passphrase_env)
+        client = Client(node_url)
+        body["institution"] = inst.public_key
+        body["attestation"] = run_client(lambda: attest(inst, chain_id=client.chain_id, registrant=ident.public_key, role=role))
     submit_and_report(Client(node_url), ident, "identity.register", body, wait=not no_wait, timeout=timeout, as_json=as_json)
 
 
@@ -372,6 +387,368 @@ def block_show(height: str, node_url: str, as_json: bool) -> None:
 
     emit(as_json, b, text)
 
+
+
+# -- records, consent, audit ------------------------------------------------------------------------
+def _date_ms(text: str, option: str, *, end_of_day: bool = False) -> int:
+    """A day (YYYY-MM-DD, UTC; its end with end_of_day) or an ISO 8601 instant, in ms since the epoch."""
+    import datetime as _dt
+
+    try:
+        if "T" in text:
+            moment = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=_dt.timezone.utc)
+        else:
+            day = _dt.date.fromisoformat(text)
+            moment = _dt.datetime.combine(day, _dt.time.max if end_of_day else _dt.time.min, tzinfo=_dt.timezone.utc)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a date like 2027-12-31 or an instant like 2027-12-31T08:00:00Z",
+                                 param_hint=option) from None
+    return int(moment.timestamp() * 1000)
+
+
+def _split(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def _report_tx(result: dict[str, Any], as_json: bool, ok_text: str, *, refuse_on: tuple[str, ...] = ()) -> None:
+    st = result.get("status")
+    if st == "committed" and st not in refuse_on:
+        emit(as_json, result, ok_text)
+        return
+    if as_json:
+        emit(True, result, "")
+        sys.exit(EXIT_REFUSED)
+    reason = result.get("message") or (result.get("decision") or {}).get("rule") or st
+    fail(f"{st}: {reason}" if reason != st else f"{st} (tx {result.get('tx_hash')})", EXIT_REFUSED)
+
+
+@main.group(context_settings=CONTEXT)
+def record() -> None:
+    """Write, read, list and erase encrypted health records."""
+
+
+@record.command("put", context_settings=CONTEXT)
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The author's (practitioner's) key.")
+@click.option("--patient", required=True, help="The patient's identity id.")
+@click.option("--file", "resource_file", required=True, type=click.Path(dir_okay=False, exists=True), help="A FHIR R4 resource as JSON.")
+@node_option
+@passphrase_env_option
+@json_option
+def record_put(key_file: str, patient: str, resource_file: str, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
+    """Validate, encrypt and store a FHIR resource at your institution's node; prints the record id.
+
+    The resource is encrypted in this process with a fresh key; the node stores only the
+    ciphertext, and the ledger gets the record id, patient, type and the ciphertext's hash.
+
+    \b
+    Example:
+      medledger record put --key drA.key --patient <patient id> --file obs.json --node http://127.0.0.1:8700
+    """
+    from node.client import HealthClient, RecordError
+
+    author = load_identity(key_file, passphrase_env)
+    data = Path(resource_file).read_bytes()
+    try:
+        result = run_client(lambda: HealthClient(node_url).put_record(author, patient, data))
+    except RecordError as exc:
+        fail(exc.message if exc.code == "invalid_fhir" else str(exc), EXIT_USAGE if exc.code == "invalid_fhir" else EXIT_REFUSED)
+    except ValueError as exc:
+        fail(str(exc), EXIT_USAGE)
+    _report_tx(result, as_json, result.get("record_id", ""))
+
+
+@record.command("get", context_settings=CONTEXT)
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The reader's key.")
+@click.option("--record", "record_id", required=True, help="The record id.")
+@click.option("--purpose", required=True, type=click.Choice(["treatment", "payment", "operations", "research", "emergency"]), help="Purpose of use.")
+@click.option("--reason", default="", help="Why (required for emergency/break-glass).")
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False), help="Where to write the decrypted resource.")
+@node_option
+@passphrase_env_option
+@json_option
+def record_get(key_file: str, record_id: str, purpose: str, reason: str, out_file: str, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
+    """Ask the ledger for access, then fetch, verify and decrypt the record.
+
+    The access request is decided on the ledger by the patient's consents (or break-glass for
+    purpose emergency) and recorded in the patient's audit trail, denied or granted. A denial
+    exits with status 1 and the reason.
+
+    \b
+    Example:
+      medledger record get --key drB.key --record <rid> --purpose treatment --out obs.json
+    """
+    from node.client import HealthClient, RecordError
+
+    reader = load_identity(key_file, passphrase_env)
+    client = HealthClient(node_url)
+    result = run_client(lambda: client.request_access(reader, record_id, purpose, reason))
+    decision = result.get("decision") or {}
+    if result.get("status") != "committed":
+        if as_json:
+            emit(True, result, "")
+            sys.exit(EXIT_REFUSED)
+        why = decision.get("rule") or result.get("message") or result.get("status")
+        fail(f"access denied: {why}" if result.get("status") == "denied" else f"{result.get('status')}: {why}", EXIT_REFUSED)
+    try:
+        plaintext = run_client(lambda: client.fetch_record(reader, record_id))
+    except RecordError as exc:
+        fail(str(exc), EXIT_REFUSED)
+    try:
+        fd = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        fail(f"cannot write {out_file}: {exc.strerror}", EXIT_USAGE)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(plaintext)
+    result["out"] = out_file
+    emit(as_json, result, f"access granted ({decision.get('rule', '')}); record written to {out_file}")
+
+
+@record.command("list", context_settings=CONTEXT)
+@click.option("--key", "key_file", type=click.Path(dir_okay=False, exists=True), help="Your key (the patient's by default).")
+@click.option("--patient", default=None, help="The patient's identity id (default: the key's).")
+@node_option
+@json_option
+def record_list(key_file: str | None, patient: str | None, node_url: str, as_json: bool) -> None:
+    """List a patient's records (metadata only: id, type, custodian, author, erased)."""
+    pid = patient or (key_file_id(key_file) if key_file else None)
+    if not pid:
+        fail("give --patient or --key", EXIT_USAGE)
+    doc = run_client(lambda: Client(node_url).get(f"/v1/patients/{pid}/records"))
+    emit(as_json, doc, lambda: "\n".join(
+        f"{r['id']}  {r.get('resource_type', '?'):<18} custodian {str(r.get('custodian', ''))[:16]}...{'  ERASED' if r.get('erased') else ''}"
+        for r in doc["records"]) or "no records")
+
+
+@record.command("erase", context_settings=CONTEXT)
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The patient's (or guardian's) key.")
+@click.option("--record", "record_id", required=True, help="The record to erase.")
+@click.option("--for", "for_patient", default=None, help="Act for this patient (as their guardian).")
+@node_option
+@passphrase_env_option
+@json_option
+def record_erase(key_file: str, record_id: str, for_patient: str | None, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
+    """Erase a record: the custodian deletes the ciphertext and every wrapped key.
+
+    The ledger keeps the ciphertext's hash and the erasure event; later reads fail with "erased".
+    """
+    from node.client import HealthClient
+    from node.core.crypto import parse_id
+
+    ident = load_identity(key_file, passphrase_env)
+    body: dict[str, Any] = {"record_id": parse_id(record_id)}
+    if for_patient:
+        body["on_behalf_of"] = parse_id(for_patient)
+    result = run_client(lambda: HealthClient(node_url).transact(ident, "record.erase", body))
+    _report_tx(result, as_json, f"record {record_id} erased (tx {result.get('tx_hash')})")
+
+
+@main.group(context_settings=CONTEXT)
+def consent() -> None:
+    """Grant and revoke access to a patient's records."""
+
+
+@consent.command("grant", context_settings=CONTEXT)
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The patient's (or guardian's) key.")
+@click.option("--to", "grantee", required=True, help="A practitioner or institution id, or study:STUDY.")
+@click.option("--types", default="", help="Resource types, comma-separated (* for all).")
+@click.option("--records", default="", help="Record ids, comma-separated.")
+@click.option("--deny-types", default="", help="Resource types excluded even if --types covers them.")
+@click.option("--purpose", "purposes", required=True, help="Purpose(s) of use, comma-separated: treatment, payment, operations, research, emergency.")
+@click.option("--until", "until", required=True, help="Last day the consent is valid (YYYY-MM-DD, inclusive, UTC), or an instant (2027-12-31T08:00:00Z).")
+@click.option("--from", "from_date", default=None, help="First day (or instant) the consent is valid (default: now).")
+@click.option("--for", "for_patient", default=None, help="Act for this patient (as their guardian).")
+@node_option
+@passphrase_env_option
+@json_option
+def consent_grant(key_file: str, grantee: str, types: str, records: str, deny_types: str, purposes: str, until: str,
+                  from_date: str | None, for_patient: str | None, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
+    """Grant access to your records; prints the consent id.
+
+    \b
+    Examples:
+      medledger consent grant --key alice.key --to <practitioner id> --types Observation --purpose treatment --until 2027-12-31
+      medledger consent grant --key alice.key --to <institution id> --types '*' --deny-types Condition --purpose treatment --until 2027-06-30
+      medledger consent grant --key alice.key --to study:DIAB-2027 --types Patient,Observation --purpose research --until 2028-01-01
+    """
+    from node.client import HealthClient
+    from node.core.crypto import parse_id
+
+    ident = load_identity(key_file, passphrase_env)
+    client = HealthClient(node_url)
+    body: dict[str, Any] = {"purposes": _split(purposes), "valid_until": _date_ms(until, "--until", end_of_day=True)}
+    if grantee.startswith("study:"):
+        body["grantee_kind"], body["grantee"] = "study", grantee[len("study:"):]
+    else:
+        try:
+            gid = parse_id(grantee.split(":", 1)[-1])
+        except ValueError as exc:
+            fail(f"--to: {exc}", EXIT_USAGE)
+        kind = grantee.split(":", 1)[0] if ":" in grantee else None
+        if kind is None:
+            found = run_client(lambda: client.get(f"/v1/identities/{gid.hex()}"))
+            kind = found.get("role")
+        if kind not in ("practitioner", "institution"):
+            fail(f"--to must name a practitioner, an institution or study:ID (that id is a {kind})", EXIT_USAGE)
+        body["grantee_kind"], body["grantee"] = kind, gid
+    if _split(types):
+        body["resource_types"] = _split(types)
+    if _split(records):
+        body["record_ids"] = [parse_id(r) for r in _split(records)]
+    if _split(deny_types):
+        body["deny_types"] = _split(deny_types)
+    if from_date:
+        body["valid_from"] = _date_ms(from_date, "--from")
+    if for_patient:
+        body["on_behalf_of"] = parse_id(for_patient)
+    result = run_client(lambda: client.transact(ident, "consent.grant", body))
+    result["consent_id"] = result.get("tx_hash")
+    _report_tx(result, as_json, str(result["consent_id"]))
+
+
+@consent.command("revoke", context_settings=CONTEXT)
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The patient's (or guardian's) key.")
+@click.option("--consent", "consent_id", required=True, help="The consent id printed by `consent grant`.")
+@click.option("--for", "for_patient", default=None, help="Act for this patient (as their guardian).")
+@node_option
+@passphrase_env_option
+@json_option
+def consent_revoke(key_file: str, consent_id: str, for_patient: str | None, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
+    """Revoke a consent; later access requests that relied on it are denied."""
+    from node.client import HealthClient
+    from node.core.crypto import parse_id
+
+    ident = load_identity(key_file, passphrase_env)
+    body: dict[str, Any] = {"consent": bytes.fromhex(consent_id) if len(consent_id) == 64 else b""}
+    if len(body["consent"]) != 32:
+        fail("--consent must be a 64-hex-character consent id", EXIT_USAGE)
+    if for_patient:
+        body["on_behalf_of"] = parse_id(for_patient)
+    result = run_client(lambda: HealthClient(node_url).transact(ident, "consent.revoke", body))
+    _report_tx(result, as_json, f"consent {consent_id} revoked")
+
+
+@consent.command("list", context_settings=CONTEXT)
+@click.option("--key", "key_file", type=click.Path(dir_okay=False, exists=True), help="Your key (the patient's by default).")
+@click.option("--patient", default=None, help="The patient's identity id (default: the key's).")
+@click.option("--fhir", "as_fhir", is_flag=True, help="Print FHIR R4 Consent resources.")
+@node_option
+@json_option
+def consent_list(key_file: str | None, patient: str | None, as_fhir: bool, node_url: str, as_json: bool) -> None:
+    """List a patient's consents with their status (active, expired, revoked)."""
+    pid = patient or (key_file_id(key_file) if key_file else None)
+    if not pid:
+        fail("give --patient or --key", EXIT_USAGE)
+    doc = run_client(lambda: Client(node_url).get(f"/v1/patients/{pid}/consents" + ("?format=fhir" if as_fhir else "")))
+    if as_fhir:
+        emit(True, doc, "")
+        return
+    emit(as_json, doc, lambda: "\n".join(
+        f"{c.get('id')}  {c.get('status', ''):<8} to {c.get('grantee_kind')}:{str(c.get('grantee'))[:16]} purposes {','.join(c.get('purposes', []))}"
+        for c in doc["consents"]) or "no consents")
+
+
+@main.group(context_settings=CONTEXT, invoke_without_command=True)
+@click.option("--key", "key_file", type=click.Path(dir_okay=False, exists=True), help="Your key (the patient's by default).")
+@click.option("--patient", default=None, help="The patient's identity id (default: the key's).")
+@click.option("--fhir", "as_fhir", is_flag=True, help="Print FHIR R4 AuditEvent resources.")
+@node_option
+@json_option
+@click.pass_context
+def audit(ctx: click.Context, key_file: str | None, patient: str | None, as_fhir: bool, node_url: str, as_json: bool) -> None:
+    """A patient's audit trail: who did what with their records, when and why.
+
+    \b
+    Examples:
+      medledger audit --key alice.key --patient <patient id> --node http://127.0.0.1:8700
+      medledger audit --key alice.key --patient <patient id> --fhir
+      medledger audit disclosures --key devnet/node0/institution.key --since 2026-01-01
+      medledger audit verify --tx <tx hash>
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    pid = patient or (key_file_id(key_file) if key_file else None)
+    if not pid:
+        fail("give --patient or --key", EXIT_USAGE)
+    doc = run_client(lambda: Client(node_url).get(f"/v1/patients/{pid}/audit" + ("?format=fhir" if as_fhir else "")))
+    if as_fhir:
+        emit(True, doc, "")
+        return
+
+    def text() -> str:
+        import datetime as _dt
+
+        lines = []
+        for e in doc["entries"]:
+            when = _dt.datetime.fromtimestamp(e.get("time_ms", 0) / 1000, tz=_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            what = e.get("event", "?")
+            extra = " ".join(f"{k}={v}" for k, v in e.items() if k in ("decision", "purpose", "reason", "rule") and v)
+            lines.append(f"{when}  h{e.get('height', '?'):<5} {what:<20} by {str(e.get('actor', ''))[:16]}  {extra}")
+        return "\n".join(lines) or "no audit entries"
+
+    emit(as_json, doc, text)
+
+
+@audit.command("disclosures", context_settings=CONTEXT)
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The institution's key.")
+@click.option("--since", required=True, help="First day (YYYY-MM-DD, UTC).")
+@click.option("--until", "until", default=None, help="Last day (default: now).")
+@node_option
+@json_option
+def audit_disclosures(key_file: str, since: str, until: str | None, node_url: str, as_json: bool) -> None:
+    """An institution's accounting of disclosures for a period."""
+    inst = key_file_id(key_file)
+    q = f"?since_ms={_date_ms(since, '--since')}" + (f"&until_ms={_date_ms(until, '--until', end_of_day=True)}" if until else "")
+    doc = run_client(lambda: Client(node_url).get(f"/v1/institutions/{inst}/disclosures{q}"))
+    emit(as_json, doc, lambda: "\n".join(
+        f"h{d.get('height', '?'):<6} {d.get('event', ''):<18} patient {str(d.get('patient', ''))[:16]} purpose {d.get('purpose', '')}"
+        for d in doc["disclosures"]) or "no disclosures in that period")
+
+
+@audit.command("verify", context_settings=CONTEXT)
+@click.option("--tx", "tx_hash", required=True, help="The transaction hash of an audit entry.")
+@node_option
+@json_option
+def audit_verify(tx_hash: str, node_url: str, as_json: bool) -> None:
+    """Check an audit entry's Merkle inclusion proof and its block's commit certificate.
+
+    The proof ties the transaction to the header's tx_root; the header's hash must be what
+    2f+1 validators of the genesis signed in the block's commit certificate.
+    """
+    from consensus.certificate import CommitCertificate, verify_certificate
+    from consensus.validators import ValidatorSet
+    from node.block import Header
+    from node.core.crypto import Ed25519Verifier
+    from node.core.merkle import verify_inclusion
+
+    client = Client(node_url)
+    proof = run_client(lambda: client.tx_proof(tx_hash))
+    block = run_client(lambda: client.block(proof["height"]))
+    status = run_client(lambda: client.status())
+    h = block["header"]
+    header = Header(chain_id=h["chain_id"], height=h["height"], prev_hash=bytes.fromhex(h["prev_hash"]), timestamp_ms=h["timestamp_ms"],
+                    proposer=bytes.fromhex(h["proposer"]), tx_root=bytes.fromhex(h["tx_root"]), results_root=bytes.fromhex(h["results_root"]),
+                    state_root=bytes.fromhex(h["state_root"]), prev_certificate=bytes.fromhex(h["prev_certificate"]))
+    checks = {
+        "leaf_is_tx": bytes.fromhex(tx_hash) == __import__("hashlib").sha256(bytes.fromhex(proof["leaf"])).digest(),
+        "merkle_proof": verify_inclusion(bytes.fromhex(proof["leaf"]), proof["index"], proof["size"],
+                                         [bytes.fromhex(p) for p in proof["path"]], header.tx_root),
+        "header_hash": header.hash().hex() == block["hash"],
+    }
+    cert_ok = False
+    if block.get("certificate"):
+        cert = CommitCertificate.decode(bytes.fromhex(block["certificate"]))
+        validators = ValidatorSet(validators=tuple(bytes.fromhex(v["id"]) for v in status["validators"]))
+        cert_ok = cert.digest == header.hash() and cert.height == header.height and verify_certificate(
+            cert, chain_id=status["chain_id"], validators=validators, verifier=Ed25519Verifier())
+    checks["commit_certificate"] = cert_ok
+    ok = all(checks.values())
+    result = {"tx_hash": tx_hash, "height": proof["height"], "block_hash": block["hash"], "verified": ok, "checks": checks}
+    emit(as_json, result, lambda: "\n".join([f"{k:>20}: {'ok' if v else 'FAILED'}" for k, v in checks.items()] +
+                                             [f"{'verdict':>20}: {'VERIFIED' if ok else 'NOT VERIFIED'}"]))
+    if not ok:
+        sys.exit(EXIT_REFUSED)
 
 
 # -- devnet ---------------------------------------------------------------------------------------

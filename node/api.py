@@ -19,14 +19,18 @@ from .core.crypto import sha256
 from .core.encoding import DecodeError, decode
 from .core.merkle import inclusion_proof, verify_inclusion
 from .app.executor import read_nonce
-from .app.state import FuncReader
 from .app.types.identity import identity_key
+from .app import queries
+from .custodian import Custodian, CustodianRefusal
+from .records.protocol import Fetch, ProtocolError, Upload
 from .runtime import Node
 from .tx import decode_tx, jsonable
 
 log = logging.getLogger("medledger.api")
 
 NODE_KEY = web.AppKey("node", Node)
+CUSTODIAN_KEY = web.AppKey("custodian", Custodian)
+MAX_RECORD_UPLOAD = 3 * 1024 * 1024
 MAX_WAIT_S = 30.0
 
 
@@ -189,7 +193,7 @@ async def get_account(request: web.Request) -> web.Response:
         pk = b""
     if len(pk) != 32:
         raise ApiError(400, "bad_id", "identity id must be 64 hex characters")
-    state = FuncReader(node.store.state_get)
+    state = node.state_reader()
     raw = state.get(identity_key(pk))
     identity = jsonable(decode(raw)) if raw else None
     return _json({"id": pk.hex(), "nonce": read_nonce(state, pk), "identity": identity})
@@ -214,6 +218,167 @@ async def get_commits(request: web.Request) -> web.Response:
     return _json({"height": node.store.height, "blocks": blocks})
 
 
+# -- healthcare ledger reads and the custodian --------------------------------------------------
+def _id_param(request: web.Request, name: str = "id") -> bytes:
+    text = request.match_info[name]
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise ApiError(400, f"bad_{name}", f"{name} must be 64 hex characters")
+    return raw
+
+
+def _ms_param(request: web.Request, name: str, default: int | None) -> int | None:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    return _int_param(text, name)
+
+
+async def get_identity(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    found = queries.identity(node.state_reader(), _id_param(request))
+    if found is None:
+        raise ApiError(404, "unknown_identity", "no such identity on the ledger")
+    return _json(found)
+
+
+async def get_record_meta(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    found = queries.record(node.state_reader(), _id_param(request, "rid"))
+    if found is None:
+        raise ApiError(404, "unknown_record", "no such record on the ledger")
+    return _json(found)
+
+
+async def get_patient_records(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    return _json({"patient": request.match_info["id"], "records": queries.patient_records(node.state_reader(), _id_param(request))})
+
+
+async def get_patient_consents(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    consents = queries.patient_consents(node.state_reader(), _id_param(request), node.last_block_time_ms())
+    if request.query.get("format") == "fhir":
+        from .app import fhir_export
+
+        return _json([fhir_export.consent_resource(c) for c in consents])
+    return _json({"patient": request.match_info["id"], "consents": consents})
+
+
+async def get_patient_audit(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    entries = queries.patient_audit(node.state_reader(), _id_param(request), since_ms=_ms_param(request, "since_ms", 0) or 0,
+                                    until_ms=_ms_param(request, "until_ms", None))
+    if request.query.get("format") == "fhir":
+        from .app import fhir_export
+
+        return _json(fhir_export.audit_bundle(entries) if hasattr(fhir_export, "audit_bundle")
+                     else [fhir_export.audit_event(e) for e in entries])
+    return _json({"patient": request.match_info["id"], "entries": entries})
+
+
+async def get_disclosures(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    since = _ms_param(request, "since_ms", 0) or 0
+    until = _ms_param(request, "until_ms", None)
+    if until is None:
+        until = node.last_block_time_ms()
+    return _json({"institution": request.match_info["id"], "since_ms": since, "until_ms": until,
+                  "disclosures": queries.disclosures(node.state_reader(), _id_param(request), since, until)})
+
+
+async def get_breakglass(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    return _json({"institution": request.match_info["id"], "pending": queries.breakglass_pending(node.state_reader(), _id_param(request))})
+
+
+async def get_access(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    found = queries.access_grant(node.state_reader(), _hash_param(request))
+    if found is None:
+        raise ApiError(404, "unknown_access_request", "no committed access request with that transaction hash")
+    return _json(found)
+
+
+async def get_study(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    found = queries.study(node.state_reader(), request.match_info["study"], node.last_block_time_ms())
+    if found is None:
+        raise ApiError(404, "unknown_study", "no such study")
+    return _json(found)
+
+
+async def _msgpack_body(request: web.Request, limit: int) -> Any:
+    if request.content_type not in ("application/msgpack", "application/x-msgpack", "application/octet-stream"):
+        raise ApiError(415, "unsupported_media_type", "send msgpack (Content-Type: application/msgpack)")
+    try:
+        return decode(await request.read(), max_bytes=limit, max_items=64)
+    except DecodeError as exc:
+        raise ApiError(400, "malformed_msgpack", str(exc)) from None
+
+
+async def post_record(request: web.Request) -> web.Response:
+    """A practitioner's client stores a record's ciphertext and wrapped keys at its custodian."""
+    node = request.app[NODE_KEY]
+    custodian = request.app[CUSTODIAN_KEY]
+    doc = await _msgpack_body(request, MAX_RECORD_UPLOAD)
+    try:
+        upload = Upload.from_wire(doc, node.chain_id)
+        custodian.accept_upload(upload)
+    except ProtocolError as exc:
+        raise ApiError(400 if exc.code != "bad_signature" else 401, exc.code, exc.message) from None
+    except CustodianRefusal as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    return _json({"record_id": upload.record_id.hex(), "custodian": node.identity.id, "status": "stored"}, status=201)
+
+
+async def post_record_fetch(request: web.Request) -> web.StreamResponse:
+    """A reader's signed request for a record it holds a committed grant for."""
+    node = request.app[NODE_KEY]
+    custodian = request.app[CUSTODIAN_KEY]
+    rid = _id_param(request, "rid")
+    raw = await request.read()
+    meta = queries.record(node.state_reader(), rid)
+    if meta is None:
+        raise ApiError(404, "unknown_record", "no such record on the ledger")
+    if meta["custodian"] != node.identity.id:
+        return await _proxy_fetch(request, node, meta["custodian"], raw)
+    try:
+        doc = decode(raw, max_bytes=4096, max_items=16)
+        fetch = Fetch.from_wire(doc, node.chain_id)
+    except DecodeError as exc:
+        raise ApiError(400, "malformed_msgpack", str(exc)) from None
+    except ProtocolError as exc:
+        raise ApiError(400 if exc.code != "bad_signature" else 401, exc.code, exc.message) from None
+    if fetch.record_id != rid:
+        raise ApiError(400, "malformed_request", "the signed record id differs from the URL's")
+    try:
+        release = custodian.serve(fetch, node.clock_ms())
+    except CustodianRefusal as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    return web.Response(body=release.to_wire(), content_type="application/msgpack")
+
+
+async def _proxy_fetch(request: web.Request, node: Node, custodian_hex: str, raw: bytes) -> web.StreamResponse:
+    """Forward a signed fetch to the custodian's node (the answer is signed by the custodian)."""
+    api = next((v.api for v in node.genesis.validators if v.id.hex() == custodian_hex and v.api), None)
+    if api is None:
+        raise ApiError(502, "custodian_unknown", "the record's custodian publishes no API address in the genesis")
+    import aiohttp
+
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
+            async with session.post(f"{api}/v1/records/{request.match_info['rid']}/fetch", data=raw,
+                                    headers={"Content-Type": "application/msgpack"}) as resp:
+                body = await resp.read()
+                return web.Response(status=resp.status, body=body, content_type=resp.content_type)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ApiError(502, "custodian_unreachable", f"the record's custodian did not answer: {exc}") from None
+
+
 async def get_health(request: web.Request) -> web.Response:
     return _json({"ok": True})
 
@@ -233,10 +398,14 @@ async def post_test_partition(request: web.Request) -> web.Response:
 NETWORK_KEY = web.AppKey("network", object)
 
 
-def make_app(node: Node, *, network: Any = None) -> web.Application:
+def make_app(node: Node, *, network: Any = None, custodian: Custodian | None = None) -> web.Application:
     """The aiohttp application serving `node` (test routes only when `network` is given)."""
     app = web.Application(client_max_size=node.config.api.max_body_bytes, middlewares=[errors_middleware])
     app[NODE_KEY] = node
+    if custodian is not None:
+        app[CUSTODIAN_KEY] = custodian
+        app.router.add_post("/v1/records", post_record)
+        app.router.add_post("/v1/records/{rid}/fetch", post_record_fetch)
     if network is not None:
         app[NETWORK_KEY] = network
         app.router.add_post("/v1/test/partition", post_test_partition)
@@ -248,4 +417,13 @@ def make_app(node: Node, *, network: Any = None) -> web.Application:
     app.router.add_get("/v1/blocks/{height}", get_block)
     app.router.add_get("/v1/accounts/{id}", get_account)
     app.router.add_get("/v1/commits", get_commits)
+    app.router.add_get("/v1/identities/{id}", get_identity)
+    app.router.add_get("/v1/records/{rid}", get_record_meta)
+    app.router.add_get("/v1/patients/{id}/records", get_patient_records)
+    app.router.add_get("/v1/patients/{id}/consents", get_patient_consents)
+    app.router.add_get("/v1/patients/{id}/audit", get_patient_audit)
+    app.router.add_get("/v1/institutions/{id}/disclosures", get_disclosures)
+    app.router.add_get("/v1/institutions/{id}/breakglass", get_breakglass)
+    app.router.add_get("/v1/access/{hash}", get_access)
+    app.router.add_get("/v1/studies/{study}", get_study)
     return app

@@ -149,3 +149,129 @@ def outcome(tx_hash: str, status: dict[str, Any]) -> dict[str, Any]:
 
 def _value_of(tx: Transaction) -> list[Any]:
     return [tx.chain_id, tx.type, tx.sender, tx.nonce, tx.body, tx.signature]
+
+
+# -- the healthcare ledger ---------------------------------------------------------------------
+class RecordError(ClientError):
+    """A record could not be written or read (invalid FHIR, a refusal, a hash mismatch...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class HealthClient(Client):
+    """Client-side flows of the healthcare ledger: everything sensitive happens in this process
+    (FHIR validation, encryption, decryption); the node sees only ciphertext and signatures."""
+
+    def _post_msgpack(self, path: str, payload: bytes) -> bytes:
+        req = urllib.request.Request(self.base_url + path, data=payload, method="POST")
+        req.add_header("Content-Type", "application/msgpack")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return resp.read()
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                doc = json.loads(raw)
+            except ValueError:
+                doc = {}
+            doc = doc if isinstance(doc, dict) else {}
+            raise ApiError(exc.code, str(doc.get("error", f"http_{exc.code}")), str(doc.get("message", exc.reason)), doc) from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
+            raise NodeUnreachable(f"cannot reach the node at {self.base_url}: {getattr(exc, 'reason', exc)}") from None
+
+    def transact(self, identity: Identity, tx_type: str, body: dict[str, Any], *, timeout: float = 30.0) -> dict[str, Any]:
+        """Sign, submit and wait; a refusal at admission becomes {"status": code, "message"}."""
+        tx = self.make_tx(identity, tx_type, body)
+        try:
+            self.submit(tx)
+        except ApiError as exc:
+            return {"tx_hash": exc.body.get("hash", tx.hash_hex), "status": exc.code, "result": exc.code,
+                    "message": exc.message, "height": None}
+        return outcome(tx.hash_hex, self.wait(tx.hash_hex, timeout))
+
+    # identities
+    def register(self, identity: Identity, role: str, *, institution: Identity | None = None, label: str = "") -> dict[str, Any]:
+        from .app.types.identity import attest
+
+        body: dict[str, Any] = {"role": role}
+        if label:
+            body["label"] = label
+        if institution is not None:
+            body["institution"] = institution.public_key
+            body["attestation"] = attest(institution, chain_id=self.chain_id, registrant=identity.public_key, role=role)
+        return self.transact(identity, "identity.register", body)
+
+    # records
+    def put_record(self, author: Identity, patient_id: str, resource_json: bytes) -> dict[str, Any]:
+        """Validate, encrypt, store at the custodian (this node's institution), announce on the ledger."""
+        import os as _os
+
+        from .core.crypto import parse_id, sha256
+        from .records.envelope import seal_record
+        from .records.fhir import FhirInvalid, parse_resource
+        from .records.protocol import Upload
+
+        try:
+            resource = parse_resource(resource_json)
+        except FhirInvalid as exc:
+            raise RecordError("invalid_fhir", str(exc)) from None
+        patient = parse_id(patient_id)
+        custodian = parse_id(self.status()["node_id"])
+        record_id = _os.urandom(32)
+        ciphertext, wrapped = seal_record(resource_json, {"patient": patient, "custodian": custodian})
+        upload = Upload.create(author, chain_id=self.chain_id, record_id=record_id, patient=patient,
+                               resource_type=resource["resourceType"], ciphertext=ciphertext, wrapped=wrapped,
+                               timestamp_ms=time.time_ns() // 1_000_000)
+        self._post_msgpack("/v1/records", upload.to_wire())
+        out = self.transact(author, "record.add", {"record": record_id, "patient": patient, "resource_type": resource["resourceType"],
+                                                    "hash": sha256(ciphertext), "custodian": custodian})
+        out["record_id"] = record_id.hex()
+        out["resource_type"] = resource["resourceType"]
+        return out
+
+    def request_access(self, identity: Identity, record_id: str, purpose: str, reason: str = "") -> dict[str, Any]:
+        from .core.crypto import parse_id
+
+        body: dict[str, Any] = {"record": parse_id(record_id), "purpose": purpose}
+        if reason:
+            body["reason"] = reason
+        out = self.transact(identity, "access.request", body)
+        if out.get("height"):
+            try:
+                out["decision"] = self.get(f"/v1/access/{out['tx_hash']}")
+            except ApiError:
+                out["decision"] = None
+        return out
+
+    def fetch_record(self, identity: Identity, record_id: str) -> bytes:
+        """Fetch, check against the ledger and decrypt a record this identity holds a grant for."""
+        from .records.envelope import EnvelopeError, decrypt, unwrap_key
+
+        release = self.fetch_release(identity, record_id)
+        try:
+            return decrypt(release.ciphertext, unwrap_key(release.wrapped_key, identity))
+        except EnvelopeError as exc:
+            raise RecordError("cannot_decrypt", str(exc)) from None
+
+    def fetch_release(self, identity: Identity, record_id: str) -> Any:
+        """The custodian's signed answer, checked against the ledger (not yet decrypted)."""
+        from .core.crypto import parse_id, sha256
+        from .core.encoding import DecodeError, decode
+        from .records.protocol import Fetch, ProtocolError, Release
+
+        rid = parse_id(record_id)
+        meta = self.get(f"/v1/records/{record_id}")
+        fetch = Fetch.create(identity, chain_id=self.chain_id, record_id=rid, timestamp_ms=time.time_ns() // 1_000_000)
+        raw = self._post_msgpack(f"/v1/records/{record_id}/fetch", fetch.to_wire())
+        try:
+            release = Release.from_wire(decode(raw, max_bytes=8 * 1024 * 1024), self.chain_id)
+        except (DecodeError, ProtocolError) as exc:
+            raise RecordError("bad_answer", f"the custodian's answer is not valid: {exc}") from None
+        if release.custodian.hex() != meta["custodian"] or release.nonce != fetch.nonce or release.requester != identity.public_key:
+            raise RecordError("bad_answer", "the answer is not from the record's custodian or not for this request")
+        if sha256(release.ciphertext).hex() != meta["hash"]:
+            raise RecordError("hash_mismatch", "the ciphertext does not match the hash on the ledger; not decrypting")
+        return release

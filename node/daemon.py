@@ -17,8 +17,10 @@ from aiohttp import web
 
 from storage.chain import ChainStore
 from storage.kv import LevelDBStore
+from storage.offchain import OffchainStore
 
 from .api import make_app
+from .custodian import Custodian
 from .config import NodeHome
 from .core.crypto import parse_id
 from .genesis import Genesis
@@ -36,9 +38,11 @@ def open_node(home: Path, *, passphrase: str | None = None) -> Node:
     identity = load_key_file(nh.path(config.node.key_file), passphrase)
     data_dir = nh.path(config.node.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = ChainStore(LevelDBStore(data_dir))
+    store = ChainStore(LevelDBStore(data_dir / "chain"))
     try:
-        return Node(config=config, genesis=genesis, identity=identity, store=store)
+        node = Node(config=config, genesis=genesis, identity=identity, store=store)
+        node.store_dir = data_dir
+        return node
     except BaseException:
         store.close()
         raise
@@ -84,7 +88,11 @@ async def serve(
         node, host=node.config.p2p.host, port=node.config.p2p.port, peers=peer_map(node),
         allowed=allowed.__contains__, test_switches=test_switches,
     )
-    app = make_app(node, network=network if test_switches else None)
+    offchain = OffchainStore(LevelDBStore(node.store_dir / "records"))
+    custodian = Custodian(node, offchain)
+    node.commit_hooks.append(custodian.on_block_committed)
+    custodian.reconcile()
+    app = make_app(node, network=network if test_switches else None, custodian=custodian)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, node.config.api.host, node.config.api.port, reuse_address=True)
@@ -106,6 +114,7 @@ async def serve(
             await network.stop()
         await runner.cleanup()
         node.store.close()
+        offchain.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 loop.remove_signal_handler(sig)

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from consensus import actions as act
@@ -74,16 +75,6 @@ class Admission:
     duplicate: bool = False
 
 
-class StoreReader:
-    """The committed state as the application's readers see it (point reads and prefix scans)."""
-
-    __slots__ = ("get", "items")
-
-    def __init__(self, store: ChainStore) -> None:
-        self.get = store.state_get
-        self.items = store.state_items
-
-
 class Node:
     """One MedLedger node: state, mempool, engine and the event pump."""
 
@@ -123,6 +114,7 @@ class Node:
         self.engine: Engine | None = None
         self._pumping = False
         self.syncing = False
+        self.store_dir: Path | None = None  # the data directory, when the node runs from a home
         self._last_ts: tuple[int, int] | None = None
         self.commit_hooks: list[Callable[[list[Transaction], list[str]], None]] = []
         # hooks set by the network service (node/network.py); no-ops for a lone validator
@@ -273,7 +265,7 @@ class Node:
         txs = [t for t in self.mempool.take(cfg.max_block_txs, cfg.max_block_bytes) if not self.store.has_tx(t.hash)]
         timestamp = max(self.clock_ms(), parent_ts)
         execution = execute_block(
-            FuncReader(self.store.state_get), self.store.state_root, [t.encoded for t in txs],
+            self.state_reader(), self.store.state_root, [t.encoded for t in txs],
             chain_id=self.chain_id, height=height, timestamp_ms=timestamp,
             known=self.mempool.get, committed=self.store.has_tx,
         )
@@ -300,9 +292,9 @@ class Node:
         """The time of the last committed block: the ledger's notion of now."""
         return self._parent_timestamp()
 
-    def state_reader(self) -> StoreReader:
-        """A read-only view of the committed application state."""
-        return StoreReader(self.store)
+    def state_reader(self) -> FuncReader:
+        """A read-only view of the committed application state (point reads and prefix scans)."""
+        return FuncReader(self.store.state_get, self.store.state_items)
 
     def _remember(self, block: Block, execution: BlockExecution) -> None:
         if len(self._executions) >= MAX_PENDING_CACHE:
@@ -344,7 +336,7 @@ class Node:
         elif h.prev_certificate:
             raise BlockInvalid("the first block carries no certificate")
         execution = execute_block(
-            FuncReader(self.store.state_get), self.store.state_root, block.txs,
+            self.state_reader(), self.store.state_root, block.txs,
             chain_id=self.chain_id, height=height, timestamp_ms=h.timestamp_ms,
             known=self.mempool.get, committed=self.store.has_tx,
         )
@@ -425,7 +417,7 @@ class Node:
             return Admission(tx.hash, "already_committed", "this transaction is already on the chain")
         try:
             check_tx_body(tx)
-            if tx.nonce <= read_nonce(FuncReader(self.store.state_get), tx.sender):
+            if tx.nonce <= read_nonce(self.state_reader(), tx.sender):
                 raise TxRejected("nonce_replayed", "nonce already used by this sender")
             check_signature(tx)
             self.mempool.add(tx)
