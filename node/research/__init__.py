@@ -1,0 +1,5 @@
+"""Research sharing, the pure data-processing core: no network, no ledger, no clock.
+
+- ``safe_harbor``: de-identifies FHIR R4 resources by HIPAA Safe Harbor, at the custodian.
+- ``pseudonyms``: the study pseudonyms that replace ids and references.
+"""
