@@ -232,7 +232,7 @@ def _coding(value: Any, ctx: _Context) -> dict[str, Any] | None:
 
 def _is_years(quantity: Mapping[str, Any]) -> bool:
     if "code" in quantity:
-        return quantity["code"] == "a" and quantity.get("system", UCUM) == UCUM
+        return bool(quantity["code"] == "a" and quantity.get("system", UCUM) == UCUM)
     return quantity.get("unit") in _YEAR_UNITS
 
 
@@ -505,7 +505,8 @@ def _choose_address(addresses: Any) -> dict[str, Any] | None:
     current = [a for a in pool if a.get("use") != "old" and not (isinstance(a.get("period"), dict) and "end" in a["period"])]
     pool = current or pool
     homes = [a for a in pool if a.get("use") == "home"]
-    return (homes or pool or [None])[0]
+    chosen = homes or pool
+    return chosen[0] if chosen else None
 
 
 def is_age_90_plus(patient: Mapping[str, Any]) -> bool:
