@@ -3,4 +3,5 @@
 - ``safe_harbor``: de-identifies FHIR R4 resources by HIPAA Safe Harbor, at the custodian.
 - ``pseudonyms``: the study pseudonyms that replace ids and references.
 - ``kanon``: quasi-identifiers, generalisation and k-anonymity over the merged patients.
+- ``synthetic``: realistic synthetic FHIR data for tests and demos.
 """
