@@ -6,4 +6,6 @@
 - ``kanon``: quasi-identifiers, generalisation and k-anonymity over the merged patients.
 - ``extract``: merges the custodians' releases into a FHIR Bulk Data extract and its report.
 - ``synthetic``: realistic synthetic FHIR data for tests and demos.
+
+docs/research.md explains how a release works and what each rule does.
 """
