@@ -159,6 +159,17 @@ def test_report_counts_add_up(world):
     assert sum(c["resources_released"] for c in report["custodians"]) + report["patients_included"] == report["resources_released"]
 
 
+def test_custodians_group_patients_over_89_before_release(world):
+    sources = {r["id"]: r for r in world.data.resources() if r["resourceType"] == "Patient"}
+    released = {r["id"]: r for release in world.releases for r in release.resources if r["resourceType"] == "Patient"}
+    old = [p for p in world.consenting if any(YEAR - int(sources[pid]["birthDate"][:4]) >= 90
+                                               for pid in world.data.persons[p].values())]
+    assert old
+    for person in old:
+        patient = released[world.person_pseudonym[person]]
+        assert "birthDate" not in patient and patient["extension"][0]["valueRange"]["low"]["value"] == 90
+
+
 def test_a_patient_of_two_institutions_is_one_patient(world):
     shared = [p for p, places in world.data.persons.items() if len(places) == 2 and p in world.consenting]
     assert shared
