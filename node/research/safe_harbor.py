@@ -80,7 +80,7 @@ _REFERENCE = re.compile(
     r"(?:https?://\S+?/)?([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?"
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_YEAR_UNITS = frozenset({"a", "yr", "year", "years"})
+_YEAR_UNITS = frozenset({"a", "y", "yr", "yrs", "year", "years", "years old", "yo"})
 
 
 class ResourceWithheld(Exception):
@@ -190,7 +190,7 @@ def _decimal(value: Any, ctx: _Context) -> int | float | None:
 
 
 def _short_text(limit: int) -> Handler:
-    # Only for strings that name a category (a state, a country, a unit), never free text fields.
+    # Only for strings a terminology defines (coding.display), never for free-text elements.
     def handle(value: Any, ctx: _Context) -> str | None:
         if not isinstance(value, str) or not value.strip() or len(value) > limit or _CONTROL.search(value):
             return None
@@ -231,9 +231,11 @@ def _coding(value: Any, ctx: _Context) -> dict[str, Any] | None:
 
 
 def _is_years(quantity: Mapping[str, Any]) -> bool:
-    if "code" in quantity:
-        return bool(quantity["code"] == "a" and quantity.get("system", UCUM) == UCUM)
-    return quantity.get("unit") in _YEAR_UNITS
+    # Judged on the source, so an age whose unit is dropped (too long, has spaces) is still one.
+    code, unit = quantity.get("code"), quantity.get("unit")
+    if isinstance(code, str):
+        return code == "a" and quantity.get("system", UCUM) == UCUM
+    return isinstance(unit, str) and unit.strip().lower().rstrip(".") in _YEAR_UNITS
 
 
 def _quantity_with(*, comparator: bool) -> Handler:
@@ -250,7 +252,7 @@ def _quantity_with(*, comparator: bool) -> Handler:
             kept = rule(value.get(name), ctx)
             if kept is not None:
                 out[name] = kept
-        if number is not None and number > OLDEST_EXACT_AGE and _is_years(out):
+        if number is not None and number > OLDEST_EXACT_AGE and _is_years(value):
             # An age over 89: only "over 89" may be said, and only where a comparator is allowed.
             if not comparator or out.get("comparator") in ("<", "<="):
                 return None

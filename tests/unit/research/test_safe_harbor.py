@@ -278,6 +278,8 @@ def test_ages_in_quantities_over_89_are_capped():
     assert out["abatementRange"] == {"low": {"value": 85, "unit": "a", "system": "http://unitsofmeasure.org", "code": "a"}}
     age_obs = observation(valueQuantity={"value": 97, "unit": "a"})
     assert deid(age_obs)["valueQuantity"] == {"value": 89, "comparator": ">", "unit": "a"}
+    spelled_out = observation(valueQuantity={"value": 97, "unit": "Years old"})
+    assert deid(spelled_out)["valueQuantity"] == {"value": 89, "comparator": ">"}
     young = observation(valueQuantity={"value": 97, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"})
     assert deid(young)["valueQuantity"]["value"] == 97
 
