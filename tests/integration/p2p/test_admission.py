@@ -134,6 +134,30 @@ async def test_dialers_that_give_up_before_the_upgrade_leave_no_errors(make_net,
     assert node.connected_peers() == []
 
 
+async def test_connections_beyond_the_handshake_bound_get_a_503(make_net, keys, fast_limits, pulse):
+    node, _ = await make_net(keys(0), limits=dataclasses.replace(fast_limits, max_pending_handshakes=2))
+    url = f"ws://127.0.0.1:{node.port}/medledger/p2p/v1"
+    async with aiohttp.ClientSession() as session:
+        silent = [await session.ws_connect(url) for _ in range(2)]  # connected, never say HELLO
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(url)
+        assert refused.value.status == 503
+        for ws in silent:
+            await ws.close()
+        # once the node has let go of them, a newcomer gets its HELLO
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while True:
+            try:
+                ws = await session.ws_connect(url)
+                break
+            except aiohttp.WSServerHandshakeError:
+                assert loop.time() < deadline, "the handshake slots were never freed"
+                await asyncio.sleep(0.02)  # poll; the node frees a slot right after the close
+        async with ws:
+            assert (await ws.receive(timeout=5)).type is aiohttp.WSMsgType.BINARY
+
+
 async def test_plain_http_gets_a_400(make_net, keys):
     node, _ = await make_net(keys(0))
     async with aiohttp.ClientSession() as session:
