@@ -156,7 +156,7 @@ def transcript(
     signer_nonce: bytes,
 ) -> bytes:
     """The exact bytes an AUTH signature covers (see the module docstring)."""
-    return msgpack.packb(
+    packed: bytes = msgpack.packb(
         [
             DOMAIN,
             signer_role.value,
@@ -169,6 +169,7 @@ def transcript(
         ],
         use_bin_type=True,
     )
+    return packed
 
 
 class Handshake:

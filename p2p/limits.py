@@ -62,8 +62,10 @@ class P2PLimits:
     max_inflight_requests: int = 32
     """Requests from one peer we serve at once; more are answered 'busy'."""
 
-    max_pending_handshakes: int = 64
-    """Unauthenticated inbound connections held at once; more get HTTP 503."""
+    max_pending_handshakes: int = 16
+    """Unauthenticated inbound connections held at once; more get HTTP 503.
+    Each may buffer up to one ``max_frame_bytes`` message before it is
+    refused, so this also bounds what strangers can make us hold."""
 
     penalty_threshold: int = 100
     """Penalty score at which a peer is disconnected and banned."""

@@ -808,11 +808,15 @@ class PeerNetwork:
         remote = f"{peername[0]}:{peername[1]}" if peername else str(request.remote)
         self._pending_inbound += 1
         try:
-            await ws.prepare(request)
+            try:
+                await ws.prepare(request)
+            except _IO_ERRORS as exc:
+                # Typically a dialer that gave up while we were not looking (a
+                # backlog after a pause). An unprepared websocket must not be
+                # returned to aiohttp, so hand it a plain response to discard.
+                log.debug("inbound connection from %s closed before the upgrade: %s", remote, exc)
+                return web.Response(status=400, text="connection lost")
             peer_id = await self._handshake(ws, role=Role.ACCEPTOR, expected=None, remote=remote)
-        except _IO_ERRORS as exc:
-            log.info("inbound connection from %s failed before the handshake: %s", remote, exc)
-            return ws
         finally:
             self._pending_inbound -= 1
         if peer_id is not None:

@@ -21,7 +21,7 @@ raises ``MalformedFrame`` (the peer's fault) and never anything else.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -202,7 +202,7 @@ class ErrorResponse:
 
 Frame = Hello | Auth | Refuse | Data | Request | Response | ErrorResponse
 
-_pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+_pack: Callable[[object], bytes] = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
 
 def encode(frame: Frame) -> bytes:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import dataclasses
 import logging
+import os
+import socket
+import struct
 
 import aiohttp
 import msgpack
@@ -101,6 +106,56 @@ async def test_a_silent_connection_is_dropped_after_the_handshake_timeout(make_n
             end = await ws.receive(timeout=5)
             assert end.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
     assert logged(caplog, "handshake timed out")
+
+
+async def test_dialers_that_give_up_before_the_upgrade_leave_no_errors(make_net, keys, pulse, caplog):
+    """What a node resumed after a pause finds in its accept backlog."""
+    caplog.set_level(logging.DEBUG)
+    node, _ = await make_net(keys(0))
+    remotes = []
+    for _ in range(10):
+        _, writer = await asyncio.open_connection("127.0.0.1", node.port)
+        remotes.append("127.0.0.1:%d" % writer.get_extra_info("sockname")[1])
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            (
+                "GET /medledger/p2p/v1 HTTP/1.1\r\nHost: peer\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # a reset, right behind the request
+
+    def noted(remote: str) -> bool:
+        return any(remote in r.getMessage() for r in caplog.records)
+
+    await pulse.until(lambda: all(noted(r) for r in remotes), "the node to deal with all ten")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert node.connected_peers() == []
+
+
+async def test_connections_beyond_the_handshake_bound_get_a_503(make_net, keys, fast_limits, pulse):
+    node, _ = await make_net(keys(0), limits=dataclasses.replace(fast_limits, max_pending_handshakes=2))
+    url = f"ws://127.0.0.1:{node.port}/medledger/p2p/v1"
+    async with aiohttp.ClientSession() as session:
+        silent = [await session.ws_connect(url) for _ in range(2)]  # connected, never say HELLO
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(url)
+        assert refused.value.status == 503
+        for ws in silent:
+            await ws.close()
+        # once the node has let go of them, a newcomer gets its HELLO
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while True:
+            try:
+                ws = await session.ws_connect(url)
+                break
+            except aiohttp.WSServerHandshakeError:
+                assert loop.time() < deadline, "the handshake slots were never freed"
+                await asyncio.sleep(0.02)  # poll; the node frees a slot right after the close
+        async with ws:
+            assert (await ws.receive(timeout=5)).type is aiohttp.WSMsgType.BINARY
 
 
 async def test_plain_http_gets_a_400(make_net, keys):

@@ -18,6 +18,7 @@ from p2p.handshake import (
     REASON_WRONG_GENESIS,
     Authenticated,
     Handshake,
+    HandshakeEvent,
     HandshakeState,
     Outgoing,
     Refused,
@@ -55,7 +56,7 @@ def run(dialer: Handshake, acceptor: Handshake):
     """Exchange messages the way two ends of one websocket would; return final events."""
     to_acceptor = [dialer.hello]
     to_dialer = [acceptor.hello]
-    results = {"dialer": (), "acceptor": ()}
+    results: dict[str, tuple[HandshakeEvent, ...]] = {"dialer": (), "acceptor": ()}
     while to_acceptor or to_dialer:
         for inbox, machine, outbox, name in (
             (to_acceptor, acceptor, to_dialer, "acceptor"),
