@@ -175,6 +175,17 @@ def active_grant(state: StateReader, requester: bytes, record_id: bytes, now_ms:
     return chosen
 
 
+def erasures(state: StateReader, custodian: bytes, since_ms: int = 0) -> list[JSON]:
+    """Records held by `custodian` that were erased at or after `since_ms` (block time), in
+    order: the custodian's list of ciphertexts to delete."""
+    out = []
+    for _, record_id in state.items(keys.ERASURE + custodian):
+        found = record(state, record_id)
+        if found is not None and found["erased_ms"] >= since_ms:
+            out.append(found)
+    return out
+
+
 def study(state: StateReader, study_id: str, now_ms: int | None = None) -> JSON | None:
     """A study, its researchers, and (with `now_ms`) whether it is active."""
     value = load_study(state, study_id)
