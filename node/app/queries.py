@@ -15,6 +15,7 @@ from node.tx import jsonable
 
 from . import keys
 from .consents import load_consent, load_study, study_active
+from .consents import researcher_studies as _researcher_studies
 from .roles import guardian_of, identity_of, read
 from .state import StateReader
 
@@ -199,6 +200,17 @@ def study(state: StateReader, study_id: str, now_ms: int | None = None) -> JSON 
     return out
 
 
+def release(state: StateReader, release_tx: bytes) -> JSON | None:
+    """A research release: study, custodian, researcher, counts and the hash of the extract."""
+    value = read(state, keys.RELEASE + release_tx)
+    return None if value is None else {"release_tx": _hex(release_tx), **jsonable(value)}
+
+
+def researcher_studies(state: StateReader, researcher: bytes) -> list[str]:
+    """The ids of the studies a researcher was added to."""
+    return _researcher_studies(state, researcher)
+
+
 def study_consenting_patients(state: StateReader, study_id: str, now_ms: int) -> list[JSON]:
     """The patients whose consent to `study_id` for research holds at `now_ms` (not revoked,
     within its period, the study active), one entry per patient (its oldest such consent) with
@@ -217,3 +229,4 @@ def study_consenting_patients(state: StateReader, study_id: str, now_ms: int) ->
             "deny_types": value["deny_types"], "valid_until": min(value["valid_until"], found["until_ms"]),
         }
     return [chosen[p] for p in sorted(chosen)]
+
