@@ -12,13 +12,16 @@ Theory of operation, in order:
      the patient opted out of break-glass                 -> denied, "breakglass_opted_out"
      otherwise                                            -> granted, "breakglass", flagged for review
 5. Otherwise                                             -> denied, with the reason of the consent
-   that came closest to matching (ties: the oldest), or "no_consent" if none names the requester.
+   that came closest to matching (ties: the newest), or "no_consent" if none names the requester.
 
 A consent is checked in this order, and the first check it fails is its reason; a later check
 means it came closer: patient and grantee ("no_consent"), scope ("out_of_scope"), deny exceptions
-("type_excluded"), purpose ("purpose_not_consented"), period ("consent_not_yet_valid",
-"consent_expired"), revocation ("consent_revoked"). A deny exception wins over a record id
-listed in the scope. The validity period is inclusive at both ends: valid_from <= t <= valid_until.
+("type_excluded"), purpose ("purpose_not_consented"), then its status: period
+("consent_not_yet_valid", "consent_expired") and revocation ("consent_revoked"), which rank
+equal. So a consent that covers the request but is no longer in force is reported by its own
+status, and of several such the newest speaks: after a revoked consent and a later one that
+expired, the denial says "consent_expired". A deny exception wins over a record id listed in the
+scope. The validity period is inclusive at both ends: valid_from <= t <= valid_until.
 
 Every grant expires (inclusive, block time in ms): a consent grant at the earlier of the
 consent's valid_until and t + ACCESS_WINDOW_MS; an author's at t + ACCESS_WINDOW_MS; a
@@ -46,8 +49,7 @@ CONSENT_FAILURES = (  # in the order a consent is checked: a later failure came 
 )
 DENIED_RULES = ("erased", *CONSENT_FAILURES, "breakglass_not_allowed", "reason_required", "breakglass_opted_out")
 MATCH = "match"
-_RANK = {reason: rank for rank, reason in enumerate(CONSENT_FAILURES)}
-_RANK["consent_not_yet_valid"] = _RANK["consent_expired"]  # both are the period check
+_RANK = {reason: min(rank, 4) for rank, reason in enumerate(CONSENT_FAILURES)}  # status reasons rank equal
 
 
 Grantee = tuple[str, bytes | str]
@@ -144,7 +146,7 @@ def decide(request: Request, record: Record, consents: Iterable[Consent], *, opt
         if verdict == MATCH:
             return Decision(granted=True, rule="consent", consent=consent.id,
                             expires_ms=min(consent.valid_until, now + ACCESS_WINDOW_MS))
-        if _RANK[verdict] > _RANK[closest]:
+        if _RANK[verdict] >= _RANK[closest]:  # ties: the newer consent speaks
             closest = verdict
     if request.purpose == "emergency":
         if request.role != "practitioner":

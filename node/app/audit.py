@@ -17,7 +17,8 @@ state and hex in the query answers:
                                          (node.app.access), the consent it rests on, its expiry
     grantee_kind, grantee, purposes, valid_until   a consent granted or revoked
     guardian, on_behalf                  a guardian named/cleared; the actor was the guardian
-    (later: study, outcome, resources, release_hash for reviews and research releases)
+    request, outcome, note               a break-glass review: the access request reviewed, the finding
+    (later: study, resources, release_hash for research releases)
 """
 
 from __future__ import annotations

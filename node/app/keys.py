@@ -15,6 +15,7 @@ holds the raw 32-byte id it points to.
     optout/<patient>                                 the patient opted out of break-glass
     record/<record>                                  record metadata (and its erasure)
     patient_record/<patient><pos>                    -> record id
+    patient_custodian/<patient><custodian>           the custodian holds (or held) a record of the patient
     erasure/<custodian><pos>                         -> record id (the custodian's deletion list)
     consent/<consent>                                a consent rule (id = granting tx hash)
     consent_grantee/<patient><grantee><pos>          -> consent id (access decisions)
@@ -42,6 +43,7 @@ GUARDIAN_OF = b"guardian_of/"
 OPTOUT = b"optout/"
 RECORD = b"record/"
 PATIENT_RECORD = b"patient_record/"
+PATIENT_CUSTODIAN = b"patient_custodian/"
 ERASURE = b"erasure/"
 CONSENT = b"consent/"
 CONSENT_GRANTEE = b"consent_grantee/"

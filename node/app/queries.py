@@ -15,6 +15,7 @@ from node.tx import jsonable
 
 from . import keys
 from .consents import load_consent, load_study, study_active
+from .consents import researcher_studies as _researcher_studies
 from .roles import guardian_of, identity_of, read
 from .state import StateReader
 
@@ -175,6 +176,17 @@ def active_grant(state: StateReader, requester: bytes, record_id: bytes, now_ms:
     return chosen
 
 
+def erasures(state: StateReader, custodian: bytes, since_ms: int = 0) -> list[JSON]:
+    """Records held by `custodian` that were erased at or after `since_ms` (block time), in
+    order: the custodian's list of ciphertexts to delete."""
+    out = []
+    for _, record_id in state.items(keys.ERASURE + custodian):
+        found = record(state, record_id)
+        if found is not None and found["erased_ms"] >= since_ms:
+            out.append(found)
+    return out
+
+
 def study(state: StateReader, study_id: str, now_ms: int | None = None) -> JSON | None:
     """A study, its researchers, and (with `now_ms`) whether it is active."""
     value = load_study(state, study_id)
@@ -186,6 +198,17 @@ def study(state: StateReader, study_id: str, now_ms: int | None = None) -> JSON 
     if now_ms is not None:
         out["active"] = study_active(value, now_ms)
     return out
+
+
+def release(state: StateReader, release_tx: bytes) -> JSON | None:
+    """A research release: study, custodian, researcher, counts and the hash of the extract."""
+    value = read(state, keys.RELEASE + release_tx)
+    return None if value is None else {"release_tx": _hex(release_tx), **jsonable(value)}
+
+
+def researcher_studies(state: StateReader, researcher: bytes) -> list[str]:
+    """The ids of the studies a researcher was added to."""
+    return _researcher_studies(state, researcher)
 
 
 def study_consenting_patients(state: StateReader, study_id: str, now_ms: int) -> list[JSON]:
@@ -206,3 +229,4 @@ def study_consenting_patients(state: StateReader, study_id: str, now_ms: int) ->
             "deny_types": value["deny_types"], "valid_until": min(value["valid_until"], found["until_ms"]),
         }
     return [chosen[p] for p in sorted(chosen)]
+

@@ -40,6 +40,9 @@ def _execute(ctx: ExecContext) -> None:
         "height": ctx.height, "index": ctx.index, "time_ms": ctx.timestamp_ms,
     })
     ctx.state.put(keys.PATIENT_RECORD + body["patient"] + ctx.position, body["record"])
+    custodian_key = keys.PATIENT_CUSTODIAN + body["patient"] + body["custodian"]
+    if ctx.state.get(custodian_key) is None:
+        write(ctx, custodian_key, {"height": ctx.height})
     audit(ctx, body["patient"], "record.added", record=body["record"], resource_type=body["resource_type"],
           custodian=body["custodian"])
 

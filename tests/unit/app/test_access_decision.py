@@ -77,11 +77,15 @@ def test_decision_rules_in_order():
     d = decide(req(), REC, [con(valid_until=NOW + 10 * ACCESS_WINDOW_MS)], opted_out=False)
     assert d.expires_ms == NOW + ACCESS_WINDOW_MS
     assert decide(req(), REC, [], opted_out=False).rule == "no_consent"
-    # the closest failure is reported; ties go to the oldest
+    # the closest failure is reported; ties go to the newest
     d = decide(req(), REC, [con(1, resource_types=frozenset({"X"})), con(2, valid_until=0), con(3, purposes=frozenset({"payment"}))], opted_out=False)
     assert (d.granted, d.rule, d.consent) == (False, "consent_expired", None)
-    assert decide(req(), REC, [con(1, valid_until=0), con(2, valid_from=NOW + 5)], opted_out=False).rule == "consent_expired"
-    assert decide(req(), REC, [con(1, valid_from=NOW + 5), con(2, valid_until=0)], opted_out=False).rule == "consent_not_yet_valid"
+    assert decide(req(), REC, [con(1, valid_until=0), con(2, valid_from=NOW + 5)], opted_out=False).rule == "consent_not_yet_valid"
+    assert decide(req(), REC, [con(1, valid_from=NOW + 5), con(2, valid_until=0)], opted_out=False).rule == "consent_expired"
+    assert decide(req(), REC, [con(1, revoked=True), con(2, valid_until=0)], opted_out=False).rule == "consent_expired"
+    assert decide(req(), REC, [con(1, valid_until=0), con(2, revoked=True)], opted_out=False).rule == "consent_revoked"
+    assert decide(req(), REC, [con(1, purposes=frozenset({"payment"})), con(2, resource_types=frozenset({"X"}))],
+                  opted_out=False).rule == "purpose_not_consented"
 
 
 def test_breakglass_rules():
@@ -160,8 +164,13 @@ def test_decision_properties(case):
         assert d.rule == "breakglass" and request.purpose == "emergency" and request.role == "practitioner"
         assert request.reason and not opted_out
     elif request.purpose != "emergency":
-        ranks = [CONSENT_FAILURES.index(v if v != "consent_not_yet_valid" else "consent_expired") for v in verdicts]
-        assert CONSENT_FAILURES.index(d.rule if d.rule != "consent_not_yet_valid" else "consent_expired") == max(ranks, default=0)
+        def rank(reason):
+            return min(CONSENT_FAILURES.index(reason), 4)  # the status reasons rank equal
+
+        ranks = [rank(v) for v in verdicts]
+        assert rank(d.rule) == max(ranks, default=0)
+        if verdicts:  # of the closest, the newest speaks
+            assert d.rule == [v for v in verdicts if rank(v) == max(ranks)][-1]
 
 
 @settings(max_examples=1000, derandomize=True, deadline=None)

@@ -1,0 +1,46 @@
+"""`record.erase`: a patient (or its guardian) has a record erased.
+
+The custodian deletes the ciphertext and wrapped keys off the chain (it finds its work in
+`queries.erasures`); the chain keeps the record's metadata and hash, marked erased, and the
+erasure event in the patient's audit trail. Later access requests are denied ("erased"), and
+grants already made stop being honoured (`queries.active_grant`).
+"""
+
+from __future__ import annotations
+
+from node.tx import Transaction
+
+from .. import keys
+from ..audit import audit
+from ..fields import check_id, check_on_behalf_of
+from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
+from ..roles import acting_patient, read, write
+
+
+def _check(tx: Transaction) -> None:
+    require_fields(tx.body, {"record": bytes}, {"on_behalf_of": bytes})
+    check_id(tx.body, "record")
+    check_on_behalf_of(tx.body)
+
+
+def _execute(ctx: ExecContext) -> None:
+    record_id = ctx.tx.body["record"]
+    record = read(ctx.state, keys.record(record_id))
+    if record is None:
+        raise ExecFailed("unknown_record", "no record with this id")
+    patient = acting_patient(ctx)
+    if record["patient"] != patient:
+        raise ExecFailed("not_your_record", "this record belongs to another patient")
+    if "erased_ms" in record:
+        raise ExecFailed("already_erased", "this record is already erased")
+    record.update(erased_ms=ctx.timestamp_ms, erased_height=ctx.height, erased_by=ctx.tx.sender, erase_tx=ctx.tx.hash)
+    write(ctx, keys.record(record_id), record)
+    ctx.state.put(keys.ERASURE + record["custodian"] + ctx.position, record_id)
+    audit(ctx, patient, "record.erased", record=record_id, resource_type=record["resource_type"],
+          custodian=record["custodian"], on_behalf=(patient != ctx.tx.sender) or None)
+
+
+RECORD_ERASE = register(
+    TxType(name="record.erase", summary="a patient has a record's off-chain bytes erased",
+           check_body=_check, execute=_execute)
+)

@@ -1,0 +1,45 @@
+"""`study.register`: an institution registers a research study under its ethics approval.
+
+A study has an id (1-64 characters, unique on the chain), a title, the reference of its ethics
+approval, and an end (`until_ms`, inclusive). Patients consent to it with the grantee kind
+"study" and the purpose "research"; such consents end with the study.
+"""
+
+from __future__ import annotations
+
+from node.tx import Transaction
+
+from .. import keys
+from ..consents import load_study
+from ..fields import check_study_id, check_text, check_time
+from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
+from ..roles import INSTITUTION, sender_as, write
+
+MAX_TITLE = 128
+
+
+def _check(tx: Transaction) -> None:
+    body = tx.body
+    require_fields(body, {"study": str, "title": str, "ethics_ref": str, "until_ms": int})
+    check_study_id(body["study"])
+    check_text(body, "title", limit=MAX_TITLE, required=True)
+    check_text(body, "ethics_ref", limit=MAX_TITLE, required=True)
+    check_time(body, "until_ms")
+
+
+def _execute(ctx: ExecContext) -> None:
+    body = ctx.tx.body
+    sender_as(ctx, INSTITUTION)
+    if load_study(ctx.state, body["study"]) is not None:
+        raise ExecFailed("study_exists", "a study with this id is already registered")
+    if body["until_ms"] <= ctx.timestamp_ms:
+        raise ExecFailed("invalid_period", "the study would already have ended")
+    write(ctx, keys.study(body["study"]), {
+        "institution": ctx.tx.sender, "title": body["title"], "ethics_ref": body["ethics_ref"],
+        "until_ms": body["until_ms"], "tx": ctx.tx.hash, "height": ctx.height, "time_ms": ctx.timestamp_ms,
+    })
+
+
+STUDY_REGISTER = register(
+    TxType(name="study.register", summary="an institution registers a research study", check_body=_check, execute=_execute)
+)
