@@ -537,7 +537,7 @@ def record_erase(key_file: str, record_id: str, for_patient: str | None, node_ur
     from node.core.crypto import parse_id
 
     ident = load_identity(key_file, passphrase_env)
-    body: dict[str, Any] = {"record_id": parse_id(record_id)}
+    body: dict[str, Any] = {"record": parse_id(record_id)}
     if for_patient:
         body["on_behalf_of"] = parse_id(for_patient)
     result = run_client(lambda: HealthClient(node_url).transact(ident, "record.erase", body))

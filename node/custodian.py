@@ -99,7 +99,7 @@ class Custodian:
         """Erase the off-chain data of records erased by a committed block."""
         for tx, result in zip(txs, results, strict=True):
             if tx.type == "record.erase" and result == "ok":
-                rid = tx.body.get("record_id")
+                rid = tx.body.get("record")
                 if isinstance(rid, bytes) and self.store.erase(rid):
                     log.info("erased record %s at the patient's request", rid.hex()[:16])
 
