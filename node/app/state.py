@@ -56,7 +56,9 @@ class FuncReader:
     """Adapt lookup functions to StateReader: `FuncReader(store.state_get, store.state_items)`.
 
     `items(prefix)` must yield (key, value) pairs under `prefix` in ascending key order, as
-    `ChainStore.state_items` does. Without it, a transaction that scans state raises TypeError.
+    `ChainStore.state_items` does. When it is not given and `get` is a bound `state_get` of an
+    object that also has `state_items` (a ChainStore), that is used, so readers built the older
+    way, `FuncReader(store.state_get)`, keep working; otherwise a scan raises TypeError.
     """
 
     __slots__ = ("get", "items")
@@ -67,6 +69,8 @@ class FuncReader:
         items: Callable[[bytes], Iterable[tuple[bytes, bytes]]] | None = None,
     ) -> None:
         self.get = get
+        if items is None:
+            items = getattr(getattr(get, "__self__", None), "state_items", None)
         self.items = items or _no_items
 
 
