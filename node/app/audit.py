@@ -1,6 +1,6 @@
 """The audit index kept in state: per-patient trails and per-institution disclosure logs.
 
-Every transaction that touches a patient writes one entry under `audit/<patient><pos><seq>`,
+Every event touching a patient (AUDIT_EVENTS) writes one entry under `audit/<patient><pos><seq>`,
 so a patient's trail iterates in block order (oldest first) and survives everything but the
 chain itself. Granted accesses and research releases also write a disclosure entry under the
 custodian institution, which is what an accounting-of-disclosures report reads.
@@ -18,7 +18,7 @@ state and hex in the query answers:
     grantee_kind, grantee, purposes, valid_until   a consent granted or revoked
     guardian, on_behalf                  a guardian named/cleared; the actor was the guardian
     request, outcome, note               a break-glass review: the access request reviewed, the finding
-    (later: study, resources, release_hash for research releases)
+    study, researcher, resources, release_hash    a research release (disclosures: patients, a count)
 """
 
 from __future__ import annotations

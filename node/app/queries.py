@@ -18,6 +18,7 @@ from .consents import load_consent, load_study, study_active
 from .consents import researcher_studies as _researcher_studies
 from .roles import guardian_of, identity_of, read
 from .state import StateReader
+from .types.governance import quorum, validators
 
 JSON = dict[str, Any]
 
@@ -230,3 +231,11 @@ def study_consenting_patients(state: StateReader, study_id: str, now_ms: int) ->
         }
     return [chosen[p] for p in sorted(chosen)]
 
+
+def admission(state: StateReader, candidate: bytes) -> JSON | None:
+    """A governance admission of `candidate`: its name, the approving validators, the quorum
+    needed, and the height it was admitted at (absent while pending)."""
+    value = read(state, keys.ADMISSION + candidate)
+    if value is None:
+        return None
+    return {"institution": _hex(candidate), **jsonable(value), "quorum": quorum(validators(state))}

@@ -9,9 +9,9 @@ Ordered scans. The state machine reads families of keys by prefix (a patient's c
 grantee, say), so every reader offers `items(prefix)`: the (key, value) pairs under `prefix` in
 ascending key order. An overlay merges its own buffered writes (deletions hide the base's keys)
 with its base's ordered iteration. To keep a block's cost proportional to what it touches, an
-overlay does not re-sort all its writes for every scan: keys written since the last scan wait
-in a small unsorted list that is scanned linearly and folded into the sorted list (one linear
-merge) only once it grows past `_FRESH_LIMIT`.
+overlay keeps its written keys in two sorted lists: a small one that new keys are inserted into,
+and a large one it is folded into (one linear merge) each time it grows past `_FRESH_LIMIT`, so
+neither an insert nor a scan ever re-sorts the whole block.
 
 Do not write under a prefix while iterating it: materialise the scan first (`list(...)`).
 """
@@ -56,7 +56,9 @@ class FuncReader:
     """Adapt lookup functions to StateReader: `FuncReader(store.state_get, store.state_items)`.
 
     `items(prefix)` must yield (key, value) pairs under `prefix` in ascending key order, as
-    `ChainStore.state_items` does. Without it, a transaction that scans state raises TypeError.
+    `ChainStore.state_items` does. When it is not given and `get` is a bound `state_get` of an
+    object that also has `state_items` (a ChainStore), that is used, so readers built the older
+    way, `FuncReader(store.state_get)`, keep working; otherwise a scan raises TypeError.
     """
 
     __slots__ = ("get", "items")
@@ -67,6 +69,8 @@ class FuncReader:
         items: Callable[[bytes], Iterable[tuple[bytes, bytes]]] | None = None,
     ) -> None:
         self.get = get
+        if items is None:
+            items = getattr(getattr(get, "__self__", None), "state_items", None)
         self.items = items or _no_items
 
 
@@ -89,44 +93,45 @@ class Overlay:
         self.base = base
         self.writes: dict[bytes, bytes | None] = {}
         self._sorted: list[bytes] = []  # written keys, sorted
-        self._fresh: list[bytes] = []  # written keys not yet in _sorted, unsorted
+        self._fresh: list[bytes] = []  # written keys not yet in _sorted, sorted too (and short)
 
     def get(self, key: bytes) -> bytes | None:
         if key in self.writes:
             return self.writes[key]
         return self.base.get(key)
 
-    def put(self, key: bytes, value: bytes) -> None:
+    def _track(self, key: bytes) -> None:
         if key not in self.writes:
-            self._fresh.append(key)
+            bisect.insort(self._fresh, key)
+            if len(self._fresh) > _FRESH_LIMIT:
+                self._sorted = sorted(self._sorted + self._fresh)  # two sorted runs: a linear merge
+                self._fresh = []
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._track(key)
         self.writes[key] = value
 
     def delete(self, key: bytes) -> None:
-        if key not in self.writes:
-            self._fresh.append(key)
+        self._track(key)
         self.writes[key] = _DELETED
 
-    def merge_into(self, parent: "Overlay") -> None:
+    def merge_into(self, parent: Overlay) -> None:
         """Apply this overlay's writes (and deletions) to `parent`."""
-        known = parent.writes
-        parent._fresh.extend(k for k in self.writes if k not in known)
-        known.update(self.writes)
+        for key, value in self.writes.items():
+            parent._track(key)
+            parent.writes[key] = value
 
     def sorted_writes(self) -> list[tuple[bytes, bytes | None]]:
         return sorted(self.writes.items())
 
     def _written_under(self, prefix: bytes) -> list[bytes]:
-        if len(self._fresh) > _FRESH_LIMIT:
-            self._sorted = sorted(self._sorted + self._fresh)  # two sorted-ish runs: a linear merge
-            self._fresh = []
-        lo = bisect.bisect_left(self._sorted, prefix)
         end = prefix_end(prefix)
-        hi = bisect.bisect_left(self._sorted, end) if end is not None else len(self._sorted)
-        keys = self._sorted[lo:hi]
-        fresh = [k for k in self._fresh if k.startswith(prefix)]
-        if fresh:
-            keys = sorted(keys + fresh)
-        return keys
+        found = []
+        for keys in (self._sorted, self._fresh):
+            lo = bisect.bisect_left(keys, prefix)
+            hi = bisect.bisect_left(keys, end) if end is not None else len(keys)
+            found.append(keys[lo:hi])
+        return sorted(found[0] + found[1]) if found[1] else found[0]
 
     def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) under `prefix` in key order: buffered writes merged over the base."""

@@ -67,6 +67,15 @@ def test_reader_without_items_says_how_to_build_one():
         raise AssertionError("expected TypeError")
 
 
+def test_reader_from_a_chain_store_finds_its_ordered_scan():
+    from storage.chain import ChainStore
+
+    store = ChainStore(MemoryStore())
+    store.init_genesis(b"g" * 32, [(b"x/1", b"a"), (b"x/2", b"b"), (b"y", b"c")], b"r" * 32)
+    for reader in (FuncReader(store.state_get, store.state_items), FuncReader(store.state_get)):
+        assert list(Overlay(reader).items(b"x/")) == [(b"x/1", b"a"), (b"x/2", b"b")]
+
+
 def test_prefix_end():
     assert prefix_end(b"a/") == b"a0"
     assert prefix_end(b"a\xff") == b"b"

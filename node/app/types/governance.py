@@ -1,0 +1,66 @@
+"""`governance.admit_institution`: the validators vote a new institution in.
+
+Each validator of the genesis set sends one approval for a candidate key and name. The first
+approval fixes the name; an approval for another name is refused ("name_mismatch"). When the
+number of distinct approving validators reaches the quorum of the validator set (the formula of
+`consensus.validators.ValidatorSet.quorum`: floor((n + f) / 2) + 1 with f = (n - 1) // 3, i.e.
+2f + 1 when n = 3f + 1), the candidate is registered with the role institution in the same
+transaction. Approvals do not expire and cannot be withdrawn.
+"""
+
+from __future__ import annotations
+
+from node.tx import Transaction
+
+from consensus.validators import ValidatorSet
+
+from .. import keys
+from ..fields import check_id, check_text
+from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
+from ..roles import INSTITUTION, identity_of, read, write
+from ..state import StateReader
+
+MAX_NAME = 64
+
+
+def validators(state: StateReader) -> list[bytes]:
+    """The validator ids recorded at genesis, in genesis order."""
+    value = read(state, keys.VALIDATORS)
+    return list(value) if isinstance(value, list) else []
+
+
+def quorum(validator_ids: list[bytes]) -> int:
+    return ValidatorSet(validators=tuple(validator_ids)).quorum
+
+
+def _check(tx: Transaction) -> None:
+    require_fields(tx.body, {"institution": bytes, "name": str})
+    check_id(tx.body, "institution")
+    check_text(tx.body, "name", limit=MAX_NAME, required=True)
+
+
+def _execute(ctx: ExecContext) -> None:
+    candidate, name = ctx.tx.body["institution"], ctx.tx.body["name"]
+    voters = validators(ctx.state)
+    if ctx.tx.sender not in voters:
+        raise ExecFailed("not_a_validator", "only a validator approves a new institution")
+    if identity_of(ctx.state, candidate) is not None:
+        raise ExecFailed("already_registered", "this identity is already registered")
+    key = keys.ADMISSION + candidate
+    proposal = read(ctx.state, key) or {"name": name, "approvals": [], "height": ctx.height}
+    if proposal["name"] != name:
+        raise ExecFailed("name_mismatch", f"the candidate was proposed as {proposal['name']!r}")
+    if ctx.tx.sender in proposal["approvals"]:
+        raise ExecFailed("already_approved", "this validator already approved the candidate")
+    proposal["approvals"] = sorted([*proposal["approvals"], ctx.tx.sender])
+    needed = quorum(voters)
+    if len(proposal["approvals"]) >= needed:
+        proposal.update(admitted_height=ctx.height, admitted_ms=ctx.timestamp_ms)
+        write(ctx, keys.identity(candidate), {"role": INSTITUTION, "label": name, "height": ctx.height})
+    write(ctx, key, proposal)
+
+
+ADMIT_INSTITUTION = register(
+    TxType(name="governance.admit_institution", summary="a validator approves admitting a new institution",
+           check_body=_check, execute=_execute)
+)
