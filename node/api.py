@@ -264,7 +264,7 @@ async def get_patient_consents(request: web.Request) -> web.Response:
     if request.query.get("format") == "fhir":
         from .app import fhir_export
 
-        return _json([fhir_export.consent_resource(c) for c in consents])
+        return _json(fhir_export.bundle([fhir_export.consent_resource(c) for c in consents]))
     return _json({"patient": request.match_info["id"], "consents": consents})
 
 
@@ -275,8 +275,7 @@ async def get_patient_audit(request: web.Request) -> web.Response:
     if request.query.get("format") == "fhir":
         from .app import fhir_export
 
-        return _json(fhir_export.audit_bundle(entries) if hasattr(fhir_export, "audit_bundle")
-                     else [fhir_export.audit_event(e) for e in entries])
+        return _json(fhir_export.bundle([fhir_export.audit_event(e, chain_id=node.chain_id) for e in entries]))
     return _json({"patient": request.match_info["id"], "entries": entries})
 
 

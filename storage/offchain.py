@@ -15,6 +15,12 @@ from .kv import KeyValueStore, WriteBatch
 
 P_RECORD = b"r/"
 MAX_RECORD_BYTES = 2 * 1024 * 1024
+# Two keys that bracket every record key. LevelDB's manual compaction rewrites the levels above
+# the deepest one holding a key range, never that deepest level itself; if a record and its
+# deletion were flushed together into a table at the deepest level, the bytes would stay on
+# disk. With the brackets kept in a table at the deepest level, every later flush lands above
+# them, so compacting a record's range always merges the deletion into the value and drops both.
+SENTINELS = (b"\x00medledger-lower-bound", b"\xff\xffmedledger-upper-bound")
 
 
 class OffchainStore:
@@ -22,6 +28,12 @@ class OffchainStore:
 
     def __init__(self, kv: KeyValueStore) -> None:
         self.kv = kv
+        if any(kv.get(k) is None for k in SENTINELS):
+            batch = WriteBatch()
+            for key in SENTINELS:
+                batch.put(key, b"")
+            kv.write(batch, sync=True)
+            kv.compact(None, None)
 
     def put(self, record_id: bytes, entry: dict[str, Any]) -> None:
         batch = WriteBatch()
@@ -42,8 +54,7 @@ class OffchainStore:
         batch = WriteBatch()
         batch.delete(key)
         self.kv.write(batch, sync=True)
-        # An explicit range matters: LevelDB's whole-database compaction leaves older table files
-        # holding the value in place; compacting the record's own range rewrites them.
+        # See SENTINELS for why this compaction reliably removes the bytes.
         self.kv.compact(key, key + b"\xff")
         return existed
 

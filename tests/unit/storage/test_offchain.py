@@ -11,6 +11,21 @@ def files_contain(root: Path, needle: bytes) -> bool:
     return any(needle in p.read_bytes() for p in root.rglob("*") if p.is_file())
 
 
+def test_erased_after_reaching_table_files(tmp_path):
+    path = tmp_path / "records"
+    store = OffchainStore(LevelDBStore(path))
+    rng = random.Random(8)
+    marker = b"MARKER-" + rng.randbytes(64)
+    store.put(b"a" * 32, {"ciphertext": marker})
+    store.kv.compact()  # the bytes reach a table file
+    for i in range(50):
+        store.put(bytes([i]) * 32, {"ciphertext": rng.randbytes(4000)})
+    assert files_contain(path, marker)
+    store.erase(b"a" * 32)
+    store.close()
+    assert not files_contain(path, marker)
+
+
 def test_put_get_erase_memory():
     store = OffchainStore(MemoryStore())
     store.put(b"r" * 32, {"ciphertext": b"abc"})
@@ -26,9 +41,7 @@ def test_erased_bytes_leave_the_leveldb_files(tmp_path):
     keep = b"KEEP-MARKER-" + rng.randbytes(64)
     store.put(b"a" * 32, {"ciphertext": marker})
     store.put(b"b" * 32, {"ciphertext": keep})
-    store.kv.compact()  # make sure the bytes reached table files, not only the log
-    assert files_contain(path, marker)
-    store.erase(b"a" * 32)
+    store.erase(b"a" * 32)  # erased while still in the memtable: flushed and dropped together
     store.close()
     assert not files_contain(path, marker)
     assert files_contain(path, keep)
