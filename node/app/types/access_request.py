@@ -19,10 +19,12 @@ from node.tx import Transaction, TxRejected
 from .. import keys
 from ..access import Grantee, Record, Request, decide
 from ..audit import audit, disclose
-from ..consents import candidate_consents, researcher_studies
+from ..consents import candidate_consents
 from ..fields import check_id, check_purpose, check_text
 from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..roles import PRACTITIONER, RESEARCHER, read, sender_as, write
+from ..roles import PRACTITIONER, RESEARCHER, sender_as
+from ..stored import read, write
+from ..studies import researcher_studies
 
 RESULT_DENIED = "denied"
 
