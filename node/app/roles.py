@@ -53,7 +53,7 @@ def guardian_of(state: StateReader, patient: bytes) -> bytes | None:
 
 def acting_patient(ctx: ExecContext) -> bytes:
     """The patient a patient-side transaction acts for; the sender must be it or its guardian."""
-    patient = ctx.tx.body.get("on_behalf_of", ctx.tx.sender)
+    patient: bytes = ctx.tx.body.get("on_behalf_of", ctx.tx.sender)
     role = role_of(ctx.state, patient)
     if patient == ctx.tx.sender:
         if role is None:

@@ -16,7 +16,8 @@ def load_study(state: StateReader, study_id: str) -> dict[str, Any] | None:
 
 def study_active(study: dict[str, Any], now_ms: int) -> bool:
     """A study is active from its registration to its `until_ms`, inclusive."""
-    return now_ms <= study["until_ms"]
+    until: int = study["until_ms"]
+    return now_ms <= until
 
 
 def researcher_studies(state: StateReader, researcher: bytes) -> list[str]:

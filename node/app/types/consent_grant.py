@@ -29,8 +29,8 @@ from ..roles import INSTITUTION, PRACTITIONER, acting_patient, role_of
 from ..stored import read, write
 from ..studies import load_study, study_active
 
-FIELDS = {"grantee_kind": str, "grantee": (bytes, str), "purposes": list, "valid_until": int}
-OPTIONAL = {"resource_types": list, "record_ids": list, "deny_types": list, "valid_from": int, "on_behalf_of": bytes}
+FIELDS: dict[str, type | tuple[type, ...]] = {"grantee_kind": str, "grantee": (bytes, str), "purposes": list, "valid_until": int}
+OPTIONAL: dict[str, type | tuple[type, ...]] = {"resource_types": list, "record_ids": list, "deny_types": list, "valid_from": int, "on_behalf_of": bytes}
 
 
 def _check(tx: Transaction) -> None:
