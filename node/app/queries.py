@@ -240,4 +240,5 @@ def admission(state: StateReader, candidate: bytes) -> JSON | None:
     value = read(state, keys.ADMISSION + candidate)
     if value is None:
         return None
-    return {"institution": _hex(candidate), **jsonable(value), "quorum": quorum(validators(state))}
+    voters = validators(state)
+    return {"institution": _hex(candidate), **jsonable(value), "quorum": quorum(voters) if voters else None}

@@ -55,7 +55,9 @@ def _execute(ctx: ExecContext) -> str | None:
     patient = stored["patient"]
     grantees: set[Grantee] = set()
     if role == PRACTITIONER:
-        grantees = {("practitioner", ctx.tx.sender), ("institution", requester["institution"])}
+        grantees = {("practitioner", ctx.tx.sender)}
+        if requester.get("institution") is not None:
+            grantees.add(("institution", requester["institution"]))
     else:
         grantees = {("study", study_id) for study_id in researcher_studies(ctx.state, ctx.tx.sender)}
     record = Record(id=body["record"], patient=patient, resource_type=stored["resource_type"],
