@@ -27,7 +27,7 @@ from typing import Any
 
 from . import keys
 from .registry import ExecContext
-from .roles import write
+from .stored import write
 
 AUDIT_EVENTS = (
     "record.added",

@@ -1,4 +1,4 @@
-"""Reading consent rules and studies from state for the transaction types and the queries.
+"""Reading consent rules from state for the transaction types and the queries.
 
 A patient's consents are indexed by grantee (`consent_grantee/<patient><grantee><pos>`), so an
 access decision reads only the consents that name the requester, its institution or its studies,
@@ -12,33 +12,14 @@ from typing import Any
 
 from . import keys
 from .access import Consent, Grantee
-from .roles import read
 from .state import StateReader
+from .stored import read
+from .studies import load_study
 
 
 def load_consent(state: StateReader, consent_id: bytes) -> dict[str, Any] | None:
     value = read(state, keys.consent(consent_id))
     return value if isinstance(value, dict) else None
-
-
-def load_study(state: StateReader, study_id: str) -> dict[str, Any] | None:
-    value = read(state, keys.study(study_id))
-    return value if isinstance(value, dict) else None
-
-
-def study_active(study: dict[str, Any], now_ms: int) -> bool:
-    """A study is active from its registration to its `until_ms`, inclusive."""
-    return now_ms <= study["until_ms"]
-
-
-def researcher_studies(state: StateReader, researcher: bytes) -> list[str]:
-    """The ids of the studies a researcher was added to, in key order."""
-    prefix = keys.RESEARCHER_STUDY + researcher
-    out = []
-    for key, _ in state.items(prefix):
-        part = key[len(prefix):]
-        out.append(part[1:1 + part[0]].decode("ascii"))
-    return out
 
 
 def candidate_consents(state: StateReader, patient: bytes, grantees: Iterable[Grantee]) -> list[Consent]:

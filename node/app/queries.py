@@ -14,10 +14,12 @@ from node.core.encoding import decode
 from node.tx import jsonable
 
 from . import keys
-from .consents import load_consent, load_study, study_active
-from .consents import researcher_studies as _researcher_studies
-from .roles import guardian_of, identity_of, read
+from .consents import load_consent
+from .roles import guardian_of, identity_of
 from .state import StateReader
+from .stored import read
+from .studies import load_study, study_active
+from .studies import researcher_studies as _researcher_studies
 from .types.governance import quorum, validators
 
 JSON = dict[str, Any]
@@ -238,4 +240,5 @@ def admission(state: StateReader, candidate: bytes) -> JSON | None:
     value = read(state, keys.ADMISSION + candidate)
     if value is None:
         return None
-    return {"institution": _hex(candidate), **jsonable(value), "quorum": quorum(validators(state))}
+    voters = validators(state)
+    return {"institution": _hex(candidate), **jsonable(value), "quorum": quorum(voters) if voters else None}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,7 +104,7 @@ def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
     return isinstance(value, kinds)
 
 
-def require_fields(body: dict[str, Any], spec: dict[str, type | tuple[type, ...]], optional: dict[str, type | tuple[type, ...]] | None = None) -> None:
+def require_fields(body: dict[str, Any], spec: Mapping[str, type | tuple[type, ...]], optional: Mapping[str, type | tuple[type, ...]] | None = None) -> None:
     """Shape check for a body: required and optional fields with their types, nothing else."""
     optional = optional or {}
     for name, kind in spec.items():

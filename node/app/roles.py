@@ -9,27 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from node.core.encoding import canonical, decode
-
 from . import keys
 from .registry import ExecContext, ExecFailed
 from .state import StateReader
+from .stored import read
 
 PATIENT = "patient"
 PRACTITIONER = "practitioner"
 RESEARCHER = "researcher"
 INSTITUTION = "institution"
 ROLES = (PATIENT, PRACTITIONER, RESEARCHER, INSTITUTION)
-
-
-def read(state: StateReader, key: bytes) -> Any:
-    """The decoded value at `key`, or None."""
-    raw = state.get(key)
-    return None if raw is None else decode(raw)
-
-
-def write(ctx: ExecContext, key: bytes, value: Any) -> None:
-    ctx.state.put(key, canonical(value))
 
 
 def identity_of(state: StateReader, ident: bytes) -> dict[str, Any] | None:
@@ -64,7 +53,7 @@ def guardian_of(state: StateReader, patient: bytes) -> bytes | None:
 
 def acting_patient(ctx: ExecContext) -> bytes:
     """The patient a patient-side transaction acts for; the sender must be it or its guardian."""
-    patient = ctx.tx.body.get("on_behalf_of", ctx.tx.sender)
+    patient: bytes = ctx.tx.body.get("on_behalf_of", ctx.tx.sender)
     role = role_of(ctx.state, patient)
     if patient == ctx.tx.sender:
         if role is None:

@@ -19,10 +19,12 @@ from node.tx import Transaction, TxRejected
 from .. import keys
 from ..access import Grantee, Record, Request, decide
 from ..audit import audit, disclose
-from ..consents import candidate_consents, researcher_studies
+from ..consents import candidate_consents
 from ..fields import check_id, check_purpose, check_text
 from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..roles import PRACTITIONER, RESEARCHER, read, sender_as, write
+from ..roles import PRACTITIONER, RESEARCHER, sender_as
+from ..stored import read, write
+from ..studies import researcher_studies
 
 RESULT_DENIED = "denied"
 
@@ -53,7 +55,9 @@ def _execute(ctx: ExecContext) -> str | None:
     patient = stored["patient"]
     grantees: set[Grantee] = set()
     if role == PRACTITIONER:
-        grantees = {("practitioner", ctx.tx.sender), ("institution", requester["institution"])}
+        grantees = {("practitioner", ctx.tx.sender)}
+        if requester.get("institution") is not None:
+            grantees.add(("institution", requester["institution"]))
     else:
         grantees = {("study", study_id) for study_id in researcher_studies(ctx.state, ctx.tx.sender)}
     record = Record(id=body["record"], patient=patient, resource_type=stored["resource_type"],

@@ -13,7 +13,8 @@ from .. import keys
 from ..audit import audit
 from ..fields import check_id, check_text
 from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..roles import INSTITUTION, read, sender_as, write
+from ..roles import INSTITUTION, sender_as
+from ..stored import read, write
 
 OUTCOMES = ("justified", "unjustified")
 

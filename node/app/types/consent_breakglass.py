@@ -12,7 +12,8 @@ from .. import keys
 from ..audit import audit
 from ..fields import check_on_behalf_of
 from ..registry import ExecContext, TxType, register, require_fields
-from ..roles import acting_patient, write
+from ..roles import acting_patient
+from ..stored import write
 
 
 def _check(tx: Transaction) -> None:

@@ -12,7 +12,6 @@ from node.tx import Transaction, TxRejected
 
 from .. import keys
 from ..audit import audit
-from ..consents import load_study, study_active
 from ..fields import (
     ID_SIZE,
     MAX_RECORD_IDS,
@@ -26,10 +25,12 @@ from ..fields import (
     check_unique_list,
 )
 from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..roles import INSTITUTION, PRACTITIONER, acting_patient, read, role_of, write
+from ..roles import INSTITUTION, PRACTITIONER, acting_patient, role_of
+from ..stored import read, write
+from ..studies import load_study, study_active
 
-FIELDS = {"grantee_kind": str, "grantee": (bytes, str), "purposes": list, "valid_until": int}
-OPTIONAL = {"resource_types": list, "record_ids": list, "deny_types": list, "valid_from": int, "on_behalf_of": bytes}
+FIELDS: dict[str, type | tuple[type, ...]] = {"grantee_kind": str, "grantee": (bytes, str), "purposes": list, "valid_until": int}
+OPTIONAL: dict[str, type | tuple[type, ...]] = {"resource_types": list, "record_ids": list, "deny_types": list, "valid_from": int, "on_behalf_of": bytes}
 
 
 def _check(tx: Transaction) -> None:

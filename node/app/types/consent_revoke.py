@@ -13,7 +13,8 @@ from ..audit import audit
 from ..consents import load_consent
 from ..fields import check_id, check_on_behalf_of
 from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..roles import acting_patient, write
+from ..roles import acting_patient
+from ..stored import write
 
 
 def _check(tx: Transaction) -> None:

@@ -10,15 +10,15 @@ transaction. Approvals do not expire and cannot be withdrawn.
 
 from __future__ import annotations
 
-from node.tx import Transaction
-
 from consensus.validators import ValidatorSet
+from node.tx import Transaction
 
 from .. import keys
 from ..fields import check_id, check_text
 from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..roles import INSTITUTION, identity_of, read, write
+from ..roles import INSTITUTION, identity_of
 from ..state import StateReader
+from ..stored import read, write
 
 MAX_NAME = 64
 

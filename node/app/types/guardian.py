@@ -14,7 +14,8 @@ from .. import keys
 from ..audit import audit
 from ..fields import check_id, check_on_behalf_of
 from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..roles import INSTITUTION, acting_patient, guardian_of, role_of, write
+from ..roles import INSTITUTION, acting_patient, guardian_of, role_of
+from ..stored import write
 
 
 def _check(tx: Transaction) -> None:

@@ -26,7 +26,16 @@ from node.tx import Transaction, TxRejected
 from .. import keys
 from ..fields import check_id
 from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..roles import INSTITUTION, PATIENT, PRACTITIONER, RESEARCHER, ROLES, identity_of, require_institution, write
+from ..roles import (
+    INSTITUTION,
+    PATIENT,
+    PRACTITIONER,
+    RESEARCHER,
+    ROLES,
+    identity_of,
+    require_institution,
+)
+from ..stored import write
 
 ATTEST_DOMAIN = "medledger-attest-v1"
 MAX_LABEL = 64

@@ -14,7 +14,8 @@ from .. import keys
 from ..audit import audit
 from ..fields import check_id, check_resource_type
 from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..roles import PATIENT, PRACTITIONER, read, role_of, sender_as, write
+from ..roles import PATIENT, PRACTITIONER, role_of, sender_as
+from ..stored import read, write
 
 
 def _check(tx: Transaction) -> None:

@@ -14,7 +14,8 @@ from .. import keys
 from ..audit import audit
 from ..fields import check_id, check_on_behalf_of
 from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..roles import acting_patient, read, write
+from ..roles import acting_patient
+from ..stored import read, write
 
 
 def _check(tx: Transaction) -> None:

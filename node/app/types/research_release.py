@@ -15,10 +15,12 @@ from node.tx import Transaction, TxRejected
 
 from .. import keys
 from ..audit import audit, disclose
-from ..consents import candidate_consents, load_study, study_active
+from ..consents import candidate_consents
 from ..fields import ID_SIZE, check_id, check_study_id
 from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..roles import INSTITUTION, sender_as, write
+from ..roles import INSTITUTION, sender_as
+from ..stored import write
+from ..studies import load_study, study_active
 
 MAX_PATIENTS = 1024
 MAX_RESOURCES = 1 << 40

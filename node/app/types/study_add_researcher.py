@@ -10,10 +10,11 @@ from __future__ import annotations
 from node.tx import Transaction
 
 from .. import keys
-from ..consents import load_study, study_active
 from ..fields import check_id, check_study_id
 from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..roles import INSTITUTION, RESEARCHER, role_of, sender_as, write
+from ..roles import INSTITUTION, RESEARCHER, role_of, sender_as
+from ..stored import write
+from ..studies import load_study, study_active
 
 
 def _check(tx: Transaction) -> None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from node.tx import Transaction
 
 from .. import keys
-from ..consents import load_study
 from ..fields import check_study_id, check_text, check_time
 from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..roles import INSTITUTION, sender_as, write
+from ..roles import INSTITUTION, sender_as
+from ..stored import write
+from ..studies import load_study
 
 MAX_TITLE = 128
 

@@ -134,7 +134,7 @@ def cases(draw):
     return request, record, cs, draw(st.booleans())
 
 
-@settings(max_examples=2000, derandomize=True, deadline=None)
+@settings(max_examples=400, derandomize=True, deadline=None)
 @given(cases())
 def test_decision_properties(case):
     request, record, cs, opted_out = case
@@ -173,7 +173,7 @@ def test_decision_properties(case):
             assert d.rule == [v for v in verdicts if rank(v) == max(ranks)][-1]
 
 
-@settings(max_examples=1000, derandomize=True, deadline=None)
+@settings(max_examples=250, derandomize=True, deadline=None)
 @given(cases(), st.data())
 def test_revoking_or_adding_foreign_consents_never_grants_more(case, data):
     request, record, cs, opted_out = case

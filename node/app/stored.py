@@ -1,0 +1,21 @@
+"""Values in state: every record is stored as the canonical msgpack encoding of its value."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from node.core.encoding import canonical, decode
+
+from .registry import ExecContext
+from .state import StateReader
+
+
+def read(state: StateReader, key: bytes) -> Any:
+    """The decoded value at `key`, or None."""
+    raw = state.get(key)
+    return None if raw is None else decode(raw)
+
+
+def write(ctx: ExecContext, key: bytes, value: Any) -> None:
+    ctx.state.put(key, canonical(value))
+
