@@ -23,6 +23,7 @@ from .app.types.identity import identity_key
 from .app import queries
 from .custodian import Custodian, CustodianRefusal
 from .records.protocol import Fetch, ProtocolError, Upload
+from .research_service import ExtractRequest, ResearchService
 from .runtime import Node
 from .tx import decode_tx, jsonable
 
@@ -30,6 +31,7 @@ log = logging.getLogger("medledger.api")
 
 NODE_KEY = web.AppKey("node", Node)
 CUSTODIAN_KEY = web.AppKey("custodian", Custodian)
+RESEARCH_KEY = web.AppKey("research", ResearchService)
 MAX_RECORD_UPLOAD = 3 * 1024 * 1024
 MAX_WAIT_S = 30.0
 
@@ -378,6 +380,43 @@ async def _proxy_fetch(request: web.Request, node: Node, custodian_hex: str, raw
         raise ApiError(502, "custodian_unreachable", f"the record's custodian did not answer: {exc}") from None
 
 
+# -- research extracts ------------------------------------------------------------------------------
+async def post_research_extract(request: web.Request) -> web.Response:
+    """A researcher's signed extract request; this node coordinates the custodians."""
+    node = request.app[NODE_KEY]
+    service = request.app[RESEARCH_KEY]
+    doc = await _msgpack_body(request, 64 * 1024)
+    try:
+        req = ExtractRequest.from_dict(doc, node.chain_id)
+        return _json(await service.coordinate(req))
+    except ProtocolError as exc:
+        raise ApiError(400 if exc.code != "bad_signature" else 401, exc.code, exc.message) from None
+    except CustodianRefusal as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+
+
+async def post_research_step(request: web.Request) -> web.Response:
+    """A coordinator's countersigned step at this custodian: prepare or record."""
+    node = request.app[NODE_KEY]
+    service = request.app[RESEARCH_KEY]
+    step = request.match_info["step"]
+    envelope = await _msgpack_body(request, 2 * 1024 * 1024)
+    try:
+        payload = service.check_coordinator(envelope)
+        req = ExtractRequest.from_dict(payload.get("request"), node.chain_id)
+        if step == "prepare":
+            return _json(service.prepare(req))
+        included, resources, release_hash = payload.get("included"), payload.get("resources"), payload.get("release_hash")
+        if not (isinstance(included, list) and all(isinstance(x, str) for x in included) and isinstance(resources, int)
+                and isinstance(release_hash, bytes) and len(release_hash) == 32):
+            raise ApiError(400, "malformed_request", "included, resources and release_hash are required")
+        return _json({"tx": await service.record(req, included, resources, release_hash)})
+    except ProtocolError as exc:
+        raise ApiError(400 if exc.code != "bad_signature" else 401, exc.code, exc.message) from None
+    except CustodianRefusal as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+
+
 async def get_health(request: web.Request) -> web.Response:
     return _json({"ok": True})
 
@@ -397,7 +436,8 @@ async def post_test_partition(request: web.Request) -> web.Response:
 NETWORK_KEY = web.AppKey("network", object)
 
 
-def make_app(node: Node, *, network: Any = None, custodian: Custodian | None = None) -> web.Application:
+def make_app(node: Node, *, network: Any = None, custodian: Custodian | None = None,
+             research: ResearchService | None = None) -> web.Application:
     """The aiohttp application serving `node` (test routes only when `network` is given)."""
     app = web.Application(client_max_size=node.config.api.max_body_bytes, middlewares=[errors_middleware])
     app[NODE_KEY] = node
@@ -405,6 +445,10 @@ def make_app(node: Node, *, network: Any = None, custodian: Custodian | None = N
         app[CUSTODIAN_KEY] = custodian
         app.router.add_post("/v1/records", post_record)
         app.router.add_post("/v1/records/{rid}/fetch", post_record_fetch)
+    if research is not None:
+        app[RESEARCH_KEY] = research
+        app.router.add_post("/v1/research/extract", post_research_extract)
+        app.router.add_post("/v1/research/{step:prepare|record}", post_research_step)
     if network is not None:
         app[NETWORK_KEY] = network
         app.router.add_post("/v1/test/partition", post_test_partition)

@@ -16,6 +16,7 @@ Errors from the node raise `ApiError` with the node's error code; an unreachable
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -54,6 +55,8 @@ class Client:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._chain_id: str | None = None
+        self._nonces: dict[bytes, int] = {}
+        self._nonce_lock = threading.Lock()
 
     def _request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None) -> Any:
         req = urllib.request.Request(self.base_url + path, data=body, method=method)
@@ -104,9 +107,13 @@ class Client:
 
     # -- writes ---------------------------------------------------------------------------
     def next_nonce(self, identity: Identity) -> int:
-        """A nonce above every one this identity used: the ledger's last, or the clock in ms."""
+        """A nonce above every one this identity used: the ledger's last, the clock in ms, and the
+        last this client handed out (so two transactions in one millisecond still differ)."""
         last = int(self.account(identity.id)["nonce"])
-        return max(last + 1, time.time_ns() // 1_000_000)
+        with self._nonce_lock:
+            nonce = max(last + 1, time.time_ns() // 1_000_000, self._nonces.get(identity.public_key, 0) + 1)
+            self._nonces[identity.public_key] = nonce
+        return nonce
 
     def make_tx(self, identity: Identity, tx_type: str, body: dict[str, Any], *, nonce: int | None = None) -> Transaction:
         return Transaction.create(

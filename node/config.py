@@ -31,6 +31,7 @@ class NodeSection:
     key_file: str = "institution.key"
     genesis_file: str = "genesis.json"
     data_dir: str = "data"
+    research_secret_file: str = "research.secret"
     observer: bool = False
 
 

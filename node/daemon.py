@@ -21,6 +21,7 @@ from storage.offchain import OffchainStore
 
 from .api import make_app
 from .custodian import Custodian
+from .research_service import ResearchService
 from .config import NodeHome
 from .core.crypto import parse_id
 from .genesis import Genesis
@@ -42,6 +43,7 @@ def open_node(home: Path, *, passphrase: str | None = None) -> Node:
     try:
         node = Node(config=config, genesis=genesis, identity=identity, store=store)
         node.store_dir = data_dir
+        node.home_dir = home
         return node
     except BaseException:
         store.close()
@@ -92,7 +94,10 @@ async def serve(
     custodian = Custodian(node, offchain)
     node.commit_hooks.append(custodian.on_block_committed)
     custodian.reconcile()
-    app = make_app(node, network=network if test_switches else None, custodian=custodian)
+    secret_path = NodeHome(node.home_dir or Path(".")).path(node.config.node.research_secret_file)
+    secret = bytes.fromhex(secret_path.read_text().strip()) if secret_path.exists() else None
+    research = ResearchService(node, offchain, secret)
+    app = make_app(node, network=network if test_switches else None, custodian=custodian, research=research)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, node.config.api.host, node.config.api.port, reuse_address=True)

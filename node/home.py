@@ -48,6 +48,8 @@ def init_network(
     for d in [*dirs, *observer_dirs]:
         _check_empty(d)
     observer_ids = [Identity.generate() for _ in observer_dirs]
+    # the institutions of one local network share the research secret (study pseudonym keys)
+    research_secret = os.urandom(32).hex()
     identities = [Identity.generate() for _ in dirs]
     genesis = Genesis(
         chain_id=chain_id,
@@ -64,6 +66,9 @@ def init_network(
         os.chmod(d, 0o700)
         write_key_file(d / "institution.key", ident)
         genesis.save(d / "genesis.json")
+        secret_fd = os.open(d / "research.secret", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(secret_fd, "w") as fh:
+            fh.write(research_secret + "\n")
         cfg = NodeConfig(
             node=NodeSection(name=name, observer=observer),
             api=dataclasses.replace(ApiSection(), host=api_host, port=api),

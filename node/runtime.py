@@ -115,6 +115,7 @@ class Node:
         self._pumping = False
         self.syncing = False
         self.store_dir: Path | None = None  # the data directory, when the node runs from a home
+        self.home_dir: Path | None = None
         self._last_ts: tuple[int, int] | None = None
         self.commit_hooks: list[Callable[[list[Transaction], list[str]], None]] = []
         # hooks set by the network service (node/network.py); no-ops for a lone validator

@@ -1,0 +1,300 @@
+"""Research extracts across custodians: the node side of `medledger research extract`.
+
+1. The researcher signs an `ExtractRequest` (study, types, k, time, nonce) and sends it to any
+   institution's node: the coordinator.
+2. The coordinator checks the study and the researcher on the ledger, finds the patients whose
+   research consent to the study is in force and the custodians holding their records, and asks
+   each custodian (itself included) to PREPARE, countersigning the request so only institution
+   nodes can ask for unreduced releases.
+3. Each custodian decrypts its records of those patients that the request's types and each
+   patient's consent scope allow, de-identifies them by HIPAA Safe Harbor with the study's
+   pseudonym key (derived from the research secret the custodians share, never the researcher),
+   and answers with its release.
+4. The coordinator merges the releases and applies k-anonymity across all of them. If fewer than
+   k patients remain nothing is released. Otherwise each custodian RECORDS its part on the ledger
+   (`research.release`: the included patients, the number of resources, the hash of the
+   extract), which puts the release in every included patient's audit trail; then the
+   coordinator answers the researcher with the NDJSON files and the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from .app import queries
+from .core.crypto import KEY_SIZE, SIGNATURE_SIZE, Identity, sha256, verify
+from .core.encoding import canonical
+from .custodian import CustodianRefusal
+from .records.envelope import EnvelopeError, decrypt, unwrap_key
+from .records.protocol import ProtocolError, ReplayGuard
+from .research.extract import assemble_extract
+from .research.pseudonyms import KeyedPseudonyms, derive_study_key
+from .research.release import CustodianRelease, ReleaseInvalid, deidentify_for_study
+from .tx import Transaction
+
+log = logging.getLogger("medledger.research")
+MAX_TYPES = 32
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExtractRequest:
+    chain_id: str
+    study: str
+    types: tuple[str, ...]
+    k: int
+    researcher: bytes
+    timestamp_ms: int
+    nonce: bytes
+    signature: bytes = b""
+
+    def signing_bytes(self) -> bytes:
+        return canonical(["medledger-extract-v1", self.chain_id, self.study, list(self.types), self.k,
+                          self.researcher, self.timestamp_ms, self.nonce])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"study": self.study, "types": list(self.types), "k": self.k, "researcher": self.researcher,
+                "timestamp_ms": self.timestamp_ms, "nonce": self.nonce, "signature": self.signature}
+
+    @classmethod
+    def create(cls, researcher: Identity, *, chain_id: str, study: str, types: list[str], k: int, timestamp_ms: int) -> "ExtractRequest":
+        unsigned = cls(chain_id=chain_id, study=study, types=tuple(types), k=k, researcher=researcher.public_key,
+                       timestamp_ms=timestamp_ms, nonce=os.urandom(16))
+        return cls(**{**{f: getattr(unsigned, f) for f in ("chain_id", "study", "types", "k", "researcher", "timestamp_ms", "nonce")},
+                      "signature": researcher.sign(unsigned.signing_bytes())})
+
+    @classmethod
+    def from_dict(cls, doc: Any, chain_id: str) -> "ExtractRequest":
+        if not isinstance(doc, dict):
+            raise ProtocolError("malformed_request", "an extract request is a map")
+        study, types, k = doc.get("study"), doc.get("types"), doc.get("k")
+        researcher, ts, nonce, sig = doc.get("researcher"), doc.get("timestamp_ms"), doc.get("nonce"), doc.get("signature")
+        if not (isinstance(study, str) and 0 < len(study) <= 64 and isinstance(types, list) and 0 < len(types) <= MAX_TYPES
+                and all(isinstance(t, str) and 0 < len(t) <= 64 for t in types)
+                and isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= 1000
+                and isinstance(researcher, bytes) and len(researcher) == KEY_SIZE and isinstance(ts, int)
+                and isinstance(nonce, bytes) and len(nonce) == 16 and isinstance(sig, bytes) and len(sig) == SIGNATURE_SIZE):
+            raise ProtocolError("malformed_request", "study, types (1-32), k (1-1000), researcher, timestamp_ms, nonce and signature are required")
+        req = cls(chain_id=chain_id, study=study, types=tuple(types), k=k, researcher=researcher, timestamp_ms=ts,
+                  nonce=nonce, signature=sig)
+        if not verify(researcher, req.signing_bytes(), sig):
+            raise ProtocolError("bad_signature", "the extract request is not signed by the researcher")
+        return req
+
+
+class ResearchService:
+    """Coordinates extracts and prepares/records this custodian's part of them."""
+
+    def __init__(self, node: Any, offchain: Any, secret: bytes | None) -> None:
+        self.node = node
+        self.offchain = offchain
+        self.secret = secret
+        self.guard = ReplayGuard()
+
+    # -- checks shared by both roles ---------------------------------------------------------
+    def _study_for(self, req: ExtractRequest) -> dict[str, Any]:
+        if self.secret is None:
+            raise CustodianRefusal(503, "research_disabled", "this node has no research secret (research.secret in its home)")
+        if "Patient" not in req.types:
+            raise CustodianRefusal(400, "patient_required", "types must include Patient: k-anonymity is computed on it")
+        now = self.node.last_block_time_ms()
+        study = queries.study(self.node.state_reader(), req.study, now)
+        if study is None:
+            raise CustodianRefusal(404, "unknown_study", f"no study {req.study!r} on the ledger")
+        if not study.get("active"):
+            raise CustodianRefusal(403, "study_ended", "the study has ended: nothing more is released")
+        if req.researcher.hex() not in study.get("researchers", []):
+            raise CustodianRefusal(403, "researcher_not_on_study", "the researcher is not on this study")
+        return study
+
+    def _study_key(self, study: str) -> bytes:
+        assert self.secret is not None
+        return derive_study_key(self.secret, study)
+
+    @staticmethod
+    def _reference_year(study: dict[str, Any]) -> int:
+        return dt.datetime.fromtimestamp(int(study.get("time_ms", 0)) / 1000, tz=dt.timezone.utc).year
+
+    def _consenting(self, req: ExtractRequest) -> list[dict[str, Any]]:
+        return queries.study_consenting_patients(self.node.state_reader(), req.study, self.node.last_block_time_ms())
+
+    # -- custodian: prepare ----------------------------------------------------------------------
+    def prepare(self, req: ExtractRequest) -> dict[str, Any]:
+        """This custodian's de-identified release of its consenting patients' records."""
+        study = self._study_for(req)
+        me = self.node.identity.public_key.hex()
+        state = self.node.state_reader()
+        resources: list[dict[str, Any]] = []
+        persons: dict[str, str] = {}
+        for consent in self._consenting(req):
+            patient = bytes.fromhex(consent["patient"])
+            allowed, denied = set(consent["resource_types"]), set(consent["deny_types"])
+            listed = set(consent["record_ids"])
+            for rec in queries.patient_records(state, patient):
+                rtype = rec.get("resource_type")
+                if rec.get("erased") or rec.get("custodian") != me or rtype not in req.types or rtype in denied:
+                    continue
+                if not ("*" in allowed or rtype in allowed or rec["id"] in listed):
+                    continue
+                doc = self._open(bytes.fromhex(rec["id"]))
+                if doc is None:
+                    continue
+                if doc.get("resourceType") == "Patient" and isinstance(doc.get("id"), str):
+                    persons[doc["id"]] = consent["patient"]
+                resources.append(doc)
+        release = deidentify_for_study(resources, study=req.study, study_key=self._study_key(req.study), custodian=me,
+                                       persons=persons, reference_year=self._reference_year(study))
+        return release.to_dict()
+
+    def _open(self, record_id: bytes) -> dict[str, Any] | None:
+        entry = self.offchain.get(record_id)
+        if entry is None:
+            return None
+        try:
+            plaintext = decrypt(entry["ciphertext"], unwrap_key(entry["wrapped"]["custodian"], self.node.identity))
+            doc = json.loads(plaintext)
+        except (EnvelopeError, ValueError, KeyError):
+            log.error("record %s cannot be opened by its custodian", record_id.hex()[:16])
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    # -- custodian: record -------------------------------------------------------------------
+    async def record(self, req: ExtractRequest, included: list[str], resources: int, release_hash: bytes) -> str | None:
+        """Put this custodian's part of a release on the ledger; returns the tx hash."""
+        self._study_for(req)
+        pseudonyms = KeyedPseudonyms(self._study_key(req.study))
+        wanted = set(included)
+        me = self.node.identity.public_key.hex()
+        state = self.node.state_reader()
+        patients = sorted(
+            bytes.fromhex(c["patient"]) for c in self._consenting(req)
+            if pseudonyms.person(c["patient"]) in wanted
+            and any(r.get("custodian") == me for r in queries.patient_records(state, bytes.fromhex(c["patient"])))
+        )
+        if not patients:
+            return None
+        from .app.executor import read_nonce
+
+        # a nonce above the ledger's last for this institution and the clock (like the client library)
+        nonce = max(read_nonce(state, self.node.identity.public_key) + 1, self.node.clock_ms())
+        tx = Transaction.create(self.node.identity, chain_id=self.node.chain_id, type="research.release", nonce=nonce,
+                                body={"study": req.study, "custodian": self.node.identity.public_key, "researcher": req.researcher,
+                                      "patients": patients, "resources": max(1, resources), "release_hash": release_hash})
+        [admission] = self.node.admit([[tx.chain_id, tx.type, tx.sender, tx.nonce, tx.body, tx.signature]])
+        if admission.error is not None:
+            raise CustodianRefusal(409, "release_refused", f"the release record was refused: {admission.error}: {admission.message}")
+        if not await self.node.wait_committed(tx.hash, 30):
+            raise CustodianRefusal(504, "release_not_recorded", "the release was not committed in time; nothing is released")
+        result = self.node.tx_status(tx.hash).get("result")
+        if result != "ok":
+            raise CustodianRefusal(409, f"release_refused:{result}", f"the ledger refused the release record: {result}")
+        return tx.hash_hex
+
+    # -- coordinator -----------------------------------------------------------------------------
+    async def coordinate(self, req: ExtractRequest) -> dict[str, Any]:
+        try:
+            self.guard.check(req.nonce + req.researcher, req.timestamp_ms, self.node.clock_ms())
+        except ProtocolError as exc:
+            raise CustodianRefusal(401, exc.code, exc.message) from None
+        study = self._study_for(req)
+        consenting = self._consenting(req)
+        if len(consenting) < req.k:
+            raise CustodianRefusal(409, "too_few_patients",
+                                   f"only {len(consenting)} patient(s) consent to {req.study}: fewer than k={req.k}, nothing is released")
+        state = self.node.state_reader()
+        custodians: set[str] = set()
+        for c in consenting:
+            for rec in queries.patient_records(state, bytes.fromhex(c["patient"])):
+                if not rec.get("erased"):
+                    custodians.add(rec["custodian"])
+        releases: list[CustodianRelease] = []
+        for custodian in sorted(custodians):
+            doc = await self._call(custodian, "prepare", {"request": req.to_dict()})
+            if doc is None:
+                continue
+            try:
+                releases.append(CustodianRelease.from_dict(doc))
+            except ReleaseInvalid as exc:
+                log.warning("custodian %s sent an invalid release: %s", custodian[:16], exc)
+        pseudonyms = KeyedPseudonyms(self._study_key(req.study))
+        eligible = {pseudonyms.person(c["patient"]) for c in consenting}
+        extract = assemble_extract(releases, study=req.study, k=req.k, reference_year=self._reference_year(study),
+                                   custodians_asked=sorted(custodians), eligible=eligible)
+        if extract.refusal:
+            raise CustodianRefusal(409, "k_anonymity", extract.refusal)
+        included = sorted(json.loads(line)["id"] for line in extract.files.get("Patient.ndjson", b"").splitlines() if line)
+        release_hash = bytes.fromhex(extract.report["released_sha256"])
+        txs = []
+        for part in extract.report["custodians"]:
+            if not part.get("accepted") or not part.get("patients_included"):
+                continue
+            doc = await self._call(part["custodian"], "record", {
+                "request": req.to_dict(), "included": included, "resources": part.get("resources_released", 0) or 1,
+                "release_hash": release_hash})
+            if doc is None or not doc.get("tx"):
+                raise CustodianRefusal(502, "release_not_recorded", f"custodian {part['custodian'][:16]} did not record its release; nothing is released")
+            txs.append(doc["tx"])
+        report = dict(extract.report)
+        report["ledger_transactions"] = txs
+        return {"report": report, "files": {name: data.decode("utf-8") for name, data in extract.files.items()}}
+
+    async def _call(self, custodian_hex: str, step: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+        """Run a step at a custodian: locally when it is us, else over its API (countersigned)."""
+        if custodian_hex == self.node.identity.id:
+            req = ExtractRequest.from_dict(payload["request"], self.node.chain_id)
+            if step == "prepare":
+                return self.prepare(req)
+            tx = await self.record(req, payload["included"], payload["resources"], payload["release_hash"])
+            return {"tx": tx}
+        api = next((v.api for v in self.node.genesis.validators if v.id.hex() == custodian_hex and v.api), None)
+        if api is None:
+            log.warning("custodian %s publishes no API address", custodian_hex[:16])
+            return None
+        body = canonical(payload)
+        envelope = canonical({"payload": body, "coordinator": self.node.identity.public_key,
+                              "signature": self.node.identity.sign(sha256(b"medledger-coordinate-v1" + body))})
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+                async with session.post(f"{api}/v1/research/{step}", data=envelope,
+                                        headers={"Content-Type": "application/msgpack"}) as resp:
+                    doc = await resp.json(content_type=None)
+                    if resp.status != 200:
+                        if step == "record":
+                            raise CustodianRefusal(502, "release_not_recorded", f"custodian {custodian_hex[:16]}: {doc.get('message')}")
+                        log.warning("custodian %s refused to prepare: %s", custodian_hex[:16], doc)
+                        return None
+                    return doc if isinstance(doc, dict) else None
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            if step == "record":
+                raise CustodianRefusal(502, "release_not_recorded", f"custodian {custodian_hex[:16]} unreachable: {exc}") from None
+            log.warning("custodian %s unreachable: %s", custodian_hex[:16], exc)
+            return None
+
+    def check_coordinator(self, envelope: Any) -> dict[str, Any]:
+        """Unwrap a countersigned step: only an institution's node may ask for unreduced releases."""
+        from .core.encoding import DecodeError, decode
+
+        if not isinstance(envelope, dict):
+            raise CustodianRefusal(400, "malformed_request", "expected a countersigned request")
+        body, coord, sig = envelope.get("payload"), envelope.get("coordinator"), envelope.get("signature")
+        if not (isinstance(body, bytes) and isinstance(coord, bytes) and isinstance(sig, bytes)):
+            raise CustodianRefusal(400, "malformed_request", "payload, coordinator and signature are required")
+        if not verify(coord, sha256(b"medledger-coordinate-v1" + body), sig):
+            raise CustodianRefusal(401, "bad_signature", "the coordinator's countersignature does not verify")
+        found = queries.identity(self.node.state_reader(), coord)
+        if not found or found.get("role") != "institution":
+            raise CustodianRefusal(403, "not_an_institution", "only an institution's node may coordinate an extract")
+        try:
+            payload = decode(body, max_bytes=1 << 20)
+        except DecodeError as exc:
+            raise CustodianRefusal(400, "malformed_msgpack", str(exc)) from None
+        if not isinstance(payload, dict):
+            raise CustodianRefusal(400, "malformed_request", "payload must be a map")
+        return payload
