@@ -463,7 +463,7 @@ def record_put(key_file: str, patient: str, resource_file: str, node_url: str, p
 @click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The reader's key.")
 @click.option("--record", "record_id", required=True, help="The record id.")
 @click.option("--purpose", required=True, type=click.Choice(["treatment", "payment", "operations", "research", "emergency"]), help="Purpose of use.")
-@click.option("--reason", default="", help="Why (required for emergency/break-glass).")
+@click.option("--reason", default="", help="Why (required for emergency). It stays on the chain: no clinical details.")
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False), help="Where to write the decrypted resource.")
 @node_option
 @passphrase_env_option
@@ -749,6 +749,133 @@ def audit_verify(tx_hash: str, node_url: str, as_json: bool) -> None:
                                              [f"{'verdict':>20}: {'VERIFIED' if ok else 'NOT VERIFIED'}"]))
     if not ok:
         sys.exit(EXIT_REFUSED)
+
+
+@main.group(context_settings=CONTEXT)
+def patient() -> None:
+    """A patient's own settings: guardian and break-glass choice."""
+
+
+@patient.command("guardian", context_settings=CONTEXT)
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The patient's key.")
+@click.option("--guardian", "guardian_id", default=None, help="The guardian's identity id.")
+@click.option("--clear", is_flag=True, help="Remove the guardian.")
+@node_option
+@passphrase_env_option
+@json_option
+def patient_guardian(key_file: str, guardian_id: str | None, clear: bool, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
+    """Name (or clear) a guardian who may grant, revoke and erase on the patient's behalf.
+
+    \b
+    Example:
+      medledger patient guardian --key minor.key --guardian <parent id>
+    """
+    from node.client import HealthClient
+    from node.core.crypto import parse_id
+
+    if clear == bool(guardian_id):
+        fail("give either --guardian ID or --clear", EXIT_USAGE)
+    ident = load_identity(key_file, passphrase_env)
+    body: dict[str, Any] = {"guardian": None if clear else parse_id(str(guardian_id))}
+    result = run_client(lambda: HealthClient(node_url).transact(ident, "patient.set_guardian", body))
+    _report_tx(result, as_json, "guardian cleared" if clear else f"guardian set to {guardian_id}")
+
+
+@patient.command("breakglass", context_settings=CONTEXT)
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The patient's (or guardian's) key.")
+@click.option("--opt-out/--opt-in", "opt_out", required=True, help="Refuse (or allow again) emergency access without consent.")
+@click.option("--for", "for_patient", default=None, help="Act for this patient (as their guardian).")
+@node_option
+@passphrase_env_option
+@json_option
+def patient_breakglass(key_file: str, opt_out: bool, for_patient: str | None, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
+    """Opt out of (or back into) break-glass emergency access."""
+    from node.client import HealthClient
+    from node.core.crypto import parse_id
+
+    ident = load_identity(key_file, passphrase_env)
+    body: dict[str, Any] = {"opt_out": opt_out}
+    if for_patient:
+        body["on_behalf_of"] = parse_id(for_patient)
+    result = run_client(lambda: HealthClient(node_url).transact(ident, "consent.breakglass", body))
+    _report_tx(result, as_json, "opted out of break-glass access" if opt_out else "break-glass access allowed again")
+
+
+@audit.command("breakglass", context_settings=CONTEXT)
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The institution's key.")
+@node_option
+@json_option
+def audit_breakglass(key_file: str, node_url: str, as_json: bool) -> None:
+    """Break-glass accesses to the institution's records awaiting review."""
+    inst = key_file_id(key_file)
+    doc = run_client(lambda: Client(node_url).get(f"/v1/institutions/{inst}/breakglass"))
+    emit(as_json, doc, lambda: "\n".join(
+        f"{p.get('tx', p.get('access', ''))}  h{p.get('height', '?')} by {str(p.get('requester', p.get('actor', '')))[:16]} reason: {p.get('reason', '')}"
+        for p in doc["pending"]) or "nothing awaits review")
+
+
+@audit.command("review", context_settings=CONTEXT)
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The custodian institution's key.")
+@click.option("--access", "access_tx", required=True, help="The break-glass access request's transaction hash.")
+@click.option("--outcome", required=True, type=click.Choice(["justified", "unjustified"]), help="The review's finding.")
+@click.option("--note", default="", help="A short note (no clinical details: it stays on the chain).")
+@node_option
+@passphrase_env_option
+@json_option
+def audit_review(key_file: str, access_tx: str, outcome: str, note: str, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
+    """Record the review of a break-glass access (it then leaves the review queue)."""
+    from node.client import HealthClient
+
+    inst = load_identity(key_file, passphrase_env)
+    try:
+        access = bytes.fromhex(access_tx)
+    except ValueError:
+        access = b""
+    if len(access) != 32:
+        fail("--access must be a 64-hex-character transaction hash", EXIT_USAGE)
+    body: dict[str, Any] = {"access": access, "outcome": outcome}
+    if note:
+        body["note"] = note
+    result = run_client(lambda: HealthClient(node_url).transact(inst, "breakglass.review", body))
+    _report_tx(result, as_json, f"review recorded: {outcome}")
+
+
+@main.group(context_settings=CONTEXT)
+def institution() -> None:
+    """Admit new institutions by a vote of the validators."""
+
+
+@institution.command("admit", context_settings=CONTEXT)
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="A validator's institution key.")
+@click.option("--institution", "candidate", required=True, help="The new institution's identity id.")
+@click.option("--name", required=True, help="The new institution's name (every approval must give the same).")
+@node_option
+@passphrase_env_option
+@json_option
+def institution_admit(key_file: str, candidate: str, name: str, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
+    """Approve an institution's admission; it is admitted once a quorum of validators approved.
+
+    \b
+    Example (run by enough validators):
+      medledger institution admit --key devnet/node0/institution.key --institution <id> --name "St Mary"
+    """
+    from node.client import HealthClient
+    from node.core.crypto import parse_id
+
+    ident = load_identity(key_file, passphrase_env)
+    try:
+        cid = parse_id(candidate)
+    except ValueError as exc:
+        fail(f"--institution: {exc}", EXIT_USAGE)
+    client = HealthClient(node_url)
+    result = run_client(lambda: client.transact(ident, "governance.admit_institution", {"institution": cid, "name": name}))
+    if result.get("status") == "committed":
+        try:
+            result["admission"] = client.get(f"/v1/identities/{candidate}")
+        except ApiError:
+            result["admission"] = None
+    _report_tx(result, as_json, f"approval recorded (tx {result.get('tx_hash')})" +
+               (f"; {candidate[:16]} is now an institution" if result.get("admission") else "; more approvals needed"))
 
 
 # -- research -----------------------------------------------------------------------------------
