@@ -1121,15 +1121,16 @@ def _devnet_table(cluster: Any) -> Any:
     from rich.table import Table
 
     table = Table(title="MedLedger devnet", expand=False)
-    for col in ("node", "API", "height", "view", "peers", "mempool", "state root"):
+    for col in ("node", "API port", "height", "view", "peers", "mempool", "sync", "state root"):
         table.add_column(col)
     for n in cluster.nodes:
         s = n.status(timeout=0.5) if n.running else None
+        port = n.api_url.rsplit(":", 1)[-1]
         if s is None:
-            table.add_row(f"node{n.index}", n.api_url, "-", "-", "-", "-", "down" if not n.running else "starting")
+            table.add_row(f"node{n.index}", port, "-", "-", "-", "-", "-", "down" if not n.running else "starting")
         else:
-            table.add_row(f"node{n.index}", n.api_url, str(s["height"]), str(s.get("view", 0)),
-                          str(len(s.get("peers", []))), str(s["mempool_size"]), s["state_root"][:16] + "...")
+            table.add_row(f"node{n.index}", port, str(s["height"]), str(s.get("view", 0)), str(len(s.get("peers", []))),
+                          str(s["mempool_size"]), "yes" if s.get("syncing") else "no", s["state_root"][:12] + "...")
     return table
 
 
