@@ -424,6 +424,23 @@ def _report_tx(result: dict[str, Any], as_json: bool, ok_text: str, *, refuse_on
     fail(f"{st}: {reason}" if reason != st else f"{st} (tx {result.get('tx_hash')})", EXIT_REFUSED)
 
 
+def _transact(node_url: str, ident: Identity, tx_type: str, body: dict[str, Any], for_patient: str | None = None) -> dict[str, Any]:
+    """Sign, submit and wait for one healthcare transaction (on a patient's behalf with --for)."""
+    from node.client import HealthClient
+    from node.core.crypto import parse_id
+
+    if for_patient:
+        try:
+            body["on_behalf_of"] = parse_id(for_patient)
+        except ValueError as exc:
+            fail(f"--for: {exc}", EXIT_USAGE)
+    return run_client(lambda: HealthClient(node_url).transact(ident, tx_type, body))
+
+
+def for_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--for", "for_patient", default=None, help="Act for this patient (as their guardian).")(f)
+
+
 @main.group(context_settings=CONTEXT)
 def record() -> None:
     """Write, read, list and erase encrypted health records."""
@@ -524,7 +541,7 @@ def record_list(key_file: str | None, patient: str | None, node_url: str, as_jso
 @record.command("erase", context_settings=CONTEXT)
 @click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The patient's (or guardian's) key.")
 @click.option("--record", "record_id", required=True, help="The record to erase.")
-@click.option("--for", "for_patient", default=None, help="Act for this patient (as their guardian).")
+@for_option
 @node_option
 @passphrase_env_option
 @json_option
@@ -533,14 +550,11 @@ def record_erase(key_file: str, record_id: str, for_patient: str | None, node_ur
 
     The ledger keeps the ciphertext's hash and the erasure event; later reads fail with "erased".
     """
-    from node.client import HealthClient
     from node.core.crypto import parse_id
 
     ident = load_identity(key_file, passphrase_env)
     body: dict[str, Any] = {"record": parse_id(record_id)}
-    if for_patient:
-        body["on_behalf_of"] = parse_id(for_patient)
-    result = run_client(lambda: HealthClient(node_url).transact(ident, "record.erase", body))
+    result = _transact(node_url, ident, "record.erase", body, for_patient)
     _report_tx(result, as_json, f"record {record_id} erased (tx {result.get('tx_hash')})")
 
 
@@ -558,7 +572,7 @@ def consent() -> None:
 @click.option("--purpose", "purposes", required=True, help="Purpose(s) of use, comma-separated: treatment, payment, operations, research, emergency.")
 @click.option("--until", "until", required=True, help="Last day the consent is valid (YYYY-MM-DD, inclusive, UTC), or an instant (2027-12-31T08:00:00Z).")
 @click.option("--from", "from_date", default=None, help="First day (or instant) the consent is valid (default: now).")
-@click.option("--for", "for_patient", default=None, help="Act for this patient (as their guardian).")
+@for_option
 @node_option
 @passphrase_env_option
 @json_option
@@ -610,22 +624,18 @@ def consent_grant(key_file: str, grantee: str, types: str, records: str, deny_ty
 @consent.command("revoke", context_settings=CONTEXT)
 @click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The patient's (or guardian's) key.")
 @click.option("--consent", "consent_id", required=True, help="The consent id printed by `consent grant`.")
-@click.option("--for", "for_patient", default=None, help="Act for this patient (as their guardian).")
+@for_option
 @node_option
 @passphrase_env_option
 @json_option
 def consent_revoke(key_file: str, consent_id: str, for_patient: str | None, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
     """Revoke a consent; later access requests that relied on it are denied."""
-    from node.client import HealthClient
-    from node.core.crypto import parse_id
 
     ident = load_identity(key_file, passphrase_env)
     body: dict[str, Any] = {"consent": bytes.fromhex(consent_id) if len(consent_id) == 64 else b""}
     if len(body["consent"]) != 32:
         fail("--consent must be a 64-hex-character consent id", EXIT_USAGE)
-    if for_patient:
-        body["on_behalf_of"] = parse_id(for_patient)
-    result = run_client(lambda: HealthClient(node_url).transact(ident, "consent.revoke", body))
+    result = _transact(node_url, ident, "consent.revoke", body, for_patient)
     _report_tx(result, as_json, f"consent {consent_id} revoked")
 
 
@@ -770,34 +780,29 @@ def patient_guardian(key_file: str, guardian_id: str | None, clear: bool, node_u
     Example:
       medledger patient guardian --key minor.key --guardian <parent id>
     """
-    from node.client import HealthClient
     from node.core.crypto import parse_id
 
     if clear == bool(guardian_id):
         fail("give either --guardian ID or --clear", EXIT_USAGE)
     ident = load_identity(key_file, passphrase_env)
     body: dict[str, Any] = {"guardian": None if clear else parse_id(str(guardian_id))}
-    result = run_client(lambda: HealthClient(node_url).transact(ident, "patient.set_guardian", body))
+    result = _transact(node_url, ident, "patient.set_guardian", body)
     _report_tx(result, as_json, "guardian cleared" if clear else f"guardian set to {guardian_id}")
 
 
 @patient.command("breakglass", context_settings=CONTEXT)
 @click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The patient's (or guardian's) key.")
 @click.option("--opt-out/--opt-in", "opt_out", required=True, help="Refuse (or allow again) emergency access without consent.")
-@click.option("--for", "for_patient", default=None, help="Act for this patient (as their guardian).")
+@for_option
 @node_option
 @passphrase_env_option
 @json_option
 def patient_breakglass(key_file: str, opt_out: bool, for_patient: str | None, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
     """Opt out of (or back into) break-glass emergency access."""
-    from node.client import HealthClient
-    from node.core.crypto import parse_id
 
     ident = load_identity(key_file, passphrase_env)
     body: dict[str, Any] = {"opt_out": opt_out}
-    if for_patient:
-        body["on_behalf_of"] = parse_id(for_patient)
-    result = run_client(lambda: HealthClient(node_url).transact(ident, "consent.breakglass", body))
+    result = _transact(node_url, ident, "consent.breakglass", body, for_patient)
     _report_tx(result, as_json, "opted out of break-glass access" if opt_out else "break-glass access allowed again")
 
 
@@ -824,7 +829,6 @@ def audit_breakglass(key_file: str, node_url: str, as_json: bool) -> None:
 @json_option
 def audit_review(key_file: str, access_tx: str, outcome: str, note: str, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
     """Record the review of a break-glass access (it then leaves the review queue)."""
-    from node.client import HealthClient
 
     inst = load_identity(key_file, passphrase_env)
     try:
@@ -836,7 +840,7 @@ def audit_review(key_file: str, access_tx: str, outcome: str, note: str, node_ur
     body: dict[str, Any] = {"access": access, "outcome": outcome}
     if note:
         body["note"] = note
-    result = run_client(lambda: HealthClient(node_url).transact(inst, "breakglass.review", body))
+    result = _transact(node_url, inst, "breakglass.review", body)
     _report_tx(result, as_json, f"review recorded: {outcome}")
 
 
@@ -927,11 +931,10 @@ def study_register(key_file: str, study_id: str, title: str, approval: str, unti
       medledger study register --key devnet/node0/institution.key --id DIAB-2027 \\
           --title "Type 2 diabetes outcomes" --approval IRB-2026-114 --until 2027-12-31
     """
-    from node.client import HealthClient
 
     inst = load_identity(key_file, passphrase_env)
     body = {"study": study_id, "title": title, "ethics_ref": approval, "until_ms": _date_ms(until, "--until", end_of_day=True)}
-    result = run_client(lambda: HealthClient(node_url).transact(inst, "study.register", body))
+    result = _transact(node_url, inst, "study.register", body)
     _report_tx(result, as_json, f"study {study_id} registered (tx {result.get('tx_hash')})")
 
 
@@ -944,7 +947,6 @@ def study_register(key_file: str, study_id: str, title: str, approval: str, unti
 @json_option
 def study_add_researcher(key_file: str, study_id: str, researcher: str, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
     """Put a registered researcher on a study."""
-    from node.client import HealthClient
     from node.core.crypto import parse_id
 
     inst = load_identity(key_file, passphrase_env)
@@ -952,7 +954,7 @@ def study_add_researcher(key_file: str, study_id: str, researcher: str, node_url
         rid = parse_id(researcher)
     except ValueError as exc:
         fail(f"--researcher: {exc}", EXIT_USAGE)
-    result = run_client(lambda: HealthClient(node_url).transact(inst, "study.add_researcher", {"study": study_id, "researcher": rid}))
+    result = _transact(node_url, inst, "study.add_researcher", {"study": study_id, "researcher": rid})
     _report_tx(result, as_json, f"researcher added to {study_id} (tx {result.get('tx_hash')})")
 
 
