@@ -168,6 +168,10 @@ class EngineConfig:
     stash_total: int = 2048
     max_evidence: int = 256
     commit_view_window: int = 32
+    wait_for_work: bool = False
+    """When True, view 0 of a height does not time out until there is work: the runtime reports
+    transactions waiting (`on_work(True)`), or a proposal or vote for the height arrives. An idle
+    network then makes no empty blocks and no view changes; heights only advance with work."""
 
     def __post_init__(self) -> None:
         for name in ("base_timeout_ms", "max_timeout_ms", "resend_interval_ms", "max_resend_interval_ms", "max_payload",
@@ -268,6 +272,7 @@ class Engine:
         self._peer_heights: dict[bytes, int] = {}
         self._sync_requested = 0
         self._started = False
+        self._work = not config.wait_for_work
         self._out: list[Action] = []
         self._restored: dict[int, list[WalRecord]] = {}
         for entry in wal:
@@ -293,7 +298,27 @@ class Engine:
         """Judge and handle a message whose outer signature the runtime has verified."""
         self._require_started()
         verdict = self._handle(msg)
+        if verdict.kind == "process" and msg.height == self._h.height:
+            self._arm_if_idle()  # someone is working on this height: its view may now time out
         return verdict, self._drain()
+
+    def on_work(self, pending: bool) -> list[Action]:
+        """The runtime has (or no longer has) transactions waiting; see `EngineConfig.wait_for_work`."""
+        self._require_started()
+        self._work = pending or not self.config.wait_for_work
+        h = self._h
+        if pending:
+            self._arm_if_idle()
+        elif (not self._work and h.view_timer_armed and h.view == 0 and not h.in_view_change
+              and 0 not in h.pre_prepare and h.decided is None):
+            self._out.append(CancelTimer(key=h.view_timer()))  # nothing to wait for: stay idle
+            h.view_timer_armed = False
+        return self._drain()
+
+    def _arm_if_idle(self) -> None:
+        h = self._h
+        if not h.view_timer_armed and not h.in_view_change and h.decided is None:
+            self._arm_view_timer()
 
     def on_timer(self, key: Hashable) -> list[Action]:
         """A timer armed with `SetTimer(key, ...)` fired; stale keys are ignored."""
@@ -703,7 +728,8 @@ class Engine:
         h = self._h
         self._out.append(SetTimer(key=h.resend_timer(), delay_ms=self.config.resend_interval_ms))
         if not h.in_view_change:
-            self._arm_view_timer()
+            if self._work or h.view > 0 or 0 in h.pre_prepare:
+                self._arm_view_timer()
         else:
             self._check_view_change_quorum()
         self._send_own_votes()

@@ -262,7 +262,7 @@ async def get_patient_records(request: web.Request) -> web.Response:
 
 async def get_patient_consents(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    consents = queries.patient_consents(node.state_reader(), _id_param(request), node.last_block_time_ms())
+    consents = queries.patient_consents(node.state_reader(), _id_param(request), node.now_ms())
     if request.query.get("format") == "fhir":
         from .app import fhir_export
 
@@ -286,7 +286,7 @@ async def get_disclosures(request: web.Request) -> web.Response:
     since = _ms_param(request, "since_ms", 0) or 0
     until = _ms_param(request, "until_ms", None)
     if until is None:
-        until = node.last_block_time_ms()
+        until = node.now_ms()
     return _json({"institution": request.match_info["id"], "since_ms": since, "until_ms": until,
                   "disclosures": queries.disclosures(node.state_reader(), _id_param(request), since, until)})
 
@@ -306,7 +306,7 @@ async def get_access(request: web.Request) -> web.Response:
 
 async def get_study(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    found = queries.study(node.state_reader(), request.match_info["study"], node.last_block_time_ms())
+    found = queries.study(node.state_reader(), request.match_info["study"], node.now_ms())
     if found is None:
         raise ApiError(404, "unknown_study", "no such study")
     return _json(found)

@@ -62,6 +62,7 @@ class MempoolSection:
 class ConsensusSection:
     max_block_txs: int = 5_000
     max_block_bytes: int = 4 * 1024 * 1024
+    empty_blocks: bool = False
     empty_block_interval_ms: int = 1_000
     base_timeout_ms: int = 3_000
     max_timeout_ms: int = 60_000

@@ -78,7 +78,7 @@ class Custodian:
             self.guard.check(fetch.nonce + fetch.requester, fetch.timestamp_ms, now_ms)
         except ProtocolError as exc:
             raise CustodianRefusal(401 if exc.code != "busy" else 429, exc.code, exc.message) from None
-        grant = queries.active_grant(state, fetch.requester, fetch.record_id, self.node.last_block_time_ms())
+        grant = queries.active_grant(state, fetch.requester, fetch.record_id, self.node.now_ms())
         if grant is None:
             raise CustodianRefusal(403, "no_grant", "no committed access grant for this requester and record (request access first)")
         entry = self.store.get(fetch.record_id)

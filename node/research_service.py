@@ -104,7 +104,7 @@ class ResearchService:
             raise CustodianRefusal(503, "research_disabled", "this node has no research secret (research.secret in its home)")
         if "Patient" not in req.types:
             raise CustodianRefusal(400, "patient_required", "types must include Patient: k-anonymity is computed on it")
-        now = self.node.last_block_time_ms()
+        now = self.node.now_ms()
         study = queries.study(self.node.state_reader(), req.study, now)
         if study is None:
             raise CustodianRefusal(404, "unknown_study", f"no study {req.study!r} on the ledger")
@@ -123,7 +123,7 @@ class ResearchService:
         return dt.datetime.fromtimestamp(int(study.get("time_ms", 0)) / 1000, tz=dt.timezone.utc).year
 
     def _consenting(self, req: ExtractRequest) -> list[dict[str, Any]]:
-        return queries.study_consenting_patients(self.node.state_reader(), req.study, self.node.last_block_time_ms())
+        return queries.study_consenting_patients(self.node.state_reader(), req.study, self.node.now_ms())
 
     # -- custodian: prepare ----------------------------------------------------------------------
     def prepare(self, req: ExtractRequest) -> dict[str, Any]:

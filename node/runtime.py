@@ -117,6 +117,7 @@ class Node:
         self.store_dir: Path | None = None  # the data directory, when the node runs from a home
         self.home_dir: Path | None = None
         self._last_ts: tuple[int, int] | None = None
+        self._work_reported = False
         self.commit_hooks: list[Callable[[list[Transaction], list[str]], None]] = []
         # hooks set by the network service (node/network.py); no-ops for a lone validator
         self.on_admitted: Callable[[Sequence[Transaction]], None] | None = None
@@ -136,6 +137,7 @@ class Node:
         engine_cfg = EngineConfig(
             base_timeout_ms=self.config.consensus.base_timeout_ms,
             max_timeout_ms=self.config.consensus.max_timeout_ms,
+            wait_for_work=not self.config.consensus.empty_blocks,
         )
         if self.is_validator:
             self.engine = Engine(
@@ -231,10 +233,13 @@ class Node:
 
     # -- proposals ---------------------------------------------------------------------------
     def _maybe_propose(self) -> None:
-        """Answer a pending RequestProposal now if there is work, else after the idle interval."""
+        """Answer a pending RequestProposal now if there is work (or a view change needs a block);
+        with an empty mempool wait for work, or with `consensus.empty_blocks` for the idle interval."""
         if self._pending_proposal is None:
             return
-        if len(self.mempool) == 0:
+        if len(self.mempool) == 0 and self._pending_proposal[1] == 0:
+            if not self.config.consensus.empty_blocks:
+                return  # admission calls us again when a transaction arrives
             if self._idle_handle is None:
                 loop = asyncio.get_running_loop()
                 self._idle_handle = loop.call_later(
@@ -292,6 +297,11 @@ class Node:
     def last_block_time_ms(self) -> int:
         """The time of the last committed block: the ledger's notion of now."""
         return self._parent_timestamp()
+
+    def now_ms(self) -> int:
+        """The time off-chain checks (grant expiry, study end) use: the later of the last block's
+        time and this node's clock, so an idle network cannot stretch a grant past its end."""
+        return max(self.last_block_time_ms(), self.clock_ms())
 
     def state_reader(self) -> FuncReader:
         """A read-only view of the committed application state (point reads and prefix scans)."""
@@ -375,6 +385,9 @@ class Node:
         hashes = [t.hash for t in execution.txs]
         self.mempool.remove(hashes)
         self._wake(hashes, height)
+        if self.engine is not None:
+            self._work_reported = not (len(self.mempool) > 0)  # force a report for the new height
+            self._report_work()
         for hook in self.commit_hooks:
             hook(execution.txs, execution.results)
 
@@ -431,7 +444,16 @@ class Node:
     def _admitted(self, txs: list[Transaction], *, gossip: bool) -> None:
         if gossip and self.on_admitted is not None:
             self.on_admitted(txs)
+        self._report_work()
         self._maybe_propose()
+
+    def _report_work(self) -> None:
+        """Tell the engine when transactions start or stop waiting (its view timer depends on it)."""
+        pending = len(self.mempool) > 0
+        if self.engine is not None and pending != self._work_reported:
+            self._work_reported = pending
+            engine = self.engine
+            self._feed(lambda: engine.on_work(pending))
 
     def tx_status(self, tx_hash: bytes) -> dict[str, Any]:
         loc = self.store.tx_location(tx_hash)
