@@ -149,6 +149,9 @@ class Node:
                 last_height=self.store.height,
                 last_digest=self.store.last_hash,
                 wal=self.store.wal_entries(),
+                # the last block and its certificate let the engine help a peer one block behind
+                last_certificate=CommitCertificate.decode(cert) if (cert := self.store.certificate(self.store.height)) else None,
+                last_payload=self.store.block_bytes(self.store.height) if self.store.height else None,
             )
             self._feed(self.engine.start)
         log.info("node started: id=%s height=%d validator=%s", self.identity.id[:16], self.store.height, self.is_validator)
