@@ -255,6 +255,7 @@ def status(node_url: str, as_json: bool) -> None:
             f"height:      {s['height']}   view: {s.get('view', 0)}   syncing: {'yes' if s.get('syncing') else 'no'}",
             f"last block:  {s['last_block_hash']}",
             f"state root:  {s['state_root']}",
+            f"peers:       {len(s.get('peers', []))} connected" + "".join(f"\n  - {p[:16]}..." for p in s.get("peers", [])),
             f"mempool:     {s['mempool_size']} transactions",
             f"validators:  {len(s['validators'])}" + "".join(f"\n  - {v['name']} {v['id'][:16]}... {v['address']}" for v in s["validators"]),
         ]
@@ -704,12 +705,16 @@ def audit(ctx: click.Context, key_file: str | None, patient: str | None, as_fhir
 @click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The institution's key.")
 @click.option("--since", required=True, help="First day (YYYY-MM-DD, UTC).")
 @click.option("--until", "until", default=None, help="Last day (default: now).")
+@click.option("--fhir", "as_fhir", is_flag=True, help="Print FHIR R4 AuditEvent resources.")
 @node_option
 @json_option
-def audit_disclosures(key_file: str, since: str, until: str | None, node_url: str, as_json: bool) -> None:
+def audit_disclosures(key_file: str, since: str, until: str | None, as_fhir: bool, node_url: str, as_json: bool) -> None:
     """An institution's accounting of disclosures for a period."""
     inst = key_file_id(key_file)
     q = f"?since_ms={_date_ms(since, '--since')}" + (f"&until_ms={_date_ms(until, '--until', end_of_day=True)}" if until else "")
+    if as_fhir:
+        emit(True, run_client(lambda: Client(node_url).get(f"/v1/institutions/{inst}/disclosures{q}&format=fhir")), "")
+        return
     doc = run_client(lambda: Client(node_url).get(f"/v1/institutions/{inst}/disclosures{q}"))
     emit(as_json, doc, lambda: "\n".join(
         f"h{d.get('height', '?'):<6} {d.get('event', ''):<18} patient {str(d.get('patient', ''))[:16]} purpose {d.get('purpose', '')}"

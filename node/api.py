@@ -287,8 +287,12 @@ async def get_disclosures(request: web.Request) -> web.Response:
     until = _ms_param(request, "until_ms", None)
     if until is None:
         until = node.now_ms()
-    return _json({"institution": request.match_info["id"], "since_ms": since, "until_ms": until,
-                  "disclosures": queries.disclosures(node.state_reader(), _id_param(request), since, until)})
+    entries = queries.disclosures(node.state_reader(), _id_param(request), since, until)
+    if request.query.get("format") == "fhir":
+        from .app import fhir_export
+
+        return _json(fhir_export.bundle([fhir_export.audit_event(e, chain_id=node.chain_id) for e in entries]))
+    return _json({"institution": request.match_info["id"], "since_ms": since, "until_ms": until, "disclosures": entries})
 
 
 async def get_breakglass(request: web.Request) -> web.Response:

@@ -121,6 +121,11 @@ def test_consent_story(tmp_path):
         assert len(resources) >= len(expected)
         for res in resources:
             AuditEvent.model_validate(res)
+        disclosures = ok("audit", "disclosures", "--key", inst[0], "--since", "2020-01-01", "--node", url[2])["disclosures"]
+        assert [d["event"] for d in disclosures] == ["access.granted", "access.breakglass"]
+        fhir_disclosures = json.loads(cli("audit", "disclosures", "--key", inst[0], "--since", "2020-01-01", "--fhir", "--node", url[2]).stdout)
+        for entry in fhir_disclosures["entry"]:
+            AuditEvent.model_validate(entry["resource"])
         verified = ok("audit", "verify", "--tx", entries[-1]["tx"], "--node", url[1])
         assert verified["verified"] is True
 
