@@ -225,7 +225,7 @@ def test_a_relayed_auth_from_the_other_role_fails(make_signer, verifier):
 
 
 def test_garbage_and_out_of_order_messages_are_refused_as_malformed(make_signer, verifier):
-    alice, bob = make_signer(0), make_signer(1)
+    bob = make_signer(1)
     acceptor = make(bob, verifier, role=Role.ACCEPTOR)
     events = acceptor.receive(b"\xc1garbage")
     assert isinstance(events[0], Outgoing)
