@@ -227,7 +227,12 @@ def node_run(home: str, passphrase_env: str | None, unsafe_test_switches: bool) 
 @click.option("--home", required=True, type=click.Path(file_okay=False, exists=True), help="The node home.")
 @json_option
 def node_config(home: str, as_json: bool) -> None:
-    """Print the effective configuration (file plus MEDLEDGER_* environment overrides)."""
+    """Print the effective configuration (file plus MEDLEDGER_* environment overrides).
+
+    \b
+    Example:
+      MEDLEDGER_API_PORT=8080 medledger node config --home ./node-home
+    """
     try:
         cfg = NodeHome(Path(home)).load_config()
     except ConfigError as exc:
@@ -354,7 +359,12 @@ def tx() -> None:
 @node_option
 @json_option
 def tx_show(tx_hash: str, proof: bool, node_url: str, as_json: bool) -> None:
-    """Show a transaction's status: pending, or committed with height, index and result."""
+    """Show a transaction's status: pending, or committed with height, index and result.
+
+    \b
+    Example:
+      medledger tx show <tx hash> --proof --node http://127.0.0.1:8700
+    """
     client = Client(node_url)
     s = run_client(lambda: client.tx(tx_hash))
     if proof and s.get("status") == "committed":
@@ -376,7 +386,13 @@ def block() -> None:
 @node_option
 @json_option
 def block_show(height: str, node_url: str, as_json: bool) -> None:
-    """Show block HEIGHT (a number or `latest`) with its header and transactions."""
+    """Show block HEIGHT (a number or `latest`) with its header and transactions.
+
+    \b
+    Examples:
+      medledger block show latest
+      medledger block show 12 --json
+    """
     b = run_client(lambda: Client(node_url).block(height))
 
     def text() -> str:
@@ -529,7 +545,12 @@ def record_get(key_file: str, record_id: str, purpose: str, reason: str, out_fil
 @node_option
 @json_option
 def record_list(key_file: str | None, patient: str | None, node_url: str, as_json: bool) -> None:
-    """List a patient's records (metadata only: id, type, custodian, author, erased)."""
+    """List a patient's records (metadata only: id, type, custodian, author, erased).
+
+    \b
+    Example:
+      medledger record list --key alice.key --node http://127.0.0.1:8700
+    """
     pid = patient or (key_file_id(key_file) if key_file else None)
     if not pid:
         fail("give --patient or --key", EXIT_USAGE)
@@ -550,6 +571,10 @@ def record_erase(key_file: str, record_id: str, for_patient: str | None, node_ur
     """Erase a record: the custodian deletes the ciphertext and every wrapped key.
 
     The ledger keeps the ciphertext's hash and the erasure event; later reads fail with "erased".
+
+    \b
+    Example:
+      medledger record erase --key alice.key --record <record id>
     """
     from node.core.crypto import parse_id
 
@@ -630,7 +655,12 @@ def consent_grant(key_file: str, grantee: str, types: str, records: str, deny_ty
 @passphrase_env_option
 @json_option
 def consent_revoke(key_file: str, consent_id: str, for_patient: str | None, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
-    """Revoke a consent; later access requests that relied on it are denied."""
+    """Revoke a consent; later access requests that relied on it are denied.
+
+    \b
+    Example:
+      medledger consent revoke --key alice.key --consent <consent id>
+    """
 
     ident = load_identity(key_file, passphrase_env)
     body: dict[str, Any] = {"consent": bytes.fromhex(consent_id) if len(consent_id) == 64 else b""}
@@ -647,7 +677,13 @@ def consent_revoke(key_file: str, consent_id: str, for_patient: str | None, node
 @node_option
 @json_option
 def consent_list(key_file: str | None, patient: str | None, as_fhir: bool, node_url: str, as_json: bool) -> None:
-    """List a patient's consents with their status (active, expired, revoked)."""
+    """List a patient's consents with their status (active, expired, revoked).
+
+    \b
+    Examples:
+      medledger consent list --key alice.key
+      medledger consent list --patient <patient id> --fhir
+    """
     pid = patient or (key_file_id(key_file) if key_file else None)
     if not pid:
         fail("give --patient or --key", EXIT_USAGE)
@@ -709,7 +745,12 @@ def audit(ctx: click.Context, key_file: str | None, patient: str | None, as_fhir
 @node_option
 @json_option
 def audit_disclosures(key_file: str, since: str, until: str | None, as_fhir: bool, node_url: str, as_json: bool) -> None:
-    """An institution's accounting of disclosures for a period."""
+    """An institution's accounting of disclosures for a period.
+
+    \b
+    Example:
+      medledger audit disclosures --key devnet/node0/institution.key --since 2026-01-01 --until 2026-12-31 [--fhir]
+    """
     inst = key_file_id(key_file)
     q = f"?since_ms={_date_ms(since, '--since')}" + (f"&until_ms={_date_ms(until, '--until', end_of_day=True)}" if until else "")
     if as_fhir:
@@ -730,6 +771,10 @@ def audit_verify(tx_hash: str, node_url: str, as_json: bool) -> None:
 
     The proof ties the transaction to the header's tx_root; the header's hash must be what
     2f+1 validators of the genesis signed in the block's commit certificate.
+
+    \b
+    Example:
+      medledger audit verify --tx <tx hash from medledger audit --json>
     """
     from consensus.certificate import CommitCertificate, verify_certificate
     from consensus.validators import ValidatorSet
@@ -803,7 +848,12 @@ def patient_guardian(key_file: str, guardian_id: str | None, clear: bool, node_u
 @passphrase_env_option
 @json_option
 def patient_breakglass(key_file: str, opt_out: bool, for_patient: str | None, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
-    """Opt out of (or back into) break-glass emergency access."""
+    """Opt out of (or back into) break-glass emergency access.
+
+    \b
+    Example:
+      medledger patient breakglass --key alice.key --opt-out
+    """
 
     ident = load_identity(key_file, passphrase_env)
     body: dict[str, Any] = {"opt_out": opt_out}
@@ -816,7 +866,12 @@ def patient_breakglass(key_file: str, opt_out: bool, for_patient: str | None, no
 @node_option
 @json_option
 def audit_breakglass(key_file: str, node_url: str, as_json: bool) -> None:
-    """Break-glass accesses to the institution's records awaiting review."""
+    """Break-glass accesses to the institution's records awaiting review.
+
+    \b
+    Example:
+      medledger audit breakglass --key devnet/node0/institution.key
+    """
     inst = key_file_id(key_file)
     doc = run_client(lambda: Client(node_url).get(f"/v1/institutions/{inst}/breakglass"))
     emit(as_json, doc, lambda: "\n".join(
@@ -833,7 +888,12 @@ def audit_breakglass(key_file: str, node_url: str, as_json: bool) -> None:
 @passphrase_env_option
 @json_option
 def audit_review(key_file: str, access_tx: str, outcome: str, note: str, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
-    """Record the review of a break-glass access (it then leaves the review queue)."""
+    """Record the review of a break-glass access (it then leaves the review queue).
+
+    \b
+    Example:
+      medledger audit review --key devnet/node0/institution.key --access <tx hash> --outcome justified
+    """
 
     inst = load_identity(key_file, passphrase_env)
     try:
@@ -951,7 +1011,12 @@ def study_register(key_file: str, study_id: str, title: str, approval: str, unti
 @passphrase_env_option
 @json_option
 def study_add_researcher(key_file: str, study_id: str, researcher: str, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
-    """Put a registered researcher on a study."""
+    """Put a registered researcher on a study.
+
+    \b
+    Example:
+      medledger study add-researcher --key devnet/node0/institution.key --study DIAB-2027 --researcher <id>
+    """
     from node.core.crypto import parse_id
 
     inst = load_identity(key_file, passphrase_env)

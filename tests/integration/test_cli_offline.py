@@ -60,7 +60,17 @@ def test_unreachable_node_is_one_clear_line(tmp_path):
 
 
 def test_every_command_has_help_with_examples():
-    for args in (["keys", "new"], ["keys", "show"], ["node", "init"], ["node", "run"], ["status"],
-                 ["identity", "register"], ["devnet", "init"], ["devnet", "up"]):
+    import click
+
+    def walk(cmd, path):
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                yield from walk(sub, path + [name])
+        else:
+            yield path
+
+    paths = list(walk(main, []))
+    assert len(paths) > 30
+    for args in paths:
         r = run(*args, "--help")
         assert r.exit_code == 0 and "Example" in r.output, args
