@@ -1281,33 +1281,79 @@ def sim(validators: int, byzantine: int, behaviours: str, drop: float, partition
 
 # -- bench ---------------------------------------------------------------------------------------
 @main.command(context_settings=CONTEXT)
-@click.option("--target", "targets", required=True, help="Comma-separated API URLs of the nodes to load.")
+@click.option("--nodes", "own_nodes", type=click.IntRange(1, 31), default=None, help="Start a local network of this many validators for the run.")
+@click.option("--target", "targets", default=None, help="Comma-separated API URLs of running nodes to load (instead of --nodes).")
 @click.option("--txs", default=2000, show_default=True, type=click.IntRange(1, 10_000_000), help="Transactions to submit.")
 @click.option("--batch", default=500, show_default=True, type=click.IntRange(1, 5000), help="Transactions per request.")
 @click.option("--rate", default=0.0, show_default=True, help="Offered load in tx/s (0: as fast as accepted).")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for every commit.")
 @json_option
-def bench(targets: str, txs: int, batch: int, rate: float, timeout: float, as_json: bool) -> None:
-    """Submit signed identity.register transactions and measure commits.
+def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int, rate: float, timeout: float, as_json: bool) -> None:
+    """Submit signed identity.register transactions and measure commits against the machine's limit.
 
     Keys and signatures are prepared before the clock starts; latency runs from sending a
-    transaction's batch to its commit being visible at the node it was sent to.
+    transaction's batch to its commit being visible at the node it was sent to. In the same
+    run it measures this machine's Ed25519 verification rate and reports the ceiling
+    limit_tx_per_s = cores x verify_per_s / nodes (every node verifies every transaction once)
+    and ratio = tx_per_s / limit_tx_per_s.
 
     \b
-    Example:
-      medledger bench --target http://127.0.0.1:8700,http://127.0.0.1:8701 --txs 2000 --json
+    Examples:
+      medledger bench --nodes 4 --txs 20000 --json
+      medledger bench --target http://127.0.0.1:8700,http://127.0.0.1:8701 --txs 2000 --rate 1000
     """
     import asyncio
+    import tempfile
 
-    from node.bench import BenchConfig, run_bench
+    from node.bench import BenchConfig, add_ceiling, measure_verify_rate, node_peak_rss, run_bench
+    from node.cluster import Cluster, ClusterError
 
-    cfg = BenchConfig(targets=tuple(t.strip() for t in targets.split(",") if t.strip()), txs=txs, batch=batch,
-                      timeout_s=timeout, rate=rate)
+    if (own_nodes is None) == (targets is None):
+        fail("give either --nodes N (a local network for the run) or --target URL,...", EXIT_USAGE)
+    cores = os.cpu_count() or 1
+    verify_per_s = measure_verify_rate()
+    scratch = tempfile.TemporaryDirectory(prefix="medledger-bench-") if own_nodes else None
+    cluster = None
     try:
-        result = asyncio.run(run_bench(cfg))
-    except OSError as exc:
-        fail(f"cannot reach the targets: {exc}", EXIT_UNREACHABLE)
-    emit(as_json, result, lambda: "\n".join(f"{k:>16}: {v}" for k, v in result.items()))
+        if own_nodes:
+            assert scratch is not None
+            cluster = Cluster.create(Path(scratch.name), own_nodes)
+            cluster.start()
+            try:
+                cluster.wait_ready(60)
+            except ClusterError as exc:
+                fail(str(exc), EXIT_REFUSED)
+            urls = tuple(n.api_url for n in cluster.nodes)
+        else:
+            urls = tuple(t.strip() for t in str(targets).split(",") if t.strip())
+        cfg = BenchConfig(targets=urls, txs=txs, batch=batch, timeout_s=timeout, rate=rate)
+        from rich.progress import Progress
+
+        with Progress(transient=True, disable=as_json) as bar:
+            task = bar.add_task("committed", total=txs)
+            try:
+                result = asyncio.run(run_bench(cfg, progress=lambda done, total: bar.update(task, completed=done)))
+            except OSError as exc:
+                fail(f"cannot reach the targets: {exc}", EXIT_UNREACHABLE)
+        result = add_ceiling(result, verify_per_s, cores)
+        result["peak_rss_mb"] = asyncio.run(node_peak_rss(urls))
+    finally:
+        if cluster is not None:
+            cluster.stop_all()
+        if scratch is not None:
+            scratch.cleanup()
+    if as_json:
+        emit(True, result, "")
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"medledger bench: {result['nodes']} node(s), {txs} transactions")
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        for key, value in result.items():
+            table.add_row(key, f"{value:,}" if isinstance(value, (int, float)) else str(value))
+        Console().print(table)
     if result["committed"] < result["submitted"]:
         sys.exit(EXIT_REFUSED)
 

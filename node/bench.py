@@ -49,6 +49,45 @@ def percentile(sorted_values: Sequence[float], p: int) -> float:
     return sorted_values[k]
 
 
+def measure_verify_rate(seconds: float = 0.5) -> int:
+    """Ed25519 verifications per second on one core of this machine, measured now (PyNaCl)."""
+    import nacl.signing
+
+    key = nacl.signing.SigningKey(b"\x01" * 32)
+    signed = key.sign(os.urandom(200))
+    verify = key.verify_key.verify
+    count, start = 0, time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        for _ in range(200):
+            verify(signed)
+        count += 200
+    return int(count / (time.perf_counter() - start))
+
+
+async def node_peak_rss(targets: Sequence[str]) -> int:
+    """The largest peak resident memory (MiB) the target nodes report."""
+    peak = 0
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        for t in targets:
+            try:
+                async with session.get(t.rstrip("/") + "/v1/status") as resp:
+                    peak = max(peak, int((await resp.json()).get("peak_rss_mb", 0)))
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+                continue
+    return peak
+
+
+def add_ceiling(result: dict[str, Any], verify_per_s: int, cores: int) -> dict[str, Any]:
+    """The verification ceiling: every node verifies every transaction once, sharing the cores."""
+    limit = cores * verify_per_s / max(1, result["nodes"])
+    result["verify_per_s"] = verify_per_s
+    result["cores"] = cores
+    result["limit_tx_per_s"] = round(limit, 1)
+    result["ratio"] = round(result["tx_per_s"] / limit, 3) if limit else 0.0
+    return result
+
+
 async def run_bench(cfg: BenchConfig, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     targets = [t.rstrip("/") for t in cfg.targets]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:

@@ -75,6 +75,13 @@ class Admission:
     duplicate: bool = False
 
 
+def peak_rss_mb() -> int:
+    """This process's peak resident memory in MiB (Linux reports ru_maxrss in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
 class Node:
     """One MedLedger node: state, mempool, engine and the event pump."""
 
@@ -576,4 +583,5 @@ class Node:
             "syncing": self.syncing,
             "evidence": len(self.evidence),
             "uptime_s": int(time.monotonic() - self.started_at),
+            "peak_rss_mb": peak_rss_mb(),
         }

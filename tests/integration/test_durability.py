@@ -57,3 +57,16 @@ def test_commits_survive_kill_and_restart(tmp_path):
                 t = json.loads(cli("tx", "show", h, "--node", url, "--json").stdout)
                 assert t["status"] == "committed" and t["result"] == "ok"
         cluster.check_consistency()
+
+
+def test_bench_runs_its_own_network_and_reports_the_ceiling():
+    r = cli("bench", "--nodes", "1", "--txs", "300", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for field in ("nodes", "submitted", "committed", "failed", "seconds", "tx_per_s", "latency_ms_p50", "latency_ms_p95",
+                  "latency_ms_p99", "verify_per_s", "limit_tx_per_s", "ratio", "peak_rss_mb"):
+        assert field in out, field
+    assert out["committed"] == 300 and out["failed"] == 0 and out["nodes"] == 1
+    assert out["limit_tx_per_s"] == out["cores"] * out["verify_per_s"] / 1
+    assert 0 < out["ratio"] == round(out["tx_per_s"] / out["limit_tx_per_s"], 3)
+    assert out["peak_rss_mb"] > 0
