@@ -49,20 +49,24 @@ def percentile(sorted_values: Sequence[float], p: int) -> float:
     return sorted_values[k]
 
 
-def measure_verify_rate(seconds: float = 0.5) -> int:
-    """Ed25519 verifications per second on one core of this machine, measured now (PyNaCl)."""
+def measure_verify_rate(seconds: float = 0.3, rounds: int = 4) -> int:
+    """Ed25519 verifications per second on one core of this machine, measured now (PyNaCl, as
+    the node calls it): the best of a few short rounds, so a passing hiccup does not lower it."""
     import nacl.signing
 
     key = nacl.signing.SigningKey(b"\x01" * 32)
     signed = key.sign(os.urandom(200))
     verify = key.verify_key.verify
-    count, start = 0, time.perf_counter()
-    deadline = start + seconds
-    while time.perf_counter() < deadline:
-        for _ in range(200):
-            verify(signed)
-        count += 200
-    return int(count / (time.perf_counter() - start))
+    best = 0
+    for _ in range(rounds):
+        count, start = 0, time.perf_counter()
+        deadline = start + seconds
+        while time.perf_counter() < deadline:
+            for _ in range(200):
+                verify(signed)
+            count += 200
+        best = max(best, int(count / (time.perf_counter() - start)))
+    return best
 
 
 async def node_peak_rss(targets: Sequence[str]) -> int:
