@@ -1284,11 +1284,12 @@ def sim(validators: int, byzantine: int, behaviours: str, drop: float, partition
 @click.option("--nodes", "own_nodes", type=click.IntRange(1, 31), default=None, help="Start a local network of this many validators for the run.")
 @click.option("--target", "targets", default=None, help="Comma-separated API URLs of running nodes to load (instead of --nodes).")
 @click.option("--txs", default=2000, show_default=True, type=click.IntRange(1, 10_000_000), help="Transactions to submit.")
-@click.option("--batch", default=500, show_default=True, type=click.IntRange(1, 5000), help="Transactions per request.")
+@click.option("--batch", default=None, type=click.IntRange(1, 5000),
+              help="Transactions per request (default: 500, or 50 ms of the offered load with --rate).")
 @click.option("--rate", default=0.0, show_default=True, help="Offered load in tx/s (0: as fast as accepted).")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for every commit.")
 @json_option
-def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int, rate: float, timeout: float, as_json: bool) -> None:
+def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | None, rate: float, timeout: float, as_json: bool) -> None:
     """Submit signed identity.register transactions and measure commits against the machine's limit.
 
     Keys and signatures are prepared before the clock starts; latency runs from sending a
@@ -1310,6 +1311,8 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int, rate
 
     if (own_nodes is None) == (targets is None):
         fail("give either --nodes N (a local network for the run) or --target URL,...", EXIT_USAGE)
+    if batch is None:  # a steady load arrives as a stream: send what 50 ms of it brings
+        batch = 500 if rate <= 0 else max(1, min(500, int(rate / 20)))
     cores = os.cpu_count() or 1
     verify_per_s = measure_verify_rate()
     scratch = tempfile.TemporaryDirectory(prefix="medledger-bench-") if own_nodes else None
