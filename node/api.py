@@ -69,6 +69,13 @@ async def errors_middleware(request: web.Request, handler: Callable[[web.Request
         raise ApiError(500, "internal_error", "the node failed to handle this request; see its log") from None
 
 
+def refusal(exc: "ProtocolError | CustodianRefusal") -> ApiError:
+    """A refused signed request as its HTTP answer (an unverifiable signature is a 401)."""
+    if isinstance(exc, CustodianRefusal):
+        return ApiError(exc.status, exc.code, exc.message)
+    return ApiError(401 if exc.code == "bad_signature" else 400, exc.code, exc.message)
+
+
 def _hash_param(request: web.Request, name: str = "hash") -> bytes:
     text = request.match_info[name]
     try:
@@ -333,10 +340,8 @@ async def post_record(request: web.Request) -> web.Response:
     try:
         upload = Upload.from_wire(doc, node.chain_id)
         custodian.accept_upload(upload)
-    except ProtocolError as exc:
-        raise ApiError(400 if exc.code != "bad_signature" else 401, exc.code, exc.message) from None
-    except CustodianRefusal as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+    except (ProtocolError, CustodianRefusal) as exc:
+        raise refusal(exc) from None
     return _json({"record_id": upload.record_id.hex(), "custodian": node.identity.id, "status": "stored"}, status=201)
 
 
@@ -357,13 +362,13 @@ async def post_record_fetch(request: web.Request) -> web.StreamResponse:
     except DecodeError as exc:
         raise ApiError(400, "malformed_msgpack", str(exc)) from None
     except ProtocolError as exc:
-        raise ApiError(400 if exc.code != "bad_signature" else 401, exc.code, exc.message) from None
+        raise refusal(exc) from None
     if fetch.record_id != rid:
         raise ApiError(400, "malformed_request", "the signed record id differs from the URL's")
     try:
         release = custodian.serve(fetch, node.clock_ms())
     except CustodianRefusal as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+        raise refusal(exc) from None
     return web.Response(body=release.to_wire(), content_type="application/msgpack")
 
 
@@ -393,10 +398,8 @@ async def post_research_extract(request: web.Request) -> web.Response:
     try:
         req = ExtractRequest.from_dict(doc, node.chain_id)
         return _json(await service.coordinate(req))
-    except ProtocolError as exc:
-        raise ApiError(400 if exc.code != "bad_signature" else 401, exc.code, exc.message) from None
-    except CustodianRefusal as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+    except (ProtocolError, CustodianRefusal) as exc:
+        raise refusal(exc) from None
 
 
 async def post_research_step(request: web.Request) -> web.Response:
@@ -415,10 +418,8 @@ async def post_research_step(request: web.Request) -> web.Response:
                 and isinstance(release_hash, bytes) and len(release_hash) == 32):
             raise ApiError(400, "malformed_request", "included, resources and release_hash are required")
         return _json({"tx": await service.record(req, included, resources, release_hash)})
-    except ProtocolError as exc:
-        raise ApiError(400 if exc.code != "bad_signature" else 401, exc.code, exc.message) from None
-    except CustodianRefusal as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+    except (ProtocolError, CustodianRefusal) as exc:
+        raise refusal(exc) from None
 
 
 async def get_health(request: web.Request) -> web.Response:

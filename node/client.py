@@ -59,13 +59,17 @@ class Client:
         self._nonce_lock = threading.Lock()
 
     def _request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None) -> Any:
+        return json.loads(self._request_raw(method, path, body, content_type) or b"null")
+
+    def _request_raw(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None) -> bytes:
+        """One HTTP exchange; a node's error becomes ApiError, no answer NodeUnreachable."""
         req = urllib.request.Request(self.base_url + path, data=body, method=method)
         if content_type:
             req.add_header("Content-Type", content_type)
         req.add_header("Accept", "application/json")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return json.loads(resp.read() or b"null")
+                return resp.read()
         except urllib.error.HTTPError as exc:
             raw = exc.read()
             try:
@@ -173,21 +177,7 @@ class HealthClient(Client):
     (FHIR validation, encryption, decryption); the node sees only ciphertext and signatures."""
 
     def _post_msgpack(self, path: str, payload: bytes) -> bytes:
-        req = urllib.request.Request(self.base_url + path, data=payload, method="POST")
-        req.add_header("Content-Type", "application/msgpack")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return resp.read()
-        except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            try:
-                doc = json.loads(raw)
-            except ValueError:
-                doc = {}
-            doc = doc if isinstance(doc, dict) else {}
-            raise ApiError(exc.code, str(doc.get("error", f"http_{exc.code}")), str(doc.get("message", exc.reason)), doc) from None
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
-            raise NodeUnreachable(f"cannot reach the node at {self.base_url}: {getattr(exc, 'reason', exc)}") from None
+        return self._request_raw("POST", path, payload, "application/msgpack")
 
     def transact(self, identity: Identity, tx_type: str, body: dict[str, Any], *, timeout: float = 30.0) -> dict[str, Any]:
         """Sign, submit and wait; a refusal at admission becomes {"status": code, "message"}."""
