@@ -23,8 +23,9 @@ message and raises `MessageDecodeError` (the sender's fault) for anything malfor
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import msgpack
 
@@ -110,9 +111,10 @@ class PrePrepare:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Prepare:
-    """A validator accepts the proposal `digest` at (height, view)."""
+class _Vote:
+    """A vote on the proposal `digest` at (height, view); PREPARE and COMMIT differ only in kind."""
 
+    KIND: ClassVar[int]
     chain_id: str
     height: int
     view: int
@@ -127,42 +129,27 @@ class Prepare:
 
     def signing_bytes(self) -> bytes:
         return _cached(self, lambda: vote_signing_bytes(
-            KIND_PREPARE, self.chain_id, self.height, self.view, self.sender, self.digest))
+            self.KIND, self.chain_id, self.height, self.view, self.sender, self.digest))
 
     def to_value(self) -> list[Any]:
-        return [KIND_PREPARE, self.chain_id, self.height, self.view, self.sender, self.digest,
-                self.signature]
+        return [self.KIND, self.chain_id, self.height, self.view, self.sender, self.digest, self.signature]
 
     def encode(self) -> bytes:
         return pack(self.to_value())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Commit:
+class Prepare(_Vote):
+    """A validator accepts the proposal `digest` at (height, view)."""
+
+    KIND: ClassVar[int] = KIND_PREPARE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Commit(_Vote):
     """A validator holds a prepared certificate for `digest` at (height, view)."""
 
-    chain_id: str
-    height: int
-    view: int
-    sender: bytes
-    digest: bytes
-    signature: bytes = b""
-    _signing_bytes: bytes | None = field(default=None, init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        _check_common(self)
-        check_bytes("digest", self.digest, size=DIGEST_SIZE)
-
-    def signing_bytes(self) -> bytes:
-        return _cached(self, lambda: vote_signing_bytes(
-            KIND_COMMIT, self.chain_id, self.height, self.view, self.sender, self.digest))
-
-    def to_value(self) -> list[Any]:
-        return [KIND_COMMIT, self.chain_id, self.height, self.view, self.sender, self.digest,
-                self.signature]
-
-    def encode(self) -> bytes:
-        return pack(self.to_value())
+    KIND: ClassVar[int] = KIND_COMMIT
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -316,7 +303,7 @@ def sign_message(msg: Message, signer: Signer) -> Message:
 
 
 def _copy_with_signature(msg: Message, signature: bytes) -> Message:
-    values = {name: getattr(msg, name) for name in msg.__dataclass_fields__ if not name.startswith("_")}
+    values = {f.name: getattr(msg, f.name) for f in dataclasses.fields(msg) if f.init}
     values["signature"] = signature
     return type(msg)(**values)
 

@@ -27,6 +27,7 @@ than f they can, and the safety check must catch it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 from collections.abc import Sequence
@@ -190,6 +191,6 @@ class Adversary:
 def _corrupt(msg: Message) -> Message:
     sig = bytearray(msg.signature or b"\x00")
     sig[0] ^= 0xFF
-    values = {name: getattr(msg, name) for name in msg.__dataclass_fields__ if not name.startswith("_")}
+    values = {f.name: getattr(msg, f.name) for f in dataclasses.fields(msg) if f.init}
     values["signature"] = bytes(sig)
     return type(msg)(**values)
