@@ -7,6 +7,7 @@ proposal that fails loses nothing.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 
@@ -25,6 +26,7 @@ class Mempool:
         self._txs: OrderedDict[bytes, Transaction] = OrderedDict()
         self._bytes = 0
         self._per_sender: dict[bytes, int] = {}
+        self._announced: dict[bytes, float] = {}  # when each was last handed to peers (monotonic)
 
     def __len__(self) -> int:
         return len(self._txs)
@@ -48,6 +50,7 @@ class Mempool:
         if self._per_sender.get(tx.sender, 0) >= self.max_per_sender:
             raise MempoolFull(f"this sender already has {self.max_per_sender} pending transactions")
         self._txs[tx.hash] = tx
+        self._announced[tx.hash] = time.monotonic()
         self._bytes += len(tx.encoded)
         self._per_sender[tx.sender] = self._per_sender.get(tx.sender, 0) + 1
         return True
@@ -55,6 +58,7 @@ class Mempool:
     def remove(self, hashes: Iterable[bytes]) -> None:
         for h in hashes:
             tx = self._txs.pop(h, None)
+            self._announced.pop(h, None)
             if tx is not None:
                 self._bytes -= len(tx.encoded)
                 left = self._per_sender[tx.sender] - 1
@@ -62,6 +66,19 @@ class Mempool:
                     self._per_sender[tx.sender] = left
                 else:
                     del self._per_sender[tx.sender]
+
+    def waiting_since(self, older_than_s: float, max_txs: int) -> list[Transaction]:
+        """Transactions not handed to peers for `older_than_s` seconds (oldest first); they are
+        marked as handed again, so each is offered at most once per interval."""
+        now = time.monotonic()
+        out: list[Transaction] = []
+        for h, tx in self._txs.items():
+            if len(out) >= max_txs:
+                break
+            if now - self._announced.get(h, now) >= older_than_s:
+                out.append(tx)
+                self._announced[h] = now
+        return out
 
     def take(self, max_txs: int, max_bytes: int) -> list[Transaction]:
         """The oldest transactions that fit in a block (they stay in the pool until committed)."""

@@ -43,6 +43,8 @@ SYNC_RANGE = 100
 SYNC_MAX_BYTES = 3 * 1024 * 1024
 SYNC_INTERVAL_S = 1.0
 REQUEST_TIMEOUT_S = 5.0
+REGOSSIP_INTERVAL_S = 1.0
+REGOSSIP_AFTER_S = 2.0
 
 
 class NetworkService:
@@ -69,6 +71,7 @@ class NetworkService:
         self._flush_handle: asyncio.TimerHandle | None = None
         self._sync_wake = asyncio.Event()
         self._sync_task: asyncio.Task[None] | None = None
+        self._regossip_task: asyncio.Task[None] | None = None
         self._peers: set[bytes] = set()
         node.transport = self
         node.on_admitted = self._queue_gossip
@@ -79,14 +82,16 @@ class NetworkService:
     async def start(self) -> int:
         port = await self.net.start()
         self._sync_task = asyncio.create_task(self._sync_loop(), name="medledger-sync")
+        self._regossip_task = asyncio.create_task(self._regossip_loop(), name="medledger-regossip")
         return port
 
     async def stop(self) -> None:
         if self._flush_handle:
             self._flush_handle.cancel()
-        if self._sync_task:
-            self._sync_task.cancel()
-            await asyncio.gather(self._sync_task, return_exceptions=True)
+        for task in (self._sync_task, self._regossip_task):
+            if task:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.net.stop()
 
     def connected_peers(self) -> list[bytes]:
@@ -139,6 +144,16 @@ class NetworkService:
 
     def net_limit(self) -> int:
         return 4 * 1024 * 1024
+
+    async def _regossip_loop(self) -> None:
+        """Offer peers again what has waited a while: a batch lost on a link that was coming up
+        or going down must not leave a transaction known to one validator only (with an idle
+        network, only validators that know of work time out, and one alone cannot change view)."""
+        while True:
+            await asyncio.sleep(REGOSSIP_INTERVAL_S)  # a period, not a synchronisation
+            stale = self.node.mempool.waiting_since(REGOSSIP_AFTER_S, GOSSIP_BATCH * 4)
+            for i in range(0, len(stale), GOSSIP_BATCH):
+                self.net.broadcast(FRAME_TXS, canonical([t.encoded for t in stale[i : i + GOSSIP_BATCH]]))
 
     # -- FrameHandler -----------------------------------------------------------------------
     def on_frame(self, peer_id: bytes, kind: int, payload: bytes) -> None:

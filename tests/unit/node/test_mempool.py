@@ -41,3 +41,23 @@ def test_bounds():
     with pytest.raises(MempoolFull):
         small.add(tx(2))
     assert len(pool.take(1, 1)) == 0  # nothing fits in one byte
+
+
+def test_waiting_since_offers_each_transaction_once_per_interval(monkeypatch):
+    import node.mempool as mp
+
+    now = [100.0]
+    monkeypatch.setattr(mp.time, "monotonic", lambda: now[0])
+    pool = Mempool()
+    a, b = tx(1), tx(2)
+    pool.add(a)
+    now[0] = 101.0
+    pool.add(b)
+    now[0] = 102.5
+    assert [t.hash for t in pool.waiting_since(2.0, 10)] == [a.hash]  # b has waited 1.5 s only
+    assert pool.waiting_since(2.0, 10) == []  # a was just offered again
+    now[0] = 104.6
+    assert [t.hash for t in pool.waiting_since(2.0, 10)] == [a.hash, b.hash]
+    pool.remove([a.hash])
+    now[0] = 110.0
+    assert [t.hash for t in pool.waiting_since(2.0, 1)] == [b.hash]
