@@ -1361,5 +1361,57 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | Non
         sys.exit(EXIT_REFUSED)
 
 
+# -- fuzz ----------------------------------------------------------------------------------------
+@main.command(context_settings=CONTEXT)
+@click.option("--target", "targets", required=True, help="Comma-separated API URLs of running nodes to fuzz.")
+@click.option("--cases", default=1000, show_default=True, type=click.IntRange(1, 10_000_000), help="Cases per endpoint.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of every case (same seed, same cases).")
+@click.option("--endpoints", default="", help="Comma-separated parts of endpoint names to fuzz (default: all), e.g. 'txs,p2p'.")
+@click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="Cases per endpoint between two health checks (status + a committed transaction).")
+@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 256), help="Cases in flight per target.")
+@json_option
+def fuzz(targets: str, cases: int, seed: int, endpoints: str, batch: int, concurrency: int, as_json: bool) -> None:
+    """Send seeded hostile input to every API endpoint and the peer port; check the nodes survive.
+
+    A case passes when the node answers it as a client mistake (HTTP below 500, or a refused or
+    closed peer handshake). Between batches every node must answer /v1/status and commit a new
+    transaction. Exits non-zero on any failure; each failure carries its endpoint, seed and case
+    index to replay it.
+
+    \b
+    Examples:
+      medledger fuzz --target http://127.0.0.1:8700 --cases 200
+      medledger fuzz --target http://127.0.0.1:8700,http://127.0.0.1:8701 --cases 10000 --seed 7 --json
+      medledger fuzz --target http://127.0.0.1:8700 --endpoints "POST /v1/txs,p2p" --cases 500
+    """
+    import asyncio
+
+    from node.fuzz import FuzzConfig, FuzzError, passed, run_fuzz
+
+    cfg = FuzzConfig(targets=tuple(t.strip().rstrip("/") for t in targets.split(",") if t.strip()), cases=cases, seed=seed,
+                     endpoints=tuple(e.strip() for e in endpoints.split(",") if e.strip()), batch=batch, concurrency=concurrency)
+    from rich.progress import Progress
+
+    with Progress(transient=True, disable=as_json) as bar:
+        task = bar.add_task("fuzzing", total=None)
+        try:
+            result = asyncio.run(run_fuzz(cfg, progress=lambda name, done, total: bar.update(task, description=f"{name} {done}/{total}")))
+        except FuzzError as exc:
+            fail(str(exc), EXIT_USAGE if "endpoint" in str(exc) else EXIT_UNREACHABLE)
+
+    def text() -> str:
+        lines = [f"{name:<40} {r['cases']:>7} cases  {r['failures']:>5} failures  {r['outcomes']}" for name, r in result["endpoints"].items()]
+        lines += [f"{f['endpoint']} case {f['case']} (seed {f['seed']}, {f['family']}): {f['reason']}" for f in result["failures"][:20]]
+        lines.append(f"node_up={result['node_up']} committed_after={result['committed_after']} "
+                     f"failures={result['failures_total']} rss_mb {result['rss_mb_before']} -> {result['rss_mb_after']} "
+                     f"(peak seen {result['rss_mb_peak']}) in {result['duration_s']} s")
+        return "\n".join(lines)
+
+    emit(as_json, result, text)
+    if not passed(result):
+        sys.exit(EXIT_REFUSED)
+
+
 if __name__ == "__main__":
     main(prog_name="medledger")

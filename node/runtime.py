@@ -82,6 +82,18 @@ def peak_rss_mb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
+def rss_mb() -> int:
+    """This process's resident memory now, in MiB (0 where /proc is missing)."""
+    import os
+
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE") // (1024 * 1024)
+
+
 class Node:
     """One MedLedger node: state, mempool, engine and the event pump."""
 
@@ -584,4 +596,5 @@ class Node:
             "evidence": len(self.evidence),
             "uptime_s": int(time.monotonic() - self.started_at),
             "peak_rss_mb": peak_rss_mb(),
+            "rss_mb": rss_mb(),
         }
