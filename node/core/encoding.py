@@ -58,7 +58,9 @@ def _check(value: Any, depth: int) -> None:
         for item in value:
             _check(item, depth + 1)
     elif isinstance(value, dict):
-        for item in value.values():
+        for key, item in value.items():
+            if not isinstance(key, str):  # msgpack allows bytes keys; canonical() does not
+                raise DecodeError("map keys must be strings")
             _check(item, depth + 1)
 
 
