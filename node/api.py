@@ -87,6 +87,11 @@ def _hash_param(request: web.Request, name: str = "hash") -> bytes:
     return raw
 
 
+def _wait_param(text: str) -> float:
+    """The `wait` query parameter in seconds, capped at MAX_WAIT_S (a huge integer must not overflow a float)."""
+    return float(min(_int_param(text, "wait"), int(MAX_WAIT_S)))
+
+
 def _int_param(text: str, name: str) -> int:
     try:
         value = int(text)
@@ -130,7 +135,7 @@ async def post_txs(request: web.Request) -> web.Response:
             raise ApiError(status, r.error, r.message, **({"hash": r.hash.hex()} if r.hash else {}))
         wait = request.query.get("wait")
         if wait is not None and r.hash is not None:
-            await node.wait_committed(r.hash, min(float(_int_param(wait, "wait")), MAX_WAIT_S))
+            await node.wait_committed(r.hash, _wait_param(wait))
             return _json(node.tx_status(r.hash), status=200)
         return _json(rendered[0], status=202)
     accepted = sum(1 for r in results if r.error is None)
@@ -142,7 +147,7 @@ async def get_tx(request: web.Request) -> web.Response:
     tx_hash = _hash_param(request)
     wait = request.query.get("wait")
     if wait is not None:
-        await node.wait_committed(tx_hash, min(float(_int_param(wait, "wait")), MAX_WAIT_S))
+        await node.wait_committed(tx_hash, _wait_param(wait))
     status = node.tx_status(tx_hash)
     if status["status"] == "unknown":
         raise ApiError(404, "unknown_tx", "no such transaction in the chain or the mempool", hash=tx_hash.hex(), status="unknown")
@@ -215,7 +220,7 @@ async def get_commits(request: web.Request) -> web.Response:
     limit = min(_int_param(request.query.get("limit", "100"), "limit"), 1000)
     wait = request.query.get("wait")
     if wait is not None and node.store.height < since:
-        await node.wait_height(since, min(float(_int_param(wait, "wait")), MAX_WAIT_S))
+        await node.wait_height(since, _wait_param(wait))
     blocks = []
     for height in range(max(since, 1), min(node.store.height, since + limit - 1) + 1):
         raw = node.store.block_bytes(height)

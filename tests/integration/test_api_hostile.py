@@ -1,0 +1,44 @@
+"""Requests found by `medledger fuzz` that made the API answer 500; each must now be a clear 4xx."""
+
+from __future__ import annotations
+
+import msgpack
+
+from node.api import MAX_WAIT_S, _wait_param
+from node.core.crypto import Identity
+from node.tx import Transaction
+
+from tests.helpers import CHAIN
+
+MSGPACK = {"Content-Type": "application/msgpack"}
+
+
+async def committed_tx(client) -> Transaction:
+    tx = Transaction.create(Identity.from_seed(b"\x07" * 32), chain_id=CHAIN, type="identity.register", nonce=1,
+                            body={"role": "patient"})
+    resp = await client.post("/v1/txs?wait=10", data=tx.encoded, headers=MSGPACK)
+    assert resp.status == 200 and (await resp.json())["status"] == "committed"
+    return tx
+
+
+def test_a_huge_wait_is_capped_not_overflowed() -> None:
+    """Regression: float(int("9" * 400)) raised OverflowError."""
+    assert _wait_param("9" * 400) == MAX_WAIT_S
+    assert _wait_param("3") == 3.0
+
+
+async def test_huge_wait_on_a_transaction_is_answered(api):
+    client, _ = api
+    tx = await committed_tx(client)
+    resp = await client.get(f"/v1/txs/{tx.hash_hex}?wait={'9' * 400}")
+    assert resp.status == 200 and (await resp.json())["status"] == "committed"
+    resp = await client.get(f"/v1/txs/{tx.hash_hex}?wait={'9' * 5000}")  # beyond int()'s digit limit
+    assert resp.status == 400 and (await resp.json())["error"] == "bad_wait"
+
+
+async def test_a_transaction_with_bytes_map_keys_is_malformed(api):
+    """Regression: bytes keys decoded, then canonical() raised EncodeError."""
+    client, _ = api
+    body = msgpack.packb([CHAIN, "identity.register", b"a" * 32, 1, {b"role": "patient"}, b"s" * 64], use_bin_type=True)
+    resp = await client.post("/v1/txs", data=body, headers=MSGPACK)
+    assert resp.status == 400 and (await resp.json())["error"] == "malformed_msgpack"
