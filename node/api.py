@@ -155,7 +155,7 @@ async def get_tx(request: web.Request) -> web.Response:
 
 
 def _block_or_404(node: Node, height: int) -> bytes:
-    raw = node.store.block_bytes(height) if height >= 1 else None
+    raw = node.store.block_bytes(height) if 1 <= height <= node.store.height else None
     if raw is None:
         raise ApiError(404, "unknown_block", f"no block at height {height} (current height {node.store.height})")
     return raw

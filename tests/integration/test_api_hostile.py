@@ -36,6 +36,14 @@ async def test_huge_wait_on_a_transaction_is_answered(api):
     assert resp.status == 400 and (await resp.json())["error"] == "bad_wait"
 
 
+async def test_a_height_beyond_64_bits_is_an_unknown_block(api):
+    """Regression: the store packed the height as a u64 and raised struct.error."""
+    client, _ = api
+    for height in ("9" * 30, str(2**64), str(2**63)):
+        resp = await client.get(f"/v1/blocks/{height}")
+        assert resp.status == 404 and (await resp.json())["error"] == "unknown_block"
+
+
 async def test_a_transaction_with_bytes_map_keys_is_malformed(api):
     """Regression: bytes keys decoded, then canonical() raised EncodeError."""
     client, _ = api
