@@ -19,13 +19,14 @@ from .core.crypto import sha256
 from .core.encoding import DecodeError, decode
 from .core.merkle import inclusion_proof, verify_inclusion
 from .app.executor import read_nonce
+from .app.fields import check_study_id
 from .app.types.identity import identity_key
 from .app import queries
 from .custodian import Custodian, CustodianRefusal
 from .records.protocol import Fetch, ProtocolError, Upload
 from .research_service import ExtractRequest, ResearchService
 from .runtime import Node
-from .tx import decode_tx, jsonable
+from .tx import TxRejected, decode_tx, jsonable
 
 log = logging.getLogger("medledger.api")
 
@@ -322,7 +323,12 @@ async def get_access(request: web.Request) -> web.Response:
 
 async def get_study(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    found = queries.study(node.state_reader(), request.match_info["study"], node.now_ms())
+    study_id = request.match_info["study"]
+    try:
+        check_study_id(study_id)
+    except TxRejected as exc:
+        raise ApiError(400, exc.code, exc.message) from None
+    found = queries.study(node.state_reader(), study_id, node.now_ms())
     if found is None:
         raise ApiError(404, "unknown_study", "no such study")
     return _json(found)

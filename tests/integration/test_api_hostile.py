@@ -44,6 +44,16 @@ async def test_a_height_beyond_64_bits_is_an_unknown_block(api):
         assert resp.status == 404 and (await resp.json())["error"] == "unknown_block"
 
 
+async def test_a_malformed_study_id_is_refused(api):
+    """Regression: a study id over 255 bytes or not ASCII raised in the key builder."""
+    client, _ = api
+    for study in ("s" * 300, "%C3%A9tude", "a%00b", "-x"):
+        resp = await client.get(f"/v1/studies/{study}")
+        assert resp.status == 400 and (await resp.json())["error"] == "invalid_study_id"
+    resp = await client.get("/v1/studies/fine-study-1")
+    assert resp.status == 404 and (await resp.json())["error"] == "unknown_study"
+
+
 async def test_a_transaction_with_bytes_map_keys_is_malformed(api):
     """Regression: bytes keys decoded, then canonical() raised EncodeError."""
     client, _ = api
