@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from .block import decode_block
 from .core.crypto import sha256
@@ -35,6 +36,10 @@ CUSTODIAN_KEY = web.AppKey("custodian", Custodian)
 RESEARCH_KEY = web.AppKey("research", ResearchService)
 MAX_RECORD_UPLOAD = 3 * 1024 * 1024
 MAX_WAIT_S = 30.0
+SERVER_OPTIONS: dict[str, Any] = {"auto_decompress": False}
+"""Options of the aiohttp server running the API. Bodies are not decompressed: no client of ours
+compresses, and a body that fails to decompress made aiohttp drop the connection (a gzip bomb
+would make it inflate); a request with a Content-Encoding is refused with 415 instead."""
 
 
 class ApiError(web.HTTPException):
@@ -52,6 +57,8 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        raise ApiError(415, "unsupported_content_encoding", "send request bodies uncompressed (no Content-Encoding)")
     try:
         return await handler(request)
     except ApiError:
@@ -65,6 +72,10 @@ async def errors_middleware(request: web.Request, handler: Callable[[web.Request
         raise ApiError(405, "method_not_allowed", f"{request.method} not allowed; use {', '.join(sorted(exc.allowed_methods))}") from None
     except web.HTTPException:
         raise
+    except RequestPayloadError as exc:  # a body that cannot be read: bad Content-Encoding, broken chunks
+        raise ApiError(400, "unreadable_body", f"the request body cannot be read: {exc}") from None
+    except ConnectionResetError:  # the client left before its body arrived: nobody to answer, nothing to log
+        raise ApiError(400, "incomplete_body", "the connection closed before the request body was read") from None
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
         raise ApiError(500, "internal_error", "the node failed to handle this request; see its log") from None

@@ -8,7 +8,10 @@ from node.api import MAX_WAIT_S, _wait_param
 from node.core.crypto import Identity
 from node.tx import Transaction
 
-from tests.helpers import CHAIN
+from aiohttp.test_utils import TestClient, TestServer
+
+from node.api import SERVER_OPTIONS, make_app
+from tests.helpers import CHAIN, make_node
 
 MSGPACK = {"Content-Type": "application/msgpack"}
 
@@ -60,3 +63,23 @@ async def test_a_transaction_with_bytes_map_keys_is_malformed(api):
     body = msgpack.packb([CHAIN, "identity.register", b"a" * 32, 1, {b"role": "patient"}, b"s" * 64], use_bin_type=True)
     resp = await client.post("/v1/txs", data=body, headers=MSGPACK)
     assert resp.status == 400 and (await resp.json())["error"] == "malformed_msgpack"
+
+
+async def test_a_compressed_body_is_refused_and_the_connection_kept(tmp_path):
+    """Regression: Content-Encoding: gzip with a body that is not gzip made aiohttp drop the
+    connection (or the handler answer 500); the API server no longer decompresses, and says so."""
+    node = make_node(tmp_path / "db")
+    server = TestServer(make_app(node))
+    await server.start_server(**SERVER_OPTIONS)  # as node.daemon runs the API
+    client = TestClient(server)
+    await client.start_server()
+    try:
+        for path in ("/v1/txs", "/v1/records/" + "00" * 32 + "/fetch"):
+            resp = await client.post(path, data=b"\x06\x91B\xe1\x1el\x8ap" * 5,
+                                     headers={**MSGPACK, "Content-Encoding": "gzip"}, skip_auto_headers=("Content-Encoding",))
+            assert resp.status == 415 and (await resp.json())["error"] == "unsupported_content_encoding"
+        resp = await client.get("/v1/health")
+        assert resp.status == 200
+    finally:
+        await client.close()
+        node.store.close()
