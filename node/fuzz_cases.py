@@ -324,9 +324,13 @@ def _param_value(rng: random.Random, name: str, allowed: tuple[str, ...], pools:
 
 
 def _query_value(rng: random.Random, name: str, pools: Pools) -> str:
-    if name == "wait":  # real waits are rare and short, so a run's length stays bounded
-        return rng.choice(["0", "1"]) if rng.random() < 0.02 else rng.choice(
-            ["-1", "x", "", "1.5", "9" * 30, "9" * 400, "9" * 5000, "-" + "9" * 40, "1e3", "٣٠"])
+    if name == "wait":  # real waits are rare, so a run's length stays bounded
+        roll = rng.random()
+        if roll < 0.003:
+            return rng.choice(["9" * 30, "9" * 400, "٣٠"])  # huge: capped by the node at 30 s
+        if roll < 0.02:
+            return rng.choice(["0", "1"])
+        return rng.choice(["-1", "x", "", "1.5", "9" * 5000, "-" + "9" * 40, "1e3", "-٣", "0x1", "inf"])
     if name == "format":
         return rng.choice(["fhir", "json", "", "FHIR", pools.text(rng)])
     return rng.choice([
@@ -364,7 +368,9 @@ def _body_doc(rng: random.Random, ep: Endpoint, target: Target, pools: Pools) ->
                "timestamp_ms": 1_700_000_000_000 + rng.randrange(10**12), "nonce": rng.randbytes(16), "signature": rng.randbytes(64)}
     if path == "/v1/research/extract":
         return request
-    payload = {"request": request, "included": [_b32(rng).hex()], "resources": rng.randrange(10), "release_hash": _b32(rng)}
+    payload: Any = {"request": request, "included": [_b32(rng).hex()], "resources": rng.randrange(10), "release_hash": _b32(rng)}
+    if rng.random() < 0.7:  # a coordinator signs the payload's bytes
+        payload = pack(mutate_doc(rng, payload, pools) if rng.random() < 0.5 else payload)
     return {"payload": payload, "coordinator": _b32(rng), "signature": rng.randbytes(64)}
 
 
