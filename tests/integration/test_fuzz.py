@@ -1,0 +1,62 @@
+"""`medledger fuzz` in CI: a bounded sample of every endpoint against real node processes.
+
+A few hundred seeded cases per endpoint (every API route, the raw HTTP socket, the peer
+handshake) against a four-validator cluster; every case must be answered as a client mistake,
+and afterwards every node must be up, agree on its blocks and have committed new transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from node.cluster import Cluster
+from node.fuzz import FuzzConfig, all_endpoints, passed, run_fuzz
+
+pytestmark = pytest.mark.slow
+
+CASES = 200
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with Cluster.create(tmp_path_factory.mktemp("fuzz") / "net", 4) as c:
+        c.start()
+        c.wait_ready(60)
+        yield c
+
+
+def test_a_sample_of_every_endpoint_leaves_the_nodes_up_and_committing(cluster):
+    urls = tuple(n.api_url for n in cluster.nodes)
+    heights = cluster.heights()
+    result = asyncio.run(run_fuzz(FuzzConfig(targets=urls, cases=CASES, seed=11, batch=CASES)))
+    assert result["failures"] == [], json.dumps(result["failures"][:5], indent=1)
+    assert passed(result)
+    assert set(result["endpoints"]) == {e.name for e in all_endpoints()}
+    for name, report in result["endpoints"].items():
+        assert report["cases"] == CASES, name
+        assert not any(label.startswith("5") for label in report["outcomes"]), (name, report["outcomes"])
+    peer = result["endpoints"]["p2p handshake"]["outcomes"]
+    assert peer.get("refused", 0) > CASES // 2  # most hostile handshakes get a REFUSE, the rest a close
+    assert result["node_up"] and result["committed_after"]
+    assert result["probes_committed"] == result["probes"] == len(result["endpoints"])
+    assert all(node["rss_mb_after"] is not None for node in result["nodes"])
+    assert all(h_after > h_before for h_before, h_after in zip(heights, cluster.heights(), strict=True))
+    cluster.check_consistency()
+
+
+def test_the_cli_reports_json_and_exit_status(cluster):
+    from cli import main
+
+    urls = ",".join(n.api_url for n in cluster.nodes[:2])
+    out = CliRunner().invoke(main, ["fuzz", "--target", urls, "--cases", "30", "--seed", "3", "--endpoints", "POST /v1/txs,p2p",
+                                    "--json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    assert set(doc["endpoints"]) == {"POST /v1/txs", "p2p handshake"}
+    for field in ("cases_per_endpoint", "failures", "node_up", "committed_after", "rss_mb_before", "rss_mb_after"):
+        assert field in doc
+    assert doc["cases_per_endpoint"] == 30 and doc["node_up"] and doc["committed_after"]
