@@ -1386,8 +1386,12 @@ def fuzz(targets: str, cases: int, seed: int, endpoints: str, batch: int, concur
       medledger fuzz --target http://127.0.0.1:8700 --endpoints "POST /v1/txs,p2p" --cases 500
     """
     import asyncio
+    import tempfile
 
     from node.fuzz import FuzzConfig, FuzzError, passed, run_fuzz
+
+    scratch = tempfile.TemporaryDirectory(prefix="medledger-fuzz-")  # hypothesis's cache, not a .hypothesis/ here
+    os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", scratch.name)
 
     cfg = FuzzConfig(targets=tuple(t.strip().rstrip("/") for t in targets.split(",") if t.strip()), cases=cases, seed=seed,
                      endpoints=tuple(e.strip() for e in endpoints.split(",") if e.strip()), batch=batch, concurrency=concurrency)
