@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from .block import decode_block
@@ -49,6 +50,21 @@ class ApiError(web.HTTPException):
         self.status_code = http_status
         body = {"error": code, "message": message, **extra}
         super().__init__(text=json.dumps(body), content_type="application/json")
+
+
+class QuietClientErrors(logging.Filter):
+    """For aiohttp's server logger: a request that does not even parse as HTTP is the client's
+    fault, yet aiohttp logs each one at ERROR with a traceback (a flood of them fills the disk).
+    Such records become one INFO line; every other record passes untouched."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, (HttpProcessingError, RequestPayloadError)):
+            detail = " ".join(str(exc).split())[:120]
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "refused a malformed HTTP request: %s", (detail,)
+            record.exc_info, record.exc_text = None, None
+        return True
 
 
 def _json(data: Any, status: int = 200) -> web.Response:

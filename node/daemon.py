@@ -19,7 +19,7 @@ from storage.chain import ChainStore
 from storage.kv import LevelDBStore
 from storage.offchain import OffchainStore
 
-from .api import SERVER_OPTIONS, make_app
+from .api import SERVER_OPTIONS, QuietClientErrors, make_app
 from .custodian import Custodian
 from .research_service import ResearchService
 from .config import NodeHome
@@ -98,6 +98,7 @@ async def serve(
     secret = bytes.fromhex(secret_path.read_text().strip()) if secret_path.exists() else None
     research = ResearchService(node, offchain, secret)
     app = make_app(node, network=network if test_switches else None, custodian=custodian, research=research)
+    logging.getLogger("aiohttp.server").addFilter(QuietClientErrors())
     runner = web.AppRunner(app, access_log=None, handle_signals=False, **SERVER_OPTIONS)
     await runner.setup()
     site = web.TCPSite(runner, node.config.api.host, node.config.api.port, reuse_address=True)

@@ -83,3 +83,35 @@ async def test_a_compressed_body_is_refused_and_the_connection_kept(tmp_path):
     finally:
         await client.close()
         node.store.close()
+
+
+async def test_unparseable_requests_log_one_line_not_a_traceback(tmp_path, caplog):
+    """Regression: every request that did not parse as HTTP logged an ERROR with a traceback."""
+    import asyncio
+    import logging
+
+    from node.api import QuietClientErrors
+
+    node = make_node(tmp_path / "db")
+    server = TestServer(make_app(node))
+    await server.start_server(**SERVER_OPTIONS)
+    quiet = QuietClientErrors()
+    logging.getLogger("aiohttp.server").addFilter(quiet)
+    try:
+        with caplog.at_level(logging.INFO, logger="aiohttp.server"):
+            for garbage in (b"GET /v1/status HTTP/9.9\r\n\r\n", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n"):
+                reader, writer = await asyncio.open_connection(server.host, server.port)
+                writer.write(garbage)
+                head = await reader.read(12)
+                writer.close()
+                assert head[:9] in (b"HTTP/1.0 ", b"HTTP/1.1 ") and head[9:12] == b"400", head
+        records = [r for r in caplog.records if r.name == "aiohttp.server"]
+        assert len(records) == 2
+        assert all(r.levelno == logging.INFO and r.exc_info is None and "malformed HTTP request" in r.getMessage() for r in records)
+        assert all(len(r.getMessage()) < 200 for r in records)
+        other = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "boom", (), (RuntimeError, RuntimeError("x"), None))
+        assert quiet.filter(other) and other.levelno == logging.ERROR and other.exc_info is not None
+    finally:
+        logging.getLogger("aiohttp.server").removeFilter(quiet)
+        await server.close()
+        node.store.close()
