@@ -1407,7 +1407,7 @@ def fuzz(targets: str, cases: int, seed: int, endpoints: str, batch: int, concur
     def text() -> str:
         lines = [f"{name:<40} {r['cases']:>7} cases  {r['failures']:>5} failures  {r['outcomes']}" for name, r in result["endpoints"].items()]
         lines += [f"{f['endpoint']} case {f['case']} (seed {f['seed']}, {f['family']}): {f['reason']}" for f in result["failures"][:20]]
-        lines.append(f"node_up={result['node_up']} committed_after={result['committed_after']} "
+        lines.append(f"node_up={result['node_up']} committed_after={result['committed_after']} nodes_agree={result['nodes_agree']} "
                      f"failures={result['failures_total']} rss_mb {result['rss_mb_before']} -> {result['rss_mb_after']} "
                      f"(peak seen {result['rss_mb_peak']}) in {result['duration_s']} s")
         return "\n".join(lines)

@@ -303,6 +303,25 @@ async def commit_probe(session: aiohttp.ClientSession, submit_to: str, confirm_a
     return True
 
 
+async def agree(session: aiohttp.ClientSession, urls: Sequence[str], statuses: Sequence[dict[str, Any] | None]) -> bool:
+    """Every node holds the same block at the highest height they all have."""
+    heights = [s.get("height") for s in statuses if s is not None]
+    if len(heights) != len(urls) or not all(isinstance(h, int) for h in heights):
+        return False
+    common = min(heights)
+    if common < 1:
+        return True
+    seen = set()
+    try:
+        for url in urls:
+            async with session.get(f"{url}/v1/blocks/{common}", timeout=aiohttp.ClientTimeout(total=15)) as resp:
+                doc = await resp.json()
+                seen.add((doc.get("hash"), doc.get("header", {}).get("state_root")))
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, AttributeError):
+        return False
+    return len(seen) == 1
+
+
 async def discover(session: aiohttp.ClientSession, url: str) -> tuple[Target, dict[str, Any]]:
     status = await _status(session, url)
     if status is None:
@@ -418,6 +437,7 @@ async def run_fuzz(cfg: FuzzConfig, progress: Callable[[str, int, int], None] | 
         node_up = node_up and all(s is not None for s in final_statuses)
         committed_after = node_up and await commit_probe(session, targets[0].url, [t.url for t in targets],
                                                          targets[0].chain_id, f"{cfg.seed}:final".encode())
+        nodes_agree = await agree(session, [t.url for t in targets], final_statuses)
         rss_after = {t.url: _rss(s) for t, s in zip(targets, final_statuses, strict=True)}
         for url, rss in rss_after.items():
             if rss is not None:
@@ -437,6 +457,7 @@ async def run_fuzz(cfg: FuzzConfig, progress: Callable[[str, int, int], None] | 
         "failures": failures,
         "node_up": node_up,
         "committed_after": bool(committed_after),
+        "nodes_agree": nodes_agree,
         "probes": probes,
         "probes_committed": probes_ok,
         "rss_mb_before": top(rss_before),
@@ -451,6 +472,7 @@ async def run_fuzz(cfg: FuzzConfig, progress: Callable[[str, int, int], None] | 
 
 
 def passed(result: dict[str, Any]) -> bool:
-    """True when no case failed, every node is up and a transaction committed after the run."""
-    return result["failures_total"] == 0 and result["node_up"] and result["committed_after"] and not result["stopped_early"]
+    """True when no case failed, every node is up, a transaction committed after the run and the nodes agree."""
+    return (result["failures_total"] == 0 and result["node_up"] and result["committed_after"] and result["nodes_agree"]
+            and not result["stopped_early"])
 

@@ -41,7 +41,7 @@ def test_a_sample_of_every_endpoint_leaves_the_nodes_up_and_committing(cluster):
         assert not any(label.startswith("5") for label in report["outcomes"]), (name, report["outcomes"])
     peer = result["endpoints"]["p2p handshake"]["outcomes"]
     assert peer.get("refused", 0) > CASES // 2  # most hostile handshakes get a REFUSE, the rest a close
-    assert result["node_up"] and result["committed_after"]
+    assert result["node_up"] and result["committed_after"] and result["nodes_agree"]
     assert result["probes_committed"] == result["probes"] == len(result["endpoints"])
     assert all(node["rss_mb_after"] is not None for node in result["nodes"])
     assert all(h_after > h_before for h_before, h_after in zip(heights, cluster.heights(), strict=True))
