@@ -1370,20 +1370,25 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | Non
 @click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 1_000_000),
               help="Cases per endpoint between two health checks (status + a committed transaction).")
 @click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 256), help="Cases in flight per target.")
+@click.option("--peer-key", "peer_key", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Key file of a peer the targets admit (an observer's): adds the 'p2p frames' endpoint.")
+@passphrase_env_option
 @json_option
-def fuzz(targets: str, cases: int, seed: int, endpoints: str, batch: int, concurrency: int, as_json: bool) -> None:
+def fuzz(targets: str, cases: int, seed: int, endpoints: str, batch: int, concurrency: int, peer_key: str | None,
+         passphrase_env: str | None, as_json: bool) -> None:
     """Send seeded hostile input to every API endpoint and the peer port; check the nodes survive.
 
     A case passes when the node answers it as a client mistake (HTTP below 500, or a refused or
-    closed peer handshake). Between batches every node must answer /v1/status and commit a new
-    transaction. Exits non-zero on any failure; each failure carries its endpoint, seed and case
-    index to replay it.
+    closed peer handshake; with --peer-key, garbage frames from an admitted peer discarded or the
+    link closed). Between batches every node must answer /v1/status and commit a new transaction.
+    Exits non-zero on any failure; each failure carries its endpoint, seed and case index to replay it.
 
     \b
     Examples:
       medledger fuzz --target http://127.0.0.1:8700 --cases 200
       medledger fuzz --target http://127.0.0.1:8700,http://127.0.0.1:8701 --cases 10000 --seed 7 --json
       medledger fuzz --target http://127.0.0.1:8700 --endpoints "POST /v1/txs,p2p" --cases 500
+      medledger fuzz --target http://127.0.0.1:8700 --endpoints "p2p frames" --peer-key ./observer/institution.key
     """
     import asyncio
     import tempfile
@@ -1394,7 +1399,8 @@ def fuzz(targets: str, cases: int, seed: int, endpoints: str, batch: int, concur
     os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", scratch.name)
 
     cfg = FuzzConfig(targets=tuple(t.strip().rstrip("/") for t in targets.split(",") if t.strip()), cases=cases, seed=seed,
-                     endpoints=tuple(e.strip() for e in endpoints.split(",") if e.strip()), batch=batch, concurrency=concurrency)
+                     endpoints=tuple(e.strip() for e in endpoints.split(",") if e.strip()), batch=batch, concurrency=concurrency,
+                     peer_key=load_identity(peer_key, passphrase_env) if peer_key else None)
     from rich.progress import Progress
 
     with Progress(transient=True, disable=as_json) as bar:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -28,9 +29,10 @@ from yarl import URL
 
 from p2p import wire
 from p2p.errors import MalformedFrame
+from p2p.handshake import Handshake, HandshakeState, Outgoing, Role
 from p2p.network import WS_PATH
 
-from .core.crypto import Identity
+from .core.crypto import Ed25519Verifier, Identity
 from .fuzz_cases import (
     Case,
     Endpoint,
@@ -39,6 +41,7 @@ from .fuzz_cases import (
     Pools,
     RawCase,
     Target,
+    frames_case,
     http_case,
     hypothesis_pools,
     peer_case,
@@ -48,6 +51,7 @@ from .tx import Transaction
 
 RAW_ENDPOINT = "HTTP raw"
 PEER_ENDPOINT = "p2p handshake"
+FRAMES_ENDPOINT = "p2p frames"
 MAX_FAILURES_KEPT = 200
 HEX_BYTES_KEPT = 256
 HTTP_TIMEOUT_S = 45.0  # above the API's longest long-poll (30 s)
@@ -70,6 +74,7 @@ class FuzzConfig:
     batch: int = 1000
     concurrency: int = 8  # cases in flight per target (peer cases: at most 4 per target)
     pool_size: int = 400
+    peer_key: Identity | None = None  # a key the targets admit as a peer (an observer's): enables "p2p frames"
 
 
 class _Anything:
@@ -117,7 +122,8 @@ def api_endpoints() -> list[Endpoint]:
 
 
 def all_endpoints() -> list[Endpoint]:
-    return [*api_endpoints(), Endpoint(name=RAW_ENDPOINT, kind="raw"), Endpoint(name=PEER_ENDPOINT, kind="peer")]
+    return [*api_endpoints(), Endpoint(name=RAW_ENDPOINT, kind="raw"), Endpoint(name=PEER_ENDPOINT, kind="peer"),
+            Endpoint(name=FRAMES_ENDPOINT, kind="frames")]
 
 
 def select_endpoints(wanted: Sequence[str]) -> list[Endpoint]:
@@ -258,6 +264,72 @@ async def _send_peer(session: aiohttp.ClientSession, target: Target, case: PeerC
     return Outcome(label, failure, sent)
 
 
+async def _send_frames(session: aiohttp.ClientSession, target: Target, case: PeerCase, key: Identity) -> Outcome:
+    """Authenticate with `key`, send the case's frames, then ask STATUS: an answer means the node
+    discarded the garbage and still serves us; a close means it ended the link (or banned us)."""
+    assert target.p2p_address is not None
+    try:
+        ws = await session.ws_connect(f"http://{target.p2p_address}{WS_PATH}", autoping=True, heartbeat=None, max_msg_size=0,
+                                      timeout=aiohttp.ClientWSTimeout(ws_close=2.0))
+    except aiohttp.WSServerHandshakeError as exc:
+        return Outcome("busy") if exc.status == 503 else Outcome(f"upgrade-{exc.status}", f"websocket upgrade answered {exc.status}")
+    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        return Outcome("unreachable", f"cannot connect: {type(exc).__name__}: {exc}")
+    messages = case.messages(None)
+    sent = b"".join(m.encode("utf-8", "replace") if isinstance(m, str) else m for m in messages)
+    probe_id = (1 << 64) - 1 - case.index
+    try:
+        async with asyncio.timeout(PEER_TIMEOUT_S):
+            first = await ws.receive()
+            if first.type is not aiohttp.WSMsgType.BINARY:
+                return Outcome("no-hello", "the node did not open with a HELLO", sent)
+            try:
+                hello = wire.decode_one(first.data, max_frame_bytes=4096)
+            except MalformedFrame:
+                return Outcome("no-hello", "the node did not open with a HELLO", sent)
+            if not isinstance(hello, wire.Hello):
+                return Outcome("no-hello", "the node did not open with a HELLO", sent)
+            handshake = Handshake(role=Role.DIALER, signer=key, verifier=Ed25519Verifier(), chain_id=hello.chain_id,
+                                  genesis_hash=hello.genesis_hash, nonce=secrets.token_bytes(32), admit=lambda peer: None,
+                                  expected_peer=hello.node_id)
+            await ws.send_bytes(handshake.hello)
+            pending = [first.data]
+            while handshake.state not in (HandshakeState.AUTHENTICATED, HandshakeState.REFUSED):
+                data = pending.pop() if pending else None
+                if data is None:
+                    msg = await ws.receive()
+                    if msg.type is not aiohttp.WSMsgType.BINARY:
+                        return Outcome("refused")  # closed during the handshake: banned, or not admitted
+                    data = msg.data
+                for event in handshake.receive(data):
+                    if isinstance(event, Outgoing):
+                        await ws.send_bytes(event.data)
+            if handshake.state is HandshakeState.REFUSED:
+                return Outcome("refused")
+            for message in messages:
+                if isinstance(message, str):
+                    await ws.send_str(message)
+                else:
+                    await ws.send_bytes(message)
+            await ws.send_bytes(wire.encode(wire.Request(request_id=probe_id, kind=10, payload=b"")))
+            while True:
+                msg = await ws.receive()
+                if msg.type is not aiohttp.WSMsgType.BINARY:
+                    return Outcome("closed")
+                try:
+                    frames = list(wire.decode_stream(msg.data, max_frame_bytes=8 * 1024 * 1024))
+                except MalformedFrame:
+                    return Outcome("garbage", "the node sent an undecodable message", sent)
+                if any(isinstance(f, (wire.Response, wire.ErrorResponse)) and f.request_id == probe_id for f in frames):
+                    return Outcome("discarded")
+    except TimeoutError:
+        return Outcome("open", f"no answer to STATUS and no close {PEER_TIMEOUT_S:.0f} s after the frames", sent)
+    except (aiohttp.ClientError, OSError, RuntimeError):
+        return Outcome("closed")
+    finally:
+        await ws.close()
+
+
 # -- health: up, committing, memory -------------------------------------------------------------
 async def _status(session: aiohttp.ClientSession, url: str) -> dict[str, Any] | None:
     try:
@@ -340,6 +412,8 @@ def _build(ep: Endpoint, seed: int, index: int, target: Target, pools: Pools, ro
         return raw_case(ep, seed, index, routes, pools)
     if ep.kind == "peer":
         return peer_case(ep, seed, index, target, pools)
+    if ep.kind == "frames":
+        return frames_case(ep, seed, index, target, pools)
     return http_case(ep, seed, index, target, pools)
 
 
@@ -390,14 +464,17 @@ async def run_fuzz(cfg: FuzzConfig, progress: Callable[[str, int, int], None] | 
             return ok
 
         for ep in endpoints:
-            pool = peer_targets if ep.kind == "peer" else targets
+            pool = peer_targets if ep.kind in ("peer", "frames") else targets
             counts: Counter[str] = Counter()
             failed = 0
             report[ep.name] = {"cases": 0, "failures": 0, "outcomes": counts}
             if not pool:
                 report[ep.name]["skipped"] = "no target publishes a peer address"
                 continue
-            per_target = min(cfg.concurrency, 4) if ep.kind == "peer" else cfg.concurrency
+            if ep.kind == "frames" and cfg.peer_key is None:
+                report[ep.name]["skipped"] = "needs a key the targets admit as a peer (--peer-key)"
+                continue
+            per_target = {"peer": min(cfg.concurrency, 4), "frames": 1}.get(ep.kind, cfg.concurrency)  # one link per peer id
             gates = {t.url: asyncio.Semaphore(per_target) for t in pool}
 
             async def one(index: int) -> None:
@@ -409,6 +486,9 @@ async def run_fuzz(cfg: FuzzConfig, progress: Callable[[str, int, int], None] | 
                         outcome = await _send_http(session, target, case)
                     elif isinstance(case, RawCase):
                         outcome = await _send_raw(target, case)
+                    elif ep.kind == "frames":
+                        assert cfg.peer_key is not None
+                        outcome = await _send_frames(session, target, case, cfg.peer_key)
                     else:
                         outcome = await _send_peer(session, target, case)
                 counts[outcome.label] += 1

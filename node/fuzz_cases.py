@@ -549,3 +549,67 @@ def peer_case(ep: Endpoint, seed: int, index: int, target: Target, pools: Pools)
                         build=lambda h: [wire.encode(wire.Refuse(reason=wire.short_text(pools.text(rng)))), hello_of(h)])
     return PeerCase(endpoint=ep.name, index=index, family="random-bytes",
                     build=lambda h: [rng.randbytes(rng.randrange(1, 4096))])
+
+
+FRAME_KINDS = (1, 2)  # node.runtime's CONSENSUS and TXS
+REQUEST_KINDS = (10, 11)  # node.network's STATUS and BLOCKS
+
+
+def frames_case(ep: Endpoint, seed: int, index: int, target: Target, pools: Pools) -> PeerCase:
+    """Hostile frames from an authenticated peer (the runner does the handshake with a key the node admits)."""
+    rng = random.Random(f"{seed}:{ep.name}:{index}")
+    roll = rng.random()
+
+    def payload() -> bytes:
+        pick = rng.randrange(5)
+        if pick == 0:
+            return rng.randbytes(rng.randrange(0, 2000))
+        if pick == 1:
+            return pack(pools.value(rng))
+        if pick == 2:  # a batch of "transactions" as the TXS frame carries them
+            return pack([rng.randbytes(rng.randrange(0, 300)) if rng.random() < 0.5 else pack(_tx_value(rng, target, pools))
+                         for _ in range(rng.randrange(0, 20))])
+        if pick == 3:  # consensus-message-like arrays with hostile fields
+            return pack([rng.randrange(0, 8), target.chain_id, rng.randrange(1 << 64), rng.randrange(100), rng.randbytes(32),
+                         hostile_scalar(rng), rng.randbytes(64)])
+        return rng.choice([deep_nesting(rng)[:50_000], huge_length(rng), odd_scalars(rng), many_items(rng)[:100_000]])
+
+    def data(kind: int | None = None) -> bytes:
+        return wire.encode(wire.Data(kind=kind if kind is not None else rng.choice(FRAME_KINDS), payload=payload()))
+
+    if roll < 0.35:
+        family, messages = "data", [data()]
+    elif roll < 0.40:
+        family, messages = "unknown-kind", [data(rng.randrange(3, 65536))]
+    elif roll < 0.52:
+        family = "request"
+        kind = rng.choice(REQUEST_KINDS + (0, 12, 65535))
+        body = rng.choice([payload(), pack([rng.randrange(-5, 1 << 64), rng.randrange(-5, 1 << 20)]), b""])
+        messages = [wire.encode(wire.Request(request_id=rng.randrange(1 << 64), kind=kind, payload=body))]
+    elif roll < 0.58:
+        family = "stray-response"
+        messages = [rng.choice([wire.encode(wire.Response(request_id=rng.randrange(1 << 64), payload=payload())),
+                                wire.encode(wire.ErrorResponse(request_id=rng.randrange(1 << 64), reason="x"))])]
+    elif roll < 0.64:
+        family = "handshake-again"
+        messages = [rng.choice([wire.encode(wire.Hello(version=1, chain_id=target.chain_id, genesis_hash=rng.randbytes(32),
+                                                       node_id=rng.randbytes(32), nonce=rng.randbytes(32))),
+                                wire.encode(wire.Auth(signature=rng.randbytes(64)))])]
+    elif roll < 0.70:
+        family, messages = "many-frames", [b"".join(data() for _ in range(rng.choice([10, 100, 1000])))[: 3 * 1024 * 1024]]
+    elif roll < 0.78:
+        family = "truncated"
+        frame = data()
+        messages = [frame[: rng.randrange(1, max(2, len(frame)))]]
+    elif roll < 0.84:
+        family, messages = "wrong-types", [pack([rng.choice([16, 17, 18, 19]), *[hostile_scalar(rng) for _ in range(rng.randrange(0, 5))]])]
+    elif roll < 0.90:
+        family, messages = "garbage", [rng.choice([rng.randbytes(rng.randrange(1, 5000)), deep_nesting(rng), huge_length(rng)])]
+    elif roll < 0.94:
+        family, messages = "text-message", [pools.text(rng) or "x"]
+    elif roll < 0.97:
+        family, messages = "oversized-message", [b"\x93\x10\x01\xc6" + (4 * 1024 * 1024).to_bytes(4, "big") + b"\x00" * (4 * 1024 * 1024)]
+    else:
+        family, messages = "refuse", [wire.encode(wire.Refuse(reason="fuzz"))]
+    fixed = list(messages)
+    return PeerCase(endpoint=ep.name, index=index, family=family, build=lambda h: fixed)

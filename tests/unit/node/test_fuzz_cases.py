@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from node.fuzz import PEER_ENDPOINT, RAW_ENDPOINT, FuzzError, all_endpoints, api_endpoints, select_endpoints
-from node.fuzz_cases import HttpCase, Pools, Target, http_case, peer_case, raw_case
+from node.fuzz import FRAMES_ENDPOINT, PEER_ENDPOINT, RAW_ENDPOINT, FuzzError, all_endpoints, api_endpoints, select_endpoints
+from node.fuzz_cases import HttpCase, Pools, Target, frames_case, http_case, peer_case, raw_case
 
 TARGET = Target(url="http://127.0.0.1:1", chain_id="medledger-test", node_id="11" * 32,
                 validator_ids=("11" * 32, "22" * 32), p2p_address="127.0.0.1:2")
@@ -59,3 +59,11 @@ def test_raw_and_peer_cases_are_reproducible() -> None:
     two = [peer_case(peer, 3, i, TARGET, POOLS) for i in range(300)]
     assert [c.messages(None) for c in one] == [c.messages(None) for c in two]
     assert {"unsigned-auth", "truncated", "deep-nesting", "huge-length", "wrong-fields", "oversized-message"} <= {c.family for c in one}
+
+
+def test_frames_cases_are_reproducible_and_varied() -> None:
+    ep = next(e for e in all_endpoints() if e.name == FRAMES_ENDPOINT)
+    one = [frames_case(ep, 5, i, TARGET, POOLS) for i in range(300)]
+    two = [frames_case(ep, 5, i, TARGET, POOLS) for i in range(300)]
+    assert [c.messages(None) for c in one] == [c.messages(None) for c in two]
+    assert {"data", "request", "stray-response", "handshake-again", "many-frames", "truncated", "garbage"} <= {c.family for c in one}
