@@ -466,6 +466,7 @@ async def run_fuzz(cfg: FuzzConfig, progress: Callable[[str, int, int], None] | 
         for ep in endpoints:
             pool = peer_targets if ep.kind in ("peer", "frames") else targets
             counts: Counter[str] = Counter()
+            by_family: dict[str, Counter[str]] = {}
             failed = 0
             report[ep.name] = {"cases": 0, "failures": 0, "outcomes": counts}
             if not pool:
@@ -492,6 +493,7 @@ async def run_fuzz(cfg: FuzzConfig, progress: Callable[[str, int, int], None] | 
                     else:
                         outcome = await _send_peer(session, target, case)
                 counts[outcome.label] += 1
+                by_family.setdefault(case.family, Counter())[outcome.label] += 1
                 if outcome.failure is not None:
                     failed += 1
                     failures_total += 1
@@ -510,6 +512,7 @@ async def run_fuzz(cfg: FuzzConfig, progress: Callable[[str, int, int], None] | 
                     break
             report[ep.name]["failures"] = failed
             report[ep.name]["outcomes"] = dict(sorted(counts.items()))
+            report[ep.name]["families"] = {f: dict(sorted(c.items())) for f, c in sorted(by_family.items())}
             if stopped_early:
                 break
 
