@@ -1366,7 +1366,7 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | Non
 @click.option("--target", "targets", required=True, help="Comma-separated API URLs of running nodes to fuzz.")
 @click.option("--cases", default=1000, show_default=True, type=click.IntRange(1, 10_000_000), help="Cases per endpoint.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of every case (same seed, same cases).")
-@click.option("--endpoints", default="", help="Comma-separated parts of endpoint names to fuzz (default: all), e.g. 'txs,p2p'.")
+@click.option("--endpoints", default="", help="Comma-separated endpoint names, or parts of names, to fuzz (default: all), e.g. 'txs,p2p'.")
 @click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 1_000_000),
               help="Cases per endpoint between two health checks (status + a committed transaction).")
 @click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 256), help="Cases in flight per target.")

@@ -127,11 +127,15 @@ def all_endpoints() -> list[Endpoint]:
 
 
 def select_endpoints(wanted: Sequence[str]) -> list[Endpoint]:
-    """Endpoints whose name contains one of `wanted` (case-insensitive); all when empty."""
+    """Endpoints named exactly by one of `wanted`, or else whose name contains it (case-insensitive); all when empty."""
     every = all_endpoints()
     if not wanted:
         return every
-    chosen = [e for e in every if any(w.lower() in e.name.lower() for w in wanted)]
+    picked: set[str] = set()
+    for w in wanted:
+        exact = [e.name for e in every if e.name.lower() == w.lower()]
+        picked.update(exact or [e.name for e in every if w.lower() in e.name.lower()])
+    chosen = [e for e in every if e.name in picked]
     if not chosen:
         raise FuzzError(f"no endpoint matches {', '.join(wanted)}; endpoints are: {'; '.join(e.name for e in every)}")
     return chosen

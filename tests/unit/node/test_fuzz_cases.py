@@ -26,6 +26,8 @@ def test_every_public_route_is_an_endpoint() -> None:
 
 def test_selecting_endpoints_by_name() -> None:
     assert [e.name for e in select_endpoints(["POST /v1/txs"])] == ["POST /v1/txs"]
+    assert [e.name for e in select_endpoints(["GET /v1/txs/{hash}"])] == ["GET /v1/txs/{hash}"]  # exact name wins
+    assert len(select_endpoints(["/v1/txs/"])) == 2
     assert PEER_ENDPOINT in [e.name for e in select_endpoints(["p2p"])]
     with pytest.raises(FuzzError):
         select_endpoints(["no-such-endpoint"])
