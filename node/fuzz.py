@@ -485,8 +485,18 @@ async def run_fuzz(cfg: FuzzConfig, progress: Callable[[str, int, int], None] | 
             async def one(index: int) -> None:
                 nonlocal failed, failures_total
                 target = pool[index % len(pool)]
-                async with gates[target.url]:
+                try:
                     case = _build(ep, cfg.seed, index, target, pools, routes)
+                except Exception as exc:  # the fuzzer's own bug: reported, and the run goes on
+                    counts["fuzzer-error"] += 1
+                    failed += 1
+                    failures_total += 1
+                    if len(failures) < MAX_FAILURES_KEPT:
+                        failures.append({"endpoint": ep.name, "seed": cfg.seed, "case": index, "family": "?", "target": target.url,
+                                         "outcome": "fuzzer-error", "reason": f"cannot build the case: {type(exc).__name__}: {exc}",
+                                         "bytes_len": 0, "bytes_hex": ""})
+                    return
+                async with gates[target.url]:
                     if isinstance(case, HttpCase):
                         outcome = await _send_http(session, target, case)
                     elif isinstance(case, RawCase):
