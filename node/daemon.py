@@ -98,7 +98,9 @@ async def serve(
     secret = bytes.fromhex(secret_path.read_text().strip()) if secret_path.exists() else None
     research = ResearchService(node, offchain, secret)
     app = make_app(node, network=network if test_switches else None, custodian=custodian, research=research)
-    logging.getLogger("aiohttp.server").addFilter(QuietClientErrors())
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, QuietClientErrors) for f in server_log.filters):
+        server_log.addFilter(QuietClientErrors())
     runner = web.AppRunner(app, access_log=None, handle_signals=False, **SERVER_OPTIONS)
     await runner.setup()
     site = web.TCPSite(runner, node.config.api.host, node.config.api.port, reuse_address=True)
