@@ -335,15 +335,31 @@ async def _send_frames(session: aiohttp.ClientSession, target: Target, case: Pee
 
 
 # -- health: up, committing, memory -------------------------------------------------------------
+async def _request_json(session: aiohttp.ClientSession, method: str, url: str, *, deadline: float,
+                        **kwargs: Any) -> tuple[int, Any]:
+    """One request of the health checks; a 429 or 503 (rate limits, a full mempool) is retried after
+    the server's Retry-After (at most 2 s) until `deadline`. Returns (status, JSON or None)."""
+    while True:
+        async with session.request(method, url, timeout=aiohttp.ClientTimeout(total=20), **kwargs) as resp:
+            status = resp.status
+            retry_after = resp.headers.get("Retry-After", "")
+            try:
+                doc = await resp.json(content_type=None)
+            except ValueError:
+                doc = None
+        left = deadline - time.monotonic()
+        if status not in (429, 503) or left <= 0:
+            return status, doc
+        pause = float(retry_after) if retry_after.replace(".", "", 1).isdigit() else 0.5
+        await asyncio.sleep(min(pause, 2.0, left))  # the server asked us to slow down
+
+
 async def _status(session: aiohttp.ClientSession, url: str) -> dict[str, Any] | None:
     try:
-        async with session.get(url + "/v1/status", timeout=aiohttp.ClientTimeout(total=10)) as resp:
-            if resp.status != 200:
-                return None
-            doc = await resp.json()
-            return doc if isinstance(doc, dict) else None
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        status, doc = await _request_json(session, "GET", url + "/v1/status", deadline=time.monotonic() + 20)
+    except (aiohttp.ClientError, asyncio.TimeoutError):
         return None
+    return doc if status == 200 and isinstance(doc, dict) else None
 
 
 def _rss(status: dict[str, Any] | None) -> int | None:
@@ -360,21 +376,20 @@ async def commit_probe(session: aiohttp.ClientSession, submit_to: str, confirm_a
     tx = Transaction.create(ident, chain_id=chain_id, type="identity.register", nonce=1, body={"role": "patient"})
     deadline = time.monotonic() + COMMIT_TIMEOUT_S
     try:
-        async with session.post(submit_to + "/v1/txs", data=tx.encoded, headers={"Content-Type": "application/msgpack"},
-                                timeout=aiohttp.ClientTimeout(total=15)) as resp:
-            if resp.status != 202:
-                return False
+        status, _ = await _request_json(session, "POST", submit_to + "/v1/txs", deadline=deadline, data=tx.encoded,
+                                        headers={"Content-Type": "application/msgpack"})
+        if status != 202:
+            return False
         for url in confirm_at:
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                async with session.get(f"{url}/v1/txs/{tx.hash_hex}", params={"wait": str(max(1, min(int(left), 10)))},
-                                       timeout=aiohttp.ClientTimeout(total=20)) as resp:
-                    doc = await resp.json() if resp.status in (200, 404) else {}
-                if doc.get("status") == "committed":
+                _, doc = await _request_json(session, "GET", f"{url}/v1/txs/{tx.hash_hex}", deadline=deadline,
+                                             params={"wait": str(max(1, min(int(left), 10)))})
+                if isinstance(doc, dict) and doc.get("status") == "committed":
                     break
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+    except (aiohttp.ClientError, asyncio.TimeoutError):
         return False
     return True
 
