@@ -69,3 +69,28 @@ def test_frames_cases_are_reproducible_and_varied() -> None:
     two = [frames_case(ep, 5, i, TARGET, POOLS) for i in range(300)]
     assert [c.messages(None) for c in one] == [c.messages(None) for c in two]
     assert {"data", "request", "stray-response", "handshake-again", "many-frames", "truncated", "garbage"} <= {c.family for c in one}
+
+
+async def test_health_checks_ride_out_rate_limits() -> None:
+    """A node answering 429 to the fuzzer's status check is throttling, not down."""
+    import time
+
+    import aiohttp
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from node.fuzz import _status
+
+    answers = [429, 429, 200]
+
+    async def status(request: web.Request) -> web.Response:
+        code = answers.pop(0) if answers else 200
+        return web.json_response({"height": 1} if code == 200 else {"error": "rate_limited"}, status=code,
+                                 headers={"Retry-After": "0"})
+
+    app = web.Application()
+    app.router.add_get("/v1/status", status)
+    async with TestServer(app) as server, aiohttp.ClientSession() as session:
+        start = time.monotonic()
+        assert await _status(session, str(server.make_url("")).rstrip("/")) == {"height": 1}
+        assert answers == [] and time.monotonic() - start < 10
