@@ -1,6 +1,6 @@
 """`medledger fuzz` in CI: a bounded sample of every endpoint against real node processes.
 
-A few hundred seeded cases per endpoint (every API route, the raw HTTP socket, the peer
+Three hundred seeded cases per endpoint (every API route, the raw HTTP socket, the peer
 handshake) against a four-validator cluster; every case must be answered as a client mistake,
 and afterwards every node must be up, agree on its blocks and have committed new transactions.
 """
@@ -19,7 +19,7 @@ from node.keys import load_key_file
 
 pytestmark = pytest.mark.slow
 
-CASES = 200
+CASES = 300
 
 
 @pytest.fixture(scope="module")
