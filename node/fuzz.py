@@ -465,13 +465,17 @@ async def run_fuzz(cfg: FuzzConfig, progress: Callable[[str, int, int], None] | 
         node_up = True
         stopped_early: str | None = None
 
+        last_rss: list[int | None] = [None]
+
         async def health(tag: str) -> bool:
             nonlocal probes, probes_ok, node_up
             statuses = await asyncio.gather(*(_status(session, t.url) for t in targets))
+            last_rss[0] = None
             for t, s in zip(targets, statuses, strict=True):
                 rss = _rss(s)
                 if rss is not None:
                     rss_peak[t.url] = max(rss_peak.get(t.url) or 0, rss)
+                    last_rss[0] = max(last_rss[0] or 0, rss)
             if any(s is None for s in statuses):
                 node_up = False
                 return False
@@ -542,6 +546,7 @@ async def run_fuzz(cfg: FuzzConfig, progress: Callable[[str, int, int], None] | 
             report[ep.name]["failures"] = failed
             report[ep.name]["outcomes"] = dict(sorted(counts.items()))
             report[ep.name]["families"] = {f: dict(sorted(c.items())) for f, c in sorted(by_family.items())}
+            report[ep.name]["rss_mb_after"] = last_rss[0]  # the largest node's, at this endpoint's last check
             if stopped_early:
                 break
 

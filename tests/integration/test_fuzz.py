@@ -48,6 +48,7 @@ def test_a_sample_of_every_endpoint_leaves_the_nodes_up_and_committing(cluster):
     for name, report in result["endpoints"].items():
         assert report["cases"] == CASES, name
         assert not any(label.startswith("5") for label in report["outcomes"]), (name, report["outcomes"])
+        assert report["rss_mb_after"] > 0 and sum(sum(f.values()) for f in report["families"].values()) == CASES
     peer = result["endpoints"]["p2p handshake"]["outcomes"]
     assert peer.get("refused", 0) > CASES // 2  # most hostile handshakes get a REFUSE, the rest a close
     frames = result["endpoints"]["p2p frames"]["outcomes"]
