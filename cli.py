@@ -1280,6 +1280,41 @@ def sim(validators: int, byzantine: int, behaviours: str, drop: float, partition
 
 
 # -- bench ---------------------------------------------------------------------------------------
+def measure_catch_up(cluster: Any, lagging: int, from_height: int, timeout: float) -> dict[str, Any]:
+    """Restart the stopped node `lagging` (stopped at `from_height`) and time it until it holds
+    the others' height: from the restart, so the process's start-up counts against the rate."""
+    import time
+
+    from node.bench import BenchError
+    from node.cluster import http_json
+
+    others = [i for i in range(len(cluster.nodes)) if i != lagging]
+    target = max(h or 0 for h in (cluster.heights()[i] for i in others))
+    ready = time.perf_counter()
+    cluster.start(lagging)
+    cluster.wait_ready(60, lagging)
+    deadline = ready + timeout
+    status: dict[str, Any] = {}
+    while time.perf_counter() < deadline:
+        status = http_json(cluster.nodes[lagging].api_url + "/v1/status")
+        if status["height"] >= target:
+            break
+        time.sleep(0.02)
+    else:
+        raise BenchError(f"the restarted node reached height {status.get('height')} of {target} in {timeout:.0f} s")
+    seconds = time.perf_counter() - ready
+    synced_txs, since = 0, from_height + 1
+    while since <= target:
+        blocks = http_json(f"{cluster.nodes[others[0]].api_url}/v1/commits?since={since}&limit=1000", timeout=30)["blocks"]
+        if not blocks:
+            break
+        synced_txs += sum(len(b["txs"]) for b in blocks if b["height"] <= target)
+        since = blocks[-1]["height"] + 1
+    return {"catchup_blocks": target - from_height, "catchup_txs": synced_txs, "catchup_s": round(seconds, 2),
+            "catchup_tx_per_s": round(synced_txs / seconds, 1) if seconds > 0 else 0.0,
+            "catchup_rss_mb": int(status.get("peak_rss_mb", 0))}
+
+
 @main.command(context_settings=CONTEXT)
 @click.option("--nodes", "own_nodes", type=click.IntRange(1, 31), default=None, help="Start a local network of this many validators for the run.")
 @click.option("--target", "targets", default=None, help="Comma-separated API URLs of running nodes to load (instead of --nodes).")
@@ -1301,11 +1336,15 @@ def sim(validators: int, byzantine: int, behaviours: str, drop: float, partition
 @click.option("--sweep-seconds", default=8.0, show_default=True, type=click.FloatRange(1, 600), help="Seconds of load per --sweep step.")
 @click.option("--plot", "plot_path", default="bench-sweep.png", show_default=True, type=click.Path(dir_okay=False),
               help="Where --sweep writes its PNG plot.")
+@click.option("--preload-records", default=0, type=click.IntRange(0, 10_000_000),
+              help="Before measuring, commit this many record.add transactions so the state holds that many records.")
+@click.option("--catch-up", "catch_up", is_flag=True, help="With --nodes (at least 4): stop the last node, measure on the "
+              "others, then restart it and report how fast it catches up (catchup_tx_per_s).")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for every commit.")
 @json_option
 def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | None, rate: float, mix: bool, tx_bytes: int,
           institution_key: str | None, seed: str | None, sweep: bool, sweep_rates: str, sweep_seconds: float, plot_path: str,
-          timeout: float, as_json: bool) -> None:
+          preload_records: int, catch_up: bool, timeout: float, as_json: bool) -> None:
     """Measure committed throughput and latency against this machine's limit.
 
     Keys and signatures are prepared before the clock starts (and, with --mix, the
@@ -1321,6 +1360,8 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | Non
       medledger bench --nodes 4 --txs 20000 --mix
       medledger bench --target http://127.0.0.1:8700,http://127.0.0.1:8701 --txs 2000 --rate 1000
       medledger bench --nodes 4 --sweep --sweep-rates 1000,2000,4000 --plot sweep.png
+      medledger bench --nodes 4 --txs 20000 --preload-records 1000000 --json
+      medledger bench --nodes 4 --txs 100000 --catch-up --json
     """
     import asyncio
     import hashlib
@@ -1332,14 +1373,17 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | Non
         sweep_rates as parse_rates, write_sweep,
     )
     from node.cluster import Cluster, ClusterError
-    from node.workload import mix_workload, register_workload
+    from node.workload import mix_workload, preload_phases, register_workload
 
     if (own_nodes is None) == (targets is None):
         fail("give either --nodes N (a local network for the run) or --target URL,...", EXIT_USAGE)
     if tx_bytes and not mix:
         fail("--tx-bytes pads the access requests of --mix (registrations have no free-text field)", EXIT_USAGE)
-    if mix and targets is not None and institution_key is None:
-        fail("--mix with --target needs --institution-key (an institution attests the practitioners)", EXIT_USAGE)
+    if (mix or preload_records) and targets is not None and institution_key is None:
+        fail("--mix and --preload-records with --target need --institution-key (an institution attests the practitioners)",
+             EXIT_USAGE)
+    if catch_up and (own_nodes is None or own_nodes < 4 or sweep):
+        fail("--catch-up needs --nodes 4 or more (the others keep committing while one is down) and no --sweep", EXIT_USAGE)
     try:
         rates = parse_rates(sweep_rates) if sweep else []
     except ValueError as exc:
@@ -1350,16 +1394,17 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | Non
     scratch = tempfile.TemporaryDirectory(prefix="medledger-bench-") if own_nodes else None
     cluster = None
 
+    def institution() -> Identity:
+        if cluster is not None:
+            return load_key_file(cluster.nodes[0].home / "institution.key")
+        return load_identity(str(institution_key), None)
+
     def workload(urls: tuple[str, ...], count: int, step: int) -> tuple[list, Any]:
         status = asyncio.run(chain_status(urls[0]))
         step_seed = hashlib.sha256(base_seed + step.to_bytes(4, "big")).digest()
         if not mix:
             return [], register_workload(status["chain_id"], count, seed=step_seed)
-        if cluster is not None:
-            inst = load_key_file(cluster.nodes[0].home / "institution.key")
-        else:
-            inst = load_identity(str(institution_key), None)
-        w = mix_workload(status["chain_id"], count, seed=step_seed, institution=inst, now_ms=time.time_ns() // 1_000_000,
+        w = mix_workload(status["chain_id"], count, seed=step_seed, institution=institution(), now_ms=time.time_ns() // 1_000_000,
                          tx_bytes=tx_bytes)
         return list(w.setup), w
 
@@ -1393,6 +1438,25 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | Non
         else:
             urls = tuple(t.strip() for t in str(targets).split(",") if t.strip())
         try:
+            preload_s = None
+            if preload_records:
+                status = asyncio.run(chain_status(urls[0]))
+                phases = preload_phases(status["chain_id"], preload_records, seed=base_seed, institution=institution())
+                from rich.progress import Progress
+
+                with Progress(transient=True, disable=as_json) as bar:
+                    task = bar.add_task("preloading records", total=preload_records + 2 * min(10_000, preload_records))
+                    started = time.perf_counter()
+                    asyncio.run(commit_setup(urls, phases, timeout_s=max(timeout, 300.0),
+                                             progress=lambda n: bar.update(task, completed=n)))
+                    preload_s = round(time.perf_counter() - started, 1)
+            lagging = None
+            if catch_up:
+                assert cluster is not None
+                lagging = len(cluster.nodes) - 1
+                stopped_at = cluster.heights()[lagging] or 0
+                cluster.stop(lagging)
+                urls = urls[:lagging]
             if sweep:
                 rows = []
                 for step, offered in enumerate(rates, start=1):
@@ -1410,6 +1474,14 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | Non
                           "verify_per_s": verify_per_s, "cores": cores}
             else:
                 result = add_ceiling(measure(urls, txs, rate, 0, not as_json), verify_per_s, cores)
+            if preload_records:
+                result["preload_records"] = preload_records
+                result["preload_s"] = preload_s
+            if lagging is not None:
+                assert cluster is not None
+                result["validators"] = len(cluster.nodes)
+                result.update(measure_catch_up(cluster, lagging, stopped_at, timeout))
+                urls = tuple(n.api_url for n in cluster.nodes)
         except BenchError as exc:
             fail(str(exc), EXIT_REFUSED)
         except OSError as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,8 +100,11 @@ async def chain_status(target: str) -> dict[str, Any]:
             return doc
 
 
-async def commit_setup(targets: Sequence[str], phases: Sequence[Sequence[Transaction]], timeout_s: float = 300.0) -> None:
-    """Submit each setup phase and wait until all of it is committed before the next one."""
+async def commit_setup(targets: Sequence[str], phases: Iterable[Sequence[Transaction]], timeout_s: float = 300.0,
+                       progress: Callable[[int], None] | None = None) -> int:
+    """Submit each setup phase and wait until all of it is committed before the next one;
+    returns how many transactions were committed."""
+    total = 0
     for phase in phases:
         if not phase:
             continue
@@ -109,6 +112,10 @@ async def commit_setup(targets: Sequence[str], phases: Sequence[Sequence[Transac
         result = await run_bench(cfg, txs=phase)
         if result["committed"] < len(phase):
             raise BenchError(f"setup: only {result['committed']} of {len(phase)} transactions committed")
+        total += len(phase)
+        if progress:
+            progress(total)
+    return total
 
 
 class BenchError(RuntimeError):

@@ -20,6 +20,7 @@ a label), so the field limits bound how large a transaction gets: an access requ
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,3 +160,34 @@ def mix_workload(chain_id: str, count: int, *, seed: bytes, institution: Identit
                 if queues[name]:
                     measured.append(queues[name].pop())
     return Workload("mix", (tuple(phase1), tuple(phase2)), tuple(measured), counts)
+
+
+def preload_phases(chain_id: str, records: int, *, seed: bytes, institution: Identity,
+                   writers: int = 10_000) -> Iterator[tuple[Transaction, ...]]:
+    """Phases that put `records` records in state: `writers` practitioners and as many patients
+    register, then each practitioner announces one record per phase (its nonce rising by one a
+    phase, so no phase holds two transactions of one sender). Generated lazily: a million signed
+    transactions are never all in memory at once."""
+    keys = _Keys(b"preload" + seed)
+    inst = institution.public_key
+    writers = max(1, min(writers, records))
+    staff = [keys.next() for _ in range(writers)]
+    patients = [keys.next() for _ in range(writers)]
+    first: list[Transaction] = []
+    for ident in staff:
+        first.append(_tx(ident, chain_id, "identity.register", 1, {
+            "role": "practitioner", "institution": inst,
+            "attestation": attest(institution, chain_id=chain_id, registrant=ident.public_key, role="practitioner")}))
+    first.extend(_tx(p, chain_id, "identity.register", 1, {"role": "patient"}) for p in patients)
+    yield tuple(first)
+    done, nonce = 0, 2
+    while done < records:
+        phase = []
+        for i, author in enumerate(staff[: records - done]):
+            rid = hashlib.sha256(b"preload-record" + keys.seed + (done + i).to_bytes(8, "big")).digest()
+            phase.append(_tx(author, chain_id, "record.add", nonce, {
+                "record": rid, "patient": patients[i].public_key, "resource_type": "Observation",
+                "hash": hashlib.sha256(rid).digest(), "custodian": inst}))
+        done += len(phase)
+        nonce += 1
+        yield tuple(phase)

@@ -91,3 +91,12 @@ def test_bench_sweep_writes_the_plot_and_its_table(tmp_path):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = (tmp_path / "sweep.csv").read_text().splitlines()
     assert lines[0].startswith("offered_tx_per_s,tx_per_s,latency_ms_p50") and len(lines) == 3
+
+
+def test_bench_preloads_records_and_times_a_lagging_node_catching_up():
+    r = cli("bench", "--nodes", "4", "--txs", "600", "--preload-records", "150", "--catch-up", "--seed", "c", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["preload_records"] == 150 and out["committed"] == 600
+    assert out["validators"] == 4 and out["nodes"] == 3  # measured on three while the fourth was down
+    assert out["catchup_txs"] >= 600 and out["catchup_tx_per_s"] > 0 and out["catchup_rss_mb"] > 0
