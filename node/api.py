@@ -161,7 +161,7 @@ async def get_block(request: web.Request) -> web.Response:
     text = request.match_info["height"]
     height = node.store.height if text == "latest" else _int_param(text, "height")
     raw = _block_or_404(node, height)
-    block = decode_block(raw)
+    block = decode_block(raw, stored=True)
     txs = []
     for index, encoded in enumerate(block.txs):
         tx = decode_tx(encoded, chain_id=node.chain_id)
@@ -181,7 +181,7 @@ async def get_tx_proof(request: web.Request) -> web.Response:
     loc = node.store.tx_location(tx_hash)
     if loc is None:
         raise ApiError(404, "unknown_tx", "transaction is not committed", hash=tx_hash.hex())
-    block = decode_block(_block_or_404(node, loc.height))
+    block = decode_block(_block_or_404(node, loc.height), stored=True)
     path = inclusion_proof(block.txs, loc.index)
     leaf = block.txs[loc.index]
     assert verify_inclusion(leaf, loc.index, len(block.txs), path, block.header.tx_root)
@@ -223,7 +223,7 @@ async def get_commits(request: web.Request) -> web.Response:
         raw = node.store.block_bytes(height)
         if raw is None:
             break
-        block = decode_block(raw)
+        block = decode_block(raw, stored=True)
         hashes = [sha256(t) for t in block.txs]
         entry = {"height": height, "hash": block.hash.hex(), "timestamp_ms": block.header.timestamp_ms,
                  "txs": [h.hex() for h in hashes]}

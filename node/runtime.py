@@ -300,7 +300,7 @@ class Node:
             else:
                 raw = self.store.block_bytes(self.store.height)
                 assert raw is not None
-                ts = decode_block(raw).header.timestamp_ms
+                ts = decode_block(raw, stored=True).header.timestamp_ms
             self._last_ts = (self.store.height, ts)
         return self._last_ts[1]
 
@@ -433,6 +433,10 @@ class Node:
         if fresh:
             self._admitted(fresh, gossip=gossip)
         return bad
+
+    def knows_tx(self, tx_hash: bytes) -> bool:
+        """True when the transaction is waiting in the mempool or already committed."""
+        return tx_hash in self.mempool or self.store.has_tx(tx_hash)
 
     def _admit_one(self, tx: Transaction) -> Admission:
         if tx.hash in self.mempool:

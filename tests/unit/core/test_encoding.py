@@ -75,3 +75,29 @@ def test_fast_path_gives_the_same_bytes_as_the_normalising_path(value):
 
 def test_tuples_and_unsorted_maps_take_the_normalising_path():
     assert canonical(("a", {"b": 1, "a": 2})) == msgpack.packb(["a", {"a": 2, "b": 1}], use_bin_type=True)
+
+
+@given(values)
+def test_decode_canonical_equals_decode_then_canonical(value):
+    from node.core.encoding import decode_canonical
+
+    for data in (canonical(value), msgpack.packb(value, use_bin_type=True)):  # canonical or not
+        decoded, encoded = decode_canonical(data)
+        assert decoded == decode(data) and encoded == canonical(decode(data))
+
+
+def test_decode_canonical_refuses_what_decode_refuses():
+    from node.core.encoding import MAX_DEPTH, decode_canonical
+
+    for bad in (msgpack.packb([1.5]), msgpack.packb({"a": [0.0]}), msgpack.packb(_nested(MAX_DEPTH + 2)), b"", b"\xc1"):
+        with pytest.raises(DecodeError):
+            decode(bad)
+        with pytest.raises(DecodeError):
+            decode_canonical(bad)
+
+
+def _nested(depth):
+    value = []
+    for _ in range(depth):
+        value = [value]
+    return value
