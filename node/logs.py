@@ -151,10 +151,27 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at the time of the event (it may be replaced)."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> TextIO:  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
 def make_handler(fmt: str, stream: TextIO | None = None) -> logging.Handler:
+    """A handler writing redacted events as `fmt` ("text" or "json") to `stream` (default stderr)."""
     if fmt not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {fmt!r}")
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler: logging.Handler = StderrHandler() if stream is None else logging.StreamHandler(stream)
+    handler._medledger = True  # type: ignore[attr-defined]
     handler.addFilter(RedactFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     return handler
@@ -166,7 +183,8 @@ def setup_logging(level: str = "info", fmt: str = "text", stream: TextIO | None 
         raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if getattr(old, "_medledger", False):  # ours from an earlier call (others, e.g. pytest's, stay)
+            root.removeHandler(old)
     root.addHandler(make_handler(fmt, stream))
     root.setLevel(getattr(logging, level.upper()))
     logging.captureWarnings(True)
