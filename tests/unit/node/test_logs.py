@@ -101,23 +101,32 @@ def test_unformattable_arguments_do_not_lose_the_event():
     assert json.loads(out)["msg"].startswith("'two %s %s'")
 
 
-def test_setup_logging_routes_warnings_and_refuses_unknown_values(capsys):
+def test_setup_logging_refuses_unknown_values():
     with pytest.raises(ValueError, match="log format"):
         make_handler("xml")
     with pytest.raises(ValueError, match="log level"):
         setup_logging("loud", "text")
-    setup_logging("info", "json")
-    try:
-        import warnings
 
-        warnings.warn("a python warning")
-        logging.getLogger("medledger.test").info("hello %d", 5)
-        err = capsys.readouterr().err.splitlines()
-        docs = [json.loads(line) for line in err]
-        assert {"py.warnings", "medledger.test"} <= {d["logger"] for d in docs}
-    finally:
-        root = logging.getLogger()
-        for h in list(root.handlers):
-            if getattr(h, "_medledger", False):
-                root.removeHandler(h)
-        logging.captureWarnings(False)
+
+def test_a_process_logs_only_json_lines_even_for_warnings_and_crashes():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    seed = Identity.from_seed(b"\x09" * 32).seed
+    program = (
+        "import logging, warnings\n"
+        "from node.logs import setup_logging, register_secret\n"
+        "setup_logging('debug', 'json')\n"
+        f"register_secret(bytes.fromhex('{seed.hex()}'))\n"
+        "warnings.warn('a python warning')\n"
+        "logging.getLogger('medledger.test').debug('hello %d', 5)\n"
+        f"raise RuntimeError('crashed holding {seed.hex()}')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60,
+                       cwd=str(Path(__file__).resolve().parents[3]))
+    assert r.returncode == 1 and r.stdout == ""
+    docs = [json.loads(line) for line in r.stderr.splitlines()]
+    assert [d["logger"] for d in docs] == ["py.warnings", "medledger.test", "medledger"]
+    assert docs[-1]["level"] == "critical" and "RuntimeError" in docs[-1]["exc"]
+    assert seed.hex() not in r.stderr
