@@ -1,7 +1,8 @@
 """Four nodes in four Linux network namespaces, each with its own address, commit together.
 
 The test builds a virtual network (a bridge in the test's namespace with one veth pair per
-node namespace: node i is 10.77.S.(i+1)/24, the test reaches them from 10.77.S.254), writes a
+node namespace: node i is 10.77.S.(i+1)/24 for a subnet S no interface uses yet, the test
+reaches them from 10.77.S.254), writes a
 genesis that lists those addresses, runs each node inside its namespace (`ip netns exec`) with
 the default ports (each namespace has its own port space, so only the addresses tell the
 nodes apart), submits transactions to different nodes and checks that all four commit the same
@@ -69,10 +70,20 @@ class VirtualNetwork:
         return f"{self.subnet}.{i + 1}"
 
 
+def free_subnet(pid: int) -> str:
+    """A 10.77.N /24 no interface of this namespace uses yet (N starts from the pid)."""
+    used = ip("-4", "-o", "addr", "show").stdout
+    for k in range(250):
+        candidate = f"10.77.{(pid + k) % 250}"
+        if f" {candidate}." not in used:
+            return candidate
+    raise RuntimeError("every 10.77.N.0/24 subnet is in use")
+
+
 @contextmanager
 def virtual_network(count: int) -> Iterator[VirtualNetwork]:
     pid = os.getpid()
-    net = VirtualNetwork(tag=str(pid), subnet=f"10.77.{pid % 250}")
+    net = VirtualNetwork(tag=str(pid), subnet=free_subnet(pid))
     try:
         net.bridge = f"mlbr{pid}"
         ip("link", "add", net.bridge, "type", "bridge")
@@ -146,3 +157,9 @@ def test_four_nodes_in_four_namespaces_commit_together(tmp_path: Path) -> None:
     # the virtual network is gone
     assert not [ns for ns in net.namespaces if ns in ip("netns", "list").stdout]
     assert ip("link", "show", net.bridge, check=False).returncode != 0
+
+
+def test_the_skip_reason_is_found_at_run_time(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert namespaces_unavailable() in ("creating network namespaces needs root",
+                                        "the `ip` command (iproute2) is not installed")
