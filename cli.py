@@ -23,6 +23,7 @@ from node.core.crypto import Identity
 from node.genesis import GenesisError
 from node.home import HomeExists, init_network
 from node.keys import KeyFileError, is_encrypted, key_file_id, load_key_file, write_key_file
+from node.logs import LOG_FORMATS, LOG_LEVELS, setup_logging
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -105,10 +106,7 @@ def main(log_level: str) -> None:
       medledger identity register --key alice.key --role patient
       medledger status
     """
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper()), stream=sys.stderr,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    setup_logging(log_level, "text")
 
 
 # -- keys ---------------------------------------------------------------------------------------
@@ -196,20 +194,47 @@ def node_init(home: str, api_port: int, p2p_port: int, host: str, chain_id: str,
 @node.command("run", context_settings=CONTEXT)
 @click.option("--home", required=True, type=click.Path(file_okay=False, exists=True), help="The node home.")
 @passphrase_env_option
+@click.option("--log-format", type=click.Choice(LOG_FORMATS),
+              help="Log lines as text (default) or one JSON object per line (overrides node.log_format).")
+@click.option("--log-level", "run_log_level", type=click.Choice(LOG_LEVELS),
+              help="Log verbosity (overrides node.log_level).")
 @click.option("--unsafe-test-switches", is_flag=True, hidden=True, help="Test harness only: enable partition switches.")
-def node_run(home: str, passphrase_env: str | None, unsafe_test_switches: bool) -> None:
+@click.pass_context
+def node_run(ctx: click.Context, home: str, passphrase_env: str | None, log_format: str | None,
+             run_log_level: str | None, unsafe_test_switches: bool) -> None:
     """Run the node in the foreground until Ctrl-C or SIGTERM.
 
+    Logs go to stderr, one event per line (see node.log_format and node.log_level in
+    docs/configuration.md); metrics are served at /metrics on the API port.
+
     \b
-    Example:
+    Examples:
       medledger node run --home ./node-home
+      medledger node run --home ./node-home --log-format json --log-level debug
     """
+    from click.core import ParameterSource
+
     from node.daemon import run_node
     from storage.chain import StoreCorrupted
     from storage.kv import StorageError
 
     try:
         cfg = NodeHome(Path(home)).load_config()
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    # precedence: `node run --log-level`, then `medledger --log-level` if given, then the config
+    given_above = ctx.parent is not None and ctx.parent.get_parameter_source("log_level") == ParameterSource.COMMANDLINE
+    level = run_log_level or (ctx.parent.params["log_level"] if given_above and ctx.parent else cfg.node.log_level)
+    setup_logging(level, log_format or cfg.node.log_format)
+    log = logging.getLogger("medledger.node")
+
+    def refuse(message: str) -> NoReturn:
+        if (log_format or cfg.node.log_format) == "json":
+            log.error("cannot start: %s", message)
+            sys.exit(EXIT_USAGE)
+        fail(message, EXIT_USAGE)
+
+    try:
         key_path = NodeHome(Path(home)).path(cfg.node.key_file)
         passphrase = read_passphrase(passphrase_env)
         if passphrase is None and key_path.exists() and is_encrypted(key_path):
@@ -218,9 +243,9 @@ def node_run(home: str, passphrase_env: str | None, unsafe_test_switches: bool) 
             passphrase = click.prompt(f"Passphrase for {key_path}", hide_input=True)
         run_node(Path(home), passphrase=passphrase, test_switches=unsafe_test_switches)
     except (ConfigError, GenesisError, KeyFileError, StorageError, StoreCorrupted) as exc:
-        fail(str(exc), EXIT_USAGE)
+        refuse(str(exc))
     except OSError as exc:
-        fail(f"cannot start: {exc.strerror or exc}", EXIT_USAGE)
+        refuse(f"cannot start: {exc.strerror or exc}")
 
 
 @node.command("config", context_settings=CONTEXT)
@@ -238,6 +263,37 @@ def node_config(home: str, as_json: bool) -> None:
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     emit(as_json, cfg.to_dict(), lambda: dump_toml(cfg).rstrip())
+
+
+@node.command("systemd-unit", context_settings=CONTEXT)
+@click.option("--home", required=True, type=click.Path(file_okay=False), help="The node home on the target host (absolute).")
+@click.option("--user", required=True, help="Dedicated non-root user the node runs as.")
+@click.option("--group", help="Its group (default: the user's name).")
+@click.option("--executable", help="Path of the `medledger` program (default: the one on PATH).")
+@click.option("--passphrase-env", metavar="VAR", help="For an encrypted key: the variable holding its passphrase.")
+@click.option("--environment-file", metavar="FILE", help="File (root-only, mode 0600) that sets VAR for the unit.")
+def node_systemd_unit(home: str, user: str, group: str | None, executable: str | None,
+                      passphrase_env: str | None, environment_file: str | None) -> None:
+    """Print a systemd unit that runs the node of HOME as USER (restart on failure, hardened).
+
+    \b
+    Example:
+      medledger node systemd-unit --home /var/lib/medledger --user medledger \\
+        > /etc/systemd/system/medledger.service
+      systemctl daemon-reload && systemctl enable --now medledger
+    """
+    import shutil
+
+    from node.systemd import UnitError, render_unit
+
+    program = executable or shutil.which("medledger")
+    if not program:
+        fail("no `medledger` program on PATH; pass --executable PATH", EXIT_USAGE)
+    try:
+        click.echo(render_unit(home, user=user, group=group, executable=str(program),
+                               passphrase_env=passphrase_env, environment_file=environment_file), nl=False)
+    except UnitError as exc:
+        fail(str(exc), EXIT_USAGE)
 
 
 # -- status, transactions, blocks -----------------------------------------------------------------

@@ -24,6 +24,7 @@ from .app import queries
 from .custodian import Custodian, CustodianRefusal
 from .records.protocol import Fetch, ProtocolError, Upload
 from .research_service import ExtractRequest, ResearchService
+from .metrics import get_metrics as metrics_response
 from .runtime import Node
 from .tx import decode_tx, jsonable
 
@@ -99,6 +100,11 @@ def _int_param(text: str, name: str) -> int:
 
 async def get_status(request: web.Request) -> web.Response:
     return _json(request.app[NODE_KEY].status())
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    """Prometheus text format (unsigned, like /v1/status: it holds no health data)."""
+    return await metrics_response(request, request.app[NODE_KEY].metrics)
 
 
 async def post_txs(request: web.Request) -> web.Response:
@@ -450,7 +456,8 @@ NETWORK_KEY = web.AppKey("network", object)
 def make_app(node: Node, *, network: Any = None, custodian: Custodian | None = None,
              research: ResearchService | None = None) -> web.Application:
     """The aiohttp application serving `node` (test routes only when `network` is given)."""
-    app = web.Application(client_max_size=node.config.api.max_body_bytes, middlewares=[errors_middleware])
+    app = web.Application(client_max_size=node.config.api.max_body_bytes,
+                          middlewares=[node.metrics.middleware(), errors_middleware])
     app[NODE_KEY] = node
     if custodian is not None:
         app[CUSTODIAN_KEY] = custodian
@@ -464,6 +471,7 @@ def make_app(node: Node, *, network: Any = None, custodian: Custodian | None = N
         app[NETWORK_KEY] = network
         app.router.add_post("/v1/test/partition", post_test_partition)
     app.router.add_get("/v1/status", get_status)
+    app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/v1/health", get_health)
     app.router.add_post("/v1/txs", post_txs)
     app.router.add_get("/v1/txs/{hash}", get_tx)

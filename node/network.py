@@ -246,6 +246,8 @@ class NetworkService:
     async def _sync_once(self) -> None:
         heights = await self._peer_heights()
         node = self.node
+        if heights:
+            node.metrics.sync_target.set(heights[0][0])
         for best, pid in heights:
             while best > node.store.height:
                 node.syncing = True
