@@ -207,3 +207,47 @@ def test_a_tls_devnet_commits_over_https_and_wss_and_refuses_plain_http(tmp_path
         with pytest.raises(ApiError) as err:  # and a stranger still may not read the patient's audit
             HealthClient(c.nodes[1].api_url, ca_file=c.ca_file).audit(Identity.generate(), patient.id)
         assert err.value.status == 403 and err.value.code == "forbidden"
+
+
+@pytest.mark.slow
+def test_node_run_with_tls_flags_serves_https_only(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from node.cluster import free_ports
+    from node.tls import issue_certificate, make_local_ca
+
+    root = Path(__file__).resolve().parents[2]
+    api_port, p2p_port = free_ports(2)
+    home = tmp_path / "home"
+    init = subprocess.run([sys.executable, "-m", "cli", "node", "init", "--home", str(home), "--api-port", str(api_port),
+                           "--p2p-port", str(p2p_port)], capture_output=True, text=True, cwd=root, timeout=60)
+    assert init.returncode == 0, init.stderr
+    ca = make_local_ca()
+    cert, key = issue_certificate(ca, "institution-0", ["127.0.0.1"])
+    (tmp_path / "ca.pem").write_bytes(ca.pem)
+    (tmp_path / "node.crt").write_bytes(cert)
+    (tmp_path / "node.key").write_bytes(key)
+    log = open(tmp_path / "node.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "node", "run", "--home", str(home), "--tls-cert",
+                             str(tmp_path / "node.crt"), "--tls-key", str(tmp_path / "node.key")],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    try:
+        secure = Client(f"https://127.0.0.1:{api_port}", ca_file=tmp_path / "ca.pem")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status = secure.status()
+                break
+            except NodeUnreachable:
+                assert proc.poll() is None, (tmp_path / "node.log").read_text()
+                assert time.monotonic() < deadline, "the node did not answer over https"
+                time.sleep(0.1)
+        assert status["chain_id"] == "medledger-local"
+        with pytest.raises(NodeUnreachable):
+            Client(f"http://127.0.0.1:{api_port}").status()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        log.close()
