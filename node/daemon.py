@@ -20,6 +20,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from p2p.limits import P2PLimits
+
 from storage.chain import ChainStore
 from storage.kv import LevelDBStore
 from storage.offchain import OffchainStore
@@ -63,6 +65,12 @@ def ssl_contexts(nh: NodeHome, config: NodeConfig) -> dict[str, ssl.SSLContext |
         "p2p_server": server_context(nh.path(p2p.tls_cert), nh.path(p2p.tls_key)) if p2p.tls_cert else None,
         "p2p_client": client_context(path(p2p.tls_ca)) if p2p.tls_cert else None,
     }
+
+
+def p2p_limits(config: NodeConfig) -> P2PLimits:
+    """The transport's limits, with the per-peer frame rate from `[p2p]`."""
+    return P2PLimits(reconnect_cap=5.0, inbound_frames_per_second=float(config.p2p.max_frames_per_s),
+                     inbound_frames_burst=config.p2p.frames_burst)
 
 
 def open_node(home: Path, *, passphrase: str | None = None, config: NodeConfig | None = None) -> Node:
@@ -119,15 +127,11 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    from p2p.limits import P2PLimits
-
     contexts = ssl_contexts(NodeHome(node.home_dir or Path(".")), node.config)
     allowed = allowed_peers(node)
-    limits = P2PLimits(reconnect_cap=5.0, inbound_frames_per_second=float(node.config.p2p.max_frames_per_s),
-                       inbound_frames_burst=node.config.p2p.frames_burst)
     network = NetworkService(
         node, host=node.config.p2p.host, port=node.config.p2p.port, peers=peer_map(node),
-        allowed=allowed.__contains__, limits=limits, test_switches=test_switches,
+        allowed=allowed.__contains__, limits=p2p_limits(node.config), test_switches=test_switches,
         ssl_server=contexts["p2p_server"], ssl_client=contexts["p2p_client"],
     )
     offchain = OffchainStore(LevelDBStore(node.store_dir / "records"))

@@ -4,6 +4,7 @@ devnet commits over https and wss and refuses plain http."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,12 +19,15 @@ from node.client import ApiError, Client, HealthClient, NodeUnreachable
 from node.cluster import Cluster
 from node.config import build_config
 from node.core.crypto import Identity
+from node.keys import load_key_file
 from node.runtime import Node
 from node.tx import Transaction
 
 from tests.helpers import CHAIN, make_node
 
 MSGPACK = {"Content-Type": "application/msgpack"}
+OBS = json.dumps({"resourceType": "Observation", "status": "final", "code": {"text": "Heart rate"},
+                  "valueQuantity": {"value": 72, "unit": "beats/min"}}).encode()
 PATIENT = Identity.from_seed(b"\x11" * 32)
 GUARDIAN = Identity.from_seed(b"\x12" * 32)
 STRANGER = Identity.from_seed(b"\x13" * 32)
@@ -196,9 +200,19 @@ def test_a_tls_devnet_commits_over_https_and_wss_and_refuses_plain_http(tmp_path
         statuses = [Client(n.api_url, ca_file=c.ca_file).status() for n in c.nodes]
         assert all(len(s["peers"]) == 2 for s in statuses), statuses
         assert c.check_consistency() >= done["height"]
+        # a record written at node0 and read by its patient through node1, which relays the fetch
+        # to the custodian's https API (trusting the devnet CA)
+        doctor = Identity.generate()
+        institution = load_key_file(c.nodes[0].home / "institution.key")
+        assert hc.register(doctor, "practitioner", institution=institution)["status"] == "committed"
+        put = hc.put_record(doctor, patient.id, OBS)
+        assert put["status"] == "committed", put
+        relay = HealthClient(c.nodes[1].api_url, ca_file=c.ca_file)
+        c.wait_for_height(put["height"], 60)
+        assert json.loads(relay.fetch_record(patient, put["record_id"])) == json.loads(OBS)
         # a signed read over https, at another node
         audit = HealthClient(c.nodes[2].api_url, ca_file=c.ca_file).audit(patient, patient.id)
-        assert audit["patient"] == patient.id
+        assert [e["event"] for e in audit["entries"]] == ["record.added"]
         # plain http to an https node gets no answer; https without the CA fails verification
         with pytest.raises(NodeUnreachable):
             Client(c.nodes[0].api_url.replace("https://", "http://")).status()

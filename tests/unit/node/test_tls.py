@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from node.config import ConfigError, NodeHome, build_config
-from node.daemon import ssl_contexts, with_tls_files
+from node.daemon import p2p_limits, ssl_contexts, with_tls_files
 from node.home import init_network
 from node.tls import TlsError, client_context, issue_certificate, make_local_ca, server_context, write_private
 
@@ -86,6 +86,8 @@ def test_config_options_and_their_checks():
     cfg = build_config({}, env={})
     assert (cfg.api.rate_per_ip, cfg.api.burst_per_ip, cfg.api.rate_per_signer, cfg.api.burst_per_signer) == (500, 1000, 50, 100)
     assert (cfg.p2p.max_frames_per_s, cfg.p2p.frames_burst) == (10_000, 20_000)
+    limits = p2p_limits(build_config({"p2p": {"max_frames_per_s": 7, "frames_burst": 9}}, env={}))
+    assert (limits.inbound_frames_per_second, limits.inbound_frames_burst) == (7.0, 9)
     assert build_config({}, env={"MEDLEDGER_API_RATE_PER_IP": "0"}).api.rate_per_ip == 0
     with pytest.raises(ConfigError, match="api.tls_cert and api.tls_key"):
         build_config({"api": {"tls_cert": "c.pem"}}, env={})
