@@ -5,6 +5,7 @@ devnet commits over https and wss and refuses plain http."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -218,6 +219,19 @@ def test_a_tls_devnet_commits_over_https_and_wss_and_refuses_plain_http(tmp_path
             Client(c.nodes[0].api_url.replace("https://", "http://")).status()
         with pytest.raises(NodeUnreachable, match="CERTIFICATE_VERIFY_FAILED"):
             Client(c.nodes[0].api_url, ca_file=None).status()
+        # the CLI trusts the CA with --ca (or MEDLEDGER_CA), and cannot reach the node without it
+        import subprocess
+        import sys
+
+        root = Path(__file__).resolve().parents[2]
+        env = {k: v for k, v in os.environ.items() if k != "MEDLEDGER_CA"}
+        cmd = [sys.executable, "-m", "cli"]
+        ok = subprocess.run(cmd + ["--ca", str(c.ca_file), "status", "--node", c.nodes[1].api_url, "--json"],
+                            capture_output=True, text=True, cwd=root, env=env, timeout=60)
+        assert ok.returncode == 0 and json.loads(ok.stdout)["height"] >= done["height"], ok.stderr
+        no_ca = subprocess.run(cmd + ["status", "--node", c.nodes[1].api_url], capture_output=True, text=True,
+                               cwd=root, env=env, timeout=60)
+        assert no_ca.returncode == 3 and "CERTIFICATE_VERIFY_FAILED" in no_ca.stderr
         with pytest.raises(ApiError) as err:  # and a stranger still may not read the patient's audit
             HealthClient(c.nodes[1].api_url, ca_file=c.ca_file).audit(Identity.generate(), patient.id)
         assert err.value.status == 403 and err.value.code == "forbidden"
