@@ -285,11 +285,13 @@ async def get_account(request: web.Request) -> web.Response:
 
 
 async def get_commits(request: web.Request) -> web.Response:
-    """Blocks from `since` on, with their transaction hashes; long-polls up to `wait` seconds."""
+    """Blocks from `since` on, with their transaction hashes (and, with `results=1`, each one's
+    result); long-polls up to `wait` seconds."""
     node = request.app[NODE_KEY]
     since = _int_param(request.query.get("since", "1"), "since")
     limit = min(_int_param(request.query.get("limit", "100"), "limit"), 1000)
     wait = request.query.get("wait")
+    with_results = request.query.get("results") in ("1", "true")
     if wait is not None and node.store.height < since:
         await node.wait_height(since, min(float(_int_param(wait, "wait")), MAX_WAIT_S))
     blocks = []
@@ -298,8 +300,12 @@ async def get_commits(request: web.Request) -> web.Response:
         if raw is None:
             break
         block = decode_block(raw)
-        blocks.append({"height": height, "hash": block.hash.hex(), "timestamp_ms": block.header.timestamp_ms,
-                       "txs": [sha256(t).hex() for t in block.txs]})
+        hashes = [sha256(t) for t in block.txs]
+        entry = {"height": height, "hash": block.hash.hex(), "timestamp_ms": block.header.timestamp_ms,
+                 "txs": [h.hex() for h in hashes]}
+        if with_results:
+            entry["results"] = [loc.result if (loc := node.store.tx_location(h)) else None for h in hashes]
+        blocks.append(entry)
     return _json({"height": node.store.height, "blocks": blocks})
 
 

@@ -22,6 +22,12 @@ MAX_NONCE = (1 << 63) - 1
 MAX_TYPE_LEN = 64
 
 
+_ARRAY6 = b"\x96"  # msgpack fixarray of 6 items: both the envelope and the signed array
+_SIG_HEADER = b"\xc4" + bytes([SIGNATURE_SIZE])  # msgpack bin8 header of a signature
+_SIG_TAIL = len(_SIG_HEADER) + SIGNATURE_SIZE
+_SIGNED_PREFIX = _ARRAY6 + canonical(TX_DOMAIN)
+
+
 class TxRejected(ValueError):
     """A client's transaction fails a stateless check; `code` is the stable error code."""
 
@@ -49,6 +55,11 @@ class Transaction:
         return canonical([TX_DOMAIN, chain_id, type_, sender, nonce, body])
 
     def signing_bytes(self) -> bytes:
+        # The envelope is the signed array with the domain tag dropped and the signature
+        # appended, so the signed bytes are cut from `encoded` instead of encoded again.
+        e = self.encoded
+        if e[:1] == _ARRAY6 and e[-_SIG_TAIL:-SIGNATURE_SIZE] == _SIG_HEADER:
+            return _SIGNED_PREFIX + e[1:-_SIG_TAIL]
         return self.signing_bytes_of(self.chain_id, self.type, self.sender, self.nonce, self.body)
 
     @classmethod

@@ -44,8 +44,39 @@ def _normalize(value: Any, depth: int = 0) -> Any:
     raise EncodeError(f"cannot encode {type(value).__name__}")
 
 
+def _already_canonical(value: Any, depth: int = 0) -> bool:
+    """True when msgpack can encode `value` as it is: only lists, maps whose string keys are
+    already in sorted order, and scalars in range. Values decoded from canonical bytes (every
+    transaction, vote and block we receive) pass, so `canonical` skips rebuilding them."""
+    t = type(value)
+    if t is str or t is bytes or t is bool or value is None:
+        return True
+    if t is int:
+        return -(1 << 63) <= value < (1 << 64)
+    if depth >= MAX_DEPTH:
+        return False
+    if t is list:
+        for item in value:
+            if not _already_canonical(item, depth + 1):
+                return False
+        return True
+    if t is dict:
+        previous = ""
+        first = True
+        for key, item in value.items():
+            if type(key) is not str or (not first and key <= previous):
+                return False
+            first, previous = False, key
+            if not _already_canonical(item, depth + 1):
+                return False
+        return True
+    return False
+
+
 def canonical(value: Any) -> bytes:
     """Encode `value` deterministically (sorted map keys, no floats)."""
+    if _already_canonical(value):
+        return msgpack.packb(value, use_bin_type=True)
     return msgpack.packb(_normalize(value), use_bin_type=True)
 
 

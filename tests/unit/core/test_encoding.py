@@ -56,3 +56,22 @@ def test_size_limits():
         decode(canonical(b"x" * 100), max_bytes=50)
     with pytest.raises(DecodeError):
         decode(canonical(list(range(100))), max_items=10)
+
+
+def _slow_canonical(value):
+    from node.core.encoding import _normalize
+
+    return msgpack.packb(_normalize(value), use_bin_type=True)
+
+
+@given(values)
+def test_fast_path_gives_the_same_bytes_as_the_normalising_path(value):
+    # `canonical` skips rebuilding values that are already in canonical form; the bytes must
+    # not depend on which path was taken (maps in any order, tuples, nested containers).
+    assert canonical(value) == _slow_canonical(value)
+    shuffled = decode(canonical(value))
+    assert canonical(shuffled) == _slow_canonical(shuffled)
+
+
+def test_tuples_and_unsorted_maps_take_the_normalising_path():
+    assert canonical(("a", {"b": 1, "a": 2})) == msgpack.packb(["a", {"a": 2, "b": 1}], use_bin_type=True)
