@@ -27,6 +27,7 @@ import ssl
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -85,7 +86,8 @@ class Client:
             req.add_header("Content-Type", content_type)
         req.add_header("Accept", "application/json")
         if signer is not None:
-            headers = sign_headers(signer, chain_id=self.chain_id, method=method, path_qs=path, body=body or b"",
+            sent_path = urllib.parse.urlsplit(self.base_url).path + path  # as the server sees it
+            headers = sign_headers(signer, chain_id=self.chain_id, method=method, path_qs=sent_path, body=body or b"",
                                    timestamp_ms=time.time_ns() // 1_000_000)
             for name, value in headers.items():
                 req.add_header(name, value)

@@ -212,3 +212,32 @@ def test_record_metadata_and_access_decisions(world):
 def test_an_institutions_reports_are_its_own():
     a, b = ident("A").public_key, ident("B").public_key
     assert auth.may_read_institution(a, a) and not auth.may_read_institution(b, a)
+
+
+def test_the_client_signs_the_path_the_server_sees(monkeypatch):
+    """Behind a reverse proxy under a prefix, the signed path includes the prefix."""
+    import io
+    import time as _time
+    import urllib.request
+
+    from node.client import Client
+
+    seen = []
+
+    def fake_urlopen(req, timeout, context):
+        seen.append(req)
+        return io.BytesIO(b'{"ok": true}')
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    client = Client("http://node.example/medledger/")
+    client._chain_id = CHAIN
+    assert client.get(PATH, signer=ME) == {"ok": True}
+    req = seen[0]
+    assert req.full_url == "http://node.example/medledger" + PATH
+    from multidict import CIMultiDict  # header names are case-insensitive, as in aiohttp
+
+    got = verify_headers(CIMultiDict(req.header_items()), chain_id=CHAIN,
+                         method="GET", path_qs="/medledger" + PATH, body=b"", now_ms=_time.time_ns() // 1_000_000)
+    assert got.signer == ME.public_key
+    client.get("/v1/status")
+    assert not any(h.lower().startswith("x-medledger") for h, _ in seen[1].header_items())
