@@ -7,6 +7,8 @@ import hashlib
 
 import nacl.signing
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from node import auth
 from node.auth import AuthError, NonceCache, SignedRequest, sign_headers, verify_headers
@@ -241,3 +243,15 @@ def test_the_client_signs_the_path_the_server_sees(monkeypatch):
     assert got.signer == ME.public_key
     client.get("/v1/status")
     assert not any(h.lower().startswith("x-medledger") for h, _ in seen[1].header_items())
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.dictionaries(st.sampled_from([*auth.HEADERS, "X-Other"]), st.text(max_size=140), max_size=5),
+       st.text(max_size=60), st.binary(max_size=64))
+def test_any_headers_give_a_verdict_never_a_crash(h, path, body):
+    try:
+        got = check(h, path=path, body=body)
+    except AuthError as exc:
+        assert exc.status == 401 and exc.code in ("signature_required", "bad_signature", "stale_request")
+    else:  # only a real signature gets through, and random text is not one
+        pytest.fail(f"accepted {got}")
