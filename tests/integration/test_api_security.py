@@ -205,8 +205,13 @@ def test_a_tls_devnet_commits_over_https_and_wss_and_refuses_plain_http(tmp_path
         done = hc.register(patient, "patient")
         assert done["status"] == "committed", done
         c.wait_for_height(done["height"], 60)  # every node got the block: over TLS peer links only
-        statuses = [Client(n.api_url, ca_file=c.ca_file).status() for n in c.nodes]
-        assert all(len(s["peers"]) == 2 for s in statuses), statuses
+        deadline = time.monotonic() + 60
+        while True:  # every node links to both others (over wss), soon if not already
+            peers = [len(Client(n.api_url, ca_file=c.ca_file).status()["peers"]) for n in c.nodes]
+            if peers == [2, 2, 2]:
+                break
+            assert time.monotonic() < deadline, f"peer links per node: {peers}"
+            time.sleep(0.1)
         assert c.check_consistency() >= done["height"]
         # a record written at node0 and read by its patient through node1, which relays the fetch
         # to the custodian's https API (trusting the devnet CA)

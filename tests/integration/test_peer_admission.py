@@ -86,8 +86,8 @@ async def test_only_validators_and_configured_observers_link(running, caplog):
     await until(lambda: set(a.connected_peers()) == {B.public_key, OBSERVER.public_key}, "a's links")
     await until(lambda: set(b.connected_peers()) == {A.public_key, OBSERVER.public_key}, "b's links")
     await until(lambda: logged(caplog, "refused inbound", OUTSIDER.id[:16], REASON_UNKNOWN_NODE), "the refusal")
+    await until(lambda: set(observer.connected_peers()) == {A.public_key, B.public_key}, "the observer's links")
     assert outsider.connected_peers() == []
-    assert set(observer.connected_peers()) == {A.public_key, B.public_key}
 
 
 async def test_a_validator_key_with_another_genesis_cannot_join(running, caplog):
