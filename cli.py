@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import click
 
-from node.client import ApiError, Client, ClientError, outcome
+from node.client import ApiError, Client, ClientError, HealthClient, outcome
 from node.config import ConfigError, NodeHome, dump_toml
 from node.core.crypto import Identity
 from node.genesis import GenesisError
@@ -30,6 +30,8 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+READER_KEY_HELP = ("Your key: the read is signed with it (the patient's, its guardian's, or a custodian's or "
+                   "grant holder's); the patient's by default.")
 
 
 def fail(message: str, code: int = EXIT_REFUSED) -> NoReturn:
@@ -96,7 +98,9 @@ def run_client(fn: Callable[[], Any]) -> Any:
 @click.version_option(package_name="medledger", prog_name="medledger")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]), help="Log verbosity (to stderr).")
-def main(log_level: str) -> None:
+@click.option("--ca", "ca_file", default=None, type=click.Path(dir_okay=False, exists=True), envvar="MEDLEDGER_CA",
+              help="CA certificate to trust for https nodes (env MEDLEDGER_CA), e.g. devnet/ca.pem after `devnet init --tls`.")
+def main(log_level: str, ca_file: str | None) -> None:
     """MedLedger: a permissioned blockchain for healthcare.
 
     \b
@@ -105,7 +109,10 @@ def main(log_level: str) -> None:
       medledger keys new --out alice.key
       medledger identity register --key alice.key --role patient
       medledger status
+      medledger --ca devnet/ca.pem status --node https://127.0.0.1:8700
     """
+    if ca_file:
+        os.environ["MEDLEDGER_CA"] = str(Path(ca_file).resolve())  # every Client of this command trusts it
     setup_logging(log_level, "text")
 
 
@@ -198,10 +205,13 @@ def node_init(home: str, api_port: int, p2p_port: int, host: str, chain_id: str,
               help="Log lines as text (default) or one JSON object per line (overrides node.log_format).")
 @click.option("--log-level", "run_log_level", type=click.Choice(LOG_LEVELS),
               help="Log verbosity (overrides node.log_level).")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="PEM certificate: serve the API over https and the peer links over TLS (with --tls-key).")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None, help="PEM private key of --tls-cert.")
 @click.option("--unsafe-test-switches", is_flag=True, hidden=True, help="Test harness only: enable partition switches.")
 @click.pass_context
 def node_run(ctx: click.Context, home: str, passphrase_env: str | None, log_format: str | None,
-             run_log_level: str | None, unsafe_test_switches: bool) -> None:
+             run_log_level: str | None, tls_cert: str | None, tls_key: str | None, unsafe_test_switches: bool) -> None:
     """Run the node in the foreground until Ctrl-C or SIGTERM.
 
     Logs go to stderr, one event per line (see node.log_format and node.log_level in
@@ -211,8 +221,11 @@ def node_run(ctx: click.Context, home: str, passphrase_env: str | None, log_form
     Examples:
       medledger node run --home ./node-home
       medledger node run --home ./node-home --log-format json --log-level debug
+      medledger node run --home ./node-home --tls-cert node.crt --tls-key node.key
     """
     from click.core import ParameterSource
+
+    from node.tls import TlsError
 
     from node.daemon import run_node
     from storage.chain import StoreCorrupted
@@ -241,8 +254,9 @@ def node_run(ctx: click.Context, home: str, passphrase_env: str | None, log_form
             if not sys.stdin.isatty():
                 fail(f"{key_path} is encrypted: pass --passphrase-env VAR", EXIT_USAGE)
             passphrase = click.prompt(f"Passphrase for {key_path}", hide_input=True)
-        run_node(Path(home), passphrase=passphrase, test_switches=unsafe_test_switches)
-    except (ConfigError, GenesisError, KeyFileError, StorageError, StoreCorrupted) as exc:
+        run_node(Path(home), passphrase=passphrase, test_switches=unsafe_test_switches,
+                 tls_cert=Path(tls_cert) if tls_cert else None, tls_key=Path(tls_key) if tls_key else None)
+    except (ConfigError, GenesisError, KeyFileError, StorageError, StoreCorrupted, TlsError) as exc:
         refuse(str(exc))
     except OSError as exc:
         refuse(f"cannot start: {exc.strerror or exc}")
@@ -596,21 +610,21 @@ def record_get(key_file: str, record_id: str, purpose: str, reason: str, out_fil
 
 
 @record.command("list", context_settings=CONTEXT)
-@click.option("--key", "key_file", type=click.Path(dir_okay=False, exists=True), help="Your key (the patient's by default).")
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help=READER_KEY_HELP)
 @click.option("--patient", default=None, help="The patient's identity id (default: the key's).")
 @node_option
+@passphrase_env_option
 @json_option
-def record_list(key_file: str | None, patient: str | None, node_url: str, as_json: bool) -> None:
+def record_list(key_file: str, patient: str | None, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
     """List a patient's records (metadata only: id, type, custodian, author, erased).
 
     \b
     Example:
       medledger record list --key alice.key --node http://127.0.0.1:8700
     """
-    pid = patient or (key_file_id(key_file) if key_file else None)
-    if not pid:
-        fail("give --patient or --key", EXIT_USAGE)
-    doc = run_client(lambda: Client(node_url).get(f"/v1/patients/{pid}/records"))
+    reader = load_identity(key_file, passphrase_env)
+    pid = patient or reader.id
+    doc = run_client(lambda: HealthClient(node_url).patient_records(reader, pid))
     emit(as_json, doc, lambda: "\n".join(
         f"{r['id']}  {r.get('resource_type', '?'):<18} custodian {str(r.get('custodian', ''))[:16]}...{'  ERASED' if r.get('erased') else ''}"
         for r in doc["records"]) or "no records")
@@ -727,23 +741,23 @@ def consent_revoke(key_file: str, consent_id: str, for_patient: str | None, node
 
 
 @consent.command("list", context_settings=CONTEXT)
-@click.option("--key", "key_file", type=click.Path(dir_okay=False, exists=True), help="Your key (the patient's by default).")
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help=READER_KEY_HELP)
 @click.option("--patient", default=None, help="The patient's identity id (default: the key's).")
 @click.option("--fhir", "as_fhir", is_flag=True, help="Print FHIR R4 Consent resources.")
 @node_option
+@passphrase_env_option
 @json_option
-def consent_list(key_file: str | None, patient: str | None, as_fhir: bool, node_url: str, as_json: bool) -> None:
+def consent_list(key_file: str, patient: str | None, as_fhir: bool, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
     """List a patient's consents with their status (active, expired, revoked).
 
     \b
     Examples:
       medledger consent list --key alice.key
-      medledger consent list --patient <patient id> --fhir
+      medledger consent list --key guardian.key --patient <patient id> --fhir
     """
-    pid = patient or (key_file_id(key_file) if key_file else None)
-    if not pid:
-        fail("give --patient or --key", EXIT_USAGE)
-    doc = run_client(lambda: Client(node_url).get(f"/v1/patients/{pid}/consents" + ("?format=fhir" if as_fhir else "")))
+    reader = load_identity(key_file, passphrase_env)
+    pid = patient or reader.id
+    doc = run_client(lambda: HealthClient(node_url).consents(reader, pid, fhir=as_fhir))
     if as_fhir:
         emit(True, doc, "")
         return
@@ -753,13 +767,15 @@ def consent_list(key_file: str | None, patient: str | None, as_fhir: bool, node_
 
 
 @main.group(context_settings=CONTEXT, invoke_without_command=True)
-@click.option("--key", "key_file", type=click.Path(dir_okay=False, exists=True), help="Your key (the patient's by default).")
+@click.option("--key", "key_file", type=click.Path(dir_okay=False, exists=True), help=READER_KEY_HELP)
 @click.option("--patient", default=None, help="The patient's identity id (default: the key's).")
 @click.option("--fhir", "as_fhir", is_flag=True, help="Print FHIR R4 AuditEvent resources.")
 @node_option
+@passphrase_env_option
 @json_option
 @click.pass_context
-def audit(ctx: click.Context, key_file: str | None, patient: str | None, as_fhir: bool, node_url: str, as_json: bool) -> None:
+def audit(ctx: click.Context, key_file: str | None, patient: str | None, as_fhir: bool, node_url: str,
+          passphrase_env: str | None, as_json: bool) -> None:
     """A patient's audit trail: who did what with their records, when and why.
 
     \b
@@ -771,10 +787,11 @@ def audit(ctx: click.Context, key_file: str | None, patient: str | None, as_fhir
     """
     if ctx.invoked_subcommand is not None:
         return
-    pid = patient or (key_file_id(key_file) if key_file else None)
-    if not pid:
-        fail("give --patient or --key", EXIT_USAGE)
-    doc = run_client(lambda: Client(node_url).get(f"/v1/patients/{pid}/audit" + ("?format=fhir" if as_fhir else "")))
+    if not key_file:
+        fail("give --key: reads of a patient's audit trail are signed with the reader's key", EXIT_USAGE)
+    reader = load_identity(key_file, passphrase_env)
+    pid = patient or reader.id
+    doc = run_client(lambda: HealthClient(node_url).audit(reader, pid, fhir=as_fhir))
     if as_fhir:
         emit(True, doc, "")
         return
@@ -799,20 +816,23 @@ def audit(ctx: click.Context, key_file: str | None, patient: str | None, as_fhir
 @click.option("--until", "until", default=None, help="Last day (default: now).")
 @click.option("--fhir", "as_fhir", is_flag=True, help="Print FHIR R4 AuditEvent resources.")
 @node_option
+@passphrase_env_option
 @json_option
-def audit_disclosures(key_file: str, since: str, until: str | None, as_fhir: bool, node_url: str, as_json: bool) -> None:
+def audit_disclosures(key_file: str, since: str, until: str | None, as_fhir: bool, node_url: str, passphrase_env: str | None,
+                      as_json: bool) -> None:
     """An institution's accounting of disclosures for a period.
 
     \b
     Example:
       medledger audit disclosures --key devnet/node0/institution.key --since 2026-01-01 --until 2026-12-31 [--fhir]
     """
-    inst = key_file_id(key_file)
-    q = f"?since_ms={_date_ms(since, '--since')}" + (f"&until_ms={_date_ms(until, '--until', end_of_day=True)}" if until else "")
+    since_ms = _date_ms(since, '--since')
+    until_ms = _date_ms(until, '--until', end_of_day=True) if until else None
+    inst = load_identity(key_file, passphrase_env)
     if as_fhir:
-        emit(True, run_client(lambda: Client(node_url).get(f"/v1/institutions/{inst}/disclosures{q}&format=fhir")), "")
+        emit(True, run_client(lambda: HealthClient(node_url).disclosures(inst, since_ms=since_ms, until_ms=until_ms, fhir=True)), "")
         return
-    doc = run_client(lambda: Client(node_url).get(f"/v1/institutions/{inst}/disclosures{q}"))
+    doc = run_client(lambda: HealthClient(node_url).disclosures(inst, since_ms=since_ms, until_ms=until_ms))
     emit(as_json, doc, lambda: "\n".join(
         f"h{d.get('height', '?'):<6} {d.get('event', ''):<18} patient {str(d.get('patient', ''))[:16]} purpose {d.get('purpose', '')}"
         for d in doc["disclosures"]) or "no disclosures in that period")
@@ -920,16 +940,17 @@ def patient_breakglass(key_file: str, opt_out: bool, for_patient: str | None, no
 @audit.command("breakglass", context_settings=CONTEXT)
 @click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The institution's key.")
 @node_option
+@passphrase_env_option
 @json_option
-def audit_breakglass(key_file: str, node_url: str, as_json: bool) -> None:
+def audit_breakglass(key_file: str, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
     """Break-glass accesses to the institution's records awaiting review.
 
     \b
     Example:
       medledger audit breakglass --key devnet/node0/institution.key
     """
-    inst = key_file_id(key_file)
-    doc = run_client(lambda: Client(node_url).get(f"/v1/institutions/{inst}/breakglass"))
+    inst = load_identity(key_file, passphrase_env)
+    doc = run_client(lambda: HealthClient(node_url).breakglass_pending(inst))
     emit(as_json, doc, lambda: "\n".join(
         f"{p.get('tx', p.get('access', ''))}  h{p.get('height', '?')} by {str(p.get('requester', p.get('actor', '')))[:16]} reason: {p.get('reason', '')}"
         for p in doc["pending"]) or "nothing awaits review")
@@ -1149,24 +1170,27 @@ def devnet() -> None:
 @click.option("--dir", "directory", default="devnet", show_default=True, type=click.Path(file_okay=False), help="Where the node homes go (DIR/node0 ...).")
 @click.option("--base-port", default=8700, show_default=True, type=click.IntRange(1024, 65000), help="API port of node0; node i uses base+i, its peer port base+100+i.")
 @click.option("--chain-id", default="medledger-devnet", show_default=True, help="Name of the network.")
+@click.option("--tls", is_flag=True, help="Make a local CA (DIR/ca.pem) and a certificate per node: https API, TLS peer links.")
 @json_option
-def devnet_init(nodes: int, directory: str, base_port: int, chain_id: str, as_json: bool) -> None:
+def devnet_init(nodes: int, directory: str, base_port: int, chain_id: str, tls: bool, as_json: bool) -> None:
     """Write one node home per institution, a shared genesis and each institution's key.
 
     \b
-    Example:
+    Examples:
       medledger devnet init --nodes 4 --dir ./devnet
       medledger node run --home ./devnet/node0
+      medledger devnet init --nodes 4 --dir ./devnet --tls
+      medledger --ca ./devnet/ca.pem status --node https://127.0.0.1:8700
     """
     from node.cluster import Cluster
 
     try:
-        cluster = Cluster.create(Path(directory), nodes, base_port=base_port, chain_id=chain_id)
+        cluster = Cluster.create(Path(directory), nodes, base_port=base_port, chain_id=chain_id, tls=tls)
     except (HomeExists, KeyFileError) as exc:
         fail(str(exc), EXIT_USAGE)
     data = [{"node": f"node{n.index}", "home": str(n.home), "node_id": n.node_id, "api_url": n.api_url,
              "key": str(n.home / "institution.key")} for n in cluster.nodes]
-    emit(as_json, {"dir": directory, "nodes": data},
+    emit(as_json, {"dir": directory, "nodes": data, "ca": str(cluster.ca_file) if cluster.ca_file else None},
          lambda: "\n".join(f"{d['node']}  {d['api_url']}  {d['node_id'][:16]}...  key {d['key']}" for d in data))
 
 
@@ -1175,7 +1199,8 @@ def devnet_init(nodes: int, directory: str, base_port: int, chain_id: str, as_js
 @click.option("--dir", "directory", default="devnet", show_default=True, type=click.Path(file_okay=False), help="Node homes (initialised if missing).")
 @click.option("--base-port", default=8700, show_default=True, type=click.IntRange(1024, 65000), help="API port of node0, when initialising.")
 @click.option("--duration", default=0.0, help="Stop after this many seconds (0: run until Ctrl-C).")
-def devnet_up(nodes: int, directory: str, base_port: int, duration: float) -> None:
+@click.option("--tls", is_flag=True, help="When initialising: a local CA and https/TLS for every node (as devnet init --tls).")
+def devnet_up(nodes: int, directory: str, base_port: int, duration: float, tls: bool) -> None:
     """Start a local network (initialising it if needed) and show a live status table.
 
     Each node runs as a child process logging to DIR/node<i>/node.log. Ctrl-C stops them all.
@@ -1196,7 +1221,7 @@ def devnet_up(nodes: int, directory: str, base_port: int, duration: float) -> No
             cluster = Cluster.open(root)
             click.echo(f"using the existing network in {root} ({len(cluster.nodes)} nodes)", err=True)
         else:
-            cluster = Cluster.create(root, nodes, base_port=base_port)
+            cluster = Cluster.create(root, nodes, base_port=base_port, tls=tls)
             click.echo(f"initialised {nodes} node(s) in {root}", err=True)
     except (HomeExists, KeyFileError, ClusterError) as exc:
         fail(str(exc), EXIT_USAGE)

@@ -2,18 +2,23 @@
 
 Every answer is JSON. A client's mistake gets a 4xx with ``{"error": code, "message": ...}``;
 the node never lets a bad request raise past this layer. Request bodies are bounded by
-`api.max_body_bytes` and by `api.max_txs_per_request` transactions.
+`api.max_body_bytes` and by `api.max_txs_per_request` transactions. Every client IP has a
+request rate (429 `rate_limited` with `Retry-After` beyond it); reads of health data are signed
+by the caller (node/auth.py) and each signer has its own rate too.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from . import auth
 from .block import decode_block
 from .core.crypto import sha256
 from .core.encoding import DecodeError, decode
@@ -23,6 +28,7 @@ from .app.types.identity import identity_key
 from .app import queries
 from .custodian import Custodian, CustodianRefusal
 from .records.protocol import Fetch, ProtocolError, Upload
+from .ratelimit import RateLimit, RateLimiter, retry_after_header
 from .research_service import ExtractRequest, ResearchService
 from .metrics import get_metrics as metrics_response
 from .runtime import Node
@@ -33,6 +39,10 @@ log = logging.getLogger("medledger.api")
 NODE_KEY = web.AppKey("node", Node)
 CUSTODIAN_KEY = web.AppKey("custodian", Custodian)
 RESEARCH_KEY = web.AppKey("research", ResearchService)
+IP_LIMIT_KEY = web.AppKey("ip_limiter", RateLimiter)
+SIGNER_LIMIT_KEY = web.AppKey("signer_limiter", RateLimiter)
+NONCES_KEY = web.AppKey("nonces", auth.NonceCache)
+CLIENT_SSL_KEY = web.AppKey("client_ssl", object)
 MAX_RECORD_UPLOAD = 3 * 1024 * 1024
 MAX_WAIT_S = 30.0
 
@@ -40,10 +50,18 @@ MAX_WAIT_S = 30.0
 class ApiError(web.HTTPException):
     """A client error rendered as JSON."""
 
-    def __init__(self, http_status: int, code: str, message: str, **extra: Any) -> None:
+    def __init__(self, http_status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
+                 **extra: Any) -> None:
         self.status_code = http_status
         body = {"error": code, "message": message, **extra}
-        super().__init__(text=json.dumps(body), content_type="application/json")
+        super().__init__(text=json.dumps(body), content_type="application/json", headers=headers)
+
+
+def rate_limited(wait_s: float, who: str) -> ApiError:
+    """A 429 saying how long to wait (also as the Retry-After header)."""
+    after = retry_after_header(wait_s)
+    return ApiError(429, "rate_limited", f"too many requests from this {who}; retry in {after} s",
+                    headers={"Retry-After": after})
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -68,6 +86,64 @@ async def errors_middleware(request: web.Request, handler: Callable[[web.Request
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
         raise ApiError(500, "internal_error", "the node failed to handle this request; see its log") from None
+
+
+@web.middleware
+async def ratelimit_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Each client IP gets `api.rate_per_ip` requests a second (burst `api.burst_per_ip`)."""
+    wait = request.app[IP_LIMIT_KEY].check(request.remote or "?", time.monotonic())
+    if wait > 0:
+        raise rate_limited(wait, "address")
+    return await handler(request)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def signed(authorize: Callable[[web.Request, bytes], bool]) -> Callable[[Handler], Handler]:
+    """A route that reads health data: the caller signs it (node/auth.py), within its signer's
+    rate, with a fresh nonce, and `authorize(request, signer)` must say it may read this."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def checked(request: web.Request) -> web.StreamResponse:
+            node = request.app[NODE_KEY]
+            body = await request.read()
+            now_ms = node.clock_ms()
+            try:
+                req = auth.verify_headers(request.headers, chain_id=node.chain_id, method=request.method,
+                                          path_qs=request.raw_path, body=body, now_ms=now_ms)
+                wait = request.app[SIGNER_LIMIT_KEY].check(req.signer, time.monotonic())
+                if wait > 0:
+                    raise rate_limited(wait, "signer")
+                request.app[NONCES_KEY].check(req, now_ms)
+            except auth.AuthError as exc:
+                raise ApiError(exc.status, exc.code, exc.message) from None
+            if not authorize(request, req.signer):
+                raise ApiError(403, "forbidden", "the signer may not read this")
+            return await handler(request)
+
+        return checked
+
+    return wrap
+
+
+def _may_read_patient(request: web.Request, signer: bytes) -> bool:
+    node = request.app[NODE_KEY]
+    return auth.may_read_patient(node.state_reader(), signer, _id_param(request), node.now_ms())
+
+
+def _may_read_record(request: web.Request, signer: bytes) -> bool:
+    node = request.app[NODE_KEY]
+    return auth.may_read_record(node.state_reader(), signer, _id_param(request, "rid"), node.now_ms())
+
+
+def _may_read_access(request: web.Request, signer: bytes) -> bool:
+    return auth.may_read_access(request.app[NODE_KEY].state_reader(), signer, _hash_param(request))
+
+
+def _is_institution(request: web.Request, signer: bytes) -> bool:
+    return auth.may_read_institution(signer, _id_param(request))
 
 
 def refusal(exc: "ProtocolError | CustodianRefusal") -> ApiError:
@@ -266,6 +342,7 @@ async def get_identity(request: web.Request) -> web.Response:
     return _json(found)
 
 
+@signed(_may_read_record)
 async def get_record_meta(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     found = queries.record(node.state_reader(), _id_param(request, "rid"))
@@ -274,11 +351,13 @@ async def get_record_meta(request: web.Request) -> web.Response:
     return _json(found)
 
 
+@signed(_may_read_patient)
 async def get_patient_records(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     return _json({"patient": request.match_info["id"], "records": queries.patient_records(node.state_reader(), _id_param(request))})
 
 
+@signed(_may_read_patient)
 async def get_patient_consents(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     consents = queries.patient_consents(node.state_reader(), _id_param(request), node.now_ms())
@@ -289,6 +368,7 @@ async def get_patient_consents(request: web.Request) -> web.Response:
     return _json({"patient": request.match_info["id"], "consents": consents})
 
 
+@signed(_may_read_patient)
 async def get_patient_audit(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     entries = queries.patient_audit(node.state_reader(), _id_param(request), since_ms=_ms_param(request, "since_ms", 0) or 0,
@@ -300,6 +380,7 @@ async def get_patient_audit(request: web.Request) -> web.Response:
     return _json({"patient": request.match_info["id"], "entries": entries})
 
 
+@signed(_is_institution)
 async def get_disclosures(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     since = _ms_param(request, "since_ms", 0) or 0
@@ -314,11 +395,13 @@ async def get_disclosures(request: web.Request) -> web.Response:
     return _json({"institution": request.match_info["id"], "since_ms": since, "until_ms": until, "disclosures": entries})
 
 
+@signed(_is_institution)
 async def get_breakglass(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     return _json({"institution": request.match_info["id"], "pending": queries.breakglass_pending(node.state_reader(), _id_param(request))})
 
 
+@signed(_may_read_access)
 async def get_access(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     found = queries.access_grant(node.state_reader(), _hash_param(request))
@@ -394,6 +477,7 @@ async def _proxy_fetch(request: web.Request, node: Node, custodian_hex: str, raw
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
             async with session.post(f"{api}/v1/records/{request.match_info['rid']}/fetch", data=raw,
+                                    ssl=request.app.get(CLIENT_SSL_KEY) or True,
                                     headers={"Content-Type": "application/msgpack"}) as resp:
                 body = await resp.read()
                 return web.Response(status=resp.status, body=body, content_type=resp.content_type)
@@ -454,11 +538,17 @@ NETWORK_KEY = web.AppKey("network", object)
 
 
 def make_app(node: Node, *, network: Any = None, custodian: Custodian | None = None,
-             research: ResearchService | None = None) -> web.Application:
+             research: ResearchService | None = None, client_ssl: Any = None) -> web.Application:
     """The aiohttp application serving `node` (test routes only when `network` is given)."""
-    app = web.Application(client_max_size=node.config.api.max_body_bytes,
-                          middlewares=[node.metrics.middleware(), errors_middleware])
+    api = node.config.api
+    app = web.Application(client_max_size=api.max_body_bytes,
+                          middlewares=[node.metrics.middleware(), errors_middleware, ratelimit_middleware])
     app[NODE_KEY] = node
+    app[IP_LIMIT_KEY] = RateLimiter(RateLimit(api.rate_per_ip, api.burst_per_ip), max_keys=api.rate_table_size)
+    app[SIGNER_LIMIT_KEY] = RateLimiter(RateLimit(api.rate_per_signer, api.burst_per_signer), max_keys=api.rate_table_size)
+    app[NONCES_KEY] = auth.NonceCache()
+    if client_ssl is not None:
+        app[CLIENT_SSL_KEY] = client_ssl  # an ssl.SSLContext for calls to other nodes' https APIs
     if custodian is not None:
         app[CUSTODIAN_KEY] = custodian
         app.router.add_post("/v1/records", post_record)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 
 from p2p.errors import P2PError, RequestRejected
@@ -61,12 +62,15 @@ class NetworkService:
         allowed: Callable[[bytes], bool] | None = None,
         limits: P2PLimits | None = None,
         test_switches: bool = False,
+        ssl_server: ssl.SSLContext | None = None,
+        ssl_client: ssl.SSLContext | None = None,
     ) -> None:
         self.node = node
         self.net = PeerNetwork(
             signer=node.identity, verifier=node.verifier, chain_id=node.chain_id, genesis_hash=node.genesis.hash(),
             host=host, port=port, handler=self, peers=peers, allowed=allowed,
             limits=limits or P2PLimits(reconnect_cap=5.0), test_switches=test_switches,
+            ssl_server=ssl_server, ssl_client=ssl_client,
         )
         self._gossip: list[bytes] = []
         self._flush_handle: asyncio.TimerHandle | None = None

@@ -121,7 +121,12 @@ def consent_story(c: Cluster, tmp_path: Path) -> dict:
     expected = ["record.added", "access.denied", "consent.granted", "access.granted", "consent.revoked",
                 "access.denied", "consent.granted", "access.denied", "access.breakglass"]
     assert [e for e in events if e in set(expected)] == expected, events
-    fhir = json.loads(cli("audit", "--patient", pid, "--fhir", "--node", url[0]).stdout)
+    # reads of the audit trail are signed: without a key, or with a stranger's, they are refused
+    unsigned = cli("audit", "--patient", pid, "--node", url[0])
+    assert unsigned.returncode == 2 and "--key" in unsigned.stderr
+    stranger = cli("audit", "--key", stray, "--patient", pid, "--node", url[0])
+    assert stranger.returncode == 1 and "forbidden" in stranger.stderr
+    fhir = json.loads(cli("audit", "--key", keys["patient"], "--patient", pid, "--fhir", "--node", url[0]).stdout)
     from fhir.resources.R4B.auditevent import AuditEvent
 
     resources = fhir["entry"] if isinstance(fhir, dict) and "entry" in fhir else fhir
