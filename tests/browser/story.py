@@ -31,6 +31,7 @@ class Story:
     urls: list[str]
     patient: Identity
     patient_key: Path
+    reader: Identity  # the practitioner the consent names (reads at node1)
     institution_key: Path  # the custodian's (node0) key file
     consent_id: str
     record_id: str
@@ -63,7 +64,7 @@ def populate(cluster: Cluster, workdir: Path) -> Story:
     if read["decision"]["decision"] != "granted":
         raise AssertionError(f"the consented read was not granted: {read}")
     glass = committed(HealthClient(urls[2]).request_access(night_doc, record_id, "emergency", "unconscious on arrival"))
-    return Story(urls=urls, patient=patient, patient_key=patient_key, institution_key=cluster.nodes[0].home / "institution.key",
+    return Story(urls=urls, patient=patient, patient_key=patient_key, reader=er_doc, institution_key=cluster.nodes[0].home / "institution.key",
                  consent_id=consent_id, record_id=record_id, breakglass_tx=glass["tx_hash"])
 
 
