@@ -3,6 +3,7 @@
 // Deep links: explorer.html#block=<height>, explorer.html#tx=<hash>.
 
 import { bytesToHex, el, fetchJSON, fmtTime, header, hexToBytes, idCell, replace, sha256, showError, table } from "./common.js";
+import { verifyInclusion } from "./merkle.js";
 
 const LATEST = 20;
 
@@ -19,33 +20,6 @@ async function refreshLatest() {
     el("td", {}, el("a", { href: `#block=${b.height}`, class: "block-link" }, String(b.height))),
     el("td", {}, fmtTime(b.timestamp_ms)), el("td", {}, b.txs.length), el("td", {}, idCell(b.hash))));
   replace("#blocks", table(["height", "time (UTC)", "transactions", "hash"], rows, { id: "latest-blocks" }));
-}
-
-// RFC 6962 inclusion check, the same algorithm as node/core/merkle.py verify_inclusion.
-async function nodeHash(prefix, ...parts) {
-  const total = parts.reduce((n, p) => n + p.length, 1);
-  const buf = new Uint8Array(total);
-  buf[0] = prefix;
-  let off = 1;
-  for (const p of parts) { buf.set(p, off); off += p.length; }
-  return sha256(buf);
-}
-
-export async function verifyInclusion(leaf, index, size, path, root) {
-  if (!(index >= 0 && index < size)) return false;
-  let fn = index, sn = size - 1;
-  let r = await nodeHash(0, leaf);
-  for (const p of path) {
-    if (sn === 0) return false;
-    if (fn % 2 === 1 || fn === sn) {
-      r = await nodeHash(1, p, r);
-      if (fn % 2 === 0) while (fn % 2 === 0 && fn !== 0) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); }
-    } else {
-      r = await nodeHash(1, r, p);
-    }
-    fn = Math.floor(fn / 2); sn = Math.floor(sn / 2);
-  }
-  return sn === 0 && bytesToHex(r) === bytesToHex(root);
 }
 
 async function showBlock(height) {

@@ -4,6 +4,10 @@
 import { el, fetchJSON, short } from "./common.js";
 
 const cache = new Map();
+let selfId = null;
+
+/** The signed-in identity, shown as "you". */
+export function setSelf(id) { selfId = id; }
 const MAX_CACHED = 500;
 
 export function lookup(id) {
@@ -17,6 +21,7 @@ export function lookup(id) {
 /** A span showing `id` short, then its role and label once known. */
 export function who(id) {
   if (typeof id !== "string" || !/^[0-9a-f]{64}$/.test(id)) return el("span", {}, String(id ?? ""));
+  if (id === selfId) return el("span", { class: "id", title: id }, "you");
   const span = el("span", { class: "id", title: id }, short(id));
   lookup(id).then((found) => {
     if (found) span.textContent = found.label ? `${found.label} (${found.role}, ${short(id)})` : `${found.role} ${short(id)}`;

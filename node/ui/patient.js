@@ -4,7 +4,7 @@
 
 import { $, el, fmtTime, header, hexToBytes, replace, showError, table } from "./common.js";
 import { submitAndWait } from "./keys.js";
-import { who } from "./names.js";
+import { setSelf, who } from "./names.js";
 import { signInForm } from "./signin.js";
 
 let signer = null;
@@ -84,6 +84,7 @@ async function loadAudit() {
 
 async function signedIn(s, identity) {
   signer = s;
+  setSelf(s.id);
   replace("#who", identity.label ? `${identity.label} ` : "", el("span", { class: "id", title: s.id }, s.id));
   await Promise.all([loadRecords(), loadConsents(), loadAudit()]);
   $("#signin").hidden = true;

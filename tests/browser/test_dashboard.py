@@ -290,3 +290,30 @@ def test_browser_transaction_and_request_signatures_match_python(devnet, page):
     with pytest.raises(nacl.exceptions.BadSignatureError):
         check_signed(lower(got["get"]), "another-chain", "GET", got["path"])
     assert "does not match its id" in got["mismatch"]
+
+
+def test_browser_merkle_check_agrees_with_python(devnet, page):
+    from node.core.merkle import inclusion_proof, merkle_root
+
+    _, story = devnet
+    cases = []
+    for size in range(1, 18):
+        leaves = [f"tx-{size}-{i}".encode() for i in range(size)]
+        root = merkle_root(leaves)
+        for index in range(size):
+            path = inclusion_proof(leaves, index)
+            cases.append([leaves[index].hex(), index, size, [p.hex() for p in path], root.hex(), True])
+            if path:  # a changed sibling, or a claim about the wrong position, must fail
+                cases.append([leaves[index].hex(), index, size, [p.hex() for p in path[:-1]] + ["00" * 32], root.hex(), False])
+            if size > 1:
+                cases.append([leaves[index].hex(), (index + 1) % size, size, [p.hex() for p in path], root.hex(), False])
+    page.goto(story.urls[0] + "/ui/explorer.html")
+    got = page.evaluate("""async (cases) => {
+        const { hexToBytes } = await import('/ui/common.js');
+        const { verifyInclusion } = await import('/ui/merkle.js');
+        const out = [];
+        for (const [leaf, index, size, path, root] of cases)
+          out.push(await verifyInclusion(hexToBytes(leaf), index, size, path.map(hexToBytes), hexToBytes(root)));
+        return out;
+    }""", cases)
+    assert got == [c[5] for c in cases]
