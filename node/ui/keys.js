@@ -107,10 +107,11 @@ export class Signer {
     return new Uint8Array(await crypto.subtle.sign({ name: "Ed25519" }, this.privateKey, bytes));
   }
 
-  /** The four headers of a signed request (contract medledger-request-v1). */
-  async requestHeaders(chainId, method, pathAndQuery, body = new Uint8Array(0)) {
-    const timestamp = String(Date.now());
-    const nonce = bytesToHex(crypto.getRandomValues(new Uint8Array(16)));
+  /** The four headers of a signed request (contract medledger-request-v1). `fixed` gives the
+   *  timestamp and nonce for a test vector; by default they are the clock and 16 random bytes. */
+  async requestHeaders(chainId, method, pathAndQuery, body = new Uint8Array(0), fixed = {}) {
+    const timestamp = String(fixed.timestamp ?? Date.now());
+    const nonce = fixed.nonce ?? bytesToHex(crypto.getRandomValues(new Uint8Array(16)));
     const bodyHash = bytesToHex(await sha256(body));
     const message = [REQUEST_SCHEME, chainId, method.toUpperCase(), pathAndQuery, timestamp, nonce, bodyHash].join("\n");
     const signature = bytesToHex(await this.sign(new TextEncoder().encode(message)));

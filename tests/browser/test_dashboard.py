@@ -274,9 +274,12 @@ def test_browser_transaction_and_request_signatures_match_python(devnet, page):
         const again = await signer.requestHeaders('medledger-devnet', 'GET', path);
         const body = new TextEncoder().encode('{"a":1}');
         const post = await signer.requestHeaders('medledger-devnet', 'post', '/v1/example', body);
+        const vectorPath = `/v1/patients/${id}/audit`;
+        const vector = await signer.requestHeaders('test-chain', 'GET', vectorPath, undefined,
+                                                   { timestamp: 1767225600000, nonce: '000102030405060708090a0b0c0d0e0f' });
         let mismatch = 'accepted';
         try { await Signer.fromSeed('00'.repeat(32), hex(seed)); } catch (e) { mismatch = e.message; }
-        return { tx: toHex(tx.encoded), hash: tx.hash, path, get, again, post, mismatch };
+        return { tx: toHex(tx.encoded), hash: tx.hash, path, get, again, post, vector, mismatch };
     }""", [SEED.hex(), ident.id, consent.hex()])
     expected = Transaction.create(ident, chain_id="medledger-devnet", type="consent.revoke", nonce=1764000000000,
                                   body={"consent": consent})
@@ -290,6 +293,11 @@ def test_browser_transaction_and_request_signatures_match_python(devnet, page):
     with pytest.raises(nacl.exceptions.BadSignatureError):
         check_signed(lower(got["get"]), "another-chain", "GET", got["path"])
     assert "does not match its id" in got["mismatch"]
+    # the test vector of docs/api.md (signed requests)
+    assert ident.id == "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8"
+    assert got["vector"]["X-MedLedger-Signature"] == (
+        "98dcdfeeb7c99bcf8d0d74edb894b7cd29d1143b998619c013e4626ef4fc1eb7"
+        "b748011abbcd4958ad570ba582c7f9ed2f00a4b38673905208069a316657270b")
 
 
 def test_browser_merkle_check_agrees_with_python(devnet, page):
