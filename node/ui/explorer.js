@@ -35,7 +35,7 @@ async function showBlock(height) {
       ["tx root", h.tx_root], ["results root", h.results_root], ["state root", h.state_root],
       ["commit certificate", b.certificate ? `${b.certificate.length / 2} bytes` : "not yet stored"],
     ].map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", { class: "mono" }, v)))),
-    el("h2", { style: null }, `Transactions (${b.txs.length})`),
+    el("h2", {}, `Transactions (${b.txs.length})`),
     table(["#", "hash", "type", "sender", "result"], rows, { id: "block-txs" }),
     el("p", {}, b.height > 1 ? el("a", { href: `#block=${b.height - 1}` }, "← previous block") : null, " ",
       el("a", { href: `#block=${b.height + 1}` }, "next block →")));
