@@ -51,6 +51,11 @@ export async function readKeyFile(text, passphrase) {
       const enc = doc.encryption;
       if (enc.kdf !== "argon2id" || enc.cipher !== "xsalsa20-poly1305") throw new KeyFileError("unsupported key file encryption");
       const sodium = await loadSodium();
+      // bounded by libsodium's "sensitive" level: a damaged file must not exhaust the browser
+      if (!(Number(enc.opslimit) >= 1 && Number(enc.opslimit) <= sodium.crypto_pwhash_OPSLIMIT_SENSITIVE &&
+            Number(enc.memlimit) >= 8192 && Number(enc.memlimit) <= sodium.crypto_pwhash_MEMLIMIT_SENSITIVE)) {
+        throw new KeyFileError("this key file's passphrase parameters are out of range");
+      }
       const key = sodium.crypto_pwhash(sodium.crypto_secretbox_KEYBYTES, passphrase, hexToBytes(enc.salt),
         Number(enc.opslimit), Number(enc.memlimit), sodium.crypto_pwhash_ALG_ARGON2ID13);
       const box = hexToBytes(enc.ciphertext); // PyNaCl SecretBox: nonce (24 bytes) || MAC || ciphertext

@@ -11,6 +11,7 @@ checked in Python against the contract (docs/api.md) and node/tx.py.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,6 +188,21 @@ def test_patient_key_file_with_a_passphrase(devnet, page, tmp_path):
     page.click("#signin-form button")
     page.wait_for_selector("#consent-table")
     assert patient.id in page.text_content("#who")
+
+
+def test_sign_in_refuses_what_is_not_a_registered_patients_key(devnet, page, tmp_path):
+    _, story = devnet
+    junk = tmp_path / "notes.txt"
+    junk.write_text("not a key")
+    stranger = tmp_path / "stranger.key"
+    write_key_file(stranger, Identity.generate())
+    swapped = tmp_path / "swapped.key"  # another identity's seed under the patient's id
+    swapped.write_text(json.dumps({**json.loads(story.patient_key.read_text()), "seed": "11" * 32}))
+    for key_file, message in ((junk, "not a MedLedger key file"), (stranger, "not registered on the ledger"),
+                              (swapped, "does not match its id")):
+        sign_in(page, story.urls[0] + "/ui/patient.html", key_file)
+        page.wait_for_selector(f"#signin-error .error:has-text('{message}')")
+        assert page.is_hidden("#patient")
 
 
 def test_compliance_page_needs_the_institutions_key(devnet, page):
