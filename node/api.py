@@ -25,6 +25,7 @@ from .app import queries
 from .custodian import Custodian, CustodianRefusal
 from .records.protocol import Fetch, ProtocolError, Upload
 from .research_service import ExtractRequest, ResearchService
+from .metrics import get_metrics as metrics_response
 from .runtime import Node
 from .tx import decode_tx, jsonable
 
@@ -104,6 +105,11 @@ async def get_status(request: web.Request) -> web.Response:
     return response
 
 
+async def get_metrics(request: web.Request) -> web.Response:
+    """Prometheus text format (unsigned, like /v1/status: it holds no health data)."""
+    return await metrics_response(request, request.app[NODE_KEY].metrics)
+
+
 async def post_txs(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     if request.content_type not in ("application/msgpack", "application/x-msgpack", "application/octet-stream"):
@@ -164,7 +170,7 @@ async def get_block(request: web.Request) -> web.Response:
     text = request.match_info["height"]
     height = node.store.height if text == "latest" else _int_param(text, "height")
     raw = _block_or_404(node, height)
-    block = decode_block(raw)
+    block = decode_block(raw, stored=True)
     txs = []
     for index, encoded in enumerate(block.txs):
         tx = decode_tx(encoded, chain_id=node.chain_id)
@@ -184,7 +190,7 @@ async def get_tx_proof(request: web.Request) -> web.Response:
     loc = node.store.tx_location(tx_hash)
     if loc is None:
         raise ApiError(404, "unknown_tx", "transaction is not committed", hash=tx_hash.hex())
-    block = decode_block(_block_or_404(node, loc.height))
+    block = decode_block(_block_or_404(node, loc.height), stored=True)
     path = inclusion_proof(block.txs, loc.index)
     leaf = block.txs[loc.index]
     assert verify_inclusion(leaf, loc.index, len(block.txs), path, block.header.tx_root)
@@ -212,11 +218,13 @@ async def get_account(request: web.Request) -> web.Response:
 
 
 async def get_commits(request: web.Request) -> web.Response:
-    """Blocks from `since` on, with their transaction hashes; long-polls up to `wait` seconds."""
+    """Blocks from `since` on, with their transaction hashes (and, with `results=1`, each one's
+    result); long-polls up to `wait` seconds."""
     node = request.app[NODE_KEY]
     since = _int_param(request.query.get("since", "1"), "since")
     limit = min(_int_param(request.query.get("limit", "100"), "limit"), 1000)
     wait = request.query.get("wait")
+    with_results = request.query.get("results") in ("1", "true")
     if wait is not None and node.store.height < since:
         await node.wait_height(since, min(float(_int_param(wait, "wait")), MAX_WAIT_S))
     blocks = []
@@ -224,9 +232,13 @@ async def get_commits(request: web.Request) -> web.Response:
         raw = node.store.block_bytes(height)
         if raw is None:
             break
-        block = decode_block(raw)
-        blocks.append({"height": height, "hash": block.hash.hex(), "timestamp_ms": block.header.timestamp_ms,
-                       "txs": [sha256(t).hex() for t in block.txs]})
+        block = decode_block(raw, stored=True)
+        hashes = [sha256(t) for t in block.txs]
+        entry = {"height": height, "hash": block.hash.hex(), "timestamp_ms": block.header.timestamp_ms,
+                 "txs": [h.hex() for h in hashes]}
+        if with_results:
+            entry["results"] = [loc.result if (loc := node.store.tx_location(h)) else None for h in hashes]
+        blocks.append(entry)
     return _json({"height": node.store.height, "blocks": blocks})
 
 
@@ -454,7 +466,8 @@ async def get_ui_root(request: web.Request) -> web.StreamResponse:
 def make_app(node: Node, *, network: Any = None, custodian: Custodian | None = None,
              research: ResearchService | None = None) -> web.Application:
     """The aiohttp application serving `node` (test routes only when `network` is given)."""
-    app = web.Application(client_max_size=node.config.api.max_body_bytes, middlewares=[errors_middleware])
+    app = web.Application(client_max_size=node.config.api.max_body_bytes,
+                          middlewares=[node.metrics.middleware(), errors_middleware])
     app[NODE_KEY] = node
     if custodian is not None:
         app[CUSTODIAN_KEY] = custodian
@@ -468,6 +481,7 @@ def make_app(node: Node, *, network: Any = None, custodian: Custodian | None = N
         app[NETWORK_KEY] = network
         app.router.add_post("/v1/test/partition", post_test_partition)
     app.router.add_get("/v1/status", get_status)
+    app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/v1/health", get_health)
     app.router.add_post("/v1/txs", post_txs)
     app.router.add_get("/v1/txs/{hash}", get_tx)

@@ -33,6 +33,8 @@ class NodeSection:
     data_dir: str = "data"
     research_secret_file: str = "research.secret"
     observer: bool = False
+    log_format: str = "text"  # text | json (`node run --log-format` overrides)
+    log_level: str = "info"  # debug | info | warning | error (`node run --log-level` overrides)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,6 +100,12 @@ _LIMITS: dict[str, tuple[int, int]] = {
 }
 
 
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "node.log_format": ("text", "json"),
+    "node.log_level": ("debug", "info", "warning", "error"),
+}
+
+
 def _coerce(name: str, kind: Any, value: Any) -> Any:
     if kind is bool or kind == "bool":
         if isinstance(value, bool):
@@ -118,6 +126,9 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
         return number
     if not isinstance(value, str):
         raise ConfigError(f"{name}: expected a string, got {value!r}")
+    allowed = _CHOICES.get(name)
+    if allowed is not None and value not in allowed:
+        raise ConfigError(f"{name}: {value!r} is not allowed (one of: {', '.join(allowed)})")
     return value
 
 

@@ -26,6 +26,7 @@ from .config import NodeHome
 from .core.crypto import parse_id
 from .genesis import Genesis
 from .keys import load_key_file
+from .logs import register_secret
 from .runtime import Node
 
 log = logging.getLogger("medledger.node")
@@ -37,6 +38,8 @@ def open_node(home: Path, *, passphrase: str | None = None) -> Node:
     config = nh.load_config()
     genesis = Genesis.load(nh.path(config.node.genesis_file))
     identity = load_key_file(nh.path(config.node.key_file), passphrase)
+    register_secret(identity.seed)
+    register_secret(identity.seed + identity.public_key)  # the 64-byte form of the signing key
     data_dir = nh.path(config.node.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     store = ChainStore(LevelDBStore(data_dir / "chain"))
@@ -96,6 +99,8 @@ async def serve(
     custodian.reconcile()
     secret_path = NodeHome(node.home_dir or Path(".")).path(node.config.node.research_secret_file)
     secret = bytes.fromhex(secret_path.read_text().strip()) if secret_path.exists() else None
+    if secret is not None:
+        register_secret(secret)
     research = ResearchService(node, offchain, secret)
     app = make_app(node, network=network if test_switches else None, custodian=custodian, research=research)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)

@@ -43,10 +43,17 @@ def init_network(
     observer_dirs: list[Path] = (),  # type: ignore[assignment]
     observer_api_ports: list[int] = (),  # type: ignore[assignment]
     observer_p2p_ports: list[int] = (),  # type: ignore[assignment]
+    hosts: list[str] | None = None,
 ) -> list[InitializedNode]:
-    """Write keys, configs and one shared genesis for the given node homes (and observers)."""
+    """Write keys, configs and one shared genesis for the given node homes (and observers).
+
+    Every validator listens on `api_host`, or with `hosts` on its own address (one per
+    directory: institutions on separate hosts), and the genesis lists that address."""
     for d in [*dirs, *observer_dirs]:
         _check_empty(d)
+    hosts = list(hosts) if hosts is not None else [api_host] * len(dirs)
+    if len(hosts) != len(dirs):
+        raise ValueError("give one host per validator directory")
     observer_ids = [Identity.generate() for _ in observer_dirs]
     # the institutions of one local network share the research secret (study pseudonym keys)
     research_secret = os.urandom(32).hex()
@@ -55,13 +62,13 @@ def init_network(
         chain_id=chain_id,
         genesis_time_ms=time.time_ns() // 1_000_000,
         validators=tuple(
-            ValidatorInfo(id=ident.public_key, name=name, address=f"{api_host}:{p2p}", api=f"http://{api_host}:{api}")
-            for ident, name, api, p2p in zip(identities, names, api_ports, p2p_ports, strict=True)
+            ValidatorInfo(id=ident.public_key, name=name, address=f"{host}:{p2p}", api=f"http://{host}:{api}")
+            for ident, name, host, api, p2p in zip(identities, names, hosts, api_ports, p2p_ports, strict=True)
         ),
         institutions=tuple(InstitutionInfo(id=ident.public_key, name=name) for ident, name in zip(identities, names, strict=True)),
     )
     out = []
-    for d, ident, name, api, p2p in zip(dirs, identities, names, api_ports, p2p_ports, strict=True):
+    for d, ident, name, host, api, p2p in zip(dirs, identities, names, hosts, api_ports, p2p_ports, strict=True):
         d.mkdir(parents=True, exist_ok=True)
         os.chmod(d, 0o700)
         write_key_file(d / "institution.key", ident)
@@ -71,11 +78,11 @@ def init_network(
             fh.write(research_secret + "\n")
         cfg = NodeConfig(
             node=NodeSection(name=name, observer=observer),
-            api=dataclasses.replace(ApiSection(), host=api_host, port=api),
-            p2p=dataclasses.replace(P2PSection(), host=api_host, port=p2p, observers=",".join(o.id for o in observer_ids)),
+            api=dataclasses.replace(ApiSection(), host=host, port=api),
+            p2p=dataclasses.replace(P2PSection(), host=host, port=p2p, observers=",".join(o.id for o in observer_ids)),
         )
         NodeHome(d).config_path.write_text(dump_toml(cfg))
-        out.append(InitializedNode(home=d, node_id=ident.id, api_url=f"http://{api_host}:{api}"))
+        out.append(InitializedNode(home=d, node_id=ident.id, api_url=f"http://{host}:{api}"))
     peers = ",".join(f"{v.id.hex()}@{v.address}" for v in genesis.validators)
     for i, (d, ident, api, p2p) in enumerate(zip(observer_dirs, observer_ids, observer_api_ports, observer_p2p_ports, strict=True)):
         d.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ from p2p.limits import P2PLimits
 from p2p.network import PeerNetwork
 
 from .block import BlockInvalid
+from .core.crypto import sha256
 from .core.encoding import DecodeError, canonical, decode
 from .runtime import FRAME_CONSENSUS, FRAME_TXS, Node
 from .tx import Transaction, TxRejected, decode_tx
@@ -130,7 +131,10 @@ class NetworkService:
             self.net.penalize(peer_id, "transaction batch is not a list of byte strings")
             return
         values = []
+        known = self.node.knows_tx
         for raw in items:
+            if known(sha256(raw)):
+                continue  # a peer's copy of what we hold: its bytes are canonical, so is its hash
             try:
                 tx = decode_tx(raw, chain_id=self.node.chain_id)
             except TxRejected as exc:
@@ -242,6 +246,8 @@ class NetworkService:
     async def _sync_once(self) -> None:
         heights = await self._peer_heights()
         node = self.node
+        if heights:
+            node.metrics.sync_target.set(heights[0][0])
         for best, pid in heights:
             while best > node.store.height:
                 node.syncing = True

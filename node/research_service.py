@@ -268,7 +268,9 @@ class ResearchService:
                     if resp.status != 200:
                         if step == "record":
                             raise CustodianRefusal(502, "release_not_recorded", f"custodian {custodian_hex[:16]}: {doc.get('message')}")
-                        log.warning("custodian %s refused to prepare: %s", custodian_hex[:16], doc)
+                        error = doc if isinstance(doc, dict) else {}
+                        log.warning("custodian %s refused to prepare: %s: %s", custodian_hex[:16],
+                                    error.get("error", resp.status), error.get("message", ""))
                         return None
                     return doc if isinstance(doc, dict) else None
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
