@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -175,7 +176,9 @@ def _int_param(text: str, name: str) -> int:
 
 
 async def get_status(request: web.Request) -> web.Response:
-    return _json(request.app[NODE_KEY].status())
+    response = _json(request.app[NODE_KEY].status())
+    response.headers["Access-Control-Allow-Origin"] = "*"  # public; the dashboard reads every validator's
+    return response
 
 
 async def get_metrics(request: web.Request) -> web.Response:
@@ -535,6 +538,13 @@ async def post_test_partition(request: web.Request) -> web.Response:
 
 
 NETWORK_KEY = web.AppKey("network", object)
+UI_DIR = Path(__file__).resolve().parent / "ui"
+
+
+async def get_ui_root(request: web.Request) -> web.StreamResponse:
+    if request.path == "/ui":
+        raise web.HTTPFound("/ui/")
+    return web.FileResponse(UI_DIR / "index.html")
 
 
 def make_app(node: Node, *, network: Any = None, custodian: Custodian | None = None,
@@ -578,4 +588,7 @@ def make_app(node: Node, *, network: Any = None, custodian: Custodian | None = N
     app.router.add_get("/v1/institutions/{id}/breakglass", get_breakglass)
     app.router.add_get("/v1/access/{hash}", get_access)
     app.router.add_get("/v1/studies/{study}", get_study)
+    app.router.add_get("/ui", get_ui_root)
+    app.router.add_get("/ui/", get_ui_root)
+    app.router.add_static("/ui/", UI_DIR)  # the dashboard (docs/dashboard.md): static files, no build step
     return app
