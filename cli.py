@@ -1240,6 +1240,7 @@ def devnet_up(nodes: int, directory: str, base_port: int, duration: float, tls: 
             fail(str(exc), EXIT_REFUSED)
         for n in cluster.nodes:
             click.echo(f"node{n.index}: {n.api_url}  (log {n.home / 'node.log'}, key {n.home / 'institution.key'})", err=True)
+        click.echo(f"dashboard: {cluster.nodes[0].api_url}/ui/", err=True)
         click.echo("press Ctrl-C to stop", err=True)
         deadline = _time.monotonic() + duration if duration > 0 else None
         from rich.console import Console
