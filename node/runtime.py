@@ -346,8 +346,10 @@ class Node:
             return False
         return True
 
-    def check_block(self, height: int, digest: bytes, payload: bytes, *, now_ms: int | None) -> tuple[Block, BlockExecution]:
-        """Full validation of a block for the next height; cache and return its execution."""
+    def check_block(self, height: int, digest: bytes, payload: bytes, *, now_ms: int | None,
+                    certified: bool = False) -> tuple[Block, BlockExecution]:
+        """Full validation of a block for the next height; cache and return its execution.
+        `certified`: the block comes with a verified commit certificate (see execute_block)."""
         if digest in self._executions:
             return self._executions[digest]
         block = decode_block(payload)
@@ -374,7 +376,7 @@ class Node:
         execution = execute_block(
             self.state_reader(), self.store.state_root, block.txs,
             chain_id=self.chain_id, height=height, timestamp_ms=h.timestamp_ms,
-            known=self.mempool.get, committed=self.store.has_tx,
+            known=self.mempool.get, committed=self.store.has_tx, certified=certified,
         )
         if execution.state_root != h.state_root:
             raise BlockInvalid("state root differs from ours")
@@ -398,7 +400,7 @@ class Node:
         if height <= self.store.height:
             return
         try:
-            block, execution = self.check_block(height, digest, payload, now_ms=None)
+            block, execution = self.check_block(height, digest, payload, now_ms=None, certified=True)
         except (BlockInvalid, BlockRejected) as exc:
             # 2f+1 validators committed a block we cannot apply: our state has diverged.
             raise StoreCorrupted(f"cannot apply committed block {height}: {exc}") from exc

@@ -126,12 +126,17 @@ def execute_block(
     timestamp_ms: int,
     known: Callable[[bytes], Transaction | None],
     committed: Callable[[bytes], bool],
+    certified: bool = False,
 ) -> BlockExecution:
     """Decode, check and execute a block's transactions.
 
     `known(hash)` returns a transaction this node already verified (from its mempool), so its
-    signature is not checked again; others are decoded and verified here. `committed(hash)`
-    tells whether a hash is already on the chain (a block repeating one is rejected).
+    signature is not checked again; others are decoded and verified here, unless the block is
+    `certified`: a commit certificate holds 2f+1 validators' signatures, so at least f+1 honest
+    validators checked every transaction's signature before voting, and a node catching up
+    re-executes the block (the state root must match) without verifying them all again.
+    `committed(hash)` tells whether a hash is already on the chain (a block repeating one is
+    rejected).
     """
     txs: list[Transaction] = []
     seen: set[bytes] = set()
@@ -147,7 +152,8 @@ def execute_block(
                 if tx.encoded != raw:
                     raise BlockRejected("a transaction in the block is not canonically encoded")
                 check_tx_body(tx)
-                check_signature(tx)
+                if not certified:
+                    check_signature(tx)
             except TxRejected as exc:
                 raise BlockRejected(f"invalid transaction in block: {exc.code}: {exc.message}") from None
         txs.append(tx)
