@@ -20,6 +20,8 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from msgpack import packb as _packb
+
 from node.core.crypto import sha256
 from node.core.encoding import canonical
 from node.core.merkle import merkle_root
@@ -50,13 +52,18 @@ def read_nonce(state: StateReader, sender: bytes) -> int:
     return _U64.unpack(raw)[0] if raw else 0
 
 
+def _pair(a: bytes, b: bytes | str | None) -> bytes:
+    # canonical([a, b]) for a byte key and a byte, text or absent value, without the walk
+    return _packb([a, b], use_bin_type=True)
+
+
 def state_root(prev_root: bytes, height: int, writes: Sequence[tuple[bytes, bytes | None]]) -> bytes:
-    leaves = [canonical([k, v]) for k, v in writes]
+    leaves = [_pair(k, v) for k, v in writes]
     return sha256(canonical([STATE_DOMAIN, prev_root, height, merkle_root(leaves)]))
 
 
 def results_root(tx_hashes: Sequence[bytes], results: Sequence[str]) -> bytes:
-    return merkle_root([canonical([h, r]) for h, r in zip(tx_hashes, results, strict=True)])
+    return merkle_root([_pair(h, r) for h, r in zip(tx_hashes, results, strict=True)])
 
 
 def genesis_writes(genesis: Genesis) -> list[tuple[bytes, bytes | None]]:
