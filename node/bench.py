@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,13 @@ def prepare(chain_id: str, count: int, seed: bytes | None = None) -> list[Transa
     return out
 
 
+def _session(timeout_s: float) -> aiohttp.ClientSession:
+    """A client session that trusts MEDLEDGER_CA (a devnet's CA, `devnet init --tls`) when set."""
+    ca = os.environ.get("MEDLEDGER_CA")
+    connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=ca)) if ca else None
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s), connector=connector)
+
+
 def percentile(sorted_values: Sequence[float], p: int) -> float:
     if not sorted_values:
         return 0.0
@@ -72,7 +80,7 @@ def measure_verify_rate(seconds: float = 0.3, rounds: int = 4) -> int:
 async def node_peak_rss(targets: Sequence[str]) -> int:
     """The largest peak resident memory (MiB) the target nodes report."""
     peak = 0
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+    async with _session(10) as session:
         for t in targets:
             try:
                 async with session.get(t.rstrip("/") + "/v1/status") as resp:
@@ -94,7 +102,7 @@ def add_ceiling(result: dict[str, Any], verify_per_s: int, cores: int) -> dict[s
 
 async def chain_status(target: str) -> dict[str, Any]:
     """The target's /v1/status (chain id, height, clock)."""
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+    async with _session(30) as session:
         async with session.get(target.rstrip("/") + "/v1/status") as resp:
             doc: dict[str, Any] = await resp.json()
             return doc
@@ -126,7 +134,7 @@ async def run_bench(cfg: BenchConfig, progress: Callable[[int, int], None] | Non
                     txs: Sequence[Transaction] | None = None) -> dict[str, Any]:
     """Submit `txs` (default: `cfg.txs` fresh registrations) and measure their commits."""
     targets = [t.rstrip("/") for t in cfg.targets]
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+    async with _session(60) as session:
         async with session.get(targets[0] + "/v1/status") as resp:
             status = await resp.json()
         chain_id = status["chain_id"]
