@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from aiohttp import web
+from aiohttp.web_urldispatcher import StaticResource
 from yarl import URL
 
 from p2p import wire
@@ -77,20 +79,18 @@ class FuzzConfig:
     peer_key: Identity | None = None  # a key the targets admit as a peer (an observer's): enables "p2p frames"
 
 
-class _Anything:
-    """A stand-in that survives `make_app` reading the node's configuration."""
+@web.middleware
+async def _passthrough(request: web.Request, handler: Any) -> web.StreamResponse:
+    return await handler(request)
 
-    def __getattr__(self, name: str) -> "_Anything":
-        return _Anything()
 
-    def __call__(self, *args: Any, **kwargs: Any) -> "_Anything":
-        return _Anything()
+def _stand_in_node() -> Any:
+    """Enough of a node for `make_app` to build its routes: the default configuration, no metrics."""
+    from types import SimpleNamespace
 
-    def __int__(self) -> int:
-        return 1 << 20
+    from .config import NodeConfig
 
-    def __index__(self) -> int:
-        return 1 << 20
+    return SimpleNamespace(config=NodeConfig(), metrics=SimpleNamespace(middleware=lambda: _passthrough))
 
 
 _PARAM = re.compile(r"\(\?P<(\w+)>([^)]*)\)")
@@ -100,13 +100,18 @@ def api_endpoints() -> list[Endpoint]:
     """Every route of the API (HEAD and test routes aside), from `node.api.make_app` itself."""
     from . import api
 
-    stub: Any = _Anything()
-    app = api.make_app(stub, custodian=stub, research=stub)
+    stand_in: Any = object()
+    app = api.make_app(_stand_in_node(), custodian=stand_in, research=stand_in)
     out: list[Endpoint] = []
     for route in app.router.routes():
         if route.method == "HEAD" or route.resource is None:
             continue
         info = route.resource.get_info()
+        if isinstance(route.resource, StaticResource):  # files under a prefix: fuzz the file name (traversal)
+            template = info["prefix"].rstrip("/") + "/{filename}"
+            out.append(Endpoint(name=f"{route.method} {template}", kind="http", method=route.method, template=template,
+                                params=(("filename", ()),)))
+            continue
         template = info.get("formatter") or info.get("path") or route.resource.canonical
         if template.startswith("/v1/test/"):
             continue
@@ -151,7 +156,9 @@ class Outcome:
 
 async def _send_http(session: aiohttp.ClientSession, target: Target, case: HttpCase) -> Outcome:
     url = URL(target.url + case.path, encoded=True)
-    headers = {"Content-Type": case.content_type} if case.content_type else {}
+    headers = dict(case.headers)
+    if case.content_type:
+        headers["Content-Type"] = case.content_type
     try:
         async with session.request(case.method, url, data=case.body, headers=headers,
                                    skip_auto_headers=("Content-Type",)) as resp:
@@ -426,14 +433,15 @@ async def discover(session: aiohttp.ClientSession, url: str) -> tuple[Target, di
 
 
 # -- the run ------------------------------------------------------------------------------------
-def _build(ep: Endpoint, seed: int, index: int, target: Target, pools: Pools, routes: Sequence[Endpoint]) -> Case:
+def _build(ep: Endpoint, seed: int, index: int, target: Target, pools: Pools, routes: Sequence[Endpoint],
+           now_ms: int = 0) -> Case:
     if ep.kind == "raw":
         return raw_case(ep, seed, index, routes, pools)
     if ep.kind == "peer":
         return peer_case(ep, seed, index, target, pools)
     if ep.kind == "frames":
         return frames_case(ep, seed, index, target, pools)
-    return http_case(ep, seed, index, target, pools)
+    return http_case(ep, seed, index, target, pools, now_ms)
 
 
 def _reproducer(case: Case, seed: int, target: Target, outcome: Outcome) -> dict[str, Any]:
@@ -505,7 +513,7 @@ async def run_fuzz(cfg: FuzzConfig, progress: Callable[[str, int, int], None] | 
                 nonlocal failed, failures_total
                 target = pool[index % len(pool)]
                 try:
-                    case = _build(ep, cfg.seed, index, target, pools, routes)
+                    case = _build(ep, cfg.seed, index, target, pools, routes, int(time.time() * 1000))
                 except Exception as exc:  # the fuzzer's own bug: reported, and the run goes on
                     counts["fuzzer-error"] += 1
                     failed += 1

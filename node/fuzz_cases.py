@@ -240,10 +240,12 @@ class HttpCase:
     path: str
     body: bytes | None = None
     content_type: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def payload(self) -> bytes:
-        return f"{self.method} {self.path}\n".encode("utf-8", "replace") + (self.body or b"")
+        head = f"{self.method} {self.path}\n" + "".join(f"{k}: {v}\n" for k, v in self.headers)
+        return head.encode("utf-8", "replace") + (self.body or b"")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -300,6 +302,9 @@ def _param_value(rng: random.Random, name: str, allowed: tuple[str, ...], pools:
     if roll < 0.35:
         if name == "height":
             return rng.choice(["1", "latest", str(rng.randrange(1, 50)), "0"])
+        if name == "filename":
+            return rng.choice(["index.html", "style.css", "patient.js", "vendor/README.md", "..%2F..%2Fpyproject.toml",
+                               "%2e%2e/%2e%2e/etc/passwd", "..", "....//....//cli.py", "%2F", "index.html%00.js"])
         if name == "study":
             return rng.choice(["fuzz-1", "s" * rng.randrange(1, 80), "study-" + str(rng.randrange(99))])
         return rng.randbytes(32).hex()
@@ -394,7 +399,40 @@ def _tx_value(rng: random.Random, target: Target, pools: Pools) -> Any:
     return [chain, tx_type, _b32(rng), nonce, body, rng.randbytes(64)]
 
 
-def http_case(ep: Endpoint, seed: int, index: int, target: Target, pools: Pools) -> HttpCase:
+SIGNATURE_HEADERS = ("X-MedLedger-Signer", "X-MedLedger-Timestamp", "X-MedLedger-Nonce", "X-MedLedger-Signature")
+
+
+def _header_text(rng: random.Random) -> str:
+    """A header value the HTTP client can send (printable ASCII), hostile to the parser behind it."""
+    return rng.choice(["", " ", "0", "-1", "9" * 30, "zz" * 32, "00" * 31, "00" * 33, "0x" + "00" * 32, "%00", "é".encode().hex(),
+                       "a" * 5000, "1e3", "\t", "AA" * 64, "Aa" * 16])
+
+
+def signature_headers(rng: random.Random, target: Target, method: str, path: str, body: bytes, now_ms: int) -> tuple[tuple[str, str], ...]:
+    """Request-signing headers: well-formed and signed by a fresh seeded key (fresh, stale or with a
+    nonce shared with other cases, so some are replays), with one field broken, or missing fields."""
+    import hashlib
+
+    ident = Identity.from_seed(rng.randbytes(32))
+    timestamp = rng.choice([now_ms, now_ms, now_ms, now_ms - 10**6, now_ms + 10**6, 0])
+    nonce = (hashlib.sha256(f"{rng.randrange(64)}".encode()).digest()[:16] if rng.random() < 0.2 else rng.randbytes(16)).hex()
+    message = "\n".join(["medledger-request-v1", target.chain_id, method, path, str(timestamp), nonce,
+                         hashlib.sha256(body).hexdigest()]).encode()
+    values = {"X-MedLedger-Signer": ident.id, "X-MedLedger-Timestamp": str(timestamp), "X-MedLedger-Nonce": nonce,
+              "X-MedLedger-Signature": ident.sign(message).hex()}
+    roll = rng.random()
+    if roll < 0.4:
+        pass  # signed properly: the ledger decides (403 forbidden, 404, or a stale or replayed nonce: 401)
+    elif roll < 0.7:
+        values[rng.choice(SIGNATURE_HEADERS)] = _header_text(rng)
+    elif roll < 0.85:
+        values.pop(rng.choice(SIGNATURE_HEADERS))
+    else:
+        values["X-MedLedger-Signature"] = rng.randbytes(64).hex()  # valid-looking, unsigned
+    return tuple(values.items())
+
+
+def http_case(ep: Endpoint, seed: int, index: int, target: Target, pools: Pools, now_ms: int = 0) -> HttpCase:
     rng = random.Random(f"{seed}:{ep.name}:{index}")
     path = ep.template
     for name, allowed in ep.params:
@@ -402,8 +440,10 @@ def http_case(ep: Endpoint, seed: int, index: int, target: Target, pools: Pools)
     path += _query(rng, pools)
     if ep.method != "POST":
         body = rng.randbytes(rng.randrange(1, 200)) if rng.random() < 0.05 else None
-        return HttpCase(endpoint=ep.name, index=index, family="params", method=ep.method, path=path, body=body,
-                        content_type="application/msgpack" if body else None)
+        signed = rng.random() < 0.4
+        headers = signature_headers(rng, target, ep.method, path, body or b"", now_ms) if signed else ()
+        return HttpCase(endpoint=ep.name, index=index, family="signed-params" if signed else "params", method=ep.method,
+                        path=path, body=body, content_type="application/msgpack" if body else None, headers=headers)
     ctype = rng.choice(MSGPACK_TYPES)
     roll = rng.random()
     if roll < 0.15:
