@@ -9,6 +9,7 @@ by the caller (node/auth.py) and each signer has its own rate too.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
@@ -112,6 +113,12 @@ async def errors_middleware(request: web.Request, handler: Callable[[web.Request
         raise ApiError(400, "unreadable_body", f"the request body cannot be read: {exc}") from None
     except ConnectionResetError:  # the client left before its body arrived: nobody to answer, nothing to log
         raise ApiError(400, "incomplete_body", "the connection closed before the request body was read") from None
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            log.exception("internal error on %s %s", request.method, request.path)
+            raise ApiError(500, "internal_error", "the node failed to handle this request; see its log") from None
+        # a static file name longer than the file system allows names no file we serve
+        raise ApiError(404, "not_found", "no such file") from None
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
         raise ApiError(500, "internal_error", "the node failed to handle this request; see its log") from None

@@ -115,3 +115,13 @@ async def test_unparseable_requests_log_one_line_not_a_traceback(tmp_path, caplo
         logging.getLogger("aiohttp.server").removeFilter(quiet)
         await server.close()
         node.store.close()
+
+
+async def test_a_dashboard_file_name_too_long_for_the_file_system_is_404(api):
+    """Regression: GET /ui/<300 characters> raised OSError ENAMETOOLONG in the static handler (a 500)."""
+    client, _ = api
+    for name in ("a" * 300, "9" * 400):
+        resp = await client.get(f"/ui/{name}")
+        assert resp.status == 404 and (await resp.json())["error"] == "not_found"
+    resp = await client.get("/ui/index.html")
+    assert resp.status == 200
