@@ -94,3 +94,15 @@ async def test_health_checks_ride_out_rate_limits() -> None:
         start = time.monotonic()
         assert await _status(session, str(server.make_url("")).rstrip("/")) == {"height": 1}
         assert answers == [] and time.monotonic() - start < 10
+
+
+def test_get_cases_carry_hostile_signature_headers() -> None:
+    ep = next(e for e in api_endpoints() if e.name == "GET /v1/patients/{id}/audit")
+    cases = [http_case(ep, 2, i, TARGET, POOLS, now_ms=1_800_000_000_000) for i in range(300)]
+    signed = [c for c in cases if c.family == "signed-params"]
+    assert 60 < len(signed) < 180
+    names = {name for c in signed for name, _ in c.headers}
+    assert names == {"X-MedLedger-Signer", "X-MedLedger-Timestamp", "X-MedLedger-Nonce", "X-MedLedger-Signature"}
+    assert all(all(v.isprintable() or v == "\t" for _, v in c.headers) for c in signed)  # sendable by an HTTP client
+    static = next(e for e in api_endpoints() if e.name == "GET /ui/{filename}")
+    assert static.params == (("filename", ()),)
