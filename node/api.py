@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
@@ -592,6 +592,24 @@ async def get_ui_root(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(UI_DIR / "index.html")
 
 
+async def expect_continue(request: web.Request) -> None:
+    """The `Expect` header's handler on every route (aiohttp calls it before any middleware).
+    aiohttp's default answers an unknown expectation with a text built from the header, which
+    fails to encode when the header holds bytes that are not UTF-8: a 500. This one answers 417."""
+    expect = request.headers.get("Expect", "")
+    if request.version != HttpVersion11:
+        return
+    if expect.lower() != "100-continue":
+        raise ApiError(417, "expectation_failed", "the only expectation supported is 100-continue")
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # the interim answer is not part of the response
+
+
+def _use_expect_handler(app: web.Application) -> None:
+    for route in app.router.routes():
+        route._expect_handler = expect_continue  # aiohttp takes it only per route, at creation
+
+
 def make_app(node: Node, *, network: Any = None, custodian: Custodian | None = None,
              research: ResearchService | None = None, client_ssl: Any = None) -> web.Application:
     """The aiohttp application serving `node` (test routes only when `network` is given)."""
@@ -636,4 +654,5 @@ def make_app(node: Node, *, network: Any = None, custodian: Custodian | None = N
     app.router.add_get("/ui", get_ui_root)
     app.router.add_get("/ui/", get_ui_root)
     app.router.add_static("/ui/", UI_DIR)  # the dashboard (docs/dashboard.md): static files, no build step
+    _use_expect_handler(app)
     return app

@@ -125,3 +125,27 @@ async def test_a_dashboard_file_name_too_long_for_the_file_system_is_404(api):
         assert resp.status == 404 and (await resp.json())["error"] == "not_found"
     resp = await client.get("/ui/index.html")
     assert resp.status == 200
+
+
+async def test_an_expect_header_with_bytes_that_are_not_utf8_is_a_417(tmp_path):
+    """Regression: `Expect: 10\\x9f-continue` made aiohttp's default expect handler fail to encode
+    its own error text (a 500, before any middleware); 100-continue still works."""
+    import asyncio
+
+    node = make_node(tmp_path / "db")
+    server = TestServer(make_app(node))
+    await server.start_server(**SERVER_OPTIONS)
+    try:
+        async def send(expect: bytes) -> bytes:
+            reader, writer = await asyncio.open_connection(server.host, server.port)
+            writer.write(b"GET /v1/identities/" + b"00" * 32 + b" HTTP/1.1\r\nHost: x\r\nExpect: " + expect + b"\r\n\r\n")
+            head = await reader.read(200)
+            writer.close()
+            return head
+
+        assert (await send(b"10\x9f-continue")).startswith(b"HTTP/1.1 417")
+        assert (await send(b"something-else")).startswith(b"HTTP/1.1 417")
+        assert (await send(b"100-continue")).startswith(b"HTTP/1.1 100 Continue")
+    finally:
+        await server.close()
+        node.store.close()
