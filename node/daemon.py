@@ -19,7 +19,11 @@ from storage.chain import ChainStore
 from storage.kv import LevelDBStore
 from storage.offchain import OffchainStore
 
+from p2p.limits import P2PLimits
+
 from .api import make_app
+from .byzantine import ENV_SEED, mode_from_env
+from .byzantine import install as install_byzantine
 from .custodian import Custodian
 from .research_service import ResearchService
 from .config import NodeHome
@@ -29,6 +33,8 @@ from .keys import load_key_file
 from .runtime import Node
 
 log = logging.getLogger("medledger.node")
+
+ENV_CRASH_AT = "MEDLEDGER_TEST_CRASH_AT"  # with --unsafe-test-switches: exit at this point (storage.chain.CRASH_POINTS)
 
 
 def open_node(home: Path, *, passphrase: str | None = None) -> Node:
@@ -86,10 +92,17 @@ async def serve(
         except (NotImplementedError, RuntimeError):
             pass
     allowed = allowed_peers(node)
+    byzantine_mode = mode_from_env(test_switches)
     network = NetworkService(
         node, host=node.config.p2p.host, port=node.config.p2p.port, peers=peer_map(node),
         allowed=allowed.__contains__, test_switches=test_switches,
+        # a garbage-sending test node may send frames over the limit its honest peers enforce
+        limits=P2PLimits(reconnect_cap=5.0, max_frame_bytes=8 * 1024 * 1024) if byzantine_mode == "garbage" else None,
     )
+    byzantine = None
+    if byzantine_mode is not None:
+        seed = int(os.environ.get(ENV_SEED, "0") or 0)
+        byzantine = install_byzantine(node, network, byzantine_mode, seed)
     offchain = OffchainStore(LevelDBStore(node.store_dir / "records"))
     custodian = Custodian(node, offchain)
     node.commit_hooks.append(custodian.on_block_committed)
@@ -105,6 +118,8 @@ async def serve(
     try:
         await network.start()
         network_started = True
+        if byzantine is not None:
+            byzantine.start()
         await site.start()
         node.start()
         url = f"http://{node.config.api.host}:{node.config.api.port}"
@@ -115,6 +130,8 @@ async def serve(
         log.info("stopping")
     finally:
         node.stop()
+        if byzantine is not None:
+            await byzantine.stop()
         if network_started:
             await network.stop()
         await runner.cleanup()
@@ -129,6 +146,9 @@ async def serve(
 
 def run_node(home: Path, *, passphrase: str | None = None, test_switches: bool = False) -> None:
     """Blocking entry point of `medledger node run`."""
+    mode_from_env(test_switches)  # refuse a Byzantine mode without test switches before opening anything
     node = open_node(home, passphrase=passphrase)
+    if test_switches:
+        node.store.crash_at = os.environ.get(ENV_CRASH_AT) or None
     asyncio.run(serve(node, test_switches=test_switches))
     log.info("stopped cleanly (pid %d)", os.getpid())

@@ -33,6 +33,7 @@ from .config import NodeConfig
 from .core.crypto import Ed25519Verifier, Identity
 from .core.merkle import merkle_root
 from .genesis import Genesis
+from .integrity import check_store
 from .mempool import Mempool, MempoolFull
 from .tx import Transaction, TxRejected, check_signature, tx_from_value
 from storage.chain import ChainStore, StoreCorrupted
@@ -41,6 +42,7 @@ log = logging.getLogger("medledger.node")
 
 MAX_WAITERS = 10_000
 MAX_PENDING_CACHE = 64
+MAX_EVIDENCE = 256
 
 
 class Transport(Protocol):
@@ -116,7 +118,8 @@ class Node:
         self._idle_handle: asyncio.TimerHandle | None = None
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._height_waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self.evidence: list[Any] = []
+        self.evidence: deque[Any] = deque(maxlen=MAX_EVIDENCE)  # the most recent equivocation evidence
+        self.evidence_total = 0
         self.started_at = time.monotonic()
         self.engine: Engine | None = None
         self._pumping = False
@@ -138,6 +141,7 @@ class Node:
             self.store.init_genesis(gh, genesis_writes(self.genesis), genesis_state_root(self.genesis))
         elif self.store.genesis_hash != gh:
             raise StoreCorrupted("the data directory belongs to another genesis (different network)")
+        check_store(self.store, chain_id=self.chain_id, validators=self.validators, verifier=self.verifier)
 
     def start(self) -> None:
         """Create the engine from the persisted state and let it begin (call on the loop)."""
@@ -217,7 +221,10 @@ class Node:
                 self.store.wal_prune(a.below_height)
             elif isinstance(a, act.ReportEvidence):
                 self.evidence.append(a.evidence)
-                log.warning("equivocation evidence: %r", a.evidence)
+                self.evidence_total += 1
+                e = a.evidence
+                log.warning("equivocation evidence: validator %s signed two %s for height %d view %d",
+                            e.offender.hex()[:16], type(e.first).__name__, e.height, e.first.view)
             elif isinstance(a, act.ViewChanged):
                 log.info("view change: height=%d view=%d", a.height, a.view)
             elif isinstance(a, act.NeedSync):
@@ -581,7 +588,8 @@ class Node:
             "view": engine_status.get("view", 0),
             "peers": [p.hex() for p in self.peer_ids()],
             "syncing": self.syncing,
-            "evidence": len(self.evidence),
+            "evidence": self.evidence_total,
+            "evidence_offenders": sorted({e.offender.hex() for e in self.evidence}),
             "uptime_s": int(time.monotonic() - self.started_at),
             "peak_rss_mb": peak_rss_mb(),
         }
