@@ -297,34 +297,33 @@ class ByzantineTransport:
                 log.exception("byzantine tick failed")
 
 
-def install(node: Any, network: Any, mode: str, seed: int) -> ByzantineTransport:
-    """Put a Byzantine transport between `node` (node.runtime.Node) and `network` (NetworkService)."""
+def empty_alternative(node: Any, payload: bytes) -> bytes | None:
+    """A second valid block for the same height as `payload`: the empty block on the same parent
+    (`node` is the node.runtime.Node whose state it executes on)."""
     from .app.executor import execute_block
 
-    def alternative_block(payload: bytes) -> bytes | None:
-        """A second valid block for the same height: the empty block on the same parent."""
-        try:
-            h = decode_block(payload).header
-        except BlockInvalid:
-            return None
-        if h.height != node.store.height + 1 or h.prev_hash != node.store.last_hash:
-            return None
+    try:
+        h = decode_block(payload).header
+    except BlockInvalid:
+        return None
+    if h.height != node.store.height + 1 or h.prev_hash != node.store.last_hash:
+        return None
+    for timestamp in (h.timestamp_ms, h.timestamp_ms + 1):
         execution = execute_block(node.state_reader(), node.store.state_root, [], chain_id=node.chain_id,
-                                  height=h.height, timestamp_ms=h.timestamp_ms, known=lambda _: None,
+                                  height=h.height, timestamp_ms=timestamp, known=lambda _: None,
                                   committed=lambda _: False)
-        header = _copy_header(h, tx_root=merkle_root([]), results_root=execution.results_root,
-                              state_root=execution.state_root)
-        if header.hash() == h.hash():
-            header = _copy_header(header, timestamp_ms=h.timestamp_ms + 1)
-            execution = execute_block(node.state_reader(), node.store.state_root, [], chain_id=node.chain_id,
-                                      height=h.height, timestamp_ms=h.timestamp_ms + 1, known=lambda _: None,
-                                      committed=lambda _: False)
-            header = _copy_header(header, results_root=execution.results_root, state_root=execution.state_root)
-        return Block(header=header, txs=()).encode()
+        header = _copy_header(h, timestamp_ms=timestamp, tx_root=merkle_root([]),
+                              results_root=execution.results_root, state_root=execution.state_root)
+        if header.hash() != h.hash():
+            return Block(header=header, txs=()).encode()
+    return None
 
+
+def install(node: Any, network: Any, mode: str, seed: int) -> ByzantineTransport:
+    """Put a Byzantine transport between `node` (node.runtime.Node) and `network` (NetworkService)."""
     mutator = Mutator(mode, signer=node.identity, chain_id=node.chain_id,
                       validators=[v.id for v in node.genesis.validators], seed=seed,
-                      alternative_block=alternative_block)
+                      alternative_block=lambda payload: empty_alternative(node, payload))
     transport = ByzantineTransport(network, mutator)
     node.transport = transport
     network.observe_frame = transport.observe

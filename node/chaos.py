@@ -133,6 +133,7 @@ class Load:
     conflicts: int = 0  # a tx reported committed at two different heights
     heights_seen: dict[int, str] = field(default_factory=dict)
     fork_reports: int = 0  # two nodes reported different blocks for one height
+    stop_submit: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     next_tx: int = 0
@@ -146,7 +147,8 @@ class Load:
         next_at = time.monotonic()
         while not self.stop.is_set():
             next_at += SUBMIT_INTERVAL_S
-            batch = self.txs[self.next_tx : self.next_tx + per_tick]
+            # after stop_submit only retries go out, until the follower has seen everything
+            batch = [] if self.stop_submit.is_set() else self.txs[self.next_tx : self.next_tx + per_tick]
             self.next_tx += len(batch)
             now = time.monotonic()
             with self.lock:
@@ -245,12 +247,22 @@ class ChaosRun:
                 t.start()
             try:
                 self._schedule(cluster, load)
-            finally:
+            except BaseException:
                 load.stop.set()
-                for t in threads:
-                    t.join(10)
+                raise
+            finally:
+                load.stop_submit.set()
                 for i in range(cfg.nodes):  # whatever the schedule left behind: everyone back
                     self._revive(cluster, i)
+                with load.lock:
+                    load.available = set(self.honest)
+            # the follower keeps listening until what was sent is acknowledged (or a deadline)
+            deadline = time.monotonic() + cfg.recovery_timeout_s
+            while time.monotonic() < deadline and len(load.acknowledged) < len(load.sent_at):
+                load.stop.wait(0.2)
+            load.stop.set()
+            for t in threads:
+                t.join(10)
             return self._finish(cluster, load)
 
     def _schedule(self, cluster: Cluster, load: Load) -> None:
