@@ -17,18 +17,21 @@ from typing import Any, NoReturn
 
 import click
 
-from node.client import ApiError, Client, ClientError, outcome
+from node.client import ApiError, Client, ClientError, HealthClient, outcome
 from node.config import ConfigError, NodeHome, dump_toml
 from node.core.crypto import Identity
 from node.genesis import GenesisError
 from node.home import HomeExists, init_network
 from node.keys import KeyFileError, is_encrypted, key_file_id, load_key_file, write_key_file
+from node.logs import LOG_FORMATS, LOG_LEVELS, setup_logging
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+READER_KEY_HELP = ("Your key: the read is signed with it (the patient's, its guardian's, or a custodian's or "
+                   "grant holder's); the patient's by default.")
 
 
 def fail(message: str, code: int = EXIT_REFUSED) -> NoReturn:
@@ -95,7 +98,9 @@ def run_client(fn: Callable[[], Any]) -> Any:
 @click.version_option(package_name="medledger", prog_name="medledger")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]), help="Log verbosity (to stderr).")
-def main(log_level: str) -> None:
+@click.option("--ca", "ca_file", default=None, type=click.Path(dir_okay=False, exists=True), envvar="MEDLEDGER_CA",
+              help="CA certificate to trust for https nodes (env MEDLEDGER_CA), e.g. devnet/ca.pem after `devnet init --tls`.")
+def main(log_level: str, ca_file: str | None) -> None:
     """MedLedger: a permissioned blockchain for healthcare.
 
     \b
@@ -104,11 +109,11 @@ def main(log_level: str) -> None:
       medledger keys new --out alice.key
       medledger identity register --key alice.key --role patient
       medledger status
+      medledger --ca devnet/ca.pem status --node https://127.0.0.1:8700
     """
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper()), stream=sys.stderr,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    if ca_file:
+        os.environ["MEDLEDGER_CA"] = str(Path(ca_file).resolve())  # every Client of this command trusts it
+    setup_logging(log_level, "text")
 
 
 # -- keys ---------------------------------------------------------------------------------------
@@ -196,32 +201,66 @@ def node_init(home: str, api_port: int, p2p_port: int, host: str, chain_id: str,
 @node.command("run", context_settings=CONTEXT)
 @click.option("--home", required=True, type=click.Path(file_okay=False, exists=True), help="The node home.")
 @passphrase_env_option
+@click.option("--log-format", type=click.Choice(LOG_FORMATS),
+              help="Log lines as text (default) or one JSON object per line (overrides node.log_format).")
+@click.option("--log-level", "run_log_level", type=click.Choice(LOG_LEVELS),
+              help="Log verbosity (overrides node.log_level).")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="PEM certificate: serve the API over https and the peer links over TLS (with --tls-key).")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None, help="PEM private key of --tls-cert.")
 @click.option("--unsafe-test-switches", is_flag=True, hidden=True, help="Test harness only: enable partition switches.")
-def node_run(home: str, passphrase_env: str | None, unsafe_test_switches: bool) -> None:
+@click.pass_context
+def node_run(ctx: click.Context, home: str, passphrase_env: str | None, log_format: str | None,
+             run_log_level: str | None, tls_cert: str | None, tls_key: str | None, unsafe_test_switches: bool) -> None:
     """Run the node in the foreground until Ctrl-C or SIGTERM.
 
+    Logs go to stderr, one event per line (see node.log_format and node.log_level in
+    docs/configuration.md); metrics are served at /metrics on the API port.
+
     \b
-    Example:
+    Examples:
       medledger node run --home ./node-home
+      medledger node run --home ./node-home --log-format json --log-level debug
+      medledger node run --home ./node-home --tls-cert node.crt --tls-key node.key
     """
+    from click.core import ParameterSource
+
     from node.byzantine import ByzantineConfigError
+    from node.tls import TlsError
+
     from node.daemon import run_node
     from storage.chain import StoreCorrupted
     from storage.kv import StorageError
 
     try:
         cfg = NodeHome(Path(home)).load_config()
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    # precedence: `node run --log-level`, then `medledger --log-level` if given, then the config
+    given_above = ctx.parent is not None and ctx.parent.get_parameter_source("log_level") == ParameterSource.COMMANDLINE
+    level = run_log_level or (ctx.parent.params["log_level"] if given_above and ctx.parent else cfg.node.log_level)
+    setup_logging(level, log_format or cfg.node.log_format)
+    log = logging.getLogger("medledger.node")
+
+    def refuse(message: str) -> NoReturn:
+        if (log_format or cfg.node.log_format) == "json":
+            log.error("cannot start: %s", message)
+            sys.exit(EXIT_USAGE)
+        fail(message, EXIT_USAGE)
+
+    try:
         key_path = NodeHome(Path(home)).path(cfg.node.key_file)
         passphrase = read_passphrase(passphrase_env)
         if passphrase is None and key_path.exists() and is_encrypted(key_path):
             if not sys.stdin.isatty():
                 fail(f"{key_path} is encrypted: pass --passphrase-env VAR", EXIT_USAGE)
             passphrase = click.prompt(f"Passphrase for {key_path}", hide_input=True)
-        run_node(Path(home), passphrase=passphrase, test_switches=unsafe_test_switches)
-    except (ConfigError, GenesisError, KeyFileError, StorageError, StoreCorrupted, ByzantineConfigError) as exc:
-        fail(str(exc), EXIT_USAGE)
+        run_node(Path(home), passphrase=passphrase, test_switches=unsafe_test_switches,
+                 tls_cert=Path(tls_cert) if tls_cert else None, tls_key=Path(tls_key) if tls_key else None)
+    except (ConfigError, GenesisError, KeyFileError, StorageError, StoreCorrupted, TlsError, ByzantineConfigError) as exc:
+        refuse(str(exc))
     except OSError as exc:
-        fail(f"cannot start: {exc.strerror or exc}", EXIT_USAGE)
+        refuse(f"cannot start: {exc.strerror or exc}")
 
 
 @node.command("config", context_settings=CONTEXT)
@@ -239,6 +278,37 @@ def node_config(home: str, as_json: bool) -> None:
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     emit(as_json, cfg.to_dict(), lambda: dump_toml(cfg).rstrip())
+
+
+@node.command("systemd-unit", context_settings=CONTEXT)
+@click.option("--home", required=True, type=click.Path(file_okay=False), help="The node home on the target host (absolute).")
+@click.option("--user", required=True, help="Dedicated non-root user the node runs as.")
+@click.option("--group", help="Its group (default: the user's name).")
+@click.option("--executable", help="Path of the `medledger` program (default: the one on PATH).")
+@click.option("--passphrase-env", metavar="VAR", help="For an encrypted key: the variable holding its passphrase.")
+@click.option("--environment-file", metavar="FILE", help="File (root-only, mode 0600) that sets VAR for the unit.")
+def node_systemd_unit(home: str, user: str, group: str | None, executable: str | None,
+                      passphrase_env: str | None, environment_file: str | None) -> None:
+    """Print a systemd unit that runs the node of HOME as USER (restart on failure, hardened).
+
+    \b
+    Example:
+      medledger node systemd-unit --home /var/lib/medledger --user medledger \\
+        > /etc/systemd/system/medledger.service
+      systemctl daemon-reload && systemctl enable --now medledger
+    """
+    import shutil
+
+    from node.systemd import UnitError, render_unit
+
+    program = executable or shutil.which("medledger")
+    if not program:
+        fail("no `medledger` program on PATH; pass --executable PATH", EXIT_USAGE)
+    try:
+        click.echo(render_unit(home, user=user, group=group, executable=str(program),
+                               passphrase_env=passphrase_env, environment_file=environment_file), nl=False)
+    except UnitError as exc:
+        fail(str(exc), EXIT_USAGE)
 
 
 # -- status, transactions, blocks -----------------------------------------------------------------
@@ -541,21 +611,21 @@ def record_get(key_file: str, record_id: str, purpose: str, reason: str, out_fil
 
 
 @record.command("list", context_settings=CONTEXT)
-@click.option("--key", "key_file", type=click.Path(dir_okay=False, exists=True), help="Your key (the patient's by default).")
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help=READER_KEY_HELP)
 @click.option("--patient", default=None, help="The patient's identity id (default: the key's).")
 @node_option
+@passphrase_env_option
 @json_option
-def record_list(key_file: str | None, patient: str | None, node_url: str, as_json: bool) -> None:
+def record_list(key_file: str, patient: str | None, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
     """List a patient's records (metadata only: id, type, custodian, author, erased).
 
     \b
     Example:
       medledger record list --key alice.key --node http://127.0.0.1:8700
     """
-    pid = patient or (key_file_id(key_file) if key_file else None)
-    if not pid:
-        fail("give --patient or --key", EXIT_USAGE)
-    doc = run_client(lambda: Client(node_url).get(f"/v1/patients/{pid}/records"))
+    reader = load_identity(key_file, passphrase_env)
+    pid = patient or reader.id
+    doc = run_client(lambda: HealthClient(node_url).patient_records(reader, pid))
     emit(as_json, doc, lambda: "\n".join(
         f"{r['id']}  {r.get('resource_type', '?'):<18} custodian {str(r.get('custodian', ''))[:16]}...{'  ERASED' if r.get('erased') else ''}"
         for r in doc["records"]) or "no records")
@@ -672,23 +742,23 @@ def consent_revoke(key_file: str, consent_id: str, for_patient: str | None, node
 
 
 @consent.command("list", context_settings=CONTEXT)
-@click.option("--key", "key_file", type=click.Path(dir_okay=False, exists=True), help="Your key (the patient's by default).")
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help=READER_KEY_HELP)
 @click.option("--patient", default=None, help="The patient's identity id (default: the key's).")
 @click.option("--fhir", "as_fhir", is_flag=True, help="Print FHIR R4 Consent resources.")
 @node_option
+@passphrase_env_option
 @json_option
-def consent_list(key_file: str | None, patient: str | None, as_fhir: bool, node_url: str, as_json: bool) -> None:
+def consent_list(key_file: str, patient: str | None, as_fhir: bool, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
     """List a patient's consents with their status (active, expired, revoked).
 
     \b
     Examples:
       medledger consent list --key alice.key
-      medledger consent list --patient <patient id> --fhir
+      medledger consent list --key guardian.key --patient <patient id> --fhir
     """
-    pid = patient or (key_file_id(key_file) if key_file else None)
-    if not pid:
-        fail("give --patient or --key", EXIT_USAGE)
-    doc = run_client(lambda: Client(node_url).get(f"/v1/patients/{pid}/consents" + ("?format=fhir" if as_fhir else "")))
+    reader = load_identity(key_file, passphrase_env)
+    pid = patient or reader.id
+    doc = run_client(lambda: HealthClient(node_url).consents(reader, pid, fhir=as_fhir))
     if as_fhir:
         emit(True, doc, "")
         return
@@ -698,13 +768,15 @@ def consent_list(key_file: str | None, patient: str | None, as_fhir: bool, node_
 
 
 @main.group(context_settings=CONTEXT, invoke_without_command=True)
-@click.option("--key", "key_file", type=click.Path(dir_okay=False, exists=True), help="Your key (the patient's by default).")
+@click.option("--key", "key_file", type=click.Path(dir_okay=False, exists=True), help=READER_KEY_HELP)
 @click.option("--patient", default=None, help="The patient's identity id (default: the key's).")
 @click.option("--fhir", "as_fhir", is_flag=True, help="Print FHIR R4 AuditEvent resources.")
 @node_option
+@passphrase_env_option
 @json_option
 @click.pass_context
-def audit(ctx: click.Context, key_file: str | None, patient: str | None, as_fhir: bool, node_url: str, as_json: bool) -> None:
+def audit(ctx: click.Context, key_file: str | None, patient: str | None, as_fhir: bool, node_url: str,
+          passphrase_env: str | None, as_json: bool) -> None:
     """A patient's audit trail: who did what with their records, when and why.
 
     \b
@@ -716,10 +788,11 @@ def audit(ctx: click.Context, key_file: str | None, patient: str | None, as_fhir
     """
     if ctx.invoked_subcommand is not None:
         return
-    pid = patient or (key_file_id(key_file) if key_file else None)
-    if not pid:
-        fail("give --patient or --key", EXIT_USAGE)
-    doc = run_client(lambda: Client(node_url).get(f"/v1/patients/{pid}/audit" + ("?format=fhir" if as_fhir else "")))
+    if not key_file:
+        fail("give --key: reads of a patient's audit trail are signed with the reader's key", EXIT_USAGE)
+    reader = load_identity(key_file, passphrase_env)
+    pid = patient or reader.id
+    doc = run_client(lambda: HealthClient(node_url).audit(reader, pid, fhir=as_fhir))
     if as_fhir:
         emit(True, doc, "")
         return
@@ -744,20 +817,23 @@ def audit(ctx: click.Context, key_file: str | None, patient: str | None, as_fhir
 @click.option("--until", "until", default=None, help="Last day (default: now).")
 @click.option("--fhir", "as_fhir", is_flag=True, help="Print FHIR R4 AuditEvent resources.")
 @node_option
+@passphrase_env_option
 @json_option
-def audit_disclosures(key_file: str, since: str, until: str | None, as_fhir: bool, node_url: str, as_json: bool) -> None:
+def audit_disclosures(key_file: str, since: str, until: str | None, as_fhir: bool, node_url: str, passphrase_env: str | None,
+                      as_json: bool) -> None:
     """An institution's accounting of disclosures for a period.
 
     \b
     Example:
       medledger audit disclosures --key devnet/node0/institution.key --since 2026-01-01 --until 2026-12-31 [--fhir]
     """
-    inst = key_file_id(key_file)
-    q = f"?since_ms={_date_ms(since, '--since')}" + (f"&until_ms={_date_ms(until, '--until', end_of_day=True)}" if until else "")
+    since_ms = _date_ms(since, '--since')
+    until_ms = _date_ms(until, '--until', end_of_day=True) if until else None
+    inst = load_identity(key_file, passphrase_env)
     if as_fhir:
-        emit(True, run_client(lambda: Client(node_url).get(f"/v1/institutions/{inst}/disclosures{q}&format=fhir")), "")
+        emit(True, run_client(lambda: HealthClient(node_url).disclosures(inst, since_ms=since_ms, until_ms=until_ms, fhir=True)), "")
         return
-    doc = run_client(lambda: Client(node_url).get(f"/v1/institutions/{inst}/disclosures{q}"))
+    doc = run_client(lambda: HealthClient(node_url).disclosures(inst, since_ms=since_ms, until_ms=until_ms))
     emit(as_json, doc, lambda: "\n".join(
         f"h{d.get('height', '?'):<6} {d.get('event', ''):<18} patient {str(d.get('patient', ''))[:16]} purpose {d.get('purpose', '')}"
         for d in doc["disclosures"]) or "no disclosures in that period")
@@ -865,16 +941,17 @@ def patient_breakglass(key_file: str, opt_out: bool, for_patient: str | None, no
 @audit.command("breakglass", context_settings=CONTEXT)
 @click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The institution's key.")
 @node_option
+@passphrase_env_option
 @json_option
-def audit_breakglass(key_file: str, node_url: str, as_json: bool) -> None:
+def audit_breakglass(key_file: str, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
     """Break-glass accesses to the institution's records awaiting review.
 
     \b
     Example:
       medledger audit breakglass --key devnet/node0/institution.key
     """
-    inst = key_file_id(key_file)
-    doc = run_client(lambda: Client(node_url).get(f"/v1/institutions/{inst}/breakglass"))
+    inst = load_identity(key_file, passphrase_env)
+    doc = run_client(lambda: HealthClient(node_url).breakglass_pending(inst))
     emit(as_json, doc, lambda: "\n".join(
         f"{p.get('tx', p.get('access', ''))}  h{p.get('height', '?')} by {str(p.get('requester', p.get('actor', '')))[:16]} reason: {p.get('reason', '')}"
         for p in doc["pending"]) or "nothing awaits review")
@@ -1094,24 +1171,27 @@ def devnet() -> None:
 @click.option("--dir", "directory", default="devnet", show_default=True, type=click.Path(file_okay=False), help="Where the node homes go (DIR/node0 ...).")
 @click.option("--base-port", default=8700, show_default=True, type=click.IntRange(1024, 65000), help="API port of node0; node i uses base+i, its peer port base+100+i.")
 @click.option("--chain-id", default="medledger-devnet", show_default=True, help="Name of the network.")
+@click.option("--tls", is_flag=True, help="Make a local CA (DIR/ca.pem) and a certificate per node: https API, TLS peer links.")
 @json_option
-def devnet_init(nodes: int, directory: str, base_port: int, chain_id: str, as_json: bool) -> None:
+def devnet_init(nodes: int, directory: str, base_port: int, chain_id: str, tls: bool, as_json: bool) -> None:
     """Write one node home per institution, a shared genesis and each institution's key.
 
     \b
-    Example:
+    Examples:
       medledger devnet init --nodes 4 --dir ./devnet
       medledger node run --home ./devnet/node0
+      medledger devnet init --nodes 4 --dir ./devnet --tls
+      medledger --ca ./devnet/ca.pem status --node https://127.0.0.1:8700
     """
     from node.cluster import Cluster
 
     try:
-        cluster = Cluster.create(Path(directory), nodes, base_port=base_port, chain_id=chain_id)
+        cluster = Cluster.create(Path(directory), nodes, base_port=base_port, chain_id=chain_id, tls=tls)
     except (HomeExists, KeyFileError) as exc:
         fail(str(exc), EXIT_USAGE)
     data = [{"node": f"node{n.index}", "home": str(n.home), "node_id": n.node_id, "api_url": n.api_url,
              "key": str(n.home / "institution.key")} for n in cluster.nodes]
-    emit(as_json, {"dir": directory, "nodes": data},
+    emit(as_json, {"dir": directory, "nodes": data, "ca": str(cluster.ca_file) if cluster.ca_file else None},
          lambda: "\n".join(f"{d['node']}  {d['api_url']}  {d['node_id'][:16]}...  key {d['key']}" for d in data))
 
 
@@ -1120,7 +1200,8 @@ def devnet_init(nodes: int, directory: str, base_port: int, chain_id: str, as_js
 @click.option("--dir", "directory", default="devnet", show_default=True, type=click.Path(file_okay=False), help="Node homes (initialised if missing).")
 @click.option("--base-port", default=8700, show_default=True, type=click.IntRange(1024, 65000), help="API port of node0, when initialising.")
 @click.option("--duration", default=0.0, help="Stop after this many seconds (0: run until Ctrl-C).")
-def devnet_up(nodes: int, directory: str, base_port: int, duration: float) -> None:
+@click.option("--tls", is_flag=True, help="When initialising: a local CA and https/TLS for every node (as devnet init --tls).")
+def devnet_up(nodes: int, directory: str, base_port: int, duration: float, tls: bool) -> None:
     """Start a local network (initialising it if needed) and show a live status table.
 
     Each node runs as a child process logging to DIR/node<i>/node.log. Ctrl-C stops them all.
@@ -1141,7 +1222,7 @@ def devnet_up(nodes: int, directory: str, base_port: int, duration: float) -> No
             cluster = Cluster.open(root)
             click.echo(f"using the existing network in {root} ({len(cluster.nodes)} nodes)", err=True)
         else:
-            cluster = Cluster.create(root, nodes, base_port=base_port)
+            cluster = Cluster.create(root, nodes, base_port=base_port, tls=tls)
             click.echo(f"initialised {nodes} node(s) in {root}", err=True)
     except (HomeExists, KeyFileError, ClusterError) as exc:
         fail(str(exc), EXIT_USAGE)
@@ -1160,6 +1241,7 @@ def devnet_up(nodes: int, directory: str, base_port: int, duration: float) -> No
             fail(str(exc), EXIT_REFUSED)
         for n in cluster.nodes:
             click.echo(f"node{n.index}: {n.api_url}  (log {n.home / 'node.log'}, key {n.home / 'institution.key'})", err=True)
+        click.echo(f"dashboard: {cluster.nodes[0].api_url}/ui/", err=True)
         click.echo("press Ctrl-C to stop", err=True)
         deadline = _time.monotonic() + duration if duration > 0 else None
         from rich.console import Console
@@ -1342,43 +1424,151 @@ def chaos(nodes: int, duration: float, seed: int, faults: str, byzantine_count: 
 
 
 # -- bench ---------------------------------------------------------------------------------------
+def measure_catch_up(cluster: Any, lagging: int, from_height: int, timeout: float) -> dict[str, Any]:
+    """Restart the stopped node `lagging` (stopped at `from_height`) and time it until it holds
+    the others' height: from the restart, so the process's start-up counts against the rate."""
+    import time
+
+    from node.bench import BenchError
+    from node.cluster import http_json
+
+    others = [i for i in range(len(cluster.nodes)) if i != lagging]
+    target = max(h or 0 for h in (cluster.heights()[i] for i in others))
+    ready = time.perf_counter()
+    cluster.start(lagging)
+    cluster.wait_ready(60, lagging)
+    deadline = ready + timeout
+    status: dict[str, Any] = {}
+    while time.perf_counter() < deadline:
+        status = http_json(cluster.nodes[lagging].api_url + "/v1/status")
+        if status["height"] >= target:
+            break
+        time.sleep(0.02)
+    else:
+        raise BenchError(f"the restarted node reached height {status.get('height')} of {target} in {timeout:.0f} s")
+    seconds = time.perf_counter() - ready
+    synced_txs, since = 0, from_height + 1
+    while since <= target:
+        blocks = http_json(f"{cluster.nodes[others[0]].api_url}/v1/commits?since={since}&limit=1000", timeout=30)["blocks"]
+        if not blocks:
+            break
+        synced_txs += sum(len(b["txs"]) for b in blocks if b["height"] <= target)
+        since = blocks[-1]["height"] + 1
+    return {"catchup_blocks": target - from_height, "catchup_txs": synced_txs, "catchup_s": round(seconds, 2),
+            "catchup_tx_per_s": round(synced_txs / seconds, 1) if seconds > 0 else 0.0,
+            "catchup_rss_mb": int(status.get("peak_rss_mb", 0))}
+
+
 @main.command(context_settings=CONTEXT)
 @click.option("--nodes", "own_nodes", type=click.IntRange(1, 31), default=None, help="Start a local network of this many validators for the run.")
 @click.option("--target", "targets", default=None, help="Comma-separated API URLs of running nodes to load (instead of --nodes).")
-@click.option("--txs", default=2000, show_default=True, type=click.IntRange(1, 10_000_000), help="Transactions to submit.")
+@click.option("--txs", default=2000, show_default=True, type=click.IntRange(1, 10_000_000), help="Transactions to measure.")
 @click.option("--batch", default=None, type=click.IntRange(1, 5000),
               help="Transactions per request (default: 500, or 50 ms of the offered load with --rate).")
 @click.option("--rate", default=0.0, show_default=True, help="Offered load in tx/s (0: as fast as accepted).")
+@click.option("--mix", is_flag=True, help="Measure a hospital mix (registrations, record writes, consent grants, access "
+              "requests: 10/30/20/40) instead of identity registrations only.")
+@click.option("--tx-bytes", default=0, type=click.IntRange(0, 4096),
+              help="With --mix: pad the access requests toward this size with their reason text (0: natural size; "
+              "the reason's limit caps it near 440 bytes).")
+@click.option("--institution-key", type=click.Path(dir_okay=False), default=None,
+              help="With --mix and --target: the key file of an institution that attests the practitioners.")
+@click.option("--seed", default=None, help="Seed for the generated keys (default: random; a seed makes a run repeatable on a fresh network).")
+@click.option("--sweep", is_flag=True, help="Run a series of offered loads (--sweep-rates), write a latency-versus-"
+              "throughput plot (--plot) and the table behind it (same name, .csv).")
+@click.option("--sweep-rates", default="500,1000,2000,3000,4000,6000", show_default=True, help="Offered loads for --sweep, tx/s.")
+@click.option("--sweep-seconds", default=8.0, show_default=True, type=click.FloatRange(1, 600), help="Seconds of load per --sweep step.")
+@click.option("--plot", "plot_path", default="bench-sweep.png", show_default=True, type=click.Path(dir_okay=False),
+              help="Where --sweep writes its PNG plot.")
+@click.option("--preload-records", default=0, type=click.IntRange(0, 10_000_000),
+              help="Before measuring, commit this many record.add transactions so the state holds that many records.")
+@click.option("--catch-up", "catch_up", is_flag=True, help="With --nodes (at least 4): stop the last node, measure on the "
+              "others, then restart it and report how fast it catches up (catchup_tx_per_s).")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for every commit.")
 @json_option
-def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | None, rate: float, timeout: float, as_json: bool) -> None:
-    """Submit signed identity.register transactions and measure commits against the machine's limit.
+def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | None, rate: float, mix: bool, tx_bytes: int,
+          institution_key: str | None, seed: str | None, sweep: bool, sweep_rates: str, sweep_seconds: float, plot_path: str,
+          preload_records: int, catch_up: bool, timeout: float, as_json: bool) -> None:
+    """Measure committed throughput and latency against this machine's limit.
 
-    Keys and signatures are prepared before the clock starts; latency runs from sending a
-    transaction's batch to its commit being visible at the node it was sent to. In the same
-    run it measures this machine's Ed25519 verification rate and reports the ceiling
-    limit_tx_per_s = cores x verify_per_s / nodes (every node verifies every transaction once)
-    and ratio = tx_per_s / limit_tx_per_s.
+    Keys and signatures are prepared before the clock starts (and, with --mix, the
+    practitioners, patients and records the measured transactions need are committed first);
+    latency runs from sending a transaction's batch to its commit being visible at the node it
+    was sent to. In the same run it measures this machine's Ed25519 verification rate and
+    reports the ceiling limit_tx_per_s = cores x verify_per_s / nodes (every node verifies every
+    transaction once) and ratio = tx_per_s / limit_tx_per_s.
 
     \b
     Examples:
       medledger bench --nodes 4 --txs 20000 --json
+      medledger bench --nodes 4 --txs 20000 --mix
       medledger bench --target http://127.0.0.1:8700,http://127.0.0.1:8701 --txs 2000 --rate 1000
+      medledger bench --nodes 4 --sweep --sweep-rates 1000,2000,4000 --plot sweep.png
+      medledger bench --nodes 4 --txs 20000 --preload-records 1000000 --json
+      medledger bench --nodes 4 --txs 100000 --catch-up --json
     """
     import asyncio
+    import hashlib
     import tempfile
+    import time
 
-    from node.bench import BenchConfig, add_ceiling, measure_verify_rate, node_peak_rss, run_bench
+    from node.bench import (
+        BenchConfig, BenchError, add_ceiling, chain_status, commit_setup, measure_verify_rate, node_peak_rss, run_bench,
+        sweep_rates as parse_rates, write_sweep,
+    )
     from node.cluster import Cluster, ClusterError
+    from node.workload import mix_workload, preload_phases, register_workload
 
     if (own_nodes is None) == (targets is None):
         fail("give either --nodes N (a local network for the run) or --target URL,...", EXIT_USAGE)
-    if batch is None:  # a steady load arrives as a stream: send what 50 ms of it brings
-        batch = 500 if rate <= 0 else max(1, min(500, int(rate / 20)))
+    if tx_bytes and not mix:
+        fail("--tx-bytes pads the access requests of --mix (registrations have no free-text field)", EXIT_USAGE)
+    if (mix or preload_records) and targets is not None and institution_key is None:
+        fail("--mix and --preload-records with --target need --institution-key (an institution attests the practitioners)",
+             EXIT_USAGE)
+    if catch_up and (own_nodes is None or own_nodes < 4 or sweep):
+        fail("--catch-up needs --nodes 4 or more (the others keep committing while one is down) and no --sweep", EXIT_USAGE)
+    try:
+        rates = parse_rates(sweep_rates) if sweep else []
+    except ValueError as exc:
+        fail(str(exc), EXIT_USAGE)
     cores = os.cpu_count() or 1
     verify_per_s = measure_verify_rate()
+    base_seed = seed.encode() if seed is not None else os.urandom(16)
     scratch = tempfile.TemporaryDirectory(prefix="medledger-bench-") if own_nodes else None
     cluster = None
+
+    def institution() -> Identity:
+        if cluster is not None:
+            return load_key_file(cluster.nodes[0].home / "institution.key")
+        return load_identity(str(institution_key), None)
+
+    def workload(urls: tuple[str, ...], count: int, step: int) -> tuple[list, Any]:
+        status = asyncio.run(chain_status(urls[0]))
+        step_seed = hashlib.sha256(base_seed + step.to_bytes(4, "big")).digest()
+        if not mix:
+            return [], register_workload(status["chain_id"], count, seed=step_seed)
+        w = mix_workload(status["chain_id"], count, seed=step_seed, institution=institution(), now_ms=time.time_ns() // 1_000_000,
+                         tx_bytes=tx_bytes)
+        return list(w.setup), w
+
+    def measure(urls: tuple[str, ...], count: int, offered: float, step: int, show: bool) -> dict[str, Any]:
+        setup, w = workload(urls, count, step)
+        if setup:
+            asyncio.run(commit_setup(urls, setup, timeout_s=max(timeout, 300.0)))
+        size = batch if batch is not None else (500 if offered <= 0 else max(1, min(500, int(offered / 20))))
+        cfg = BenchConfig(targets=urls, txs=len(w.measured), batch=size, timeout_s=timeout, rate=offered)
+        from rich.progress import Progress
+
+        with Progress(transient=True, disable=not show) as bar:
+            task = bar.add_task("committed", total=len(w.measured))
+            result = asyncio.run(run_bench(cfg, progress=lambda done, total: bar.update(task, completed=done), txs=w.measured))
+        result["workload"] = w.name
+        result["tx_bytes"] = w.mean_tx_bytes
+        if w.name == "mix":
+            result["mix"] = w.counts
+        return result
+
     try:
         if own_nodes:
             assert scratch is not None
@@ -1391,16 +1581,55 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | Non
             urls = tuple(n.api_url for n in cluster.nodes)
         else:
             urls = tuple(t.strip() for t in str(targets).split(",") if t.strip())
-        cfg = BenchConfig(targets=urls, txs=txs, batch=batch, timeout_s=timeout, rate=rate)
-        from rich.progress import Progress
+        try:
+            preload_s = None
+            if preload_records:
+                status = asyncio.run(chain_status(urls[0]))
+                phases = preload_phases(status["chain_id"], preload_records, seed=base_seed, institution=institution())
+                from rich.progress import Progress
 
-        with Progress(transient=True, disable=as_json) as bar:
-            task = bar.add_task("committed", total=txs)
-            try:
-                result = asyncio.run(run_bench(cfg, progress=lambda done, total: bar.update(task, completed=done)))
-            except OSError as exc:
-                fail(f"cannot reach the targets: {exc}", EXIT_UNREACHABLE)
-        result = add_ceiling(result, verify_per_s, cores)
+                with Progress(transient=True, disable=as_json) as bar:
+                    task = bar.add_task("preloading records", total=preload_records + 2 * min(10_000, preload_records))
+                    started = time.perf_counter()
+                    asyncio.run(commit_setup(urls, phases, timeout_s=max(timeout, 300.0),
+                                             progress=lambda n: bar.update(task, completed=n)))
+                    preload_s = round(time.perf_counter() - started, 1)
+            lagging = None
+            if catch_up:
+                assert cluster is not None
+                lagging = len(cluster.nodes) - 1
+                stopped_at = cluster.heights()[lagging] or 0
+                cluster.stop(lagging)
+                urls = urls[:lagging]
+            if sweep:
+                rows = []
+                for step, offered in enumerate(rates, start=1):
+                    count = max(500, int(offered * sweep_seconds))
+                    row = add_ceiling(measure(urls, count, float(offered), step, not as_json), verify_per_s, cores)
+                    row["offered_tx_per_s"] = offered
+                    rows.append(row)
+                    if not as_json:
+                        click.echo(f"offered {offered:>6,} tx/s: committed {row['tx_per_s']:>8,.1f} tx/s, "
+                                   f"p50 {row['latency_ms_p50']:,.0f} ms, p99 {row['latency_ms_p99']:,.0f} ms", err=True)
+                csv_path = str(Path(plot_path).with_suffix(".csv"))
+                write_sweep(rows, csv_path, plot_path, f"medledger bench --sweep: {len(urls)} validators, {cores} cores, "
+                            f"{'mix' if mix else 'identity.register'}")
+                result = {"nodes": len(urls), "sweep": rows, "plot": plot_path, "table": csv_path,
+                          "verify_per_s": verify_per_s, "cores": cores}
+            else:
+                result = add_ceiling(measure(urls, txs, rate, 0, not as_json), verify_per_s, cores)
+            if preload_records:
+                result["preload_records"] = preload_records
+                result["preload_s"] = preload_s
+            if lagging is not None:
+                assert cluster is not None
+                result["validators"] = len(cluster.nodes)
+                result.update(measure_catch_up(cluster, lagging, stopped_at, timeout))
+                urls = tuple(n.api_url for n in cluster.nodes)
+        except BenchError as exc:
+            fail(str(exc), EXIT_REFUSED)
+        except OSError as exc:
+            fail(f"cannot reach the targets: {exc}", EXIT_UNREACHABLE)
         result["peak_rss_mb"] = asyncio.run(node_peak_rss(urls))
     finally:
         if cluster is not None:
@@ -1413,13 +1642,22 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | Non
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=f"medledger bench: {result['nodes']} node(s), {txs} transactions")
-        table.add_column("measure")
-        table.add_column("value", justify="right")
-        for key, value in result.items():
-            table.add_row(key, f"{value:,}" if isinstance(value, (int, float)) else str(value))
+        if sweep:
+            table = Table(title=f"medledger bench --sweep: {result['nodes']} node(s); plot {plot_path}")
+            for name in ("offered tx/s", "committed tx/s", "p50 ms", "p95 ms", "p99 ms", "ratio"):
+                table.add_column(name, justify="right")
+            for row in result["sweep"]:
+                table.add_row(*(f"{row[k]:,}" for k in ("offered_tx_per_s", "tx_per_s", "latency_ms_p50", "latency_ms_p95",
+                                                         "latency_ms_p99", "ratio")))
+        else:
+            table = Table(title=f"medledger bench: {result['nodes']} node(s), {result['submitted']} transactions")
+            table.add_column("measure")
+            table.add_column("value", justify="right")
+            for key, value in result.items():
+                table.add_row(key, f"{value:,}" if isinstance(value, (int, float)) else str(value))
         Console().print(table)
-    if result["committed"] < result["submitted"]:
+    rows_done = result["sweep"] if sweep else [result]
+    if any(r["committed"] < r["submitted"] for r in rows_done):
         sys.exit(EXIT_REFUSED)
 
 

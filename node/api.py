@@ -2,18 +2,24 @@
 
 Every answer is JSON. A client's mistake gets a 4xx with ``{"error": code, "message": ...}``;
 the node never lets a bad request raise past this layer. Request bodies are bounded by
-`api.max_body_bytes` and by `api.max_txs_per_request` transactions.
+`api.max_body_bytes` and by `api.max_txs_per_request` transactions. Every client IP has a
+request rate (429 `rate_limited` with `Retry-After` beyond it); reads of health data are signed
+by the caller (node/auth.py) and each signer has its own rate too.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from . import auth
 from .block import decode_block
 from .core.crypto import sha256
 from .core.encoding import DecodeError, decode
@@ -23,7 +29,9 @@ from .app.types.identity import identity_key
 from .app import queries
 from .custodian import Custodian, CustodianRefusal
 from .records.protocol import Fetch, ProtocolError, Upload
+from .ratelimit import RateLimit, RateLimiter, retry_after_header
 from .research_service import ExtractRequest, ResearchService
+from .metrics import get_metrics as metrics_response
 from .runtime import Node
 from .tx import decode_tx, jsonable
 
@@ -32,6 +40,10 @@ log = logging.getLogger("medledger.api")
 NODE_KEY = web.AppKey("node", Node)
 CUSTODIAN_KEY = web.AppKey("custodian", Custodian)
 RESEARCH_KEY = web.AppKey("research", ResearchService)
+IP_LIMIT_KEY = web.AppKey("ip_limiter", RateLimiter)
+SIGNER_LIMIT_KEY = web.AppKey("signer_limiter", RateLimiter)
+NONCES_KEY = web.AppKey("nonces", auth.NonceCache)
+CLIENT_SSL_KEY = web.AppKey("client_ssl", object)
 MAX_RECORD_UPLOAD = 3 * 1024 * 1024
 MAX_WAIT_S = 30.0
 
@@ -39,10 +51,18 @@ MAX_WAIT_S = 30.0
 class ApiError(web.HTTPException):
     """A client error rendered as JSON."""
 
-    def __init__(self, http_status: int, code: str, message: str, **extra: Any) -> None:
+    def __init__(self, http_status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
+                 **extra: Any) -> None:
         self.status_code = http_status
         body = {"error": code, "message": message, **extra}
-        super().__init__(text=json.dumps(body), content_type="application/json")
+        super().__init__(text=json.dumps(body), content_type="application/json", headers=headers)
+
+
+def rate_limited(wait_s: float, who: str) -> ApiError:
+    """A 429 saying how long to wait (also as the Retry-After header)."""
+    after = retry_after_header(wait_s)
+    return ApiError(429, "rate_limited", f"too many requests from this {who}; retry in {after} s",
+                    headers={"Retry-After": after})
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -67,6 +87,64 @@ async def errors_middleware(request: web.Request, handler: Callable[[web.Request
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
         raise ApiError(500, "internal_error", "the node failed to handle this request; see its log") from None
+
+
+@web.middleware
+async def ratelimit_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Each client IP gets `api.rate_per_ip` requests a second (burst `api.burst_per_ip`)."""
+    wait = request.app[IP_LIMIT_KEY].check(request.remote or "?", time.monotonic())
+    if wait > 0:
+        raise rate_limited(wait, "address")
+    return await handler(request)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def signed(authorize: Callable[[web.Request, bytes], bool]) -> Callable[[Handler], Handler]:
+    """A route that reads health data: the caller signs it (node/auth.py), within its signer's
+    rate, with a fresh nonce, and `authorize(request, signer)` must say it may read this."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def checked(request: web.Request) -> web.StreamResponse:
+            node = request.app[NODE_KEY]
+            body = await request.read()
+            now_ms = node.clock_ms()
+            try:
+                req = auth.verify_headers(request.headers, chain_id=node.chain_id, method=request.method,
+                                          path_qs=request.raw_path, body=body, now_ms=now_ms)
+                wait = request.app[SIGNER_LIMIT_KEY].check(req.signer, time.monotonic())
+                if wait > 0:
+                    raise rate_limited(wait, "signer")
+                request.app[NONCES_KEY].check(req, now_ms)
+            except auth.AuthError as exc:
+                raise ApiError(exc.status, exc.code, exc.message) from None
+            if not authorize(request, req.signer):
+                raise ApiError(403, "forbidden", "the signer may not read this")
+            return await handler(request)
+
+        return checked
+
+    return wrap
+
+
+def _may_read_patient(request: web.Request, signer: bytes) -> bool:
+    node = request.app[NODE_KEY]
+    return auth.may_read_patient(node.state_reader(), signer, _id_param(request), node.now_ms())
+
+
+def _may_read_record(request: web.Request, signer: bytes) -> bool:
+    node = request.app[NODE_KEY]
+    return auth.may_read_record(node.state_reader(), signer, _id_param(request, "rid"), node.now_ms())
+
+
+def _may_read_access(request: web.Request, signer: bytes) -> bool:
+    return auth.may_read_access(request.app[NODE_KEY].state_reader(), signer, _hash_param(request))
+
+
+def _is_institution(request: web.Request, signer: bytes) -> bool:
+    return auth.may_read_institution(signer, _id_param(request))
 
 
 def refusal(exc: "ProtocolError | CustodianRefusal") -> ApiError:
@@ -98,7 +176,14 @@ def _int_param(text: str, name: str) -> int:
 
 
 async def get_status(request: web.Request) -> web.Response:
-    return _json(request.app[NODE_KEY].status())
+    response = _json(request.app[NODE_KEY].status())
+    response.headers["Access-Control-Allow-Origin"] = "*"  # public; the dashboard reads every validator's
+    return response
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    """Prometheus text format (unsigned, like /v1/status: it holds no health data)."""
+    return await metrics_response(request, request.app[NODE_KEY].metrics)
 
 
 async def post_txs(request: web.Request) -> web.Response:
@@ -161,7 +246,7 @@ async def get_block(request: web.Request) -> web.Response:
     text = request.match_info["height"]
     height = node.store.height if text == "latest" else _int_param(text, "height")
     raw = _block_or_404(node, height)
-    block = decode_block(raw)
+    block = decode_block(raw, stored=True)
     txs = []
     for index, encoded in enumerate(block.txs):
         tx = decode_tx(encoded, chain_id=node.chain_id)
@@ -181,7 +266,7 @@ async def get_tx_proof(request: web.Request) -> web.Response:
     loc = node.store.tx_location(tx_hash)
     if loc is None:
         raise ApiError(404, "unknown_tx", "transaction is not committed", hash=tx_hash.hex())
-    block = decode_block(_block_or_404(node, loc.height))
+    block = decode_block(_block_or_404(node, loc.height), stored=True)
     path = inclusion_proof(block.txs, loc.index)
     leaf = block.txs[loc.index]
     assert verify_inclusion(leaf, loc.index, len(block.txs), path, block.header.tx_root)
@@ -209,11 +294,13 @@ async def get_account(request: web.Request) -> web.Response:
 
 
 async def get_commits(request: web.Request) -> web.Response:
-    """Blocks from `since` on, with their transaction hashes; long-polls up to `wait` seconds."""
+    """Blocks from `since` on, with their transaction hashes (and, with `results=1`, each one's
+    result); long-polls up to `wait` seconds."""
     node = request.app[NODE_KEY]
     since = _int_param(request.query.get("since", "1"), "since")
     limit = min(_int_param(request.query.get("limit", "100"), "limit"), 1000)
     wait = request.query.get("wait")
+    with_results = request.query.get("results") in ("1", "true")
     if wait is not None and node.store.height < since:
         await node.wait_height(since, min(float(_int_param(wait, "wait")), MAX_WAIT_S))
     blocks = []
@@ -221,9 +308,13 @@ async def get_commits(request: web.Request) -> web.Response:
         raw = node.store.block_bytes(height)
         if raw is None:
             break
-        block = decode_block(raw)
-        blocks.append({"height": height, "hash": block.hash.hex(), "timestamp_ms": block.header.timestamp_ms,
-                       "txs": [sha256(t).hex() for t in block.txs]})
+        block = decode_block(raw, stored=True)
+        hashes = [sha256(t) for t in block.txs]
+        entry = {"height": height, "hash": block.hash.hex(), "timestamp_ms": block.header.timestamp_ms,
+                 "txs": [h.hex() for h in hashes]}
+        if with_results:
+            entry["results"] = [loc.result if (loc := node.store.tx_location(h)) else None for h in hashes]
+        blocks.append(entry)
     return _json({"height": node.store.height, "blocks": blocks})
 
 
@@ -254,6 +345,7 @@ async def get_identity(request: web.Request) -> web.Response:
     return _json(found)
 
 
+@signed(_may_read_record)
 async def get_record_meta(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     found = queries.record(node.state_reader(), _id_param(request, "rid"))
@@ -262,11 +354,13 @@ async def get_record_meta(request: web.Request) -> web.Response:
     return _json(found)
 
 
+@signed(_may_read_patient)
 async def get_patient_records(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     return _json({"patient": request.match_info["id"], "records": queries.patient_records(node.state_reader(), _id_param(request))})
 
 
+@signed(_may_read_patient)
 async def get_patient_consents(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     consents = queries.patient_consents(node.state_reader(), _id_param(request), node.now_ms())
@@ -277,6 +371,7 @@ async def get_patient_consents(request: web.Request) -> web.Response:
     return _json({"patient": request.match_info["id"], "consents": consents})
 
 
+@signed(_may_read_patient)
 async def get_patient_audit(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     entries = queries.patient_audit(node.state_reader(), _id_param(request), since_ms=_ms_param(request, "since_ms", 0) or 0,
@@ -288,6 +383,7 @@ async def get_patient_audit(request: web.Request) -> web.Response:
     return _json({"patient": request.match_info["id"], "entries": entries})
 
 
+@signed(_is_institution)
 async def get_disclosures(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     since = _ms_param(request, "since_ms", 0) or 0
@@ -302,11 +398,13 @@ async def get_disclosures(request: web.Request) -> web.Response:
     return _json({"institution": request.match_info["id"], "since_ms": since, "until_ms": until, "disclosures": entries})
 
 
+@signed(_is_institution)
 async def get_breakglass(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     return _json({"institution": request.match_info["id"], "pending": queries.breakglass_pending(node.state_reader(), _id_param(request))})
 
 
+@signed(_may_read_access)
 async def get_access(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     found = queries.access_grant(node.state_reader(), _hash_param(request))
@@ -382,6 +480,7 @@ async def _proxy_fetch(request: web.Request, node: Node, custodian_hex: str, raw
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
             async with session.post(f"{api}/v1/records/{request.match_info['rid']}/fetch", data=raw,
+                                    ssl=request.app.get(CLIENT_SSL_KEY) or True,
                                     headers={"Content-Type": "application/msgpack"}) as resp:
                 body = await resp.read()
                 return web.Response(status=resp.status, body=body, content_type=resp.content_type)
@@ -439,13 +538,27 @@ async def post_test_partition(request: web.Request) -> web.Response:
 
 
 NETWORK_KEY = web.AppKey("network", object)
+UI_DIR = Path(__file__).resolve().parent / "ui"
+
+
+async def get_ui_root(request: web.Request) -> web.StreamResponse:
+    if request.path == "/ui":
+        raise web.HTTPFound("/ui/")
+    return web.FileResponse(UI_DIR / "index.html")
 
 
 def make_app(node: Node, *, network: Any = None, custodian: Custodian | None = None,
-             research: ResearchService | None = None) -> web.Application:
+             research: ResearchService | None = None, client_ssl: Any = None) -> web.Application:
     """The aiohttp application serving `node` (test routes only when `network` is given)."""
-    app = web.Application(client_max_size=node.config.api.max_body_bytes, middlewares=[errors_middleware])
+    api = node.config.api
+    app = web.Application(client_max_size=api.max_body_bytes,
+                          middlewares=[node.metrics.middleware(), errors_middleware, ratelimit_middleware])
     app[NODE_KEY] = node
+    app[IP_LIMIT_KEY] = RateLimiter(RateLimit(api.rate_per_ip, api.burst_per_ip), max_keys=api.rate_table_size)
+    app[SIGNER_LIMIT_KEY] = RateLimiter(RateLimit(api.rate_per_signer, api.burst_per_signer), max_keys=api.rate_table_size)
+    app[NONCES_KEY] = auth.NonceCache()
+    if client_ssl is not None:
+        app[CLIENT_SSL_KEY] = client_ssl  # an ssl.SSLContext for calls to other nodes' https APIs
     if custodian is not None:
         app[CUSTODIAN_KEY] = custodian
         app.router.add_post("/v1/records", post_record)
@@ -458,6 +571,7 @@ def make_app(node: Node, *, network: Any = None, custodian: Custodian | None = N
         app[NETWORK_KEY] = network
         app.router.add_post("/v1/test/partition", post_test_partition)
     app.router.add_get("/v1/status", get_status)
+    app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/v1/health", get_health)
     app.router.add_post("/v1/txs", post_txs)
     app.router.add_get("/v1/txs/{hash}", get_tx)
@@ -474,4 +588,7 @@ def make_app(node: Node, *, network: Any = None, custodian: Custodian | None = N
     app.router.add_get("/v1/institutions/{id}/breakglass", get_breakglass)
     app.router.add_get("/v1/access/{hash}", get_access)
     app.router.add_get("/v1/studies/{study}", get_study)
+    app.router.add_get("/ui", get_ui_root)
+    app.router.add_get("/ui/", get_ui_root)
+    app.router.add_static("/ui/", UI_DIR)  # the dashboard (docs/dashboard.md): static files, no build step
     return app

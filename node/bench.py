@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,13 @@ def prepare(chain_id: str, count: int, seed: bytes | None = None) -> list[Transa
         ident = Identity.from_seed((base + i.to_bytes(16, "big"))[:32].ljust(32, b"\0"))
         out.append(Transaction.create(ident, chain_id=chain_id, type="identity.register", nonce=1, body={"role": "patient"}))
     return out
+
+
+def _session(timeout_s: float) -> aiohttp.ClientSession:
+    """A client session that trusts MEDLEDGER_CA (a devnet's CA, `devnet init --tls`) when set."""
+    ca = os.environ.get("MEDLEDGER_CA")
+    connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=ca)) if ca else None
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s), connector=connector)
 
 
 def percentile(sorted_values: Sequence[float], p: int) -> float:
@@ -72,7 +80,7 @@ def measure_verify_rate(seconds: float = 0.3, rounds: int = 4) -> int:
 async def node_peak_rss(targets: Sequence[str]) -> int:
     """The largest peak resident memory (MiB) the target nodes report."""
     peak = 0
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+    async with _session(10) as session:
         for t in targets:
             try:
                 async with session.get(t.rstrip("/") + "/v1/status") as resp:
@@ -92,17 +100,54 @@ def add_ceiling(result: dict[str, Any], verify_per_s: int, cores: int) -> dict[s
     return result
 
 
-async def run_bench(cfg: BenchConfig, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+async def chain_status(target: str) -> dict[str, Any]:
+    """The target's /v1/status (chain id, height, clock)."""
+    async with _session(30) as session:
+        async with session.get(target.rstrip("/") + "/v1/status") as resp:
+            doc: dict[str, Any] = await resp.json()
+            return doc
+
+
+async def commit_setup(targets: Sequence[str], phases: Iterable[Sequence[Transaction]], timeout_s: float = 300.0,
+                       progress: Callable[[int], None] | None = None) -> int:
+    """Submit each setup phase and wait until all of it is committed before the next one;
+    returns how many transactions were committed."""
+    total = 0
+    for phase in phases:
+        if not phase:
+            continue
+        cfg = BenchConfig(targets=tuple(targets), txs=len(phase), timeout_s=timeout_s)
+        result = await run_bench(cfg, txs=phase)
+        if result["committed"] < len(phase):
+            raise BenchError(f"setup: only {result['committed']} of {len(phase)} transactions committed")
+        total += len(phase)
+        if progress:
+            progress(total)
+    return total
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not set up or reach its targets."""
+
+
+async def run_bench(cfg: BenchConfig, progress: Callable[[int, int], None] | None = None,
+                    txs: Sequence[Transaction] | None = None) -> dict[str, Any]:
+    """Submit `txs` (default: `cfg.txs` fresh registrations) and measure their commits."""
     targets = [t.rstrip("/") for t in cfg.targets]
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+    async with _session(60) as session:
         async with session.get(targets[0] + "/v1/status") as resp:
             status = await resp.json()
         chain_id = status["chain_id"]
-        txs = prepare(chain_id, cfg.txs)
+        if txs is None:
+            txs = prepare(chain_id, cfg.txs)
+        cfg = BenchConfig(targets=cfg.targets, txs=len(txs), batch=cfg.batch, in_flight=cfg.in_flight,
+                          timeout_s=cfg.timeout_s, rate=cfg.rate)
         batches = [txs[i : i + cfg.batch] for i in range(0, len(txs), cfg.batch)]
         sent_at: dict[bytes, float] = {}
         target_of: dict[bytes, int] = {}
         commit_latency: dict[bytes, float] = {}
+        type_of = {t.hash: t.type for t in txs}
+        outcomes: dict[str, int] = {}  # "type: result" -> committed transactions
         failed = 0
         start_heights = []
         for t in targets:
@@ -115,7 +160,8 @@ async def run_bench(cfg: BenchConfig, progress: Callable[[int, int], None] | Non
             since = start_heights[ti] + 1
             while not done.is_set():
                 try:
-                    async with session.get(f"{targets[ti]}/v1/commits", params={"since": since, "wait": 2, "limit": 200}) as resp:
+                    async with session.get(f"{targets[ti]}/v1/commits",
+                                           params={"since": since, "wait": 2, "limit": 200, "results": 1}) as resp:
                         doc = await resp.json()
                 except (aiohttp.ClientError, asyncio.TimeoutError):
                     await asyncio.sleep(0.2)
@@ -123,10 +169,12 @@ async def run_bench(cfg: BenchConfig, progress: Callable[[int, int], None] | Non
                 now = time.perf_counter()
                 for b in doc["blocks"]:
                     since = b["height"] + 1
-                    for hx in b["txs"]:
+                    for hx, res in zip(b["txs"], b.get("results") or [None] * len(b["txs"]), strict=True):
                         h = bytes.fromhex(hx)
                         if target_of.get(h) == ti and h not in commit_latency:
                             commit_latency[h] = now - sent_at[h]
+                            key = f"{type_of[h]}: {res}"
+                            outcomes[key] = outcomes.get(key, 0) + 1
                 if progress:
                     progress(len(commit_latency), cfg.txs)
                 if len(commit_latency) + failed >= cfg.txs:
@@ -135,7 +183,7 @@ async def run_bench(cfg: BenchConfig, progress: Callable[[int, int], None] | Non
         followers = [asyncio.create_task(follow(i)) for i in range(len(targets))]
         sem = asyncio.Semaphore(cfg.in_flight * len(targets))
 
-        async def send(bi: int, batch: list[Transaction]) -> None:
+        async def send(bi: int, batch: Sequence[Transaction]) -> None:
             nonlocal failed
             ti = bi % len(targets)
             body = canonical([[t.chain_id, t.type, t.sender, t.nonce, t.body, t.signature] for t in batch])
@@ -183,4 +231,55 @@ async def run_bench(cfg: BenchConfig, progress: Callable[[int, int], None] | Non
         "latency_ms_p50": round(percentile(lat, 50), 1),
         "latency_ms_p95": round(percentile(lat, 95), 1),
         "latency_ms_p99": round(percentile(lat, 99), 1),
+        "results": dict(sorted(outcomes.items())),
     }
+
+
+SWEEP_FIELDS = ("offered_tx_per_s", "tx_per_s", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "committed", "failed")
+
+
+def sweep_rates(text: str) -> list[int]:
+    """Parse `--sweep-rates` ("500,1000,2000"): positive, strictly increasing offered loads."""
+    try:
+        rates = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError("--sweep-rates takes whole transactions per second, e.g. 500,1000,2000") from None
+    if not rates or any(r <= 0 for r in rates) or rates != sorted(set(rates)):
+        raise ValueError("--sweep-rates must list increasing positive rates, e.g. 500,1000,2000")
+    return rates
+
+
+def write_sweep(rows: Sequence[dict[str, Any]], csv_path: str, png_path: str, title: str) -> None:
+    """The table behind the sweep (CSV) and its latency-versus-throughput plot (PNG)."""
+    import csv
+
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(SWEEP_FIELDS))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row[k] for k in SWEEP_FIELDS})
+
+    import logging
+
+    import matplotlib
+
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    matplotlib.use("Agg")  # no display: render straight to the file
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    x = [r["tx_per_s"] for r in rows]
+    for key, label, style in (("latency_ms_p50", "p50", "o-"), ("latency_ms_p95", "p95", "s--"), ("latency_ms_p99", "p99", "^:")):
+        ax.plot(x, [r[key] for r in rows], style, label=label)
+    for r in rows:
+        ax.annotate(f"{r['offered_tx_per_s']:,}", (r["tx_per_s"], r["latency_ms_p50"]), textcoords="offset points",
+                    xytext=(4, -12), fontsize=7, color="grey")
+    ax.set_xlabel("committed transactions per second")
+    ax.set_ylabel("commit latency (ms, log scale)")
+    ax.set_yscale("log")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(title="latency")
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)

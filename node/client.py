@@ -11,17 +11,27 @@ It is what the CLI uses and what an EHR integration can import:
 
 Errors from the node raise `ApiError` with the node's error code; an unreachable node raises
 `NodeUnreachable`.
+
+Reads of health data (a patient's records, consents and audit trail, a record's metadata, an
+access decision, an institution's disclosures) are signed with the caller's identity: pass
+`signer=` to `get`, or use the HealthClient's read methods. For a node serving https with a
+private CA (a devnet made with `devnet init --tls`), pass `ca_file=` or set MEDLEDGER_CA.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
+import ssl
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
+from .auth import sign_headers
 from .core.crypto import Identity
 from .core.encoding import canonical
 from .tx import Transaction
@@ -49,26 +59,40 @@ class ApiError(ClientError):
 class Client:
     """Talk to one node's HTTP API."""
 
-    def __init__(self, base_url: str, *, timeout: float = 40.0) -> None:
+    def __init__(self, base_url: str, *, timeout: float = 40.0, ca_file: str | os.PathLike[str] | None = None) -> None:
         if "://" not in base_url:
             base_url = "http://" + base_url
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        ca = ca_file if ca_file is not None else os.environ.get("MEDLEDGER_CA") or None
+        try:
+            self._ssl = ssl.create_default_context(cafile=str(ca) if ca else None) if self.base_url.startswith("https:") else None
+        except (OSError, ssl.SSLError) as exc:
+            raise ClientError(f"cannot read the CA file {ca}: {exc}") from None
         self._chain_id: str | None = None
         self._nonces: dict[bytes, int] = {}
         self._nonce_lock = threading.Lock()
 
-    def _request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None) -> Any:
-        return json.loads(self._request_raw(method, path, body, content_type) or b"null")
+    def _request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
+                 *, signer: Identity | None = None) -> Any:
+        return json.loads(self._request_raw(method, path, body, content_type, signer=signer) or b"null")
 
-    def _request_raw(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None) -> bytes:
-        """One HTTP exchange; a node's error becomes ApiError, no answer NodeUnreachable."""
+    def _request_raw(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
+                     *, signer: Identity | None = None) -> bytes:
+        """One HTTP exchange (signed by `signer` if given); a node's error becomes ApiError, no
+        answer NodeUnreachable."""
         req = urllib.request.Request(self.base_url + path, data=body, method=method)
         if content_type:
             req.add_header("Content-Type", content_type)
         req.add_header("Accept", "application/json")
+        if signer is not None:
+            sent_path = urllib.parse.urlsplit(self.base_url).path + path  # as the server sees it
+            headers = sign_headers(signer, chain_id=self.chain_id, method=method, path_qs=sent_path, body=body or b"",
+                                   timestamp_ms=time.time_ns() // 1_000_000)
+            for name, value in headers.items():
+                req.add_header(name, value)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=self._ssl) as resp:
                 return resp.read()
         except urllib.error.HTTPError as exc:
             raw = exc.read()
@@ -79,12 +103,13 @@ class Client:
             if not isinstance(doc, dict):
                 doc = {}
             raise ApiError(exc.code, str(doc.get("error", f"http_{exc.code}")), str(doc.get("message", exc.reason)), doc) from None
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise NodeUnreachable(f"cannot reach the node at {self.base_url}: {reason}") from None
 
-    def get(self, path: str) -> Any:
-        return self._request("GET", path)
+    def get(self, path: str, *, signer: Identity | None = None) -> Any:
+        """GET a path (e.g. "/v1/status"); reads of health data need `signer`, the caller's identity."""
+        return self._request("GET", path, signer=signer)
 
     # -- reads ----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -179,6 +204,30 @@ class HealthClient(Client):
     def _post_msgpack(self, path: str, payload: bytes) -> bytes:
         return self._request_raw("POST", path, payload, "application/msgpack")
 
+    # signed reads
+    def patient_records(self, reader: Identity, patient_id: str) -> dict[str, Any]:
+        return self.get(f"/v1/patients/{patient_id}/records", signer=reader)
+
+    def consents(self, reader: Identity, patient_id: str, *, fhir: bool = False) -> dict[str, Any]:
+        return self.get(f"/v1/patients/{patient_id}/consents" + ("?format=fhir" if fhir else ""), signer=reader)
+
+    def audit(self, reader: Identity, patient_id: str, *, fhir: bool = False) -> dict[str, Any]:
+        return self.get(f"/v1/patients/{patient_id}/audit" + ("?format=fhir" if fhir else ""), signer=reader)
+
+    def record_meta(self, reader: Identity, record_id: str) -> dict[str, Any]:
+        return self.get(f"/v1/records/{record_id}", signer=reader)
+
+    def access_decision(self, reader: Identity, request_tx: str) -> dict[str, Any]:
+        return self.get(f"/v1/access/{request_tx}", signer=reader)
+
+    def disclosures(self, institution: Identity, *, since_ms: int = 0, until_ms: int | None = None,
+                    fhir: bool = False) -> dict[str, Any]:
+        q = f"?since_ms={since_ms}" + (f"&until_ms={until_ms}" if until_ms is not None else "") + ("&format=fhir" if fhir else "")
+        return self.get(f"/v1/institutions/{institution.id}/disclosures{q}", signer=institution)
+
+    def breakglass_pending(self, institution: Identity) -> dict[str, Any]:
+        return self.get(f"/v1/institutions/{institution.id}/breakglass", signer=institution)
+
     def transact(self, identity: Identity, tx_type: str, body: dict[str, Any], *, timeout: float = 30.0) -> dict[str, Any]:
         """Sign, submit and wait; a refusal at admission becomes {"status": code, "message"}."""
         tx = self.make_tx(identity, tx_type, body)
@@ -238,7 +287,7 @@ class HealthClient(Client):
         out = self.transact(identity, "access.request", body)
         if out.get("height"):
             try:
-                out["decision"] = self.get(f"/v1/access/{out['tx_hash']}")
+                out["decision"] = self.access_decision(identity, out["tx_hash"])
             except ApiError:
                 out["decision"] = None
         return out
@@ -260,7 +309,7 @@ class HealthClient(Client):
         from .records.protocol import Fetch, ProtocolError, Release
 
         rid = parse_id(record_id)
-        meta = self.get(f"/v1/records/{record_id}")
+        meta = self.record_meta(identity, record_id)
         fetch = Fetch.create(identity, chain_id=self.chain_id, record_id=rid, timestamp_ms=time.time_ns() // 1_000_000)
         raw = self._post_msgpack(f"/v1/records/{record_id}/fetch", fetch.to_wire())
         try:

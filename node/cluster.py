@@ -4,7 +4,8 @@ integration tests and the benchmarks.
 `Cluster` initialises node homes (or reuses existing ones), starts each node as a child process
 (`python -m cli node run --home ...`) on 127.0.0.1, and lets a caller kill (SIGKILL), stop
 (SIGTERM), pause (SIGSTOP), resume (SIGCONT) and restart nodes, wait for heights with a
-deadline, and check that every node holds the same blocks and state roots.
+deadline, and check that every node holds the same blocks and state roots. With `tls=True` the
+nodes serve https and link over TLS under a local CA (`root/ca.pem`, see node/tls.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -44,16 +46,20 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def http_json(url: str, timeout: float = 2.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
+def http_json(url: str, timeout: float = 2.0, context: ssl.SSLContext | None = None) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
         return json.loads(resp.read())
 
 
-def _post_json(url: str, doc: Any, timeout: float = 5.0) -> Any:
+def _post_json(url: str, doc: Any, timeout: float = 5.0, context: ssl.SSLContext | None = None) -> Any:
     req = urllib.request.Request(url, data=json.dumps(doc).encode(), method="POST",
                                  headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
+    with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
         return json.loads(resp.read())
+
+
+def _ca_context(ca_file: Path | None) -> ssl.SSLContext | None:
+    return ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None else None
 
 
 @dataclass
@@ -64,6 +70,7 @@ class ClusterNode:
     node_id: str
     process: subprocess.Popen[bytes] | None = None
     log_file: Any = field(default=None, repr=False)
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False)  # trusts the devnet CA (https nodes)
     env: dict[str, str] = field(default_factory=dict)  # this node's extra environment (test modes)
 
     @property
@@ -72,7 +79,7 @@ class ClusterNode:
 
     def status(self, timeout: float = 2.0) -> dict[str, Any] | None:
         try:
-            return http_json(self.api_url + "/v1/status", timeout)
+            return http_json(self.api_url + "/v1/status", timeout, self.ssl_context)
         except (urllib.error.URLError, OSError, ValueError):
             return None
 
@@ -81,17 +88,22 @@ class Cluster:
     """N node processes sharing one genesis, under `root/node<i>`."""
 
     def __init__(self, root: Path, nodes: list[ClusterNode], *, extra_env: dict[str, str] | None = None,
-                 test_switches: bool = False) -> None:
+                 test_switches: bool = False, ca_file: Path | None = None) -> None:
         self.root = root
         self.nodes = nodes
         self.extra_env = extra_env or {}
         self.test_switches = test_switches
+        self.ca_file = ca_file  # the local CA of a TLS cluster (clients pass it as ca_file / --ca)
+        self.ssl_context = _ca_context(ca_file)
+        for node in nodes:
+            node.ssl_context = self.ssl_context
 
     # -- creation -----------------------------------------------------------------------------
     @classmethod
     def create(cls, root: Path, n: int, *, base_port: int | None = None, chain_id: str = "medledger-devnet",
-               observers: int = 0, **kw: Any) -> "Cluster":
-        """Initialise n validator homes (node0..) and `observers` observer homes after them."""
+               observers: int = 0, tls: bool = False, **kw: Any) -> "Cluster":
+        """Initialise n validator homes (node0..) and `observers` observer homes after them
+        (with `tls`, under a local CA written to root/ca.pem)."""
         total = n + observers
         if base_port is None:
             ports = free_ports(2 * total)
@@ -102,7 +114,9 @@ class Cluster:
         dirs = [root / f"node{i}" for i in range(total)]
         made = init_network(dirs[:n], chain_id=chain_id, names=[f"institution-{i}" for i in range(n)],
                             api_ports=api_ports[:n], p2p_ports=p2p_ports[:n], observer_dirs=dirs[n:],
-                            observer_api_ports=api_ports[n:], observer_p2p_ports=p2p_ports[n:])
+                            observer_api_ports=api_ports[n:], observer_p2p_ports=p2p_ports[n:], tls=tls)
+        if tls:
+            kw.setdefault("ca_file", root / "ca.pem")
         return cls(root, [ClusterNode(i, m.home, m.api_url, m.node_id) for i, m in enumerate(made)], **kw)
 
     @classmethod
@@ -118,11 +132,14 @@ class Cluster:
             home = root / f"node{i}"
             cfg = tomllib.loads((home / "config.toml").read_text())
             api = cfg.get("api", {})
-            url = f"http://{api.get('host', '127.0.0.1')}:{api.get('port', 8700)}"
+            scheme = "https" if api.get("tls_cert") else "http"
+            url = f"{scheme}://{api.get('host', '127.0.0.1')}:{api.get('port', 8700)}"
             nodes.append(ClusterNode(i, home, url, key_file_id(home / cfg.get("node", {}).get("key_file", "institution.key"))))
             i += 1
         if not nodes:
             raise ClusterError(f"no node homes under {root} (expected {root}/node0/config.toml)")
+        if nodes[0].api_url.startswith("https:") and (root / "ca.pem").exists():
+            kw.setdefault("ca_file", root / "ca.pem")
         return cls(root, nodes, **kw)
 
     # -- processes ----------------------------------------------------------------------------
@@ -218,12 +235,12 @@ class Cluster:
         id_groups = [[self.nodes[i].node_id for i in g] for g in groups]
         for node in self.nodes:
             if node.running:
-                _post_json(node.api_url + "/v1/test/partition", {"groups": id_groups})
+                _post_json(node.api_url + "/v1/test/partition", {"groups": id_groups}, context=self.ssl_context)
 
     def heal(self) -> None:
         for node in self.nodes:
             if node.running:
-                _post_json(node.api_url + "/v1/test/partition", {"groups": []})
+                _post_json(node.api_url + "/v1/test/partition", {"groups": []}, context=self.ssl_context)
 
     # -- observation ------------------------------------------------------------------------
     def heights(self) -> list[int | None]:
@@ -254,7 +271,7 @@ class Cluster:
         for h in range(1, common + 1):
             seen = {}
             for n in running:
-                b = http_json(f"{n.api_url}/v1/blocks/{h}")
+                b = http_json(f"{n.api_url}/v1/blocks/{h}", context=self.ssl_context)
                 seen[n.index] = (b["hash"], b["header"]["state_root"])
             if len(set(seen.values())) != 1:
                 raise ClusterError(f"nodes disagree at height {h}: {seen}")

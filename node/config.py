@@ -33,6 +33,8 @@ class NodeSection:
     data_dir: str = "data"
     research_secret_file: str = "research.secret"
     observer: bool = False
+    log_format: str = "text"  # text | json (`node run --log-format` overrides)
+    log_level: str = "info"  # debug | info | warning | error (`node run --log-level` overrides)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,6 +43,14 @@ class ApiSection:
     port: int = 8700
     max_body_bytes: int = 16 * 1024 * 1024
     max_txs_per_request: int = 5_000
+    tls_cert: str = ""  # PEM certificate chain; with tls_key, the API serves https only
+    tls_key: str = ""  # PEM private key of tls_cert (mode 0600)
+    tls_ca: str = ""  # CA file trusted when this node calls other nodes' APIs over https
+    rate_per_ip: int = 500  # requests a second per client IP (0: no limit)
+    burst_per_ip: int = 1_000
+    rate_per_signer: int = 50  # signed reads a second per signer (0: no limit)
+    burst_per_signer: int = 100
+    rate_table_size: int = 10_000  # clients (IPs, signers) tracked; the least recently seen is forgotten
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +59,11 @@ class P2PSection:
     port: int = 8800
     observers: str = ""  # comma-separated ids of observer nodes allowed to connect
     peers: str = ""  # extra peers to dial, comma-separated id@host:port (observers list validators here)
+    tls_cert: str = ""  # with tls_key: peers connect with TLS (wss) and we dial them with TLS
+    tls_key: str = ""
+    tls_ca: str = ""  # CA that peers' certificates must chain to (empty: the system's trust store)
+    max_frames_per_s: int = 10_000  # frames a second accepted from one peer (more are dropped and penalised)
+    frames_burst: int = 20_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,6 +101,13 @@ _LIMITS: dict[str, tuple[int, int]] = {
     "p2p.port": (0, 65535),
     "api.max_body_bytes": (1024, 1 << 30),
     "api.max_txs_per_request": (1, 100_000),
+    "api.rate_per_ip": (0, 1_000_000),
+    "api.burst_per_ip": (1, 10_000_000),
+    "api.rate_per_signer": (0, 1_000_000),
+    "api.burst_per_signer": (1, 10_000_000),
+    "api.rate_table_size": (16, 10_000_000),
+    "p2p.max_frames_per_s": (1, 10_000_000),
+    "p2p.frames_burst": (1, 100_000_000),
     "mempool.max_txs": (1, 10_000_000),
     "mempool.max_bytes": (1 << 16, 1 << 34),
     "mempool.max_per_sender": (1, 10_000_000),
@@ -95,6 +117,12 @@ _LIMITS: dict[str, tuple[int, int]] = {
     "consensus.base_timeout_ms": (50, 3_600_000),
     "consensus.max_timeout_ms": (50, 86_400_000),
     "consensus.max_clock_drift_ms": (0, 3_600_000),
+}
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "node.log_format": ("text", "json"),
+    "node.log_level": ("debug", "info", "warning", "error"),
 }
 
 
@@ -118,6 +146,9 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
         return number
     if not isinstance(value, str):
         raise ConfigError(f"{name}: expected a string, got {value!r}")
+    allowed = _CHOICES.get(name)
+    if allowed is not None and value not in allowed:
+        raise ConfigError(f"{name}: {value!r} is not allowed (one of: {', '.join(allowed)})")
     return value
 
 
@@ -149,6 +180,10 @@ def build_config(doc: Mapping[str, Any], env: Mapping[str, str] | None = None) -
     cfg = NodeConfig(**sections)
     if cfg.consensus.max_timeout_ms < cfg.consensus.base_timeout_ms:
         raise ConfigError("consensus.max_timeout_ms must be at least consensus.base_timeout_ms")
+    for section in ("api", "p2p"):
+        sec = getattr(cfg, section)
+        if bool(sec.tls_cert) != bool(sec.tls_key):
+            raise ConfigError(f"{section}.tls_cert and {section}.tls_key go together: give both or neither")
     return cfg
 
 

@@ -3,46 +3,91 @@
 Opens the store, loads key and genesis, starts the runtime and the HTTP API, and on a signal
 stops accepting requests, cancels timers and closes LevelDB cleanly. A SIGKILL at any moment
 loses nothing committed: every block is written in one synced batch.
+
+With `[api]` tls_cert/tls_key the API serves https only; with `[p2p]` tls_cert/tls_key peers
+connect over TLS (wss) and this node dials them over TLS, verifying `[p2p] tls_ca`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
+import ssl
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
+
+from p2p.limits import P2PLimits
 
 from storage.chain import ChainStore
 from storage.kv import LevelDBStore
 from storage.offchain import OffchainStore
-
-from p2p.limits import P2PLimits
 
 from .api import make_app
 from .byzantine import ENV_SEED, mode_from_env
 from .byzantine import install as install_byzantine
 from .custodian import Custodian
 from .research_service import ResearchService
-from .config import NodeHome
+from .config import NodeConfig, NodeHome
 from .core.crypto import parse_id
 from .genesis import Genesis
 from .keys import load_key_file
+from .logs import register_secret
 from .runtime import Node
+from .tls import client_context, server_context
 
 log = logging.getLogger("medledger.node")
 
 ENV_CRASH_AT = "MEDLEDGER_TEST_CRASH_AT"  # with --unsafe-test-switches: exit at this point (storage.chain.CRASH_POINTS)
 
 
-def open_node(home: Path, *, passphrase: str | None = None) -> Node:
+def with_tls_files(config: NodeConfig, cert: Path | None, key: Path | None) -> NodeConfig:
+    """`node run --tls-cert --tls-key`: serve the API and the peer links with these files."""
+    if cert is None and key is None:
+        return config
+    if cert is None or key is None:
+        from .config import ConfigError
+
+        raise ConfigError("--tls-cert and --tls-key go together")
+    files = {"tls_cert": str(cert.resolve()), "tls_key": str(key.resolve())}
+    return dataclasses.replace(config, api=dataclasses.replace(config.api, **files),
+                               p2p=dataclasses.replace(config.p2p, **files))
+
+
+def ssl_contexts(nh: NodeHome, config: NodeConfig) -> dict[str, ssl.SSLContext | None]:
+    """The SSL contexts a node needs: API server, API client (to other nodes' APIs), p2p server
+    and p2p client; None where TLS is off. Raises TlsError for unusable files."""
+    def path(text: str) -> Path | None:
+        return nh.path(text) if text else None
+
+    api, p2p = config.api, config.p2p
+    return {
+        "api_server": server_context(nh.path(api.tls_cert), nh.path(api.tls_key)) if api.tls_cert else None,
+        "api_client": client_context(path(api.tls_ca)) if (api.tls_ca or api.tls_cert) else None,
+        "p2p_server": server_context(nh.path(p2p.tls_cert), nh.path(p2p.tls_key)) if p2p.tls_cert else None,
+        "p2p_client": client_context(path(p2p.tls_ca)) if p2p.tls_cert else None,
+    }
+
+
+def p2p_limits(config: NodeConfig) -> P2PLimits:
+    """The transport's limits, with the per-peer frame rate from `[p2p]`."""
+    return P2PLimits(reconnect_cap=5.0, inbound_frames_per_second=float(config.p2p.max_frames_per_s),
+                     inbound_frames_burst=config.p2p.frames_burst)
+
+
+def open_node(home: Path, *, passphrase: str | None = None, config: NodeConfig | None = None) -> Node:
     """Build a Node from a home directory (raises ConfigError, GenesisError, KeyFileError, StorageError)."""
     nh = NodeHome(home)
-    config = nh.load_config()
+    config = config or nh.load_config()
     genesis = Genesis.load(nh.path(config.node.genesis_file))
     identity = load_key_file(nh.path(config.node.key_file), passphrase)
+    register_secret(identity.seed)
+    register_secret(identity.seed + identity.public_key)  # the 64-byte form of the signing key
     data_dir = nh.path(config.node.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     store = ChainStore(LevelDBStore(data_dir / "chain"))
@@ -91,13 +136,16 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
+    contexts = ssl_contexts(NodeHome(node.home_dir or Path(".")), node.config)
     allowed = allowed_peers(node)
     byzantine_mode = mode_from_env(test_switches)
     network = NetworkService(
         node, host=node.config.p2p.host, port=node.config.p2p.port, peers=peer_map(node),
         allowed=allowed.__contains__, test_switches=test_switches,
         # a garbage-sending test node may send frames over the limit its honest peers enforce
-        limits=P2PLimits(reconnect_cap=5.0, max_frame_bytes=8 * 1024 * 1024) if byzantine_mode == "garbage" else None,
+        limits=dataclasses.replace(p2p_limits(node.config), max_frame_bytes=8 * 1024 * 1024)
+        if byzantine_mode == "garbage" else p2p_limits(node.config),
+        ssl_server=contexts["p2p_server"], ssl_client=contexts["p2p_client"],
     )
     byzantine = None
     if byzantine_mode is not None:
@@ -109,11 +157,15 @@ async def serve(
     custodian.reconcile()
     secret_path = NodeHome(node.home_dir or Path(".")).path(node.config.node.research_secret_file)
     secret = bytes.fromhex(secret_path.read_text().strip()) if secret_path.exists() else None
-    research = ResearchService(node, offchain, secret)
-    app = make_app(node, network=network if test_switches else None, custodian=custodian, research=research)
+    if secret is not None:
+        register_secret(secret)
+    research = ResearchService(node, offchain, secret, client_ssl=contexts["api_client"])
+    app = make_app(node, network=network if test_switches else None, custodian=custodian, research=research,
+                   client_ssl=contexts["api_client"])
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, node.config.api.host, node.config.api.port, reuse_address=True)
+    site = web.TCPSite(runner, node.config.api.host, node.config.api.port, reuse_address=True,
+                       ssl_context=contexts["api_server"])
     network_started = False
     try:
         await network.start()
@@ -122,7 +174,8 @@ async def serve(
             byzantine.start()
         await site.start()
         node.start()
-        url = f"http://{node.config.api.host}:{node.config.api.port}"
+        scheme = "https" if contexts["api_server"] is not None else "http"
+        url = f"{scheme}://{node.config.api.host}:{node.config.api.port}"
         log.info("API listening on %s", url)
         if ready is not None and not ready.done():
             ready.set_result(url)
@@ -144,11 +197,29 @@ async def serve(
                 pass
 
 
-def run_node(home: Path, *, passphrase: str | None = None, test_switches: bool = False) -> None:
+def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on uvloop where it is installed (a libuv event loop: less CPU per socket read
+    and write than asyncio's own), else on asyncio's. MEDLEDGER_EVENT_LOOP=asyncio forces the
+    latter (to compare, or to rule the loop out when chasing a bug)."""
+    if os.environ.get("MEDLEDGER_EVENT_LOOP", "uvloop") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
+
+
+def run_node(home: Path, *, passphrase: str | None = None, test_switches: bool = False,
+             tls_cert: Path | None = None, tls_key: Path | None = None) -> None:
     """Blocking entry point of `medledger node run`."""
     mode_from_env(test_switches)  # refuse a Byzantine mode without test switches before opening anything
-    node = open_node(home, passphrase=passphrase)
+    config = with_tls_files(NodeHome(home).load_config(), tls_cert, tls_key)
+    ssl_contexts(NodeHome(home), config)  # refuse unusable certificate files before opening the store
+    node = open_node(home, passphrase=passphrase, config=config)
     if test_switches:
         node.store.crash_at = os.environ.get(ENV_CRASH_AT) or None
-    asyncio.run(serve(node, test_switches=test_switches))
+    run_event_loop(serve(node, test_switches=test_switches))
     log.info("stopped cleanly (pid %d)", os.getpid())

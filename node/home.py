@@ -1,5 +1,6 @@
 """Creating node homes: a one-validator network (`node init`) or one home per institution of a
-local multi-node network (`devnet init`)."""
+local multi-node network (`devnet init`; with `tls=True`, a local CA and a certificate per node,
+see node/tls.py)."""
 
 from __future__ import annotations
 
@@ -43,10 +44,42 @@ def init_network(
     observer_dirs: list[Path] = (),  # type: ignore[assignment]
     observer_api_ports: list[int] = (),  # type: ignore[assignment]
     observer_p2p_ports: list[int] = (),  # type: ignore[assignment]
+    hosts: list[str] | None = None,
+    tls: bool = False,
 ) -> list[InitializedNode]:
-    """Write keys, configs and one shared genesis for the given node homes (and observers)."""
+    """Write keys, configs and one shared genesis for the given node homes (and observers).
+
+    Every validator listens on `api_host`, or with `hosts` on its own address (one per
+    directory: institutions on separate hosts), and the genesis lists that address.
+
+    With `tls`, the parent directory of the first home gets `ca.pem` (a fresh CA whose key is
+    never written), and every home gets `tls.crt`, `tls.key` and `ca.pem`: its API serves https
+    and its peer links use TLS verified against that CA."""
     for d in [*dirs, *observer_dirs]:
         _check_empty(d)
+    hosts = list(hosts) if hosts is not None else [api_host] * len(dirs)
+    if len(hosts) != len(dirs):
+        raise ValueError("give one host per validator directory")
+    scheme = "https" if tls else "http"
+    ca = None
+    if tls:
+        from .tls import make_local_ca
+
+        ca = make_local_ca()
+        root = dirs[0].parent if dirs else observer_dirs[0].parent
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "ca.pem").write_bytes(ca.pem)
+
+    def tls_files(d: Path, name: str, host: str) -> dict[str, str]:
+        if ca is None:
+            return {}
+        from .tls import issue_certificate, write_private
+
+        cert, key = issue_certificate(ca, name, sorted({host, api_host, "127.0.0.1", "localhost"}))
+        (d / "tls.crt").write_bytes(cert)
+        write_private(d / "tls.key", key)
+        (d / "ca.pem").write_bytes(ca.pem)
+        return {"tls_cert": "tls.crt", "tls_key": "tls.key", "tls_ca": "ca.pem"}
     observer_ids = [Identity.generate() for _ in observer_dirs]
     # the institutions of one local network share the research secret (study pseudonym keys)
     research_secret = os.urandom(32).hex()
@@ -55,13 +88,13 @@ def init_network(
         chain_id=chain_id,
         genesis_time_ms=time.time_ns() // 1_000_000,
         validators=tuple(
-            ValidatorInfo(id=ident.public_key, name=name, address=f"{api_host}:{p2p}", api=f"http://{api_host}:{api}")
-            for ident, name, api, p2p in zip(identities, names, api_ports, p2p_ports, strict=True)
+            ValidatorInfo(id=ident.public_key, name=name, address=f"{host}:{p2p}", api=f"{scheme}://{host}:{api}")
+            for ident, name, host, api, p2p in zip(identities, names, hosts, api_ports, p2p_ports, strict=True)
         ),
         institutions=tuple(InstitutionInfo(id=ident.public_key, name=name) for ident, name in zip(identities, names, strict=True)),
     )
     out = []
-    for d, ident, name, api, p2p in zip(dirs, identities, names, api_ports, p2p_ports, strict=True):
+    for d, ident, name, host, api, p2p in zip(dirs, identities, names, hosts, api_ports, p2p_ports, strict=True):
         d.mkdir(parents=True, exist_ok=True)
         os.chmod(d, 0o700)
         write_key_file(d / "institution.key", ident)
@@ -69,24 +102,27 @@ def init_network(
         secret_fd = os.open(d / "research.secret", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(secret_fd, "w") as fh:
             fh.write(research_secret + "\n")
+        files = tls_files(d, name, host)
         cfg = NodeConfig(
             node=NodeSection(name=name, observer=observer),
-            api=dataclasses.replace(ApiSection(), host=api_host, port=api),
-            p2p=dataclasses.replace(P2PSection(), host=api_host, port=p2p, observers=",".join(o.id for o in observer_ids)),
+            api=dataclasses.replace(ApiSection(), host=host, port=api, **files),
+            p2p=dataclasses.replace(P2PSection(), host=host, port=p2p, observers=",".join(o.id for o in observer_ids),
+                                    **files),
         )
         NodeHome(d).config_path.write_text(dump_toml(cfg))
-        out.append(InitializedNode(home=d, node_id=ident.id, api_url=f"http://{api_host}:{api}"))
+        out.append(InitializedNode(home=d, node_id=ident.id, api_url=f"{scheme}://{host}:{api}"))
     peers = ",".join(f"{v.id.hex()}@{v.address}" for v in genesis.validators)
     for i, (d, ident, api, p2p) in enumerate(zip(observer_dirs, observer_ids, observer_api_ports, observer_p2p_ports, strict=True)):
         d.mkdir(parents=True, exist_ok=True)
         os.chmod(d, 0o700)
         write_key_file(d / "institution.key", ident)
         genesis.save(d / "genesis.json")
+        files = tls_files(d, f"observer-{i}", api_host)
         cfg = NodeConfig(
             node=NodeSection(name=f"observer-{i}", observer=True),
-            api=dataclasses.replace(ApiSection(), host=api_host, port=api),
-            p2p=dataclasses.replace(P2PSection(), host=api_host, port=p2p, peers=peers),
+            api=dataclasses.replace(ApiSection(), host=api_host, port=api, **files),
+            p2p=dataclasses.replace(P2PSection(), host=api_host, port=p2p, peers=peers, **files),
         )
         NodeHome(d).config_path.write_text(dump_toml(cfg))
-        out.append(InitializedNode(home=d, node_id=ident.id, api_url=f"http://{api_host}:{api}"))
+        out.append(InitializedNode(home=d, node_id=ident.id, api_url=f"{scheme}://{api_host}:{api}"))
     return out

@@ -14,6 +14,9 @@ from collections.abc import Iterable
 from .tx import Transaction
 
 
+MAX_BACKOFF_DOUBLINGS = 5
+
+
 class MempoolFull(Exception):
     """The pool is at its bound; the client should retry later."""
 
@@ -26,7 +29,8 @@ class Mempool:
         self._txs: OrderedDict[bytes, Transaction] = OrderedDict()
         self._bytes = 0
         self._per_sender: dict[bytes, int] = {}
-        self._announced: dict[bytes, float] = {}  # when each was last handed to peers (monotonic)
+        # when each was last handed to peers (monotonic) and how often it has been offered again
+        self._announced: dict[bytes, tuple[float, int]] = {}
 
     def __len__(self) -> int:
         return len(self._txs)
@@ -50,7 +54,7 @@ class Mempool:
         if self._per_sender.get(tx.sender, 0) >= self.max_per_sender:
             raise MempoolFull(f"this sender already has {self.max_per_sender} pending transactions")
         self._txs[tx.hash] = tx
-        self._announced[tx.hash] = time.monotonic()
+        self._announced[tx.hash] = (time.monotonic(), 0)
         self._bytes += len(tx.encoded)
         self._per_sender[tx.sender] = self._per_sender.get(tx.sender, 0) + 1
         return True
@@ -68,16 +72,19 @@ class Mempool:
                     del self._per_sender[tx.sender]
 
     def waiting_since(self, older_than_s: float, max_txs: int) -> list[Transaction]:
-        """Transactions not handed to peers for `older_than_s` seconds (oldest first); they are
-        marked as handed again, so each is offered at most once per interval."""
+        """Transactions not handed to peers for a while (oldest first): `older_than_s` after they
+        arrived, then twice as long after each offer (up to 32 times as long). A transaction that
+        waits because the network is busy, not because a peer missed it, is not offered again
+        and again: under load that traffic would cost every node more than the load itself."""
         now = time.monotonic()
         out: list[Transaction] = []
         for h, tx in self._txs.items():
             if len(out) >= max_txs:
                 break
-            if now - self._announced.get(h, now) >= older_than_s:
+            last, offers = self._announced.get(h, (now, 0))
+            if now - last >= older_than_s * (1 << offers):
                 out.append(tx)
-                self._announced[h] = now
+                self._announced[h] = (now, min(offers + 1, MAX_BACKOFF_DOUBLINGS))
         return out
 
     def take(self, max_txs: int, max_bytes: int) -> list[Transaction]:

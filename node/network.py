@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 
 from p2p.errors import P2PError, RequestRejected
@@ -29,6 +30,7 @@ from p2p.limits import P2PLimits
 from p2p.network import PeerNetwork
 
 from .block import BlockInvalid
+from .core.crypto import sha256
 from .core.encoding import DecodeError, canonical, decode
 from .runtime import FRAME_CONSENSUS, FRAME_TXS, Node
 from .tx import Transaction, TxRejected, decode_tx
@@ -60,12 +62,15 @@ class NetworkService:
         allowed: Callable[[bytes], bool] | None = None,
         limits: P2PLimits | None = None,
         test_switches: bool = False,
+        ssl_server: ssl.SSLContext | None = None,
+        ssl_client: ssl.SSLContext | None = None,
     ) -> None:
         self.node = node
         self.net = PeerNetwork(
             signer=node.identity, verifier=node.verifier, chain_id=node.chain_id, genesis_hash=node.genesis.hash(),
             host=host, port=port, handler=self, peers=peers, allowed=allowed,
             limits=limits or P2PLimits(reconnect_cap=5.0), test_switches=test_switches,
+            ssl_server=ssl_server, ssl_client=ssl_client,
         )
         self._gossip: list[bytes] = []
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -132,7 +137,10 @@ class NetworkService:
             self.net.penalize(peer_id, "transaction batch is not a list of byte strings")
             return
         values = []
+        known = self.node.knows_tx
         for raw in items:
+            if known(sha256(raw)):
+                continue  # a peer's copy of what we hold: its bytes are canonical, so is its hash
             try:
                 tx = decode_tx(raw, chain_id=self.node.chain_id)
             except TxRejected as exc:
@@ -246,6 +254,8 @@ class NetworkService:
     async def _sync_once(self) -> None:
         heights = await self._peer_heights()
         node = self.node
+        if heights:
+            node.metrics.sync_target.set(heights[0][0])
         for best, pid in heights:
             while best > node.store.height:
                 node.syncing = True

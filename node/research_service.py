@@ -92,8 +92,9 @@ class ExtractRequest:
 class ResearchService:
     """Coordinates extracts and prepares/records this custodian's part of them."""
 
-    def __init__(self, node: Any, offchain: Any, secret: bytes | None) -> None:
+    def __init__(self, node: Any, offchain: Any, secret: bytes | None, *, client_ssl: Any = None) -> None:
         self.node = node
+        self.client_ssl = client_ssl  # an ssl.SSLContext when the other nodes' APIs speak https
         self.offchain = offchain
         self.secret = secret
         self.guard = ReplayGuard()
@@ -262,13 +263,15 @@ class ResearchService:
                               "signature": self.node.identity.sign(sha256(b"medledger-coordinate-v1" + body))})
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-                async with session.post(f"{api}/v1/research/{step}", data=envelope,
+                async with session.post(f"{api}/v1/research/{step}", data=envelope, ssl=self.client_ssl or True,
                                         headers={"Content-Type": "application/msgpack"}) as resp:
                     doc = await resp.json(content_type=None)
                     if resp.status != 200:
                         if step == "record":
                             raise CustodianRefusal(502, "release_not_recorded", f"custodian {custodian_hex[:16]}: {doc.get('message')}")
-                        log.warning("custodian %s refused to prepare: %s", custodian_hex[:16], doc)
+                        error = doc if isinstance(doc, dict) else {}
+                        log.warning("custodian %s refused to prepare: %s: %s", custodian_hex[:16],
+                                    error.get("error", resp.status), error.get("message", ""))
                         return None
                     return doc if isinstance(doc, dict) else None
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:

@@ -25,16 +25,19 @@ from consensus.engine import Engine, EngineConfig
 from consensus.messages import MessageDecodeError, decode_message
 from consensus.validators import ValidatorSet
 
+from .app import keys as state_keys
 from .app.executor import BlockExecution, BlockRejected, execute_block, genesis_state_root, genesis_writes, read_nonce
 from .app.registry import check_tx_body
 from .app.state import FuncReader
 from .block import Block, BlockInvalid, Header, decode_block
 from .config import NodeConfig
 from .core.crypto import Ed25519Verifier, Identity
+from .core.encoding import decode as decode_value
 from .core.merkle import merkle_root
 from .genesis import Genesis
 from .integrity import check_store
 from .mempool import Mempool, MempoolFull
+from .metrics import NodeMetrics
 from .tx import Transaction, TxRejected, check_signature, tx_from_value
 from storage.chain import ChainStore, StoreCorrupted
 
@@ -133,6 +136,15 @@ class Node:
         self.on_admitted: Callable[[Sequence[Transaction]], None] | None = None
         self.on_need_sync: Callable[[int], None] | None = None
         self.peer_ids: Callable[[], list[bytes]] = lambda: []
+        self.metrics = NodeMetrics()
+        self.metrics.bind(
+            height=lambda: self.store.height,
+            view=lambda: self.engine.status().get("view", 0) if self.engine else 0,
+            mempool_size=lambda: len(self.mempool),
+            mempool_bytes=lambda: self.mempool.size_bytes,
+            peers=lambda: len(self.peer_ids()),
+            syncing=lambda: self.syncing,
+        )
 
     # -- start / stop -----------------------------------------------------------------------
     def _init_store(self) -> None:
@@ -213,6 +225,7 @@ class Node:
                 self._pending_proposal = (a.height, a.view)
                 self._maybe_propose()
             elif isinstance(a, act.ValidateBlock):
+                self.metrics.proposal_seen(a.digest)
                 ok = self._validate(a.height, a.digest, a.payload)
                 self._events.append(lambda h=a.height, d=a.digest, ok=ok: engine.on_block_validated(h, d, ok))
             elif isinstance(a, act.CommitBlock):
@@ -223,9 +236,10 @@ class Node:
                 self.evidence.append(a.evidence)
                 self.evidence_total += 1
                 e = a.evidence
-                log.warning("equivocation evidence: validator %s signed two %s for height %d view %d",
+                log.warning("equivocation evidence: validator %s signed two %s for height %d view %d (see GET /v1/status)",
                             e.offender.hex()[:16], type(e.first).__name__, e.height, e.first.view)
             elif isinstance(a, act.ViewChanged):
+                self.metrics.view_changed()
                 log.info("view change: height=%d view=%d", a.height, a.view)
             elif isinstance(a, act.NeedSync):
                 log.info("behind the network (saw height %d): syncing", a.height)
@@ -277,6 +291,7 @@ class Node:
             return  # stale: the engine has moved on
         block, execution = self.build_block(height)
         self._remember(block, execution)
+        self.metrics.proposal_seen(block.hash)
         payload = block.encode()
         engine = self.engine
         self._feed(lambda: engine.on_proposal_ready(height, view, block.hash, payload))
@@ -307,7 +322,7 @@ class Node:
             else:
                 raw = self.store.block_bytes(self.store.height)
                 assert raw is not None
-                ts = decode_block(raw).header.timestamp_ms
+                ts = decode_block(raw, stored=True).header.timestamp_ms
             self._last_ts = (self.store.height, ts)
         return self._last_ts[1]
 
@@ -338,8 +353,10 @@ class Node:
             return False
         return True
 
-    def check_block(self, height: int, digest: bytes, payload: bytes, *, now_ms: int | None) -> tuple[Block, BlockExecution]:
-        """Full validation of a block for the next height; cache and return its execution."""
+    def check_block(self, height: int, digest: bytes, payload: bytes, *, now_ms: int | None,
+                    certified: bool = False) -> tuple[Block, BlockExecution]:
+        """Full validation of a block for the next height; cache and return its execution.
+        `certified`: the block comes with a verified commit certificate (see execute_block)."""
         if digest in self._executions:
             return self._executions[digest]
         block = decode_block(payload)
@@ -366,7 +383,7 @@ class Node:
         execution = execute_block(
             self.state_reader(), self.store.state_root, block.txs,
             chain_id=self.chain_id, height=height, timestamp_ms=h.timestamp_ms,
-            known=self.mempool.get, committed=self.store.has_tx,
+            known=self.mempool.get, committed=self.store.has_tx, certified=certified,
         )
         if execution.state_root != h.state_root:
             raise BlockInvalid("state root differs from ours")
@@ -385,11 +402,12 @@ class Node:
         if not verify_certificate(cert, chain_id=self.chain_id, validators=self.validators, verifier=self.verifier):
             raise BlockInvalid("previous certificate does not verify")
 
-    def _commit(self, height: int, digest: bytes, payload: bytes, certificate: CommitCertificate) -> None:
+    def _commit(self, height: int, digest: bytes, payload: bytes, certificate: CommitCertificate, *,
+                synced: bool = False) -> None:
         if height <= self.store.height:
             return
         try:
-            block, execution = self.check_block(height, digest, payload, now_ms=None)
+            block, execution = self.check_block(height, digest, payload, now_ms=None, certified=True)
         except (BlockInvalid, BlockRejected) as exc:
             # 2f+1 validators committed a block we cannot apply: our state has diverged.
             raise StoreCorrupted(f"cannot apply committed block {height}: {exc}") from exc
@@ -399,6 +417,7 @@ class Node:
             state_writes=execution.writes, state_root=execution.state_root,
         )
         self._executions.clear()
+        self._count_commit(block.hash, execution, synced=synced)
         hashes = [t.hash for t in execution.txs]
         self.mempool.remove(hashes)
         self._wake(hashes, height)
@@ -407,6 +426,20 @@ class Node:
             self._report_work()
         for hook in self.commit_hooks:
             hook(execution.txs, execution.results)
+
+    def _count_commit(self, digest: bytes, execution: BlockExecution, *, synced: bool) -> None:
+        """Metrics of a committed block, once per block (access decisions read back from state)."""
+        access: list[str] = []
+        for tx, result in zip(execution.txs, execution.results, strict=True):
+            if tx.type != "access.request" or result not in ("ok", "denied"):
+                continue
+            if result == "denied":
+                access.append("denied")
+                continue
+            raw = self.store.state_get(state_keys.access(tx.hash))
+            rule = decode_value(raw).get("rule") if raw is not None else None
+            access.append("breakglass" if rule == "breakglass" else "granted")
+        self.metrics.block_committed(digest, [t.type for t in execution.txs], execution.results, access, synced=synced)
 
     # -- transactions ------------------------------------------------------------------------
     def admit(self, values: Sequence[Any]) -> list[Admission]:
@@ -440,6 +473,10 @@ class Node:
         if fresh:
             self._admitted(fresh, gossip=gossip)
         return bad
+
+    def knows_tx(self, tx_hash: bytes) -> bool:
+        """True when the transaction is waiting in the mempool or already committed."""
+        return tx_hash in self.mempool or self.store.has_tx(tx_hash)
 
     def _admit_one(self, tx: Transaction) -> Admission:
         if tx.hash in self.mempool:
@@ -567,7 +604,7 @@ class Node:
             raise BlockInvalid("certificate is for another block")
         if not verify_certificate(cert, chain_id=self.chain_id, validators=self.validators, verifier=self.verifier):
             raise BlockInvalid("certificate does not verify against the validator set")
-        self._commit(height, block.hash, payload, cert)
+        self._commit(height, block.hash, payload, cert, synced=True)
         if self.engine is not None:
             engine = self.engine
             self._feed(lambda: engine.on_block_synced(height, block.hash, cert, payload))

@@ -14,12 +14,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .core.crypto import KEY_SIZE, SIGNATURE_SIZE, Identity, sha256, verify
-from .core.encoding import DecodeError, canonical, decode
+from .core.encoding import DecodeError, canonical, decode_canonical
 
 TX_DOMAIN = "medledger-tx-v1"
 MAX_TX_BYTES = 64 * 1024
 MAX_NONCE = (1 << 63) - 1
 MAX_TYPE_LEN = 64
+
+
+_ARRAY6 = b"\x96"  # msgpack fixarray of 6 items: both the envelope and the signed array
+_SIG_HEADER = b"\xc4" + bytes([SIGNATURE_SIZE])  # msgpack bin8 header of a signature
+_SIG_TAIL = len(_SIG_HEADER) + SIGNATURE_SIZE
+_SIGNED_PREFIX = _ARRAY6 + canonical(TX_DOMAIN)
 
 
 class TxRejected(ValueError):
@@ -49,6 +55,11 @@ class Transaction:
         return canonical([TX_DOMAIN, chain_id, type_, sender, nonce, body])
 
     def signing_bytes(self) -> bytes:
+        # The envelope is the signed array with the domain tag dropped and the signature
+        # appended, so the signed bytes are cut from `encoded` instead of encoded again.
+        e = self.encoded
+        if e[:1] == _ARRAY6 and e[-_SIG_TAIL:-SIGNATURE_SIZE] == _SIG_HEADER:
+            return _SIGNED_PREFIX + e[1:-_SIG_TAIL]
         return self.signing_bytes_of(self.chain_id, self.type, self.sender, self.nonce, self.body)
 
     @classmethod
@@ -89,7 +100,7 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def tx_from_value(value: Any, *, chain_id: str) -> Transaction:
+def tx_from_value(value: Any, *, chain_id: str, encoded: bytes | None = None) -> Transaction:
     """Check the shape of a decoded envelope and build the Transaction (signature NOT yet checked)."""
     if not isinstance(value, list) or len(value) != 6:
         raise TxRejected("malformed_tx", "a transaction is an array of 6 fields [chain_id, type, sender, nonce, body, signature]")
@@ -108,7 +119,8 @@ def tx_from_value(value: Any, *, chain_id: str) -> Transaction:
         raise TxRejected("malformed_tx", "body must be a map")
     if not isinstance(sig, bytes) or len(sig) != SIGNATURE_SIZE:
         raise TxRejected("malformed_tx", f"signature must be {SIGNATURE_SIZE} bytes")
-    encoded = canonical(value)
+    if encoded is None:
+        encoded = canonical(value)
     if len(encoded) > MAX_TX_BYTES:
         raise TxRejected("tx_too_large", f"transaction of {len(encoded)} bytes exceeds {MAX_TX_BYTES}")
     return Transaction(chain_id=c, type=t, sender=sender, nonce=nonce, body=body, signature=sig,
@@ -118,10 +130,10 @@ def tx_from_value(value: Any, *, chain_id: str) -> Transaction:
 def decode_tx(data: bytes, *, chain_id: str) -> Transaction:
     """Decode a transaction's wire bytes and check its shape (signature NOT yet checked)."""
     try:
-        value = decode(data, max_bytes=MAX_TX_BYTES, max_items=4096)
+        value, encoded = decode_canonical(data, max_bytes=MAX_TX_BYTES, max_items=4096)
     except DecodeError as exc:
         raise TxRejected("malformed_msgpack", str(exc)) from None
-    return tx_from_value(value, chain_id=chain_id)
+    return tx_from_value(value, chain_id=chain_id, encoded=encoded)
 
 
 def check_signature(tx: Transaction) -> None:

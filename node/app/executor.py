@@ -20,6 +20,8 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from msgpack import packb as _packb
+
 from node.core.crypto import sha256
 from node.core.encoding import canonical
 from node.core.merkle import merkle_root
@@ -50,13 +52,18 @@ def read_nonce(state: StateReader, sender: bytes) -> int:
     return _U64.unpack(raw)[0] if raw else 0
 
 
+def _pair(a: bytes, b: bytes | str | None) -> bytes:
+    # canonical([a, b]) for a byte key and a byte, text or absent value, without the walk
+    return _packb([a, b], use_bin_type=True)
+
+
 def state_root(prev_root: bytes, height: int, writes: Sequence[tuple[bytes, bytes | None]]) -> bytes:
-    leaves = [canonical([k, v]) for k, v in writes]
+    leaves = [_pair(k, v) for k, v in writes]
     return sha256(canonical([STATE_DOMAIN, prev_root, height, merkle_root(leaves)]))
 
 
 def results_root(tx_hashes: Sequence[bytes], results: Sequence[str]) -> bytes:
-    return merkle_root([canonical([h, r]) for h, r in zip(tx_hashes, results, strict=True)])
+    return merkle_root([_pair(h, r) for h, r in zip(tx_hashes, results, strict=True)])
 
 
 def genesis_writes(genesis: Genesis) -> list[tuple[bytes, bytes | None]]:
@@ -126,12 +133,17 @@ def execute_block(
     timestamp_ms: int,
     known: Callable[[bytes], Transaction | None],
     committed: Callable[[bytes], bool],
+    certified: bool = False,
 ) -> BlockExecution:
     """Decode, check and execute a block's transactions.
 
     `known(hash)` returns a transaction this node already verified (from its mempool), so its
-    signature is not checked again; others are decoded and verified here. `committed(hash)`
-    tells whether a hash is already on the chain (a block repeating one is rejected).
+    signature is not checked again; others are decoded and verified here, unless the block is
+    `certified`: a commit certificate holds 2f+1 validators' signatures, so at least f+1 honest
+    validators checked every transaction's signature before voting, and a node catching up
+    re-executes the block (the state root must match) without verifying them all again.
+    `committed(hash)` tells whether a hash is already on the chain (a block repeating one is
+    rejected).
     """
     txs: list[Transaction] = []
     seen: set[bytes] = set()
@@ -147,7 +159,8 @@ def execute_block(
                 if tx.encoded != raw:
                     raise BlockRejected("a transaction in the block is not canonically encoded")
                 check_tx_body(tx)
-                check_signature(tx)
+                if not certified:
+                    check_signature(tx)
             except TxRejected as exc:
                 raise BlockRejected(f"invalid transaction in block: {exc.code}: {exc.message}") from None
         txs.append(tx)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from node.core.encoding import canonical, decode
+from node.core.encoding import canonical, decode_stored
 
 from .registry import ExecContext
 from .state import StateReader
 
 
 def read(state: StateReader, key: bytes) -> Any:
-    """The decoded value at `key`, or None."""
+    """The decoded value at `key`, or None (state holds only what `write` encoded)."""
     raw = state.get(key)
-    return None if raw is None else decode(raw)
+    return None if raw is None else decode_stored(raw)
 
 
 def write(ctx: ExecContext, key: bytes, value: Any) -> None:

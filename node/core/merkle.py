@@ -8,6 +8,7 @@ are at most ceil(log2 n) hashes and the root of the empty tree is SHA-256 of not
 from __future__ import annotations
 
 from collections.abc import Sequence
+from hashlib import sha256 as _sha256
 
 from .crypto import sha256
 
@@ -36,7 +37,8 @@ def _root_of_hashes(hashes: Sequence[bytes]) -> bytes:
     if not level:
         return EMPTY_ROOT
     while len(level) > 1:
-        nxt = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        # node_hash inlined: a block's roots hash tens of thousands of nodes
+        nxt = [_sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
         if len(level) % 2:
             nxt.append(level[-1])
         level = nxt
@@ -45,7 +47,7 @@ def _root_of_hashes(hashes: Sequence[bytes]) -> bytes:
 
 def merkle_root(leaves: Sequence[bytes]) -> bytes:
     """Root of the tree over `leaves` (raw leaf data, hashed here)."""
-    return _root_of_hashes([leaf_hash(leaf) for leaf in leaves])
+    return _root_of_hashes([_sha256(b"\x00" + leaf).digest() for leaf in leaves])
 
 
 def inclusion_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:

@@ -208,3 +208,33 @@ def test_a_store_damaged_on_disk_is_refused_at_start_with_a_clear_message(tmp_pa
         again.start()
         again.wait_ready(30)
         assert again.nodes[0].status()["height"] == 2
+
+
+def test_bench_mix_commits_every_type_with_granted_and_denied_access(tmp_path):
+    r = cli("bench", "--nodes", "1", "--txs", "200", "--mix", "--seed", "t", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["workload"] == "mix" and out["committed"] == 200
+    assert out["results"] == {"access.request: denied": 40, "access.request: ok": 40, "consent.grant: ok": 40,
+                              "identity.register: ok": 20, "record.add: ok": 60}
+
+
+def test_bench_sweep_writes_the_plot_and_its_table(tmp_path):
+    plot = tmp_path / "sweep.png"
+    r = cli("bench", "--nodes", "1", "--sweep", "--sweep-rates", "100,300", "--sweep-seconds", "1", "--plot", str(plot), "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert [row["offered_tx_per_s"] for row in out["sweep"]] == [100, 300]
+    assert all(row["committed"] == row["submitted"] for row in out["sweep"])
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = (tmp_path / "sweep.csv").read_text().splitlines()
+    assert lines[0].startswith("offered_tx_per_s,tx_per_s,latency_ms_p50") and len(lines) == 3
+
+
+def test_bench_preloads_records_and_times_a_lagging_node_catching_up():
+    r = cli("bench", "--nodes", "4", "--txs", "600", "--preload-records", "150", "--catch-up", "--seed", "c", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["preload_records"] == 150 and out["committed"] == 600
+    assert out["validators"] == 4 and out["nodes"] == 3  # measured on three while the fourth was down
+    assert out["catchup_txs"] >= 600 and out["catchup_tx_per_s"] > 0 and out["catchup_rss_mb"] > 0

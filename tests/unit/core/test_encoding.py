@@ -56,3 +56,48 @@ def test_size_limits():
         decode(canonical(b"x" * 100), max_bytes=50)
     with pytest.raises(DecodeError):
         decode(canonical(list(range(100))), max_items=10)
+
+
+def _slow_canonical(value):
+    from node.core.encoding import _normalize
+
+    return msgpack.packb(_normalize(value), use_bin_type=True)
+
+
+@given(values)
+def test_fast_path_gives_the_same_bytes_as_the_normalising_path(value):
+    # `canonical` skips rebuilding values that are already in canonical form; the bytes must
+    # not depend on which path was taken (maps in any order, tuples, nested containers).
+    assert canonical(value) == _slow_canonical(value)
+    shuffled = decode(canonical(value))
+    assert canonical(shuffled) == _slow_canonical(shuffled)
+
+
+def test_tuples_and_unsorted_maps_take_the_normalising_path():
+    assert canonical(("a", {"b": 1, "a": 2})) == msgpack.packb(["a", {"a": 2, "b": 1}], use_bin_type=True)
+
+
+@given(values)
+def test_decode_canonical_equals_decode_then_canonical(value):
+    from node.core.encoding import decode_canonical
+
+    for data in (canonical(value), msgpack.packb(value, use_bin_type=True)):  # canonical or not
+        decoded, encoded = decode_canonical(data)
+        assert decoded == decode(data) and encoded == canonical(decode(data))
+
+
+def test_decode_canonical_refuses_what_decode_refuses():
+    from node.core.encoding import MAX_DEPTH, decode_canonical
+
+    for bad in (msgpack.packb([1.5]), msgpack.packb({"a": [0.0]}), msgpack.packb(_nested(MAX_DEPTH + 2)), b"", b"\xc1"):
+        with pytest.raises(DecodeError):
+            decode(bad)
+        with pytest.raises(DecodeError):
+            decode_canonical(bad)
+
+
+def _nested(depth):
+    value = []
+    for _ in range(depth):
+        value = [value]
+    return value

@@ -114,3 +114,21 @@ def test_overlay_layers():
     top.put(b"b", b"2")
     assert top.get(b"a") is None and top.get(b"b") == b"2" and base.get(b"a") == b"1"
     assert top.sorted_writes() == [(b"a", None), (b"b", b"2")]
+
+
+def test_a_certified_block_is_executed_without_verifying_its_signatures_again(monkeypatch):
+    # A node catching up applies blocks that 2f+1 validators signed: at least f+1 honest ones
+    # verified every signature, so it re-executes (and compares roots) without verifying again.
+    import node.app.executor as ex
+
+    calls = []
+    real = ex.check_signature
+    monkeypatch.setattr(ex, "check_signature", lambda tx: (calls.append(tx.hash), real(tx)))
+    txs = [reg(1), reg(2)]
+    unknown = execute_block(Dict(), bytes(32), [t.encoded for t in txs], chain_id=CHAIN, height=1, timestamp_ms=0,
+                            known=lambda h: None, committed=lambda h: False)
+    assert calls == [t.hash for t in txs]
+    certified = execute_block(Dict(), bytes(32), [t.encoded for t in txs], chain_id=CHAIN, height=1, timestamp_ms=0,
+                              known=lambda h: None, committed=lambda h: False, certified=True)
+    assert calls == [t.hash for t in txs]  # no further verification
+    assert certified.state_root == unknown.state_root and certified.results == unknown.results

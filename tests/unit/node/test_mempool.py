@@ -43,7 +43,7 @@ def test_bounds():
     assert len(pool.take(1, 1)) == 0  # nothing fits in one byte
 
 
-def test_waiting_since_offers_each_transaction_once_per_interval(monkeypatch):
+def test_waiting_since_offers_each_transaction_again_after_doubling_intervals(monkeypatch):
     import node.mempool as mp
 
     now = [100.0]
@@ -57,7 +57,12 @@ def test_waiting_since_offers_each_transaction_once_per_interval(monkeypatch):
     assert [t.hash for t in pool.waiting_since(2.0, 10)] == [a.hash]  # b has waited 1.5 s only
     assert pool.waiting_since(2.0, 10) == []  # a was just offered again
     now[0] = 104.6
-    assert [t.hash for t in pool.waiting_since(2.0, 10)] == [a.hash, b.hash]
+    assert [t.hash for t in pool.waiting_since(2.0, 10)] == [b.hash]  # a's next offer waits 4 s
+    now[0] = 106.6
+    assert [t.hash for t in pool.waiting_since(2.0, 10)] == [a.hash]
     pool.remove([a.hash])
-    now[0] = 110.0
+    now[0] = 200.0
     assert [t.hash for t in pool.waiting_since(2.0, 1)] == [b.hash]
+    for _ in range(10):  # the interval stops doubling at 32 times the first
+        now[0] += 64.0
+        assert [t.hash for t in pool.waiting_since(2.0, 1)] == [b.hash]

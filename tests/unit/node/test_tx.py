@@ -2,6 +2,7 @@
 
 import msgpack
 import pytest
+from hypothesis import given, strategies as st
 
 from node.app.registry import check_tx_body
 from node.core.crypto import Identity
@@ -86,3 +87,12 @@ def test_body_rejections(tx_type, body, code):
     with pytest.raises(TxRejected) as err:
         check_tx_body(make(type=tx_type, body=body))
     assert err.value.code == code
+
+
+@given(st.text(max_size=40), st.text(min_size=1, max_size=64), st.integers(1, 2**63 - 1),
+       st.dictionaries(st.text(max_size=10), st.integers(-5, 2**40) | st.binary(max_size=300) | st.text(max_size=50), max_size=6))
+def test_signed_bytes_cut_from_the_envelope_equal_the_encoded_signed_array(chain_id, tx_type, nonce, body):
+    ident = Identity.from_seed(b"\x07" * 32)
+    tx = Transaction.create(ident, chain_id=chain_id, type=tx_type, nonce=nonce, body=body)
+    assert tx.signing_bytes() == Transaction.signing_bytes_of(chain_id, tx_type, ident.public_key, nonce, body)
+    check_signature(decode_tx(tx.encoded, chain_id=chain_id))

@@ -1,0 +1,103 @@
+"""Regenerate the dashboard screenshots in docs/screenshots/ from a fresh local devnet.
+
+    python tests/browser/screenshots.py            # writes docs/screenshots/*.png
+    python tests/browser/screenshots.py --out DIR  # somewhere else
+
+Starts a 4-node devnet in a temporary directory, plays the story of tests/browser/story.py,
+commits a few batches of registrations so the throughput chart has something to draw, and
+photographs each page in Debian's headless chromium. Nothing here is needed at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+from node.client import HealthClient  # noqa: E402
+from node.cluster import Cluster  # noqa: E402
+from node.core.crypto import Identity  # noqa: E402
+from tests.browser.story import launch_chromium, populate  # noqa: E402
+
+WAIT_MS = 60_000
+
+
+def load(client: HealthClient, rounds: int = 8, per_round: int = 25) -> None:
+    """Commit `rounds` batches of patient registrations, each waited for (paced by commits)."""
+    for _ in range(rounds):
+        txs = [client.make_tx(Identity.generate(), "identity.register", {"role": "patient"}, nonce=1) for _ in range(per_round)]
+        client.submit_many(txs)
+        status = client.wait(txs[-1].hash_hex, 30)
+        if status.get("status") != "committed":
+            raise SystemExit(f"the load did not commit: {status}")
+
+
+def shoot(out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    shots: list[Path] = []
+    with tempfile.TemporaryDirectory(prefix="medledger-shots-") as tmp, Cluster.create(Path(tmp) / "net", 4) as cluster:
+        cluster.start()
+        cluster.wait_ready(60)
+        story = populate(cluster, Path(tmp))
+        base = story.urls[0] + "/ui"
+        grant = HealthClient(story.urls[0]).tx(story.consent_id)
+        with sync_playwright() as p:
+            browser = launch_chromium(p)
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(WAIT_MS)
+
+            def snap(name: str) -> None:
+                path = out / f"{name}.png"
+                page.screenshot(path=str(path), full_page=True)
+                shots.append(path)
+
+            page.goto(base + "/")
+            page.wait_for_selector("#validator-table")
+            load(HealthClient(story.urls[1]))
+            height = HealthClient(story.urls[0]).status()["height"]
+            page.wait_for_function(
+                "h => [...document.querySelectorAll('#validator-table td.v-height')].every(c => Number(c.textContent) >= h)", arg=height)
+            snap("network")
+            page.goto(f"{base}/explorer.html#block={grant['height']}")
+            page.wait_for_selector("#block-txs")
+            snap("explorer-block")
+            busy = HealthClient(story.urls[0]).block(height)["txs"]
+            page.goto(f"{base}/explorer.html#tx={busy[len(busy) // 3]['hash']}")  # a proof with a few steps
+            page.wait_for_selector("#proof-result")
+            snap("explorer-proof")
+            page.goto(base + "/patient.html")
+            page.set_input_files("#keyfile", str(story.patient_key))
+            page.click("#signin-form button")
+            page.wait_for_selector("#audit-table")
+            page.click("button[data-action=revoke]")
+            snap("patient")
+            page.click("button[data-action=confirm-revoke]")
+            page.wait_for_selector("#consent-table tr[data-status=revoked]")
+            page.wait_for_selector("#audit-table tr[data-event='consent.revoked']")
+            snap("patient-revoked")
+            page.goto(base + "/compliance.html")
+            page.set_input_files("#keyfile", str(story.institution_key))
+            page.click("#signin-form button")
+            page.wait_for_selector("#disclosure-table")
+            snap("compliance")
+            browser.close()
+    return shots
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots", help="where to write the PNG files")
+    args = parser.parse_args()
+    for path in shoot(args.out):
+        print(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""The dashboard's static files as the node serves them (no browser needed)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from node.api import UI_DIR
+
+PAGES = ("index.html", "explorer.html", "compliance.html", "patient.html")
+
+
+async def test_ui_redirects_and_serves_its_pages(api):
+    client, _ = api
+    resp = await client.get("/ui", allow_redirects=False)
+    assert resp.status == 302 and resp.headers["Location"] == "/ui/"
+    resp = await client.get("/ui/")
+    assert resp.status == 200 and resp.content_type == "text/html"
+    assert "<title>MedLedger · Network</title>" in await resp.text()
+    for page in PAGES[1:]:
+        resp = await client.get(f"/ui/{page}")
+        assert resp.status == 200 and resp.content_type == "text/html", page
+    resp = await client.get("/ui/keys.js")
+    assert resp.status == 200 and resp.content_type in ("text/javascript", "application/javascript")
+
+
+async def test_ui_refuses_what_is_not_its_files(api):
+    client, _ = api
+    for path in ("/ui/nothing.js", "/ui/../api.py", "/ui/%2e%2e/api.py", "/ui/vendor/../../api.py"):
+        resp = await client.get(path)
+        assert resp.status in (403, 404), path
+        assert "def make_app" not in await resp.text()
+
+
+async def test_status_may_be_read_by_the_dashboard_of_another_node(api):
+    client, _ = api
+    resp = await client.get("/v1/status")
+    assert resp.headers["Access-Control-Allow-Origin"] == "*"
+    resp = await client.get("/v1/health")
+    assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+def test_every_page_loads_only_its_own_files_under_a_strict_policy():
+    for page in PAGES:
+        html = (UI_DIR / page).read_text()
+        assert "default-src 'self'" in html and "<script>" not in html and not re.search(r"\son[a-z]+=", html)
+        for ref in re.findall(r'(?:src|href)="([^"]+)"', html):
+            assert ref.startswith("data:") or (UI_DIR / ref).is_file(), (page, ref)
+    assert (UI_DIR / "vendor" / "LICENSE.libsodium").is_file()
+
+
+@pytest.mark.slow
+def test_a_wheel_carries_the_ui(tmp_path):
+    """A non-editable install serves the dashboard too: every UI file is in the wheel."""
+    root = Path(__file__).resolve().parents[2]
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "cli.py"):
+        shutil.copy(root / name, src / name)
+    for package in ("node", "consensus", "storage", "p2p"):
+        if (root / package).is_dir():
+            shutil.copytree(root / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"), str(src)],
+                   check=True, capture_output=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("medledger-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {f"node/ui/{p.relative_to(UI_DIR).as_posix()}" for p in UI_DIR.rglob("*") if p.is_file()}
+    assert expected and expected <= names, sorted(expected - names)
