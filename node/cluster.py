@@ -71,6 +71,7 @@ class ClusterNode:
     process: subprocess.Popen[bytes] | None = None
     log_file: Any = field(default=None, repr=False)
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False)  # trusts the devnet CA (https nodes)
+    env: dict[str, str] = field(default_factory=dict)  # this node's extra environment (test modes)
 
     @property
     def running(self) -> bool:
@@ -146,7 +147,7 @@ class Cluster:
         for node in self._select(i):
             if node.running:
                 continue
-            env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
+            env = {**os.environ, **self.extra_env, **node.env, "PYTHONUNBUFFERED": "1"}
             node.log_file = open(node.home / "node.log", "ab")
             node.process = subprocess.Popen(
                 [sys.executable, "-m", "cli", "node", "run", "--home", str(node.home.resolve())]

@@ -29,6 +29,8 @@ from storage.kv import LevelDBStore
 from storage.offchain import OffchainStore
 
 from .api import SERVER_OPTIONS, QuietClientErrors, make_app
+from .byzantine import ENV_SEED, mode_from_env
+from .byzantine import install as install_byzantine
 from .custodian import Custodian
 from .research_service import ResearchService
 from .config import NodeConfig, NodeHome
@@ -40,6 +42,8 @@ from .runtime import Node
 from .tls import client_context, server_context
 
 log = logging.getLogger("medledger.node")
+
+ENV_CRASH_AT = "MEDLEDGER_TEST_CRASH_AT"  # with --unsafe-test-switches: exit at this point (storage.chain.CRASH_POINTS)
 
 
 def with_tls_files(config: NodeConfig, cert: Path | None, key: Path | None) -> NodeConfig:
@@ -134,11 +138,19 @@ async def serve(
             pass
     contexts = ssl_contexts(NodeHome(node.home_dir or Path(".")), node.config)
     allowed = allowed_peers(node)
+    byzantine_mode = mode_from_env(test_switches)
     network = NetworkService(
         node, host=node.config.p2p.host, port=node.config.p2p.port, peers=peer_map(node),
-        allowed=allowed.__contains__, limits=p2p_limits(node.config), test_switches=test_switches,
+        allowed=allowed.__contains__, test_switches=test_switches,
+        # a garbage-sending test node may send frames over the limit its honest peers enforce
+        limits=dataclasses.replace(p2p_limits(node.config), max_frame_bytes=8 * 1024 * 1024)
+        if byzantine_mode == "garbage" else p2p_limits(node.config),
         ssl_server=contexts["p2p_server"], ssl_client=contexts["p2p_client"],
     )
+    byzantine = None
+    if byzantine_mode is not None:
+        seed = int(os.environ.get(ENV_SEED, "0") or 0)
+        byzantine = install_byzantine(node, network, byzantine_mode, seed)
     offchain = OffchainStore(LevelDBStore(node.store_dir / "records"))
     custodian = Custodian(node, offchain)
     node.commit_hooks.append(custodian.on_block_committed)
@@ -161,6 +173,8 @@ async def serve(
     try:
         await network.start()
         network_started = True
+        if byzantine is not None:
+            byzantine.start()
         await site.start()
         node.start()
         scheme = "https" if contexts["api_server"] is not None else "http"
@@ -172,6 +186,8 @@ async def serve(
         log.info("stopping")
     finally:
         node.stop()
+        if byzantine is not None:
+            await byzantine.stop()
         if network_started:
             await network.stop()
         await runner.cleanup()
@@ -202,8 +218,11 @@ def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
 def run_node(home: Path, *, passphrase: str | None = None, test_switches: bool = False,
              tls_cert: Path | None = None, tls_key: Path | None = None) -> None:
     """Blocking entry point of `medledger node run`."""
+    mode_from_env(test_switches)  # refuse a Byzantine mode without test switches before opening anything
     config = with_tls_files(NodeHome(home).load_config(), tls_cert, tls_key)
     ssl_contexts(NodeHome(home), config)  # refuse unusable certificate files before opening the store
     node = open_node(home, passphrase=passphrase, config=config)
+    if test_switches:
+        node.store.crash_at = os.environ.get(ENV_CRASH_AT) or None
     run_event_loop(serve(node, test_switches=test_switches))
     log.info("stopped cleanly (pid %d)", os.getpid())

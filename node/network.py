@@ -78,6 +78,8 @@ class NetworkService:
         self._sync_task: asyncio.Task[None] | None = None
         self._regossip_task: asyncio.Task[None] | None = None
         self._peers: set[bytes] = set()
+        # test hook (node/byzantine.py, --unsafe-test-switches only): sees every incoming frame
+        self.observe_frame: Callable[[bytes, int, bytes], None] | None = None
         node.transport = self
         node.on_admitted = self._queue_gossip
         node.on_need_sync = self.request_sync
@@ -165,6 +167,8 @@ class NetworkService:
 
     # -- FrameHandler -----------------------------------------------------------------------
     def on_frame(self, peer_id: bytes, kind: int, payload: bytes) -> None:
+        if self.observe_frame is not None:
+            self.observe_frame(peer_id, kind, payload)
         if kind == FRAME_CONSENSUS:
             verdict, reason = self.node.on_consensus_bytes(peer_id, payload)
             if verdict == "invalid":

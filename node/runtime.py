@@ -35,6 +35,7 @@ from .core.crypto import Ed25519Verifier, Identity
 from .core.encoding import decode as decode_value
 from .core.merkle import merkle_root
 from .genesis import Genesis
+from .integrity import check_store
 from .mempool import Mempool, MempoolFull
 from .metrics import NodeMetrics
 from .tx import Transaction, TxRejected, check_signature, tx_from_value
@@ -44,6 +45,7 @@ log = logging.getLogger("medledger.node")
 
 MAX_WAITERS = 10_000
 MAX_PENDING_CACHE = 64
+MAX_EVIDENCE = 256
 
 
 class Transport(Protocol):
@@ -131,7 +133,8 @@ class Node:
         self._idle_handle: asyncio.TimerHandle | None = None
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._height_waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self.evidence: list[Any] = []
+        self.evidence: deque[Any] = deque(maxlen=MAX_EVIDENCE)  # the most recent equivocation evidence
+        self.evidence_total = 0
         self.started_at = time.monotonic()
         self.engine: Engine | None = None
         self._pumping = False
@@ -162,6 +165,7 @@ class Node:
             self.store.init_genesis(gh, genesis_writes(self.genesis), genesis_state_root(self.genesis))
         elif self.store.genesis_hash != gh:
             raise StoreCorrupted("the data directory belongs to another genesis (different network)")
+        check_store(self.store, chain_id=self.chain_id, validators=self.validators, verifier=self.verifier)
 
     def start(self) -> None:
         """Create the engine from the persisted state and let it begin (call on the loop)."""
@@ -242,7 +246,10 @@ class Node:
                 self.store.wal_prune(a.below_height)
             elif isinstance(a, act.ReportEvidence):
                 self.evidence.append(a.evidence)
-                log.warning("equivocation evidence reported (%d kept; see GET /v1/status)", len(self.evidence))
+                self.evidence_total += 1
+                e = a.evidence
+                log.warning("equivocation evidence: validator %s signed two %s for height %d view %d (see GET /v1/status)",
+                            e.offender.hex()[:16], type(e.first).__name__, e.height, e.first.view)
             elif isinstance(a, act.ViewChanged):
                 self.metrics.view_changed()
                 log.info("view change: height=%d view=%d", a.height, a.view)
@@ -630,7 +637,8 @@ class Node:
             "view": engine_status.get("view", 0),
             "peers": [p.hex() for p in self.peer_ids()],
             "syncing": self.syncing,
-            "evidence": len(self.evidence),
+            "evidence": self.evidence_total,
+            "evidence_offenders": sorted({e.offender.hex() for e in self.evidence}),
             "uptime_s": int(time.monotonic() - self.started_at),
             "peak_rss_mb": peak_rss_mb(),
             "rss_mb": rss_mb(),

@@ -4,6 +4,7 @@ the application state, and the consensus write-ahead log.
 Keys (all under one store):
 
     m/height, m/last_hash, m/state_root, m/genesis   metadata of the last applied block
+    m/state_sum         checksum of every s/ entry (see `state_entry_sum`), checked at start
     b/<height:8>        encoded block              c/<height:8>   its commit certificate
     h/<block hash>      height                     t/<tx hash>    [height, index, result code]
     s/<state key>       application state value    w/<height:8><seq:8>  consensus WAL entry
@@ -11,10 +12,16 @@ Keys (all under one store):
 A block, its certificate, its index entries, its state writes and the new metadata are written in
 ONE synced batch (`commit_block`), so after a crash the store holds either all of a block or
 none of it.
+
+`crash_at` names a point in that path where a test makes the process exit on the spot
+(`os._exit`, as abrupt as SIGKILL); the daemon sets it only under `--unsafe-test-switches`.
+`CRASH_POINTS` lists them; the durability tests kill a node at each and restart it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -28,6 +35,7 @@ K_HEIGHT = b"m/height"
 K_LAST_HASH = b"m/last_hash"
 K_STATE_ROOT = b"m/state_root"
 K_GENESIS = b"m/genesis"
+K_STATE_SUM = b"m/state_sum"
 P_BLOCK = b"b/"
 P_CERT = b"c/"
 P_BLOCK_HASH = b"h/"
@@ -36,8 +44,21 @@ P_STATE = b"s/"
 P_WAL = b"w/"
 
 
+_SUM_MOD = 1 << 256
+CRASH_POINTS: tuple[str, ...] = ("commit-before-write", "commit-after-write", "wal-after-append")
+CRASH_EXIT_CODE = 86
+
+
 def u64(n: int) -> bytes:
     return _U64.pack(n)
+
+
+def state_entry_sum(key: bytes, value: bytes) -> int:
+    """One state entry's share of the state checksum: the checksum is the sum (mod 2^256) of
+    the SHA-256 of every entry, so a block's writes update it without rescanning the state, and
+    a start-up scan finds an entry that was altered, added or lost on disk."""
+    digest = hashlib.sha256(_U64.pack(len(key)) + key + value).digest()
+    return int.from_bytes(digest, "big")
 
 
 class StoreCorrupted(Exception):
@@ -56,6 +77,7 @@ class ChainStore:
 
     def __init__(self, kv: KeyValueStore) -> None:
         self.kv = kv
+        self.crash_at: str | None = None  # test switch: see CRASH_POINTS
         self._wal_seq = 0
         for key, _ in self.kv.iterate(P_WAL, reverse=True):
             self._wal_seq = _U64.unpack(key[len(P_WAL) + 8 :])[0] + 1
@@ -88,11 +110,13 @@ class ChainStore:
         if self.initialized:
             raise StoreCorrupted("store already initialised")
         batch = WriteBatch()
+        total = self._sum_after(0, state_writes)
         for key, value in state_writes:
             if value is None:
                 batch.delete(P_STATE + key)
             else:
                 batch.put(P_STATE + key, value)
+        batch.put(K_STATE_SUM, total.to_bytes(32, "big"))
         batch.put(K_HEIGHT, u64(0))
         batch.put(K_LAST_HASH, bytes(32))
         batch.put(K_STATE_ROOT, state_root)
@@ -115,6 +139,9 @@ class ChainStore:
         if height != self.height + 1:
             raise StoreCorrupted(f"block {height} does not follow stored height {self.height}")
         batch = WriteBatch()
+        total = self.stored_state_sum()
+        if total is not None:
+            batch.put(K_STATE_SUM, self._sum_after(total, state_writes).to_bytes(32, "big"))
         batch.put(P_BLOCK + u64(height), block_bytes)
         batch.put(P_CERT + u64(height), certificate)
         batch.put(P_BLOCK_HASH + block_hash, u64(height))
@@ -128,6 +155,42 @@ class ChainStore:
         batch.put(K_HEIGHT, u64(height))
         batch.put(K_LAST_HASH, block_hash)
         batch.put(K_STATE_ROOT, state_root)
+        self._maybe_crash("commit-before-write")
+        self.kv.write(batch, sync=True)
+        self._maybe_crash("commit-after-write")
+
+    def _maybe_crash(self, point: str) -> None:
+        if self.crash_at == point:
+            os._exit(CRASH_EXIT_CODE)
+
+    def _sum_after(self, total: int, state_writes: Sequence[tuple[bytes, bytes | None]]) -> int:
+        """The state checksum after applying `state_writes` (in order; a later write wins)."""
+        current: dict[bytes, bytes | None] = {}
+        for key, value in state_writes:
+            old = current[key] if key in current else self.kv.get(P_STATE + key)
+            if old is not None:
+                total -= state_entry_sum(key, old)
+            if value is not None:
+                total += state_entry_sum(key, value)
+            current[key] = value
+        return total % _SUM_MOD
+
+    def stored_state_sum(self) -> int | None:
+        raw = self.kv.get(K_STATE_SUM)
+        return int.from_bytes(raw, "big") if raw is not None else None
+
+    def scan_state_sum(self) -> int:
+        """The state checksum recomputed from every stored entry (a full scan)."""
+        total = 0
+        n = len(P_STATE)
+        for k, v in self.kv.iterate(P_STATE):
+            total += state_entry_sum(k[n:], v)
+        return total % _SUM_MOD
+
+    def set_state_sum(self, total: int) -> None:
+        """Record the checksum of a store written before checksums existed."""
+        batch = WriteBatch()
+        batch.put(K_STATE_SUM, total.to_bytes(32, "big"))
         self.kv.write(batch, sync=True)
 
     def block_bytes(self, height: int) -> bytes | None:
@@ -166,6 +229,7 @@ class ChainStore:
         batch.put(P_WAL + u64(height) + u64(self._wal_seq), entry)
         self._wal_seq += 1
         self.kv.write(batch, sync=True)
+        self._maybe_crash("wal-after-append")
 
     def wal_entries(self) -> list[bytes]:
         """Every entry not yet pruned, in append order."""

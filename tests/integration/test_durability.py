@@ -72,6 +72,144 @@ def test_bench_runs_its_own_network_and_reports_the_ceiling():
     assert out["peak_rss_mb"] > 0
 
 
+# -- crashes in the middle of writing a block, and stores damaged on disk -----------------------
+
+def _submit_one(url: str, tx, wait: int | None = None) -> dict:
+    import urllib.request
+
+    from node.core.encoding import canonical
+
+    body = canonical([tx.chain_id, tx.type, tx.sender, tx.nonce, tx.body, tx.signature])
+    q = f"?wait={wait}" if wait else ""
+    req = urllib.request.Request(url + "/v1/txs" + q, data=body, method="POST", headers={"Content-Type": "application/msgpack"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        return json.loads(resp.read())
+
+
+def _tx_status(url: str, tx, wait: int = 0) -> str:
+    import urllib.error
+
+    from node.cluster import http_json
+
+    try:
+        return http_json(f"{url}/v1/txs/{tx.hash.hex()}" + (f"?wait={wait}" if wait else ""), timeout=30)["status"]
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return "unknown"
+        raise
+
+
+@pytest.mark.parametrize("point", ["commit-before-write", "commit-after-write", "wal-after-append"])
+def test_a_crash_while_writing_a_block_leaves_a_sound_store_and_loses_no_commit(tmp_path, point):
+    from node.bench import prepare
+    from node.daemon import ENV_CRASH_AT
+    from storage.chain import CRASH_EXIT_CODE
+
+    with Cluster.create(tmp_path / "net", 1, test_switches=True) as cluster:
+        node = cluster.nodes[0]
+        cluster.start()
+        cluster.wait_ready(30)
+        first, second = prepare(node.status()["chain_id"], 2, seed=b"durability-crash")
+        assert _submit_one(node.api_url, first, wait=30)["status"] == "committed"  # block 1, before any crash
+        cluster.stop(0)
+        node.env = {ENV_CRASH_AT: point}
+        cluster.start(0)
+        cluster.wait_ready(30)
+        try:
+            _submit_one(node.api_url, second)
+        except OSError:
+            pass  # the node may die before it answers
+        assert node.process is not None
+        assert node.process.wait(60) == CRASH_EXIT_CODE  # it died at the named point
+        cluster._reap(0, 5)
+        node.env = {}
+        cluster.start(0)
+        cluster.wait_ready(30)  # the start-up integrity check passed
+        assert _tx_status(node.api_url, first) == "committed"
+        status = node.status()
+        if point == "commit-after-write":
+            # the block was written before the crash: it is there, with its transaction
+            assert status["height"] == 2 and _tx_status(node.api_url, second, wait=20) == "committed"
+        else:
+            # nothing of block 2 reached the disk; the client's retry commits it now
+            assert status["height"] == 1
+            if _tx_status(node.api_url, second) != "committed":
+                assert _submit_one(node.api_url, second, wait=30)["status"] == "committed"
+        assert node.status()["height"] == 2
+
+
+DAMAGES = {
+    "state entry altered": ("state", "the application state does not match its checksum"),
+    "state entry lost": ("state-delete", "the application state does not match its checksum"),
+    "head block lost": ("head-delete", "block 2 is missing"),
+    "head block altered": ("head-flip", "block 2"),
+    "older block altered": ("old-flip", "block 1"),
+    "certificate swapped": ("cert", "the commit certificate stored for block 2 is for another block"),
+    "state root altered": ("root", "the state root in block 2 differs from the stored state root"),
+}
+
+
+def _damage(chain_dir: Path, how: str) -> None:
+    from storage.chain import K_STATE_ROOT, P_BLOCK, P_CERT, P_STATE, u64
+    from storage.kv import LevelDBStore, WriteBatch
+
+    kv = LevelDBStore(chain_dir, create=False)
+    try:
+        batch = WriteBatch()
+        key, value = next(iter(kv.iterate(P_STATE)))
+        if how == "state":
+            batch.put(key, value + b"\x00")
+        elif how == "state-delete":
+            batch.delete(key)
+        elif how == "head-delete":
+            batch.delete(P_BLOCK + u64(2))
+        elif how in ("head-flip", "old-flip"):
+            k = P_BLOCK + u64(2 if how == "head-flip" else 1)
+            raw = bytearray(kv.get(k) or b"")
+            raw[len(raw) // 2] ^= 0x01
+            batch.put(k, bytes(raw))
+        elif how == "cert":
+            batch.put(P_CERT + u64(2), kv.get(P_CERT + u64(1)) or b"")
+        elif how == "root":
+            batch.put(K_STATE_ROOT, b"\x01" * 32)
+        kv.write(batch, sync=True)
+    finally:
+        kv.close()
+
+
+def test_a_store_damaged_on_disk_is_refused_at_start_with_a_clear_message(tmp_path):
+    import shutil
+
+    from node.bench import prepare
+
+    with Cluster.create(tmp_path / "net", 1) as cluster:
+        node = cluster.nodes[0]
+        cluster.start()
+        cluster.wait_ready(30)
+        for tx in prepare(node.status()["chain_id"], 2, seed=b"durability-dmg.."):
+            assert _submit_one(node.api_url, tx, wait=30)["status"] == "committed"
+        assert node.status()["height"] == 2
+        cluster.stop(0)
+    chain_dir = node.home / "data" / "chain"
+    pristine = tmp_path / "pristine"
+    shutil.copytree(chain_dir, pristine)
+    for name, (how, message) in DAMAGES.items():
+        shutil.rmtree(chain_dir)
+        shutil.copytree(pristine, chain_dir)
+        _damage(chain_dir, how)
+        r = subprocess.run([sys.executable, "-m", "cli", "node", "run", "--home", str(node.home)],
+                           capture_output=True, text=True, timeout=60, cwd=str(Path(__file__).resolve().parents[2]))
+        assert r.returncode == 2, (name, r.stderr[-1000:])
+        assert "the data directory is damaged" in r.stderr and message in r.stderr, (name, r.stderr[-1000:])
+    # the undamaged copy still starts (the check does not refuse a sound store)
+    shutil.rmtree(chain_dir)
+    shutil.copytree(pristine, chain_dir)
+    with Cluster.open(tmp_path / "net") as again:
+        again.start()
+        again.wait_ready(30)
+        assert again.nodes[0].status()["height"] == 2
+
+
 def test_bench_mix_commits_every_type_with_granted_and_denied_access(tmp_path):
     r = cli("bench", "--nodes", "1", "--txs", "200", "--mix", "--seed", "t", "--json")
     assert r.returncode == 0, r.stderr

@@ -1,0 +1,39 @@
+"""`medledger chaos`: a short seeded run on real processes keeps its JSON contract and loses nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_short_chaos_run_loses_nothing_and_reports_every_fault(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "cli", "chaos", "--nodes", "4", "--duration", "25", "--seed", "3",
+                        "--faults", "kill,pause,partition,lag", "--dir", str(tmp_path / "net"), "--json"],
+                       capture_output=True, text=True, timeout=300, cwd=str(ROOT))
+    assert r.returncode == 0, r.stderr[-2000:] + r.stdout[-2000:]
+    out = json.loads(r.stdout)
+    for key in ("faults_injected", "acknowledged", "lost", "duplicated", "safety_violations", "max_recovery_s",
+                "final_height", "faults", "submitted", "unrecovered"):
+        assert key in out, key
+    assert out["lost"] == 0 and out["duplicated"] == 0 and out["safety_violations"] == 0
+    assert out["faults_injected"] == len(out["faults"]) >= 2
+    assert out["acknowledged"] == out["submitted"] > 100
+    assert out["final_height"] >= 1 and out["unrecovered"] == 0
+    for f in out["faults"]:
+        assert f["type"] in ("kill", "pause", "partition", "lag") and 0 <= f["target"] < 4
+        assert f["healed_s"] >= f["started_s"] and f["recovery_s"] is not None and f["recovery_s"] >= 0
+    assert out["max_recovery_s"] == max(f["recovery_s"] for f in out["faults"])
+
+
+def test_chaos_refuses_more_than_f_byzantine_validators():
+    r = subprocess.run([sys.executable, "-m", "cli", "chaos", "--nodes", "4", "--duration", "10", "--byzantine", "2"],
+                       capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+    assert r.returncode == 2 and "at most f = 1" in r.stderr
