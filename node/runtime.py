@@ -48,6 +48,9 @@ MAX_PENDING_CACHE = 64
 MAX_EVIDENCE = 256
 
 
+MIN_BLOCK_TXS = 200
+INITIAL_EXEC_NS_PER_TX = 100_000  # a cautious first guess; the first blocks correct it
+
 class Transport(Protocol):
     """What the runtime needs from p2p/: fire-and-forget frames to validators."""
 
@@ -127,6 +130,10 @@ class Node:
         )
         self._init_store()
         self._executions: dict[bytes, tuple[Block, BlockExecution]] = {}
+        # what executing one transaction has recently cost this node (ns, moving average): the
+        # primary sizes its blocks so that building one, and so checking it, stays well inside
+        # the view timer instead of triggering a view change under heavy transaction types
+        self._exec_ns_per_tx = INITIAL_EXEC_NS_PER_TX
         self._events: deque[Callable[[], list[Any]]] = deque()
         self._timers: dict[Any, asyncio.TimerHandle] = {}
         self._pending_proposal: tuple[int, int] | None = None
@@ -312,13 +319,15 @@ class Node:
         """Assemble the next block from the mempool and execute it."""
         cfg = self.config.consensus
         parent_ts = self._parent_timestamp()
-        txs = [t for t in self.mempool.take(cfg.max_block_txs, cfg.max_block_bytes) if not self.store.has_tx(t.hash)]
+        txs = [t for t in self.mempool.take(self.block_size_limit(), cfg.max_block_bytes) if not self.store.has_tx(t.hash)]
         timestamp = max(self.clock_ms(), parent_ts)
+        started = time.perf_counter_ns()
         execution = execute_block(
             self.state_reader(), self.store.state_root, [t.encoded for t in txs],
             chain_id=self.chain_id, height=height, timestamp_ms=timestamp,
             known=self.mempool.get, committed=self.store.has_tx,
         )
+        self._observe_execution(len(txs), time.perf_counter_ns() - started)
         prev_cert = (self.store.certificate(height - 1) or b"") if height > 1 else b""
         header = Header(
             chain_id=self.chain_id, height=height, prev_hash=self.store.last_hash, timestamp_ms=timestamp,
@@ -326,6 +335,18 @@ class Node:
             results_root=execution.results_root, state_root=execution.state_root, prev_certificate=prev_cert,
         )
         return Block(header=header, txs=tuple(t.encoded for t in txs)), execution
+
+    def block_size_limit(self) -> int:
+        """How many transactions the next proposal may hold: `consensus.max_block_txs`, or fewer
+        when executing them would take more than a quarter of the first view timeout here
+        (followers take about as long to check the block as we take to build it)."""
+        cfg = self.config.consensus
+        budget_ns = cfg.base_timeout_ms * 1_000_000 // 4
+        return max(MIN_BLOCK_TXS, min(cfg.max_block_txs, budget_ns // max(1, self._exec_ns_per_tx)))
+
+    def _observe_execution(self, count: int, elapsed_ns: int) -> None:
+        if count >= MIN_BLOCK_TXS:  # small blocks say more about fixed costs than per-tx ones
+            self._exec_ns_per_tx = (3 * self._exec_ns_per_tx + elapsed_ns // count) // 4
 
     def _parent_timestamp(self) -> int:
         if self._last_ts is None or self._last_ts[0] != self.store.height:
@@ -392,11 +413,14 @@ class Node:
             self._check_prev_certificate(height - 1, h.prev_hash, h.prev_certificate)
         elif h.prev_certificate:
             raise BlockInvalid("the first block carries no certificate")
+        started = time.perf_counter_ns()
         execution = execute_block(
             self.state_reader(), self.store.state_root, block.txs,
             chain_id=self.chain_id, height=height, timestamp_ms=h.timestamp_ms,
             known=self.mempool.get, committed=self.store.has_tx, certified=certified,
         )
+        if not certified:  # a synced block skips signature checks: not a proposal's cost
+            self._observe_execution(len(block.txs), time.perf_counter_ns() - started)
         if execution.state_root != h.state_root:
             raise BlockInvalid("state root differs from ours")
         if execution.results_root != h.results_root:
