@@ -9,6 +9,7 @@ by the caller (node/auth.py) and each signer has its own rate too.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import functools
 import json
@@ -50,6 +51,7 @@ NONCES_KEY = web.AppKey("nonces", auth.NonceCache)
 CLIENT_SSL_KEY = web.AppKey("client_ssl", object)
 MAX_RECORD_UPLOAD = 3 * 1024 * 1024
 MAX_WAIT_S = 30.0
+ADMIT_CHUNK = 100  # submitted transactions verified between two turns of the event loop
 SERVER_OPTIONS: dict[str, Any] = {"auto_decompress": False}
 """Options of the aiohttp server running the API. Bodies are not decompressed: no client of ours
 compresses, and a body that fails to decompress made aiohttp drop the connection (a gzip bomb
@@ -242,7 +244,11 @@ async def post_txs(request: web.Request) -> web.Response:
     items = [value] if single else value
     if len(items) > node.config.api.max_txs_per_request:
         raise ApiError(413, "too_many_txs", f"at most {node.config.api.max_txs_per_request} transactions per request")
-    results = node.admit(items)
+    results = []
+    for i in range(0, len(items), ADMIT_CHUNK):  # votes and proposals get the loop between chunks
+        if i:
+            await asyncio.sleep(0)
+        results.extend(node.admit(items[i : i + ADMIT_CHUNK]))
     rendered = [
         {"hash": r.hash.hex(), "status": "pending"} if r.error is None
         else {"error": r.error, "message": r.message, **({"hash": r.hash.hex()} if r.hash else {})}

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
 from p2p.errors import P2PError, RequestRejected
@@ -40,6 +41,8 @@ log = logging.getLogger("medledger.network")
 REQ_STATUS = 10
 REQ_BLOCKS = 11
 GOSSIP_BATCH = 500
+ADMIT_CHUNK = 100  # gossiped transactions verified between two turns of the event loop
+MAX_PENDING_ADMISSION = 20_000  # gossiped transactions decoded and waiting for verification
 GOSSIP_FLUSH_S = 0.005
 SYNC_RANGE = 100
 SYNC_MAX_BYTES = 3 * 1024 * 1024
@@ -77,6 +80,10 @@ class NetworkService:
         self._sync_wake = asyncio.Event()
         self._sync_task: asyncio.Task[None] | None = None
         self._regossip_task: asyncio.Task[None] | None = None
+        self._admit_task: asyncio.Task[None] | None = None
+        self._to_admit: deque[tuple[bytes, list[Transaction]]] = deque()
+        self._to_admit_count = 0
+        self._admit_wake = asyncio.Event()
         self._peers: set[bytes] = set()
         # test hook (node/byzantine.py, --unsafe-test-switches only): sees every incoming frame
         self.observe_frame: Callable[[bytes, int, bytes], None] | None = None
@@ -90,12 +97,14 @@ class NetworkService:
         port = await self.net.start()
         self._sync_task = asyncio.create_task(self._sync_loop(), name="medledger-sync")
         self._regossip_task = asyncio.create_task(self._regossip_loop(), name="medledger-regossip")
+        self._admit_task = asyncio.create_task(self._admission_loop(), name="medledger-admission")
         return port
 
     async def stop(self) -> None:
         if self._flush_handle:
             self._flush_handle.cancel()
-        for task in (self._sync_task, self._regossip_task):
+        admit_task, self._admit_task = self._admit_task, None
+        for task in (self._sync_task, self._regossip_task, admit_task):
             if task:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -148,9 +157,40 @@ class NetworkService:
                     self.net.penalize(peer_id, f"bad gossiped transaction: {exc.code}")
                 continue
             values.append(tx)
+        if not values:
+            return
+        if self._admit_task is None:  # not started (or stopping): admit here and now
+            self._admit(peer_id, values)
+        elif self._to_admit_count + len(values) > MAX_PENDING_ADMISSION:
+            # dropped, not lost: whoever holds them offers them again (re-gossip)
+            log.debug("admission queue full: %d gossiped transactions dropped", len(values))
+        else:
+            self._to_admit.append((peer_id, values))
+            self._to_admit_count += len(values)
+            self._admit_wake.set()
+
+    def _admit(self, peer_id: bytes, values: list[Transaction]) -> None:
         bad = self.node.admit_transactions(values, gossip=False)
         if bad:
             self.net.penalize(peer_id, f"{bad} gossiped transactions with bad signatures", weight=bad)
+
+    async def _admission_loop(self) -> None:
+        """Verify and admit gossiped transactions a chunk at a time, off the links' read path.
+
+        Consensus messages and transaction batches share a peer's link; verifying a batch of
+        500 signatures where it is read held up the votes behind it, and at the start of a burst
+        the first block could outlast the view timer while every node verified. Frames are now
+        only decoded where they are read; signatures are checked here, with the event loop free
+        between chunks for votes, proposals and API requests."""
+        while True:
+            await self._admit_wake.wait()
+            self._admit_wake.clear()
+            while self._to_admit:
+                peer_id, values = self._to_admit.popleft()
+                self._to_admit_count -= len(values)
+                for i in range(0, len(values), ADMIT_CHUNK):
+                    self._admit(peer_id, values[i : i + ADMIT_CHUNK])
+                    await asyncio.sleep(0)  # yield to the frames and requests waiting meanwhile
 
     def net_limit(self) -> int:
         return 4 * 1024 * 1024
