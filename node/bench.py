@@ -150,9 +150,12 @@ async def run_bench(cfg: BenchConfig, progress: Callable[[int, int], None] | Non
         outcomes: dict[str, int] = {}  # "type: result" -> committed transactions
         failed = 0
         start_heights = []
+        start_views: list[int] = []
         for t in targets:
             async with session.get(t + "/v1/status") as resp:
-                start_heights.append((await resp.json())["height"])
+                doc = await resp.json()
+            start_heights.append(doc["height"])
+            start_views.append(int(doc.get("view_changes", 0)))
         done = asyncio.Event()
         t0 = time.perf_counter()
 
@@ -219,6 +222,13 @@ async def run_bench(cfg: BenchConfig, progress: Callable[[int, int], None] | Non
         for f in followers:
             f.cancel()
         await asyncio.gather(*followers, return_exceptions=True)
+        view_changes = 0
+        for t, before in zip(targets, start_views, strict=True):
+            try:
+                async with session.get(t + "/v1/status") as resp:
+                    view_changes = max(view_changes, int((await resp.json()).get("view_changes", 0)) - before)
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+                continue
     lat = sorted(v * 1000 for v in commit_latency.values())
     committed = len(commit_latency)
     return {
@@ -232,6 +242,7 @@ async def run_bench(cfg: BenchConfig, progress: Callable[[int, int], None] | Non
         "latency_ms_p95": round(percentile(lat, 95), 1),
         "latency_ms_p99": round(percentile(lat, 99), 1),
         "results": dict(sorted(outcomes.items())),
+        "view_changes": view_changes,  # the most any node went through during the run
     }
 
 

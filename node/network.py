@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
@@ -49,7 +50,8 @@ SYNC_MAX_BYTES = 3 * 1024 * 1024
 SYNC_INTERVAL_S = 1.0
 REQUEST_TIMEOUT_S = 5.0
 REGOSSIP_INTERVAL_S = 1.0
-REGOSSIP_AFTER_S = 2.0
+REGOSSIP_AFTER_S = 2.0  # a waiting transaction is offered again this long after arrival while no block commits
+REGOSSIP_BUSY_AFTER_S = 30.0  # ... and only this long after arrival while blocks are committing
 
 
 class NetworkService:
@@ -83,6 +85,7 @@ class NetworkService:
         self._admit_task: asyncio.Task[None] | None = None
         self._to_admit: deque[tuple[bytes, list[Transaction]]] = deque()
         self._to_admit_count = 0
+        self._to_admit_hashes: set[bytes] = set()  # decoded, queued, not yet verified
         self._admit_wake = asyncio.Event()
         self._peers: set[bytes] = set()
         # test hook (node/byzantine.py, --unsafe-test-switches only): sees every incoming frame
@@ -147,8 +150,10 @@ class NetworkService:
             return
         values = []
         known = self.node.knows_tx
+        queued = self._to_admit_hashes
         for raw in items:
-            if known(sha256(raw)):
+            tx_hash = sha256(raw)
+            if tx_hash in queued or known(tx_hash):
                 continue  # a peer's copy of what we hold: its bytes are canonical, so is its hash
             try:
                 tx = decode_tx(raw, chain_id=self.node.chain_id)
@@ -167,6 +172,7 @@ class NetworkService:
         else:
             self._to_admit.append((peer_id, values))
             self._to_admit_count += len(values)
+            queued.update(t.hash for t in values)
             self._admit_wake.set()
 
     def _admit(self, peer_id: bytes, values: list[Transaction]) -> None:
@@ -189,7 +195,9 @@ class NetworkService:
                 peer_id, values = self._to_admit.popleft()
                 self._to_admit_count -= len(values)
                 for i in range(0, len(values), ADMIT_CHUNK):
-                    self._admit(peer_id, values[i : i + ADMIT_CHUNK])
+                    chunk = values[i : i + ADMIT_CHUNK]
+                    self._admit(peer_id, chunk)
+                    self._to_admit_hashes.difference_update(t.hash for t in chunk)
                     await asyncio.sleep(0)  # yield to the frames and requests waiting meanwhile
 
     def net_limit(self) -> int:
@@ -198,12 +206,24 @@ class NetworkService:
     async def _regossip_loop(self) -> None:
         """Offer peers again what has waited a while: a batch lost on a link that was coming up
         or going down must not leave a transaction known to one validator only (with an idle
-        network, only validators that know of work time out, and one alone cannot change view)."""
+        network, only validators that know of work time out, and one alone cannot change view).
+
+        While blocks keep committing, transactions wait because the network is busy, not because
+        a peer missed them: offering them again after 2 s then made every node decode two to
+        three copies of each one under a burst. So the 2 s rule holds only while no block has
+        committed for that long; otherwise a transaction is offered again after 30 s."""
         while True:
             await asyncio.sleep(REGOSSIP_INTERVAL_S)  # a period, not a synchronisation
-            stale = self.node.mempool.waiting_since(REGOSSIP_AFTER_S, GOSSIP_BATCH * 4)
-            for i in range(0, len(stale), GOSSIP_BATCH):
-                self.net.broadcast(FRAME_TXS, canonical([t.encoded for t in stale[i : i + GOSSIP_BATCH]]))
+            self.regossip_once()
+
+    def regossip_once(self) -> int:
+        """Offer peers the transactions due again (see `_regossip_loop`); returns how many."""
+        idle = time.monotonic() - self.node.last_commit_at >= REGOSSIP_AFTER_S
+        after = REGOSSIP_AFTER_S if idle else REGOSSIP_BUSY_AFTER_S
+        stale = self.node.mempool.waiting_since(after, GOSSIP_BATCH * 4)
+        for i in range(0, len(stale), GOSSIP_BATCH):
+            self.net.broadcast(FRAME_TXS, canonical([t.encoded for t in stale[i : i + GOSSIP_BATCH]]))
+        return len(stale)
 
     # -- FrameHandler -----------------------------------------------------------------------
     def on_frame(self, peer_id: bytes, kind: int, payload: bytes) -> None:

@@ -143,6 +143,7 @@ class Node:
         self.evidence: deque[Any] = deque(maxlen=MAX_EVIDENCE)  # the most recent equivocation evidence
         self.evidence_total = 0
         self.started_at = time.monotonic()
+        self.last_commit_at = self.started_at  # monotonic time of the last block committed here
         self.engine: Engine | None = None
         self._pumping = False
         self.syncing = False
@@ -453,6 +454,7 @@ class Node:
             state_writes=execution.writes, state_root=execution.state_root,
         )
         self._executions.clear()
+        self.last_commit_at = time.monotonic()
         self._count_commit(block.hash, execution, synced=synced)
         hashes = [t.hash for t in execution.txs]
         self.mempool.remove(hashes)
@@ -659,6 +661,7 @@ class Node:
             "validator": self.is_validator,
             "mempool_size": len(self.mempool),
             "view": engine_status.get("view", 0),
+            "view_changes": engine_status.get("view_changes", 0),
             "peers": [p.hex() for p in self.peer_ids()],
             "syncing": self.syncing,
             "evidence": self.evidence_total,

@@ -70,6 +70,7 @@ def test_bench_runs_its_own_network_and_reports_the_ceiling():
     assert out["limit_tx_per_s"] == out["cores"] * out["verify_per_s"] / 1
     assert 0 < out["ratio"] == round(out["tx_per_s"] / out["limit_tx_per_s"], 3)
     assert out["peak_rss_mb"] > 0
+    assert out["view_changes"] == 0  # one validator never needs to change view
 
 
 # -- crashes in the middle of writing a block, and stores damaged on disk -----------------------
