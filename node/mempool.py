@@ -31,6 +31,7 @@ class Mempool:
         self._per_sender: dict[bytes, int] = {}
         # when each was last handed to peers (monotonic) and how often it has been offered again
         self._announced: dict[bytes, tuple[float, int]] = {}
+        self._arrived: dict[bytes, float] = {}  # when each arrived (monotonic), in arrival order
 
     def __len__(self) -> int:
         return len(self._txs)
@@ -54,7 +55,9 @@ class Mempool:
         if self._per_sender.get(tx.sender, 0) >= self.max_per_sender:
             raise MempoolFull(f"this sender already has {self.max_per_sender} pending transactions")
         self._txs[tx.hash] = tx
-        self._announced[tx.hash] = (time.monotonic(), 0)
+        now = time.monotonic()
+        self._announced[tx.hash] = (now, 0)
+        self._arrived[tx.hash] = now
         self._bytes += len(tx.encoded)
         self._per_sender[tx.sender] = self._per_sender.get(tx.sender, 0) + 1
         return True
@@ -63,6 +66,7 @@ class Mempool:
         for h in hashes:
             tx = self._txs.pop(h, None)
             self._announced.pop(h, None)
+            self._arrived.pop(h, None)
             if tx is not None:
                 self._bytes -= len(tx.encoded)
                 left = self._per_sender[tx.sender] - 1
@@ -78,6 +82,9 @@ class Mempool:
         and again: under load that traffic would cost every node more than the load itself."""
         now = time.monotonic()
         out: list[Transaction] = []
+        oldest = next(iter(self._arrived.values()), now)
+        if now - oldest < older_than_s:
+            return out  # even the oldest has not waited that long: no walk over a busy pool
         for h, tx in self._txs.items():
             if len(out) >= max_txs:
                 break
