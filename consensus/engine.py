@@ -659,6 +659,12 @@ class Engine:
             payload=h.good_payloads[pp.digest], signature=pp.signature)
         self._persist(WalRecord(message=prepare, accepted=accepted))
         self._out.append(Broadcast(message=prepare))
+        if h.view_timer_armed:
+            # The primary of this view is alive and its proposal is good: the rest of the round
+            # gets a full timeout. Checking a large first block of a burst could take most of
+            # the timeout, which then expired while the votes were on their way. At most once
+            # per view (one proposal per view), so a slow view still ends within two timeouts.
+            self._arm_view_timer()
         h.prepares.setdefault(h.view, {})[self._me] = prepare
         key = (h.view, pp.digest)
         h.prepare_count[key] = h.prepare_count.get(key, 0) + 1

@@ -14,6 +14,7 @@ from consensus.actions import (
     PruneWal,
     RequestProposal,
     Send,
+    SetTimer,
     ValidateBlock,
 )
 from consensus.certificate import verify_certificate
@@ -93,8 +94,10 @@ def test_a_replica_prepares_only_after_the_block_is_validated() -> None:
     assert verdict.kind == "process"
     assert actions == [ValidateBlock(height=1, view=0, digest=digest, payload=payload)]
     actions = replica.engine.on_block_validated(1, digest, True)
-    assert [type(a) for a in actions] == [Persist, Broadcast]
+    assert [type(a) for a in actions] == [Persist, Broadcast, SetTimer]
     assert isinstance(actions[1], Broadcast) and isinstance(actions[1].message, Prepare)
+    # the proposal is good: the view timer starts again, so checking it cost the round nothing
+    assert actions[2] == SetTimer(key=("view", 1, 0), delay_ms=replica.engine.config.view_timeout_ms(0))
     assert replica.engine.status()["phase"] == "prepare"
 
 
