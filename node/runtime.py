@@ -451,7 +451,7 @@ class Node:
         self.store.commit_block(
             height=height, block_hash=block.hash, block_bytes=payload, certificate=certificate.encode(),
             tx_results=list(zip([t.hash for t in execution.txs], execution.results, strict=True)),
-            state_writes=execution.writes, state_root=execution.state_root,
+            state_writes=execution.writes, state_root=execution.state_root, previous=execution.previous,
         )
         self._executions.clear()
         self.last_commit_at = time.monotonic()

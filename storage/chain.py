@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from node.core.encoding import canonical, decode
@@ -134,14 +134,17 @@ class ChainStore:
         tx_results: Sequence[tuple[bytes, str]],
         state_writes: Sequence[tuple[bytes, bytes | None]],
         state_root: bytes,
+        previous: Mapping[bytes, bytes | None] | None = None,
     ) -> None:
-        """Store block `height` with everything it changes in one synced batch."""
+        """Store block `height` with everything it changes in one synced batch. `previous` may
+        give the committed values of some written keys (None: absent), read while executing
+        the block, so the state checksum is updated without reading them again."""
         if height != self.height + 1:
             raise StoreCorrupted(f"block {height} does not follow stored height {self.height}")
         batch = WriteBatch()
         total = self.stored_state_sum()
         if total is not None:
-            batch.put(K_STATE_SUM, self._sum_after(total, state_writes).to_bytes(32, "big"))
+            batch.put(K_STATE_SUM, self._sum_after(total, state_writes, previous).to_bytes(32, "big"))
         batch.put(P_BLOCK + u64(height), block_bytes)
         batch.put(P_CERT + u64(height), certificate)
         batch.put(P_BLOCK_HASH + block_hash, u64(height))
@@ -163,9 +166,10 @@ class ChainStore:
         if self.crash_at == point:
             os._exit(CRASH_EXIT_CODE)
 
-    def _sum_after(self, total: int, state_writes: Sequence[tuple[bytes, bytes | None]]) -> int:
+    def _sum_after(self, total: int, state_writes: Sequence[tuple[bytes, bytes | None]],
+                   previous: Mapping[bytes, bytes | None] | None = None) -> int:
         """The state checksum after applying `state_writes` (in order; a later write wins)."""
-        current: dict[bytes, bytes | None] = {}
+        current: dict[bytes, bytes | None] = dict(previous) if previous else {}
         for key, value in state_writes:
             old = current[key] if key in current else self.kv.get(P_STATE + key)
             if old is not None:

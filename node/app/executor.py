@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from msgpack import packb as _packb
 
@@ -30,7 +30,7 @@ from node.tx import Transaction, TxRejected, check_signature, decode_tx
 
 from . import keys
 from .registry import ExecContext, ExecFailed, check_tx_body, get_type
-from .state import EmptyState, Overlay, StateReader
+from .state import EmptyState, Overlay, RememberingReader, StateReader
 from .types.identity import identity_key
 
 STATE_DOMAIN = "medledger-state-v1"
@@ -90,6 +90,9 @@ class BlockExecution:
     writes: list[tuple[bytes, bytes | None]]
     state_root: bytes
     results_root: bytes
+    # committed values the block read by key (None: absent), among them most of what `writes`
+    # replaces; the store uses them to update its state checksum without reading them again
+    previous: dict[bytes, bytes | None] = field(default_factory=dict)
 
 
 def execute_transactions(
@@ -164,9 +167,11 @@ def execute_block(
             except TxRejected as exc:
                 raise BlockRejected(f"invalid transaction in block: {exc.code}: {exc.message}") from None
         txs.append(tx)
-    results, overlay = execute_transactions(base, txs, height=height, timestamp_ms=timestamp_ms)
+    reader = RememberingReader(base)
+    results, overlay = execute_transactions(reader, txs, height=height, timestamp_ms=timestamp_ms)
     writes = overlay.sorted_writes()
     return BlockExecution(
+        previous=reader.seen,
         txs=txs,
         results=results,
         writes=writes,

@@ -74,6 +74,27 @@ class FuncReader:
         self.items = items or _no_items
 
 
+class RememberingReader:
+    """A StateReader that remembers what each point lookup of its base returned, so the values a
+    block's writes replace are known without reading them again (for the state checksum)."""
+
+    __slots__ = ("_base", "seen")
+
+    def __init__(self, base: StateReader) -> None:
+        self._base = base
+        self.seen: dict[bytes, bytes | None] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        seen = self.seen
+        if key in seen:
+            return seen[key]
+        value = seen[key] = self._base.get(key)
+        return value
+
+    def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        return self._base.items(prefix)
+
+
 class EmptyState:
     """A state with nothing in it (the base of the genesis state)."""
 
