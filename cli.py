@@ -1456,7 +1456,8 @@ def measure_catch_up(cluster: Any, lagging: int, from_height: int, timeout: floa
         since = blocks[-1]["height"] + 1
     return {"catchup_blocks": target - from_height, "catchup_txs": synced_txs, "catchup_s": round(seconds, 2),
             "catchup_tx_per_s": round(synced_txs / seconds, 1) if seconds > 0 else 0.0,
-            "catchup_rss_mb": int(status.get("peak_rss_mb", 0))}
+            "catchup_rss_mb": int(status.get("peak_rss_mb", 0)),
+            "catchup_rss_anon_mb": int(status.get("peak_rss_anon_mb", 0))}
 
 
 @main.command(context_settings=CONTEXT)
@@ -1630,7 +1631,7 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | Non
             fail(str(exc), EXIT_REFUSED)
         except OSError as exc:
             fail(f"cannot reach the targets: {exc}", EXIT_UNREACHABLE)
-        result["peak_rss_mb"] = asyncio.run(node_peak_rss(urls))
+        result["peak_rss_mb"], result["peak_rss_anon_mb"] = asyncio.run(node_peak_rss(urls))
     finally:
         if cluster is not None:
             cluster.stop_all()

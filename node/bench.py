@@ -77,17 +77,20 @@ def measure_verify_rate(seconds: float = 0.3, rounds: int = 4) -> int:
     return best
 
 
-async def node_peak_rss(targets: Sequence[str]) -> int:
-    """The largest peak resident memory (MiB) the target nodes report."""
-    peak = 0
+async def node_peak_rss(targets: Sequence[str]) -> tuple[int, int]:
+    """The largest peak resident memory (MiB) the target nodes report, and the largest peak of
+    their anonymous memory (without LevelDB's table files mapped in; see rss_anon_mb)."""
+    peak = peak_anon = 0
     async with _session(10) as session:
         for t in targets:
             try:
                 async with session.get(t.rstrip("/") + "/v1/status") as resp:
-                    peak = max(peak, int((await resp.json()).get("peak_rss_mb", 0)))
+                    doc = await resp.json()
+                peak = max(peak, int(doc.get("peak_rss_mb", 0)))
+                peak_anon = max(peak_anon, int(doc.get("peak_rss_anon_mb", 0)))
             except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
                 continue
-    return peak
+    return peak, peak_anon
 
 
 def add_ceiling(result: dict[str, Any], verify_per_s: int, cores: int) -> dict[str, Any]:

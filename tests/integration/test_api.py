@@ -36,6 +36,8 @@ async def test_status_fields(api):
     for field in ("chain_id", "node_id", "height", "last_block_hash", "state_root", "validators", "mempool_size"):
         assert field in s
     assert s["chain_id"] == CHAIN and s["node_id"] == node.identity.id
+    assert s["view_changes"] == 0
+    assert 0 < s["rss_anon_mb"] <= s["peak_rss_anon_mb"] <= s["peak_rss_mb"]
 
 
 async def test_submit_commit_and_look_up(api):

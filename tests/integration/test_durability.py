@@ -70,6 +70,8 @@ def test_bench_runs_its_own_network_and_reports_the_ceiling():
     assert out["limit_tx_per_s"] == out["cores"] * out["verify_per_s"] / 1
     assert 0 < out["ratio"] == round(out["tx_per_s"] / out["limit_tx_per_s"], 3)
     assert out["peak_rss_mb"] > 0
+    # the node's own memory is part of its resident memory (the rest: files mapped in, libraries)
+    assert 0 < out["peak_rss_anon_mb"] <= out["peak_rss_mb"]
     assert out["view_changes"] == 0  # one validator never needs to change view
 
 
@@ -239,3 +241,4 @@ def test_bench_preloads_records_and_times_a_lagging_node_catching_up():
     assert out["preload_records"] == 150 and out["committed"] == 600
     assert out["validators"] == 4 and out["nodes"] == 3  # measured on three while the fourth was down
     assert out["catchup_txs"] >= 600 and out["catchup_tx_per_s"] > 0 and out["catchup_rss_mb"] > 0
+    assert 0 < out["catchup_rss_anon_mb"] <= out["catchup_rss_mb"]
