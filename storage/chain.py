@@ -169,9 +169,15 @@ class ChainStore:
     def _sum_after(self, total: int, state_writes: Sequence[tuple[bytes, bytes | None]],
                    previous: Mapping[bytes, bytes | None] | None = None) -> int:
         """The state checksum after applying `state_writes` (in order; a later write wins)."""
-        current: dict[bytes, bytes | None] = dict(previous) if previous else {}
+        current: dict[bytes, bytes | None] = {}
+        known = previous or {}
         for key, value in state_writes:
-            old = current[key] if key in current else self.kv.get(P_STATE + key)
+            if key in current:
+                old = current[key]
+            elif key in known:
+                old = known[key]
+            else:
+                old = self.kv.get(P_STATE + key)
             if old is not None:
                 total -= state_entry_sum(key, old)
             if value is not None:
