@@ -34,6 +34,11 @@ KIND_NEW_VIEW = 5
 KIND_DECISION = 6
 
 
+def sha256(data: bytes) -> bytes:
+    """SHA-256 digest of `data`."""
+    return hashlib.sha256(data).digest()
+
+
 def pack(value: Any) -> bytes:
     """Canonical msgpack of a value made of lists, ints, str, bytes and None."""
     return msgpack.packb(value, use_bin_type=True)

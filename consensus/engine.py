@@ -103,7 +103,7 @@ from .certificate import (
     verify_prepared,
 )
 from .crypto import Signer, Verifier
-from .encoding import DIGEST_SIZE, MAX_VIEW
+from .encoding import DIGEST_SIZE, MAX_VIEW, pack, sha256
 from .errors import LocalProtocolError
 from .evidence import Evidence
 from .messages import (
@@ -217,7 +217,9 @@ class _Height:
         self.commit_count: dict[tuple[int, bytes], int] = {}
         # The latest (highest-view) view change of each validator, ours included.
         self.view_changes: dict[bytes, ViewChange] = {}
-        self.verified_view_changes: set[bytes] = set()  # signatures already checked, with their certificate
+        # Keys (`verified_key`) of view changes whose signature and certificate were checked:
+        # each names the signer, the exact signed bytes and the signature, never the signature alone.
+        self.verified_view_changes: set[bytes] = set()
         # The highest prepared certificate we hold.
         self.prepared: PreparedCertificate | None = None
         # Block payloads known to be the valid block of their digest.
@@ -264,7 +266,7 @@ class Engine:
             self._last_decision = (last_certificate.view, last_digest, last_payload, last_certificate)
         self._decision_message: Decision | None = None
         self._stash: dict[bytes, list[Message]] = {}
-        self._stashed: set[bytes] = set()  # signatures of stashed messages, to drop exact repeats
+        self._stashed: set[bytes] = set()  # `message_key`s of stashed messages, to drop exact repeats
         self._stash_size = 0
         self._evidence: list[Evidence] = []
         self._evidence_keys: set[tuple[bytes, int, int, int]] = set()
@@ -506,13 +508,14 @@ class Engine:
         return heights[weak - 1] - 1
 
     def _stash_message(self, msg: Message, reason: str) -> Verdict:
-        if msg.signature in self._stashed:
+        key = message_key(msg)
+        if key in self._stashed:
             return discard("duplicate")
         queue = self._stash.setdefault(msg.sender, [])
         if len(queue) >= self.config.stash_per_sender or self._stash_size >= self.config.stash_total:
             return discard("stash full")
         queue.append(msg)
-        self._stashed.add(msg.signature)
+        self._stashed.add(key)
         self._stash_size += 1
         return stash(reason)
 
@@ -782,7 +785,7 @@ class Engine:
             assert isinstance(vc, ViewChange)
             h.my_view_change[view] = vc
             h.view_changes[self._me] = vc
-            h.verified_view_changes.add(vc.signature)
+            h.verified_view_changes.add(verified_key(vc))
             self._persist(WalRecord(message=vc))
             self._out.append(Broadcast(message=vc))
         self._check_view_change_quorum()
@@ -801,7 +804,7 @@ class Engine:
         if msg.prepared is not None and not verify_prepared(msg.prepared, chain_id=self.chain_id,
                                                             validators=h.validators, verifier=self._verifier):
             return discard("view change with an invalid prepared certificate")
-        self._remember_verified(msg.signature)
+        self._remember_verified(msg)
         h.view_changes[msg.sender] = msg
         if msg.payload is not None and msg.prepared is not None:
             digest = msg.prepared.digest
@@ -816,12 +819,12 @@ class Engine:
         self._try_new_view()
         return PROCESS
 
-    def _remember_verified(self, signature: bytes) -> None:
-        """Cache a checked view-change signature; the cache is bounded against view-change spam."""
+    def _remember_verified(self, vc: ViewChange) -> None:
+        """Remember a view change whose signature and certificate were checked; bounded against spam."""
         cache = self._h.verified_view_changes
         if len(cache) >= 8 * self._h.validators.n:
             cache.clear()
-        cache.add(signature)
+        cache.add(verified_key(vc))
 
     def _join_higher_view(self) -> None:
         """Follow f + 1 validators (so at least one honest) that asked for views above ours."""
@@ -926,14 +929,14 @@ class Engine:
         for vc in msg.view_changes:
             if vc.sender not in h.validators:
                 return "new-view encloses a view change from a non-validator"
-            if vc.signature in h.verified_view_changes:
+            if verified_key(vc) in h.verified_view_changes:
                 continue
             if not self._verifier.verify(vc.sender, vc.signing_bytes(), vc.signature):
                 return "new-view encloses a view change with an invalid signature"
             if vc.prepared is not None and not verify_prepared(vc.prepared, chain_id=self.chain_id,
                                                                validators=h.validators, verifier=self._verifier):
                 return "new-view encloses an invalid prepared certificate"
-            self._remember_verified(vc.signature)
+            self._remember_verified(vc)
         highest = _highest_prepared(msg.view_changes)
         if highest is not None and highest.digest != msg.pre_prepare.digest:
             return "new-view does not re-propose the highest prepared block"
@@ -1011,7 +1014,7 @@ class Engine:
                 known = h.view_changes.get(self._me)
                 if known is None or known.view < msg.view:
                     h.view_changes[self._me] = msg
-                h.verified_view_changes.add(msg.signature)
+                h.verified_view_changes.add(verified_key(msg))
                 if msg.prepared is not None and (h.prepared is None or msg.prepared.view > h.prepared.view):
                     h.prepared = msg.prepared
                 if msg.payload is not None and msg.prepared is not None:
@@ -1095,6 +1098,22 @@ class Engine:
     def _drain(self) -> list[Action]:
         out, self._out = self._out, []
         return out
+
+
+def message_key(msg: Message) -> bytes:
+    """What anything remembered about `msg` is keyed by: its signer, its signed bytes and its signature.
+
+    The invariant (docs/consensus.md, "Remembered verifications"): a verification, or a "seen
+    that", is reused only for exactly the bytes that were checked. Keyed by the signature alone,
+    a Byzantine primary could relabel one genuine signature as other validators' view changes
+    with other content.
+    """
+    return sha256(pack([msg.sender, msg.signing_bytes(), msg.signature]))
+
+
+def verified_key(vc: ViewChange) -> bytes:
+    """The key of a view change whose signature and prepared certificate were checked (see `message_key`)."""
+    return message_key(vc)
 
 
 def _highest_prepared(view_changes: Sequence[ViewChange]) -> PreparedCertificate | None:

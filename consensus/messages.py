@@ -6,7 +6,10 @@ and the message kind (never a map). Votes sign the block digest; a PRE-PREPARE a
 also sign the SHA-256 of their payload, so a relaying peer cannot swap payloads under someone
 else's signature. The application checks that a payload is the valid block with its digest
 before anyone votes for it. Certificates and view-change proofs name blocks by digest only,
-which keeps them small (the payload a VIEW-CHANGE may carry is an unsigned convenience).
+which keeps them small (the payload a VIEW-CHANGE may carry is an unsigned convenience). A
+NEW-VIEW signs, for each enclosed view change, its sender, the SHA-256 of its signed bytes and
+its signature, so its primary answers for the whole content of its proof, not only for which
+signatures it names.
 
 | message     | sent by            | says                                                        |
 | ----------- | ------------------ | ----------------------------------------------------------- |
@@ -51,6 +54,7 @@ from .encoding import (
     check_int,
     pack,
     proposal_signing_bytes,
+    sha256,
     vote_signing_bytes,
 )
 
@@ -241,7 +245,7 @@ class NewView:
     def signing_bytes(self) -> bytes:
         return _cached(self, lambda: pack(
             [DOMAIN, KIND_NEW_VIEW, self.chain_id, self.height, self.view, self.sender,
-             [[vc.sender, vc.signature] for vc in self.view_changes],
+             [[vc.sender, sha256(vc.signing_bytes()), vc.signature] for vc in self.view_changes],
              self.pre_prepare.digest, self.pre_prepare.signature]))
 
     def to_value(self) -> list[Any]:
