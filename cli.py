@@ -1373,7 +1373,7 @@ def sim(validators: int, byzantine: int, behaviours: str, drop: float, partition
               help="Byzantine validators (at most f; with 'byzantine' in --faults the default is f).")
 @click.option("--byzantine-mode", default="mixed", show_default=True,
               help="mixed (a different mode per Byzantine validator) or one of: equivocate, double-vote, garbage, "
-                   "replay, withhold, invalid-block, impersonate.")
+                   "replay, withhold, invalid-block, impersonate, relabel.")
 @click.option("--rate", default=20.0, show_default=True, type=click.FloatRange(1, 5000), help="Offered load in tx/s.")
 @click.option("--dir", "root", default=None, type=click.Path(file_okay=False), help="Keep the node homes and logs here (default: a scratch directory).")
 @json_option

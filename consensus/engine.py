@@ -385,8 +385,8 @@ class Engine:
             raise LocalProtocolError("on_block_synced: the certificate is for another block")
         if height < h.height:
             return self._drain()
-        if height == h.height and not verify_certificate(certificate, chain_id=self.chain_id,
-                                                         validators=h.validators, verifier=self._verifier):
+        if not verify_certificate(certificate, chain_id=self.chain_id, validators=self._validators_at(height),
+                                  verifier=self._verifier):
             raise LocalProtocolError("on_block_synced: the runtime applied a block whose certificate is invalid")
         self._out.append(CancelTimer(key=h.view_timer()))
         self._out.append(CancelTimer(key=h.resend_timer()))
@@ -511,9 +511,22 @@ class Engine:
         key = message_key(msg)
         if key in self._stashed:
             return discard("duplicate")
-        queue = self._stash.setdefault(msg.sender, [])
-        if len(queue) >= self.config.stash_per_sender or self._stash_size >= self.config.stash_total:
+        queue = self._stash.get(msg.sender, [])
+        if len(queue) >= self.config.stash_per_sender:
             return discard("stash full")
+        if self._stash_size >= self.config.stash_total:
+            # Fair shares: f validators filling the stash must not crowd out an honest sender's
+            # next-height proposal, so the longest queue gives up its newest message to a sender
+            # that holds fewer. Ties go to the larger sender id, so the choice is deterministic.
+            largest = max(self._stash, key=lambda s: (len(self._stash[s]), s))
+            if len(self._stash[largest]) <= len(queue):
+                return discard("stash full")
+            evicted = self._stash[largest].pop()
+            self._stashed.discard(message_key(evicted))
+            self._stash_size -= 1
+            if not self._stash[largest]:
+                del self._stash[largest]
+        queue = self._stash.setdefault(msg.sender, queue)
         queue.append(msg)
         self._stashed.add(key)
         self._stash_size += 1
@@ -742,6 +755,9 @@ class Engine:
         else:
             self._check_view_change_quorum()
         self._send_own_votes()
+        # A primary restarted between persisting its proposal (PRE-PREPARE or NEW-VIEW) and its
+        # PREPARE prepares it now; everyone else prepares once the proposal is validated.
+        self._try_prepare()
         if h.view == 0 and not h.in_view_change and self._is_primary() and 0 not in h.my_pre_prepare:
             self._out.append(RequestProposal(height=h.height, view=0))
         self._try_new_view()
@@ -907,7 +923,10 @@ class Engine:
         accepted = h.new_view.get(w)
         if accepted is not None:
             if accepted.pre_prepare.digest != msg.pre_prepare.digest:
-                self._record_evidence(accepted.pre_prepare, msg.pre_prepare)
+                pp = msg.pre_prepare
+                if not self._verifier.verify(pp.sender, pp.signing_bytes(), pp.signature):
+                    return discard("new-view encloses a pre-prepare with an invalid signature")
+                self._record_evidence(accepted.pre_prepare, pp)
                 return discard("equivocation: second new-view proposal in this view")
             return discard("duplicate")
         if w < h.view or (w == h.view and not h.in_view_change):

@@ -18,6 +18,10 @@ switches.
 | withhold      | never sends its PREPAREs and COMMITs                                          | the others reach quorum   |
 | invalid-block | as primary, proposes blocks with a wrong state root or a badly signed tx     | block rejected, view change |
 | impersonate   | sends every consensus message under another validator's id (signed by itself)| bad signature: discard + penalty |
+| relabel       | the NEW-VIEW relabel attack (issue 14): to each peer whose VIEW-CHANGE it saw | invalid signature: the   |
+|               | at a height, a NEW-VIEW for the next view it leads whose "quorum" of view     | NEW-VIEW is discarded     |
+|               | changes all carry that peer's own signature relabelled to other senders, the  |                           |
+|               | lock stripped and the view rewritten, re-proposing another valid block        |                           |
 
 `Mutator` holds the rewriting rules and is pure apart from its seeded RNG and signer, so the
 unit tests check each mode's output message by message.
@@ -33,6 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import Any
 
+from consensus.encoding import MAX_VIEW
 from consensus.messages import (
     Commit,
     Message,
@@ -40,9 +45,11 @@ from consensus.messages import (
     NewView,
     Prepare,
     PrePrepare,
+    ViewChange,
     decode_message,
     sign_message,
 )
+from consensus.validators import ValidatorSet
 
 from .block import Block, BlockInvalid, Header, decode_block
 from .core.crypto import Identity
@@ -54,7 +61,8 @@ log = logging.getLogger("medledger.byzantine")
 
 ENV_MODE = "MEDLEDGER_TEST_BYZANTINE"
 ENV_SEED = "MEDLEDGER_TEST_BYZANTINE_SEED"
-MODES: tuple[str, ...] = ("equivocate", "double-vote", "garbage", "replay", "withhold", "invalid-block", "impersonate")
+MODES: tuple[str, ...] = ("equivocate", "double-vote", "garbage", "replay", "withhold", "invalid-block", "impersonate",
+                          "relabel")
 FRAME_CONSENSUS = 1  # node.runtime.FRAME_CONSENSUS (kept here so this module imports no runtime)
 FRAME_TXS = 2
 TICK_S = 0.5
@@ -114,6 +122,11 @@ class Mutator:
         self.rng.shuffle(shuffled)
         self.group_one = frozenset(shuffled[: (len(shuffled) + 1) // 2])
         self.alternative_block = alternative_block
+        self.validator_set = ValidatorSet(validators=tuple(validators))
+        # relabel: the latest VIEW-CHANGE seen from each validator, and a proposal seen, by height.
+        self.seen_view_changes: dict[bytes, ViewChange] = {}
+        self.seen_proposal: dict[int, bytes] = {}
+        self.relabelled: set[tuple[bytes, int, int]] = set()
         self.replay_buffer: list[bytes] = []
         self.ticks = 0
         self.mutated = 0
@@ -203,9 +216,53 @@ class Mutator:
 
     # -- incoming and unprompted traffic -----------------------------------------------------
     def observe(self, kind: int, payload: bytes) -> None:
-        """A frame reached this node: replay mode keeps consensus messages to send again later."""
-        if self.mode == "replay" and kind == FRAME_CONSENSUS:
+        """A frame reached this node: replay mode keeps consensus messages to send again later;
+        relabel mode keeps the view changes and proposals it needs to build its NEW-VIEWs."""
+        if kind != FRAME_CONSENSUS:
+            return
+        if self.mode == "replay":
             self._remember(payload)
+        elif self.mode == "relabel":
+            try:
+                msg = decode_message(payload)
+            except MessageDecodeError:
+                return
+            if type(msg) is ViewChange and msg.sender != self.me:
+                known = self.seen_view_changes.get(msg.sender)
+                if known is None or (known.height, known.view) < (msg.height, msg.view):
+                    self.seen_view_changes[msg.sender] = msg
+            elif type(msg) is PrePrepare and msg.payload:
+                self.seen_proposal = {msg.height: msg.payload, **{h: p for h, p in self.seen_proposal.items()
+                                                                  if h > msg.height - 3}}
+
+    def relabelled_new_views(self) -> list[Send]:
+        """One forged NEW-VIEW per peer whose view change we saw: its own signature as a whole quorum."""
+        out: list[Send] = []
+        vs = self.validator_set
+        for victim, vc in sorted(self.seen_view_changes.items()):
+            view = next((w for w in range(vc.view + 1, min(vc.view + 1 + vs.n, MAX_VIEW + 1))
+                         if vs.primary(vc.height, w) == self.me), None)
+            proposal = self.seen_proposal.get(vc.height)
+            if view is None or proposal is None or (victim, vc.height, view) in self.relabelled:
+                continue
+            alt = self.alternative_block(proposal) if self.alternative_block is not None else None
+            if alt is None:
+                continue
+            senders = [victim] + [v for v in self.others if v != victim]
+            forged = tuple(sorted((ViewChange(chain_id=self.chain_id, height=vc.height, view=view, sender=s,
+                                              prepared=None, signature=vc.signature)
+                                   for s in senders[:vs.quorum]), key=lambda m: m.sender))
+            pp = sign_message(PrePrepare(chain_id=self.chain_id, height=vc.height, view=view, sender=self.me,
+                                         digest=decode_block(alt).hash, payload=alt), self.signer)
+            nv = sign_message(NewView(chain_id=self.chain_id, height=vc.height, view=view, sender=self.me,
+                                      view_changes=forged, pre_prepare=pp), self.signer)
+            self.relabelled.add((victim, vc.height, view))
+            self.mutated += 1
+            log.warning("relabel: forged NEW-VIEW (height %d, view %d) sent to %s", vc.height, view, victim.hex()[:16])
+            out.append((victim, FRAME_CONSENSUS, nv.encode()))
+        if len(self.relabelled) > 4096:
+            self.relabelled.clear()
+        return out
 
     def _remember(self, payload: bytes) -> None:
         if len(self.replay_buffer) < REPLAY_BUFFER:
@@ -220,6 +277,8 @@ class Mutator:
             return []
         rng = self.rng
         out: list[Send] = []
+        if self.mode == "relabel":
+            out += self.relabelled_new_views()
         if self.mode == "replay" and self.replay_buffer:
             for _ in range(min(3, len(self.replay_buffer))):
                 out.append((rng.choice(list(peers)), FRAME_CONSENSUS, rng.choice(self.replay_buffer)))

@@ -127,8 +127,13 @@ def test_stash_is_bounded_per_sender_and_in_total() -> None:
     kinds = [engine.on_message(prepare(c, 2, height=2, view=v))[0] for v in range(5)]
     assert [v.kind for v in kinds] == ["stash"] * 3 + ["discard"] * 2
     assert kinds[-1].reason == "stash full"
+    # The total is full; a sender holding fewer takes the newest slot of the longest queue.
     kinds = [engine.on_message(prepare(c, i, height=2))[0] for i in (3, 4, 5)]
-    assert [v.kind for v in kinds] == ["stash", "stash", "discard"]
+    assert [v.kind for v in kinds] == ["stash", "stash", "stash"]
+    assert engine.status()["stashed"] == 5
+    # Now every queue holds one or two: a sender that already holds the most gets nothing more.
+    verdict = engine.on_message(prepare(c, 2, height=2, view=9))[0]
+    assert (verdict.kind, verdict.reason) == ("discard", "stash full")
     assert engine.status()["stashed"] == 5
 
 

@@ -157,3 +157,26 @@ def test_garbage_is_refused_by_the_decoder_or_the_frame_limit():
         assert type(msg) is PrePrepare and len(msg.payload) > 1024 * 1024
         with pytest.raises(BlockInvalid):
             decode_block(msg.payload)
+
+
+def test_relabel_mode_sends_each_peer_a_new_view_made_of_its_own_signature(block_one):
+    from consensus.messages import NewView, ViewChange
+
+    node, block = block_one
+    victim = Identity.from_seed(bytes([1]) * 32)
+    m = mutator("relabel", alternative=lambda payload: empty_alternative(node, payload))
+    own = sign_message(ViewChange(chain_id=CHAIN, height=1, view=1, sender=victim.public_key), victim)
+    m.observe(FRAME_CONSENSUS, own.encode())
+    assert m.tick(PEERS) == []  # no proposal of that height seen yet: nothing valid to re-propose
+    m.observe(FRAME_CONSENSUS, proposal(block).encode())
+    [(to, kind, data)] = m.tick(PEERS)
+    assert (to, kind) == (victim.public_key, FRAME_CONSENSUS)
+    nv = decode_message(data)
+    assert type(nv) is NewView and signed_ok(nv) and signed_ok(nv.pre_prepare)
+    assert m.validator_set.primary(1, nv.view) == ME.public_key and nv.view > own.view
+    assert len(nv.view_changes) == m.validator_set.quorum
+    assert victim.public_key in {vc.sender for vc in nv.view_changes}
+    assert all(vc.signature == own.signature and vc.prepared is None for vc in nv.view_changes)
+    assert not any(signed_ok(vc) for vc in nv.view_changes)  # what every honest validator checks
+    assert nv.pre_prepare.digest != block.hash and decode_block(nv.pre_prepare.payload).header.height == 1
+    assert m.tick(PEERS) == []  # once per victim, height and view
