@@ -109,6 +109,7 @@ class Mutator:
         validators: Sequence[bytes],
         seed: int,
         alternative_block: Callable[[bytes], bytes | None] | None = None,
+        fresh_block: Callable[[int], bytes | None] | None = None,
     ) -> None:
         if mode not in MODES:
             raise ByzantineConfigError(f"unknown Byzantine mode {mode!r}")
@@ -122,10 +123,12 @@ class Mutator:
         self.rng.shuffle(shuffled)
         self.group_one = frozenset(shuffled[: (len(shuffled) + 1) // 2])
         self.alternative_block = alternative_block
+        self.fresh_block = fresh_block
         self.validator_set = ValidatorSet(validators=tuple(validators))
-        # relabel: the latest VIEW-CHANGE seen from each validator, and a proposal seen, by height.
+        # relabel: the latest VIEW-CHANGE seen from each validator, and the one block re-proposed
+        # to all of them at a height (so that the victims could agree on it).
         self.seen_view_changes: dict[bytes, ViewChange] = {}
-        self.seen_proposal: dict[int, bytes] = {}
+        self.forged_blocks: dict[int, bytes] = {}
         self.relabelled: set[tuple[bytes, int, int]] = set()
         self.replay_buffer: list[bytes] = []
         self.ticks = 0
@@ -217,7 +220,7 @@ class Mutator:
     # -- incoming and unprompted traffic -----------------------------------------------------
     def observe(self, kind: int, payload: bytes) -> None:
         """A frame reached this node: replay mode keeps consensus messages to send again later;
-        relabel mode keeps the view changes and proposals it needs to build its NEW-VIEWs."""
+        relabel mode keeps the view changes it needs to build its NEW-VIEWs."""
         if kind != FRAME_CONSENSUS:
             return
         if self.mode == "replay":
@@ -231,9 +234,6 @@ class Mutator:
                 known = self.seen_view_changes.get(msg.sender)
                 if known is None or (known.height, known.view) < (msg.height, msg.view):
                     self.seen_view_changes[msg.sender] = msg
-            elif type(msg) is PrePrepare and msg.payload:
-                self.seen_proposal = {msg.height: msg.payload, **{h: p for h, p in self.seen_proposal.items()
-                                                                  if h > msg.height - 3}}
 
     def relabelled_new_views(self) -> list[Send]:
         """One forged NEW-VIEW per peer whose view change we saw: its own signature as a whole quorum."""
@@ -242,10 +242,13 @@ class Mutator:
         for victim, vc in sorted(self.seen_view_changes.items()):
             view = next((w for w in range(vc.view + 1, min(vc.view + 1 + vs.n, MAX_VIEW + 1))
                          if vs.primary(vc.height, w) == self.me), None)
-            proposal = self.seen_proposal.get(vc.height)
-            if view is None or proposal is None or (victim, vc.height, view) in self.relabelled:
+            if view is None or (victim, vc.height, view) in self.relabelled:
                 continue
-            alt = self.alternative_block(proposal) if self.alternative_block is not None else None
+            alt = self.forged_blocks.get(vc.height)
+            if alt is None and self.fresh_block is not None:
+                alt = self.fresh_block(vc.height)
+                if alt is not None:
+                    self.forged_blocks = {vc.height: alt}
             if alt is None:
                 continue
             senders = [victim] + [v for v in self.others if v != victim]
@@ -338,6 +341,8 @@ class ByzantineTransport:
 
     def observe(self, peer_id: bytes, kind: int, payload: bytes) -> None:
         self.mutator.observe(kind, payload)
+        if self.mutator.mode == "relabel" and kind == FRAME_CONSENSUS:
+            self._send_all(self.mutator.relabelled_new_views())  # at once: the view change is short
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._tick_loop(), name="medledger-byzantine")
@@ -378,11 +383,29 @@ def empty_alternative(node: Any, payload: bytes) -> bytes | None:
     return None
 
 
+def empty_block(node: Any, height: int) -> bytes | None:
+    """A valid empty block for `height` on this node's last block, proposed by this node (None if
+    the node is not at `height`)."""
+    from .app.executor import execute_block
+
+    if height != node.store.height + 1:
+        return None
+    timestamp = max(node.clock_ms(), node._parent_timestamp() + 1)
+    execution = execute_block(node.state_reader(), node.store.state_root, [], chain_id=node.chain_id, height=height,
+                              timestamp_ms=timestamp, known=lambda _: None, committed=lambda _: False)
+    prev_cert = (node.store.certificate(height - 1) or b"") if height > 1 else b""
+    header = Header(chain_id=node.chain_id, height=height, prev_hash=node.store.last_hash, timestamp_ms=timestamp,
+                    proposer=node.identity.public_key, tx_root=merkle_root([]), results_root=execution.results_root,
+                    state_root=execution.state_root, prev_certificate=prev_cert)
+    return Block(header=header, txs=()).encode()
+
+
 def install(node: Any, network: Any, mode: str, seed: int) -> ByzantineTransport:
     """Put a Byzantine transport between `node` (node.runtime.Node) and `network` (NetworkService)."""
     mutator = Mutator(mode, signer=node.identity, chain_id=node.chain_id,
                       validators=[v.id for v in node.genesis.validators], seed=seed,
-                      alternative_block=lambda payload: empty_alternative(node, payload))
+                      alternative_block=lambda payload: empty_alternative(node, payload),
+                      fresh_block=lambda height: empty_block(node, height))
     transport = ByzantineTransport(network, mutator)
     node.transport = transport
     network.observe_frame = transport.observe

@@ -16,6 +16,7 @@ from node.byzantine import (
     ByzantineConfigError,
     Mutator,
     empty_alternative,
+    empty_block,
     mode_from_env,
 )
 from node.core.crypto import Ed25519Verifier, Identity
@@ -164,11 +165,14 @@ def test_relabel_mode_sends_each_peer_a_new_view_made_of_its_own_signature(block
 
     node, block = block_one
     victim = Identity.from_seed(bytes([1]) * 32)
-    m = mutator("relabel", alternative=lambda payload: empty_alternative(node, payload))
+    m = Mutator("relabel", signer=ME, chain_id=CHAIN, validators=[ME.public_key, *PEERS], seed=5,
+                fresh_block=lambda height: empty_block(node, height))
     own = sign_message(ViewChange(chain_id=CHAIN, height=1, view=1, sender=victim.public_key), victim)
+    other = Identity.from_seed(bytes([2]) * 32)
+    late = sign_message(ViewChange(chain_id=CHAIN, height=2, view=1, sender=other.public_key), other)
+    m.observe(FRAME_CONSENSUS, late.encode())
+    assert m.tick(PEERS) == []  # the node is not at height 2: it has no valid block to re-propose there
     m.observe(FRAME_CONSENSUS, own.encode())
-    assert m.tick(PEERS) == []  # no proposal of that height seen yet: nothing valid to re-propose
-    m.observe(FRAME_CONSENSUS, proposal(block).encode())
     [(to, kind, data)] = m.tick(PEERS)
     assert (to, kind) == (victim.public_key, FRAME_CONSENSUS)
     nv = decode_message(data)
@@ -178,5 +182,7 @@ def test_relabel_mode_sends_each_peer_a_new_view_made_of_its_own_signature(block
     assert victim.public_key in {vc.sender for vc in nv.view_changes}
     assert all(vc.signature == own.signature and vc.prepared is None for vc in nv.view_changes)
     assert not any(signed_ok(vc) for vc in nv.view_changes)  # what every honest validator checks
-    assert nv.pre_prepare.digest != block.hash and decode_block(nv.pre_prepare.payload).header.height == 1
+    forged = decode_block(nv.pre_prepare.payload)
+    assert forged.hash != block.hash and forged.header.height == 1 and forged.txs == ()
+    node.check_block(1, forged.hash, nv.pre_prepare.payload, now_ms=None)  # a valid block: only the proof is false
     assert m.tick(PEERS) == []  # once per victim, height and view
