@@ -77,8 +77,6 @@ ahead, the engine emits `NeedSync` so the runtime fetches the blocks.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 from .actions import (
     Action,
@@ -98,16 +96,16 @@ from .actions import (
 from .certificate import (
     CommitCertificate,
     PreparedCertificate,
-    sorted_votes,
     verify_certificate,
     verify_prepared,
 )
+from .config import EngineConfig
 from .crypto import Signer, Verifier
-from .encoding import DIGEST_SIZE, MAX_VIEW, pack, sha256
+from .encoding import DIGEST_SIZE, MAX_VIEW
 from .errors import LocalProtocolError
-from .evidence import Evidence
+from .evidence import Evidence, EvidenceLog, Vote
+from .height import Decided, HeightState, LastDecision, NewViewPlan
 from .messages import (
-    DEFAULT_MAX_PAYLOAD,
     Commit,
     Decision,
     Message,
@@ -115,129 +113,18 @@ from .messages import (
     Prepare,
     PrePrepare,
     ViewChange,
+    message_key,
     sign_message,
 )
+from .stash import Stash
 from .validators import ValidatorSet
+from .verdict import PROCESS, Verdict, discard, stash
+from .view_change import choose_quorum
+from .votes import VoteSet
+from .view_change import highest_prepared as _highest_prepared
 from .wal import WalRecord, decode_record
 
-VerdictKind = Literal["process", "stash", "discard"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Verdict:
-    """What the engine did with a message from a peer, and why."""
-
-    kind: VerdictKind
-    reason: str = ""
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("process", "stash", "discard"):
-            raise ValueError(f"unknown verdict kind {self.kind!r}")
-
-
-PROCESS = Verdict(kind="process")
-_VOTE_KINDS = {PrePrepare: 1, Prepare: 2, Commit: 3}
-
-
-def discard(reason: str) -> Verdict:
-    return Verdict(kind="discard", reason=reason)
-
-
-def stash(reason: str) -> Verdict:
-    return Verdict(kind="stash", reason=reason)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EngineConfig:
-    """Tunables of the engine; all times are in milliseconds of the runtime's clock.
-
-    `base_timeout_ms` should exceed the time a healthy primary needs to get a block agreed
-    (proposal, two message rounds, validation); `resend_interval_ms` is how often the engine
-    re-sends its current votes so that lost messages (and peers that were partitioned away or
-    restarted) are caught up with. While a view makes no progress the interval doubles, up to
-    `max_resend_interval_ms`, so a long outage does not mean a steady stream of repeats; it is
-    back at `resend_interval_ms` in every new view and height.
-    """
-
-    base_timeout_ms: int = 2000
-    max_timeout_ms: int = 60000
-    resend_interval_ms: int = 1000
-    max_resend_interval_ms: int = 4000
-    max_payload: int = DEFAULT_MAX_PAYLOAD
-    stash_per_sender: int = 64
-    stash_total: int = 2048
-    max_evidence: int = 256
-    commit_view_window: int = 32
-    wait_for_work: bool = False
-    """When True, view 0 of a height does not time out until there is work: the runtime reports
-    transactions waiting (`on_work(True)`), or a proposal or vote for the height arrives. An idle
-    network then makes no empty blocks and no view changes; heights only advance with work."""
-
-    def __post_init__(self) -> None:
-        for name in ("base_timeout_ms", "max_timeout_ms", "resend_interval_ms", "max_resend_interval_ms", "max_payload",
-                     "stash_per_sender", "stash_total", "max_evidence", "commit_view_window"):
-            value = getattr(self, name)
-            if type(value) is not int or value < 1:
-                raise ValueError(f"{name} must be a positive int")
-        if self.max_timeout_ms < self.base_timeout_ms:
-            raise ValueError("max_timeout_ms must be >= base_timeout_ms")
-        if self.max_resend_interval_ms < self.resend_interval_ms:
-            raise ValueError("max_resend_interval_ms must be >= resend_interval_ms")
-
-    def view_timeout_ms(self, view: int) -> int:
-        """Timeout of `view`: doubles with every failed view, capped."""
-        if view >= 40:
-            return self.max_timeout_ms
-        return min(self.base_timeout_ms << view, self.max_timeout_ms)
-
-
-class _Height:
-    """Everything the engine knows about the height being decided; dropped when it is final."""
-
-    def __init__(self, height: int, validators: ValidatorSet, resend_ms: int) -> None:
-        self.height = height
-        self.validators = validators
-        self.resend_ms = resend_ms
-        self.view = 0
-        self.in_view_change = False
-        self.view_timer_armed = False
-        # Our own signed messages, by view.
-        self.my_pre_prepare: dict[int, PrePrepare] = {}
-        self.my_prepare: dict[int, Prepare] = {}
-        self.my_commit: dict[int, Commit] = {}
-        self.my_view_change: dict[int, ViewChange] = {}
-        self.my_new_view: dict[int, NewView] = {}
-        # The proposal accepted in each view (from the primary, or enclosed in a NEW-VIEW).
-        self.pre_prepare: dict[int, PrePrepare] = {}
-        self.new_view: dict[int, NewView] = {}
-        # First vote seen from each validator, by view; a second, different one is evidence.
-        self.prepares: dict[int, dict[bytes, Prepare]] = {}
-        self.commits: dict[int, dict[bytes, Commit]] = {}
-        self.prepare_count: dict[tuple[int, bytes], int] = {}
-        self.commit_count: dict[tuple[int, bytes], int] = {}
-        # The latest (highest-view) view change of each validator, ours included.
-        self.view_changes: dict[bytes, ViewChange] = {}
-        # Keys (`verified_key`) of view changes whose signature and certificate were checked:
-        # each names the signer, the exact signed bytes and the signature, never the signature alone.
-        self.verified_view_changes: set[bytes] = set()
-        # The highest prepared certificate we hold.
-        self.prepared: PreparedCertificate | None = None
-        # Block payloads known to be the valid block of their digest.
-        self.good_payloads: dict[bytes, bytes] = {}
-        self.validating: dict[bytes, bytes] = {}
-        # Payloads waiting to be validated for a digest, one per validator that offered one.
-        self.candidates: dict[bytes, dict[bytes, bytes]] = {}
-        # As primary of a new view: (view, enclosed view changes, digest to re-propose or None).
-        self.new_view_pending: tuple[int, tuple[ViewChange, ...], bytes | None] | None = None
-        # A quorum of commits seen, waiting for the payload: (view, digest, certificate).
-        self.decided: tuple[int, bytes, CommitCertificate] | None = None
-        self.decisions_sent: set[bytes] = set()
-
-    def view_timer(self) -> tuple[str, int, int]:
-        return ("view", self.height, self.view)
-
-    def resend_timer(self) -> tuple[str, int]:
-        return ("resend", self.height)
+__all__ = ["Engine", "EngineConfig", "Verdict", "discard", "message_key", "stash", "verified_key"]
 
 
 class Engine:
@@ -259,17 +146,15 @@ class Engine:
         self._last_digest = last_digest
         self._schedule: dict[int, ValidatorSet] = {}
         self._previous_validators = validators
-        self._last_decision: tuple[int, bytes, bytes | None, CommitCertificate] | None = None
+        self._last_decision: LastDecision | None = None
         if last_certificate is not None:
             if (last_certificate.height, last_certificate.digest) != (last_height, last_digest):
                 raise LocalProtocolError("last_certificate is not the certificate of the last block")
-            self._last_decision = (last_certificate.view, last_digest, last_payload, last_certificate)
+            self._last_decision = LastDecision(view=last_certificate.view, digest=last_digest, payload=last_payload,
+                                               certificate=last_certificate)
         self._decision_message: Decision | None = None
-        self._stash: dict[bytes, list[Message]] = {}
-        self._stashed: set[bytes] = set()  # `message_key`s of stashed messages, to drop exact repeats
-        self._stash_size = 0
-        self._evidence: list[Evidence] = []
-        self._evidence_keys: set[tuple[bytes, int, int, int]] = set()
+        self._stash = Stash(per_sender=config.stash_per_sender, total=config.stash_total)
+        self._evidence = EvidenceLog(config.max_evidence)
         self._view_changes = 0
         self._peer_heights: dict[bytes, int] = {}
         self._sync_requested = 0
@@ -283,7 +168,7 @@ class Engine:
                 raise LocalProtocolError("the WAL holds a vote that is not ours or not for this chain")
             if record.message.height > last_height:
                 self._restored.setdefault(record.message.height, []).append(record)
-        self._h = _Height(last_height + 1, validators, config.resend_interval_ms)
+        self._h = HeightState(last_height + 1, validators, config.resend_interval_ms)
         self._restore(self._h)
 
     # -- public API ---------------------------------------------------------------------------
@@ -349,7 +234,7 @@ class Engine:
             self._persist(WalRecord(message=pp))
             self._out.append(Broadcast(message=pp))
             self._try_prepare()
-        elif h.new_view_pending is not None and h.new_view_pending[0] == view and h.new_view_pending[2] is None:
+        elif h.new_view_pending is not None and h.new_view_pending.view == view and h.new_view_pending.digest is None:
             h.good_payloads[digest] = payload
             self._send_new_view(digest)
         return self._drain()
@@ -390,7 +275,8 @@ class Engine:
             raise LocalProtocolError("on_block_synced: the runtime applied a block whose certificate is invalid")
         self._out.append(CancelTimer(key=h.view_timer()))
         self._out.append(CancelTimer(key=h.resend_timer()))
-        self._last_decision = (certificate.view, digest, payload, certificate)
+        self._last_decision = LastDecision(view=certificate.view, digest=digest, payload=payload,
+                                           certificate=certificate)
         self._decision_message = None
         self._advance_to(height + 1, digest)
         return self._drain()
@@ -412,20 +298,20 @@ class Engine:
         return {
             "height": h.height,
             "view": h.view,
-            "phase": self._phase(),
+            "phase": h.phase.value,
             "primary": h.validators.primary(h.height, h.view).hex(),
             "view_changes": self._view_changes,
             "evidence": len(self._evidence),
             "last_height": self._last_height,
             "validators": h.validators.n,
             "member": self._is_member(),
-            "stashed": self._stash_size,
+            "stashed": len(self._stash),
         }
 
     @property
     def evidence(self) -> tuple[Evidence, ...]:
         """Equivocation evidence kept so far (bounded by `config.max_evidence`)."""
-        return tuple(self._evidence)
+        return self._evidence.items
 
     @property
     def height(self) -> int:
@@ -508,40 +394,14 @@ class Engine:
         return heights[weak - 1] - 1
 
     def _stash_message(self, msg: Message, reason: str) -> Verdict:
-        key = message_key(msg)
-        if key in self._stashed:
-            return discard("duplicate")
-        queue = self._stash.get(msg.sender, [])
-        if len(queue) >= self.config.stash_per_sender:
-            return discard("stash full")
-        if self._stash_size >= self.config.stash_total:
-            # Fair shares: f validators filling the stash must not crowd out an honest sender's
-            # next-height proposal, so the longest queue gives up its newest message to a sender
-            # that holds fewer. Ties go to the larger sender id, so the choice is deterministic.
-            largest = max(self._stash, key=lambda s: (len(self._stash[s]), s))
-            if len(self._stash[largest]) <= len(queue):
-                return discard("stash full")
-            evicted = self._stash[largest].pop()
-            self._stashed.discard(message_key(evicted))
-            self._stash_size -= 1
-            if not self._stash[largest]:
-                del self._stash[largest]
-        queue = self._stash.setdefault(msg.sender, queue)
-        queue.append(msg)
-        self._stashed.add(key)
-        self._stash_size += 1
-        return stash(reason)
+        refused = self._stash.add(msg)
+        return discard(refused) if refused else stash(reason)
 
     def _unstash(self) -> None:
         """Replay stashed messages that may now be processed (the rest are stashed again)."""
-        if not self._stash_size:
-            return
-        pending = [m for queue in self._stash.values() for m in queue]
-        self._stash = {}
-        self._stashed = set()
-        self._stash_size = 0
-        for m in pending:
-            self._handle(m)
+        if len(self._stash):
+            for m in self._stash.take_all():
+                self._handle(m)
 
     def _on_pre_prepare(self, msg: PrePrepare) -> Verdict:
         h = self._h
@@ -569,16 +429,9 @@ class Engine:
             if msg.view > h.view + self.config.commit_view_window:
                 return discard("prepare for a view too far ahead")
             return self._stash_message(msg, "future view")
-        votes = h.prepares.setdefault(msg.view, {})
-        known = votes.get(msg.sender)
-        if known is not None:
-            if known.digest == msg.digest:
-                return discard("duplicate")
-            self._record_evidence(known, msg)
-            return discard("equivocation: second prepare in this view")
-        votes[msg.sender] = msg
-        key = (msg.view, msg.digest)
-        h.prepare_count[key] = h.prepare_count.get(key, 0) + 1
+        refused = self._add_vote(h.prepares, msg, "prepare")
+        if refused is not None:
+            return refused
         self._try_commit()
         return PROCESS
 
@@ -586,32 +439,35 @@ class Engine:
         h = self._h
         if msg.view > h.view + self.config.commit_view_window:
             return discard("commit for a view too far ahead")
-        votes = h.commits.setdefault(msg.view, {})
-        known = votes.get(msg.sender)
-        if known is not None:
-            if known.digest == msg.digest:
-                return discard("duplicate")
-            self._record_evidence(known, msg)
-            return discard("equivocation: second commit in this view")
-        self._count_commit(msg)
+        refused = self._add_vote(h.commits, msg, "commit")
+        if refused is not None:
+            return refused
+        self._check_commit_quorum(msg.view, msg.digest)
         return PROCESS
 
-    def _count_commit(self, msg: Commit) -> None:
+    def _add_vote(self, votes: VoteSet[Prepare] | VoteSet[Commit], msg: Prepare | Commit, kind: str) -> Verdict | None:
+        """Count a peer's vote; the verdict if it is not counted (a repeat, or a conflict kept as evidence)."""
+        result, known = votes.add(msg)  # type: ignore[arg-type]  # the kinds match by construction
+        if result == "duplicate":
+            return discard("duplicate")
+        if result == "conflict":
+            assert known is not None
+            self._record_evidence(known, msg)
+            return discard(f"equivocation: second {kind} in this view")
+        return None
+
+    def _check_commit_quorum(self, view: int, digest: bytes) -> None:
         h = self._h
-        h.commits.setdefault(msg.view, {})[msg.sender] = msg
-        key = (msg.view, msg.digest)
-        count = h.commit_count.get(key, 0) + 1
-        h.commit_count[key] = count
-        if count >= h.validators.quorum and h.decided is None:
-            votes = {s: c.signature for s, c in h.commits[msg.view].items() if c.digest == msg.digest}
-            cert = CommitCertificate(height=h.height, view=msg.view, digest=msg.digest, votes=sorted_votes(votes))
+        if h.commits.count(view, digest) >= h.validators.quorum and h.decided is None:
+            cert = CommitCertificate(height=h.height, view=view, digest=digest,
+                                     votes=h.commits.signatures(view, digest))
             self._decide(cert)
 
     def _on_decision(self, msg: Decision) -> Verdict:
         h = self._h
-        if h.decided is not None and h.decided[1] in h.good_payloads:
+        if h.decided is not None and h.decided.digest in h.good_payloads:
             return discard("duplicate")
-        if h.decided is not None and h.decided[1] != msg.digest:
+        if h.decided is not None and h.decided.digest != msg.digest:
             # Two valid certificates for different blocks cannot exist with at most f faulty.
             return discard("decision for another block than the one certified here")
         if h.decided is None:
@@ -650,11 +506,11 @@ class Engine:
     def _on_good_payload(self, digest: bytes) -> None:
         h = self._h
         if h.decided is not None:
-            if h.decided[1] == digest:
+            if h.decided.digest == digest:
                 self._finalize()
             return
         pending = h.new_view_pending
-        if pending is not None and pending[2] == digest and pending[0] == h.view:
+        if pending is not None and pending.digest == digest and pending.view == h.view:
             self._send_new_view(digest)
             return
         self._try_prepare()
@@ -681,9 +537,7 @@ class Engine:
             # the timeout, which then expired while the votes were on their way. At most once
             # per view (one proposal per view), so a slow view still ends within two timeouts.
             self._arm_view_timer()
-        h.prepares.setdefault(h.view, {})[self._me] = prepare
-        key = (h.view, pp.digest)
-        h.prepare_count[key] = h.prepare_count.get(key, 0) + 1
+        h.prepares.add(prepare)
         self._try_commit()
 
     def _try_commit(self) -> None:
@@ -691,10 +545,10 @@ class Engine:
         mine = h.my_prepare.get(h.view)
         if mine is None or h.view in h.my_commit or h.in_view_change:
             return
-        if h.prepare_count.get((h.view, mine.digest), 0) < h.validators.quorum:
+        if h.prepares.count(h.view, mine.digest) < h.validators.quorum:
             return
-        votes = {s: p.signature for s, p in h.prepares[h.view].items() if p.digest == mine.digest}
-        prepared = PreparedCertificate(height=h.height, view=h.view, digest=mine.digest, votes=sorted_votes(votes))
+        prepared = PreparedCertificate(height=h.height, view=h.view, digest=mine.digest,
+                                       votes=h.prepares.signatures(h.view, mine.digest))
         h.prepared = prepared
         commit = self._sign(Commit(chain_id=self.chain_id, height=h.height, view=h.view, sender=self._me,
                                    digest=mine.digest))
@@ -702,11 +556,12 @@ class Engine:
         h.my_commit[h.view] = commit
         self._persist(WalRecord(message=commit, prepared=prepared))
         self._out.append(Broadcast(message=commit))
-        self._count_commit(commit)
+        h.commits.add(commit)
+        self._check_commit_quorum(h.view, mine.digest)
 
     def _decide(self, certificate: CommitCertificate) -> None:
         h = self._h
-        h.decided = (certificate.view, certificate.digest, certificate)
+        h.decided = Decided(view=certificate.view, digest=certificate.digest, certificate=certificate)
         digest = certificate.digest
         if digest in h.good_payloads:
             self._finalize()
@@ -721,13 +576,13 @@ class Engine:
     def _finalize(self) -> None:
         h = self._h
         assert h.decided is not None
-        view, digest, certificate = h.decided
+        view, digest, certificate = h.decided.view, h.decided.digest, h.decided.certificate
         payload = h.good_payloads[digest]
         self._out.append(CancelTimer(key=h.view_timer()))
         self._out.append(CancelTimer(key=h.resend_timer()))
         self._out.append(CommitBlock(height=h.height, view=view, digest=digest, payload=payload,
                                      certificate=certificate))
-        self._last_decision = (view, digest, payload, certificate)
+        self._last_decision = LastDecision(view=view, digest=digest, payload=payload, certificate=certificate)
         self._decision_message = None
         self._advance_to(h.height + 1, digest)
 
@@ -736,7 +591,7 @@ class Engine:
         self._previous_validators = self._validators_at(height - 1)
         self._last_height = height - 1
         self._last_digest = last_digest
-        self._h = _Height(height, self._validators_at(height), self.config.resend_interval_ms)
+        self._h = HeightState(height, self._validators_at(height), self.config.resend_interval_ms)
         self._schedule = {k: v for k, v in self._schedule.items() if k > height}
         self._restored = {k: v for k, v in self._restored.items() if k >= height}
         self._peer_heights = {s: v for s, v in self._peer_heights.items() if v > height - 1}
@@ -824,8 +679,8 @@ class Engine:
         h.view_changes[msg.sender] = msg
         if msg.payload is not None and msg.prepared is not None:
             digest = msg.prepared.digest
-            wanted = (h.decided is not None and h.decided[1] == digest) or (
-                h.new_view_pending is not None and h.new_view_pending[2] == digest)
+            wanted = (h.decided is not None and h.decided.digest == digest) or (
+                h.new_view_pending is not None and h.new_view_pending.digest == digest)
             if wanted:
                 self._want_payload(digest, msg.payload, msg.sender)
                 if self._h is not h:
@@ -871,16 +726,14 @@ class Engine:
         quorum = h.validators.quorum
         if len(candidates) < quorum:
             return
-        # Any quorum is a valid proof; preferring the highest prepared certificates honours more locks.
-        candidates.sort(key=lambda vc: (-(vc.prepared.view if vc.prepared else -1), vc.sender))
-        chosen = tuple(sorted(candidates[:quorum], key=lambda vc: vc.sender))
+        chosen = choose_quorum(candidates, quorum)
         highest = _highest_prepared(chosen)
         if highest is None:
-            h.new_view_pending = (h.view, chosen, None)
+            h.new_view_pending = NewViewPlan(view=h.view, view_changes=chosen, digest=None)
             self._out.append(RequestProposal(height=h.height, view=h.view))
             return
         digest = highest.digest
-        h.new_view_pending = (h.view, chosen, digest)
+        h.new_view_pending = NewViewPlan(view=h.view, view_changes=chosen, digest=digest)
         if digest in h.good_payloads:
             self._send_new_view(digest)
             return
@@ -893,7 +746,7 @@ class Engine:
     def _send_new_view(self, digest: bytes) -> None:
         h = self._h
         assert h.new_view_pending is not None
-        view, chosen, _ = h.new_view_pending
+        view, chosen = h.new_view_pending.view, h.new_view_pending.view_changes
         payload = h.good_payloads[digest]
         pp = self._sign(PrePrepare(chain_id=self.chain_id, height=h.height, view=view, sender=self._me,
                                    digest=digest, payload=payload))
@@ -983,9 +836,8 @@ class Engine:
         else:
             proposal: Message | None = h.my_new_view.get(h.view) or h.my_pre_prepare.get(h.view)
             if proposal is not None:
-                prepared = h.prepares.get(h.view, {})
                 for v in h.validators:
-                    if v != self._me and v not in prepared:
+                    if v != self._me and not h.prepares.voted(h.view, v):
                         self._out.append(Send(to=v, message=proposal))
             if h.view in h.my_prepare:
                 self._out.append(Broadcast(message=h.my_prepare[h.view]))
@@ -1004,51 +856,11 @@ class Engine:
 
     # -- restart ------------------------------------------------------------------------------
 
-    def _restore(self, h: _Height) -> None:
+    def _restore(self, h: HeightState) -> None:
         """Rebuild our own votes at `h` from the WAL, so we resend them and never contradict them."""
-        records = self._restored.pop(h.height, [])
-        for record in records:
-            msg = record.message
-            if type(msg) is PrePrepare:
-                h.my_pre_prepare[msg.view] = msg
-                h.pre_prepare[msg.view] = msg
-                h.good_payloads[msg.digest] = msg.payload
-            elif type(msg) is Prepare:
-                h.my_prepare[msg.view] = msg
-                h.prepares.setdefault(msg.view, {})[self._me] = msg
-                key = (msg.view, msg.digest)
-                h.prepare_count[key] = h.prepare_count.get(key, 0) + 1
-                if record.accepted is not None:
-                    h.pre_prepare.setdefault(msg.view, record.accepted)
-                    h.good_payloads[msg.digest] = record.accepted.payload
-            elif type(msg) is Commit:
-                h.my_commit[msg.view] = msg
-                h.commits.setdefault(msg.view, {})[self._me] = msg
-                key = (msg.view, msg.digest)
-                h.commit_count[key] = h.commit_count.get(key, 0) + 1
-                if record.prepared is not None and (h.prepared is None or record.prepared.view > h.prepared.view):
-                    h.prepared = record.prepared
-            elif type(msg) is ViewChange:
-                h.my_view_change[msg.view] = msg
-                known = h.view_changes.get(self._me)
-                if known is None or known.view < msg.view:
-                    h.view_changes[self._me] = msg
-                h.verified_view_changes.add(verified_key(msg))
-                if msg.prepared is not None and (h.prepared is None or msg.prepared.view > h.prepared.view):
-                    h.prepared = msg.prepared
-                if msg.payload is not None and msg.prepared is not None:
-                    h.good_payloads.setdefault(msg.prepared.digest, msg.payload)
-            elif type(msg) is NewView:
-                h.my_new_view[msg.view] = msg
-                h.new_view[msg.view] = msg
-                h.my_pre_prepare[msg.view] = msg.pre_prepare
-                h.pre_prepare[msg.view] = msg.pre_prepare
-                h.good_payloads[msg.pre_prepare.digest] = msg.pre_prepare.payload
-            h.view = max(h.view, msg.view)
-        if records:
-            v = h.view
-            h.in_view_change = v in h.my_view_change and not (
-                v in h.my_new_view or v in h.my_prepare or v in h.my_commit)
+        h.restore(self._restored.pop(h.height, []), self._me)
+        for vc in h.my_view_change.values():
+            h.verified_view_changes.add(verified_key(vc))
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -1075,40 +887,21 @@ class Engine:
     def _decision(self) -> Decision | None:
         if self._last_decision is None:
             return None
-        view, digest, payload, certificate = self._last_decision
-        if payload is None:
+        last = self._last_decision
+        if last.payload is None:
             return None
         if self._decision_message is None:
-            msg = self._sign(Decision(chain_id=self.chain_id, height=self._last_height, view=view,
-                                      sender=self._me, digest=digest, payload=payload, certificate=certificate))
+            msg = self._sign(Decision(chain_id=self.chain_id, height=self._last_height, view=last.view,
+                                      sender=self._me, digest=last.digest, payload=last.payload,
+                                      certificate=last.certificate))
             assert isinstance(msg, Decision)
             self._decision_message = msg
         return self._decision_message
 
-    def _record_evidence(self, first: Message, second: Message) -> None:
-        key = (first.sender, first.height, first.view, _VOTE_KINDS[type(first)])
-        if key in self._evidence_keys:
-            return
-        evidence = Evidence(first=first, second=second)  # type: ignore[arg-type]
-        self._evidence_keys.add(key)
-        if len(self._evidence) >= self.config.max_evidence:
-            dropped = self._evidence.pop(0)
-            self._evidence_keys.discard((dropped.offender, dropped.height, dropped.first.view,
-                                         _VOTE_KINDS[type(dropped.first)]))
-        self._evidence.append(evidence)
-        self._out.append(ReportEvidence(evidence=evidence))
-
-    def _phase(self) -> str:
-        h = self._h
-        if h.decided is not None:
-            return "awaiting-block"
-        if h.in_view_change:
-            return "view-change"
-        if h.view in h.my_commit:
-            return "commit"
-        if h.view in h.my_prepare:
-            return "prepare"
-        return "pre-prepare"
+    def _record_evidence(self, first: Vote, second: Vote) -> None:
+        evidence = self._evidence.add(first, second)
+        if evidence is not None:
+            self._out.append(ReportEvidence(evidence=evidence))
 
     def _require_started(self) -> None:
         if not self._started:
@@ -1119,26 +912,7 @@ class Engine:
         return out
 
 
-def message_key(msg: Message) -> bytes:
-    """What anything remembered about `msg` is keyed by: its signer, its signed bytes and its signature.
-
-    The invariant (docs/consensus.md, "Remembered verifications"): a verification, or a "seen
-    that", is reused only for exactly the bytes that were checked. Keyed by the signature alone,
-    a Byzantine primary could relabel one genuine signature as other validators' view changes
-    with other content.
-    """
-    return sha256(pack([msg.sender, msg.signing_bytes(), msg.signature]))
-
-
 def verified_key(vc: ViewChange) -> bytes:
     """The key of a view change whose signature and prepared certificate were checked (see `message_key`)."""
     return message_key(vc)
 
-
-def _highest_prepared(view_changes: Sequence[ViewChange]) -> PreparedCertificate | None:
-    """The prepared certificate of the highest view among `view_changes` (None if none has one)."""
-    best: PreparedCertificate | None = None
-    for vc in view_changes:
-        if vc.prepared is not None and (best is None or vc.prepared.view > best.view):
-            best = vc.prepared
-    return best

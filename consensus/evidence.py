@@ -74,3 +74,40 @@ class Evidence:
             raise
         except (ValueError, TypeError, msgpack.exceptions.UnpackException) as exc:
             raise MessageDecodeError(f"malformed evidence: {exc}") from None
+
+
+_VOTE_KINDS = {PrePrepare: 1, Prepare: 2, Commit: 3}
+
+
+class EvidenceLog:
+    """The evidence an engine keeps: one per (offender, height, view, kind), the oldest dropped past `limit`."""
+
+    __slots__ = ("limit", "_items", "_keys")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: list[Evidence] = []
+        self._keys: set[tuple[bytes, int, int, int]] = set()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def items(self) -> tuple[Evidence, ...]:
+        return tuple(self._items)
+
+    def add(self, first: Vote, second: Vote) -> Evidence | None:
+        """Keep evidence of `first` and `second` (checked by the caller); None if this offence is known."""
+        key = _key(first)
+        if key in self._keys:
+            return None
+        evidence = Evidence(first=first, second=second)
+        self._keys.add(key)
+        if len(self._items) >= self.limit:
+            self._keys.discard(_key(self._items.pop(0).first))
+        self._items.append(evidence)
+        return evidence
+
+
+def _key(vote: Vote) -> tuple[bytes, int, int, int]:
+    return (vote.sender, vote.height, vote.view, _VOTE_KINDS[type(vote)])

@@ -296,6 +296,17 @@ Message = PrePrepare | Prepare | Commit | ViewChange | NewView | Decision
 VOTE_TYPES = (PrePrepare, Prepare, Commit)
 
 
+def message_key(msg: Message) -> bytes:
+    """What anything remembered about `msg` is keyed by: its signer, its signed bytes and its signature.
+
+    The invariant (docs/consensus.md, "a remembered verification covers exactly the bytes that
+    were checked"): a verification, or a "seen that", is reused only for exactly those bytes.
+    Keyed by the signature alone, a Byzantine primary could relabel one genuine signature as
+    other validators' view changes with other content.
+    """
+    return sha256(pack([msg.sender, msg.signing_bytes(), msg.signature]))
+
+
 def sign_message(msg: Message, signer: Signer) -> Message:
     """A copy of `msg` with `signer`'s signature (the sender must be the signer)."""
     if msg.sender != signer.public_key:
