@@ -17,7 +17,8 @@ from typing import Any, NoReturn
 
 import click
 
-from node.client import ApiError, Client, ClientError, HealthClient, outcome
+from node.advice import explain
+from node.client import ApiError, Client, ClientError, HealthClient
 from node.config import ConfigError, NodeHome, dump_toml
 from node.core.crypto import Identity
 from node.genesis import GenesisError
@@ -89,12 +90,68 @@ def run_client(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except ApiError as exc:
-        fail(f"{exc.code}: {exc.message}", EXIT_REFUSED)
+        fail(explain(exc.code, exc.message), EXIT_REFUSED)
     except ClientError as exc:
         fail(str(exc), EXIT_UNREACHABLE)
 
 
-@click.group(context_settings=CONTEXT)
+def identity_arg(text: str, option: str) -> bytes:
+    """An identity id given on the command line: 64 hex characters that are an Ed25519 public key
+    (a mistyped character almost always makes it no curve point at all)."""
+    from nacl.bindings import crypto_core_ed25519_is_valid_point
+
+    raw = _hex32(text)
+    if raw is None or not crypto_core_ed25519_is_valid_point(raw):
+        fail(f"{option}: {text[:80]!r} is not a MedLedger identity id (64 hex characters, as `medledger keys show KEY` "
+             "prints); check it for a mistyped character", EXIT_USAGE)
+    return raw
+
+
+def record_arg(text: str, option: str = "--record") -> bytes:
+    """A record id given on the command line (64 hex characters, printed by `record put`)."""
+    raw = _hex32(text)
+    if raw is None:
+        fail(f"{option}: {text[:80]!r} is not a record id (64 hex characters, as `medledger record put` prints and "
+             "`medledger record list` shows)", EXIT_USAGE)
+    return raw
+
+
+def tx_hash_arg(text: str, option: str) -> bytes:
+    """A transaction hash (or consent id) given on the command line."""
+    raw = _hex32(text)
+    if raw is None:
+        fail(f"{option}: {text[:80]!r} is not a transaction hash (64 hex characters)", EXIT_USAGE)
+    return raw
+
+
+def _hex32(text: str) -> bytes | None:
+    try:
+        raw = bytes.fromhex(text.strip())
+    except ValueError:
+        return None
+    return raw if len(raw) == 32 else None
+
+
+class MedLedgerGroup(click.Group):
+    """The root group: whatever a command did not foresee still ends as one line, never a
+    traceback (MEDLEDGER_DEBUG=1 shows it, for a bug report)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except ClientError as exc:
+            fail(str(exc), EXIT_UNREACHABLE)
+        except Exception as exc:  # our own bug: say so in one line
+            if os.environ.get("MEDLEDGER_DEBUG"):
+                raise
+            detail = " ".join(str(exc).split())[:200]
+            fail(f"unexpected {type(exc).__name__}: {detail} (a bug: please report it; MEDLEDGER_DEBUG=1 shows the traceback)",
+                 EXIT_REFUSED)
+
+
+@click.group(cls=MedLedgerGroup, context_settings=CONTEXT)
 @click.version_option(package_name="medledger", prog_name="medledger")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]), help="Log verbosity (to stderr).")
@@ -351,17 +408,7 @@ ROLES = ["patient", "practitioner", "researcher"]
 
 
 def submit_and_report(client: Client, ident: Identity, tx_type: str, body: dict[str, Any], *, wait: bool, timeout: float, as_json: bool) -> None:
-    def go() -> dict[str, Any]:
-        tx = client.make_tx(ident, tx_type, body)
-        try:
-            client.submit(tx)
-        except ApiError as exc:
-            return {"tx_hash": exc.body.get("hash", tx.hash_hex), "status": exc.code, "message": exc.message, "height": None}
-        if not wait:
-            return outcome(tx.hash_hex, {"status": "pending"})
-        return outcome(tx.hash_hex, client.wait(tx.hash_hex, timeout))
-
-    result = run_client(go)
+    result = run_client(lambda: client.send(ident, tx_type, body, wait=wait, timeout=timeout))
     st = result["status"]
     if st == "committed":
         emit(as_json, result, f"committed at height {result['height']} (tx {result['tx_hash']})")
@@ -372,12 +419,9 @@ def submit_and_report(client: Client, ident: Identity, tx_type: str, body: dict[
     else:
         if as_json:
             emit(True, result, "")
-        message = result.get("message") or f"the ledger refused it (tx {result['tx_hash']}"
-        if result.get("height"):
-            message += f", recorded at height {result['height']})"
-        elif not result.get("message"):
-            message += ")"
-        fail(f"{st}: {message}", EXIT_REFUSED) if not as_json else sys.exit(EXIT_REFUSED)
+        message = result.get("message") or (f"the ledger refused it (tx {result['tx_hash']}, recorded at height "
+                                            f"{result['height']})" if result.get("height") else f"tx {result['tx_hash']}")
+        fail(explain(str(st), message), EXIT_REFUSED) if not as_json else sys.exit(EXIT_REFUSED)
 
 
 @identity.command("register", context_settings=CONTEXT)
@@ -436,6 +480,7 @@ def tx_show(tx_hash: str, proof: bool, node_url: str, as_json: bool) -> None:
     Example:
       medledger tx show <tx hash> --proof --node http://127.0.0.1:8700
     """
+    tx_hash_arg(tx_hash, "TX_HASH")
     client = Client(node_url)
     s = run_client(lambda: client.tx(tx_hash))
     if proof and s.get("status") == "committed":
@@ -500,6 +545,38 @@ def _split(text: str | None) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
+def check_types(text: str, option: str, *, allow_any: bool) -> None:
+    """Refuse a resource type that is not a FHIR R4 name before anything is signed, with the
+    closest name (the ledger refuses it too, but a typo should not cost a round trip)."""
+    from node.app.fhir_types import is_resource_type, unknown_type_message
+
+    for name in _split(text):
+        if not (allow_any and name == "*") and not is_resource_type(name):
+            fail(f"{option}: {unknown_type_message(name)}", EXIT_USAGE)
+
+
+def _day(ms: Any) -> str:
+    import datetime as _dt
+
+    if not isinstance(ms, int):
+        return "?"
+    return _dt.datetime.fromtimestamp(ms / 1000, tz=_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def consent_lines(c: dict[str, Any]) -> str:
+    """A consent as a user checks it: who, what (types, excluded types, records), why and until when."""
+    scope = []
+    if c.get("resource_types"):
+        scope.append("types " + ",".join(c["resource_types"]))
+    if c.get("deny_types"):
+        scope.append("except " + ",".join(c["deny_types"]))
+    if c.get("record_ids"):
+        scope.append("records " + ",".join(str(r)[:12] + "..." for r in c["record_ids"]))
+    return (f"{c.get('id')}  {c.get('status', ''):<8} to {c.get('grantee_kind')}:{str(c.get('grantee'))[:16]}\n"
+            f"    scope {'; '.join(scope) or '-'}\n"
+            f"    purposes {','.join(c.get('purposes', []))}   valid {_day(c.get('valid_from'))} to {_day(c.get('valid_until'))}")
+
+
 def _report_tx(result: dict[str, Any], as_json: bool, ok_text: str, *, refuse_on: tuple[str, ...] = ()) -> None:
     st = result.get("status")
     if st == "committed" and st not in refuse_on:
@@ -508,20 +585,20 @@ def _report_tx(result: dict[str, Any], as_json: bool, ok_text: str, *, refuse_on
     if as_json:
         emit(True, result, "")
         sys.exit(EXIT_REFUSED)
-    reason = result.get("message") or (result.get("decision") or {}).get("rule") or st
-    fail(f"{st}: {reason}" if reason != st else f"{st} (tx {result.get('tx_hash')})", EXIT_REFUSED)
+    rule = (result.get("decision") or {}).get("rule")
+    if st == "denied" and rule:
+        fail(f"denied: {explain(rule)}", EXIT_REFUSED)
+    message = result.get("message") or (f"the ledger refused it (tx {result.get('tx_hash')}, height {result['height']})"
+                                        if result.get("height") else f"tx {result.get('tx_hash')}")
+    fail(explain(str(st), message), EXIT_REFUSED)
 
 
 def _transact(node_url: str, ident: Identity, tx_type: str, body: dict[str, Any], for_patient: str | None = None) -> dict[str, Any]:
     """Sign, submit and wait for one healthcare transaction (on a patient's behalf with --for)."""
     from node.client import HealthClient
-    from node.core.crypto import parse_id
 
     if for_patient:
-        try:
-            body["on_behalf_of"] = parse_id(for_patient)
-        except ValueError as exc:
-            fail(f"--for: {exc}", EXIT_USAGE)
+        body["on_behalf_of"] = identity_arg(for_patient, "--for")
     return run_client(lambda: HealthClient(node_url).transact(ident, tx_type, body))
 
 
@@ -553,14 +630,17 @@ def record_put(key_file: str, patient: str, resource_file: str, node_url: str, p
     """
     from node.client import HealthClient, RecordError
 
+    identity_arg(patient, "--patient")
     author = load_identity(key_file, passphrase_env)
-    data = Path(resource_file).read_bytes()
+    try:
+        data = Path(resource_file).read_bytes()
+    except OSError as exc:
+        fail(f"--file: cannot read {resource_file}: {exc.strerror or exc}", EXIT_USAGE)
     try:
         result = run_client(lambda: HealthClient(node_url).put_record(author, patient, data))
     except RecordError as exc:
-        fail(exc.message if exc.code == "invalid_fhir" else str(exc), EXIT_USAGE if exc.code == "invalid_fhir" else EXIT_REFUSED)
-    except ValueError as exc:
-        fail(str(exc), EXIT_USAGE)
+        fail(f"--file: {exc.message} (a FHIR R4 resource as JSON; see docs/examples/)" if exc.code == "invalid_fhir"
+             else explain(exc.code, exc.message), EXIT_USAGE if exc.code == "invalid_fhir" else EXIT_REFUSED)
     _report_tx(result, as_json, result.get("record_id", ""))
 
 
@@ -586,6 +666,7 @@ def record_get(key_file: str, record_id: str, purpose: str, reason: str, out_fil
     """
     from node.client import HealthClient, RecordError
 
+    record_arg(record_id)
     reader = load_identity(key_file, passphrase_env)
     client = HealthClient(node_url)
     result = run_client(lambda: client.request_access(reader, record_id, purpose, reason))
@@ -594,12 +675,13 @@ def record_get(key_file: str, record_id: str, purpose: str, reason: str, out_fil
         if as_json:
             emit(True, result, "")
             sys.exit(EXIT_REFUSED)
-        why = decision.get("rule") or result.get("message") or result.get("status")
-        fail(f"access denied: {why}" if result.get("status") == "denied" else f"{result.get('status')}: {why}", EXIT_REFUSED)
+        if result.get("status") == "denied" and decision.get("rule"):
+            fail(f"access denied: {explain(decision['rule'])}", EXIT_REFUSED)
+        fail(explain(str(result.get("status")), str(result.get("message") or "")), EXIT_REFUSED)
     try:
         plaintext = run_client(lambda: client.fetch_record(reader, record_id))
     except RecordError as exc:
-        fail(str(exc), EXIT_REFUSED)
+        fail(explain(exc.code, exc.message), EXIT_REFUSED)
     try:
         fd = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     except OSError as exc:
@@ -623,6 +705,8 @@ def record_list(key_file: str, patient: str | None, node_url: str, passphrase_en
     Example:
       medledger record list --key alice.key --node http://127.0.0.1:8700
     """
+    if patient:
+        identity_arg(patient, "--patient")
     reader = load_identity(key_file, passphrase_env)
     pid = patient or reader.id
     doc = run_client(lambda: HealthClient(node_url).patient_records(reader, pid))
@@ -647,10 +731,8 @@ def record_erase(key_file: str, record_id: str, for_patient: str | None, node_ur
     Example:
       medledger record erase --key alice.key --record <record id>
     """
-    from node.core.crypto import parse_id
-
+    body: dict[str, Any] = {"record": record_arg(record_id)}
     ident = load_identity(key_file, passphrase_env)
-    body: dict[str, Any] = {"record": parse_id(record_id)}
     result = _transact(node_url, ident, "record.erase", body, for_patient)
     _report_tx(result, as_json, f"record {record_id} erased (tx {result.get('tx_hash')})")
 
@@ -684,18 +766,16 @@ def consent_grant(key_file: str, grantee: str, types: str, records: str, deny_ty
       medledger consent grant --key alice.key --to study:DIAB-2027 --types Patient,Observation --purpose research --until 2028-01-01
     """
     from node.client import HealthClient
-    from node.core.crypto import parse_id
 
+    check_types(types, "--types", allow_any=True)
+    check_types(deny_types, "--deny-types", allow_any=False)
+    body: dict[str, Any] = {"purposes": _split(purposes), "valid_until": _date_ms(until, "--until", end_of_day=True)}
     ident = load_identity(key_file, passphrase_env)
     client = HealthClient(node_url)
-    body: dict[str, Any] = {"purposes": _split(purposes), "valid_until": _date_ms(until, "--until", end_of_day=True)}
     if grantee.startswith("study:"):
         body["grantee_kind"], body["grantee"] = "study", grantee[len("study:"):]
     else:
-        try:
-            gid = parse_id(grantee.split(":", 1)[-1])
-        except ValueError as exc:
-            fail(f"--to: {exc}", EXIT_USAGE)
+        gid = identity_arg(grantee.split(":", 1)[-1], "--to")
         kind = grantee.split(":", 1)[0] if ":" in grantee else None
         if kind is None:
             found = run_client(lambda: client.get(f"/v1/identities/{gid.hex()}"))
@@ -706,13 +786,13 @@ def consent_grant(key_file: str, grantee: str, types: str, records: str, deny_ty
     if _split(types):
         body["resource_types"] = _split(types)
     if _split(records):
-        body["record_ids"] = [parse_id(r) for r in _split(records)]
+        body["record_ids"] = [record_arg(r, "--records") for r in _split(records)]
     if _split(deny_types):
         body["deny_types"] = _split(deny_types)
     if from_date:
         body["valid_from"] = _date_ms(from_date, "--from")
     if for_patient:
-        body["on_behalf_of"] = parse_id(for_patient)
+        body["on_behalf_of"] = identity_arg(for_patient, "--for")
     result = run_client(lambda: client.transact(ident, "consent.grant", body))
     result["consent_id"] = result.get("tx_hash")
     _report_tx(result, as_json, str(result["consent_id"]))
@@ -733,10 +813,8 @@ def consent_revoke(key_file: str, consent_id: str, for_patient: str | None, node
       medledger consent revoke --key alice.key --consent <consent id>
     """
 
+    body: dict[str, Any] = {"consent": tx_hash_arg(consent_id, "--consent")}
     ident = load_identity(key_file, passphrase_env)
-    body: dict[str, Any] = {"consent": bytes.fromhex(consent_id) if len(consent_id) == 64 else b""}
-    if len(body["consent"]) != 32:
-        fail("--consent must be a 64-hex-character consent id", EXIT_USAGE)
     result = _transact(node_url, ident, "consent.revoke", body, for_patient)
     _report_tx(result, as_json, f"consent {consent_id} revoked")
 
@@ -756,15 +834,15 @@ def consent_list(key_file: str, patient: str | None, as_fhir: bool, node_url: st
       medledger consent list --key alice.key
       medledger consent list --key guardian.key --patient <patient id> --fhir
     """
+    if patient:
+        identity_arg(patient, "--patient")
     reader = load_identity(key_file, passphrase_env)
     pid = patient or reader.id
     doc = run_client(lambda: HealthClient(node_url).consents(reader, pid, fhir=as_fhir))
     if as_fhir:
         emit(True, doc, "")
         return
-    emit(as_json, doc, lambda: "\n".join(
-        f"{c.get('id')}  {c.get('status', ''):<8} to {c.get('grantee_kind')}:{str(c.get('grantee'))[:16]} purposes {','.join(c.get('purposes', []))}"
-        for c in doc["consents"]) or "no consents")
+    emit(as_json, doc, lambda: "\n".join(consent_lines(c) for c in doc["consents"]) or "no consents")
 
 
 @main.group(context_settings=CONTEXT, invoke_without_command=True)
@@ -790,6 +868,8 @@ def audit(ctx: click.Context, key_file: str | None, patient: str | None, as_fhir
         return
     if not key_file:
         fail("give --key: reads of a patient's audit trail are signed with the reader's key", EXIT_USAGE)
+    if patient:
+        identity_arg(patient, "--patient")
     reader = load_identity(key_file, passphrase_env)
     pid = patient or reader.id
     doc = run_client(lambda: HealthClient(node_url).audit(reader, pid, fhir=as_fhir))
@@ -830,6 +910,7 @@ def audit_disclosures(key_file: str, since: str, until: str | None, as_fhir: boo
     since_ms = _date_ms(since, '--since')
     until_ms = _date_ms(until, '--until', end_of_day=True) if until else None
     inst = load_identity(key_file, passphrase_env)
+    require_institution_key(HealthClient(node_url), inst, key_file)
     if as_fhir:
         emit(True, run_client(lambda: HealthClient(node_url).disclosures(inst, since_ms=since_ms, until_ms=until_ms, fhir=True)), "")
         return
@@ -837,6 +918,24 @@ def audit_disclosures(key_file: str, since: str, until: str | None, as_fhir: boo
     emit(as_json, doc, lambda: "\n".join(
         f"h{d.get('height', '?'):<6} {d.get('event', ''):<18} patient {str(d.get('patient', ''))[:16]} purpose {d.get('purpose', '')}"
         for d in doc["disclosures"]) or "no disclosures in that period")
+
+
+def require_institution_key(client: HealthClient, ident: Identity, key_file: str) -> None:
+    """An accounting of disclosures is an institution's: any other key would read an empty list
+    and believe nothing was disclosed."""
+    try:
+        found = client.get(f"/v1/identities/{ident.id}", signer=ident)
+    except ApiError as exc:
+        if exc.code not in ("unknown_identity", "not_found"):
+            fail(explain(exc.code, exc.message), EXIT_REFUSED)
+        found = {}
+    except ClientError as exc:
+        fail(str(exc), EXIT_UNREACHABLE)
+    role = found.get("role") if isinstance(found, dict) else None
+    if role != "institution":
+        what = f"a {role}'s key" if role else "not a registered identity"
+        fail(f"--key: {key_file} is {what}, not an institution's: disclosures are accounted per institution; use the "
+             "institution's key (e.g. devnet/node0/institution.key)", EXIT_USAGE)
 
 
 @audit.command("verify", context_settings=CONTEXT)
@@ -859,6 +958,7 @@ def audit_verify(tx_hash: str, node_url: str, as_json: bool) -> None:
     from node.core.crypto import Ed25519Verifier
     from node.core.merkle import verify_inclusion
 
+    tx_hash_arg(tx_hash, "--tx")
     client = Client(node_url)
     proof = run_client(lambda: client.tx_proof(tx_hash))
     block = run_client(lambda: client.block(proof["height"]))
@@ -907,12 +1007,10 @@ def patient_guardian(key_file: str, guardian_id: str | None, clear: bool, node_u
     Example:
       medledger patient guardian --key minor.key --guardian <parent id>
     """
-    from node.core.crypto import parse_id
-
     if clear == bool(guardian_id):
         fail("give either --guardian ID or --clear", EXIT_USAGE)
+    body: dict[str, Any] = {"guardian": None if clear else identity_arg(str(guardian_id), "--guardian")}
     ident = load_identity(key_file, passphrase_env)
-    body: dict[str, Any] = {"guardian": None if clear else parse_id(str(guardian_id))}
     result = _transact(node_url, ident, "patient.set_guardian", body)
     _report_tx(result, as_json, "guardian cleared" if clear else f"guardian set to {guardian_id}")
 
@@ -973,13 +1071,8 @@ def audit_review(key_file: str, access_tx: str, outcome: str, note: str, node_ur
       medledger audit review --key devnet/node0/institution.key --access <tx hash> --outcome justified
     """
 
+    access = tx_hash_arg(access_tx, "--access")
     inst = load_identity(key_file, passphrase_env)
-    try:
-        access = bytes.fromhex(access_tx)
-    except ValueError:
-        access = b""
-    if len(access) != 32:
-        fail("--access must be a 64-hex-character transaction hash", EXIT_USAGE)
     body: dict[str, Any] = {"access": access, "outcome": outcome}
     if note:
         body["note"] = note
@@ -1007,13 +1100,9 @@ def institution_admit(key_file: str, candidate: str, name: str, node_url: str, p
       medledger institution admit --key devnet/node0/institution.key --institution <id> --name "St Mary"
     """
     from node.client import HealthClient
-    from node.core.crypto import parse_id
 
+    cid = identity_arg(candidate, "--institution")
     ident = load_identity(key_file, passphrase_env)
-    try:
-        cid = parse_id(candidate)
-    except ValueError as exc:
-        fail(f"--institution: {exc}", EXIT_USAGE)
     client = HealthClient(node_url)
     result = run_client(lambda: client.transact(ident, "governance.admit_institution", {"institution": cid, "name": name}))
     if result.get("status") == "committed":
@@ -1095,13 +1184,8 @@ def study_add_researcher(key_file: str, study_id: str, researcher: str, node_url
     Example:
       medledger study add-researcher --key devnet/node0/institution.key --study DIAB-2027 --researcher <id>
     """
-    from node.core.crypto import parse_id
-
+    rid = identity_arg(researcher, "--researcher")
     inst = load_identity(key_file, passphrase_env)
-    try:
-        rid = parse_id(researcher)
-    except ValueError as exc:
-        fail(f"--researcher: {exc}", EXIT_USAGE)
     result = _transact(node_url, inst, "study.add_researcher", {"study": study_id, "researcher": rid})
     _report_tx(result, as_json, f"researcher added to {study_id} (tx {result.get('tx_hash')})")
 
