@@ -1118,27 +1118,76 @@ def institution_admit(key_file: str, candidate: str, name: str, node_url: str, p
 @main.command("demo-data", context_settings=CONTEXT)
 @click.option("--patients", default=40, show_default=True, type=click.IntRange(1, 100_000), help="How many synthetic patients.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory to create (must be empty).")
-@click.option("--institutions", default=3, show_default=True, type=click.IntRange(1, 50), help="Spread patients over this many institutions.")
+@click.option("--institutions", default=None, type=click.IntRange(1, 50),
+              help="Spread patients over this many institutions (default 3; with --load, every node of the devnet).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same data.")
+@click.option("--load", is_flag=True, help="Also put the data on the devnet (--devnet): register the people, write the records.")
+@click.option("--devnet", "devnet_dir", default="devnet", show_default=True, type=click.Path(file_okay=False),
+              help="With --load: the devnet's node homes (site institution-<n> is written at node<n>).")
+@click.option("--types", default="", help="With --load: only these resource types (comma-separated; default all).")
+@click.option("--consent-to", "consent_to", default=None, metavar="study:ID",
+              help="With --load: every patient consents to this study (purpose research) for the loaded types.")
+@click.option("--until", "until", default="2099-12-31", show_default=True, help="With --consent-to: last day of the consents.")
 @json_option
-def demo_data(patients: int, out_dir: str, institutions: int, seed: int, as_json: bool) -> None:
+def demo_data(patients: int, out_dir: str, institutions: int | None, seed: int, load: bool, devnet_dir: str, types: str,
+              consent_to: str | None, until: str, as_json: bool) -> None:
     """Generate realistic synthetic FHIR R4 data (every kind of identifier included) for demos and tests.
 
-    Writes DIR/institution-<n>/<Type>-<id>.json and DIR/persons.json (who is who across sites).
-    Nothing here is about a real person.
+    Writes DIR/institution-<n>/<Type>-<id>.json (site n is the devnet's node<n>) and
+    DIR/persons.json (who is who across sites). Nothing here is about a real person.
+
+    With --load it then puts the data on a running devnet, as the sites would: a practitioner
+    per site (key DIR/keys/practitioner-<n>.key, attested by devnet/node<n>/institution.key), a
+    patient identity per person (key DIR/keys/person-<nnnn>.key), each site's records encrypted
+    and written at its node, and with --consent-to each patient's consent to a study.
 
     \b
-    Example:
+    Examples:
       medledger demo-data --patients 40 --out ./demo --seed 7
+      medledger demo-data --patients 40 --out ./demo --load --types Patient,Observation,Condition \\
+          --consent-to study:DIAB-2027 --until 2027-12-31
     """
     from node.research.synthetic import write_demo
 
+    if (consent_to or types) and not load:
+        fail("--types and --consent-to go with --load", EXIT_USAGE)
+    if consent_to is not None and not consent_to.startswith("study:"):
+        fail(f"--consent-to: give study:ID (e.g. study:DIAB-2027), not {consent_to!r}", EXIT_USAGE)
+    check_types(types, "--types", allow_any=False)
+    until_ms = _date_ms(until, "--until", end_of_day=True)
+    if institutions is None:
+        institutions = 3
+        if load:
+            from node.cluster import Cluster, ClusterError
+
+            try:
+                institutions = len(Cluster.open(Path(devnet_dir)).nodes)
+            except ClusterError as exc:
+                fail(f"--devnet: {exc} (start one with `medledger devnet up`)", EXIT_USAGE)
     try:
         paths = write_demo(Path(out_dir), patients, seed, institutions=institutions)
     except (FileExistsError, ValueError, OSError) as exc:
         fail(str(exc), EXIT_USAGE)
-    emit(as_json, {"out": out_dir, "files": len(paths), "patients": patients, "institutions": institutions, "seed": seed},
-         f"wrote {len(paths)} files for {patients} patients at {institutions} institutions to {out_dir}")
+    result: dict[str, Any] = {"out": out_dir, "files": len(paths), "patients": patients, "institutions": institutions, "seed": seed}
+    text = f"wrote {len(paths)} files for {patients} patients at {institutions} institutions to {out_dir}"
+    if load:
+        from node.demo_load import DemoLoadError, load_demo
+        from node.client import RecordError
+
+        say = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
+        say(text)
+        try:
+            report = run_client(lambda: load_demo(Path(out_dir), Path(devnet_dir), types=_split(types) or None,
+                                                  consent_study=consent_to[len("study:"):] if consent_to else None,
+                                                  consent_until_ms=until_ms, progress=say))
+        except DemoLoadError as exc:
+            fail(str(exc), EXIT_REFUSED)
+        except RecordError as exc:
+            fail(explain(exc.code, exc.message), EXIT_REFUSED)
+        result["loaded"] = report.to_dict()
+        text = (f"loaded {report.records} records of {report.patients} patients on {devnet_dir}"
+                + (f"; {report.consents} consents to {consent_to}" if report.consents else "") + f"; keys in {report.keys_dir}")
+    emit(as_json, result, text)
 
 
 @main.group(context_settings=CONTEXT)
