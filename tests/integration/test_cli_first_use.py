@@ -175,6 +175,12 @@ def bad_inputs(net) -> list[tuple[str, ...]]:
         ("study", "add-researcher", "--key", k["inst"], "--study", "S1", "--researcher", short, "--node", url),
         ("research", "extract", "--key", k["dr"], "--study", "NOPE", "--types", "Patient", "--out", str(root / "ex"), "--node", UNREACHABLE),
         ("devnet", "init", "--dir", str(root / "net")),
+        ("devnet", "stop", "--node", "7", "--dir", str(root / "net")), ("devnet", "stop", "--node", "0", "--dir", str(empty)),
+        ("demo-data", "--patients", "2", "--out", str(root / "demo-x"), "--load", "--devnet", str(empty)),
+        ("demo-data", "--patients", "2", "--out", str(root / "demo-y"), "--consent-to", "study:S"),
+        ("demo-data", "--patients", "2", "--out", str(root / "demo-z"), "--load", "--types", "Observaton", "--devnet", str(root / "net")),
+        ("sim", "--seeds", "x"), ("bench", "--txs", "1"), ("chaos", "--nodes", "0"),
+        ("fuzz", "--target", UNREACHABLE, "--cases", "1"),
     ]
 
 
@@ -185,7 +191,8 @@ def test_no_cli_command_ends_in_a_traceback_on_bad_input(net):
         refused(r)
         seen.add(" ".join(a for a in args[:2] if not a.startswith("-")))
     # every command group the tour uses was driven
-    for group in ("keys", "status", "identity", "tx", "block", "record", "consent", "audit", "patient", "institution", "study", "research"):
+    for group in ("keys", "status", "identity", "tx", "block", "record", "consent", "audit", "patient", "institution", "study",
+                  "research", "demo-data", "devnet", "node"):
         assert any(s.split()[0] == group for s in seen), group
 
 
