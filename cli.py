@@ -1455,6 +1455,8 @@ def _devnet_table(cluster: Any, supervisor: Any = None) -> Any:
         state = supervisor.describe(n.index) if supervisor is not None else ("up" if n.running else "down")
         if n.running and s is None:
             state = "starting"
+        elif not n.running and state == "up":
+            state = "down"  # exited since the supervisor's last look
         pid = str(n.process.pid) if n.running and n.process is not None else "-"
         exit_code = str(w.exit_code) if w is not None and w.exit_code is not None else "-"
         restarts = str(w.restarts) if w is not None else "-"
