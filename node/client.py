@@ -286,7 +286,15 @@ class HealthClient(Client):
             resource = parse_resource(resource_json)
         except FhirInvalid as exc:
             raise RecordError("invalid_fhir", str(exc)) from None
-        patient = parse_id(patient_id)
+        from nacl.bindings import crypto_core_ed25519_is_valid_point
+
+        try:
+            patient = parse_id(patient_id)
+        except ValueError as exc:
+            raise RecordError("bad_id", f"the patient id is not an identity id: {exc}") from None
+        if not crypto_core_ed25519_is_valid_point(patient):
+            # a mistyped id is (almost always) no curve point: wrapping a key for it would fail deep in libsodium
+            raise RecordError("bad_id", f"{patient_id[:16]}... is not a MedLedger identity id (not an Ed25519 public key)")
         custodian = parse_id(self.status()["node_id"])
         record_id = _os.urandom(32)
         ciphertext, wrapped = seal_record(resource_json, {"patient": patient, "custodian": custodian})

@@ -251,3 +251,13 @@ def test_parallel_cli_calls_with_one_key_all_commit(net):
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(one, range(4)))
     assert [r.returncode for r in results] == [0] * 4, [r.stderr for r in results]
+
+
+def test_client_library_refuses_a_patient_id_that_is_no_identity_with_a_record_error(net):
+    from node.client import RecordError
+
+    dr = load_key_file(net["keys"]["dr"])
+    with pytest.raises(RecordError) as err:
+        HealthClient(net["url"]).put_record(dr, one_char_changed(net["alice"]), b'{"resourceType": "Observation", '
+                                            b'"status": "final", "code": {"text": "x"}}')
+    assert err.value.code == "bad_id" and "not a MedLedger identity id" in err.value.message
