@@ -157,6 +157,8 @@ def advice(code: str) -> str:
 
 def explain(code: str, message: str = "") -> str:
     """One line: the code, the node's message (if it adds something) and the advice."""
-    said = message.strip().rstrip(".")
-    head = f"{code}: {said}." if said and said != code else f"{code}."
+    said = message.strip()
+    if said and said[-1] not in ".?!":
+        said += "."
+    head = f"{code}: {said}" if said and said.rstrip(".") != code else f"{code}."
     return f"{head} {advice(code)}"

@@ -59,4 +59,7 @@ def test_refusal_is_printed_with_what_to_do():
     line = explain("invalid_period", "the consent would already have expired")
     assert line.startswith("invalid_period: the consent would already have expired.")
     assert "--until" in line and "\n" not in line
+    assert explain("invalid_resource_type", "did you mean Observation?").startswith(
+        "invalid_resource_type: did you mean Observation? Use")
+    assert explain("busy", "busy") == f"busy. {ADVICE['busy']}"
     assert advice("bad_height") != FALLBACK and advice("release_refused:unknown_study") == ADVICE["release_refused"]
