@@ -17,7 +17,8 @@ from typing import Any, NoReturn
 
 import click
 
-from node.client import ApiError, Client, ClientError, HealthClient, outcome
+from node.advice import explain
+from node.client import ApiError, Client, ClientError, HealthClient
 from node.config import ConfigError, NodeHome, dump_toml
 from node.core.crypto import Identity
 from node.genesis import GenesisError
@@ -89,12 +90,68 @@ def run_client(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except ApiError as exc:
-        fail(f"{exc.code}: {exc.message}", EXIT_REFUSED)
+        fail(explain(exc.code, exc.message), EXIT_REFUSED)
     except ClientError as exc:
         fail(str(exc), EXIT_UNREACHABLE)
 
 
-@click.group(context_settings=CONTEXT)
+def identity_arg(text: str, option: str) -> bytes:
+    """An identity id given on the command line: 64 hex characters that are an Ed25519 public key
+    (a mistyped character almost always makes it no curve point at all)."""
+    from nacl.bindings import crypto_core_ed25519_is_valid_point
+
+    raw = _hex32(text)
+    if raw is None or not crypto_core_ed25519_is_valid_point(raw):
+        fail(f"{option}: {text[:80]!r} is not a MedLedger identity id (64 hex characters, as `medledger keys show KEY` "
+             "prints); check it for a mistyped character", EXIT_USAGE)
+    return raw
+
+
+def record_arg(text: str, option: str = "--record") -> bytes:
+    """A record id given on the command line (64 hex characters, printed by `record put`)."""
+    raw = _hex32(text)
+    if raw is None:
+        fail(f"{option}: {text[:80]!r} is not a record id (64 hex characters, as `medledger record put` prints and "
+             "`medledger record list` shows)", EXIT_USAGE)
+    return raw
+
+
+def tx_hash_arg(text: str, option: str) -> bytes:
+    """A transaction hash (or consent id) given on the command line."""
+    raw = _hex32(text)
+    if raw is None:
+        fail(f"{option}: {text[:80]!r} is not a transaction hash (64 hex characters)", EXIT_USAGE)
+    return raw
+
+
+def _hex32(text: str) -> bytes | None:
+    try:
+        raw = bytes.fromhex(text.strip())
+    except ValueError:
+        return None
+    return raw if len(raw) == 32 else None
+
+
+class MedLedgerGroup(click.Group):
+    """The root group: whatever a command did not foresee still ends as one line, never a
+    traceback (MEDLEDGER_DEBUG=1 shows it, for a bug report)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except ClientError as exc:
+            fail(str(exc), EXIT_UNREACHABLE)
+        except Exception as exc:  # our own bug: say so in one line
+            if os.environ.get("MEDLEDGER_DEBUG"):
+                raise
+            detail = " ".join(str(exc).split())[:200]
+            fail(f"unexpected {type(exc).__name__}: {detail} (a bug: please report it; MEDLEDGER_DEBUG=1 shows the traceback)",
+                 EXIT_REFUSED)
+
+
+@click.group(cls=MedLedgerGroup, context_settings=CONTEXT)
 @click.version_option(package_name="medledger", prog_name="medledger")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]), help="Log verbosity (to stderr).")
@@ -351,17 +408,7 @@ ROLES = ["patient", "practitioner", "researcher"]
 
 
 def submit_and_report(client: Client, ident: Identity, tx_type: str, body: dict[str, Any], *, wait: bool, timeout: float, as_json: bool) -> None:
-    def go() -> dict[str, Any]:
-        tx = client.make_tx(ident, tx_type, body)
-        try:
-            client.submit(tx)
-        except ApiError as exc:
-            return {"tx_hash": exc.body.get("hash", tx.hash_hex), "status": exc.code, "message": exc.message, "height": None}
-        if not wait:
-            return outcome(tx.hash_hex, {"status": "pending"})
-        return outcome(tx.hash_hex, client.wait(tx.hash_hex, timeout))
-
-    result = run_client(go)
+    result = run_client(lambda: client.send(ident, tx_type, body, wait=wait, timeout=timeout))
     st = result["status"]
     if st == "committed":
         emit(as_json, result, f"committed at height {result['height']} (tx {result['tx_hash']})")
@@ -372,12 +419,9 @@ def submit_and_report(client: Client, ident: Identity, tx_type: str, body: dict[
     else:
         if as_json:
             emit(True, result, "")
-        message = result.get("message") or f"the ledger refused it (tx {result['tx_hash']}"
-        if result.get("height"):
-            message += f", recorded at height {result['height']})"
-        elif not result.get("message"):
-            message += ")"
-        fail(f"{st}: {message}", EXIT_REFUSED) if not as_json else sys.exit(EXIT_REFUSED)
+        message = result.get("message") or (f"the ledger refused it (tx {result['tx_hash']}, recorded at height "
+                                            f"{result['height']})" if result.get("height") else f"tx {result['tx_hash']}")
+        fail(explain(str(st), message), EXIT_REFUSED) if not as_json else sys.exit(EXIT_REFUSED)
 
 
 @identity.command("register", context_settings=CONTEXT)
@@ -436,6 +480,7 @@ def tx_show(tx_hash: str, proof: bool, node_url: str, as_json: bool) -> None:
     Example:
       medledger tx show <tx hash> --proof --node http://127.0.0.1:8700
     """
+    tx_hash_arg(tx_hash, "TX_HASH")
     client = Client(node_url)
     s = run_client(lambda: client.tx(tx_hash))
     if proof and s.get("status") == "committed":
@@ -500,6 +545,38 @@ def _split(text: str | None) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
+def check_types(text: str, option: str, *, allow_any: bool) -> None:
+    """Refuse a resource type that is not a FHIR R4 name before anything is signed, with the
+    closest name (the ledger refuses it too, but a typo should not cost a round trip)."""
+    from node.app.fhir_types import is_resource_type, unknown_type_message
+
+    for name in _split(text):
+        if not (allow_any and name == "*") and not is_resource_type(name):
+            fail(f"{option}: {unknown_type_message(name)}", EXIT_USAGE)
+
+
+def _day(ms: Any) -> str:
+    import datetime as _dt
+
+    if not isinstance(ms, int):
+        return "?"
+    return _dt.datetime.fromtimestamp(ms / 1000, tz=_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def consent_lines(c: dict[str, Any]) -> str:
+    """A consent as a user checks it: who, what (types, excluded types, records), why and until when."""
+    scope = []
+    if c.get("resource_types"):
+        scope.append("types " + ",".join(c["resource_types"]))
+    if c.get("deny_types"):
+        scope.append("except " + ",".join(c["deny_types"]))
+    if c.get("record_ids"):
+        scope.append("records " + ",".join(str(r)[:12] + "..." for r in c["record_ids"]))
+    return (f"{c.get('id')}  {c.get('status', ''):<8} to {c.get('grantee_kind')}:{str(c.get('grantee'))[:16]}\n"
+            f"    scope {'; '.join(scope) or '-'}\n"
+            f"    purposes {','.join(c.get('purposes', []))}   valid {_day(c.get('valid_from'))} to {_day(c.get('valid_until'))}")
+
+
 def _report_tx(result: dict[str, Any], as_json: bool, ok_text: str, *, refuse_on: tuple[str, ...] = ()) -> None:
     st = result.get("status")
     if st == "committed" and st not in refuse_on:
@@ -508,20 +585,20 @@ def _report_tx(result: dict[str, Any], as_json: bool, ok_text: str, *, refuse_on
     if as_json:
         emit(True, result, "")
         sys.exit(EXIT_REFUSED)
-    reason = result.get("message") or (result.get("decision") or {}).get("rule") or st
-    fail(f"{st}: {reason}" if reason != st else f"{st} (tx {result.get('tx_hash')})", EXIT_REFUSED)
+    rule = (result.get("decision") or {}).get("rule")
+    if st == "denied" and rule:
+        fail(f"denied: {explain(rule)}", EXIT_REFUSED)
+    message = result.get("message") or (f"the ledger refused it (tx {result.get('tx_hash')}, height {result['height']})"
+                                        if result.get("height") else f"tx {result.get('tx_hash')}")
+    fail(explain(str(st), message), EXIT_REFUSED)
 
 
 def _transact(node_url: str, ident: Identity, tx_type: str, body: dict[str, Any], for_patient: str | None = None) -> dict[str, Any]:
     """Sign, submit and wait for one healthcare transaction (on a patient's behalf with --for)."""
     from node.client import HealthClient
-    from node.core.crypto import parse_id
 
     if for_patient:
-        try:
-            body["on_behalf_of"] = parse_id(for_patient)
-        except ValueError as exc:
-            fail(f"--for: {exc}", EXIT_USAGE)
+        body["on_behalf_of"] = identity_arg(for_patient, "--for")
     return run_client(lambda: HealthClient(node_url).transact(ident, tx_type, body))
 
 
@@ -553,14 +630,17 @@ def record_put(key_file: str, patient: str, resource_file: str, node_url: str, p
     """
     from node.client import HealthClient, RecordError
 
+    identity_arg(patient, "--patient")
     author = load_identity(key_file, passphrase_env)
-    data = Path(resource_file).read_bytes()
+    try:
+        data = Path(resource_file).read_bytes()
+    except OSError as exc:
+        fail(f"--file: cannot read {resource_file}: {exc.strerror or exc}", EXIT_USAGE)
     try:
         result = run_client(lambda: HealthClient(node_url).put_record(author, patient, data))
     except RecordError as exc:
-        fail(exc.message if exc.code == "invalid_fhir" else str(exc), EXIT_USAGE if exc.code == "invalid_fhir" else EXIT_REFUSED)
-    except ValueError as exc:
-        fail(str(exc), EXIT_USAGE)
+        fail(f"--file: {exc.message} (a FHIR R4 resource as JSON; see docs/examples/)" if exc.code == "invalid_fhir"
+             else explain(exc.code, exc.message), EXIT_USAGE if exc.code == "invalid_fhir" else EXIT_REFUSED)
     _report_tx(result, as_json, result.get("record_id", ""))
 
 
@@ -586,6 +666,7 @@ def record_get(key_file: str, record_id: str, purpose: str, reason: str, out_fil
     """
     from node.client import HealthClient, RecordError
 
+    record_arg(record_id)
     reader = load_identity(key_file, passphrase_env)
     client = HealthClient(node_url)
     result = run_client(lambda: client.request_access(reader, record_id, purpose, reason))
@@ -594,12 +675,13 @@ def record_get(key_file: str, record_id: str, purpose: str, reason: str, out_fil
         if as_json:
             emit(True, result, "")
             sys.exit(EXIT_REFUSED)
-        why = decision.get("rule") or result.get("message") or result.get("status")
-        fail(f"access denied: {why}" if result.get("status") == "denied" else f"{result.get('status')}: {why}", EXIT_REFUSED)
+        if result.get("status") == "denied" and decision.get("rule"):
+            fail(f"access denied: {explain(decision['rule'])}", EXIT_REFUSED)
+        fail(explain(str(result.get("status")), str(result.get("message") or "")), EXIT_REFUSED)
     try:
         plaintext = run_client(lambda: client.fetch_record(reader, record_id))
     except RecordError as exc:
-        fail(str(exc), EXIT_REFUSED)
+        fail(explain(exc.code, exc.message), EXIT_REFUSED)
     try:
         fd = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     except OSError as exc:
@@ -623,6 +705,8 @@ def record_list(key_file: str, patient: str | None, node_url: str, passphrase_en
     Example:
       medledger record list --key alice.key --node http://127.0.0.1:8700
     """
+    if patient:
+        identity_arg(patient, "--patient")
     reader = load_identity(key_file, passphrase_env)
     pid = patient or reader.id
     doc = run_client(lambda: HealthClient(node_url).patient_records(reader, pid))
@@ -647,10 +731,8 @@ def record_erase(key_file: str, record_id: str, for_patient: str | None, node_ur
     Example:
       medledger record erase --key alice.key --record <record id>
     """
-    from node.core.crypto import parse_id
-
+    body: dict[str, Any] = {"record": record_arg(record_id)}
     ident = load_identity(key_file, passphrase_env)
-    body: dict[str, Any] = {"record": parse_id(record_id)}
     result = _transact(node_url, ident, "record.erase", body, for_patient)
     _report_tx(result, as_json, f"record {record_id} erased (tx {result.get('tx_hash')})")
 
@@ -684,18 +766,16 @@ def consent_grant(key_file: str, grantee: str, types: str, records: str, deny_ty
       medledger consent grant --key alice.key --to study:DIAB-2027 --types Patient,Observation --purpose research --until 2028-01-01
     """
     from node.client import HealthClient
-    from node.core.crypto import parse_id
 
+    check_types(types, "--types", allow_any=True)
+    check_types(deny_types, "--deny-types", allow_any=False)
+    body: dict[str, Any] = {"purposes": _split(purposes), "valid_until": _date_ms(until, "--until", end_of_day=True)}
     ident = load_identity(key_file, passphrase_env)
     client = HealthClient(node_url)
-    body: dict[str, Any] = {"purposes": _split(purposes), "valid_until": _date_ms(until, "--until", end_of_day=True)}
     if grantee.startswith("study:"):
         body["grantee_kind"], body["grantee"] = "study", grantee[len("study:"):]
     else:
-        try:
-            gid = parse_id(grantee.split(":", 1)[-1])
-        except ValueError as exc:
-            fail(f"--to: {exc}", EXIT_USAGE)
+        gid = identity_arg(grantee.split(":", 1)[-1], "--to")
         kind = grantee.split(":", 1)[0] if ":" in grantee else None
         if kind is None:
             found = run_client(lambda: client.get(f"/v1/identities/{gid.hex()}"))
@@ -706,13 +786,13 @@ def consent_grant(key_file: str, grantee: str, types: str, records: str, deny_ty
     if _split(types):
         body["resource_types"] = _split(types)
     if _split(records):
-        body["record_ids"] = [parse_id(r) for r in _split(records)]
+        body["record_ids"] = [record_arg(r, "--records") for r in _split(records)]
     if _split(deny_types):
         body["deny_types"] = _split(deny_types)
     if from_date:
         body["valid_from"] = _date_ms(from_date, "--from")
     if for_patient:
-        body["on_behalf_of"] = parse_id(for_patient)
+        body["on_behalf_of"] = identity_arg(for_patient, "--for")
     result = run_client(lambda: client.transact(ident, "consent.grant", body))
     result["consent_id"] = result.get("tx_hash")
     _report_tx(result, as_json, str(result["consent_id"]))
@@ -733,10 +813,8 @@ def consent_revoke(key_file: str, consent_id: str, for_patient: str | None, node
       medledger consent revoke --key alice.key --consent <consent id>
     """
 
+    body: dict[str, Any] = {"consent": tx_hash_arg(consent_id, "--consent")}
     ident = load_identity(key_file, passphrase_env)
-    body: dict[str, Any] = {"consent": bytes.fromhex(consent_id) if len(consent_id) == 64 else b""}
-    if len(body["consent"]) != 32:
-        fail("--consent must be a 64-hex-character consent id", EXIT_USAGE)
     result = _transact(node_url, ident, "consent.revoke", body, for_patient)
     _report_tx(result, as_json, f"consent {consent_id} revoked")
 
@@ -756,15 +834,15 @@ def consent_list(key_file: str, patient: str | None, as_fhir: bool, node_url: st
       medledger consent list --key alice.key
       medledger consent list --key guardian.key --patient <patient id> --fhir
     """
+    if patient:
+        identity_arg(patient, "--patient")
     reader = load_identity(key_file, passphrase_env)
     pid = patient or reader.id
     doc = run_client(lambda: HealthClient(node_url).consents(reader, pid, fhir=as_fhir))
     if as_fhir:
         emit(True, doc, "")
         return
-    emit(as_json, doc, lambda: "\n".join(
-        f"{c.get('id')}  {c.get('status', ''):<8} to {c.get('grantee_kind')}:{str(c.get('grantee'))[:16]} purposes {','.join(c.get('purposes', []))}"
-        for c in doc["consents"]) or "no consents")
+    emit(as_json, doc, lambda: "\n".join(consent_lines(c) for c in doc["consents"]) or "no consents")
 
 
 @main.group(context_settings=CONTEXT, invoke_without_command=True)
@@ -790,6 +868,8 @@ def audit(ctx: click.Context, key_file: str | None, patient: str | None, as_fhir
         return
     if not key_file:
         fail("give --key: reads of a patient's audit trail are signed with the reader's key", EXIT_USAGE)
+    if patient:
+        identity_arg(patient, "--patient")
     reader = load_identity(key_file, passphrase_env)
     pid = patient or reader.id
     doc = run_client(lambda: HealthClient(node_url).audit(reader, pid, fhir=as_fhir))
@@ -830,6 +910,7 @@ def audit_disclosures(key_file: str, since: str, until: str | None, as_fhir: boo
     since_ms = _date_ms(since, '--since')
     until_ms = _date_ms(until, '--until', end_of_day=True) if until else None
     inst = load_identity(key_file, passphrase_env)
+    require_institution_key(HealthClient(node_url), inst, key_file)
     if as_fhir:
         emit(True, run_client(lambda: HealthClient(node_url).disclosures(inst, since_ms=since_ms, until_ms=until_ms, fhir=True)), "")
         return
@@ -837,6 +918,24 @@ def audit_disclosures(key_file: str, since: str, until: str | None, as_fhir: boo
     emit(as_json, doc, lambda: "\n".join(
         f"h{d.get('height', '?'):<6} {d.get('event', ''):<18} patient {str(d.get('patient', ''))[:16]} purpose {d.get('purpose', '')}"
         for d in doc["disclosures"]) or "no disclosures in that period")
+
+
+def require_institution_key(client: HealthClient, ident: Identity, key_file: str) -> None:
+    """An accounting of disclosures is an institution's: any other key would read an empty list
+    and believe nothing was disclosed."""
+    try:
+        found = client.get(f"/v1/identities/{ident.id}", signer=ident)
+    except ApiError as exc:
+        if exc.code not in ("unknown_identity", "not_found"):
+            fail(explain(exc.code, exc.message), EXIT_REFUSED)
+        found = {}
+    except ClientError as exc:
+        fail(str(exc), EXIT_UNREACHABLE)
+    role = found.get("role") if isinstance(found, dict) else None
+    if role != "institution":
+        what = f"a {role}'s key" if role else "not a registered identity"
+        fail(f"--key: {key_file} is {what}, not an institution's: disclosures are accounted per institution; use the "
+             "institution's key (e.g. devnet/node0/institution.key)", EXIT_USAGE)
 
 
 @audit.command("verify", context_settings=CONTEXT)
@@ -859,6 +958,7 @@ def audit_verify(tx_hash: str, node_url: str, as_json: bool) -> None:
     from node.core.crypto import Ed25519Verifier
     from node.core.merkle import verify_inclusion
 
+    tx_hash_arg(tx_hash, "--tx")
     client = Client(node_url)
     proof = run_client(lambda: client.tx_proof(tx_hash))
     block = run_client(lambda: client.block(proof["height"]))
@@ -907,12 +1007,10 @@ def patient_guardian(key_file: str, guardian_id: str | None, clear: bool, node_u
     Example:
       medledger patient guardian --key minor.key --guardian <parent id>
     """
-    from node.core.crypto import parse_id
-
     if clear == bool(guardian_id):
         fail("give either --guardian ID or --clear", EXIT_USAGE)
+    body: dict[str, Any] = {"guardian": None if clear else identity_arg(str(guardian_id), "--guardian")}
     ident = load_identity(key_file, passphrase_env)
-    body: dict[str, Any] = {"guardian": None if clear else parse_id(str(guardian_id))}
     result = _transact(node_url, ident, "patient.set_guardian", body)
     _report_tx(result, as_json, "guardian cleared" if clear else f"guardian set to {guardian_id}")
 
@@ -973,13 +1071,8 @@ def audit_review(key_file: str, access_tx: str, outcome: str, note: str, node_ur
       medledger audit review --key devnet/node0/institution.key --access <tx hash> --outcome justified
     """
 
+    access = tx_hash_arg(access_tx, "--access")
     inst = load_identity(key_file, passphrase_env)
-    try:
-        access = bytes.fromhex(access_tx)
-    except ValueError:
-        access = b""
-    if len(access) != 32:
-        fail("--access must be a 64-hex-character transaction hash", EXIT_USAGE)
     body: dict[str, Any] = {"access": access, "outcome": outcome}
     if note:
         body["note"] = note
@@ -1007,13 +1100,9 @@ def institution_admit(key_file: str, candidate: str, name: str, node_url: str, p
       medledger institution admit --key devnet/node0/institution.key --institution <id> --name "St Mary"
     """
     from node.client import HealthClient
-    from node.core.crypto import parse_id
 
+    cid = identity_arg(candidate, "--institution")
     ident = load_identity(key_file, passphrase_env)
-    try:
-        cid = parse_id(candidate)
-    except ValueError as exc:
-        fail(f"--institution: {exc}", EXIT_USAGE)
     client = HealthClient(node_url)
     result = run_client(lambda: client.transact(ident, "governance.admit_institution", {"institution": cid, "name": name}))
     if result.get("status") == "committed":
@@ -1029,27 +1118,76 @@ def institution_admit(key_file: str, candidate: str, name: str, node_url: str, p
 @main.command("demo-data", context_settings=CONTEXT)
 @click.option("--patients", default=40, show_default=True, type=click.IntRange(1, 100_000), help="How many synthetic patients.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory to create (must be empty).")
-@click.option("--institutions", default=3, show_default=True, type=click.IntRange(1, 50), help="Spread patients over this many institutions.")
+@click.option("--institutions", default=None, type=click.IntRange(1, 50),
+              help="Spread patients over this many institutions (default 3; with --load, every node of the devnet).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same data.")
+@click.option("--load", is_flag=True, help="Also put the data on the devnet (--devnet): register the people, write the records.")
+@click.option("--devnet", "devnet_dir", default="devnet", show_default=True, type=click.Path(file_okay=False),
+              help="With --load: the devnet's node homes (site institution-<n> is written at node<n>).")
+@click.option("--types", default="", help="With --load: only these resource types (comma-separated; default all).")
+@click.option("--consent-to", "consent_to", default=None, metavar="study:ID",
+              help="With --load: every patient consents to this study (purpose research) for the loaded types.")
+@click.option("--until", "until", default="2099-12-31", show_default=True, help="With --consent-to: last day of the consents.")
 @json_option
-def demo_data(patients: int, out_dir: str, institutions: int, seed: int, as_json: bool) -> None:
+def demo_data(patients: int, out_dir: str, institutions: int | None, seed: int, load: bool, devnet_dir: str, types: str,
+              consent_to: str | None, until: str, as_json: bool) -> None:
     """Generate realistic synthetic FHIR R4 data (every kind of identifier included) for demos and tests.
 
-    Writes DIR/institution-<n>/<Type>-<id>.json and DIR/persons.json (who is who across sites).
-    Nothing here is about a real person.
+    Writes DIR/institution-<n>/<Type>-<id>.json (site n is the devnet's node<n>) and
+    DIR/persons.json (who is who across sites). Nothing here is about a real person.
+
+    With --load it then puts the data on a running devnet, as the sites would: a practitioner
+    per site (key DIR/keys/practitioner-<n>.key, attested by devnet/node<n>/institution.key), a
+    patient identity per person (key DIR/keys/person-<nnnn>.key), each site's records encrypted
+    and written at its node, and with --consent-to each patient's consent to a study.
 
     \b
-    Example:
+    Examples:
       medledger demo-data --patients 40 --out ./demo --seed 7
+      medledger demo-data --patients 40 --out ./demo --load --types Patient,Observation,Condition \\
+          --consent-to study:DIAB-2027 --until 2027-12-31
     """
     from node.research.synthetic import write_demo
 
+    if (consent_to or types) and not load:
+        fail("--types and --consent-to go with --load", EXIT_USAGE)
+    if consent_to is not None and not consent_to.startswith("study:"):
+        fail(f"--consent-to: give study:ID (e.g. study:DIAB-2027), not {consent_to!r}", EXIT_USAGE)
+    check_types(types, "--types", allow_any=False)
+    until_ms = _date_ms(until, "--until", end_of_day=True)
+    if institutions is None:
+        institutions = 3
+        if load:
+            from node.cluster import Cluster, ClusterError
+
+            try:
+                institutions = len(Cluster.open(Path(devnet_dir)).nodes)
+            except ClusterError as exc:
+                fail(f"--devnet: {exc} (start one with `medledger devnet up`)", EXIT_USAGE)
     try:
         paths = write_demo(Path(out_dir), patients, seed, institutions=institutions)
     except (FileExistsError, ValueError, OSError) as exc:
         fail(str(exc), EXIT_USAGE)
-    emit(as_json, {"out": out_dir, "files": len(paths), "patients": patients, "institutions": institutions, "seed": seed},
-         f"wrote {len(paths)} files for {patients} patients at {institutions} institutions to {out_dir}")
+    result: dict[str, Any] = {"out": out_dir, "files": len(paths), "patients": patients, "institutions": institutions, "seed": seed}
+    text = f"wrote {len(paths)} files for {patients} patients at {institutions} institutions to {out_dir}"
+    if load:
+        from node.demo_load import DemoLoadError, load_demo
+        from node.client import RecordError
+
+        say = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
+        say(text)
+        try:
+            report = run_client(lambda: load_demo(Path(out_dir), Path(devnet_dir), types=_split(types) or None,
+                                                  consent_study=consent_to[len("study:"):] if consent_to else None,
+                                                  consent_until_ms=until_ms, progress=say))
+        except DemoLoadError as exc:
+            fail(str(exc), EXIT_REFUSED)
+        except RecordError as exc:
+            fail(explain(exc.code, exc.message), EXIT_REFUSED)
+        result["loaded"] = report.to_dict()
+        text = (f"loaded {report.records} records of {report.patients} patients on {devnet_dir}"
+                + (f"; {report.consents} consents to {consent_to}" if report.consents else "") + f"; keys in {report.keys_dir}")
+    emit(as_json, result, text)
 
 
 @main.group(context_settings=CONTEXT)
@@ -1095,13 +1233,8 @@ def study_add_researcher(key_file: str, study_id: str, researcher: str, node_url
     Example:
       medledger study add-researcher --key devnet/node0/institution.key --study DIAB-2027 --researcher <id>
     """
-    from node.core.crypto import parse_id
-
+    rid = identity_arg(researcher, "--researcher")
     inst = load_identity(key_file, passphrase_env)
-    try:
-        rid = parse_id(researcher)
-    except ValueError as exc:
-        fail(f"--researcher: {exc}", EXIT_USAGE)
     result = _transact(node_url, inst, "study.add_researcher", {"study": study_id, "researcher": rid})
     _report_tx(result, as_json, f"researcher added to {study_id} (tx {result.get('tx_hash')})")
 
@@ -1201,20 +1334,29 @@ def devnet_init(nodes: int, directory: str, base_port: int, chain_id: str, tls: 
 @click.option("--base-port", default=8700, show_default=True, type=click.IntRange(1024, 65000), help="API port of node0, when initialising.")
 @click.option("--duration", default=0.0, help="Stop after this many seconds (0: run until Ctrl-C).")
 @click.option("--tls", is_flag=True, help="When initialising: a local CA and https/TLS for every node (as devnet init --tls).")
-def devnet_up(nodes: int, directory: str, base_port: int, duration: float, tls: bool) -> None:
+@click.option("--restart/--no-restart", "restart", default=True, show_default=True,
+              help="Start a node that exited again after a back-off (or leave it down; the others keep running either way).")
+@click.option("--restart-delay", default=2.0, show_default=True, type=click.FloatRange(0.1, 600),
+              help="First back-off before a restart, in seconds; it doubles with each exit in a row, up to 30 s.")
+def devnet_up(nodes: int, directory: str, base_port: int, duration: float, tls: bool, restart: bool, restart_delay: float) -> None:
     """Start a local network (initialising it if needed) and show a live status table.
 
-    Each node runs as a child process logging to DIR/node<i>/node.log. Ctrl-C stops them all.
+    Each node runs as a child process logging to DIR/node<i>/node.log, its pid in
+    DIR/node<i>/node.pid. When a node exits (a crash, a kill, or a clean stop) the others keep
+    running and committing; the table shows it down with its exit code, and it is started again
+    after a back-off (--no-restart leaves it down). Ctrl-C stops them all.
 
     \b
-    Example:
+    Examples:
       medledger devnet up
       medledger devnet up --nodes 4 --dir ./devnet
+      medledger devnet stop --node 2          # in another terminal: node2 goes down, the rest goes on
+      medledger devnet up --no-restart        # a node that exits stays down
     """
     import signal as _signal
     import time as _time
 
-    from node.cluster import Cluster, ClusterError
+    from node.cluster import Cluster, ClusterError, Supervisor
 
     root = Path(directory)
     try:
@@ -1239,6 +1381,7 @@ def devnet_up(nodes: int, directory: str, base_port: int, duration: float, tls: 
             cluster.wait_ready(timeout=30)
         except ClusterError as exc:
             fail(str(exc), EXIT_REFUSED)
+        supervisor = Supervisor(cluster, restart=restart, backoff_s=restart_delay)
         for n in cluster.nodes:
             click.echo(f"node{n.index}: {n.api_url}  (log {n.home / 'node.log'}, key {n.home / 'institution.key'})", err=True)
         click.echo(f"dashboard: {cluster.nodes[0].api_url}/ui/", err=True)
@@ -1248,23 +1391,21 @@ def devnet_up(nodes: int, directory: str, base_port: int, duration: float, tls: 
         from rich.live import Live
 
         console = Console(stderr=False)
-        live = Live(_devnet_table(cluster), console=console, refresh_per_second=2, transient=False) if console.is_terminal else None
+        live = Live(_devnet_table(cluster, supervisor), console=console, refresh_per_second=2, transient=False) if console.is_terminal else None
         last_line = 0.0
         try:
             if live:
                 live.start()
             while not stopping["now"] and (deadline is None or _time.monotonic() < deadline):
+                for event in supervisor.poll():
+                    (live.console.print if live else lambda m: click.echo(m, err=True))(event)
                 if live:
-                    live.update(_devnet_table(cluster))
+                    live.update(_devnet_table(cluster, supervisor))
                 elif _time.monotonic() - last_line >= 5:
                     last_line = _time.monotonic()
-                    click.echo("  ".join(f"node{n.index}: h={h}" for n, h in zip(cluster.nodes, cluster.heights(), strict=True)))
-                crashed = [n for n in cluster.nodes if n.process is not None and n.process.poll() is not None]
-                if crashed:
-                    for n in crashed:
-                        click.echo(f"error: node{n.index} exited unexpectedly; see {n.home / 'node.log'}", err=True)
-                    break
-                _time.sleep(0.5)
+                    click.echo("  ".join(f"node{n.index}: " + (f"h={h}" if h is not None else supervisor.describe(n.index))
+                                         for n, h in zip(cluster.nodes, cluster.heights(), strict=True)))
+                _time.sleep(0.5)  # the refresh period of the table, not a synchronisation
         finally:
             if live:
                 live.stop()
@@ -1272,20 +1413,59 @@ def devnet_up(nodes: int, directory: str, base_port: int, duration: float, tls: 
     click.echo("stopped", err=True)
 
 
-def _devnet_table(cluster: Any) -> Any:
+@devnet.command("stop", context_settings=CONTEXT)
+@click.option("--node", "index", required=True, type=click.IntRange(0, 30), help="Which node (node<N>) to stop.")
+@click.option("--dir", "directory", default="devnet", show_default=True, type=click.Path(file_okay=False), help="The devnet's node homes.")
+@click.option("--kill", "hard", is_flag=True, help="SIGKILL (a crash) instead of SIGTERM (a clean stop).")
+def devnet_stop(index: int, directory: str, hard: bool) -> None:
+    """Stop one node of a running `devnet up` (it restarts it after its back-off, unless --no-restart).
+
+    \b
+    Examples:
+      medledger devnet stop --node 2
+      medledger devnet stop --node 2 --kill
+    """
+    import signal as _signal
+
+    from node.cluster import running_pid
+
+    home = Path(directory) / f"node{index}"
+    if not (home / "config.toml").exists():
+        fail(f"--node: {home} is not a node home (see `medledger devnet init`)", EXIT_USAGE)
+    pid = running_pid(home)
+    if pid is None:
+        fail(f"node{index} is not running (no live process in {home / 'node.pid'})", EXIT_REFUSED)
+    try:
+        os.kill(pid, _signal.SIGKILL if hard else _signal.SIGTERM)
+    except OSError as exc:
+        fail(f"cannot signal node{index} (pid {pid}): {exc.strerror}", EXIT_REFUSED)
+    click.echo(f"sent {'SIGKILL' if hard else 'SIGTERM'} to node{index} (pid {pid})")
+
+
+def _devnet_table(cluster: Any, supervisor: Any = None) -> Any:
     from rich.table import Table
 
     table = Table(title="MedLedger devnet", expand=False)
-    for col in ("node", "API port", "height", "view", "peers", "mempool", "sync", "state root"):
+    for col in ("node", "API port", "state", "pid", "exit", "restarts", "height", "view", "peers", "mempool", "sync", "state root"):
         table.add_column(col)
     for n in cluster.nodes:
         s = n.status(timeout=0.5) if n.running else None
         port = n.api_url.rsplit(":", 1)[-1]
+        w = supervisor.watch[n.index] if supervisor is not None else None
+        state = supervisor.describe(n.index) if supervisor is not None else ("up" if n.running else "down")
+        if n.running and s is None:
+            state = "starting"
+        elif not n.running and state == "up":
+            state = "down"  # exited since the supervisor's last look
+        pid = str(n.process.pid) if n.running and n.process is not None else "-"
+        exit_code = str(w.exit_code) if w is not None and w.exit_code is not None else "-"
+        restarts = str(w.restarts) if w is not None else "-"
         if s is None:
-            table.add_row(f"node{n.index}", port, "-", "-", "-", "-", "-", "down" if not n.running else "starting")
+            table.add_row(f"node{n.index}", port, state, pid, exit_code, restarts, "-", "-", "-", "-", "-", "-")
         else:
-            table.add_row(f"node{n.index}", port, str(s["height"]), str(s.get("view", 0)), str(len(s.get("peers", []))),
-                          str(s["mempool_size"]), "yes" if s.get("syncing") else "no", s["state_root"][:12] + "...")
+            table.add_row(f"node{n.index}", port, state, pid, exit_code, restarts, str(s["height"]), str(s.get("view", 0)),
+                          str(len(s.get("peers", []))), str(s["mempool_size"]), "yes" if s.get("syncing") else "no",
+                          s["state_root"][:12] + "...")
     return table
 
 

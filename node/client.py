@@ -37,6 +37,9 @@ from .core.encoding import canonical
 from .tx import Transaction
 
 
+NONCE_RETRIES = 5
+
+
 class ClientError(Exception):
     """Base of the client's errors."""
 
@@ -166,6 +169,30 @@ class Client:
             if status.get("status") == "committed" or time.monotonic() >= deadline:
                 return status
 
+    def send(self, identity: Identity, tx_type: str, body: dict[str, Any], *, wait: bool = True,
+             timeout: float = 30.0) -> dict[str, Any]:
+        """Sign, submit and (with `wait`) wait for the commit; a refusal becomes {"status": code,
+        "message"}. The ledger takes a sender's transactions only in rising nonce order, so two
+        processes using one key at once (each picking its own nonce) may see one of theirs
+        refused or committed as `nonce_replayed`: such a transaction had no effect, so it is
+        signed again with a fresh nonce, up to NONCE_RETRIES times."""
+        for attempt in range(NONCE_RETRIES + 1):
+            tx = self.make_tx(identity, tx_type, body)
+            try:
+                self.submit(tx)
+            except ApiError as exc:
+                if exc.code == "nonce_replayed" and attempt < NONCE_RETRIES:
+                    continue
+                return {"tx_hash": exc.body.get("hash", tx.hash_hex), "status": exc.code, "result": exc.code,
+                        "message": exc.message, "height": None}
+            if not wait:
+                return outcome(tx.hash_hex, {"status": "pending"})
+            result = outcome(tx.hash_hex, self.wait(tx.hash_hex, timeout))
+            if result["status"] == "nonce_replayed" and attempt < NONCE_RETRIES:
+                continue
+            return result
+        raise AssertionError("unreachable")  # the last attempt always returns
+
     def submit_and_wait(self, identity: Identity, tx_type: str, body: dict[str, Any], *, timeout: float = 30.0) -> dict[str, Any]:
         """Sign, submit and wait for the commit: {"tx_hash", "status", "height", "result"}."""
         tx = self.make_tx(identity, tx_type, body)
@@ -229,14 +256,9 @@ class HealthClient(Client):
         return self.get(f"/v1/institutions/{institution.id}/breakglass", signer=institution)
 
     def transact(self, identity: Identity, tx_type: str, body: dict[str, Any], *, timeout: float = 30.0) -> dict[str, Any]:
-        """Sign, submit and wait; a refusal at admission becomes {"status": code, "message"}."""
-        tx = self.make_tx(identity, tx_type, body)
-        try:
-            self.submit(tx)
-        except ApiError as exc:
-            return {"tx_hash": exc.body.get("hash", tx.hash_hex), "status": exc.code, "result": exc.code,
-                    "message": exc.message, "height": None}
-        return outcome(tx.hash_hex, self.wait(tx.hash_hex, timeout))
+        """Sign, submit and wait; a refusal at admission becomes {"status": code, "message"}
+        (a nonce taken by a parallel use of the same key is retried, see `send`)."""
+        return self.send(identity, tx_type, body, timeout=timeout)
 
     # identities
     def register(self, identity: Identity, role: str, *, institution: Identity | None = None, label: str = "") -> dict[str, Any]:
@@ -264,7 +286,15 @@ class HealthClient(Client):
             resource = parse_resource(resource_json)
         except FhirInvalid as exc:
             raise RecordError("invalid_fhir", str(exc)) from None
-        patient = parse_id(patient_id)
+        from nacl.bindings import crypto_core_ed25519_is_valid_point
+
+        try:
+            patient = parse_id(patient_id)
+        except ValueError as exc:
+            raise RecordError("bad_id", f"the patient id is not an identity id: {exc}") from None
+        if not crypto_core_ed25519_is_valid_point(patient):
+            # a mistyped id is (almost always) no curve point: wrapping a key for it would fail deep in libsodium
+            raise RecordError("bad_id", f"{patient_id[:16]}... is not a MedLedger identity id (not an Ed25519 public key)")
         custodian = parse_id(self.status()["node_id"])
         record_id = _os.urandom(32)
         ciphertext, wrapped = seal_record(resource_json, {"patient": patient, "custodian": custodian})

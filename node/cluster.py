@@ -6,6 +6,11 @@ integration tests and the benchmarks.
 (SIGTERM), pause (SIGSTOP), resume (SIGCONT) and restart nodes, wait for heights with a
 deadline, and check that every node holds the same blocks and state roots. With `tls=True` the
 nodes serve https and link over TLS under a local CA (`root/ca.pem`, see node/tls.py).
+
+Each running node's process id is in `root/node<i>/node.pid` (so an operator can stop one by
+hand, or with `medledger devnet stop --node i`). `Supervisor` is what keeps `devnet up` going
+when a node exits: it reports the exit and restarts the node after a growing back-off, while
+the other nodes run on.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +88,29 @@ class ClusterNode:
             return http_json(self.api_url + "/v1/status", timeout, self.ssl_context)
         except (urllib.error.URLError, OSError, ValueError):
             return None
+
+
+PID_FILE = "node.pid"
+
+
+def _remove_pid_file(home: Path) -> None:
+    try:
+        (home / PID_FILE).unlink()
+    except OSError:
+        pass
+
+
+def running_pid(home: Path) -> int | None:
+    """The pid of the node process running in `home` (from its pid file), if it is still that
+    node: a stale file whose pid now belongs to another program is ignored."""
+    try:
+        pid = int((home / PID_FILE).read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    if b"node" in cmdline and b"run" in cmdline and str(home.resolve()).encode() in cmdline:
+        return pid
+    return None
 
 
 class Cluster:
@@ -155,6 +184,10 @@ class Cluster:
                 stdout=node.log_file, stderr=subprocess.STDOUT, env=env, cwd=str(Path(__file__).resolve().parent.parent),
                 start_new_session=True,
             )
+            try:
+                (node.home / PID_FILE).write_text(f"{node.process.pid}\n")
+            except OSError:
+                pass  # the pid file is a convenience for operators, not needed to run
 
     def wait_ready(self, timeout: float = 30.0, i: int | None = None) -> None:
         deadline = time.monotonic() + timeout
@@ -209,7 +242,16 @@ class Cluster:
             node.log_file.close()
             node.log_file = None
         node.process = None
+        _remove_pid_file(node.home)
         return code
+
+    def exited(self) -> list[tuple[int, int]]:
+        """Nodes whose process ended on its own since the last look: [(index, exit code)], reaped."""
+        out = []
+        for node in self.nodes:
+            if node.process is not None and node.process.poll() is not None:
+                out.append((node.index, self._reap(node.index, 1)))
+        return out
 
     def stop_all(self) -> None:
         for node in self.nodes:
@@ -276,3 +318,71 @@ class Cluster:
             if len(set(seen.values())) != 1:
                 raise ClusterError(f"nodes disagree at height {h}: {seen}")
         return common
+
+
+# -- keeping a devnet running ---------------------------------------------------------------------
+@dataclass
+class NodeWatch:
+    """What the supervisor knows of one node: up, or down since when, with its last exit code."""
+
+    state: str = "up"  # "up", "down" (restart pending), "stopped" (not restarted)
+    exit_code: int | None = None
+    restarts: int = 0
+    failures: int = 0  # exits in a row without a long enough run in between (sets the back-off)
+    restart_at: float | None = None
+    up_since: float = 0.0
+
+
+class Supervisor:
+    """Watches a started cluster: a node that exits (crashed, killed or stopped cleanly) is
+    reported and, with `restart`, started again after a back-off that doubles with each exit in
+    a row (`backoff_s`, 2x, 4x ... up to `max_backoff_s`; a node that ran `stable_s` counts as
+    healthy again). The other nodes are never touched: with n >= 3f+1 they keep committing.
+
+    `poll()` does one round and returns what happened as sentences; the caller decides how
+    often to call it (no thread, no sleep here) and owns the clock (`clock`, for tests)."""
+
+    def __init__(self, cluster: Cluster, *, restart: bool = True, backoff_s: float = 2.0, max_backoff_s: float = 30.0,
+                 stable_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.cluster = cluster
+        self.restart = restart
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.stable_s = stable_s
+        self.clock = clock
+        now = clock()
+        self.watch = {n.index: NodeWatch(up_since=now) for n in cluster.nodes}
+
+    def backoff(self, failures: int) -> float:
+        return min(self.max_backoff_s, self.backoff_s * (2 ** max(0, failures - 1)))
+
+    def poll(self) -> list[str]:
+        now = self.clock()
+        events = []
+        for index, code in self.cluster.exited():
+            w = self.watch[index]
+            w.exit_code = code
+            w.failures = 1 if now - w.up_since >= self.stable_s else w.failures + 1
+            how = "cleanly (exit code 0)" if code == 0 else f"with exit code {code}" if code > 0 else f"killed by signal {-code}"
+            log = self.cluster.nodes[index].home / "node.log"
+            if self.restart:
+                delay = self.backoff(w.failures)
+                w.state, w.restart_at = "down", now + delay
+                events.append(f"node{index} exited {how}; the others keep running; restarting it in {delay:g} s (log {log})")
+            else:
+                w.state, w.restart_at = "stopped", None
+                events.append(f"node{index} exited {how}; the others keep running; it stays down (--no-restart; log {log})")
+        for index, w in self.watch.items():
+            if w.state == "down" and w.restart_at is not None and now >= w.restart_at:
+                self.cluster.start(index)
+                w.state, w.restart_at, w.up_since = "up", None, now
+                w.restarts += 1
+                events.append(f"node{index} restarted (restart {w.restarts})")
+        return events
+
+    def describe(self, index: int) -> str:
+        """The node's state for a status table: up, down (restart in N s), stopped."""
+        w = self.watch[index]
+        if w.state == "down" and w.restart_at is not None:
+            return f"down, restart in {max(0.0, w.restart_at - self.clock()):.0f} s"
+        return w.state

@@ -480,8 +480,9 @@ def generate(patients: int, seed: int, institutions: int = 3, *, as_of: date = A
 
 
 def institution_name(index: int) -> str:
-    """The directory name of an institution in a demo folder."""
-    return f"institution-{index + 1}"
+    """The directory name of an institution in a demo folder: institution-<n> is the devnet's
+    node<n> (whose genesis names it institution-<n>), so `demo-data --load` puts it there."""
+    return f"institution-{index}"
 
 
 def write_demo(directory: Path, patients: int, seed: int, institutions: int = 3) -> list[Path]:

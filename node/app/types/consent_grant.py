@@ -12,7 +12,9 @@ from node.tx import Transaction, TxRejected
 
 from .. import keys
 from ..audit import audit
+from ..fhir_types import is_resource_type, unknown_type_message
 from ..fields import (
+    ANY_TYPE,
     ID_SIZE,
     MAX_RECORD_IDS,
     PURPOSES,
@@ -31,6 +33,13 @@ from ..studies import load_study, study_active
 
 FIELDS: dict[str, type | tuple[type, ...]] = {"grantee_kind": str, "grantee": (bytes, str), "purposes": list, "valid_until": int}
 OPTIONAL: dict[str, type | tuple[type, ...]] = {"resource_types": list, "record_ids": list, "deny_types": list, "valid_from": int, "on_behalf_of": bytes}
+
+
+def _check_known_type(name: str) -> None:
+    """A consent's types must be FHIR R4 resource type names: a misspelt deny type would withhold
+    nothing while the patient believes it withholds something."""
+    if not is_resource_type(name):
+        raise TxRejected("invalid_resource_type", unknown_type_message(name))
 
 
 def _check(tx: Transaction) -> None:
@@ -53,8 +62,11 @@ def _check(tx: Transaction) -> None:
         raise TxRejected("invalid_purpose", "a consent to a study is for the purpose research only")
     for t in check_unique_list(body, "resource_types"):
         check_resource_type(t, allow_any=True)
+        if t != ANY_TYPE:
+            _check_known_type(t)
     for t in check_unique_list(body, "deny_types"):
         check_resource_type(t)
+        _check_known_type(t)
     for record_id in check_unique_list(body, "record_ids", limit=MAX_RECORD_IDS):
         if not isinstance(record_id, bytes) or len(record_id) != ID_SIZE:
             raise TxRejected("invalid_body", f"record_ids must list {ID_SIZE}-byte record ids")

@@ -78,7 +78,7 @@ def test_write_demo_layout(tmp_path):
     written = write_demo(tmp_path / "demo", patients=5, seed=3)
     root = tmp_path / "demo"
     persons = json.loads((root / "persons.json").read_text())
-    assert len(persons) == 5 and {p.name for p in root.iterdir()} >= {"institution-1", "persons.json"}
+    assert len(persons) == 5 and {p.name for p in root.iterdir()} >= {"institution-0", "persons.json"}
     for path in written:
         if path.name == "persons.json":
             continue

@@ -1,0 +1,164 @@
+"""What to do about a refusal: one sentence per error code the ledger, the API or the client
+can return, for the CLI (and any client) to print after the code.
+
+A bare code (`invalid_period`, `role_not_allowed`) tells a new user that something failed, not
+how to succeed. `advice(code)` gives the next step. tests/unit/test_advice.py collects every code
+the sources can produce and fails when one has no sentence here, so a new code cannot ship
+without its advice.
+"""
+
+from __future__ import annotations
+
+ADVICE: dict[str, str] = {
+    # -- transactions: shape and admission ---------------------------------------------------------
+    "malformed_tx": "The transaction could not be decoded; use the medledger CLI or node.client to build it.",
+    "malformed_msgpack": "The request body is not valid msgpack; use the medledger CLI or node.client to build it.",
+    "malformed_request": "The request is not well formed; use the medledger CLI or node.client to build it.",
+    "invalid_body": "A field of the request is missing or of the wrong type; check the options against `--help`.",
+    "wrong_chain": "The transaction was signed for another network; point --node at a node of the right network.",
+    "unknown_type": "This node does not know that transaction type; upgrade the client or the node.",
+    "tx_too_large": "The transaction is over the size limit; send less in one transaction.",
+    "too_many_txs": "Too many transactions in one request; send them in smaller batches.",
+    "bad_signature": "The signature does not verify; check that the key file is the identity you mean and not damaged.",
+    "nonce_replayed": "Another transaction of this key took that nonce; run the command again (it picks a fresh one).",
+    "busy": "The node is busy (its mempool or queue is full); retry in a few seconds.",
+    "rate_limited": "Too many requests; wait a few seconds and retry.",
+    "not_registered": "This key is not registered on the ledger; register it first with `medledger identity register`.",
+    # -- identities and roles -------------------------------------------------------------------------
+    "already_registered": "This key is already registered; use it as it is (`medledger keys show` prints its id).",
+    "invalid_role": "Choose one of the roles listed by `medledger identity register --help`.",
+    "role_not_allowed": "This key's role may not do that (e.g. only a patient grants consent, only a practitioner "
+                        "writes records); use the key of the right identity.",
+    "attestation_required": "Practitioners and researchers need their institution's attestation: add --institution-key "
+                            "devnet/node<N>/institution.key.",
+    "bad_attestation": "The institution's attestation does not match; pass the key of a registered institution with "
+                       "--institution-key.",
+    "unknown_institution": "That id is not a registered institution; find one with `medledger keys show "
+                           "devnet/node<N>/institution.key` or `medledger status`.",
+    "unknown_identity": "No identity with that id is registered; check the id (`medledger keys show KEY`) or register it.",
+    "not_a_validator": "Only a validator's institution key may vote on admissions; use devnet/node<N>/institution.key.",
+    "already_approved": "This validator already approved that admission; other validators must approve it too.",
+    "name_mismatch": "Every approval must give the same --name for the institution; use the name the first approval gave.",
+    # -- patients, guardians --------------------------------------------------------------------------
+    "unknown_patient": "That id is not a registered patient; check --patient (the id `medledger keys show` prints).",
+    "unknown_guardian": "The guardian must be a registered identity; register it first.",
+    "not_guardian": "This key is not the patient's guardian; use the patient's key or set a guardian with "
+                    "`medledger patient guardian`.",
+    "no_guardian": "The patient has no guardian to clear.",
+    # -- records ---------------------------------------------------------------------------------------
+    "unknown_record": "No record with that id; copy the id `medledger record put` printed or `medledger record list` shows.",
+    "record_exists": "A record with that id exists already; write it again with `medledger record put` (a fresh id).",
+    "not_your_record": "Only the record's patient (or guardian) may do that; use the patient's key.",
+    "already_erased": "The record is erased already; nothing more to do.",
+    "not_custodian": "This node is not the record's custodian; send the request to the custodian institution's node.",
+    "not_custodian_staff": "Only the custodian institution (or its staff) may do that; use that institution's key.",
+    "custodian_unknown": "The record's custodian is not known to this node; ask the custodian's node directly.",
+    "custodian_unreachable": "The record's custodian node cannot be reached; retry later or ask it directly with --node.",
+    "patient_not_held": "This node holds no data for that patient; use the node of the institution that wrote the record.",
+    "invalid_fhir": "The file is not a valid FHIR R4 resource; fix the fields named in the message (see docs/examples/).",
+    "invalid_resource_type": "Use a FHIR R4 resource type name (e.g. Observation, Condition), spelt as the message suggests.",
+    "record_too_large": "The record is over the custodian's size limit; store a smaller resource.",
+    "bad_hash": "The data does not match the hash announced on the ledger; upload it again.",
+    "hash_mismatch": "The data does not match the hash on the ledger; do not trust it, and tell the custodian.",
+    "bad_answer": "The custodian's answer could not be checked; retry, or ask another node of the network.",
+    "cannot_decrypt": "The record's key was not wrapped for this key; read it with the key the access was granted to.",
+    "record_not_patients": "Every --records id must be a record of this patient; check them with `medledger record list`.",
+    # -- consents, access --------------------------------------------------------------------------------
+    "invalid_purpose": "Give purposes from: treatment, payment, operations, research, emergency (a study consent: research).",
+    "invalid_period": "Give an --until date in the future (and --from before --until), as YYYY-MM-DD.",
+    "empty_scope": "Say what the consent covers: --types (\"*\" for all) or --records.",
+    "unknown_grantee": "--to must be a registered practitioner or institution id, or study:ID.",
+    "unknown_consent": "No consent with that id; copy it from `medledger consent list`.",
+    "not_your_consent": "Only the patient who granted the consent (or the guardian) may revoke it; use that key.",
+    "already_revoked": "That consent is revoked already; nothing more to do.",
+    "purpose_not_allowed": "Your role may not ask for that purpose (a researcher asks for research only); choose another --purpose.",
+    "reason_required": "An emergency access needs --reason (a short code or phrase, no clinical details).",
+    "unknown_access": "No access request with that transaction hash; copy it from `medledger audit breakglass`.",
+    "unknown_access_request": "No access request with that transaction hash; copy it from the output of `medledger record get`.",
+    "not_breakglass": "That access was not a break-glass access; only break-glass accesses are reviewed.",
+    "already_reviewed": "That break-glass access was reviewed already.",
+    # access decisions (the rule of a denial)
+    "erased": "The record was erased by its patient; it cannot be read any more.",
+    "no_consent": "The patient has not consented to you; ask the patient to run `medledger consent grant --to <your id "
+                  "or your institution's id>`.",
+    "out_of_scope": "The patient's consent does not cover this record's type; ask for a consent with that --types.",
+    "type_excluded": "The patient's consent excludes this record's type (--deny-types); only the patient can change that.",
+    "purpose_not_consented": "The consent is for other purposes; ask with a purpose it covers, or ask the patient for this one.",
+    "consent_not_yet_valid": "The consent starts later (--from); ask again once it is valid.",
+    "consent_expired": "The consent has expired; ask the patient for a new one.",
+    "consent_revoked": "The patient revoked the consent; ask the patient for a new one.",
+    "breakglass_not_allowed": "Only a registered practitioner may use purpose emergency.",
+    "breakglass_opted_out": "The patient opted out of break-glass access; only a consent of the patient opens this record.",
+    # -- studies, research -----------------------------------------------------------------------------
+    "unknown_study": "No study with that id; register it with `medledger study register` or check --study.",
+    "study_exists": "A study with that id is registered already; choose another --id.",
+    "study_ended": "The study has ended (its --until date passed); register a new study.",
+    "invalid_study_id": "A study id is 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit.",
+    "not_study_owner": "Only the institution that registered the study may do that; use its key.",
+    "not_a_researcher": "That id is not a registered researcher; register it with --role researcher and --institution-key.",
+    "already_added": "That researcher is on the study already.",
+    "researcher_not_on_study": "Your key is not on that study; ask the study's institution to run `medledger study "
+                               "add-researcher`.",
+    "patient_not_consenting": "That patient has not consented to the study; only consenting patients can be included.",
+    # -- signed reads, HTTP ---------------------------------------------------------------------------
+    "signature_required": "This read needs a signature: pass --key with the reader's key file.",
+    "stale_request": "The signed request is too old or too far in the future; check this machine's clock and retry.",
+    "replayed_request": "That signed request was used already; run the command again (it signs a fresh one).",
+    "forbidden": "This key may not read that; use the key of the patient, a guardian, the custodian or a grant holder.",
+    "not_found": "No such thing on this node; check the id or the URL (--node).",
+    "unknown_tx": "No transaction with that hash on this node (yet); check the hash, or wait for it to commit.",
+    "unknown_block": "No block at that height yet; `medledger status` shows the current height.",
+    "method_not_allowed": "That endpoint does not take this method; see docs/api.md.",
+    "body_too_large": "The request body is over the node's limit; send less at once.",
+    "unreadable_body": "The request body could not be read; send it again.",
+    "incomplete_body": "The connection closed before the body arrived; send it again.",
+    "unsupported_content_encoding": "Send the body uncompressed (no Content-Encoding).",
+    "unsupported_media_type": "Send the body with the Content-Type the endpoint expects (see docs/api.md).",
+    "expectation_failed": "The node refused the Expect header; send the request without it.",
+    "already_committed": "That transaction is on the chain already; nothing more to do.",
+    "mempool_full": "The node's queue of pending transactions is full; retry in a few seconds.",
+    "denied": "The ledger denied the access; the rule it gives says why (ask the patient for a consent that covers it).",
+    "not_a_practitioner": "Only a registered practitioner may write records; register the key with --role practitioner.",
+    "wrong_custodian": "Write the record at the node of the institution you are registered under (--node).",
+    "no_grant": "Ask for access first (`medledger record get` does it) and fetch within the grant's window.",
+    "key_unavailable": "The custodian cannot open the record's key; tell the custodian institution (see its node.log).",
+    "not_an_institution": "This key is not a registered institution's; use devnet/node<N>/institution.key or another "
+                          "institution's key.",
+    "patient_required": "Include Patient in --types: k-anonymity is computed on it.",
+    "research_disabled": "This node has no research secret configured; ask its operator, or use another node.",
+    "release_refused": "The ledger refused to record the release, so nothing was released; the message says why.",
+    "release_not_recorded": "The release was not committed in time, so nothing was released; retry.",
+    "too_few_patients": "Fewer consenting patients than k; wait for more consents or lower --k to the study's minimum.",
+    "k_anonymity": "A group of patients would be smaller than k, so nothing was released; wait for more consenting patients "
+                   "or ask for fewer --types.",
+    "internal_error": "The node failed on this request; its log (node.log) says why. Please report it.",
+    "bad_id": "Give a 64-hex-character id (as `medledger keys show` or `medledger record put` print).",
+}
+
+# Codes made from a parameter's name (the API's `bad_<name>` for ids, heights, times).
+PREFIX_ADVICE: dict[str, str] = {
+    "bad_": "A parameter is malformed (an id must be 64 hex characters, a height or time a whole number); check it.",
+    "http_": "The node answered with an unexpected HTTP error; check --node points at a MedLedger node.",
+}
+
+FALLBACK = "See `medledger <command> --help` and docs/ledger.md for what this code means."
+
+
+def advice(code: str) -> str:
+    """The sentence that says what to do about `code` (a generic pointer for an unknown code)."""
+    code = code.split(":", 1)[0]  # "release_refused:<ledger code>" speaks of its first part
+    if code in ADVICE:
+        return ADVICE[code]
+    for prefix, text in PREFIX_ADVICE.items():
+        if code.startswith(prefix):
+            return text
+    return FALLBACK
+
+
+def explain(code: str, message: str = "") -> str:
+    """One line: the code, the node's message (if it adds something) and the advice."""
+    said = message.strip()
+    if said and said[-1] not in ".?!":
+        said += "."
+    head = f"{code}: {said}" if said and said.rstrip(".") != code else f"{code}."
+    return f"{head} {advice(code)}"
