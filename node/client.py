@@ -128,11 +128,13 @@ class Client:
         q = f"?wait={wait_s}" if wait_s else ""
         return self.get(f"/v1/txs/{tx_hash}{q}")
 
-    def tx_proof(self, tx_hash: str) -> dict[str, Any]:
-        return self.get(f"/v1/txs/{tx_hash}/proof")
+    def tx_proof(self, tx_hash: str, *, signer: Identity | None = None) -> dict[str, Any]:
+        """The Merkle proof; the leaf (the encoded transaction) only when `signer` is one of its parties."""
+        return self.get(f"/v1/txs/{tx_hash}/proof", signer=signer)
 
-    def block(self, height: int | str) -> dict[str, Any]:
-        return self.get(f"/v1/blocks/{height}")
+    def block(self, height: int | str, *, signer: Identity | None = None) -> dict[str, Any]:
+        """A block; transactions concerning a patient are whole only when `signer` is one of their parties."""
+        return self.get(f"/v1/blocks/{height}", signer=signer)
 
     # -- writes ---------------------------------------------------------------------------
     def next_nonce(self, identity: Identity) -> int:
