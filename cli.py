@@ -20,6 +20,7 @@ import click
 from node.client import ApiError, Client, ClientError, HealthClient, outcome
 from node.config import ConfigError, NodeHome, dump_toml
 from node.core.crypto import Identity
+from node.app.studies import K_FLOOR, K_MAX
 from node.genesis import GenesisError
 from node.home import HomeExists, init_network
 from node.keys import KeyFileError, is_encrypted, key_file_id, load_key_file, write_key_file
@@ -1104,20 +1105,24 @@ def study() -> None:
 @click.option("--title", required=True, help="Study title.")
 @click.option("--approval", required=True, help="Ethics-board approval reference.")
 @click.option("--until", "until", required=True, help="Last day of the study (YYYY-MM-DD, UTC); nothing is released after it.")
+@click.option("--k-min", "k_min", default=K_FLOOR, show_default=True, type=click.IntRange(K_FLOOR, K_MAX),
+              help=f"The study's minimum k-anonymity, fixed for its life (the network floor is {K_FLOOR}); a researcher may only raise it.")
 @node_option
 @passphrase_env_option
 @json_option
-def study_register(key_file: str, study_id: str, title: str, approval: str, until: str, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
+def study_register(key_file: str, study_id: str, title: str, approval: str, until: str, k_min: int, node_url: str,
+                   passphrase_env: str | None, as_json: bool) -> None:
     """Register a study under the institution's ethics approval.
 
     \b
     Example:
       medledger study register --key devnet/node0/institution.key --id DIAB-2027 \\
-          --title "Type 2 diabetes outcomes" --approval IRB-2026-114 --until 2027-12-31
+          --title "Type 2 diabetes outcomes" --approval IRB-2026-114 --until 2027-12-31 --k-min 5
     """
 
     inst = load_identity(key_file, passphrase_env)
-    body = {"study": study_id, "title": title, "ethics_ref": approval, "until_ms": _date_ms(until, "--until", end_of_day=True)}
+    body = {"study": study_id, "title": title, "ethics_ref": approval, "until_ms": _date_ms(until, "--until", end_of_day=True),
+            "min_k": k_min}
     result = _transact(node_url, inst, "study.register", body)
     _report_tx(result, as_json, f"study {study_id} registered (tx {result.get('tx_hash')})")
 
@@ -1156,12 +1161,17 @@ def research() -> None:
 @click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The researcher's key.")
 @click.option("--study", "study_id", required=True, help="Study id.")
 @click.option("--types", required=True, help="Resource types, comma-separated (must include Patient).")
-@click.option("--k", "k", default=5, show_default=True, type=click.IntRange(1, 1000), help="k-anonymity: smallest group released.")
+@click.option("--k", "k", default=K_FLOOR, show_default=True, type=click.IntRange(1, K_MAX),
+              help="k-anonymity: smallest group released; the study's minimum (study register --k-min) applies if larger.")
+@click.option("--coordinator", "coordinator", default=None,
+              help="The institution id that coordinates the extract (the study's institution or a custodian of its "
+                   "patients' records); default: the institution of the node given by --node.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="New or empty directory for the extract.")
 @node_option
 @passphrase_env_option
 @json_option
-def research_extract(key_file: str, study_id: str, types: str, k: int, out_dir: str, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
+def research_extract(key_file: str, study_id: str, types: str, k: int, coordinator: str | None, out_dir: str, node_url: str,
+                     passphrase_env: str | None, as_json: bool) -> None:
     """Gather a de-identified extract from every custodian of consenting patients.
 
     Custodians de-identify by HIPAA Safe Harbor before anything leaves them; k-anonymity is
@@ -1181,10 +1191,18 @@ def research_extract(key_file: str, study_id: str, types: str, k: int, out_dir: 
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         fail(f"{out_dir} is not empty", EXIT_USAGE)
+    from node.core.crypto import parse_id
+
     researcher = load_identity(key_file, passphrase_env)
     client = Client(node_url, timeout=300)
-    req = ExtractRequest.create(researcher, chain_id=run_client(lambda: client.chain_id), study=study_id, types=_split(types), k=k,
-                                timestamp_ms=_time.time_ns() // 1_000_000)
+    status = run_client(lambda: client.status())
+    try:
+        # the request names its coordinator: no other institution can have it prepared or recorded
+        coordinator_id = parse_id(coordinator if coordinator else str(status["node_id"]))
+    except ValueError as exc:
+        fail(f"--coordinator: {exc}", EXIT_USAGE)
+    req = ExtractRequest.create(researcher, chain_id=str(status["chain_id"]), study=study_id, types=_split(types), k=k,
+                                coordinator=coordinator_id, timestamp_ms=_time.time_ns() // 1_000_000)
     from node.client import HealthClient
 
     hc = HealthClient(node_url, timeout=300)

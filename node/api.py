@@ -599,15 +599,15 @@ async def post_research_step(request: web.Request) -> web.Response:
     step = request.match_info["step"]
     envelope = await _msgpack_body(request, 2 * 1024 * 1024)
     try:
-        payload = service.check_coordinator(envelope)
+        payload, coordinator = service.check_coordinator(envelope)
         req = ExtractRequest.from_dict(payload.get("request"), node.chain_id)
         if step == "prepare":
-            return _json(service.prepare(req))
+            return _json(service.prepare(req, coordinator))
         included, resources, release_hash = payload.get("included"), payload.get("resources"), payload.get("release_hash")
-        if not (isinstance(included, list) and all(isinstance(x, str) for x in included) and isinstance(resources, int)
-                and isinstance(release_hash, bytes) and len(release_hash) == 32):
+        if not (isinstance(included, list) and len(included) <= 100_000 and all(isinstance(x, str) for x in included)
+                and isinstance(resources, int) and isinstance(release_hash, bytes) and len(release_hash) == 32):
             raise ApiError(400, "malformed_request", "included, resources and release_hash are required")
-        return _json({"tx": await service.record(req, included, resources, release_hash)})
+        return _json({"tx": await service.record(req, coordinator, included, release_hash)})
     except (ProtocolError, CustodianRefusal) as exc:
         raise refusal(exc) from None
 
