@@ -370,9 +370,12 @@ async def get_account(request: web.Request) -> web.Response:
     state = node.state_reader()
     raw = state.get(identity_key(pk))
     identity = jsonable(decode(raw)) if raw else None
+    nonce: int | None = read_nonce(state, pk)
     if signer is None or signer not in (pk, node.identity.public_key, guardian_of(state, pk)):
         identity = explorer.account_identity_view(identity)
-    return _json({"id": pk.hex(), "nonce": read_nonce(state, pk), "identity": identity})
+        if explorer.nonce_is_private(identity):
+            nonce = None  # clients set nonces to the clock: a patient's last one says when they last acted
+    return _json({"id": pk.hex(), "nonce": nonce, "identity": identity})
 
 
 async def get_commits(request: web.Request) -> web.Response:

@@ -16,8 +16,9 @@ transaction anyway). A research release lists several patients; only its custodi
 and the node's operator read it whole — each patient sees their own entry in their audit trail.
 
 Identities follow the same rule: anyone may learn that a key is a patient's, never who their
-guardian is, whether they opted out of break-glass, which institution attested them, or whose
-guardian a practitioner is; the patient, their guardian and the node's operator may.
+guardian is, whether they opted out of break-glass, which institution attested them, whose
+guardian a practitioner is, or a patient's last nonce; the patient, their guardian and the
+node's operator may.
 
 Everything here is a pure function of the committed state and the transaction.
 """
@@ -147,3 +148,10 @@ def account_identity_view(identity: dict[str, Any] | None) -> dict[str, Any] | N
     if identity is None or identity.get("role") != PATIENT:
         return identity
     return {"role": PATIENT, "label": identity.get("label", "")}
+
+
+def nonce_is_private(identity: dict[str, Any] | None) -> bool:
+    """A patient's account nonce is shown only to the patient, its guardian and the node's
+    operator: our clients take nonces from the clock, so the last one tells when the patient
+    last signed a transaction, which a block's time would then tie to that transaction."""
+    return identity is not None and identity.get("role") == PATIENT

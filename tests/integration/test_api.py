@@ -68,6 +68,11 @@ async def test_submit_commit_and_look_up(api):
     assert verify_inclusion(bytes.fromhex(proof["leaf"]), proof["index"], proof["size"],
                             [bytes.fromhex(p) for p in proof["path"]], bytes.fromhex(blk["header"]["tx_root"]))
     resp = await client.get(f"/v1/accounts/{tx.sender.hex()}")
+    acct = await resp.json()  # a patient's nonce is the patient's to read
+    assert acct["nonce"] is None and acct["identity"] == {"role": "patient", "label": ""}
+    path = f"/v1/accounts/{tx.sender.hex()}"
+    resp = await client.get(path, headers=sign_headers(Identity.from_seed((1).to_bytes(32, "big")), chain_id=CHAIN,
+                                                       method="GET", path_qs=path, timestamp_ms=time.time_ns() // 1_000_000))
     acct = await resp.json()
     assert acct["nonce"] == 1 and acct["identity"]["role"] == "patient"
 

@@ -185,3 +185,15 @@ async def test_public_types_stay_readable(story):
     staff = [t for t in seen if t["type"] == "identity.register"]
     assert {t["sender"] for t in staff} == {DOCTOR.id, NURSE.id}
     assert all(t["body"]["role"] == "practitioner" for t in staff)
+
+
+async def test_a_patients_last_nonce_is_not_public(story):
+    """Clients take nonces from the clock: a patient's last nonce would date their last action."""
+    client, node, _ = story
+    status, public = await get(client, f"/v1/accounts/{PATIENT.id}")
+    assert status == 200 and public["nonce"] is None and "attested_by" not in (public["identity"] or {})
+    for who in (PATIENT, GUARDIAN, node.identity):
+        status, own = await get(client, f"/v1/accounts/{PATIENT.id}", who)
+        assert status == 200 and own["nonce"] == 4, who.id
+    status, staff = await get(client, f"/v1/accounts/{DOCTOR.id}")
+    assert staff["nonce"] == 2  # staff nonces stay public
