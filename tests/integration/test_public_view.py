@@ -197,3 +197,36 @@ async def test_a_patients_last_nonce_is_not_public(story):
         assert status == 200 and own["nonce"] == 4, who.id
     status, staff = await get(client, f"/v1/accounts/{DOCTOR.id}")
     assert staff["nonce"] == 2  # staff nonces stay public
+
+
+async def test_cli_checks_public_proofs_and_shows_a_party_its_transaction(story, tmp_path):
+    """`tx show --proof` verifies from the leaf hash; with --key of a party it also ties the leaf
+    to the tx hash, and `block show --key` shows the party its transaction whole."""
+    import asyncio
+    import sys
+
+    from node.keys import write_key_file
+
+    client, node, txs = story
+    url = str(client.make_url("")).rstrip("/")
+    key = tmp_path / "patient.key"
+    write_key_file(key, PATIENT)
+
+    async def cli(*args: str) -> dict:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "cli", *args, "--node", url, "--json",
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                                                    cwd=str(Path(__file__).resolve().parents[2]))
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode == 0, err.decode()
+        return json.loads(out)
+
+    public = await cli("tx", "show", txs["consent"], "--proof")
+    assert public["proof"]["verified"] is True and "leaf" not in public["proof"]
+    assert public["proof"]["checks"] == {"merkle_proof": True}
+    party = await cli("tx", "show", txs["consent"], "--proof", "--key", str(key))
+    assert party["proof"]["checks"] == {"merkle_proof": True, "leaf_is_tx": True}
+    block = await cli("block", "show", str(party["height"]), "--key", str(key))
+    tx = next(t for t in block["txs"] if t["hash"] == txs["consent"])
+    assert tx["type"] == "consent.grant" and tx["body"]["purposes"] == ["treatment"]
+    block = await cli("block", "show", str(party["height"]))
+    assert next(t for t in block["txs"] if t["hash"] == txs["consent"])["type"] is None
