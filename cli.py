@@ -21,6 +21,7 @@ from node.advice import explain
 from node.client import ApiError, Client, ClientError, HealthClient
 from node.config import ConfigError, NodeHome, dump_toml
 from node.core.crypto import Identity
+from node.app.studies import K_FLOOR, K_MAX
 from node.genesis import GenesisError
 from node.home import HomeExists, init_network
 from node.keys import KeyFileError, is_encrypted, key_file_id, load_key_file, write_key_file
@@ -468,13 +469,44 @@ def tx() -> None:
     """Look up transactions."""
 
 
+def reader_key_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--key for explorer reads: the node shows a transaction that concerns a patient whole only
+    to a signed request by one of its parties (docs/security-compliance.md)."""
+    f = click.option("--key", "key_file", default=None, type=click.Path(dir_okay=False, exists=True),
+                     help="Sign the read with this key: transactions you are a party to are shown whole.")(f)
+    return passphrase_env_option(f)
+
+
+def _reader(key_file: str | None, passphrase_env: str | None) -> Identity | None:
+    return load_identity(key_file, passphrase_env) if key_file else None
+
+
+def _check_proof(tx_hash: str, p: dict[str, Any], tx_root: bytes) -> dict[str, bool]:
+    """The proof's checks: the leaf hashes up to the root; with the leaf (shown to a party), the
+    leaf is the transaction (its SHA-256 is the tx hash) and its leaf hash is the one proven."""
+    import hashlib
+
+    from node.core.merkle import leaf_hash, verify_inclusion_of_hash
+
+    checks = {"merkle_proof": verify_inclusion_of_hash(bytes.fromhex(p["leaf_hash"]), p["index"], p["size"],
+                                                       [bytes.fromhex(x) for x in p["path"]], tx_root)}
+    if "leaf" in p:
+        leaf = bytes.fromhex(p["leaf"])
+        checks["leaf_is_tx"] = hashlib.sha256(leaf).hexdigest() == tx_hash and leaf_hash(leaf).hex() == p["leaf_hash"]
+    return checks
+
+
 @tx.command("show", context_settings=CONTEXT)
 @click.argument("tx_hash")
 @click.option("--proof", is_flag=True, help="Also fetch and check the Merkle inclusion proof.")
+@reader_key_option
 @node_option
 @json_option
-def tx_show(tx_hash: str, proof: bool, node_url: str, as_json: bool) -> None:
+def tx_show(tx_hash: str, proof: bool, key_file: str | None, passphrase_env: str | None, node_url: str, as_json: bool) -> None:
     """Show a transaction's status: pending, or committed with height, index and result.
+
+    With --proof the Merkle proof is checked from the leaf's hash (public); with --key of one of
+    the transaction's parties the leaf is given too, and checked to be the transaction.
 
     \b
     Example:
@@ -484,11 +516,10 @@ def tx_show(tx_hash: str, proof: bool, node_url: str, as_json: bool) -> None:
     client = Client(node_url)
     s = run_client(lambda: client.tx(tx_hash))
     if proof and s.get("status") == "committed":
-        from node.core.merkle import verify_inclusion
-
-        p = run_client(lambda: client.tx_proof(tx_hash))
-        ok = verify_inclusion(bytes.fromhex(p["leaf"]), p["index"], p["size"], [bytes.fromhex(x) for x in p["path"]], bytes.fromhex(p["tx_root"]))
-        s["proof"] = {**p, "verified": ok}
+        reader = _reader(key_file, passphrase_env)
+        p = run_client(lambda: client.tx_proof(tx_hash, signer=reader))
+        checks = _check_proof(tx_hash, p, bytes.fromhex(p["tx_root"]))
+        s["proof"] = {**p, "checks": checks, "verified": all(checks.values())}
     emit(as_json, s, lambda: " ".join(f"{k}={v}" for k, v in s.items() if k != "proof") + (f" proof={'valid' if s['proof']['verified'] else 'INVALID'}" if "proof" in s else ""))
 
 
@@ -499,23 +530,28 @@ def block() -> None:
 
 @block.command("show", context_settings=CONTEXT)
 @click.argument("height")
+@reader_key_option
 @node_option
 @json_option
-def block_show(height: str, node_url: str, as_json: bool) -> None:
+def block_show(height: str, key_file: str | None, passphrase_env: str | None, node_url: str, as_json: bool) -> None:
     """Show block HEIGHT (a number or `latest`) with its header and transactions.
+
+    A transaction that concerns a patient shows only its hash and result, unless --key is the
+    key of one of its parties (its sender, the patient, their guardian, the node's institution).
 
     \b
     Examples:
       medledger block show latest
-      medledger block show 12 --json
+      medledger block show 12 --json --key patient.key
     """
-    b = run_client(lambda: Client(node_url).block(height))
+    reader = _reader(key_file, passphrase_env)
+    b = run_client(lambda: Client(node_url).block(height, signer=reader))
 
     def text() -> str:
         h = b["header"]
         lines = [f"block {b['height']}  {b['hash']}", f"  time {h['timestamp_ms']}  proposer {h['proposer'][:16]}...",
                  f"  state root {h['state_root']}", f"  {len(b['txs'])} transactions"]
-        lines += [f"    {t['index']:>4} {t['hash'][:16]}... {t['type']} -> {t['result']}" for t in b["txs"]]
+        lines += [f"    {t['index']:>4} {t['hash'][:16]}... {t.get('type') or '(withheld)'} -> {t['result']}" for t in b["txs"]]
         return "\n".join(lines)
 
     emit(as_json, b, text)
@@ -940,39 +976,42 @@ def require_institution_key(client: HealthClient, ident: Identity, key_file: str
 
 @audit.command("verify", context_settings=CONTEXT)
 @click.option("--tx", "tx_hash", required=True, help="The transaction hash of an audit entry.")
+@reader_key_option
 @node_option
 @json_option
-def audit_verify(tx_hash: str, node_url: str, as_json: bool) -> None:
+def audit_verify(tx_hash: str, key_file: str | None, passphrase_env: str | None, node_url: str, as_json: bool) -> None:
     """Check an audit entry's Merkle inclusion proof and its block's commit certificate.
 
     The proof ties the transaction to the header's tx_root; the header's hash must be what
-    2f+1 validators of the genesis signed in the block's commit certificate.
+    2f+1 validators of the genesis signed in the block's commit certificate. The node gives the
+    leaf (the encoded transaction, whose SHA-256 is the tx hash) only to one of the
+    transaction's parties: sign with --key (the patient's key for their audit trail) to check
+    that the proven leaf is this transaction.
 
     \b
     Example:
-      medledger audit verify --tx <tx hash from medledger audit --json>
+      medledger audit verify --tx <tx hash from medledger audit --json> --key patient.key
     """
     from consensus.certificate import CommitCertificate, verify_certificate
     from consensus.validators import ValidatorSet
     from node.block import Header
     from node.core.crypto import Ed25519Verifier
-    from node.core.merkle import verify_inclusion
 
     tx_hash_arg(tx_hash, "--tx")
     client = Client(node_url)
-    proof = run_client(lambda: client.tx_proof(tx_hash))
+    reader = _reader(key_file, passphrase_env)
+    proof = run_client(lambda: client.tx_proof(tx_hash, signer=reader))
     block = run_client(lambda: client.block(proof["height"]))
     status = run_client(lambda: client.status())
     h = block["header"]
     header = Header(chain_id=h["chain_id"], height=h["height"], prev_hash=bytes.fromhex(h["prev_hash"]), timestamp_ms=h["timestamp_ms"],
                     proposer=bytes.fromhex(h["proposer"]), tx_root=bytes.fromhex(h["tx_root"]), results_root=bytes.fromhex(h["results_root"]),
                     state_root=bytes.fromhex(h["state_root"]), prev_certificate=bytes.fromhex(h["prev_certificate"]))
-    checks = {
-        "leaf_is_tx": bytes.fromhex(tx_hash) == __import__("hashlib").sha256(bytes.fromhex(proof["leaf"])).digest(),
-        "merkle_proof": verify_inclusion(bytes.fromhex(proof["leaf"]), proof["index"], proof["size"],
-                                         [bytes.fromhex(p) for p in proof["path"]], header.tx_root),
-        "header_hash": header.hash().hex() == block["hash"],
-    }
+    # without the leaf (not a party, or no --key) the proof says that the leaf hash is in the
+    # block, not that this tx hash is that leaf: `leaf_is_tx` fails and says so
+    proven = _check_proof(tx_hash, proof, header.tx_root)
+    checks = {"leaf_is_tx": proven.get("leaf_is_tx", False), "merkle_proof": proven["merkle_proof"],
+              "header_hash": header.hash().hex() == block["hash"]}
     cert_ok = False
     if block.get("certificate"):
         cert = CommitCertificate.decode(bytes.fromhex(block["certificate"]))
@@ -982,8 +1021,11 @@ def audit_verify(tx_hash: str, node_url: str, as_json: bool) -> None:
     checks["commit_certificate"] = cert_ok
     ok = all(checks.values())
     result = {"tx_hash": tx_hash, "height": proof["height"], "block_hash": block["hash"], "verified": ok, "checks": checks}
+    if "leaf" not in proof:
+        result["leaf_withheld"] = "the node shows the leaf only to the transaction's parties: add --key (e.g. the patient's key)"
     emit(as_json, result, lambda: "\n".join([f"{k:>20}: {'ok' if v else 'FAILED'}" for k, v in checks.items()] +
-                                             [f"{'verdict':>20}: {'VERIFIED' if ok else 'NOT VERIFIED'}"]))
+                                             [f"{'verdict':>20}: {'VERIFIED' if ok else 'NOT VERIFIED'}"] +
+                                             ([f"{'note':>20}: {result['leaf_withheld']}"] if "leaf_withheld" in result else [])))
     if not ok:
         sys.exit(EXIT_REFUSED)
 
@@ -1201,20 +1243,24 @@ def study() -> None:
 @click.option("--title", required=True, help="Study title.")
 @click.option("--approval", required=True, help="Ethics-board approval reference.")
 @click.option("--until", "until", required=True, help="Last day of the study (YYYY-MM-DD, UTC); nothing is released after it.")
+@click.option("--k-min", "k_min", default=K_FLOOR, show_default=True, type=click.IntRange(K_FLOOR, K_MAX),
+              help=f"The study's minimum k-anonymity, fixed for its life (the network floor is {K_FLOOR}); a researcher may only raise it.")
 @node_option
 @passphrase_env_option
 @json_option
-def study_register(key_file: str, study_id: str, title: str, approval: str, until: str, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
+def study_register(key_file: str, study_id: str, title: str, approval: str, until: str, k_min: int, node_url: str,
+                   passphrase_env: str | None, as_json: bool) -> None:
     """Register a study under the institution's ethics approval.
 
     \b
     Example:
       medledger study register --key devnet/node0/institution.key --id DIAB-2027 \\
-          --title "Type 2 diabetes outcomes" --approval IRB-2026-114 --until 2027-12-31
+          --title "Type 2 diabetes outcomes" --approval IRB-2026-114 --until 2027-12-31 --k-min 5
     """
 
     inst = load_identity(key_file, passphrase_env)
-    body = {"study": study_id, "title": title, "ethics_ref": approval, "until_ms": _date_ms(until, "--until", end_of_day=True)}
+    body = {"study": study_id, "title": title, "ethics_ref": approval, "until_ms": _date_ms(until, "--until", end_of_day=True),
+            "min_k": k_min}
     result = _transact(node_url, inst, "study.register", body)
     _report_tx(result, as_json, f"study {study_id} registered (tx {result.get('tx_hash')})")
 
@@ -1248,12 +1294,17 @@ def research() -> None:
 @click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The researcher's key.")
 @click.option("--study", "study_id", required=True, help="Study id.")
 @click.option("--types", required=True, help="Resource types, comma-separated (must include Patient).")
-@click.option("--k", "k", default=5, show_default=True, type=click.IntRange(1, 1000), help="k-anonymity: smallest group released.")
+@click.option("--k", "k", default=K_FLOOR, show_default=True, type=click.IntRange(1, K_MAX),
+              help="k-anonymity: smallest group released; the study's minimum (study register --k-min) applies if larger.")
+@click.option("--coordinator", "coordinator", default=None,
+              help="The institution id that coordinates the extract (the study's institution or a custodian of its "
+                   "patients' records); default: the institution of the node given by --node.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="New or empty directory for the extract.")
 @node_option
 @passphrase_env_option
 @json_option
-def research_extract(key_file: str, study_id: str, types: str, k: int, out_dir: str, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
+def research_extract(key_file: str, study_id: str, types: str, k: int, coordinator: str | None, out_dir: str, node_url: str,
+                     passphrase_env: str | None, as_json: bool) -> None:
     """Gather a de-identified extract from every custodian of consenting patients.
 
     Custodians de-identify by HIPAA Safe Harbor before anything leaves them; k-anonymity is
@@ -1273,10 +1324,18 @@ def research_extract(key_file: str, study_id: str, types: str, k: int, out_dir: 
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         fail(f"{out_dir} is not empty", EXIT_USAGE)
+    from node.core.crypto import parse_id
+
     researcher = load_identity(key_file, passphrase_env)
     client = Client(node_url, timeout=300)
-    req = ExtractRequest.create(researcher, chain_id=run_client(lambda: client.chain_id), study=study_id, types=_split(types), k=k,
-                                timestamp_ms=_time.time_ns() // 1_000_000)
+    status = run_client(lambda: client.status())
+    try:
+        # the request names its coordinator: no other institution can have it prepared or recorded
+        coordinator_id = parse_id(coordinator if coordinator else str(status["node_id"]))
+    except ValueError as exc:
+        fail(f"--coordinator: {exc}", EXIT_USAGE)
+    req = ExtractRequest.create(researcher, chain_id=str(status["chain_id"]), study=study_id, types=_split(types), k=k,
+                                coordinator=coordinator_id, timestamp_ms=_time.time_ns() // 1_000_000)
     from node.client import HealthClient
 
     hc = HealthClient(node_url, timeout=300)

@@ -27,11 +27,13 @@ from . import auth
 from .block import decode_block
 from .core.crypto import sha256
 from .core.encoding import DecodeError, decode
-from .core.merkle import inclusion_proof, verify_inclusion
+from .core.merkle import inclusion_proof, leaf_hash, verify_inclusion
+from . import explorer
 from .app.executor import read_nonce
 from .app.fields import check_study_id
 from .app.types.identity import identity_key
 from .app import queries
+from .app.roles import guardian_of
 from .custodian import Custodian, CustodianRefusal
 from .records.protocol import Fetch, ProtocolError, Upload
 from .ratelimit import RateLimit, RateLimiter, retry_after_header
@@ -166,6 +168,28 @@ def signed(authorize: Callable[[web.Request, bytes], bool]) -> Callable[[Handler
     return wrap
 
 
+async def optional_signer(request: web.Request) -> bytes | None:
+    """The verified signer of a public read that may be signed (None when it is not): the
+    explorer answers an unsigned caller with the public view, a signed one with what that signer
+    is entitled to (node/explorer.py). A signature that is there but does not hold is a 401, as
+    on the signed routes, and it counts against the signer's rate and nonces the same way."""
+    if not any(request.headers.get(h) for h in auth.HEADERS):
+        return None
+    node = request.app[NODE_KEY]
+    body = await request.read()
+    now_ms = node.clock_ms()
+    try:
+        req = auth.verify_headers(request.headers, chain_id=node.chain_id, method=request.method,
+                                  path_qs=request.raw_path, body=body, now_ms=now_ms)
+        wait = request.app[SIGNER_LIMIT_KEY].check(req.signer, time.monotonic())
+        if wait > 0:
+            raise rate_limited(wait, "signer")
+        request.app[NONCES_KEY].check(req, now_ms)
+    except auth.AuthError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    return req.signer
+
+
 def _may_read_patient(request: web.Request, signer: bytes) -> bool:
     node = request.app[NODE_KEY]
     return auth.may_read_patient(node.state_reader(), signer, _id_param(request), node.now_ms())
@@ -288,27 +312,33 @@ def _block_or_404(node: Node, height: int) -> bytes:
 
 
 async def get_block(request: web.Request) -> web.Response:
+    """A block: header, certificate and its transactions, each whole only where the caller is
+    entitled to it (node/explorer.py); to anyone else hash, index and result."""
     node = request.app[NODE_KEY]
     text = request.match_info["height"]
     height = node.store.height if text == "latest" else _int_param(text, "height")
+    signer = await optional_signer(request)
     raw = _block_or_404(node, height)
     block = decode_block(raw, stored=True)
+    state = node.state_reader()
     txs = []
     for index, encoded in enumerate(block.txs):
         tx = decode_tx(encoded, chain_id=node.chain_id)
         loc = node.store.tx_location(tx.hash)
-        entry = tx.to_json()
-        entry["index"] = index
-        entry["result"] = loc.result if loc else None
-        txs.append(entry)
+        whole = explorer.entitled(state, signer, tx, node.identity.public_key)
+        txs.append(explorer.tx_view(tx, index=index, result=loc.result if loc else None, whole=whole))
     cert = node.store.certificate(height)
     return _json({"height": height, "hash": block.hash.hex(), "header": block.header.to_json(),
                   "certificate": cert.hex() if cert else None, "txs": txs})
 
 
 async def get_tx_proof(request: web.Request) -> web.Response:
+    """A committed transaction's Merkle inclusion proof. Everyone gets the leaf's hash, which is
+    all the proof needs; the leaf itself (the encoded transaction, whose SHA-256 is the tx hash)
+    only a caller entitled to the transaction (node/explorer.py)."""
     node = request.app[NODE_KEY]
     tx_hash = _hash_param(request)
+    signer = await optional_signer(request)
     loc = node.store.tx_location(tx_hash)
     if loc is None:
         raise ApiError(404, "unknown_tx", "transaction is not committed", hash=tx_hash.hex())
@@ -316,9 +346,12 @@ async def get_tx_proof(request: web.Request) -> web.Response:
     path = inclusion_proof(block.txs, loc.index)
     leaf = block.txs[loc.index]
     assert verify_inclusion(leaf, loc.index, len(block.txs), path, block.header.tx_root)
+    tx = decode_tx(leaf, chain_id=node.chain_id)
+    whole = explorer.entitled(node.state_reader(), signer, tx, node.identity.public_key)
     return _json({
         "hash": tx_hash.hex(), "height": loc.height, "index": loc.index, "size": len(block.txs),
-        "leaf": leaf.hex(), "path": [p.hex() for p in path], "tx_root": block.header.tx_root.hex(),
+        **({"leaf": leaf.hex()} if whole else {"leaf_withheld": explorer.WITHHELD}),
+        "leaf_hash": leaf_hash(leaf).hex(), "path": [p.hex() for p in path], "tx_root": block.header.tx_root.hex(),
         "block_hash": block.hash.hex(), "header": block.header.to_json(),
         "leaf_hash_is": "sha256(0x00 || leaf); nodes sha256(0x01 || left || right) (RFC 6962)",
     })
@@ -333,10 +366,16 @@ async def get_account(request: web.Request) -> web.Response:
         pk = b""
     if len(pk) != 32:
         raise ApiError(400, "bad_id", "identity id must be 64 hex characters")
+    signer = await optional_signer(request)
     state = node.state_reader()
     raw = state.get(identity_key(pk))
     identity = jsonable(decode(raw)) if raw else None
-    return _json({"id": pk.hex(), "nonce": read_nonce(state, pk), "identity": identity})
+    nonce: int | None = read_nonce(state, pk)
+    if signer is None or signer not in (pk, node.identity.public_key, guardian_of(state, pk)):
+        identity = explorer.account_identity_view(identity)
+        if explorer.nonce_is_private(identity):
+            nonce = None  # clients set nonces to the clock: a patient's last one says when they last acted
+    return _json({"id": pk.hex(), "nonce": nonce, "identity": identity})
 
 
 async def get_commits(request: web.Request) -> web.Response:
@@ -384,8 +423,12 @@ def _ms_param(request: web.Request, name: str, default: int | None) -> int | Non
 
 
 async def get_identity(request: web.Request) -> web.Response:
+    """An identity: role and label for anyone; a patient's guardian, break-glass choice and
+    attestation, and a practitioner's wards, only to those entitled (node/explorer.py)."""
     node = request.app[NODE_KEY]
-    found = queries.identity(node.state_reader(), _id_param(request))
+    ident = _id_param(request)
+    signer = await optional_signer(request)
+    found = explorer.identity_view(node.state_reader(), ident, signer, node.identity.public_key)
     if found is None:
         raise ApiError(404, "unknown_identity", "no such identity on the ledger")
     return _json(found)
@@ -559,15 +602,15 @@ async def post_research_step(request: web.Request) -> web.Response:
     step = request.match_info["step"]
     envelope = await _msgpack_body(request, 2 * 1024 * 1024)
     try:
-        payload = service.check_coordinator(envelope)
+        payload, coordinator = service.check_coordinator(envelope)
         req = ExtractRequest.from_dict(payload.get("request"), node.chain_id)
         if step == "prepare":
-            return _json(service.prepare(req))
+            return _json(service.prepare(req, coordinator))
         included, resources, release_hash = payload.get("included"), payload.get("resources"), payload.get("release_hash")
-        if not (isinstance(included, list) and all(isinstance(x, str) for x in included) and isinstance(resources, int)
-                and isinstance(release_hash, bytes) and len(release_hash) == 32):
+        if not (isinstance(included, list) and len(included) <= 100_000 and all(isinstance(x, str) for x in included)
+                and isinstance(resources, int) and isinstance(release_hash, bytes) and len(release_hash) == 32):
             raise ApiError(400, "malformed_request", "included, resources and release_hash are required")
-        return _json({"tx": await service.record(req, included, resources, release_hash)})
+        return _json({"tx": await service.record(req, coordinator, included, release_hash)})
     except (ProtocolError, CustodianRefusal) as exc:
         raise refusal(exc) from None
 

@@ -124,24 +124,28 @@ class Client:
             self._chain_id = str(self.status()["chain_id"])
         return self._chain_id
 
-    def account(self, identity_id: str) -> dict[str, Any]:
-        return self.get(f"/v1/accounts/{identity_id}")
+    def account(self, identity_id: str, *, signer: Identity | None = None) -> dict[str, Any]:
+        """An account's nonce and identity; a patient's nonce only to a signed read by the patient
+        (or its guardian, or the node's institution)."""
+        return self.get(f"/v1/accounts/{identity_id}", signer=signer)
 
     def tx(self, tx_hash: str, *, wait_s: int | None = None) -> dict[str, Any]:
         q = f"?wait={wait_s}" if wait_s else ""
         return self.get(f"/v1/txs/{tx_hash}{q}")
 
-    def tx_proof(self, tx_hash: str) -> dict[str, Any]:
-        return self.get(f"/v1/txs/{tx_hash}/proof")
+    def tx_proof(self, tx_hash: str, *, signer: Identity | None = None) -> dict[str, Any]:
+        """The Merkle proof; the leaf (the encoded transaction) only when `signer` is one of its parties."""
+        return self.get(f"/v1/txs/{tx_hash}/proof", signer=signer)
 
-    def block(self, height: int | str) -> dict[str, Any]:
-        return self.get(f"/v1/blocks/{height}")
+    def block(self, height: int | str, *, signer: Identity | None = None) -> dict[str, Any]:
+        """A block; transactions concerning a patient are whole only when `signer` is one of their parties."""
+        return self.get(f"/v1/blocks/{height}", signer=signer)
 
     # -- writes ---------------------------------------------------------------------------
     def next_nonce(self, identity: Identity) -> int:
         """A nonce above every one this identity used: the ledger's last, the clock in ms, and the
         last this client handed out (so two transactions in one millisecond still differ)."""
-        last = int(self.account(identity.id)["nonce"])
+        last = int(self.account(identity.id, signer=identity)["nonce"] or 0)
         with self._nonce_lock:
             nonce = max(last + 1, time.time_ns() // 1_000_000, self._nonces.get(identity.public_key, 0) + 1)
             self._nonces[identity.public_key] = nonce

@@ -370,7 +370,7 @@ def _body_doc(rng: random.Random, ep: Endpoint, target: Target, pools: Pools) ->
         return {"record_id": _b32(rng), "requester": _b32(rng), "timestamp_ms": 1_700_000_000_000 + rng.randrange(10**12),
                 "nonce": rng.randbytes(16), "signature": rng.randbytes(64)}
     request = {"study": "fuzz-1", "types": ["Observation"], "k": rng.randrange(0, 1002), "researcher": _b32(rng),
-               "timestamp_ms": 1_700_000_000_000 + rng.randrange(10**12), "nonce": rng.randbytes(16), "signature": rng.randbytes(64)}
+               "coordinator": _b32(rng), "timestamp_ms": 1_700_000_000_000 + rng.randrange(10**12), "nonce": rng.randbytes(16), "signature": rng.randbytes(64)}
     if path == "/v1/research/extract":
         return request
     payload: Any = {"request": request, "included": [_b32(rng).hex()], "resources": rng.randrange(10), "release_hash": _b32(rng)}

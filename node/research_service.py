@@ -1,20 +1,26 @@
 """Research extracts across custodians: the node side of `medledger research extract`.
 
-1. The researcher signs an `ExtractRequest` (study, types, k, time, nonce) and sends it to any
-   institution's node: the coordinator.
+1. The researcher signs an `ExtractRequest` (study, types, k, the coordinator it chose, time,
+   nonce) and sends it to that institution's node: the coordinator. The coordinator must be the
+   study's institution or a custodian of records of the study's consenting patients.
 2. The coordinator checks the study and the researcher on the ledger, finds the patients whose
    research consent to the study is in force and the custodians holding their records, and asks
-   each custodian (itself included) to PREPARE, countersigning the request so only institution
-   nodes can ask for unreduced releases.
+   each custodian (itself included) to PREPARE, countersigning the request. A custodian answers
+   only the coordinator the researcher named, only if that coordinator may coordinate the study,
+   only for a fresh request (at most two minutes old, not from the future) and once.
 3. Each custodian decrypts its records of those patients that the request's types and each
    patient's consent scope allow, de-identifies them by HIPAA Safe Harbor with the study's
    pseudonym key (derived from the research secret the custodians share, never the researcher),
    and answers with its release.
-4. The coordinator merges the releases and applies k-anonymity across all of them. If fewer than
-   k patients remain nothing is released. Otherwise each custodian RECORDS its part on the ledger
-   (`research.release`: the included patients, the number of resources, the hash of the
-   extract), which puts the release in every included patient's audit trail; then the
-   coordinator answers the researcher with the NDJSON files and the report.
+4. The coordinator merges the releases and applies k-anonymity across all of them, with k the
+   larger of the researcher's and the study's minimum (`min_k`, fixed at registration, never
+   below the network floor `K_FLOOR`). If fewer than k patients remain nothing is released.
+   Otherwise each custodian RECORDS its part on the ledger (`research.release`: the included
+   patients, the number of resources, the hash of the extract), which puts the release in every
+   included patient's audit trail; then the coordinator answers the researcher with the NDJSON
+   files and the report. A custodian records only what it prepared for this very request: the
+   patients it released and the count of their resources come from its own prepared release,
+   not from the coordinator, and a request is recorded once.
 """
 
 from __future__ import annotations
@@ -29,19 +35,26 @@ from typing import Any
 
 import aiohttp
 
+from collections import OrderedDict
+
+from .app import keys as state_keys
 from .app import queries
+from .app.studies import K_MAX, study_min_k
 from .core.crypto import KEY_SIZE, SIGNATURE_SIZE, Identity, sha256, verify
 from .core.encoding import canonical
 from .custodian import CustodianRefusal
 from .records.envelope import EnvelopeError, decrypt, unwrap_key
-from .records.protocol import ProtocolError, ReplayGuard
+from .records.protocol import ProtocolError
 from .research.extract import assemble_extract
 from .research.pseudonyms import KeyedPseudonyms, derive_study_key
-from .research.release import CustodianRelease, ReleaseInvalid, deidentify_for_study
+from .research.release import CustodianRelease, ReleaseInvalid, deidentify_for_study, linked_patient
+from .research.replay import StepGuard
 from .tx import Transaction
 
 log = logging.getLogger("medledger.research")
 MAX_TYPES = 32
+MAX_PREPARED = 256  # prepared releases awaiting their record step (the oldest is forgotten first)
+_FIELDS = ("chain_id", "study", "types", "k", "researcher", "coordinator", "timestamp_ms", "nonce")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,24 +64,26 @@ class ExtractRequest:
     types: tuple[str, ...]
     k: int
     researcher: bytes
+    coordinator: bytes  # the institution whose node the researcher chose to coordinate
     timestamp_ms: int
     nonce: bytes
     signature: bytes = b""
 
     def signing_bytes(self) -> bytes:
-        return canonical(["medledger-extract-v1", self.chain_id, self.study, list(self.types), self.k,
-                          self.researcher, self.timestamp_ms, self.nonce])
+        return canonical(["medledger-extract-v2", self.chain_id, self.study, list(self.types), self.k,
+                          self.researcher, self.coordinator, self.timestamp_ms, self.nonce])
 
     def to_dict(self) -> dict[str, Any]:
         return {"study": self.study, "types": list(self.types), "k": self.k, "researcher": self.researcher,
-                "timestamp_ms": self.timestamp_ms, "nonce": self.nonce, "signature": self.signature}
+                "coordinator": self.coordinator, "timestamp_ms": self.timestamp_ms, "nonce": self.nonce,
+                "signature": self.signature}
 
     @classmethod
-    def create(cls, researcher: Identity, *, chain_id: str, study: str, types: list[str], k: int, timestamp_ms: int) -> "ExtractRequest":
+    def create(cls, researcher: Identity, *, chain_id: str, study: str, types: list[str], k: int, coordinator: bytes,
+               timestamp_ms: int) -> "ExtractRequest":
         unsigned = cls(chain_id=chain_id, study=study, types=tuple(types), k=k, researcher=researcher.public_key,
-                       timestamp_ms=timestamp_ms, nonce=os.urandom(16))
-        return cls(**{**{f: getattr(unsigned, f) for f in ("chain_id", "study", "types", "k", "researcher", "timestamp_ms", "nonce")},
-                      "signature": researcher.sign(unsigned.signing_bytes())})
+                       coordinator=coordinator, timestamp_ms=timestamp_ms, nonce=os.urandom(16))
+        return cls(**{**{f: getattr(unsigned, f) for f in _FIELDS}, "signature": researcher.sign(unsigned.signing_bytes())})
 
     @classmethod
     def from_dict(cls, doc: Any, chain_id: str) -> "ExtractRequest":
@@ -76,14 +91,18 @@ class ExtractRequest:
             raise ProtocolError("malformed_request", "an extract request is a map")
         study, types, k = doc.get("study"), doc.get("types"), doc.get("k")
         researcher, ts, nonce, sig = doc.get("researcher"), doc.get("timestamp_ms"), doc.get("nonce"), doc.get("signature")
+        coordinator = doc.get("coordinator")
         if not (isinstance(study, str) and 0 < len(study) <= 64 and isinstance(types, list) and 0 < len(types) <= MAX_TYPES
                 and all(isinstance(t, str) and 0 < len(t) <= 64 for t in types)
-                and isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= 1000
-                and isinstance(researcher, bytes) and len(researcher) == KEY_SIZE and isinstance(ts, int)
+                and isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= K_MAX
+                and isinstance(researcher, bytes) and len(researcher) == KEY_SIZE
+                and isinstance(coordinator, bytes) and len(coordinator) == KEY_SIZE
+                and isinstance(ts, int) and not isinstance(ts, bool)
                 and isinstance(nonce, bytes) and len(nonce) == 16 and isinstance(sig, bytes) and len(sig) == SIGNATURE_SIZE):
-            raise ProtocolError("malformed_request", "study, types (1-32), k (1-1000), researcher, timestamp_ms, nonce and signature are required")
-        req = cls(chain_id=chain_id, study=study, types=tuple(types), k=k, researcher=researcher, timestamp_ms=ts,
-                  nonce=nonce, signature=sig)
+            raise ProtocolError("malformed_request", "study, types (1-32), k (1-1000), researcher, coordinator, timestamp_ms, "
+                                                     "nonce and signature are required")
+        req = cls(chain_id=chain_id, study=study, types=tuple(types), k=k, researcher=researcher, coordinator=coordinator,
+                  timestamp_ms=ts, nonce=nonce, signature=sig)
         if not verify(researcher, req.signing_bytes(), sig):
             raise ProtocolError("bad_signature", "the extract request is not signed by the researcher")
         return req
@@ -97,7 +116,9 @@ class ResearchService:
         self.client_ssl = client_ssl  # an ssl.SSLContext when the other nodes' APIs speak https
         self.offchain = offchain
         self.secret = secret
-        self.guard = ReplayGuard()
+        self.guard = StepGuard()
+        # (researcher + nonce) -> (expiry ms, {patient pseudonym: resources released besides the Patient})
+        self._prepared: OrderedDict[bytes, tuple[int, dict[str, int]]] = OrderedDict()
 
     # -- checks shared by both roles ---------------------------------------------------------
     def _study_for(self, req: ExtractRequest) -> dict[str, Any]:
@@ -115,6 +136,40 @@ class ResearchService:
             raise CustodianRefusal(403, "researcher_not_on_study", "the researcher is not on this study")
         return study
 
+    def _may_coordinate(self, req: ExtractRequest, study: dict[str, Any], coordinator: bytes) -> None:
+        """The study's own institution, or a custodian of records of one of its consenting
+        patients, may coordinate its extracts; no other institution."""
+        if coordinator.hex() == study.get("institution"):
+            return
+        state = self.node.state_reader()
+        for consent in self._consenting(req):
+            if state.get(state_keys.PATIENT_CUSTODIAN + bytes.fromhex(consent["patient"]) + coordinator) is not None:
+                return
+        raise CustodianRefusal(403, "not_study_institution",
+                               "only the study's institution or a custodian of its patients' records coordinates its extracts; "
+                               "send the request to the study institution's node")
+
+    def _authorise_step(self, step: str, req: ExtractRequest, coordinator: bytes) -> dict[str, Any]:
+        """Every step: the coordinator is the one the researcher named and may coordinate the
+        study, the researcher is on it; then (only then) freshness and replay."""
+        if req.coordinator != coordinator:
+            raise CustodianRefusal(403, "coordinator_not_named",
+                                   "the researcher named another coordinator in this request; nothing is prepared")
+        study = self._study_for(req)
+        self._may_coordinate(req, study, coordinator)
+        try:
+            self.guard.check(coordinator, step.encode() + b"\0" + req.researcher + req.nonce, req.timestamp_ms,
+                             self.node.clock_ms())
+        except ProtocolError as exc:
+            raise CustodianRefusal(429 if exc.code == "busy" else 401, exc.code, exc.message) from None
+        return study
+
+    def _remember_prepared(self, req: ExtractRequest, counts: dict[str, int]) -> None:
+        now = self.node.clock_ms()
+        while self._prepared and (next(iter(self._prepared.values()))[0] < now or len(self._prepared) >= MAX_PREPARED):
+            self._prepared.popitem(last=False)  # expired, or the oldest when full: its record step will fail, safely
+        self._prepared[req.researcher + req.nonce] = (now + self.guard.window_ms + self.guard.future_ms, counts)
+
     def _study_key(self, study: str) -> bytes:
         assert self.secret is not None
         return derive_study_key(self.secret, study)
@@ -127,9 +182,10 @@ class ResearchService:
         return queries.study_consenting_patients(self.node.state_reader(), req.study, self.node.now_ms())
 
     # -- custodian: prepare ----------------------------------------------------------------------
-    def prepare(self, req: ExtractRequest) -> dict[str, Any]:
-        """This custodian's de-identified release of its consenting patients' records."""
-        study = self._study_for(req)
+    def prepare(self, req: ExtractRequest, coordinator: bytes) -> dict[str, Any]:
+        """This custodian's de-identified release of its consenting patients' records, for a
+        fresh request the researcher addressed to `coordinator`, who countersigned it."""
+        study = self._authorise_step("prepare", req, coordinator)
         me = self.node.identity.public_key.hex()
         state = self.node.state_reader()
         resources: list[dict[str, Any]] = []
@@ -152,6 +208,12 @@ class ResearchService:
                 resources.append(doc)
         release = deidentify_for_study(resources, study=req.study, study_key=self._study_key(req.study), custodian=me,
                                        persons=persons, reference_year=self._reference_year(study))
+        counts: dict[str, int] = {}
+        for resource in release.resources:
+            owner = linked_patient(resource)
+            if owner is not None:
+                counts[owner] = counts.get(owner, 0) + (resource.get("resourceType") != "Patient")
+        self._remember_prepared(req, counts)
         return release.to_dict()
 
     def _open(self, record_id: bytes) -> dict[str, Any] | None:
@@ -167,11 +229,19 @@ class ResearchService:
         return doc if isinstance(doc, dict) else None
 
     # -- custodian: record -------------------------------------------------------------------
-    async def record(self, req: ExtractRequest, included: list[str], resources: int, release_hash: bytes) -> str | None:
-        """Put this custodian's part of a release on the ledger; returns the tx hash."""
-        self._study_for(req)
+    async def record(self, req: ExtractRequest, coordinator: bytes, included: list[str], release_hash: bytes) -> str | None:
+        """Put this custodian's part of a release on the ledger; returns the tx hash. Only what
+        this custodian prepared for this request is recorded: of the included patients those it
+        released, with the count of resources it released for them."""
+        self._authorise_step("record", req, coordinator)
+        entry = self._prepared.pop(req.researcher + req.nonce, None)
+        if entry is None or entry[0] < self.node.clock_ms():
+            raise CustodianRefusal(409, "not_prepared", "this custodian prepared no release for this request (or it expired); "
+                                                        "nothing is recorded")
+        prepared = entry[1]
         pseudonyms = KeyedPseudonyms(self._study_key(req.study))
-        wanted = set(included)
+        wanted = set(included) & set(prepared)
+        resources = sum(prepared[p] for p in wanted)
         me = self.node.identity.public_key.hex()
         state = self.node.state_reader()
         patients = sorted(
@@ -200,15 +270,19 @@ class ResearchService:
 
     # -- coordinator -----------------------------------------------------------------------------
     async def coordinate(self, req: ExtractRequest) -> dict[str, Any]:
-        try:
-            self.guard.check(req.nonce + req.researcher, req.timestamp_ms, self.node.clock_ms())
-        except ProtocolError as exc:
-            raise CustodianRefusal(401, exc.code, exc.message) from None
-        study = self._study_for(req)
+        """Run an extract for the researcher: prepare at every custodian, k-anonymity across
+        them, record every part on the ledger, and only then answer with the data."""
+        me = self.node.identity.public_key
+        if req.coordinator != me:
+            raise CustodianRefusal(403, "coordinator_not_named",
+                                   "the request names another institution as coordinator; send it to that institution's node")
+        study = self._authorise_step("extract", req, me)
+        k = max(req.k, study_min_k(study))  # the researcher may raise the study's minimum, never lower it
         consenting = self._consenting(req)
-        if len(consenting) < req.k:
+        if len(consenting) < k:
             raise CustodianRefusal(409, "too_few_patients",
-                                   f"only {len(consenting)} patient(s) consent to {req.study}: fewer than k={req.k}, nothing is released")
+                                   f"only {len(consenting)} patient(s) consent to {req.study}: fewer than k={k} "
+                                   f"(the study's minimum is {study_min_k(study)}), nothing is released")
         state = self.node.state_reader()
         custodians: set[str] = set()
         for c in consenting:
@@ -226,7 +300,7 @@ class ResearchService:
                 log.warning("custodian %s sent an invalid release: %s", custodian[:16], exc)
         pseudonyms = KeyedPseudonyms(self._study_key(req.study))
         eligible = {pseudonyms.person(c["patient"]) for c in consenting}
-        extract = assemble_extract(releases, study=req.study, k=req.k, reference_year=self._reference_year(study),
+        extract = assemble_extract(releases, study=req.study, k=k, reference_year=self._reference_year(study),
                                    custodians_asked=sorted(custodians), eligible=eligible)
         if extract.refusal:
             raise CustodianRefusal(409, "k_anonymity", extract.refusal)
@@ -238,21 +312,26 @@ class ResearchService:
                 continue
             doc = await self._call(part["custodian"], "record", {
                 "request": req.to_dict(), "included": included, "resources": part.get("resources_released", 0) or 1,
-                "release_hash": release_hash})
+                "release_hash": release_hash})  # `resources` is informative: the custodian counts its own
             if doc is None or not doc.get("tx"):
                 raise CustodianRefusal(502, "release_not_recorded", f"custodian {part['custodian'][:16]} did not record its release; nothing is released")
             txs.append(doc["tx"])
         report = dict(extract.report)
-        report["ledger_transactions"] = txs
+        report.update(k_requested=req.k, k_applied=k, k_min_study=study_min_k(study), ledger_transactions=txs)
         return {"report": report, "files": {name: data.decode("utf-8") for name, data in extract.files.items()}}
 
     async def _call(self, custodian_hex: str, step: str, payload: dict[str, Any]) -> dict[str, Any] | None:
         """Run a step at a custodian: locally when it is us, else over its API (countersigned)."""
         if custodian_hex == self.node.identity.id:
+            me = self.node.identity.public_key
             req = ExtractRequest.from_dict(payload["request"], self.node.chain_id)
             if step == "prepare":
-                return self.prepare(req)
-            tx = await self.record(req, payload["included"], payload["resources"], payload["release_hash"])
+                try:
+                    return self.prepare(req, me)
+                except CustodianRefusal as exc:
+                    log.warning("this node refused to prepare: %s: %s", exc.code, exc.message)
+                    return None
+            tx = await self.record(req, me, payload["included"], payload["release_hash"])
             return {"tx": tx}
         api = next((v.api for v in self.node.genesis.validators if v.id.hex() == custodian_hex and v.api), None)
         if api is None:
@@ -280,8 +359,9 @@ class ResearchService:
             log.warning("custodian %s unreachable: %s", custodian_hex[:16], exc)
             return None
 
-    def check_coordinator(self, envelope: Any) -> dict[str, Any]:
-        """Unwrap a countersigned step: only an institution's node may ask for unreduced releases."""
+    def check_coordinator(self, envelope: Any) -> tuple[dict[str, Any], bytes]:
+        """Unwrap a countersigned step: the payload and the coordinator who signed it (an
+        institution; whether it may coordinate this study each step checks)."""
         from .core.encoding import DecodeError, decode
 
         if not isinstance(envelope, dict):
@@ -300,4 +380,4 @@ class ResearchService:
             raise CustodianRefusal(400, "malformed_msgpack", str(exc)) from None
         if not isinstance(payload, dict):
             raise CustodianRefusal(400, "malformed_request", "payload must be a map")
-        return payload
+        return payload, coord

@@ -1,4 +1,12 @@
-"""Reading research studies from state: a study, whether it is active, a researcher's studies."""
+"""Reading research studies from state: a study, whether it is active, its minimum k, a
+researcher's studies.
+
+`K_FLOOR` is the network-wide floor of k-anonymity for research releases: a study registers its
+own minimum k (`min_k`, at least the floor, fixed for the study's life), and a researcher's
+extract request may only raise it. Below five patients per group a released record is too close
+to one person's (k = 1 releases one patient's data alone); five is the figure commonly used for
+small-cell suppression in published health statistics.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +20,17 @@ from .stored import read
 def load_study(state: StateReader, study_id: str) -> dict[str, Any] | None:
     value = read(state, keys.study(study_id))
     return value if isinstance(value, dict) else None
+
+
+K_FLOOR = 5
+K_MAX = 1000
+
+
+def study_min_k(study: dict[str, Any]) -> int:
+    """The study's minimum k, never below the network floor (a study registered before the
+    field existed gets the floor)."""
+    value = study.get("min_k")
+    return max(value if isinstance(value, int) and not isinstance(value, bool) else K_FLOOR, K_FLOOR)
 
 
 def study_active(study: dict[str, Any], now_ms: int) -> bool:

@@ -77,8 +77,16 @@ def verify_inclusion(leaf: bytes, index: int, size: int, path: Sequence[bytes], 
     """Check an audit path (RFC 6962 section 2.1.1 verification algorithm)."""
     if not 0 <= index < size:
         return False
+    return verify_inclusion_of_hash(leaf_hash(leaf), index, size, path, root)
+
+
+def verify_inclusion_of_hash(leaf_digest: bytes, index: int, size: int, path: Sequence[bytes], root: bytes) -> bool:
+    """`verify_inclusion` from the leaf's hash, SHA-256(0x00 || leaf): what a public proof gives
+    (the explorer does not show the leaf of a transaction that concerns a patient)."""
+    if not 0 <= index < size:
+        return False
     fn, sn = index, size - 1
-    r = leaf_hash(leaf)
+    r = leaf_digest
     for p in path:
         if sn == 0:
             return False

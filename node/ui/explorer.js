@@ -3,7 +3,7 @@
 // Deep links: explorer.html#block=<height>, explorer.html#tx=<hash>.
 
 import { bytesToHex, el, fetchJSON, fmtTime, header, hexToBytes, idCell, replace, sha256, showError, table } from "./common.js";
-import { verifyInclusion } from "./merkle.js";
+import { verifyInclusion, verifyInclusionOfHash } from "./merkle.js";
 
 const LATEST = 20;
 
@@ -27,7 +27,8 @@ async function showBlock(height) {
   const h = b.header;
   const rows = b.txs.map((tx) => el("tr", { dataset: { tx: tx.hash } },
     el("td", {}, tx.index), el("td", {}, el("a", { href: `#tx=${tx.hash}`, class: "tx-link" }, idCell(tx.hash))),
-    el("td", {}, tx.type), el("td", {}, idCell(tx.sender)), el("td", {}, resultBadge(tx.result))));
+    el("td", {}, tx.type ?? "withheld"), el("td", {}, tx.sender ? idCell(tx.sender) : "withheld"),
+    el("td", {}, resultBadge(tx.result))));
   const detail = replace("#detail",
     el("h2", {}, `Block ${b.height}`),
     table(["field", "value"], [
@@ -51,23 +52,29 @@ async function showTx(hash) {
   } else {
     const block = await fetchJSON(`/v1/blocks/${status.height}`);
     const tx = block.txs[status.index];
+    // The public proof gives the leaf's hash; the leaf itself (the encoded transaction, whose
+    // SHA-256 is the tx hash) only a signed request by one of the transaction's parties gets.
     const proof = await fetchJSON(`/v1/txs/${hash}/proof`);
-    const leafHash = bytesToHex(await sha256(hexToBytes(proof.leaf)));
-    const ok = leafHash === hash && proof.tx_root === block.header.tx_root &&
-      (await verifyInclusion(hexToBytes(proof.leaf), proof.index, proof.size, proof.path.map(hexToBytes), hexToBytes(proof.tx_root)));
+    const withLeaf = typeof proof.leaf === "string";
+    const leafIsTx = withLeaf && bytesToHex(await sha256(hexToBytes(proof.leaf))) === hash;
+    const ok = (!withLeaf || leafIsTx) && tx.hash === hash && proof.tx_root === block.header.tx_root &&
+      (withLeaf
+        ? await verifyInclusion(hexToBytes(proof.leaf), proof.index, proof.size, proof.path.map(hexToBytes), hexToBytes(proof.tx_root))
+        : await verifyInclusionOfHash(hexToBytes(proof.leaf_hash), proof.index, proof.size, proof.path.map(hexToBytes), hexToBytes(proof.tx_root)));
+    const withheld = tx.withheld ? el("p", { class: "note" }, tx.withheld) : null;
     parts.push(
       table(["field", "value"], [
-        ["type", tx.type], ["result", resultBadge(status.result)],
+        ["type", tx.type ?? "withheld"], ["result", resultBadge(status.result)],
         ["block", el("a", { href: `#block=${status.height}` }, String(status.height))], ["index", status.index],
-        ["sender", el("span", { class: "mono" }, tx.sender)], ["nonce", tx.nonce],
+        ["sender", el("span", { class: "mono" }, tx.sender ?? "withheld")], ["nonce", tx.nonce ?? "withheld"],
       ].map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v)))),
-      el("h2", {}, "Body"), el("pre", {}, JSON.stringify(tx.body, null, 2)),
+      el("h2", {}, "Body"), withheld ?? el("pre", {}, JSON.stringify(tx.body, null, 2)),
       el("h2", {}, "Merkle inclusion proof"),
       el("p", { id: "proof-result", class: ok ? "ok" : "error" }, ok
         ? `Verified in this browser: leaf ${proof.index} of ${proof.size} hashes up to the tx root of block ${proof.height}.`
         : "The proof does NOT verify against the block's tx root."),
       table(["step", "sibling hash"], proof.path.map((p, i) => el("tr", {}, el("td", {}, i + 1), el("td", { class: "mono" }, p)))),
-      el("p", { class: "note" }, `tx root ${proof.tx_root}; ${proof.leaf_hash_is}`));
+      el("p", { class: "note" }, `tx root ${proof.tx_root}; leaf hash ${proof.leaf_hash}; ${proof.leaf_hash_is}`));
   }
   const detail = replace("#detail", parts);
   detail.hidden = false;

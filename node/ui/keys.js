@@ -144,17 +144,18 @@ export async function buildTx(signer, { chainId, type, nonce, body }) {
 }
 
 let lastNonce = 0;
-/** A nonce above the ledger's last for this identity and the clock in ms (as node/client.py). */
-export async function nextNonce(id) {
-  const account = await fetchJSON(`/v1/accounts/${id}`);
-  lastNonce = Math.max(Number(account.nonce) + 1, Date.now(), lastNonce + 1);
+/** A nonce above the ledger's last for this identity and the clock in ms (as node/client.py).
+ *  The read is signed: the node shows a patient's nonce to the patient only. */
+export async function nextNonce(signer) {
+  const account = await signer.get(`/v1/accounts/${signer.id}`);
+  lastNonce = Math.max(Number(account.nonce ?? 0) + 1, Date.now(), lastNonce + 1);
   return lastNonce;
 }
 
 /** Sign, submit and wait for the commit (deadline `timeoutMs`); the node's final status. */
 export async function submitAndWait(signer, type, body, { timeoutMs = 60000 } = {}) {
   const { chain_id: chainId } = await nodeStatus();
-  const tx = await buildTx(signer, { chainId, type, nonce: await nextNonce(signer.id), body });
+  const tx = await buildTx(signer, { chainId, type, nonce: await nextNonce(signer), body });
   await fetchJSON("/v1/txs", { method: "POST", headers: { "Content-Type": "application/msgpack" }, body: tx.encoded });
   const deadline = Date.now() + timeoutMs;
   for (;;) {

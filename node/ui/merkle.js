@@ -15,8 +15,15 @@ async function nodeHash(prefix, ...parts) {
 /** Whether `path` proves `leaf` is leaf `index` of `size` in the tree with `root` (Uint8Arrays). */
 export async function verifyInclusion(leaf, index, size, path, root) {
   if (!(index >= 0 && index < size)) return false;
+  return verifyInclusionOfHash(await nodeHash(0, leaf), index, size, path, root);
+}
+
+/** The same check from the leaf's hash SHA-256(0x00 || leaf): what the public proof gives (the
+ * node shows the leaf of a transaction that concerns a patient only to its parties). */
+export async function verifyInclusionOfHash(leafHash, index, size, path, root) {
+  if (!(index >= 0 && index < size)) return false;
   let fn = index, sn = size - 1;
-  let r = await nodeHash(0, leaf);
+  let r = leafHash;
   for (const p of path) {
     if (sn === 0) return false;
     if (fn % 2 === 1 || fn === sn) {

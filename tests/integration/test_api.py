@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import msgpack
 import pytest
 
 from node.core.crypto import Identity
 from node.core.encoding import canonical
-from node.core.merkle import verify_inclusion
+from node.auth import sign_headers
+from node.core.merkle import verify_inclusion, verify_inclusion_of_hash
 from node.tx import Transaction
 
 from tests.helpers import CHAIN
@@ -54,10 +57,22 @@ async def test_submit_commit_and_look_up(api):
     assert set(blk["header"]) >= {"chain_id", "height", "prev_hash", "timestamp_ms", "proposer", "tx_root", "state_root", "prev_certificate"}
     assert blk["txs"][got["index"]]["hash"] == tx.hash_hex
     resp = await client.get(f"/v1/txs/{tx.hash_hex}/proof")
-    proof = await resp.json()
+    proof = await resp.json()  # a patient's registration: the public proof gives the leaf's hash only
+    assert "leaf" not in proof
+    assert verify_inclusion_of_hash(bytes.fromhex(proof["leaf_hash"]), proof["index"], proof["size"],
+                                    [bytes.fromhex(p) for p in proof["path"]], bytes.fromhex(blk["header"]["tx_root"]))
+    path = f"/v1/txs/{tx.hash_hex}/proof"
+    resp = await client.get(path, headers=sign_headers(Identity.from_seed((1).to_bytes(32, "big")), chain_id=CHAIN,
+                                                       method="GET", path_qs=path, timestamp_ms=time.time_ns() // 1_000_000))
+    proof = await resp.json()  # the sender signs: the leaf too
     assert verify_inclusion(bytes.fromhex(proof["leaf"]), proof["index"], proof["size"],
                             [bytes.fromhex(p) for p in proof["path"]], bytes.fromhex(blk["header"]["tx_root"]))
     resp = await client.get(f"/v1/accounts/{tx.sender.hex()}")
+    acct = await resp.json()  # a patient's nonce is the patient's to read
+    assert acct["nonce"] is None and acct["identity"] == {"role": "patient", "label": ""}
+    path = f"/v1/accounts/{tx.sender.hex()}"
+    resp = await client.get(path, headers=sign_headers(Identity.from_seed((1).to_bytes(32, "big")), chain_id=CHAIN,
+                                                       method="GET", path_qs=path, timestamp_ms=time.time_ns() // 1_000_000))
     acct = await resp.json()
     assert acct["nonce"] == 1 and acct["identity"]["role"] == "patient"
 

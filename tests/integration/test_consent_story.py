@@ -139,7 +139,10 @@ def consent_story(c: Cluster, tmp_path: Path) -> dict:
     fhir_disclosures = json.loads(cli("audit", "disclosures", "--key", inst[0], "--since", "2020-01-01", "--fhir", "--node", url[2]).stdout)
     for entry in fhir_disclosures["entry"]:
         AuditEvent.model_validate(entry["resource"])
-    verified = ok("audit", "verify", "--tx", entries[-1]["tx"], "--node", url[1])
+    # the leaf of a patient's transaction is given to its parties only: unsigned, the tx hash is not tied to it
+    unsigned = cli("audit", "verify", "--tx", entries[-1]["tx"], "--node", url[1], "--json")
+    assert unsigned.returncode == 1 and json.loads(unsigned.stdout)["checks"]["merkle_proof"] is True
+    verified = ok("audit", "verify", "--tx", entries[-1]["tx"], "--key", keys["patient"], "--node", url[1])
     assert verified["verified"] is True
 
     ok("record", "erase", "--key", keys["patient"], "--record", rid, "--node", url[0])

@@ -112,9 +112,13 @@ def test_research_extract(tmp_path):
         pseudo = KeyedPseudonyms(derive_study_key(secret, STUDY))
         pseudonym_of = {p: pseudo.person(patients[p].id) for p in persons}
 
-        def extract(name: str, key: str, k: int = 3) -> subprocess.CompletedProcess[str]:
+        def extract(name: str, key: str, k: int = 3, node: int = 0) -> subprocess.CompletedProcess[str]:
             return cli("research", "extract", "--key", key, "--study", STUDY, "--types", TYPES, "--k", str(k),
-                       "--out", str(tmp_path / name), "--node", url[3], "--json")
+                       "--out", str(tmp_path / name), "--node", url[node], "--json")
+
+        # node 3 is neither the study's institution nor a custodian of its patients: it may not coordinate
+        elsewhere = extract("x0", str(tmp_path / "ana.key"), node=3)
+        assert elsewhere.returncode == 1 and "study's institution" in elsewhere.stderr, elsewhere.stderr
 
         first = extract("x1", str(tmp_path / "ana.key"))
         assert first.returncode == 0, first.stderr
@@ -131,8 +135,9 @@ def test_research_extract(tmp_path):
                 assert not re.search(rb"(?<![0-9A-Za-z])" + re.escape(s.encode()) + rb"(?![0-9A-Za-z])", blob), s
         for name in out_dir.glob("*.ndjson"):
             assert not re.search(rb"\d{4}-\d{2}-\d{2}", name.read_bytes()), name
-        assert report["k_reached"] >= 3
-        assert all(g["patients"] >= 3 for g in report["groups"])
+        # the researcher asked for 3: the study's minimum (the network floor, 5) applies
+        assert report["k_requested"] == 3 and report["k_applied"] == 5 and report["k_reached"] >= 5
+        assert all(g["patients"] >= 5 for g in report["groups"])
         assert report["patients_included"] + report["patients_suppressed_count"] == report["patients_eligible"] == 30
         assert report["patients_included"] == len(released)
         assert sum(report["resources_per_type"].values()) == report["resources_released"]

@@ -1,28 +1,33 @@
 """`study.register`: an institution registers a research study under its ethics approval.
 
 A study has an id (1-64 characters, unique on the chain), a title, the reference of its ethics
-approval, and an end (`until_ms`, inclusive). Patients consent to it with the grantee kind
-"study" and the purpose "research"; such consents end with the study.
+approval, an end (`until_ms`, inclusive) and its minimum k (`min_k`, optional, default and
+floor `K_FLOOR` = 5, at most 1000): no research release of the study has a quasi-identifier
+group smaller than that, whatever k the researcher asks for. Patients consent to it with the
+grantee kind "study" and the purpose "research"; such consents end with the study.
 """
 
 from __future__ import annotations
 
-from node.tx import Transaction
+from node.tx import Transaction, TxRejected
 
 from .. import keys
 from ..fields import check_study_id, check_text, check_time
 from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
 from ..roles import INSTITUTION, sender_as
 from ..stored import write
-from ..studies import load_study
+from ..studies import K_FLOOR, K_MAX, load_study
 
 MAX_TITLE = 128
 
 
 def _check(tx: Transaction) -> None:
     body = tx.body
-    require_fields(body, {"study": str, "title": str, "ethics_ref": str, "until_ms": int})
+    require_fields(body, {"study": str, "title": str, "ethics_ref": str, "until_ms": int}, {"min_k": int})
     check_study_id(body["study"])
+    min_k = body.get("min_k", K_FLOOR)
+    if isinstance(min_k, bool) or not K_FLOOR <= min_k <= K_MAX:
+        raise TxRejected("invalid_min_k", f"min_k must be between the network floor {K_FLOOR} and {K_MAX}")
     check_text(body, "title", limit=MAX_TITLE, required=True)
     check_text(body, "ethics_ref", limit=MAX_TITLE, required=True)
     check_time(body, "until_ms")
@@ -37,7 +42,7 @@ def _execute(ctx: ExecContext) -> None:
         raise ExecFailed("invalid_period", "the study would already have ended")
     write(ctx, keys.study(body["study"]), {
         "institution": ctx.tx.sender, "title": body["title"], "ethics_ref": body["ethics_ref"],
-        "until_ms": body["until_ms"], "tx": ctx.tx.hash, "height": ctx.height, "time_ms": ctx.timestamp_ms,
+        "until_ms": body["until_ms"], "min_k": body.get("min_k", K_FLOOR), "tx": ctx.tx.hash, "height": ctx.height, "time_ms": ctx.timestamp_ms,
     })
 
 

@@ -133,3 +133,19 @@ def test_research_release_refusals(world):
         with pytest.raises(TxRejected) as err:
             check_tx_body(ledger.tx(ident("A"), "research.release", {**release_body(pats), **change}, nonce=1))
         assert err.value.code == "invalid_body", change
+
+
+def test_study_register_refuses_a_min_k_below_the_network_floor(world):
+    """Issue 15, finding 5: the study fixes its minimum k when registered, never below K_FLOOR."""
+    from node.app.studies import K_FLOOR, study_min_k
+
+    ledger, *_, until = world
+    body = {"study": "K-1", "title": "t", "ethics_ref": "e", "until_ms": until}
+    for bad in (1, K_FLOOR - 1, 1001, True):
+        with pytest.raises(TxRejected) as err:
+            check_tx_body(ledger.tx(ident("A"), "study.register", {**body, "min_k": bad}, nonce=1))
+        assert err.value.code in ("invalid_min_k", "invalid_body"), bad
+    assert ledger.send(ident("A"), "study.register", {**body, "min_k": 11}) == "ok"
+    assert study_min_k(queries.study(ledger.state, "K-1")) == 11
+    assert ledger.send(ident("A"), "study.register", {**body, "study": "K-2"}) == "ok"
+    assert queries.study(ledger.state, "K-2")["min_k"] == K_FLOOR

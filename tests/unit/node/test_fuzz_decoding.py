@@ -104,7 +104,8 @@ fetch_like = st.fixed_dictionaries({
 }) | values
 extract_like = st.fixed_dictionaries({
     "study": st.text(max_size=70), "types": st.lists(st.text(max_size=70), max_size=40) | values, "k": st.integers(-1, 1001) | st.booleans(),
-    "researcher": st.binary(min_size=32, max_size=32), "timestamp_ms": st.integers(-(2**63), 2**64 - 1),
+    "researcher": st.binary(min_size=32, max_size=32), "coordinator": st.binary(min_size=31, max_size=32),
+    "timestamp_ms": st.integers(-(2**63), 2**64 - 1),
     "nonce": st.binary(min_size=16, max_size=16), "signature": st.binary(min_size=64, max_size=64),
 }) | values
 
