@@ -5,8 +5,11 @@ the chain and releases them only against a committed access grant.
   signed by that practitioner.
 - A fetch is served only if it is signed by the requester, fresh and not replayed, the record is
   held here and not erased, and the ledger holds an access grant for that requester and record
-  that is still valid at the last block's time. The data key is unwrapped with the institution's
-  key and re-wrapped for the requester; the answer is signed by the institution.
+  that is still valid at the last block's time. The grant is checked before the nonce is
+  remembered (node/replay.py: a refused fetch leaves no trace), and an unknown record gets the
+  same refusal as a record without a grant (403 `no_grant`), so a stranger learns nothing of what
+  exists. The data key is unwrapped with the institution's key and re-wrapped for the requester;
+  the answer is signed by the institution.
 - When a block erasing a record held here is committed, the ciphertext and every wrapped key are
   deleted and the key range compacted.
 """
@@ -21,7 +24,8 @@ from storage.offchain import OffchainStore
 from .app import queries
 from .core.crypto import sha256
 from .records.envelope import EnvelopeError, unwrap_key, wrap_key
-from .records.protocol import Fetch, ProtocolError, Release, ReplayGuard, Upload
+from .records.protocol import Fetch, Release, Upload
+from .replay import ReplayGuard, ReplayRefused
 
 log = logging.getLogger("medledger.custodian")
 
@@ -34,6 +38,12 @@ class CustodianRefusal(Exception):
         self.status = status
         self.code = code
         self.message = message
+
+
+def no_grant() -> CustodianRefusal:
+    """The one refusal of a fetch without a grant, whether or not the record exists."""
+    return CustodianRefusal(403, "no_grant", "no committed access grant for this requester and record "
+                            "(request access first; an unknown record gets the same answer)")
 
 
 class Custodian:
@@ -66,21 +76,25 @@ class Custodian:
         })
 
     def serve(self, fetch: Fetch, now_ms: int) -> Release:
+        try:
+            self.guard.check_time(fetch.timestamp_ms, now_ms)
+        except ReplayRefused as exc:
+            raise CustodianRefusal(401, exc.code, exc.message) from None
         state = self.node.state_reader()
         meta = queries.record(state, fetch.record_id)
         if meta is None:
-            raise CustodianRefusal(404, "unknown_record", "no such record on the ledger")
+            raise no_grant()
         if meta.get("custodian") != self.institution.hex():
             raise CustodianRefusal(421, "not_custodian", "this node does not hold that record")
+        grant = queries.active_grant(state, fetch.requester, fetch.record_id, self.node.now_ms())
+        if grant is None:
+            raise no_grant()
         if meta.get("erased"):
             raise CustodianRefusal(410, "erased", "the record was erased at the patient's request")
         try:
-            self.guard.check(fetch.nonce + fetch.requester, fetch.timestamp_ms, now_ms)
-        except ProtocolError as exc:
-            raise CustodianRefusal(401 if exc.code != "busy" else 429, exc.code, exc.message) from None
-        grant = queries.active_grant(state, fetch.requester, fetch.record_id, self.node.now_ms())
-        if grant is None:
-            raise CustodianRefusal(403, "no_grant", "no committed access grant for this requester and record (request access first)")
+            self.guard.remember(fetch.requester, fetch.nonce, now_ms)
+        except ReplayRefused as exc:
+            raise CustodianRefusal(429 if exc.code == "busy" else 401, exc.code, exc.message) from None
         entry = self.store.get(fetch.record_id)
         if entry is None:
             raise CustodianRefusal(410, "erased", "the record's data is not held here any more")

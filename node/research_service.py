@@ -34,7 +34,8 @@ from .core.crypto import KEY_SIZE, SIGNATURE_SIZE, Identity, sha256, verify
 from .core.encoding import canonical
 from .custodian import CustodianRefusal
 from .records.envelope import EnvelopeError, decrypt, unwrap_key
-from .records.protocol import ProtocolError, ReplayGuard
+from .records.protocol import ProtocolError
+from .replay import ReplayGuard, ReplayRefused
 from .research.extract import assemble_extract
 from .research.pseudonyms import KeyedPseudonyms, derive_study_key
 from .research.release import CustodianRelease, ReleaseInvalid, deidentify_for_study
@@ -200,11 +201,16 @@ class ResearchService:
 
     # -- coordinator -----------------------------------------------------------------------------
     async def coordinate(self, req: ExtractRequest) -> dict[str, Any]:
+        now = self.node.clock_ms()
         try:
-            self.guard.check(req.nonce + req.researcher, req.timestamp_ms, self.node.clock_ms())
-        except ProtocolError as exc:
+            self.guard.check_time(req.timestamp_ms, now)
+        except ReplayRefused as exc:
             raise CustodianRefusal(401, exc.code, exc.message) from None
-        study = self._study_for(req)
+        study = self._study_for(req)  # authorised before the nonce is remembered (node/replay.py)
+        try:
+            self.guard.remember(req.researcher, req.nonce, now)
+        except ReplayRefused as exc:
+            raise CustodianRefusal(429 if exc.code == "busy" else 401, exc.code, exc.message) from None
         consenting = self._consenting(req)
         if len(consenting) < req.k:
             raise CustodianRefusal(409, "too_few_patients",
