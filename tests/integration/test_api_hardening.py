@@ -1,0 +1,258 @@
+"""Issue 15, tried from outside against in-process nodes: replay guards that an unknown key
+cannot fill, signed reads bound to the node they are sent to, refusals that do not tell a
+stranger what exists, and proxied fetches limited by their signer (findings 7, 8, 9, 12c)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from node.api import NONCES_KEY, make_app
+from node.app.types.identity import attest
+from node.auth import sign_headers
+from node.config import build_config
+from node.core.crypto import Identity, sha256
+from node.custodian import Custodian
+from node.records.envelope import seal_record
+from node.records.protocol import Fetch, Upload
+from node.replay import ReplayGuard
+from node.runtime import Node
+from node.tx import Transaction
+from storage.kv import MemoryStore
+from storage.offchain import OffchainStore
+
+from tests.helpers import CHAIN, make_node
+
+MSGPACK = {"Content-Type": "application/msgpack"}
+OBS = json.dumps({"resourceType": "Observation", "status": "final", "code": {"text": "Heart rate"}}).encode()
+SEED_A, SEED_B = b"\x07" * 32, b"\x08" * 32
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class World:
+    """One in-process validator with a custodian, a patient, a practitioner who wrote one record,
+    a reader holding a grant on it and a key that never registered."""
+
+    def __init__(self, client: TestClient, node: Node, custodian: Custodian) -> None:
+        self.client, self.node, self.custodian = client, node, custodian
+        self.nonces: dict[bytes, int] = {}
+        self.patient, self.doctor, self.reader = Identity.generate(), Identity.generate(), Identity.generate()
+        self.stranger = Identity.generate()  # never registered
+        self.record = b""
+        self.grant_tx = ""
+
+    async def tx(self, ident: Identity, tx_type: str, body: dict) -> dict:
+        nonce = self.nonces.get(ident.public_key, 0) + 1
+        self.nonces[ident.public_key] = nonce
+        tx = Transaction.create(ident, chain_id=CHAIN, type=tx_type, nonce=nonce, body=body)
+        resp = await self.client.post("/v1/txs?wait=10", data=tx.encoded, headers=MSGPACK)
+        doc = await resp.json()
+        doc["hash"] = tx.hash_hex
+        return doc
+
+    def signed(self, who: Identity, path: str, *, node_id: str | None = None, ts: int | None = None) -> dict[str, str]:
+        return sign_headers(who, chain_id=CHAIN, node_id=node_id or self.node.identity.id, method="GET", path_qs=path,
+                            timestamp_ms=now_ms() if ts is None else ts)
+
+    async def get(self, who: Identity, path: str, **kw) -> tuple[int, dict]:
+        resp = await self.client.get(path, headers=self.signed(who, path, **kw))
+        return resp.status, await resp.json()
+
+    async def fetch(self, fetch: Fetch) -> tuple[int, dict | bytes]:
+        resp = await self.client.post(f"/v1/records/{fetch.record_id.hex()}/fetch", data=fetch.to_wire(), headers=MSGPACK)
+        raw = await resp.read()
+        return resp.status, (json.loads(raw) if resp.content_type == "application/json" else raw)
+
+    async def setup(self) -> None:
+        inst = self.node.identity
+        assert (await self.tx(self.patient, "identity.register", {"role": "patient"}))["result"] == "ok"
+        for ident in (self.doctor, self.reader):
+            body = {"role": "practitioner", "institution": inst.public_key,
+                    "attestation": attest(inst, chain_id=CHAIN, registrant=ident.public_key, role="practitioner")}
+            assert (await self.tx(ident, "identity.register", body))["result"] == "ok"
+        self.record = os.urandom(32)
+        ct, wrapped = seal_record(OBS, {"patient": self.patient.public_key, "custodian": inst.public_key})
+        up = Upload.create(self.doctor, chain_id=CHAIN, record_id=self.record, patient=self.patient.public_key,
+                           resource_type="Observation", ciphertext=ct, wrapped=wrapped, timestamp_ms=now_ms())
+        resp = await self.client.post("/v1/records", data=up.to_wire(), headers=MSGPACK)
+        assert resp.status == 201, await resp.text()
+        added = await self.tx(self.doctor, "record.add", {"record": self.record, "patient": self.patient.public_key,
+                                                          "resource_type": "Observation", "hash": sha256(ct),
+                                                          "custodian": inst.public_key})
+        assert added["result"] == "ok", added
+        grant = await self.tx(self.patient, "consent.grant", {
+            "grantee_kind": "practitioner", "grantee": self.reader.public_key, "purposes": ["treatment"],
+            "resource_types": ["Observation"], "valid_until": now_ms() + 3_600_000})
+        assert grant["result"] == "ok", grant
+        access = await self.tx(self.reader, "access.request", {"record": self.record, "purpose": "treatment"})
+        assert access["result"] == "ok", access
+        self.grant_tx = access["hash"]
+
+
+async def start_world(tmp_path: Path, seed: bytes = SEED_A, api: dict | None = None) -> World:
+    cfg = build_config({"consensus": {"empty_block_interval_ms": 50}, **({"api": api} if api else {})}, env={})
+    node = make_node(tmp_path / f"db-{seed.hex()[:4]}", config=cfg, seed=seed)
+    custodian = Custodian(node, OffchainStore(MemoryStore()))
+    node.commit_hooks.append(custodian.on_block_committed)
+    client = TestClient(TestServer(make_app(node, custodian=custodian)))
+    await client.start_server()
+    node.start()
+    world = World(client, node, custodian)
+    await world.setup()
+    return world
+
+
+async def stop_world(w: World) -> None:
+    w.node.stop()
+    await w.client.close()
+    w.node.store.close()
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    w = await start_world(tmp_path)
+    try:
+        yield w
+    finally:
+        await stop_world(w)
+
+
+def nonces(w: World) -> ReplayGuard:
+    return w.client.server.app[NONCES_KEY]
+
+
+# -- finding 7: replay guards authorise before they remember, refuse the future, expire in O(1) --
+async def test_signed_reads_refused_to_an_unregistered_key_leave_nothing_in_the_replay_guard(world):
+    audit = f"/v1/patients/{world.patient.id}/audit"
+    for _ in range(50):
+        status, body = await world.get(world.stranger, audit)
+        assert (status, body["error"]) == (403, "forbidden")
+    assert len(nonces(world)) == 0
+    status, _ = await world.get(world.patient, audit)
+    assert status == 200 and len(nonces(world)) == 1
+
+
+async def test_a_signed_read_dated_ahead_of_the_node_clock_is_refused(world):
+    audit = f"/v1/patients/{world.patient.id}/audit"
+    status, body = await world.get(world.patient, audit, ts=now_ms() + 60_000)
+    assert (status, body["error"]) == (401, "future_request")
+    assert len(nonces(world)) == 0
+
+
+async def test_fetches_without_a_grant_leave_nothing_in_the_custodian_replay_guard(world):
+    for _ in range(50):
+        status, body = await world.fetch(Fetch.create(world.stranger, chain_id=CHAIN, record_id=world.record,
+                                                      timestamp_ms=now_ms()))
+        assert (status, body["error"]) == (403, "no_grant")
+    assert len(world.custodian.guard) == 0
+    status, _ = await world.fetch(Fetch.create(world.reader, chain_id=CHAIN, record_id=world.record, timestamp_ms=now_ms()))
+    assert status == 200 and len(world.custodian.guard) == 1
+
+
+async def test_a_fetch_dated_ahead_of_the_custodian_clock_is_refused(world):
+    status, body = await world.fetch(Fetch.create(world.reader, chain_id=CHAIN, record_id=world.record,
+                                                  timestamp_ms=now_ms() + 60_000))
+    assert (status, body["error"]) == (401, "future_request")
+
+
+async def test_an_extract_request_for_a_study_the_researcher_is_not_on_leaves_nothing_in_the_coordinator_guard(world):
+    from node.custodian import CustodianRefusal
+    from node.research_service import ExtractRequest, ResearchService
+
+    service = ResearchService(world.node, world.custodian.store, b"\x01" * 32)
+    assert isinstance(service.guard, ReplayGuard)
+    for _ in range(20):
+        req = ExtractRequest.create(world.stranger, chain_id=CHAIN, study="no-such-study", types=("Patient",), k=5,
+                                    timestamp_ms=now_ms())
+        with pytest.raises(CustodianRefusal) as err:
+            await service.coordinate(req)
+        assert err.value.code == "unknown_study"
+    assert len(service.guard) == 0
+    ahead = ExtractRequest.create(world.stranger, chain_id=CHAIN, study="no-such-study", types=("Patient",), k=5,
+                                  timestamp_ms=now_ms() + 60_000)
+    with pytest.raises(CustodianRefusal) as err:
+        await service.coordinate(ahead)
+    assert err.value.code == "future_request"
+
+
+# -- finding 8: a signed read names the node it is sent to ------------------------------------------
+async def test_a_signed_read_accepted_by_one_node_is_refused_by_another(tmp_path):
+    a = await start_world(tmp_path, SEED_A)
+    b = await start_world(tmp_path, SEED_B)
+    try:
+        # the same patient registered on both (two one-validator chains with one chain id)
+        patient = a.patient
+        assert (await b.tx(patient, "identity.register", {"role": "patient"}))["result"] == "ok"
+        audit = f"/v1/patients/{patient.id}/audit"
+        headers = a.signed(patient, audit)
+        resp = await a.client.get(audit, headers=headers)
+        assert resp.status == 200
+        resp = await b.client.get(audit, headers=headers)  # the very request, replayed at node B
+        assert resp.status == 401 and (await resp.json())["error"] == "bad_signature"
+        status, _ = await b.get(patient, audit)  # signed for B, B answers
+        assert status == 200
+    finally:
+        await stop_world(a)
+        await stop_world(b)
+
+
+# -- finding 9: the same refusal whether the thing exists or not -----------------------------------
+async def test_an_unregistered_key_cannot_tell_an_existing_record_from_an_unknown_one(world):
+    known = await world.get(world.stranger, f"/v1/records/{world.record.hex()}")
+    unknown = await world.get(world.stranger, f"/v1/records/{os.urandom(32).hex()}")
+    assert known[0] == unknown[0] == 403 and known[1] == unknown[1]
+
+
+async def test_an_unregistered_key_cannot_tell_an_existing_access_request_from_an_unknown_one(world):
+    known = await world.get(world.stranger, f"/v1/access/{world.grant_tx}")
+    unknown = await world.get(world.stranger, f"/v1/access/{os.urandom(32).hex()}")
+    assert known[0] == unknown[0] == 403 and known[1] == unknown[1]
+    status, doc = await world.get(world.reader, f"/v1/access/{world.grant_tx}")  # its requester still reads it
+    assert status == 200 and doc["requester"] == world.reader.id
+
+
+async def test_an_unregistered_key_cannot_tell_by_fetching_whether_a_record_exists(world):
+    known = await world.fetch(Fetch.create(world.stranger, chain_id=CHAIN, record_id=world.record, timestamp_ms=now_ms()))
+    unknown = await world.fetch(Fetch.create(world.stranger, chain_id=CHAIN, record_id=os.urandom(32), timestamp_ms=now_ms()))
+    assert known[0] == unknown[0] == 403 and known[1] == unknown[1]
+
+
+# -- finding 12c: fetches are limited by their signer, not by the address they come through --------
+async def drain_address(w: World) -> None:
+    """Spend the address's bucket (a proxy node's address, say) until it answers 429."""
+    for _ in range(200):
+        if (await w.client.get("/v1/status")).status == 429:
+            return
+    raise AssertionError("the address was never rate-limited")
+
+
+async def test_fetches_relayed_through_a_busy_address_are_limited_per_signer_not_per_address(tmp_path):
+    w = await start_world(tmp_path, api={"rate_per_ip": 1, "burst_per_ip": 60, "rate_per_signer": 1, "burst_per_signer": 5})
+    try:
+        other = Identity.generate()  # a second reader behind the same address
+        body = {"role": "practitioner", "institution": w.node.identity.public_key,
+                "attestation": attest(w.node.identity, chain_id=CHAIN, registrant=other.public_key, role="practitioner")}
+        tx = Transaction.create(other, chain_id=CHAIN, type="identity.register", nonce=1, body=body)
+        assert (await w.client.post("/v1/txs?wait=10", data=tx.encoded, headers=MSGPACK)).status == 200
+        await drain_address(w)
+        statuses = []
+        for _ in range(7):
+            fetch = Fetch.create(w.reader, chain_id=CHAIN, record_id=w.record, timestamp_ms=now_ms())
+            statuses.append((await w.fetch(fetch))[0])
+        assert statuses[:5] == [200] * 5 and statuses[5:] == [429] * 2  # the reader's own bucket, not the address's
+        status, got = await w.fetch(Fetch.create(other, chain_id=CHAIN, record_id=w.record, timestamp_ms=now_ms()))
+        assert (status, got["error"]) == (403, "no_grant")  # judged on its merits, not rate-limited
+        await drain_address(w)  # an unregistered key costs nothing to make: it counts against the address
+        status, got = await w.fetch(Fetch.create(w.stranger, chain_id=CHAIN, record_id=w.record, timestamp_ms=now_ms()))
+        assert (status, got["error"]) == (429, "rate_limited")
+    finally:
+        await stop_world(w)
