@@ -52,6 +52,9 @@ NONCES_KEY = web.AppKey("nonces", ReplayGuard)
 CLIENT_SSL_KEY = web.AppKey("client_ssl", object)
 MAX_RECORD_UPLOAD = 3 * 1024 * 1024
 FETCH_ROUTE = "record_fetch"
+ADMISSION_STATUS = {"mempool_full": 503, "already_committed": 409, "nonce_replayed": 409, "already_registered": 409,
+                    "not_registered": 403, "sender_limit": 429}
+"""HTTP status of a refused single transaction by its code (others are 400)."""
 MAX_WAIT_S = 30.0
 ADMIT_CHUNK = 100  # submitted transactions verified between two turns of the event loop
 SERVER_OPTIONS: dict[str, Any] = {"auto_decompress": False}
@@ -263,8 +266,9 @@ async def post_txs(request: web.Request) -> web.Response:
     if single:
         r = results[0]
         if r.error is not None:
-            status = {"mempool_full": 503, "already_committed": 409, "nonce_replayed": 409}.get(r.error, 400)
-            raise ApiError(status, r.error, r.message, **({"hash": r.hash.hex()} if r.hash else {}))
+            status = ADMISSION_STATUS.get(r.error, 400)
+            headers = {"Retry-After": "1"} if status == 429 else None
+            raise ApiError(status, r.error, r.message, headers=headers, **({"hash": r.hash.hex()} if r.hash else {}))
         wait = request.query.get("wait")
         if wait is not None and r.hash is not None:
             await node.wait_committed(r.hash, _wait_param(wait))

@@ -256,3 +256,80 @@ async def test_fetches_relayed_through_a_busy_address_are_limited_per_signer_not
         assert (status, got["error"]) == (429, "rate_limited")
     finally:
         await stop_world(w)
+
+
+# -- finding 10: admission refuses unregistered senders and bounds each sender ----------------------
+def breakglass_tx(ident: Identity, nonce: int = 1) -> Transaction:
+    return Transaction.create(ident, chain_id=CHAIN, type="consent.breakglass", nonce=nonce, body={"opt_out": True})
+
+
+def wire(tx: Transaction) -> list:
+    return [tx.chain_id, tx.type, tx.sender, tx.nonce, tx.body, tx.signature]
+
+
+async def test_transactions_from_never_registered_keys_are_refused_and_never_reach_the_chain(world):
+    from node.core.encoding import canonical
+
+    junk = [breakglass_tx(Identity.from_seed(sha256(b"junk" + i.to_bytes(4, "big")))) for i in range(200)]
+    resp = await world.client.post("/v1/txs", data=canonical([wire(t) for t in junk]), headers=MSGPACK)
+    doc = await resp.json()
+    assert resp.status == 400 and doc["accepted"] == 0
+    assert {r["error"] for r in doc["results"]} == {"not_registered"}
+    resp = await world.client.post("/v1/txs", data=breakglass_tx(world.stranger).encoded, headers=MSGPACK)
+    assert resp.status == 403 and (await resp.json())["error"] == "not_registered"
+    # a registered patient's transaction goes through and is committed after them
+    resp = await world.client.post("/v1/txs?wait=10", data=breakglass_tx(world.patient, 99).encoded, headers=MSGPACK)
+    assert resp.status == 200 and (await resp.json())["result"] == "ok"
+    assert not any(world.node.store.has_tx(t.hash) for t in junk) and len(world.node.mempool) == 0
+    for t in junk[:5]:  # and no nonce of theirs in the state
+        assert (await (await world.client.get(f"/v1/accounts/{t.sender.hex()}")).json())["nonce"] == 0
+
+
+async def test_gossiped_transactions_from_unregistered_senders_are_not_admitted(world):
+    junk = [breakglass_tx(Identity.generate()) for _ in range(20)]
+    world.node.admit_transactions(junk, gossip=False)
+    assert not any(world.node.knows_tx(t.hash) for t in junk)  # neither waiting nor committed
+
+
+async def test_a_key_registers_and_acts_in_one_batch_but_not_after_a_failed_registration(world):
+    from node.core.encoding import canonical
+
+    newcomer, impostor = Identity.generate(), Identity.generate()
+    batch = [Transaction.create(newcomer, chain_id=CHAIN, type="identity.register", nonce=1, body={"role": "patient"}),
+             breakglass_tx(newcomer, 2),
+             # registering as an institution fails at execution: what it queued behind it never lands
+             Transaction.create(impostor, chain_id=CHAIN, type="identity.register", nonce=1, body={"role": "institution"}),
+             breakglass_tx(impostor, 2)]
+    resp = await world.client.post("/v1/txs", data=canonical([wire(t) for t in batch]), headers=MSGPACK)
+    assert (await resp.json())["accepted"] == 4
+    for t in batch[:3]:
+        assert await world.node.wait_committed(t.hash, 10)
+    assert [world.node.tx_status(t.hash).get("result") for t in batch[:3]] == ["ok", "ok", "role_not_allowed"]
+    assert not world.node.store.has_tx(batch[3].hash) and batch[3].hash not in world.node.mempool
+
+
+async def test_a_sender_beyond_its_waiting_limit_gets_429_sender_limit(tmp_path):
+    cfg = build_config({"mempool": {"max_per_sender": 3}}, env={})
+    node = make_node(tmp_path / "db", config=cfg)  # not started: nothing is committed, the pool only fills
+    client = TestClient(TestServer(make_app(node)))
+    await client.start_server()
+    try:
+        inst = node.identity  # registered in the genesis
+        statuses = []
+        for n in range(1, 5):
+            tx = Transaction.create(inst, chain_id=CHAIN, type="study.register", nonce=n,
+                                    body={"study": f"S{n}", "title": "t", "ethics_ref": "e", "until_ms": now_ms() + 10**8})
+            resp = await client.post("/v1/txs", data=tx.encoded, headers=MSGPACK)
+            statuses.append((resp.status, (await resp.json()).get("error"), resp.headers.get("Retry-After")))
+        assert statuses[:3] == [(202, None, None)] * 3
+        assert statuses[3] == (429, "sender_limit", "1")
+        # a key whose registration waits may queue only a few transactions behind it
+        newcomer = Identity.generate()
+        reg = Transaction.create(newcomer, chain_id=CHAIN, type="identity.register", nonce=1, body={"role": "patient"})
+        assert (await client.post("/v1/txs", data=reg.encoded, headers=MSGPACK)).status == 202
+        again = Transaction.create(newcomer, chain_id=CHAIN, type="identity.register", nonce=2, body={"role": "patient"})
+        resp = await client.post("/v1/txs", data=again.encoded, headers=MSGPACK)
+        assert (resp.status, (await resp.json())["error"]) == (429, "sender_limit")
+    finally:
+        await client.close()
+        node.store.close()
