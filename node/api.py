@@ -504,6 +504,18 @@ async def post_record(request: web.Request) -> web.Response:
     return _json({"record_id": upload.record_id.hex(), "custodian": node.identity.id, "status": "stored"}, status=201)
 
 
+def _may_discard_upload(request: web.Request, signer: bytes) -> bool:
+    return request.app[CUSTODIAN_KEY].may_discard(signer, _id_param(request, "rid"))
+
+
+@signed(_may_discard_upload)
+async def delete_record_upload(request: web.Request) -> web.Response:
+    """The patient (or guardian, or the author) discards an upload no record.add announced."""
+    rid = _id_param(request, "rid")
+    request.app[CUSTODIAN_KEY].discard_upload(rid)
+    return _json({"record_id": rid.hex(), "status": "erased"})
+
+
 async def post_record_fetch(request: web.Request) -> web.StreamResponse:
     """A reader's signed request for a record it holds a committed grant for.
 
@@ -662,6 +674,7 @@ def make_app(node: Node, *, network: Any = None, custodian: Custodian | None = N
         app[CUSTODIAN_KEY] = custodian
         app.router.add_post("/v1/records", post_record)
         app.router.add_post("/v1/records/{rid}/fetch", post_record_fetch, name=FETCH_ROUTE)
+        app.router.add_delete("/v1/records/{rid}/upload", delete_record_upload)
     if research is not None:
         app[RESEARCH_KEY] = research
         app.router.add_post("/v1/research/extract", post_research_extract)

@@ -333,3 +333,108 @@ async def test_a_sender_beyond_its_waiting_limit_gets_429_sender_limit(tmp_path)
     finally:
         await client.close()
         node.store.close()
+
+
+# -- finding 11: uploads are bounded, expire unless announced, and the patient can discard them ----
+def upload_for(w: World, patient: Identity, *, resource_type: str = "Observation", record: bytes | None = None) -> Upload:
+    inst = w.node.identity
+    ct, wrapped = seal_record(OBS, {"patient": patient.public_key, "custodian": inst.public_key})
+    return Upload.create(w.doctor, chain_id=CHAIN, record_id=record or os.urandom(32), patient=patient.public_key,
+                         resource_type=resource_type, ciphertext=ct, wrapped=wrapped, timestamp_ms=now_ms())
+
+
+async def post_upload(w: World, up: Upload) -> tuple[int, dict]:
+    resp = await w.client.post("/v1/records", data=up.to_wire(), headers=MSGPACK)
+    return resp.status, await resp.json()
+
+
+async def test_an_upload_no_record_add_announces_is_deleted_when_its_time_is_up(tmp_path):
+    w = await start_world(tmp_path, api={"upload_ttl_ms": 60_000})
+    try:
+        up = upload_for(w, w.patient)
+        assert (await post_upload(w, up))[0] == 201 and w.custodian.store.has(up.record_id)
+        real = w.node.clock_ms
+        w.node.clock_ms = lambda: real() + 61_000  # a minute later the next block comes
+        resp = await w.client.post("/v1/txs?wait=10", data=breakglass_tx(w.patient, 50).encoded, headers=MSGPACK)
+        assert resp.status == 200 and (await resp.json())["result"] == "ok"
+        assert not w.custodian.store.has(up.record_id) and w.custodian.pending_count() == 0
+        assert w.custodian.store.has(w.record)  # an announced record stays
+    finally:
+        await stop_world(w)
+
+
+async def test_the_patient_discards_an_upload_that_was_never_announced(world):
+    up = upload_for(world, world.patient)
+    assert (await post_upload(world, up))[0] == 201
+    path = f"/v1/records/{up.record_id.hex()}/upload"
+
+    async def delete(who: Identity) -> tuple[int, dict]:
+        headers = sign_headers(who, chain_id=CHAIN, node_id=world.node.identity.id, method="DELETE", path_qs=path,
+                               timestamp_ms=now_ms())
+        resp = await world.client.delete(path, headers=headers)
+        return resp.status, await resp.json()
+
+    assert (await delete(world.stranger))[0] == 403 and (await delete(world.reader))[0] == 403
+    status, doc = await delete(world.patient)
+    assert (status, doc["status"]) == (200, "erased") and not world.custodian.store.has(up.record_id)
+    # an announced record is not discarded this way (the ledger's record.erase does it)
+    resp = await world.client.delete(f"/v1/records/{world.record.hex()}/upload",
+                                     headers=sign_headers(world.patient, chain_id=CHAIN, node_id=world.node.identity.id,
+                                                          method="DELETE", path_qs=f"/v1/records/{world.record.hex()}/upload",
+                                                          timestamp_ms=now_ms()))
+    assert resp.status == 403 and world.custodian.store.has(world.record)
+
+
+async def test_an_author_with_too_many_uploads_waiting_is_refused_until_it_announces_them(tmp_path):
+    w = await start_world(tmp_path, api={"max_pending_uploads": 2})
+    try:
+        ups = [upload_for(w, w.patient) for _ in range(3)]
+        assert (await post_upload(w, ups[0]))[0] == 201 and (await post_upload(w, ups[1]))[0] == 201
+        status, doc = await post_upload(w, ups[2])
+        assert (status, doc["error"]) == (429, "too_many_uploads")
+        added = await w.tx(w.doctor, "record.add", {"record": ups[0].record_id, "patient": w.patient.public_key,
+                                                    "resource_type": "Observation", "hash": sha256(ups[0].ciphertext),
+                                                    "custodian": w.node.identity.public_key})
+        assert added["result"] == "ok"
+        assert (await post_upload(w, ups[2]))[0] == 201  # one announced: room for another
+    finally:
+        await stop_world(w)
+
+
+async def test_an_old_signed_upload_cannot_be_sent_again(world):
+    up = upload_for(world, world.patient)
+    stale = Upload.create(world.doctor, chain_id=CHAIN, record_id=up.record_id, patient=up.patient,
+                          resource_type=up.resource_type, ciphertext=up.ciphertext, wrapped=up.wrapped,
+                          timestamp_ms=now_ms() - 600_000)
+    status, doc = await post_upload(world, stale)
+    assert (status, doc["error"]) == (401, "stale_request")
+
+
+# -- finding 12a: the upload must be what the ledger's record.add announces ------------------------
+@pytest.mark.parametrize("lie", ["patient", "resource_type", "author"])
+async def test_a_record_add_that_differs_from_its_upload_is_never_served(world, lie):
+    other = Identity.generate()
+    assert (await world.tx(other, "identity.register", {"role": "patient"}))["result"] == "ok"
+    up = upload_for(world, world.patient)
+    assert (await post_upload(world, up))[0] == 201
+    author = world.doctor
+    body = {"record": up.record_id, "patient": world.patient.public_key, "resource_type": "Observation",
+            "hash": sha256(up.ciphertext), "custodian": world.node.identity.public_key}
+    if lie == "patient":  # the chart of another patient, whose consent then decides who reads these bytes
+        body["patient"] = other.public_key
+    elif lie == "resource_type":
+        body["resource_type"] = "Condition"
+    else:  # another practitioner of the institution announces the upload as its own
+        author = world.reader
+    added = await world.tx(author, "record.add", body)
+    assert added["result"] == "ok", added
+    assert not world.custodian.store.has(up.record_id)  # deleted when the record.add was committed
+    # whoever the ledger lets read it gets no bytes
+    owner = other if lie == "patient" else world.patient
+    grant = await world.tx(owner, "consent.grant", {
+        "grantee_kind": "practitioner", "grantee": world.reader.public_key, "purposes": ["treatment"],
+        "resource_types": ["*"], "valid_until": now_ms() + 3_600_000})
+    assert grant["result"] == "ok", grant
+    assert (await world.tx(world.reader, "access.request", {"record": up.record_id, "purpose": "treatment"}))["result"] in ("ok",)
+    status, _ = await world.fetch(Fetch.create(world.reader, chain_id=CHAIN, record_id=up.record_id, timestamp_ms=now_ms()))
+    assert status in (409, 410)
