@@ -438,3 +438,14 @@ async def test_a_record_add_that_differs_from_its_upload_is_never_served(world, 
     assert (await world.tx(world.reader, "access.request", {"record": up.record_id, "purpose": "treatment"}))["result"] in ("ok",)
     status, _ = await world.fetch(Fetch.create(world.reader, chain_id=CHAIN, record_id=up.record_id, timestamp_ms=now_ms()))
     assert status in (409, 410)
+
+
+async def test_a_restarted_custodian_still_counts_and_expires_the_uploads_waiting(world):
+    up = upload_for(world, world.patient)
+    assert (await post_upload(world, up))[0] == 201
+    again = Custodian(world.node, world.custodian.store)  # what a restart builds from the same store
+    again.reconcile()
+    assert again.pending_count() == 1 and again.pending_upload(up.record_id).author == world.doctor.public_key
+    assert again.pending_upload(world.record) is None  # announced: not waiting
+    assert again.expire_uploads(now_ms() + again.limits.ttl_ms + 1) == 1
+    assert not world.custodian.store.has(up.record_id) and world.custodian.store.has(world.record)
