@@ -37,6 +37,7 @@ from .app.roles import guardian_of
 from .custodian import Custodian, CustodianRefusal
 from .records.protocol import Fetch, ProtocolError, Upload
 from .ratelimit import RateLimit, RateLimiter, retry_after_header
+from .replay import ReplayGuard
 from .research_service import ExtractRequest, ResearchService
 from .metrics import get_metrics as metrics_response
 from .runtime import Node
@@ -49,9 +50,13 @@ CUSTODIAN_KEY = web.AppKey("custodian", Custodian)
 RESEARCH_KEY = web.AppKey("research", ResearchService)
 IP_LIMIT_KEY = web.AppKey("ip_limiter", RateLimiter)
 SIGNER_LIMIT_KEY = web.AppKey("signer_limiter", RateLimiter)
-NONCES_KEY = web.AppKey("nonces", auth.NonceCache)
+NONCES_KEY = web.AppKey("nonces", ReplayGuard)
 CLIENT_SSL_KEY = web.AppKey("client_ssl", object)
 MAX_RECORD_UPLOAD = 3 * 1024 * 1024
+FETCH_ROUTE = "record_fetch"
+ADMISSION_STATUS = {"mempool_full": 503, "already_committed": 409, "nonce_replayed": 409, "already_registered": 409,
+                    "not_registered": 403, "sender_limit": 429}
+"""HTTP status of a refused single transaction by its code (others are 400)."""
 MAX_WAIT_S = 30.0
 ADMIT_CHUNK = 100  # submitted transactions verified between two turns of the event loop
 SERVER_OPTIONS: dict[str, Any] = {"auto_decompress": False}
@@ -130,14 +135,16 @@ async def errors_middleware(request: web.Request, handler: Callable[[web.Request
 
 @web.middleware
 async def ratelimit_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """Each client IP gets `api.rate_per_ip` requests a second (burst `api.burst_per_ip`)."""
-    wait = request.app[IP_LIMIT_KEY].check(request.remote or "?", time.monotonic())
-    if wait > 0:
-        raise rate_limited(wait, "address")
+    """Each client IP gets `api.rate_per_ip` requests a second (burst `api.burst_per_ip`); a
+    record fetch is counted by its route instead (by signer, see post_record_fetch)."""
+    if request.match_info.route.name != FETCH_ROUTE:
+        _take_address_token(request)
     return await handler(request)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+FORBIDDEN_MESSAGE = ("there is nothing here this signer may read (it does not exist, or the ledger does not let this "
+                     "signer read it); sign with the key of the patient, its guardian or a grant holder")
 
 
 def signed(authorize: Callable[[web.Request, bytes], bool]) -> Callable[[Handler], Handler]:
@@ -151,16 +158,18 @@ def signed(authorize: Callable[[web.Request, bytes], bool]) -> Callable[[Handler
             body = await request.read()
             now_ms = node.clock_ms()
             try:
-                req = auth.verify_headers(request.headers, chain_id=node.chain_id, method=request.method,
-                                          path_qs=request.raw_path, body=body, now_ms=now_ms)
+                req = auth.verify_headers(request.headers, chain_id=node.chain_id, node_id=node.identity.id,
+                                          method=request.method, path_qs=request.raw_path, body=body, now_ms=now_ms)
                 wait = request.app[SIGNER_LIMIT_KEY].check(req.signer, time.monotonic())
                 if wait > 0:
                     raise rate_limited(wait, "signer")
-                request.app[NONCES_KEY].check(req, now_ms)
+                # authorise before remembering: a refused request leaves nothing in the replay guard,
+                # and whether the thing exists is not told to a signer that may not read it
+                if not authorize(request, req.signer):
+                    raise ApiError(403, "forbidden", FORBIDDEN_MESSAGE)
+                auth.remember_nonce(request.app[NONCES_KEY], req, now_ms)
             except auth.AuthError as exc:
                 raise ApiError(exc.status, exc.code, exc.message) from None
-            if not authorize(request, req.signer):
-                raise ApiError(403, "forbidden", "the signer may not read this")
             return await handler(request)
 
         return checked
@@ -179,12 +188,16 @@ async def optional_signer(request: web.Request) -> bytes | None:
     body = await request.read()
     now_ms = node.clock_ms()
     try:
-        req = auth.verify_headers(request.headers, chain_id=node.chain_id, method=request.method,
-                                  path_qs=request.raw_path, body=body, now_ms=now_ms)
+        req = auth.verify_headers(request.headers, chain_id=node.chain_id, node_id=node.identity.id,
+                                  method=request.method, path_qs=request.raw_path, body=body, now_ms=now_ms)
         wait = request.app[SIGNER_LIMIT_KEY].check(req.signer, time.monotonic())
         if wait > 0:
             raise rate_limited(wait, "signer")
-        request.app[NONCES_KEY].check(req, now_ms)
+        # authorise before remembering: a key with no identity on the ledger (and not this node's)
+        # is entitled to the public view only, and leaves nothing in the replay guard
+        if req.signer != node.identity.public_key and queries.identity(node.state_reader(), req.signer) is None:
+            return None
+        auth.remember_nonce(request.app[NONCES_KEY], req, now_ms)
     except auth.AuthError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from None
     return req.signer
@@ -281,8 +294,9 @@ async def post_txs(request: web.Request) -> web.Response:
     if single:
         r = results[0]
         if r.error is not None:
-            status = {"mempool_full": 503, "already_committed": 409, "nonce_replayed": 409}.get(r.error, 400)
-            raise ApiError(status, r.error, r.message, **({"hash": r.hash.hex()} if r.hash else {}))
+            status = ADMISSION_STATUS.get(r.error, 400)
+            headers = {"Retry-After": "1"} if status == 429 else None
+            raise ApiError(status, r.error, r.message, headers=headers, **({"hash": r.hash.hex()} if r.hash else {}))
         wait = request.query.get("wait")
         if wait is not None and r.hash is not None:
             await node.wait_committed(r.hash, _wait_param(wait))
@@ -537,31 +551,63 @@ async def post_record(request: web.Request) -> web.Response:
     return _json({"record_id": upload.record_id.hex(), "custodian": node.identity.id, "status": "stored"}, status=201)
 
 
+def _may_discard_upload(request: web.Request, signer: bytes) -> bool:
+    return request.app[CUSTODIAN_KEY].may_discard(signer, _id_param(request, "rid"))
+
+
+@signed(_may_discard_upload)
+async def delete_record_upload(request: web.Request) -> web.Response:
+    """The patient (or guardian, or the author) discards an upload no record.add announced."""
+    rid = _id_param(request, "rid")
+    request.app[CUSTODIAN_KEY].discard_upload(rid)
+    return _json({"record_id": rid.hex(), "status": "erased"})
+
+
 async def post_record_fetch(request: web.Request) -> web.StreamResponse:
-    """A reader's signed request for a record it holds a committed grant for."""
+    """A reader's signed request for a record it holds a committed grant for.
+
+    Its rate is the signer's, not the address's (the route is left out of the per-address
+    middleware): a fetch proxied by another node arrives from that node's address, and every
+    reader behind it would otherwise share one bucket. Only a fetch whose signature holds and
+    whose requester is registered is counted against its signer; anything else (malformed,
+    forged, an unregistered key, which costs nothing to make) against the address."""
     node = request.app[NODE_KEY]
     custodian = request.app[CUSTODIAN_KEY]
     rid = _id_param(request, "rid")
     raw = await request.read()
-    meta = queries.record(node.state_reader(), rid)
-    if meta is None:
-        raise ApiError(404, "unknown_record", "no such record on the ledger")
-    if meta["custodian"] != node.identity.id:
-        return await _proxy_fetch(request, node, meta["custodian"], raw)
     try:
         doc = decode(raw, max_bytes=4096, max_items=16)
         fetch = Fetch.from_wire(doc, node.chain_id)
     except DecodeError as exc:
+        _take_address_token(request)
         raise ApiError(400, "malformed_msgpack", str(exc)) from None
     except ProtocolError as exc:
+        _take_address_token(request)
         raise refusal(exc) from None
+    state = node.state_reader()
+    if queries.identity(state, fetch.requester) is None:
+        _take_address_token(request)
+    else:
+        wait = request.app[SIGNER_LIMIT_KEY].check(fetch.requester, time.monotonic())
+        if wait > 0:
+            raise rate_limited(wait, "signer")
     if fetch.record_id != rid:
         raise ApiError(400, "malformed_request", "the signed record id differs from the URL's")
+    meta = queries.record(state, rid)
+    if meta is not None and meta["custodian"] != node.identity.id:
+        return await _proxy_fetch(request, node, meta["custodian"], raw)
     try:
-        release = custodian.serve(fetch, node.clock_ms())
+        release = custodian.serve(fetch, node.clock_ms())  # an unknown record: the same 403 as no grant
     except CustodianRefusal as exc:
         raise refusal(exc) from None
     return web.Response(body=release.to_wire(), content_type="application/msgpack")
+
+
+def _take_address_token(request: web.Request) -> None:
+    """Count one request against the client's address (429 beyond its rate)."""
+    wait = request.app[IP_LIMIT_KEY].check(request.remote or "?", time.monotonic())
+    if wait > 0:
+        raise rate_limited(wait, "address")
 
 
 async def _proxy_fetch(request: web.Request, node: Node, custodian_hex: str, raw: bytes) -> web.StreamResponse:
@@ -668,13 +714,14 @@ def make_app(node: Node, *, network: Any = None, custodian: Custodian | None = N
     app[NODE_KEY] = node
     app[IP_LIMIT_KEY] = RateLimiter(RateLimit(api.rate_per_ip, api.burst_per_ip), max_keys=api.rate_table_size)
     app[SIGNER_LIMIT_KEY] = RateLimiter(RateLimit(api.rate_per_signer, api.burst_per_signer), max_keys=api.rate_table_size)
-    app[NONCES_KEY] = auth.NonceCache()
+    app[NONCES_KEY] = ReplayGuard()
     if client_ssl is not None:
         app[CLIENT_SSL_KEY] = client_ssl  # an ssl.SSLContext for calls to other nodes' https APIs
     if custodian is not None:
         app[CUSTODIAN_KEY] = custodian
         app.router.add_post("/v1/records", post_record)
-        app.router.add_post("/v1/records/{rid}/fetch", post_record_fetch)
+        app.router.add_post("/v1/records/{rid}/fetch", post_record_fetch, name=FETCH_ROUTE)
+        app.router.add_delete("/v1/records/{rid}/upload", delete_record_upload)
     if research is not None:
         app[RESEARCH_KEY] = research
         app.router.add_post("/v1/research/extract", post_research_extract)

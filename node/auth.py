@@ -1,14 +1,18 @@
-"""Signed API requests (scheme ``medledger-request-v1``) and who may read what.
+"""Signed API requests (scheme ``medledger-request-v2``) and who may read what.
 
 A caller signs a read of health data with its identity key; the request carries four headers
-(signer, timestamp, nonce, signature) and the signature covers the chain id, the method, the path
-and query exactly as sent, the timestamp, the nonce and the SHA-256 of the body. docs/api.md
-states the contract (it is shared with the web UI).
+(signer, timestamp, nonce, signature) and the signature covers the chain id, the id of the node
+the request is sent to, the method, the path and query exactly as sent, the timestamp, the nonce
+and the SHA-256 of the body. Naming the node means a request one node accepted cannot be
+replayed at another (each node has its own replay guard). docs/api.md states the contract (it is
+shared with the web UI).
 
 This module has no web framework in it: `sign_headers` is what a client calls, `verify_headers`
-checks a request's headers against its method, path and body, `NonceCache` refuses a nonce seen
-twice from one signer within the freshness window (bounded memory), and the `may_read_*`
-functions decide from the committed ledger state whether a verified signer may read a resource.
+checks a request's headers against its method, path and body (signature first, then time), and
+the `may_read_*` functions decide from the committed ledger state whether a verified signer may
+read a resource. Replayed nonces are refused by node/replay.py's `ReplayGuard`, which the API
+consults only after the signer was found to be allowed (nothing is remembered of a request that
+is refused).
 """
 
 from __future__ import annotations
@@ -23,14 +27,16 @@ from .app import queries
 from .app.roles import guardian_of
 from .app.state import StateReader
 from .core.crypto import Identity, verify
+from . import replay
 
-SCHEME = "medledger-request-v1"
+SCHEME = "medledger-request-v2"
 HEADER_SIGNER = "X-MedLedger-Signer"
 HEADER_TIMESTAMP = "X-MedLedger-Timestamp"
 HEADER_NONCE = "X-MedLedger-Nonce"
 HEADER_SIGNATURE = "X-MedLedger-Signature"
 HEADERS = (HEADER_SIGNER, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE)
-FRESHNESS_MS = 120_000
+FRESHNESS_MS = replay.FRESHNESS_MS
+FUTURE_MS = replay.FUTURE_MS
 NONCE_BYTES = 16
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
@@ -58,28 +64,31 @@ class SignedRequest:
     nonce: bytes
 
 
-def request_message(chain_id: str, method: str, path_qs: str, timestamp: str, nonce_hex: str, body: bytes) -> bytes:
-    """The bytes a caller signs: seven lines joined by newlines, no trailing newline."""
-    return "\n".join([SCHEME, chain_id, method.upper(), path_qs, timestamp, nonce_hex,
+def request_message(chain_id: str, node_id: str, method: str, path_qs: str, timestamp: str, nonce_hex: str,
+                    body: bytes) -> bytes:
+    """The bytes a caller signs: eight lines joined by newlines, no trailing newline. `node_id`
+    is the hex id of the node the request is sent to (its `node_id` in /v1/status)."""
+    return "\n".join([SCHEME, chain_id, node_id.lower(), method.upper(), path_qs, timestamp, nonce_hex,
                       hashlib.sha256(body).hexdigest()]).encode("utf-8")
 
 
-def sign_headers(identity: Identity, *, chain_id: str, method: str, path_qs: str, body: bytes = b"",
+def sign_headers(identity: Identity, *, chain_id: str, node_id: str, method: str, path_qs: str, body: bytes = b"",
                  timestamp_ms: int, nonce: bytes | None = None) -> dict[str, str]:
-    """The four headers that sign one request (a fresh random nonce unless one is given)."""
+    """The four headers that sign one request to node `node_id` (a fresh random nonce unless one is given)."""
     nonce_hex = (nonce if nonce is not None else os.urandom(NONCE_BYTES)).hex()
     timestamp = str(int(timestamp_ms))
-    signature = identity.sign(request_message(chain_id, method, path_qs, timestamp, nonce_hex, body))
+    signature = identity.sign(request_message(chain_id, node_id, method, path_qs, timestamp, nonce_hex, body))
     return {HEADER_SIGNER: identity.id, HEADER_TIMESTAMP: timestamp, HEADER_NONCE: nonce_hex,
             HEADER_SIGNATURE: signature.hex()}
 
 
-def verify_headers(headers: Mapping[str, str], *, chain_id: str, method: str, path_qs: str, body: bytes,
-                   now_ms: int, window_ms: int = FRESHNESS_MS) -> SignedRequest:
-    """Check the signature headers of one request; raise AuthError (401) if they do not hold.
+def verify_headers(headers: Mapping[str, str], *, chain_id: str, node_id: str, method: str, path_qs: str,
+                   body: bytes, now_ms: int, window_ms: int = FRESHNESS_MS, future_ms: int = FUTURE_MS) -> SignedRequest:
+    """Check the signature headers of one request to node `node_id`; raise AuthError (401) if
+    they do not hold.
 
-    The signature is checked before the time, so `stale_request` is only ever said of a request
-    its signer really made.
+    The signature is checked before the time, so `stale_request` and `future_request` are only
+    ever said of a request its signer really made.
     """
     given = [headers.get(h) for h in HEADERS]
     if not all(given):
@@ -96,76 +105,28 @@ def verify_headers(headers: Mapping[str, str], *, chain_id: str, method: str, pa
     if not _HEX128.fullmatch(signature_hex):
         raise AuthError(401, "bad_signature", f"{HEADER_SIGNATURE} must be 128 hex characters (an Ed25519 signature)")
     signer = bytes.fromhex(signer_hex)
-    message = request_message(chain_id, method, path_qs, timestamp, nonce_hex, body)
+    message = request_message(chain_id, node_id, method, path_qs, timestamp, nonce_hex, body)
     if not verify(signer, message, bytes.fromhex(signature_hex)):
         raise AuthError(401, "bad_signature",
-                        "the signature does not match the signer, chain, method, path, time, nonce and body")
+                        f"the signature does not match the signer, chain, this node ({node_id[:16]}...), method, path, "
+                        f"time, nonce and body ({SCHEME}); sign the request for the node you send it to")
     timestamp_ms = int(timestamp)
-    if abs(now_ms - timestamp_ms) > window_ms:
-        raise AuthError(401, "stale_request",
-                        f"the request's time is more than {window_ms // 1000} s from the node's clock; check your clock")
+    try:
+        replay.check_time(timestamp_ms, now_ms, window_ms=window_ms, future_ms=future_ms)
+    except replay.ReplayRefused as exc:
+        raise AuthError(401, exc.code, exc.message) from None
     return SignedRequest(signer=signer, timestamp_ms=timestamp_ms, nonce=bytes.fromhex(nonce_hex))
 
 
-class NonceCache:
-    """The nonces each signer used within the freshness window, to refuse a replay.
-
-    A nonce is kept until its request's time has left the window (after which the request is
-    stale anyway). Memory is bounded twice: per signer and in total; when a bound is reached
-    after dropping what has expired, the request is refused as `rate_limited` (429) rather than
-    forgetting a nonce that could then be replayed. Expired entries are swept at most once a
-    second (the sweep walks the table).
-    """
-
-    def __init__(self, *, window_ms: int = FRESHNESS_MS, max_per_signer: int = 10_000, max_total: int = 200_000) -> None:
-        if window_ms < 1 or max_per_signer < 1 or max_total < max_per_signer:
-            raise ValueError("window and bounds must be positive, max_total >= max_per_signer")
-        self.window_ms = window_ms
-        self.max_per_signer = max_per_signer
-        self.max_total = max_total
-        self._seen: dict[bytes, dict[bytes, int]] = {}  # signer -> nonce -> expiry (ms)
-        self._total = 0
-        self._last_sweep_ms: int | None = None
-
-    def __len__(self) -> int:
-        return self._total
-
-    def check(self, request: SignedRequest, now_ms: int) -> None:
-        """Remember the request's nonce; raise AuthError if the signer used it within the window."""
-        nonces = self._seen.get(request.signer)
-        if nonces is not None:
-            expiry = nonces.get(request.nonce)
-            if expiry is not None and expiry >= now_ms:
-                raise AuthError(401, "replayed_request", "this signer already sent a request with this nonce")
-            if len(nonces) >= self.max_per_signer:
-                self._prune(request.signer, now_ms)
-                nonces = self._seen.get(request.signer)
-                if nonces is not None and len(nonces) >= self.max_per_signer:
-                    raise AuthError(429, "rate_limited", "too many recent requests from this signer; retry shortly")
-        if self._total >= self.max_total:
-            self._sweep(now_ms)
-            if self._total >= self.max_total:
-                raise AuthError(429, "rate_limited", "the node is tracking too many recent requests; retry shortly")
-        nonces = self._seen.setdefault(request.signer, {})
-        if request.nonce not in nonces:
-            self._total += 1
-        nonces[request.nonce] = request.timestamp_ms + self.window_ms
-
-    def _prune(self, signer: bytes, now_ms: int) -> None:
-        nonces = self._seen[signer]
-        live = {n: e for n, e in nonces.items() if e >= now_ms}
-        self._total -= len(nonces) - len(live)
-        if live:
-            self._seen[signer] = live
-        else:
-            del self._seen[signer]
-
-    def _sweep(self, now_ms: int) -> None:
-        if self._last_sweep_ms is not None and now_ms - self._last_sweep_ms < 1_000:
-            return
-        self._last_sweep_ms = now_ms
-        for signer in list(self._seen):
-            self._prune(signer, now_ms)
+def remember_nonce(guard: replay.ReplayGuard, request: SignedRequest, now_ms: int) -> None:
+    """Refuse a replayed nonce of an authorised request (401 `replayed_request`), or 429
+    `rate_limited` when the signer (or the node) holds too many recent nonces."""
+    try:
+        guard.remember(request.signer, request.nonce, now_ms)
+    except replay.ReplayRefused as exc:
+        if exc.code == "busy":
+            raise AuthError(429, "rate_limited", exc.message) from None
+        raise AuthError(401, exc.code, exc.message) from None
 
 
 # -- who may read what (pure functions of the committed state) --------------------------------
@@ -185,11 +146,12 @@ def may_read_patient(state: StateReader, signer: bytes, patient: bytes, now_ms: 
 
 def may_read_record(state: StateReader, signer: bytes, record_id: bytes, now_ms: int) -> bool:
     """A record's metadata: its patient or the patient's guardian, its custodian, its author, or
-    the holder of a committed grant still valid at `now_ms`. An unknown record is left to the
-    route (a 404): record ids are public in the blocks anyway."""
+    the holder of a committed grant still valid at `now_ms`. Nobody may read an unknown record:
+    the caller gets the same refusal as for a record it may not read, so the answer does not
+    tell a stranger whether the record exists."""
     found = queries.record(state, record_id)
     if found is None:
-        return True
+        return False
     patient = bytes.fromhex(found["patient"])
     if signer in (patient, guardian_of(state, patient)):
         return True
@@ -200,10 +162,11 @@ def may_read_record(state: StateReader, signer: bytes, record_id: bytes, now_ms:
 
 def may_read_access(state: StateReader, signer: bytes, request_tx: bytes) -> bool:
     """An access decision: the requester and its institution, the patient and its guardian, the
-    record's custodian. An unknown request is left to the route (a 404)."""
+    record's custodian. Nobody may read an unknown request (the same refusal as for one the
+    caller may not read: existence is not revealed)."""
     found = queries.access_grant(state, request_tx)
     if found is None:
-        return True
+        return False
     patient = bytes.fromhex(found["patient"])
     allowed = {found.get("requester"), found.get("requester_institution"), found.get("custodian"), found["patient"]}
     guardian = guardian_of(state, patient)

@@ -73,6 +73,7 @@ class Client:
         except (OSError, ssl.SSLError) as exc:
             raise ClientError(f"cannot read the CA file {ca}: {exc}") from None
         self._chain_id: str | None = None
+        self._node_id: str | None = None
         self._nonces: dict[bytes, int] = {}
         self._nonce_lock = threading.Lock()
 
@@ -90,8 +91,8 @@ class Client:
         req.add_header("Accept", "application/json")
         if signer is not None:
             sent_path = urllib.parse.urlsplit(self.base_url).path + path  # as the server sees it
-            headers = sign_headers(signer, chain_id=self.chain_id, method=method, path_qs=sent_path, body=body or b"",
-                                   timestamp_ms=time.time_ns() // 1_000_000)
+            headers = sign_headers(signer, chain_id=self.chain_id, node_id=self.node_id, method=method, path_qs=sent_path,
+                                   body=body or b"", timestamp_ms=time.time_ns() // 1_000_000)
             for name, value in headers.items():
                 req.add_header(name, value)
         try:
@@ -121,8 +122,21 @@ class Client:
     @property
     def chain_id(self) -> str:
         if self._chain_id is None:
-            self._chain_id = str(self.status()["chain_id"])
+            self._learn_node()
+        assert self._chain_id is not None
         return self._chain_id
+
+    @property
+    def node_id(self) -> str:
+        """The id of the node this client talks to: signed reads name it (medledger-request-v2)."""
+        if self._node_id is None:
+            self._learn_node()
+        assert self._node_id is not None
+        return self._node_id
+
+    def _learn_node(self) -> None:
+        status = self.status()
+        self._chain_id, self._node_id = str(status["chain_id"]), str(status["node_id"])
 
     def account(self, identity_id: str, *, signer: Identity | None = None) -> dict[str, Any]:
         """An account's nonce and identity; a patient's nonce only to a signed read by the patient

@@ -51,6 +51,9 @@ class ApiSection:
     rate_per_signer: int = 50  # signed reads a second per signer (0: no limit)
     burst_per_signer: int = 100
     rate_table_size: int = 10_000  # clients (IPs, signers) tracked; the least recently seen is forgotten
+    upload_ttl_ms: int = 3_600_000  # an upload no committed record.add announces within this is deleted
+    max_pending_uploads: int = 100  # uploads of one author waiting for their record.add
+    max_pending_upload_bytes: int = 64 * 1024 * 1024  # their ciphertext bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,6 +109,9 @@ _LIMITS: dict[str, tuple[int, int]] = {
     "api.rate_per_signer": (0, 1_000_000),
     "api.burst_per_signer": (1, 10_000_000),
     "api.rate_table_size": (16, 10_000_000),
+    "api.upload_ttl_ms": (1_000, 30 * 86_400_000),
+    "api.max_pending_uploads": (1, 1_000_000),
+    "api.max_pending_upload_bytes": (1 << 16, 1 << 40),
     "p2p.max_frames_per_s": (1, 10_000_000),
     "p2p.frames_burst": (1, 100_000_000),
     "mempool.max_txs": (1, 10_000_000),

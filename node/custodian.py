@@ -2,18 +2,32 @@
 the chain and releases them only against a committed access grant.
 
 - An upload is accepted only from a practitioner registered under this node's institution,
-  signed by that practitioner.
+  signed by that practitioner, fresh (node/replay.py's window), and within its author's bounds
+  of uploads waiting for their announcement (`api.max_pending_uploads`,
+  `api.max_pending_upload_bytes`). An upload that no committed `record.add` announces within
+  `api.upload_ttl_ms` is deleted; until then its patient (or guardian) and its author may
+  discard it (`DELETE /v1/records/{id}/upload`).
+- When a `record.add` of a record held here is committed, the upload must match it: the same
+  author, patient, resource type and ciphertext hash. One that does not is deleted, and a
+  fetch of it is refused (409 `record_mismatch`): the ledger's record is what access decisions
+  are made on, so the bytes behind it must be what it says.
 - A fetch is served only if it is signed by the requester, fresh and not replayed, the record is
   held here and not erased, and the ledger holds an access grant for that requester and record
-  that is still valid at the last block's time. The data key is unwrapped with the institution's
-  key and re-wrapped for the requester; the answer is signed by the institution.
+  that is still valid at the last block's time. The grant is checked before the nonce is
+  remembered (node/replay.py: a refused fetch leaves no trace), and an unknown record gets the
+  same refusal as a record without a grant (403 `no_grant`), so a stranger learns nothing of what
+  exists. The data key is unwrapped with the institution's key and re-wrapped for the requester;
+  the answer is signed by the institution.
 - When a block erasing a record held here is committed, the ciphertext and every wrapped key are
   deleted and the key range compacted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 from storage.offchain import OffchainStore
@@ -21,7 +35,8 @@ from storage.offchain import OffchainStore
 from .app import queries
 from .core.crypto import sha256
 from .records.envelope import EnvelopeError, unwrap_key, wrap_key
-from .records.protocol import Fetch, ProtocolError, Release, ReplayGuard, Upload
+from .records.protocol import Fetch, Release, Upload
+from .replay import ReplayGuard, ReplayRefused
 
 log = logging.getLogger("medledger.custodian")
 
@@ -36,13 +51,49 @@ class CustodianRefusal(Exception):
         self.message = message
 
 
+def no_grant() -> CustodianRefusal:
+    """The one refusal of a fetch without a grant, whether or not the record exists."""
+    return CustodianRefusal(403, "no_grant", "no committed access grant for this requester and record "
+                            "(request access first; an unknown record gets the same answer)")
+
+
+@dataclass(frozen=True, slots=True)
+class UploadLimits:
+    """Bounds on uploads waiting for their `record.add` (per author) and how long they wait."""
+
+    ttl_ms: int = 3_600_000
+    max_pending: int = 100
+    max_pending_bytes: int = 64 * 1024 * 1024
+
+    @classmethod
+    def from_config(cls, api: Any) -> "UploadLimits":
+        return cls(ttl_ms=api.upload_ttl_ms, max_pending=api.max_pending_uploads,
+                   max_pending_bytes=api.max_pending_upload_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    author: bytes
+    patient: bytes
+    size: int
+    expires_ms: int
+
+
+EXPIRY_INTERVAL_S = 60.0  # how often a running node looks for uploads past their time
+
+
 class Custodian:
     """Off-chain records held by this node's institution."""
 
-    def __init__(self, node: Any, store: OffchainStore) -> None:
+    def __init__(self, node: Any, store: OffchainStore, limits: UploadLimits | None = None) -> None:
         self.node = node
         self.store = store
         self.guard = ReplayGuard()
+        self.limits = limits or UploadLimits.from_config(node.config.api)
+        # uploads not announced yet, in arrival order (expiry pops from the front)
+        self._pending: OrderedDict[bytes, _Pending] = OrderedDict()
+        self._pending_of: dict[bytes, tuple[int, int]] = {}  # author -> (count, bytes)
+        self._timer: asyncio.TimerHandle | None = None
 
     @property
     def institution(self) -> bytes:
@@ -58,32 +109,126 @@ class Custodian:
         patient = queries.identity(state, upload.patient)
         if patient is None or patient.get("role") != "patient":
             raise CustodianRefusal(404, "unknown_patient", "the patient is not registered on the ledger")
+        now = self.node.clock_ms()
+        try:
+            self.guard.check_time(upload.timestamp_ms, now)
+        except ReplayRefused as exc:
+            raise CustodianRefusal(401, exc.code, exc.message) from None
         if queries.record(state, upload.record_id) is not None or self.store.has(upload.record_id):
             raise CustodianRefusal(409, "record_exists", "a record with this id already exists")
+        self.expire_uploads(now)
+        count, size = self._pending_of.get(upload.author, (0, 0))
+        if count >= self.limits.max_pending or size + len(upload.ciphertext) > self.limits.max_pending_bytes:
+            raise CustodianRefusal(429, "too_many_uploads",
+                                   f"this author has {count} upload(s), {size} bytes, waiting for their record.add (at most "
+                                   f"{self.limits.max_pending} and {self.limits.max_pending_bytes} bytes): announce them "
+                                   "on the ledger first")
         self.store.put(upload.record_id, {
             "patient": upload.patient, "resource_type": upload.resource_type, "ciphertext": upload.ciphertext,
             "wrapped": upload.wrapped, "author": upload.author, "sha256": sha256(upload.ciphertext),
+            "received_ms": now,
         })
+        self._add_pending(upload.record_id, upload.author, upload.patient, len(upload.ciphertext), now)
+
+    # -- uploads waiting for their announcement --------------------------------------------------
+    def _add_pending(self, record_id: bytes, author: bytes, patient: bytes, size: int, received_ms: int) -> None:
+        self._pending[record_id] = _Pending(author, patient, size, received_ms + self.limits.ttl_ms)
+        count, total = self._pending_of.get(author, (0, 0))
+        self._pending_of[author] = (count + 1, total + size)
+
+    def _drop_pending(self, record_id: bytes) -> _Pending | None:
+        entry = self._pending.pop(record_id, None)
+        if entry is not None:
+            count, total = self._pending_of[entry.author]
+            if count > 1:
+                self._pending_of[entry.author] = (count - 1, total - entry.size)
+            else:
+                del self._pending_of[entry.author]
+        return entry
+
+    def pending_upload(self, record_id: bytes) -> _Pending | None:
+        """The upload of `record_id` if it waits for its announcement here."""
+        return self._pending.get(record_id)
+
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def may_discard(self, signer: bytes, record_id: bytes) -> bool:
+        """An upload not announced yet may be discarded by its patient, the patient's guardian or
+        its author; an unknown or announced one by nobody here (a record on the ledger is erased
+        with `record.erase`)."""
+        from .app.roles import guardian_of
+
+        entry = self._pending.get(record_id)
+        if entry is None:
+            return False
+        return signer in (entry.patient, entry.author) or guardian_of(self.node.state_reader(), entry.patient) == signer
+
+    def discard_upload(self, record_id: bytes) -> bool:
+        """Delete an upload that no record.add announced (its bytes leave the store's files)."""
+        if self._drop_pending(record_id) is None:
+            return False
+        self.store.erase(record_id)
+        log.info("discarded upload %s before its announcement", record_id.hex()[:16])
+        return True
+
+    def expire_uploads(self, now_ms: int) -> int:
+        """Delete the uploads whose announcement did not come in time; how many."""
+        gone = 0
+        while self._pending:
+            record_id, entry = next(iter(self._pending.items()))
+            if entry.expires_ms > now_ms:
+                break
+            self._drop_pending(record_id)
+            if queries.record(self.node.state_reader(), record_id) is None:  # announced meanwhile: keep
+                self.store.erase(record_id)
+                gone += 1
+        if gone:
+            log.info("deleted %d upload(s) that no record.add announced within %d s", gone, self.limits.ttl_ms // 1000)
+        return gone
+
+    def start(self) -> None:
+        """Look for expired uploads now and then while the node runs (call on the loop)."""
+        def tick() -> None:
+            self.expire_uploads(self.node.clock_ms())
+            self._timer = loop.call_later(EXPIRY_INTERVAL_S, tick)
+
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(EXPIRY_INTERVAL_S, tick)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def serve(self, fetch: Fetch, now_ms: int) -> Release:
+        try:
+            self.guard.check_time(fetch.timestamp_ms, now_ms)
+        except ReplayRefused as exc:
+            raise CustodianRefusal(401, exc.code, exc.message) from None
         state = self.node.state_reader()
         meta = queries.record(state, fetch.record_id)
         if meta is None:
-            raise CustodianRefusal(404, "unknown_record", "no such record on the ledger")
+            raise no_grant()
         if meta.get("custodian") != self.institution.hex():
             raise CustodianRefusal(421, "not_custodian", "this node does not hold that record")
+        grant = queries.active_grant(state, fetch.requester, fetch.record_id, self.node.now_ms())
+        if grant is None:
+            raise no_grant()
         if meta.get("erased"):
             raise CustodianRefusal(410, "erased", "the record was erased at the patient's request")
         try:
-            self.guard.check(fetch.nonce + fetch.requester, fetch.timestamp_ms, now_ms)
-        except ProtocolError as exc:
-            raise CustodianRefusal(401 if exc.code != "busy" else 429, exc.code, exc.message) from None
-        grant = queries.active_grant(state, fetch.requester, fetch.record_id, self.node.now_ms())
-        if grant is None:
-            raise CustodianRefusal(403, "no_grant", "no committed access grant for this requester and record (request access first)")
+            self.guard.remember(fetch.requester, fetch.nonce, now_ms)
+        except ReplayRefused as exc:
+            raise CustodianRefusal(429 if exc.code == "busy" else 401, exc.code, exc.message) from None
         entry = self.store.get(fetch.record_id)
         if entry is None:
             raise CustodianRefusal(410, "erased", "the record's data is not held here any more")
+        if not matches_ledger(entry, meta):
+            log.warning("record %s: the upload held here differs from its record.add; not serving it",
+                        fetch.record_id.hex()[:16])
+            raise CustodianRefusal(409, "record_mismatch", "the data held for this record is not what the ledger "
+                                   "announces (author, patient, type or hash); ask its author to write it again")
         try:
             key = unwrap_key(entry["wrapped"]["custodian"], self.node.identity)
         except EnvelopeError:
@@ -96,17 +241,57 @@ class Custodian:
                        signature=self.node.identity.sign(unsigned.signing_bytes()))
 
     def on_block_committed(self, txs: list[Any], results: list[str]) -> None:
-        """Erase the off-chain data of records erased by a committed block."""
+        """Erase the off-chain data of records erased by a committed block; check each upload
+        announced by it against its record.add; delete uploads whose time ran out."""
         for tx, result in zip(txs, results, strict=True):
-            if tx.type == "record.erase" and result == "ok":
+            if result != "ok":
+                continue
+            if tx.type == "record.erase":
                 rid = tx.body.get("record")
-                if isinstance(rid, bytes) and self.store.erase(rid):
-                    log.info("erased record %s at the patient's request", rid.hex()[:16])
+                if isinstance(rid, bytes):
+                    self._drop_pending(rid)
+                    if self.store.erase(rid):
+                        log.info("erased record %s at the patient's request", rid.hex()[:16])
+            elif tx.type == "record.add" and tx.body.get("custodian") == self.institution:
+                self._announced(tx)
+        self.expire_uploads(self.node.clock_ms())
+
+    def _announced(self, tx: Any) -> None:
+        rid = tx.body["record"]
+        self._drop_pending(rid)
+        entry = self.store.get(rid)
+        if entry is None:
+            return
+        meta = {"author": tx.sender.hex(), "patient": tx.body["patient"].hex(),
+                "resource_type": tx.body["resource_type"], "hash": tx.body["hash"].hex()}
+        if not matches_ledger(entry, meta):
+            log.warning("record %s: the upload differs from its record.add (author, patient, type or hash); deleted",
+                        rid.hex()[:16])
+            self.store.erase(rid)
 
     def reconcile(self) -> None:
-        """At start: erase what the ledger says is erased (a crash may have come in between)."""
+        """At start: erase what the ledger says is erased (a crash may have come in between), and
+        take up the count of uploads still waiting for their announcement."""
         state = self.node.state_reader()
+        now = self.node.clock_ms()
+        waiting: list[tuple[int, bytes, bytes, bytes, int]] = []
         for rid in self.store.record_ids():
             meta = queries.record(state, rid)
             if meta is not None and meta.get("erased"):
                 self.store.erase(rid)
+            elif meta is None and rid not in self._pending:
+                entry = self.store.get(rid)
+                if entry is not None:
+                    received = entry.get("received_ms")  # absent in uploads older than this rule: from now on
+                    waiting.append((received if isinstance(received, int) else now, rid, entry["author"], entry["patient"],
+                                    len(entry["ciphertext"])))
+        for received, rid, author, patient, size in sorted(waiting):  # arrival order, as expiry expects
+            self._add_pending(rid, author, patient, size, received)
+        self.expire_uploads(now)
+
+
+def matches_ledger(entry: dict[str, Any], meta: dict[str, Any]) -> bool:
+    """Whether a stored upload is what the ledger's record (hex fields, as queries.record gives
+    them) announces: the same author, patient, resource type and ciphertext hash."""
+    return (entry.get("author", b"").hex() == meta.get("author") and entry.get("patient", b"").hex() == meta.get("patient")
+            and entry.get("resource_type") == meta.get("resource_type") and entry.get("sha256", b"").hex() == meta.get("hash"))

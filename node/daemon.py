@@ -177,6 +177,7 @@ async def serve(
             byzantine.start()
         await site.start()
         node.start()
+        custodian.start()  # uploads never announced are deleted after api.upload_ttl_ms
         scheme = "https" if contexts["api_server"] is not None else "http"
         url = f"{scheme}://{node.config.api.host}:{node.config.api.port}"
         log.info("API listening on %s", url)
@@ -185,6 +186,7 @@ async def serve(
         await stop.wait()
         log.info("stopping")
     finally:
+        custodian.stop()
         node.stop()
         if byzantine is not None:
             await byzantine.stop()

@@ -416,7 +416,7 @@ def signature_headers(rng: random.Random, target: Target, method: str, path: str
     ident = Identity.from_seed(rng.randbytes(32))
     timestamp = rng.choice([now_ms, now_ms, now_ms, now_ms - 10**6, now_ms + 10**6, 0])
     nonce = (hashlib.sha256(f"{rng.randrange(64)}".encode()).digest()[:16] if rng.random() < 0.2 else rng.randbytes(16)).hex()
-    message = "\n".join(["medledger-request-v1", target.chain_id, method, path, str(timestamp), nonce,
+    message = "\n".join(["medledger-request-v2", target.chain_id, target.node_id, method, path, str(timestamp), nonce,
                          hashlib.sha256(body).hexdigest()]).encode()
     values = {"X-MedLedger-Signer": ident.id, "X-MedLedger-Timestamp": str(timestamp), "X-MedLedger-Nonce": nonce,
               "X-MedLedger-Signature": ident.sign(message).hex()}

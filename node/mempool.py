@@ -13,12 +13,18 @@ from collections.abc import Iterable
 
 from .tx import Transaction
 
+REGISTRATION = "identity.register"
+
 
 MAX_BACKOFF_DOUBLINGS = 5
 
 
 class MempoolFull(Exception):
     """The pool is at its bound; the client should retry later."""
+
+
+class SenderLimit(MempoolFull):
+    """This sender has as many transactions waiting as it may; it should wait for a commit."""
 
 
 class Mempool:
@@ -29,6 +35,7 @@ class Mempool:
         self._txs: OrderedDict[bytes, Transaction] = OrderedDict()
         self._bytes = 0
         self._per_sender: dict[bytes, int] = {}
+        self._registering: dict[bytes, int] = {}  # senders with an identity.register waiting
         # when each was last handed to peers (monotonic) and how often it has been offered again
         self._announced: dict[bytes, tuple[float, int]] = {}
         self._arrived: dict[bytes, float] = {}  # when each arrived (monotonic), in arrival order
@@ -53,14 +60,25 @@ class Mempool:
         if len(self._txs) >= self.max_txs or self._bytes + len(tx.encoded) > self.max_bytes:
             raise MempoolFull(f"mempool is full ({len(self._txs)} transactions)")
         if self._per_sender.get(tx.sender, 0) >= self.max_per_sender:
-            raise MempoolFull(f"this sender already has {self.max_per_sender} pending transactions")
+            raise SenderLimit(f"this sender already has {self.max_per_sender} pending transactions; "
+                              "wait for some to commit")
         self._txs[tx.hash] = tx
         now = time.monotonic()
         self._announced[tx.hash] = (now, 0)
         self._arrived[tx.hash] = now
         self._bytes += len(tx.encoded)
         self._per_sender[tx.sender] = self._per_sender.get(tx.sender, 0) + 1
+        if tx.type == REGISTRATION:
+            self._registering[tx.sender] = self._registering.get(tx.sender, 0) + 1
         return True
+
+    def pending_of(self, sender: bytes) -> int:
+        """How many transactions of `sender` wait here."""
+        return self._per_sender.get(sender, 0)
+
+    def registering(self, sender: bytes) -> bool:
+        """True while an `identity.register` of `sender` waits here."""
+        return sender in self._registering
 
     def remove(self, hashes: Iterable[bytes]) -> None:
         for h in hashes:
@@ -74,6 +92,12 @@ class Mempool:
                     self._per_sender[tx.sender] = left
                 else:
                     del self._per_sender[tx.sender]
+                if tx.type == REGISTRATION:
+                    waiting = self._registering[tx.sender] - 1
+                    if waiting:
+                        self._registering[tx.sender] = waiting
+                    else:
+                        del self._registering[tx.sender]
 
     def waiting_since(self, older_than_s: float, max_txs: int) -> list[Transaction]:
         """Transactions not handed to peers for a while (oldest first): `older_than_s` after they

@@ -26,7 +26,16 @@ from consensus.messages import MessageDecodeError, decode_message
 from consensus.validators import ValidatorSet
 
 from .app import keys as state_keys
-from .app.executor import BlockExecution, BlockRejected, execute_block, genesis_state_root, genesis_writes, read_nonce
+from .app.executor import (
+    REGISTRATION,
+    BlockExecution,
+    BlockRejected,
+    execute_block,
+    genesis_state_root,
+    genesis_writes,
+    read_nonce,
+)
+from .app.types.identity import identity_key
 from .app.registry import check_tx_body
 from .app.state import FuncReader
 from .block import Block, BlockInvalid, Header, decode_block
@@ -36,7 +45,7 @@ from .core.encoding import decode as decode_value
 from .core.merkle import merkle_root
 from .genesis import Genesis
 from .integrity import check_store
-from .mempool import Mempool, MempoolFull
+from .mempool import Mempool, MempoolFull, SenderLimit
 from .metrics import NodeMetrics
 from .tx import Transaction, TxRejected, check_signature, tx_from_value
 from storage.chain import ChainStore, StoreCorrupted
@@ -46,6 +55,7 @@ log = logging.getLogger("medledger.node")
 MAX_WAITERS = 10_000
 MAX_PENDING_CACHE = 64
 MAX_EVIDENCE = 256
+MAX_PENDING_UNREGISTERED = 8  # waiting transactions of a key whose registration is not committed yet
 
 
 MIN_BLOCK_TXS = 200
@@ -354,9 +364,15 @@ class Node:
         execution = execute_block(
             self.state_reader(), self.store.state_root, [t.encoded for t in txs],
             chain_id=self.chain_id, height=height, timestamp_ms=timestamp,
-            known=self.mempool.get, committed=self.store.has_tx,
+            known=self.mempool.get, committed=self.store.has_tx, drop_unregistered=True,
         )
         self._observe_execution(len(txs), time.perf_counter_ns() - started)
+        if execution.dropped:
+            # admitted while their sender's registration was waiting, which then failed (or is not in
+            # this block): they leave the pool; the client submits them again once registered
+            log.info("left %d transaction(s) of unregistered senders out of block %d", len(execution.dropped), height)
+            self.mempool.remove(execution.dropped)
+        txs = execution.txs
         prev_cert = (self.store.certificate(height - 1) or b"") if height > 1 else b""
         header = Header(
             chain_id=self.chain_id, height=height, prev_hash=self.store.last_hash, timestamp_ms=timestamp,
@@ -551,15 +567,40 @@ class Node:
             return Admission(tx.hash, "already_committed", "this transaction is already on the chain")
         try:
             check_tx_body(tx)
-            if tx.nonce <= read_nonce(self.state_reader(), tx.sender):
+            state = self.state_reader()
+            if tx.nonce <= read_nonce(state, tx.sender):
                 raise TxRejected("nonce_replayed", "nonce already used by this sender")
+            self._check_sender(state, tx)
             check_signature(tx)
             self.mempool.add(tx)
         except TxRejected as exc:
             return Admission(None, exc.code, exc.message)
+        except SenderLimit as exc:
+            return Admission(None, "sender_limit", str(exc))
         except MempoolFull as exc:
             return Admission(None, "mempool_full", str(exc))
         return Admission(tx.hash)
+
+    def _check_sender(self, state: FuncReader, tx: Transaction) -> None:
+        """Admission of senders (docs/api.md): only a registered identity sends transactions, but
+        for the `identity.register` that makes it one. A key whose registration is still waiting
+        in the pool may queue a few more behind it (they go in the same block or leave with it);
+        an identity that is registered may not register again."""
+        registered = state.get(identity_key(tx.sender)) is not None
+        if tx.type == REGISTRATION:
+            if registered:
+                raise TxRejected("already_registered", "this identity is already registered")
+            if self.mempool.registering(tx.sender):
+                raise SenderLimit("a registration of this key is already waiting; wait for it to commit")
+            return
+        if registered:
+            return
+        if not self.mempool.registering(tx.sender):
+            raise TxRejected("not_registered", "the sender has no registered identity: register it first "
+                                               "(identity.register) and wait for the commit")
+        if self.mempool.pending_of(tx.sender) >= MAX_PENDING_UNREGISTERED:
+            raise SenderLimit(f"a key whose registration is not committed yet may queue {MAX_PENDING_UNREGISTERED} "
+                              "transactions; wait for the registration to commit")
 
     def _admitted(self, txs: list[Transaction], *, gossip: bool) -> None:
         if gossip and self.on_admitted is not None:

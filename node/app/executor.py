@@ -8,6 +8,12 @@ next header.
 Result codes: "ok"; "nonce_replayed" and "unknown_type" (set here); otherwise whatever the
 type's `execute` returned (writes kept) or raised with `ExecFailed` (writes discarded).
 
+A transaction from a sender with no registered identity (other than its own `identity.register`)
+does not belong in a block at all: recording it would still write its nonce, so any key could
+fill the permanent chain and its state. A block holding one is rejected (`UnregisteredSender`);
+the proposer leaves such transactions out (`drop_unregistered`), and admission refuses them
+before that (node/runtime.py).
+
 State root: root(h) = SHA-256(canonical(["medledger-state-v1", root(h-1), h, W])) where W is the
 Merkle root of the block's write set in key order. The root therefore commits to the genesis
 state and to every change since, at a cost proportional to what a block writes, not to the
@@ -41,6 +47,13 @@ _U64 = struct.Struct(">Q")
 
 class BlockRejected(ValueError):
     """A proposed block cannot be applied (a bad transaction in it, a duplicate...)."""
+
+
+class UnregisteredSender(BlockRejected):
+    """A block holds a transaction whose sender has no registered identity at its place."""
+
+
+REGISTRATION = "identity.register"  # the one type a sender without an identity may send
 
 
 def nonce_key(sender: bytes) -> bytes:
@@ -93,6 +106,7 @@ class BlockExecution:
     # committed values the block read by key (None: absent), among them most of what `writes`
     # replaces; the store uses them to update its state checksum without reading them again
     previous: dict[bytes, bytes | None] = field(default_factory=dict)
+    dropped: tuple[bytes, ...] = ()  # hashes the proposer left out (drop_unregistered)
 
 
 def execute_transactions(
@@ -101,11 +115,23 @@ def execute_transactions(
     *,
     height: int,
     timestamp_ms: int,
+    dropped: list[Transaction] | None = None,
 ) -> tuple[list[str], Overlay]:
-    """Run already-checked transactions in order; return result codes and the block overlay."""
+    """Run already-checked transactions in order; return result codes and the block overlay.
+
+    A transaction from a sender not registered at its place in the block raises
+    UnregisteredSender, unless `dropped` is given: then it is appended there, gets no result and
+    writes nothing (the proposer builds its block from the others). Indexes count kept ones."""
     block = Overlay(base)
     results: list[str] = []
-    for index, tx in enumerate(txs):
+    index = -1
+    for tx in txs:
+        if tx.type != REGISTRATION and block.get(identity_key(tx.sender)) is None:
+            if dropped is None:
+                raise UnregisteredSender(f"transaction {tx.hash.hex()[:16]} is from a sender with no registered identity")
+            dropped.append(tx)
+            continue
+        index += 1
         last = read_nonce(block, tx.sender)
         if tx.nonce <= last:
             results.append("nonce_replayed")
@@ -137,6 +163,7 @@ def execute_block(
     known: Callable[[bytes], Transaction | None],
     committed: Callable[[bytes], bool],
     certified: bool = False,
+    drop_unregistered: bool = False,
 ) -> BlockExecution:
     """Decode, check and execute a block's transactions.
 
@@ -146,7 +173,9 @@ def execute_block(
     validators checked every transaction's signature before voting, and a node catching up
     re-executes the block (the state root must match) without verifying them all again.
     `committed(hash)` tells whether a hash is already on the chain (a block repeating one is
-    rejected).
+    rejected). `drop_unregistered` (the proposer's mode) leaves out the transactions of senders
+    with no registered identity instead of rejecting the block: `txs` is then what the block
+    holds and `dropped` the hashes left out.
     """
     txs: list[Transaction] = []
     seen: set[bytes] = set()
@@ -168,10 +197,15 @@ def execute_block(
                 raise BlockRejected(f"invalid transaction in block: {exc.code}: {exc.message}") from None
         txs.append(tx)
     reader = RememberingReader(base)
-    results, overlay = execute_transactions(reader, txs, height=height, timestamp_ms=timestamp_ms)
+    dropped: list[Transaction] | None = [] if drop_unregistered else None
+    results, overlay = execute_transactions(reader, txs, height=height, timestamp_ms=timestamp_ms, dropped=dropped)
+    if dropped:
+        gone = {t.hash for t in dropped}
+        txs = [t for t in txs if t.hash not in gone]
     writes = overlay.sorted_writes()
     return BlockExecution(
         previous=reader.seen,
+        dropped=tuple(t.hash for t in dropped or ()),
         txs=txs,
         results=results,
         writes=writes,

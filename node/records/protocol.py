@@ -22,7 +22,6 @@ from ..core.crypto import KEY_SIZE, SIGNATURE_SIZE, Identity, sha256, verify
 from ..core.encoding import canonical
 
 MAX_CIPHERTEXT = 2 * 1024 * 1024
-FRESHNESS_MS = 120_000
 NONCE_SIZE = 16
 
 
@@ -157,23 +156,3 @@ class Release:
         if not verify(r.custodian, r.signing_bytes(), r.signature):
             raise ProtocolError("bad_signature", "the answer is not signed by the custodian")
         return r
-
-
-class ReplayGuard:
-    """Refuses requests outside the freshness window or seen before (bounded memory)."""
-
-    def __init__(self, window_ms: int = FRESHNESS_MS, max_entries: int = 100_000) -> None:
-        self.window_ms = window_ms
-        self.max_entries = max_entries
-        self._seen: dict[bytes, int] = {}
-
-    def check(self, key: bytes, timestamp_ms: int, now_ms: int) -> None:
-        if abs(now_ms - timestamp_ms) > self.window_ms:
-            raise ProtocolError("stale_request", f"request time is more than {self.window_ms // 1000} s from the custodian's clock")
-        if len(self._seen) >= self.max_entries:
-            self._seen = {k: t for k, t in self._seen.items() if t >= now_ms - self.window_ms}
-            if len(self._seen) >= self.max_entries:
-                raise ProtocolError("busy", "too many recent requests; retry shortly")
-        if key in self._seen:
-            raise ProtocolError("replayed_request", "this request was already served")
-        self._seen[key] = timestamp_ms

@@ -1,6 +1,6 @@
 // Compliance page: an institution's operator opens the institution key file here; the
 // break-glass accesses awaiting review and the disclosures for a period are signed reads
-// (medledger-request-v1) that only that institution's key may make.
+// (medledger-request-v2) that only that institution's key may make.
 
 import { $, el, fmtTime, header, replace, showError, table } from "./common.js";
 import { who } from "./names.js";

@@ -5,14 +5,15 @@
 // non-extractable WebCrypto Ed25519 key and is then wiped; it never leaves this page, is never
 // stored, and is gone when the page is closed or reloaded.
 //
-// Reads of health metadata are signed requests (scheme medledger-request-v1, docs/api.md);
+// Reads of health metadata are signed requests (scheme medledger-request-v2, docs/api.md),
+// each naming the node it is sent to, so no other node accepts it;
 // transactions are the canonical msgpack envelope of node/tx.py.
 
 import { ApiError, bytesToHex, fetchJSON, hexToBytes, nodeStatus, sha256 } from "./common.js";
 import { canonical } from "./msgpack.js";
 
 export const KEY_FILE_FORMAT = "medledger-ed25519";
-export const REQUEST_SCHEME = "medledger-request-v1";
+export const REQUEST_SCHEME = "medledger-request-v2";
 export const TX_DOMAIN = "medledger-tx-v1";
 const PKCS8_ED25519_PREFIX = hexToBytes("302e020100300506032b657004220420");
 const MAX_KEY_FILE_BYTES = 16 * 1024;
@@ -112,13 +113,15 @@ export class Signer {
     return new Uint8Array(await crypto.subtle.sign({ name: "Ed25519" }, this.privateKey, bytes));
   }
 
-  /** The four headers of a signed request (contract medledger-request-v1). `fixed` gives the
-   *  timestamp and nonce for a test vector; by default they are the clock and 16 random bytes. */
-  async requestHeaders(chainId, method, pathAndQuery, body = new Uint8Array(0), fixed = {}) {
+  /** The four headers of a signed request to node `nodeId` (contract medledger-request-v2).
+   *  `fixed` gives the timestamp and nonce for a test vector; by default they are the clock and
+   *  16 random bytes. */
+  async requestHeaders(chainId, nodeId, method, pathAndQuery, body = new Uint8Array(0), fixed = {}) {
     const timestamp = String(fixed.timestamp ?? Date.now());
     const nonce = fixed.nonce ?? bytesToHex(crypto.getRandomValues(new Uint8Array(16)));
     const bodyHash = bytesToHex(await sha256(body));
-    const message = [REQUEST_SCHEME, chainId, method.toUpperCase(), pathAndQuery, timestamp, nonce, bodyHash].join("\n");
+    const message = [REQUEST_SCHEME, chainId, nodeId.toLowerCase(), method.toUpperCase(), pathAndQuery, timestamp, nonce,
+      bodyHash].join("\n");
     const signature = bytesToHex(await this.sign(new TextEncoder().encode(message)));
     return {
       "X-MedLedger-Signer": this.id,
@@ -130,8 +133,8 @@ export class Signer {
 
   /** A signed GET of `pathAndQuery` on this node, as JSON. */
   async get(pathAndQuery) {
-    const { chain_id: chainId } = await nodeStatus();
-    return fetchJSON(pathAndQuery, { headers: await this.requestHeaders(chainId, "GET", pathAndQuery) });
+    const { chain_id: chainId, node_id: nodeId } = await nodeStatus();
+    return fetchJSON(pathAndQuery, { headers: await this.requestHeaders(chainId, nodeId, "GET", pathAndQuery) });
   }
 }
 

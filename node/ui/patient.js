@@ -1,5 +1,5 @@
 // Patient page: the patient opens their key file here; every read is a signed request
-// (medledger-request-v1) for their own records' metadata, consents and audit trail, and a
+// (medledger-request-v2) for their own records' metadata, consents and audit trail, and a
 // consent is revoked by a `consent.revoke` transaction signed in this page.
 
 import { $, el, fmtTime, header, hexToBytes, replace, showError, table } from "./common.js";

@@ -76,19 +76,26 @@ def page(browser: Any) -> Iterator[Any]:
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
-def contract_message(chain_id: str, method: str, path_and_query: str, timestamp: str, nonce: str, body: bytes) -> bytes:
+NODE = "22" * 32  # the node a request is signed for (medledger-request-v2 names it)
+VECTOR_NODE = "11" * 32  # the node of the test vector in docs/api.md
+
+
+def contract_message(chain_id: str, node_id: str, method: str, path_and_query: str, timestamp: str, nonce: str,
+                     body: bytes) -> bytes:
     """The signed-request message of docs/api.md, rebuilt independently of the browser."""
-    lines = ["medledger-request-v1", chain_id, method, path_and_query, timestamp, nonce, hashlib.sha256(body).hexdigest()]
+    lines = ["medledger-request-v2", chain_id, node_id, method, path_and_query, timestamp, nonce,
+             hashlib.sha256(body).hexdigest()]
     return "\n".join(lines).encode()
 
 
-def check_signed(headers: dict[str, str], chain_id: str, method: str, path_and_query: str, body: bytes = b"") -> str:
+def check_signed(headers: dict[str, str], chain_id: str, node_id: str, method: str, path_and_query: str,
+                 body: bytes = b"") -> str:
     """Verify a signed request's headers against the contract; return the signer's id."""
     signer, timestamp = headers["x-medledger-signer"], headers["x-medledger-timestamp"]
     nonce, signature = headers["x-medledger-nonce"], headers["x-medledger-signature"]
     assert len(signer) == 64 and len(nonce) == 32 and len(signature) == 128
     assert abs(int(timestamp) - time.time() * 1000) < 120_000
-    message = contract_message(chain_id, method, path_and_query, timestamp, nonce, body)
+    message = contract_message(chain_id, node_id, method, path_and_query, timestamp, nonce, body)
     nacl.signing.VerifyKey(bytes.fromhex(signer)).verify(message, bytes.fromhex(signature))
     return signer
 
@@ -136,7 +143,7 @@ def test_explorer_opens_a_block_and_verifies_a_merkle_proof(devnet, page):
 
 def test_patient_signs_in_and_revokes_a_consent(devnet, page):
     cluster, story = devnet
-    chain_id = HealthClient(story.urls[0]).chain_id
+    chain_id, node_id = HealthClient(story.urls[0]).chain_id, HealthClient(story.urls[0]).node_id
     requests: list[Any] = []
     page.on("request", lambda r: requests.append(r))
     sign_in(page, story.urls[0] + "/ui/patient.html", story.patient_key)
@@ -171,7 +178,7 @@ def test_patient_signs_in_and_revokes_a_consent(devnet, page):
     for r in reads:
         parts = urlsplit(r.url)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
-        assert check_signed(r.headers, chain_id, r.method, path) == story.patient.id
+        assert check_signed(r.headers, chain_id, node_id, r.method, path) == story.patient.id
     assert not [r.url for r in requests if "/fetch" in r.url or (r.method == "POST" and r.url.endswith("/v1/records"))]
 
 
@@ -281,18 +288,18 @@ def test_browser_transaction_and_request_signatures_match_python(devnet, page):
     ident = Identity.from_seed(SEED)
     consent = bytes.fromhex(story.consent_id)
     page.goto(story.urls[0] + "/ui/")
-    got = page.evaluate("async ([seed, id, consent]) => {" + JS_DECODE + """
+    got = page.evaluate("async ([seed, id, consent]) => {" + JS_DECODE + f"const NODE = '{NODE}'; const VECTOR_NODE = '{VECTOR_NODE}';" + """
         const { Signer, buildTx } = await import('/ui/keys.js');
         const signer = await Signer.fromSeed(id, hex(seed));
         const tx = await buildTx(signer, { chainId: 'medledger-devnet', type: 'consent.revoke', nonce: 1764000000000,
                                            body: { consent: hex(consent) } });
         const path = `/v1/patients/${id}/audit?limit=50`;
-        const get = await signer.requestHeaders('medledger-devnet', 'GET', path);
-        const again = await signer.requestHeaders('medledger-devnet', 'GET', path);
+        const get = await signer.requestHeaders('medledger-devnet', NODE, 'GET', path);
+        const again = await signer.requestHeaders('medledger-devnet', NODE, 'GET', path);
         const body = new TextEncoder().encode('{"a":1}');
-        const post = await signer.requestHeaders('medledger-devnet', 'post', '/v1/example', body);
+        const post = await signer.requestHeaders('medledger-devnet', NODE, 'post', '/v1/example', body);
         const vectorPath = `/v1/patients/${id}/audit`;
-        const vector = await signer.requestHeaders('test-chain', 'GET', vectorPath, undefined,
+        const vector = await signer.requestHeaders('test-chain', VECTOR_NODE, 'GET', vectorPath, undefined,
                                                    { timestamp: 1767225600000, nonce: '000102030405060708090a0b0c0d0e0f' });
         let mismatch = 'accepted';
         try { await Signer.fromSeed('00'.repeat(32), hex(seed)); } catch (e) { mismatch = e.message; }
@@ -302,19 +309,21 @@ def test_browser_transaction_and_request_signatures_match_python(devnet, page):
                                   body={"consent": consent})
     assert got["tx"] == expected.encoded.hex() and got["hash"] == expected.hash_hex
     lower = lambda h: {k.lower(): v for k, v in h.items()}  # noqa: E731
-    assert check_signed(lower(got["get"]), "medledger-devnet", "GET", got["path"]) == ident.id
-    assert check_signed(lower(got["post"]), "medledger-devnet", "POST", "/v1/example", b'{"a":1}') == ident.id
+    assert check_signed(lower(got["get"]), "medledger-devnet", NODE, "GET", got["path"]) == ident.id
+    assert check_signed(lower(got["post"]), "medledger-devnet", NODE, "POST", "/v1/example", b'{"a":1}') == ident.id
     assert got["get"]["X-MedLedger-Nonce"] != got["again"]["X-MedLedger-Nonce"]
     with pytest.raises(nacl.exceptions.BadSignatureError):  # the check can fail: another path, another message
-        check_signed(lower(got["get"]), "medledger-devnet", "GET", got["path"].replace("limit=50", "limit=51"))
+        check_signed(lower(got["get"]), "medledger-devnet", NODE, "GET", got["path"].replace("limit=50", "limit=51"))
     with pytest.raises(nacl.exceptions.BadSignatureError):
-        check_signed(lower(got["get"]), "another-chain", "GET", got["path"])
+        check_signed(lower(got["get"]), "another-chain", NODE, "GET", got["path"])
+    with pytest.raises(nacl.exceptions.BadSignatureError):  # signed for one node, checked as if sent to another
+        check_signed(lower(got["get"]), "medledger-devnet", VECTOR_NODE, "GET", got["path"])
     assert "does not match its id" in got["mismatch"]
     # the test vector of docs/api.md (signed requests)
     assert ident.id == "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8"
     assert got["vector"]["X-MedLedger-Signature"] == (
-        "98dcdfeeb7c99bcf8d0d74edb894b7cd29d1143b998619c013e4626ef4fc1eb7"
-        "b748011abbcd4958ad570ba582c7f9ed2f00a4b38673905208069a316657270b")
+        "92380fe6c913109d99cbbe89639b3461ad44073c9ef6ae74fa3b3c50d85b86e376fe309e"
+        "0287c116104139093a53cf4e35038e1d3131926d5c82756a6fea4102")
 
 
 def test_browser_merkle_check_agrees_with_python(devnet, page):

@@ -81,10 +81,15 @@ async def test_failed_execution_is_recorded(api):
     client, node = api
     first, again = reg(2), reg(2, nonce=2, role="researcher")
     await post(client, first.encoded)
-    resp = await client.post("/v1/txs?wait=10", data=again.encoded, headers=MSGPACK)
-    # the first may or may not share the block; either way the second fails at execution
-    got = await (await client.get(f"/v1/txs/{again.hash_hex}?wait=10")).json()
-    assert resp.status == 200 and got["status"] == "committed" and got["result"] == "already_registered"
+    assert await node.wait_committed(first.hash, 10)
+    # registering again is refused at admission now that the first is committed
+    resp = await client.post("/v1/txs", data=again.encoded, headers=MSGPACK)
+    assert resp.status == 409 and (await resp.json())["error"] == "already_registered"
+    # a registration the ledger refuses (no key registers itself as an institution) is recorded
+    refused = reg(3, role="institution")
+    resp = await client.post("/v1/txs?wait=10", data=refused.encoded, headers=MSGPACK)
+    got = await (await client.get(f"/v1/txs/{refused.hash_hex}?wait=10")).json()
+    assert resp.status == 200 and got["status"] == "committed" and got["result"] == "role_not_allowed"
 
 
 async def test_batch_submission(api):

@@ -17,7 +17,7 @@ MSGPACK = {"Content-Type": "application/msgpack"}
 
 
 async def committed_tx(client) -> Transaction:
-    tx = Transaction.create(Identity.from_seed(b"\x07" * 32), chain_id=CHAIN, type="identity.register", nonce=1,
+    tx = Transaction.create(Identity.from_seed(b"\x09" * 32), chain_id=CHAIN, type="identity.register", nonce=1,
                             body={"role": "patient"})
     resp = await client.post("/v1/txs?wait=10", data=tx.encoded, headers=MSGPACK)
     assert resp.status == 200 and (await resp.json())["status"] == "committed"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from node.app import queries
-from node.app.executor import BlockRejected
+from node.app.executor import BlockRejected, UnregisteredSender
 from node.app.registry import check_tx_body
 from node.app.types.identity import attest
 from node.tx import TxRejected
@@ -137,7 +137,8 @@ def test_guardian_rules():
     assert ledger.send(child, "patient.set_guardian", {"guardian": ident("ghost").public_key}) == "unknown_guardian"
     assert ledger.send(child, "patient.set_guardian", {"guardian": ident("A").public_key}) == "unknown_guardian"
     assert ledger.send(doc, "patient.set_guardian", {"guardian": child.public_key}) == "role_not_allowed"
-    assert ledger.send(ident("ghost"), "patient.set_guardian", {"guardian": child.public_key}) == "not_registered"
+    with pytest.raises(UnregisteredSender):  # a block holding it is rejected; admission refuses it before
+        ledger.send(ident("ghost"), "patient.set_guardian", {"guardian": child.public_key})
     # replacing a guardian moves the reverse index
     p1, p2 = ledger.patient("p1"), ledger.patient("p2")
     assert ledger.send(child, "patient.set_guardian", {"guardian": p1.public_key}) == "ok"

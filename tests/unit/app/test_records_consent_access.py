@@ -7,6 +7,7 @@ import pytest
 
 from node.app import queries
 from node.app.access import ACCESS_WINDOW_MS, BREAKGLASS_WINDOW_MS
+from node.app.executor import UnregisteredSender
 from node.app.registry import check_tx_body
 from node.core.crypto import sha256
 from node.tx import TxRejected
@@ -51,7 +52,8 @@ def test_record_add_refusals(world):
     assert ledger.send(researcher, "record.add", base) == "role_not_allowed"
     assert ledger.send(pat, "record.add", base) == "role_not_allowed"
     assert ledger.send(ident("A"), "record.add", base) == "role_not_allowed"
-    assert ledger.send(ident("ghost"), "record.add", base) == "not_registered"
+    with pytest.raises(UnregisteredSender):  # a block holding it is rejected; admission refuses it before
+        ledger.send(ident("ghost"), "record.add", base)
     assert ledger.send(doc_a, "record.add", {**base, "patient": doc_b.public_key}) == "unknown_patient"
     assert ledger.send(doc_a, "record.add", {**base, "record": obs}) == "record_exists"
     assert body_rejected(ledger, doc_a, "record.add", {**base, "resource_type": "observation"}) == "invalid_resource_type"

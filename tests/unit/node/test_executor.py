@@ -132,3 +132,33 @@ def test_a_certified_block_is_executed_without_verifying_its_signatures_again(mo
                               known=lambda h: None, committed=lambda h: False, certified=True)
     assert calls == [t.hash for t in txs]  # no further verification
     assert certified.state_root == unknown.state_root and certified.results == unknown.results
+
+
+def guardian_tx(seed: int, nonce: int = 1) -> Transaction:
+    """A transaction that needs a registered sender (it names no one who exists, which does not matter)."""
+    return Transaction.create(Identity.from_seed(bytes([seed]) * 32), chain_id=CHAIN, type="consent.breakglass", nonce=nonce,
+                              body={"opt_out": True})
+
+
+def test_a_block_carrying_a_transaction_from_an_unregistered_sender_is_rejected():
+    from node.app.executor import UnregisteredSender
+
+    with pytest.raises(UnregisteredSender):
+        run(Dict(), [reg(1), guardian_tx(2)])
+    with pytest.raises(UnregisteredSender):  # checked without the mempool too (a proposer's block from a peer)
+        run(Dict(), [guardian_tx(2)], known=False)
+    ex = run(Dict(), [reg(1), guardian_tx(1, nonce=2)])  # registered earlier in the same block: fine
+    assert ex.results == ["ok", "ok"]
+
+
+def test_the_proposer_leaves_out_transactions_of_unregistered_senders():
+    txs = [reg(1), guardian_tx(2), guardian_tx(1, nonce=2), reg(3, role="institution"), guardian_tx(3, nonce=2)]
+    ex = execute_block(Dict(), bytes(32), [t.encoded for t in txs], chain_id=CHAIN, height=1, timestamp_ms=1000,
+                       known={t.hash: t for t in txs}.get, committed=lambda h: False, drop_unregistered=True)
+    assert [t.hash for t in ex.txs] == [txs[0].hash, txs[2].hash, txs[3].hash]
+    assert ex.dropped == (txs[1].hash, txs[4].hash)
+    assert ex.results == ["ok", "ok", "role_not_allowed"]
+    # what the proposer kept is a block every validator accepts, with the same roots
+    again = run(Dict(), list(ex.txs), known=False)
+    assert (again.state_root, again.results_root) == (ex.state_root, ex.results_root)
+    assert not any(k.endswith(txs[1].sender) for k, _ in ex.writes)  # nothing written for the dropped

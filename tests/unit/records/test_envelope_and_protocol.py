@@ -7,7 +7,8 @@ import pytest
 from node.core.crypto import Identity
 from node.records.envelope import EnvelopeError, decrypt, seal_record, unwrap_key, wrap_key
 from node.records.fhir import FhirInvalid, parse_resource
-from node.records.protocol import Fetch, ProtocolError, Release, ReplayGuard, Upload
+from node.records.protocol import Fetch, ProtocolError, Release, Upload
+from node.replay import ReplayGuard, ReplayRefused
 from node.core.encoding import decode
 
 CHAIN = "c"
@@ -79,14 +80,21 @@ def test_fetch_and_release_signatures():
 
 
 def test_replay_guard():
-    guard = ReplayGuard(window_ms=1000, max_entries=3)
-    guard.check(b"a", 10_000, 10_500)
-    with pytest.raises(ProtocolError) as err:
-        guard.check(b"a", 10_000, 10_600)
+    guard = ReplayGuard(window_ms=1000, future_ms=100, max_per_requester=3, max_total=3)
+    guard.check(b"r", b"a", 10_000, 10_500)
+    with pytest.raises(ReplayRefused) as err:
+        guard.check(b"r", b"a", 10_000, 10_600)
     assert err.value.code == "replayed_request"
-    with pytest.raises(ProtocolError) as err:
-        guard.check(b"b", 1_000, 10_600)
+    with pytest.raises(ReplayRefused) as err:
+        guard.check(b"r", b"b", 1_000, 10_600)
     assert err.value.code == "stale_request"
-    guard.check(b"c", 10_600, 10_600)
-    guard.check(b"d", 10_600, 10_600)
-    guard.check(b"e", 20_000, 20_000)  # the full table is pruned of entries outside the window
+    with pytest.raises(ReplayRefused) as err:
+        guard.check(b"r", b"b", 10_701, 10_600)
+    assert err.value.code == "future_request"
+    guard.check(b"r", b"c", 10_600, 10_600)
+    guard.check(b"s", b"d", 10_600, 10_600)
+    with pytest.raises(ReplayRefused) as err:
+        guard.check(b"t", b"e", 10_600, 10_600)
+    assert err.value.code == "busy"
+    guard.check(b"t", b"e", 20_000, 20_000)  # the entries outside the window have left
+    assert len(guard) == 1
