@@ -133,6 +133,20 @@ ADVICE: dict[str, str] = {
                    "or ask for fewer --types.",
     "internal_error": "The node failed on this request; its log (node.log) says why. Please report it.",
     "bad_id": "Give a 64-hex-character id (as `medledger keys show` or `medledger record put` print).",
+    # -- this round's refusals (issue 15) ---------------------------------------------------------------
+    "invalid_min_k": "A study's minimum k must be at least the network floor of 5 (and at most 1000); "
+                     "pass a larger --k-min to `medledger study register`.",
+    "too_many_uploads": "This author has too many uploads waiting for their record.add; let those commit (or discard "
+                        "them) before uploading more.",
+    "record_mismatch": "The stored upload does not match the record announced on the ledger; write the record again "
+                       "with `medledger record put`.",
+    "future_request": "The signed request is dated ahead of the node's clock; check this machine's clock and retry.",
+    "not_study_institution": "Only the study's own institution (or a custodian of its patients' records) may coordinate "
+                             "it; send the extract to that institution's node.",
+    "coordinator_not_named": "The request names another coordinator; send it to the node of the institution it names "
+                             "(`research extract --coordinator`).",
+    "not_prepared": "The custodian never prepared this release; run `medledger research extract` again.",
+    "sender_limit": "This key has too many transactions waiting; wait for some to commit, then retry.",
 }
 
 # Codes made from a parameter's name (the API's `bad_<name>` for ids, heights, times).
