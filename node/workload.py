@@ -83,6 +83,12 @@ def register_workload(chain_id: str, count: int, *, seed: bytes) -> Workload:
     return Workload("register", (), txs, {"identity.register": count})
 
 
+def _patient_body(institution: Identity, chain_id: str, patient: Identity) -> dict[str, Any]:
+    """A patient's registration attested by `institution` (so its staff may write the patient's records)."""
+    return {"role": "patient", "institution": institution.public_key,
+            "attestation": attest(institution, chain_id=chain_id, registrant=patient.public_key, role="patient")}
+
+
 def mix_counts(count: int) -> dict[str, int]:
     """How many of each type `count` measured transactions hold (the rounding goes to the last)."""
     total = sum(w for _, w in MIX)
@@ -105,8 +111,10 @@ def mix_workload(chain_id: str, count: int, *, seed: bytes, institution: Identit
         return ident, _tx(ident, chain_id, "identity.register", 1, body)
 
     def patient() -> tuple[Identity, Transaction]:
+        # registered at the institution: the treatment relationship its practitioners need to
+        # add records for the patient (node/app/relationships.py)
         ident = keys.next()
-        return ident, _tx(ident, chain_id, "identity.register", 1, {"role": "patient"})
+        return ident, _tx(ident, chain_id, "identity.register", 1, _patient_body(institution, chain_id, ident))
 
     phase1: list[Transaction] = []
     phase2: list[Transaction] = []
@@ -178,7 +186,7 @@ def preload_phases(chain_id: str, records: int, *, seed: bytes, institution: Ide
         first.append(_tx(ident, chain_id, "identity.register", 1, {
             "role": "practitioner", "institution": inst,
             "attestation": attest(institution, chain_id=chain_id, registrant=ident.public_key, role="practitioner")}))
-    first.extend(_tx(p, chain_id, "identity.register", 1, {"role": "patient"}) for p in patients)
+    first.extend(_tx(p, chain_id, "identity.register", 1, _patient_body(institution, chain_id, p)) for p in patients)
     yield tuple(first)
     done, nonce = 0, 2
     while done < records:
