@@ -23,6 +23,8 @@ from node.core.crypto import Identity
 from node.genesis import GenesisError
 from node.home import HomeExists, init_network
 from node.keys import KeyFileError, is_encrypted, key_file_id, load_key_file, write_key_file
+from node.app.access import BREAKGLASS_REASONS
+from node.app.types.record_contest import CONTEST_REASONS
 from node.logs import LOG_FORMATS, LOG_LEVELS, setup_logging
 
 EXIT_REFUSED = 1
@@ -32,6 +34,21 @@ EXIT_UNREACHABLE = 3
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 READER_KEY_HELP = ("Your key: the read is signed with it (the patient's, its guardian's, or a custodian's or "
                    "grant holder's); the patient's by default.")
+BREAKGLASS_REASON_CODES = list(BREAKGLASS_REASONS)
+CONTEST_REASON_CODES = CONTEST_REASONS
+# What to do after the access and record refusals of the ledger (the code is printed first).
+ACCESS_HINTS = {
+    "research_extract_only": "a researcher never reads a raw record; ask for a de-identified extract of your study "
+                             "with `medledger research extract`",
+    "no_treatment_relationship": "you may add records only for patients you treat: the patient registers at your "
+                                 "institution or grants it (or you) consent for treatment first",
+    "breakglass_suspended": "your break-glass access is suspended after an unjustified review; ask the patient for consent",
+    "breakglass_limit_practitioner": "you reached the break-glass limit for 24 hours; ask the patient (or its guardian) "
+                                     "for consent, or a colleague who treats the patient",
+    "breakglass_limit_patient": "this patient's records were opened by break-glass too often in 24 hours; "
+                                "the custodian must review them first, or the patient consents",
+    "breakglass_opted_out": "the patient opted out of break-glass; only its consent opens its records",
+}
 
 
 def fail(message: str, code: int = EXIT_REFUSED) -> NoReturn:
@@ -508,7 +525,7 @@ def _report_tx(result: dict[str, Any], as_json: bool, ok_text: str, *, refuse_on
     if as_json:
         emit(True, result, "")
         sys.exit(EXIT_REFUSED)
-    reason = result.get("message") or (result.get("decision") or {}).get("rule") or st
+    reason = result.get("message") or (result.get("decision") or {}).get("rule") or ACCESS_HINTS.get(str(st)) or st
     fail(f"{st}: {reason}" if reason != st else f"{st} (tx {result.get('tx_hash')})", EXIT_REFUSED)
 
 
@@ -568,12 +585,17 @@ def record_put(key_file: str, patient: str, resource_file: str, node_url: str, p
 @click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The reader's key.")
 @click.option("--record", "record_id", required=True, help="The record id.")
 @click.option("--purpose", required=True, type=click.Choice(["treatment", "payment", "operations", "research", "emergency"]), help="Purpose of use.")
-@click.option("--reason", default="", help="Why (required for emergency). It stays on the chain: no clinical details.")
+@click.option("--reason", default="", type=click.Choice(["", *BREAKGLASS_REASON_CODES]), metavar="CODE",
+              help="Why consent cannot be asked, for purpose emergency (required then): one of "
+              + ", ".join(BREAKGLASS_REASON_CODES) + ". It is on the chain; free text goes in --note.")
+@click.option("--note", default="", help="Your own account of the emergency: it stays OFF the chain (keep it in your "
+              "notes); only its salted SHA-256 goes on the chain, and the salt is printed for the review.")
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False), help="Where to write the decrypted resource.")
 @node_option
 @passphrase_env_option
 @json_option
-def record_get(key_file: str, record_id: str, purpose: str, reason: str, out_file: str, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
+def record_get(key_file: str, record_id: str, purpose: str, reason: str, note: str, out_file: str, node_url: str,
+               passphrase_env: str | None, as_json: bool) -> None:
     """Ask the ledger for access, then fetch, verify and decrypt the record.
 
     The access request is decided on the ledger by the patient's consents (or break-glass for
@@ -586,15 +608,21 @@ def record_get(key_file: str, record_id: str, purpose: str, reason: str, out_fil
     """
     from node.client import HealthClient, RecordError
 
+    from node.app.notes import commit_note
+
     reader = load_identity(key_file, passphrase_env)
     client = HealthClient(node_url)
-    result = run_client(lambda: client.request_access(reader, record_id, purpose, reason))
+    note_salt, note_hash = commit_note(note) if note else (None, None)
+    result = run_client(lambda: client.request_access(reader, record_id, purpose, reason, note_hash))
+    if note_salt is not None:
+        result.update(note_salt=note_salt.hex(), note_hash=note_hash.hex() if note_hash else None)
     decision = result.get("decision") or {}
     if result.get("status") != "committed":
         if as_json:
             emit(True, result, "")
             sys.exit(EXIT_REFUSED)
         why = decision.get("rule") or result.get("message") or result.get("status")
+        why = f"{why}: {ACCESS_HINTS[why]}" if why in ACCESS_HINTS else why
         fail(f"access denied: {why}" if result.get("status") == "denied" else f"{result.get('status')}: {why}", EXIT_REFUSED)
     try:
         plaintext = run_client(lambda: client.fetch_record(reader, record_id))
@@ -607,7 +635,8 @@ def record_get(key_file: str, record_id: str, purpose: str, reason: str, out_fil
     with os.fdopen(fd, "wb") as fh:
         fh.write(plaintext)
     result["out"] = out_file
-    emit(as_json, result, f"access granted ({decision.get('rule', '')}); record written to {out_file}")
+    kept = f"\nkeep your note with its salt {note_salt.hex()} for the review" if note_salt is not None else ""
+    emit(as_json, result, f"access granted ({decision.get('rule', '')}); record written to {out_file}{kept}")
 
 
 @record.command("list", context_settings=CONTEXT)
@@ -627,7 +656,7 @@ def record_list(key_file: str, patient: str | None, node_url: str, passphrase_en
     pid = patient or reader.id
     doc = run_client(lambda: HealthClient(node_url).patient_records(reader, pid))
     emit(as_json, doc, lambda: "\n".join(
-        f"{r['id']}  {r.get('resource_type', '?'):<18} custodian {str(r.get('custodian', ''))[:16]}...{'  ERASED' if r.get('erased') else ''}"
+        f"{r['id']}  {r.get('resource_type', '?'):<18} custodian {str(r.get('custodian', ''))[:16]}...{'  ERASED' if r.get('erased') else ''}{'  CONTESTED' if r.get('contested') else ''}"
         for r in doc["records"]) or "no records")
 
 
@@ -653,6 +682,37 @@ def record_erase(key_file: str, record_id: str, for_patient: str | None, node_ur
     body: dict[str, Any] = {"record": parse_id(record_id)}
     result = _transact(node_url, ident, "record.erase", body, for_patient)
     _report_tx(result, as_json, f"record {record_id} erased (tx {result.get('tx_hash')})")
+
+
+@record.command("contest", context_settings=CONTEXT)
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The patient's (or guardian's) key.")
+@click.option("--record", "record_id", required=True, help="The record to contest.")
+@click.option("--reason", default="no_treatment", show_default=True, type=click.Choice(list(CONTEST_REASON_CODES)),
+              help="Why: " + "; ".join(f"{k}: {v}" for k, v in CONTEST_REASON_CODES.items()) + ".")
+@for_option
+@node_option
+@passphrase_env_option
+@json_option
+def record_contest(key_file: str, record_id: str, reason: str, for_patient: str | None, node_url: str,
+                   passphrase_env: str | None, as_json: bool) -> None:
+    """Contest a record in your chart that you do not recognise or believe wrong.
+
+    The record is marked contested in the chart (`record list`) and in your audit trail; it is
+    not erased (`record erase` does that).
+
+    \b
+    Example:
+      medledger record contest --key alice.key --record <record id> --reason not_my_record
+    """
+    from node.core.crypto import parse_id
+
+    ident = load_identity(key_file, passphrase_env)
+    try:
+        body: dict[str, Any] = {"record": parse_id(record_id), "reason": reason}
+    except ValueError:
+        fail("--record must be a record id: 64 hex characters (see `medledger record list`)", EXIT_USAGE)
+    result = _transact(node_url, ident, "record.contest", body, for_patient)
+    _report_tx(result, as_json, f"record {record_id} contested ({reason}) (tx {result.get('tx_hash')})")
 
 
 @main.group(context_settings=CONTEXT)
@@ -961,17 +1021,26 @@ def audit_breakglass(key_file: str, node_url: str, passphrase_env: str | None, a
 @click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The custodian institution's key.")
 @click.option("--access", "access_tx", required=True, help="The break-glass access request's transaction hash.")
 @click.option("--outcome", required=True, type=click.Choice(["justified", "unjustified"]), help="The review's finding.")
-@click.option("--note", default="", help="A short note (no clinical details: it stays on the chain).")
+@click.option("--note", default="", help="Your note: it stays OFF the chain (keep it); only its salted SHA-256 goes on the chain.")
+@click.option("--suspend", is_flag=True, help="With --outcome unjustified: suspend the practitioner from break-glass "
+              "(30 days) and revoke every open break-glass grant it holds.")
 @node_option
 @passphrase_env_option
 @json_option
-def audit_review(key_file: str, access_tx: str, outcome: str, note: str, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
+def audit_review(key_file: str, access_tx: str, outcome: str, note: str, suspend: bool, node_url: str,
+                 passphrase_env: str | None, as_json: bool) -> None:
     """Record the review of a break-glass access (it then leaves the review queue).
+
+    An unjustified finding revokes the grant (and the practitioner's other open break-glass
+    grants on this patient's records here): the custodian stops serving them, and the patient's
+    audit trail says so.
 
     \b
     Example:
       medledger audit review --key devnet/node0/institution.key --access <tx hash> --outcome justified
+      medledger audit review --key devnet/node0/institution.key --access <tx hash> --outcome unjustified --suspend
     """
+    from node.app.notes import commit_note
 
     inst = load_identity(key_file, passphrase_env)
     try:
@@ -980,11 +1049,19 @@ def audit_review(key_file: str, access_tx: str, outcome: str, note: str, node_ur
         access = b""
     if len(access) != 32:
         fail("--access must be a 64-hex-character transaction hash", EXIT_USAGE)
+    if suspend and outcome != "unjustified":
+        fail("--suspend goes with --outcome unjustified", EXIT_USAGE)
     body: dict[str, Any] = {"access": access, "outcome": outcome}
+    note_salt = None
     if note:
-        body["note"] = note
+        note_salt, body["note_hash"] = commit_note(note)
+    if suspend:
+        body["suspend"] = True
     result = _transact(node_url, inst, "breakglass.review", body)
-    _report_tx(result, as_json, f"review recorded: {outcome}")
+    if note_salt is not None:
+        result["note_salt"] = note_salt.hex()
+    kept = f"; keep your note with its salt {note_salt.hex()}" if note_salt is not None else ""
+    _report_tx(result, as_json, f"review recorded: {outcome}{' (practitioner suspended)' if suspend else ''}{kept}")
 
 
 @main.group(context_settings=CONTEXT)

@@ -278,12 +278,16 @@ class HealthClient(Client):
         out["resource_type"] = resource["resourceType"]
         return out
 
-    def request_access(self, identity: Identity, record_id: str, purpose: str, reason: str = "") -> dict[str, Any]:
+    def request_access(self, identity: Identity, record_id: str, purpose: str, reason: str = "",
+                       note_hash: bytes | None = None) -> dict[str, Any]:
+        """`reason`: a break-glass reason code; `note_hash`: the commitment to an off-chain note."""
         from .core.crypto import parse_id
 
         body: dict[str, Any] = {"record": parse_id(record_id), "purpose": purpose}
         if reason:
             body["reason"] = reason
+        if note_hash is not None:
+            body["note_hash"] = note_hash
         out = self.transact(identity, "access.request", body)
         if out.get("height"):
             try:
