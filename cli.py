@@ -555,14 +555,21 @@ def record() -> None:
 @click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The author's (practitioner's) key.")
 @click.option("--patient", required=True, help="The patient's identity id.")
 @click.option("--file", "resource_file", required=True, type=click.Path(dir_okay=False, exists=True), help="A FHIR R4 resource as JSON.")
+@click.option("--subject", default=None, metavar="Patient/LOCAL-ID",
+              help="The local reference your file uses for this patient (your system's id), if it does not use "
+              "Patient/<patient id>: references to it are taken as the patient's, any other patient's refused.")
 @node_option
 @passphrase_env_option
 @json_option
-def record_put(key_file: str, patient: str, resource_file: str, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
+def record_put(key_file: str, patient: str, resource_file: str, subject: str | None, node_url: str,
+               passphrase_env: str | None, as_json: bool) -> None:
     """Validate, encrypt and store a FHIR resource at your institution's node; prints the record id.
 
     The resource is encrypted in this process with a fresh key; the node stores only the
     ciphertext, and the ledger gets the record id, patient, type and the ciphertext's hash.
+    Every patient the resource names (subject, patient, beneficiary; each entry of a Bundle)
+    must be --patient: as Patient/<patient id>, an identifier of system urn:medledger:identity,
+    or the local reference given with --subject. Another patient's record is refused.
 
     \b
     Example:
@@ -572,12 +579,21 @@ def record_put(key_file: str, patient: str, resource_file: str, node_url: str, p
 
     author = load_identity(key_file, passphrase_env)
     data = Path(resource_file).read_bytes()
+
+    def put() -> Any:
+        # a RecordError is a ClientError: catch it before run_client takes it for an unreachable node
+        try:
+            return HealthClient(node_url).put_record(author, patient, data, subject=subject)
+        except RecordError as exc:
+            return exc
+
     try:
-        result = run_client(lambda: HealthClient(node_url).put_record(author, patient, data))
-    except RecordError as exc:
-        fail(exc.message if exc.code == "invalid_fhir" else str(exc), EXIT_USAGE if exc.code == "invalid_fhir" else EXIT_REFUSED)
+        result = run_client(put)
     except ValueError as exc:
         fail(str(exc), EXIT_USAGE)
+    if isinstance(result, RecordError):
+        mine = result.code in ("invalid_fhir", "wrong_patient")  # the file is the writer's to fix
+        fail(result.message if mine else str(result), EXIT_USAGE if mine else EXIT_REFUSED)
     _report_tx(result, as_json, result.get("record_id", ""))
 
 

@@ -251,20 +251,28 @@ class HealthClient(Client):
         return self.transact(identity, "identity.register", body)
 
     # records
-    def put_record(self, author: Identity, patient_id: str, resource_json: bytes) -> dict[str, Any]:
-        """Validate, encrypt, store at the custodian (this node's institution), announce on the ledger."""
+    def put_record(self, author: Identity, patient_id: str, resource_json: bytes, *,
+                   subject: str | None = None) -> dict[str, Any]:
+        """Validate, check that the resource is the patient's (`subject`: a local reference the
+        writer says is this patient, see node/records/subject.py), encrypt, store at the custodian
+        (this node's institution), announce on the ledger."""
         import os as _os
 
         from .core.crypto import parse_id, sha256
         from .records.envelope import seal_record
         from .records.fhir import FhirInvalid, parse_resource
         from .records.protocol import Upload
+        from .records.subject import SubjectMismatch, check_subject
 
         try:
             resource = parse_resource(resource_json)
         except FhirInvalid as exc:
             raise RecordError("invalid_fhir", str(exc)) from None
         patient = parse_id(patient_id)
+        try:
+            check_subject(resource, patient.hex(), alias=subject)
+        except SubjectMismatch as exc:
+            raise RecordError("wrong_patient", str(exc)) from None
         custodian = parse_id(self.status()["node_id"])
         record_id = _os.urandom(32)
         ciphertext, wrapped = seal_record(resource_json, {"patient": patient, "custodian": custodian})
