@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from node.core.encoding import decode_stored
+
 from . import keys
 from .access import BREAKGLASS_LIMIT_WINDOW_MS, BreakglassStanding
 from .registry import ExecContext
@@ -23,7 +25,7 @@ from .stored import read, write
 def _live(ctx: ExecContext, prefix: bytes) -> list[tuple[bytes, dict[str, Any]]]:
     """The entries under `prefix` inside the window, after deleting the older ones."""
     horizon = ctx.timestamp_ms - BREAKGLASS_LIMIT_WINDOW_MS
-    entries = [(key, read(ctx.state, key)) for key, _ in list(ctx.state.items(prefix))]
+    entries = [(key, decode_stored(raw)) for key, raw in list(ctx.state.items(prefix))]
     live = []
     for key, value in entries:
         if value["time_ms"] < horizon:
@@ -61,12 +63,8 @@ def note_grant(ctx: ExecContext, practitioner: bytes, patient: bytes, record: by
 
 def open_grants(ctx: ExecContext, practitioner: bytes) -> list[dict[str, Any]]:
     """The practitioner's break-glass grants not yet expired at the block's time, oldest first."""
-    out = []
-    for key, _ in list(ctx.state.items(keys.BREAKGLASS_BY + practitioner)):
-        value = read(ctx.state, key)
-        if value["expires_ms"] >= ctx.timestamp_ms:
-            out.append(value)
-    return out
+    entries = [decode_stored(raw) for _, raw in ctx.state.items(keys.BREAKGLASS_BY + practitioner)]
+    return [value for value in entries if value["expires_ms"] >= ctx.timestamp_ms]
 
 
 def suspend(ctx: ExecContext, practitioner: bytes, until_ms: int, request_tx: bytes) -> None:

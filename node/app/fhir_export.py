@@ -170,7 +170,8 @@ def audit_event(entry: JSON, *, chain_id: str) -> JSON:
     if entry.get("decision") == "denied":
         out["outcomeDesc"] = f"access denied: {entry.get('rule')}"
     elif entry.get("reason"):
-        out["outcomeDesc"] = f"{entry.get('rule', 'granted')}: {entry['reason']}"
+        label = "contested" if event == "record.contested" else entry.get("rule", "granted")
+        out["outcomeDesc"] = f"{label}: {entry['reason']}"
     purpose = entry.get("purpose") or ("research" if event == "research.released" else None)
     if purpose:
         out["purposeOfEvent"] = [{"coding": [purpose_coding(purpose)]}]

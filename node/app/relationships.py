@@ -15,6 +15,8 @@ a chart, nor make itself the author of one and so gain access to the patient's f
 
 from __future__ import annotations
 
+from node.core.encoding import decode_stored
+
 from . import keys
 from .consents import candidate_consents
 from .registry import ExecContext
@@ -36,8 +38,8 @@ def treatment_basis(ctx: ExecContext, practitioner: bytes, institution: bytes, p
             continue
         if consent.purposes & TREATING_PURPOSES:
             return "consent"
-    for key, _ in list(ctx.state.items(keys.BREAKGLASS_BY + practitioner)):
-        entry = read(ctx.state, key)
+    for _, raw in ctx.state.items(keys.BREAKGLASS_BY + practitioner):
+        entry = decode_stored(raw)
         if entry["patient"] != patient or entry["expires_ms"] < now:
             continue
         decision = read(ctx.state, keys.access(entry["request"]))
