@@ -1563,8 +1563,7 @@ def measure_catch_up(cluster: Any, lagging: int, from_height: int, timeout: floa
 @click.option("--mix", is_flag=True, help="Measure a hospital mix (registrations, record writes, consent grants, access "
               "requests: 10/30/20/40) instead of identity registrations only.")
 @click.option("--tx-bytes", default=0, type=click.IntRange(0, 4096),
-              help="With --mix: pad the access requests toward this size with their reason text (0: natural size; "
-              "the reason's limit caps it near 440 bytes).")
+              help="No longer supported (0 only): access requests carry no free-text reason to pad them with.")
 @click.option("--institution-key", type=click.Path(dir_okay=False), default=None,
               help="With --mix and --target: the key file of an institution that attests the practitioners.")
 @click.option("--seed", default=None, help="Seed for the generated keys (default: random; a seed makes a run repeatable on a fresh network).")
@@ -1615,8 +1614,9 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | Non
 
     if (own_nodes is None) == (targets is None):
         fail("give either --nodes N (a local network for the run) or --target URL,...", EXIT_USAGE)
-    if tx_bytes and not mix:
-        fail("--tx-bytes pads the access requests of --mix (registrations have no free-text field)", EXIT_USAGE)
+    if tx_bytes:
+        fail("--tx-bytes is no longer supported: transactions carry no free text (a break-glass reason is a code), "
+             "so there is nothing to pad them with; leave it out", EXIT_USAGE)
     if (mix or preload_records) and targets is not None and institution_key is None:
         fail("--mix and --preload-records with --target need --institution-key (an institution attests the practitioners)",
              EXIT_USAGE)

@@ -11,10 +11,10 @@ sender, so no two of them race for a nonce and each one can be judged on its own
   (half of those to records whose patient granted the institution's staff access in setup, so
   the access decisions are both granted and denied).
 
-`tx_bytes` pads the mix's access requests toward a size with their free-text reason. Ledger
-transactions carry metadata only, never health data (a patient's registration may not even carry
-a label), so the field limits bound how large a transaction gets: an access request reaches about
-`MAX_TEXT` + 180 bytes.
+Ledger transactions carry metadata only, never health data (a patient's registration may not
+even carry a label) and no free text at all (a break-glass reason is a code), so there is nothing
+to pad a transaction with: `tx_bytes` is refused (it used to pad access requests with a free-text
+reason, which the chain no longer takes).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .app.fields import MAX_TEXT
 from .app.types.identity import attest
 from .core.crypto import Identity
 from .tx import Transaction
@@ -65,10 +64,6 @@ class _Keys:
         return Identity.from_seed(hashlib.sha256(self.seed + self.n.to_bytes(8, "big")).digest())
 
 
-def _pad(text_budget: int, target: int, current: int) -> str:
-    return "x" * max(0, min(text_budget, target - current))
-
-
 def _tx(ident: Identity, chain_id: str, type_: str, nonce: int, body: dict[str, Any]) -> Transaction:
     return Transaction.create(ident, chain_id=chain_id, type=type_, nonce=nonce, body=body)
 
@@ -100,6 +95,8 @@ def mix_counts(count: int) -> dict[str, int]:
 def mix_workload(chain_id: str, count: int, *, seed: bytes, institution: Identity, now_ms: int,
                  tx_bytes: int = 0) -> Workload:
     """The `mix` workload; `institution` attests the practitioners and holds the records."""
+    if tx_bytes:
+        raise ValueError("transactions carry no free text any more, so access requests cannot be padded (tx_bytes)")
     keys = _Keys(seed)
     counts = mix_counts(count)
     inst = institution.public_key
@@ -155,11 +152,7 @@ def mix_workload(chain_id: str, count: int, *, seed: bytes, institution: Identit
             "resource_types": ["Condition", "Observation"], "valid_until": until}))
     for j, (req, _) in enumerate(requesters):
         body: dict[str, Any] = {"record": record_ids[j % n_records], "purpose": "treatment"}
-        tx = _tx(req, chain_id, "access.request", 2, body)
-        if tx_bytes > len(tx.encoded):
-            body["reason"] = _pad(MAX_TEXT, tx_bytes - 10, len(tx.encoded))
-            tx = _tx(req, chain_id, "access.request", 2, body)
-        per_type["access.request"].append(tx)
+        per_type["access.request"].append(_tx(req, chain_id, "access.request", 2, body))
     # interleave the types in their proportions, as they would arrive
     queues = {name: list(reversed(txs)) for name, txs in per_type.items()}
     while any(queues.values()):
