@@ -151,6 +151,15 @@ def test_research_extract(tmp_path):
         audit = clients[1].audit(reader, reader.id)["entries"]
         assert any(e["event"] == "research.released" for e in audit)
 
+        # a plain access request by the researcher opens no raw record, consent or not (issue 15, 1)
+        in_order = [job for i in range(3) for job in jobs if job[0] == i]  # the order of `results`
+        consenting_ids = {patients[p].id for p in included}
+        raw_rid = next(r["record_id"] for job, r in zip(in_order, results, strict=True) if job[1] in consenting_ids)
+        raw = cli("record", "get", "--key", str(tmp_path / "ana.key"), "--record", raw_rid, "--purpose", "research",
+                  "--out", str(tmp_path / "raw.json"), "--node", url[0])
+        assert raw.returncode == 1 and "medledger research extract" in raw.stderr, raw.stderr
+        assert not (tmp_path / "raw.json").exists()
+
         # a revoked consent is honoured by the next extract
         gone = included[0]
         assert clients[0].transact(patients[gone], "consent.revoke", {"consent": bytes.fromhex(consent_ids[gone])})["status"] == "committed"
