@@ -1,7 +1,8 @@
-"""Issue 15, finding 4, through the HTTP API of an in-process node: a practitioner with no
+"""Issue 15, findings 4 and 2, through the HTTP API of an in-process node: a practitioner with no
 treatment relationship cannot put a record in a patient's chart (and so cannot make itself an
-author with access to the file), reads are scoped to what was granted, and the patient contests a
-record it does not recognise."""
+author with access to the file), reads are scoped to what was granted, the patient contests a
+record it does not recognise; a break-glass sweep in one HTTP request stops at the limit, and
+after an unjustified review the custodian serves nothing more."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from msgpack import packb
+
 from node.api import make_app
+from node.custodian import Custodian
+from node.records.envelope import seal_record
+from node.records.protocol import Fetch, Upload
+from storage.offchain import OffchainStore
 from node.app.types.identity import attest
 from node.auth import sign_headers
 from node.config import build_config
@@ -21,7 +28,7 @@ from node.genesis import Genesis, InstitutionInfo, ValidatorInfo
 from node.runtime import Node
 from node.tx import Transaction
 from storage.chain import ChainStore
-from storage.kv import LevelDBStore
+from storage.kv import LevelDBStore, MemoryStore
 
 CHAIN = "test-chain"
 MSGPACK = {"Content-Type": "application/msgpack"}
@@ -77,7 +84,8 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[TestClient, Sender]]:
                                     InstitutionInfo(id=OTHER.public_key, name="other")))
     cfg = build_config({"consensus": {"empty_block_interval_ms": 50}}, env={})
     node = Node(config=cfg, genesis=genesis, identity=NODE, store=ChainStore(LevelDBStore(tmp_path / "db")))
-    client = TestClient(TestServer(make_app(node)))
+    custodian = Custodian(node, OffchainStore(MemoryStore()))
+    client = TestClient(TestServer(make_app(node, custodian=custodian)))
     await client.start_server()
     node.start()
     send = Sender(client)
@@ -162,3 +170,58 @@ async def test_patient_contests_a_record_and_the_chart_and_trail_show_it(world):
     status, body = await read(client, PATIENT, f"/v1/patients/{PATIENT.id}/audit")
     last = body["entries"][-1]
     assert (last["event"], last["record"], last["reason"]) == ("record.contested", R1.hex(), "not_my_record")
+
+
+async def test_a_breakglass_sweep_in_one_http_request_stops_at_the_limit_and_a_review_stops_the_fetch(world):
+    import time
+
+    from node.app.access import BREAKGLASS_MAX_PER_PRACTITIONER
+
+    client, send = world
+    # one real record (its ciphertext at the custodian) and 42 more announced, 44 in the chart
+    real = sha256(b"real record")
+    ciphertext, wrapped = seal_record(b'{"resourceType": "Observation"}', {"patient": PATIENT.public_key,
+                                                                           "custodian": NODE.public_key})
+    upload = Upload.create(WRITER, chain_id=CHAIN, record_id=real, patient=PATIENT.public_key, resource_type="Observation",
+                           ciphertext=ciphertext, wrapped=wrapped, timestamp_ms=time.time_ns() // 1_000_000)
+    assert (await client.post("/v1/records", data=upload.to_wire(), headers=MSGPACK)).status == 201
+    assert (await send(WRITER, "record.add", {**record_body(real, NODE), "hash": sha256(ciphertext)}))[0] == "ok"
+    more = [sha256(b"more %d" % i) for i in range(40)]
+    for record in more:
+        assert (await send(WRITER, "record.add", record_body(record, NODE)))[0] == "ok"
+    # JUNK, at an unrelated institution, breaks the glass 43 times in one HTTP request; reason "x" is refused
+    free = Transaction.create(JUNK, chain_id=CHAIN, type="access.request", nonce=1,
+                              body={"record": real, "purpose": "emergency", "reason": "x"})
+    resp = await client.post("/v1/txs", data=free.encoded, headers=MSGPACK)
+    assert resp.status == 400 and (await resp.json())["error"] == "reason_not_coded"
+    first = send.nonces.get(JUNK.public_key, 0)
+    txs = [Transaction.create(JUNK, chain_id=CHAIN, type="access.request", nonce=first + 1 + i,
+                              body={"record": r, "purpose": "emergency", "reason": "unconscious"})
+           for i, r in enumerate([real, R1, R2, *more])]
+    send.nonces[JUNK.public_key] = first + len(txs)
+    values = [[t.chain_id, t.type, t.sender, t.nonce, t.body, t.signature] for t in txs]
+    resp = await client.post("/v1/txs", data=packb(values, use_bin_type=True), headers=MSGPACK)
+    assert resp.status == 202 and (await resp.json())["accepted"] == 43
+    results = []
+    for t in txs:
+        resp = await client.get(f"/v1/txs/{t.hash.hex()}?wait=20")
+        results.append((await resp.json())["result"])
+    assert results.count("ok") == BREAKGLASS_MAX_PER_PRACTITIONER and results[0] == "ok"
+
+    async def fetch() -> tuple[int, bytes]:
+        f = Fetch.create(JUNK, chain_id=CHAIN, record_id=real, timestamp_ms=time.time_ns() // 1_000_000)
+        resp = await client.post(f"/v1/records/{real.hex()}/fetch", data=f.to_wire(), headers=MSGPACK)
+        return resp.status, await resp.read()
+
+    assert (await fetch())[0] == 200
+    code, _ = await send(NODE, "breakglass.review", {"access": txs[0].hash, "outcome": "unjustified", "suspend": True})
+    assert code == "ok"
+    status, body = await fetch()
+    assert status == 403 and b"no_grant" in body
+    # the patient is told, and the practitioner is suspended
+    status, trail = await read(client, PATIENT, f"/v1/patients/{PATIENT.id}/audit")
+    events = [e["event"] for e in trail["entries"]]
+    assert events.count("access.revoked") == BREAKGLASS_MAX_PER_PRACTITIONER and events[-1] == "breakglass.suspended"
+    code, request = await send(JUNK, "access.request", {"record": R1, "purpose": "emergency", "reason": "life_threatening"})
+    status, decision = await read(client, JUNK, f"/v1/access/{request.hex()}")
+    assert (code, decision["rule"]) == ("denied", "breakglass_suspended")
