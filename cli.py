@@ -25,6 +25,8 @@ from node.app.studies import K_FLOOR, K_MAX
 from node.genesis import GenesisError
 from node.home import HomeExists, init_network
 from node.keys import KeyFileError, is_encrypted, key_file_id, load_key_file, write_key_file
+from node.app.access import BREAKGLASS_REASONS
+from node.app.types.record_contest import CONTEST_REASONS
 from node.logs import LOG_FORMATS, LOG_LEVELS, setup_logging
 
 EXIT_REFUSED = 1
@@ -34,6 +36,8 @@ EXIT_UNREACHABLE = 3
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 READER_KEY_HELP = ("Your key: the read is signed with it (the patient's, its guardian's, or a custodian's or "
                    "grant holder's); the patient's by default.")
+BREAKGLASS_REASON_CODES = list(BREAKGLASS_REASONS)
+CONTEST_REASON_CODES = CONTEST_REASONS
 
 
 def fail(message: str, code: int = EXIT_REFUSED) -> NoReturn:
@@ -651,14 +655,21 @@ def record() -> None:
 @click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The author's (practitioner's) key.")
 @click.option("--patient", required=True, help="The patient's identity id.")
 @click.option("--file", "resource_file", required=True, type=click.Path(dir_okay=False, exists=True), help="A FHIR R4 resource as JSON.")
+@click.option("--subject", default=None, metavar="Patient/LOCAL-ID",
+              help="The local reference your file uses for this patient (your system's id), if it does not use "
+              "Patient/<patient id>: references to it are taken as the patient's, any other patient's refused.")
 @node_option
 @passphrase_env_option
 @json_option
-def record_put(key_file: str, patient: str, resource_file: str, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
+def record_put(key_file: str, patient: str, resource_file: str, subject: str | None, node_url: str,
+               passphrase_env: str | None, as_json: bool) -> None:
     """Validate, encrypt and store a FHIR resource at your institution's node; prints the record id.
 
     The resource is encrypted in this process with a fresh key; the node stores only the
     ciphertext, and the ledger gets the record id, patient, type and the ciphertext's hash.
+    Every patient the resource names (subject, patient, beneficiary; each entry of a Bundle)
+    must be --patient: as Patient/<patient id>, an identifier of system urn:medledger:identity,
+    or the local reference given with --subject. Another patient's record is refused.
 
     \b
     Example:
@@ -672,11 +683,21 @@ def record_put(key_file: str, patient: str, resource_file: str, node_url: str, p
         data = Path(resource_file).read_bytes()
     except OSError as exc:
         fail(f"--file: cannot read {resource_file}: {exc.strerror or exc}", EXIT_USAGE)
-    try:
-        result = run_client(lambda: HealthClient(node_url).put_record(author, patient, data))
-    except RecordError as exc:
-        fail(f"--file: {exc.message} (a FHIR R4 resource as JSON; see docs/examples/)" if exc.code == "invalid_fhir"
-             else explain(exc.code, exc.message), EXIT_USAGE if exc.code == "invalid_fhir" else EXIT_REFUSED)
+
+    def put() -> Any:
+        # a RecordError is a ClientError: catch it before run_client takes it for an unreachable node
+        try:
+            return HealthClient(node_url).put_record(author, patient, data, subject=subject)
+        except RecordError as exc:
+            return exc
+
+    result = run_client(put)
+    if isinstance(result, RecordError):
+        if result.code == "invalid_fhir":
+            fail(f"--file: {result.message} (a FHIR R4 resource as JSON; see docs/examples/)", EXIT_USAGE)
+        if result.code == "wrong_patient":
+            fail(f"--file: {result.message}", EXIT_USAGE)  # the file is the writer's to fix
+        fail(explain(result.code, result.message), EXIT_REFUSED)
     _report_tx(result, as_json, result.get("record_id", ""))
 
 
@@ -684,12 +705,17 @@ def record_put(key_file: str, patient: str, resource_file: str, node_url: str, p
 @click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The reader's key.")
 @click.option("--record", "record_id", required=True, help="The record id.")
 @click.option("--purpose", required=True, type=click.Choice(["treatment", "payment", "operations", "research", "emergency"]), help="Purpose of use.")
-@click.option("--reason", default="", help="Why (required for emergency). It stays on the chain: no clinical details.")
+@click.option("--reason", default="", type=click.Choice(["", *BREAKGLASS_REASON_CODES]), metavar="CODE",
+              help="Why consent cannot be asked, for purpose emergency (required then): one of "
+              + ", ".join(BREAKGLASS_REASON_CODES) + ". It is on the chain; free text goes in --note.")
+@click.option("--note", default="", help="Your own account of the emergency: it stays OFF the chain (keep it in your "
+              "notes); only its salted SHA-256 goes on the chain, and the salt is printed for the review.")
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False), help="Where to write the decrypted resource.")
 @node_option
 @passphrase_env_option
 @json_option
-def record_get(key_file: str, record_id: str, purpose: str, reason: str, out_file: str, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
+def record_get(key_file: str, record_id: str, purpose: str, reason: str, note: str, out_file: str, node_url: str,
+               passphrase_env: str | None, as_json: bool) -> None:
     """Ask the ledger for access, then fetch, verify and decrypt the record.
 
     The access request is decided on the ledger by the patient's consents (or break-glass for
@@ -702,10 +728,15 @@ def record_get(key_file: str, record_id: str, purpose: str, reason: str, out_fil
     """
     from node.client import HealthClient, RecordError
 
+    from node.app.notes import commit_note
+
     record_arg(record_id)
     reader = load_identity(key_file, passphrase_env)
     client = HealthClient(node_url)
-    result = run_client(lambda: client.request_access(reader, record_id, purpose, reason))
+    note_salt, note_hash = commit_note(note) if note else (None, None)
+    result = run_client(lambda: client.request_access(reader, record_id, purpose, reason, note_hash))
+    if note_salt is not None:
+        result.update(note_salt=note_salt.hex(), note_hash=note_hash.hex() if note_hash else None)
     decision = result.get("decision") or {}
     if result.get("status") != "committed":
         if as_json:
@@ -725,7 +756,8 @@ def record_get(key_file: str, record_id: str, purpose: str, reason: str, out_fil
     with os.fdopen(fd, "wb") as fh:
         fh.write(plaintext)
     result["out"] = out_file
-    emit(as_json, result, f"access granted ({decision.get('rule', '')}); record written to {out_file}")
+    kept = f"\nkeep your note with its salt {note_salt.hex()} for the review" if note_salt is not None else ""
+    emit(as_json, result, f"access granted ({decision.get('rule', '')}); record written to {out_file}{kept}")
 
 
 @record.command("list", context_settings=CONTEXT)
@@ -747,7 +779,7 @@ def record_list(key_file: str, patient: str | None, node_url: str, passphrase_en
     pid = patient or reader.id
     doc = run_client(lambda: HealthClient(node_url).patient_records(reader, pid))
     emit(as_json, doc, lambda: "\n".join(
-        f"{r['id']}  {r.get('resource_type', '?'):<18} custodian {str(r.get('custodian', ''))[:16]}...{'  ERASED' if r.get('erased') else ''}"
+        f"{r['id']}  {r.get('resource_type', '?'):<18} custodian {str(r.get('custodian', ''))[:16]}...{'  ERASED' if r.get('erased') else ''}{'  CONTESTED' if r.get('contested') else ''}"
         for r in doc["records"]) or "no records")
 
 
@@ -771,6 +803,37 @@ def record_erase(key_file: str, record_id: str, for_patient: str | None, node_ur
     ident = load_identity(key_file, passphrase_env)
     result = _transact(node_url, ident, "record.erase", body, for_patient)
     _report_tx(result, as_json, f"record {record_id} erased (tx {result.get('tx_hash')})")
+
+
+@record.command("contest", context_settings=CONTEXT)
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The patient's (or guardian's) key.")
+@click.option("--record", "record_id", required=True, help="The record to contest.")
+@click.option("--reason", default="no_treatment", show_default=True, type=click.Choice(list(CONTEST_REASON_CODES)),
+              help="Why: " + "; ".join(f"{k}: {v}" for k, v in CONTEST_REASON_CODES.items()) + ".")
+@for_option
+@node_option
+@passphrase_env_option
+@json_option
+def record_contest(key_file: str, record_id: str, reason: str, for_patient: str | None, node_url: str,
+                   passphrase_env: str | None, as_json: bool) -> None:
+    """Contest a record in your chart that you do not recognise or believe wrong.
+
+    The record is marked contested in the chart (`record list`) and in your audit trail; it is
+    not erased (`record erase` does that).
+
+    \b
+    Example:
+      medledger record contest --key alice.key --record <record id> --reason not_my_record
+    """
+    from node.core.crypto import parse_id
+
+    ident = load_identity(key_file, passphrase_env)
+    try:
+        body: dict[str, Any] = {"record": parse_id(record_id), "reason": reason}
+    except ValueError:
+        fail("--record must be a record id: 64 hex characters (see `medledger record list`)", EXIT_USAGE)
+    result = _transact(node_url, ident, "record.contest", body, for_patient)
+    _report_tx(result, as_json, f"record {record_id} contested ({reason}) (tx {result.get('tx_hash')})")
 
 
 @main.group(context_settings=CONTEXT)
@@ -1101,25 +1164,42 @@ def audit_breakglass(key_file: str, node_url: str, passphrase_env: str | None, a
 @click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True), help="The custodian institution's key.")
 @click.option("--access", "access_tx", required=True, help="The break-glass access request's transaction hash.")
 @click.option("--outcome", required=True, type=click.Choice(["justified", "unjustified"]), help="The review's finding.")
-@click.option("--note", default="", help="A short note (no clinical details: it stays on the chain).")
+@click.option("--note", default="", help="Your note: it stays OFF the chain (keep it); only its salted SHA-256 goes on the chain.")
+@click.option("--suspend", is_flag=True, help="With --outcome unjustified: suspend the practitioner from break-glass "
+              "(30 days) and revoke every open break-glass grant it holds.")
 @node_option
 @passphrase_env_option
 @json_option
-def audit_review(key_file: str, access_tx: str, outcome: str, note: str, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
+def audit_review(key_file: str, access_tx: str, outcome: str, note: str, suspend: bool, node_url: str,
+                 passphrase_env: str | None, as_json: bool) -> None:
     """Record the review of a break-glass access (it then leaves the review queue).
+
+    An unjustified finding revokes the grant (and the practitioner's other open break-glass
+    grants on this patient's records here): the custodian stops serving them, and the patient's
+    audit trail says so.
 
     \b
     Example:
       medledger audit review --key devnet/node0/institution.key --access <tx hash> --outcome justified
+      medledger audit review --key devnet/node0/institution.key --access <tx hash> --outcome unjustified --suspend
     """
+    from node.app.notes import commit_note
 
     access = tx_hash_arg(access_tx, "--access")
     inst = load_identity(key_file, passphrase_env)
+    if suspend and outcome != "unjustified":
+        fail("--suspend goes with --outcome unjustified", EXIT_USAGE)
     body: dict[str, Any] = {"access": access, "outcome": outcome}
+    note_salt = None
     if note:
-        body["note"] = note
+        note_salt, body["note_hash"] = commit_note(note)
+    if suspend:
+        body["suspend"] = True
     result = _transact(node_url, inst, "breakglass.review", body)
-    _report_tx(result, as_json, f"review recorded: {outcome}")
+    if note_salt is not None:
+        result["note_salt"] = note_salt.hex()
+    kept = f"; keep your note with its salt {note_salt.hex()}" if note_salt is not None else ""
+    _report_tx(result, as_json, f"review recorded: {outcome}{' (practitioner suspended)' if suspend else ''}{kept}")
 
 
 @main.group(context_settings=CONTEXT)
@@ -1709,8 +1789,7 @@ def measure_catch_up(cluster: Any, lagging: int, from_height: int, timeout: floa
 @click.option("--mix", is_flag=True, help="Measure a hospital mix (registrations, record writes, consent grants, access "
               "requests: 10/30/20/40) instead of identity registrations only.")
 @click.option("--tx-bytes", default=0, type=click.IntRange(0, 4096),
-              help="With --mix: pad the access requests toward this size with their reason text (0: natural size; "
-              "the reason's limit caps it near 440 bytes).")
+              help="No longer supported (0 only): access requests carry no free-text reason to pad them with.")
 @click.option("--institution-key", type=click.Path(dir_okay=False), default=None,
               help="With --mix and --target: the key file of an institution that attests the practitioners.")
 @click.option("--seed", default=None, help="Seed for the generated keys (default: random; a seed makes a run repeatable on a fresh network).")
@@ -1761,8 +1840,9 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | Non
 
     if (own_nodes is None) == (targets is None):
         fail("give either --nodes N (a local network for the run) or --target URL,...", EXIT_USAGE)
-    if tx_bytes and not mix:
-        fail("--tx-bytes pads the access requests of --mix (registrations have no free-text field)", EXIT_USAGE)
+    if tx_bytes:
+        fail("--tx-bytes is no longer supported: transactions carry no free text (a break-glass reason is a code), "
+             "so there is nothing to pad them with; leave it out", EXIT_USAGE)
     if (mix or preload_records) and targets is not None and institution_key is None:
         fail("--mix and --preload-records with --target need --institution-key (an institution attests the practitioners)",
              EXIT_USAGE)

@@ -17,7 +17,9 @@ later actions run.
 | CancelTimer      | disarms timer `key` (no-op if not armed)                                  |
 | RequestProposal  | builds a block for (height, view), answers `on_proposal_ready`            |
 | ValidateBlock    | checks that `payload` is a valid block whose digest is `digest`,          |
-|                  | answers `on_block_validated(height, digest, ok)`                          |
+|                  | answers `on_block_validated(height, digest, ok)`; `prepared_before`: a    |
+|                  | quorum is known to have prepared (or committed) it, so its time was       |
+|                  | checked when it was fresh and may be old now (a re-proposal)              |
 | CommitBlock      | applies and stores the final block with its certificate                   |
 | ReportEvidence   | stores / forwards proof that a validator signed two conflicting votes     |
 | ViewChanged      | informational (logs, metrics)                                             |
@@ -79,6 +81,7 @@ class ValidateBlock:
     view: int
     digest: bytes
     payload: bytes
+    prepared_before: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -501,7 +501,19 @@ class Engine:
     def _validate(self, digest: bytes, payload: bytes) -> None:
         h = self._h
         h.validating[digest] = payload
-        self._out.append(ValidateBlock(height=h.height, view=h.view, digest=digest, payload=payload))
+        self._out.append(ValidateBlock(height=h.height, view=h.view, digest=digest, payload=payload,
+                                       prepared_before=self._prepared_before(digest)))
+
+    def _prepared_before(self, digest: bytes) -> bool:
+        """Whether a verified certificate shows a quorum prepared (or committed) `digest` at this
+        height. Such a block was validated by honest validators when it was fresh, and must be
+        re-proposed after a view change however long that took: the runtime then does not hold
+        its (old) time against it."""
+        h = self._h
+        if h.decided is not None and h.decided.digest == digest:
+            return True
+        changes = list(h.view_changes.values()) + [vc for nv in h.new_view.values() for vc in nv.view_changes]
+        return any(vc.prepared is not None and vc.prepared.digest == digest for vc in changes)
 
     def _on_good_payload(self, digest: bytes) -> None:
         h = self._h

@@ -147,6 +147,17 @@ ADVICE: dict[str, str] = {
                              "(`research extract --coordinator`).",
     "not_prepared": "The custodian never prepared this release; run `medledger research extract` again.",
     "sender_limit": "This key has too many transactions waiting; wait for some to commit, then retry.",
+    "research_extract_only": "A researcher never reads a raw record; ask for a de-identified extract of your study "
+                             "with `medledger research extract`.",
+    "no_treatment_relationship": "You may add records only for patients you treat: the patient registers at your "
+                                 "institution or grants it (or you) consent for treatment first.",
+    "breakglass_suspended": "Your break-glass access is suspended after an unjustified review; ask the patient for "
+                            "consent.",
+    "breakglass_limit_practitioner": "You reached the break-glass limit for 24 hours; ask the patient (or its "
+                                     "guardian) for consent, or a colleague who treats the patient.",
+    "breakglass_limit_patient": "This patient's records were opened by break-glass too often in 24 hours; the "
+                                "custodian must review them first, or the patient consents.",
+    "wrong_patient": "The file names another patient than --patient; write the record for the patient it is about.",
 }
 
 # Codes made from a parameter's name (the API's `bad_<name>` for ids, heights, times).

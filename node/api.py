@@ -208,6 +208,24 @@ def _may_read_patient(request: web.Request, signer: bytes) -> bool:
     return auth.may_read_patient(node.state_reader(), signer, _id_param(request), node.now_ms())
 
 
+# What a scoped reader may see of a patient's file, computed once by the authorizer for the handler.
+_SCOPED_KEY: web.RequestKey[list[dict[str, Any]]] = web.RequestKey("scoped", list)
+
+
+def _may_see_records(request: web.Request, signer: bytes) -> bool:
+    node = request.app[NODE_KEY]
+    found = auth.readable_records(node.state_reader(), signer, _id_param(request), node.now_ms())
+    request[_SCOPED_KEY] = found
+    return bool(found) or auth.may_read_patient(node.state_reader(), signer, _id_param(request), node.now_ms())
+
+
+def _may_see_consents(request: web.Request, signer: bytes) -> bool:
+    node = request.app[NODE_KEY]
+    found = auth.readable_consents(node.state_reader(), signer, _id_param(request), node.now_ms())
+    request[_SCOPED_KEY] = found
+    return bool(found) or auth.may_read_patient(node.state_reader(), signer, _id_param(request), node.now_ms())
+
+
 def _may_read_record(request: web.Request, signer: bytes) -> bool:
     node = request.app[NODE_KEY]
     return auth.may_read_record(node.state_reader(), signer, _id_param(request, "rid"), node.now_ms())
@@ -457,16 +475,15 @@ async def get_record_meta(request: web.Request) -> web.Response:
     return _json(found)
 
 
-@signed(_may_read_patient)
+@signed(_may_see_records)
 async def get_patient_records(request: web.Request) -> web.Response:
-    node = request.app[NODE_KEY]
-    return _json({"patient": request.match_info["id"], "records": queries.patient_records(node.state_reader(), _id_param(request))})
+    # the patient and its guardian see every record; anyone else only those it may read
+    return _json({"patient": request.match_info["id"], "records": request[_SCOPED_KEY]})
 
 
-@signed(_may_read_patient)
+@signed(_may_see_consents)
 async def get_patient_consents(request: web.Request) -> web.Response:
-    node = request.app[NODE_KEY]
-    consents = queries.patient_consents(node.state_reader(), _id_param(request), node.now_ms())
+    consents = request[_SCOPED_KEY]  # all for the patient and its guardian; else those naming the signer
     if request.query.get("format") == "fhir":
         from .app import fhir_export
 

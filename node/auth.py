@@ -22,6 +22,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .app import queries
 from .app.roles import guardian_of
@@ -130,18 +131,37 @@ def remember_nonce(guard: replay.ReplayGuard, request: SignedRequest, now_ms: in
 
 
 # -- who may read what (pure functions of the committed state) --------------------------------
+# Reads are scoped to what was granted: a patient's whole file (its audit trail, every record and
+# consent) is the patient's and its guardian's; anyone else sees only the parts it is a party to,
+# so one grant on one record opens that record, not the file.
 def may_read_patient(state: StateReader, signer: bytes, patient: bytes, now_ms: int) -> bool:
-    """The patient, its guardian, the custodian institution of one of its records, or the holder
-    of a committed grant on one of its records that is still valid at `now_ms`."""
-    if signer == patient or guardian_of(state, patient) == signer:
-        return True
-    for found in queries.patient_records(state, patient):
-        rid = bytes.fromhex(found["id"])
-        if found.get("custodian") == signer.hex():
-            return True
-        if queries.active_grant(state, signer, rid, now_ms) is not None:
-            return True
-    return False
+    """A patient's whole file (audit trail, record list, consents): the patient and its guardian."""
+    return signer == patient or guardian_of(state, patient) == signer
+
+
+def readable_records(state: StateReader, signer: bytes, patient: bytes, now_ms: int) -> list[dict[str, Any]]:
+    """The patient's records `signer` may see in its record list: all of them for the patient and
+    its guardian; for anyone else only those it may read one by one (`may_read_record`: it holds
+    them as custodian, wrote them, or holds a committed grant on them valid at `now_ms`)."""
+    records = queries.patient_records(state, patient)
+    if may_read_patient(state, signer, patient, now_ms):
+        return records
+    signer_hex = signer.hex()
+    return [r for r in records if signer_hex in (r.get("custodian"), r.get("author"))
+            or queries.active_grant(state, signer, bytes.fromhex(r["id"]), now_ms) is not None]
+
+
+def readable_consents(state: StateReader, signer: bytes, patient: bytes, now_ms: int) -> list[dict[str, Any]]:
+    """The patient's consents `signer` may see: all of them for the patient and its guardian; for
+    anyone else the consents that name it (as practitioner or institution) or its institution."""
+    consents = queries.patient_consents(state, patient, now_ms)
+    if may_read_patient(state, signer, patient, now_ms):
+        return consents
+    names = {signer.hex()}
+    found = queries.identity(state, signer)
+    if found is not None and found.get("institution"):
+        names.add(found["institution"])
+    return [c for c in consents if c.get("grantee_kind") != "study" and c.get("grantee") in names]
 
 
 def may_read_record(state: StateReader, signer: bytes, record_id: bytes, now_ms: int) -> bool:

@@ -291,14 +291,18 @@ class HealthClient(Client):
         return self.transact(identity, "identity.register", body)
 
     # records
-    def put_record(self, author: Identity, patient_id: str, resource_json: bytes) -> dict[str, Any]:
-        """Validate, encrypt, store at the custodian (this node's institution), announce on the ledger."""
+    def put_record(self, author: Identity, patient_id: str, resource_json: bytes, *,
+                   subject: str | None = None) -> dict[str, Any]:
+        """Validate, check that the resource is the patient's (`subject`: a local reference the
+        writer says is this patient, see node/records/subject.py), encrypt, store at the custodian
+        (this node's institution), announce on the ledger."""
         import os as _os
 
         from .core.crypto import parse_id, sha256
         from .records.envelope import seal_record
         from .records.fhir import FhirInvalid, parse_resource
         from .records.protocol import Upload
+        from .records.subject import SubjectMismatch, check_subject
 
         try:
             resource = parse_resource(resource_json)
@@ -313,6 +317,10 @@ class HealthClient(Client):
         if not crypto_core_ed25519_is_valid_point(patient):
             # a mistyped id is (almost always) no curve point: wrapping a key for it would fail deep in libsodium
             raise RecordError("bad_id", f"{patient_id[:16]}... is not a MedLedger identity id (not an Ed25519 public key)")
+        try:
+            check_subject(resource, patient.hex(), alias=subject)
+        except SubjectMismatch as exc:
+            raise RecordError("wrong_patient", str(exc)) from None
         custodian = parse_id(self.status()["node_id"])
         record_id = _os.urandom(32)
         ciphertext, wrapped = seal_record(resource_json, {"patient": patient, "custodian": custodian})
@@ -326,12 +334,16 @@ class HealthClient(Client):
         out["resource_type"] = resource["resourceType"]
         return out
 
-    def request_access(self, identity: Identity, record_id: str, purpose: str, reason: str = "") -> dict[str, Any]:
+    def request_access(self, identity: Identity, record_id: str, purpose: str, reason: str = "",
+                       note_hash: bytes | None = None) -> dict[str, Any]:
+        """`reason`: a break-glass reason code; `note_hash`: the commitment to an off-chain note."""
         from .core.crypto import parse_id
 
         body: dict[str, Any] = {"record": parse_id(record_id), "purpose": purpose}
         if reason:
             body["reason"] = reason
+        if note_hash is not None:
+            body["note_hash"] = note_hash
         out = self.transact(identity, "access.request", body)
         if out.get("height"):
             try:

@@ -284,7 +284,7 @@ class Node:
                 self._maybe_propose()
             elif isinstance(a, act.ValidateBlock):
                 self.metrics.proposal_seen(a.digest)
-                ok = self._validate(a.height, a.digest, a.payload)
+                ok = self._validate(a.height, a.digest, a.payload, prepared_before=a.prepared_before)
                 self._events.append(lambda h=a.height, d=a.digest, ok=ok: engine.on_block_validated(h, d, ok))
             elif isinstance(a, act.CommitBlock):
                 self._commit(a.height, a.digest, a.payload, a.certificate)
@@ -359,7 +359,7 @@ class Node:
         cfg = self.config.consensus
         parent_ts = self._parent_timestamp()
         txs = [t for t in self.mempool.take(self.block_size_limit(), cfg.max_block_bytes) if not self.store.has_tx(t.hash)]
-        timestamp = max(self.clock_ms(), parent_ts)
+        timestamp = max(self.clock_ms(), parent_ts + 1)  # block times strictly increase (check_block)
         started = time.perf_counter_ns()
         execution = execute_block(
             self.state_reader(), self.store.state_root, [t.encoded for t in txs],
@@ -423,20 +423,33 @@ class Node:
         self._executions[block.hash] = (block, execution)
 
     # -- validation and commit ---------------------------------------------------------------
-    def _validate(self, height: int, digest: bytes, payload: bytes) -> bool:
+    def _validate(self, height: int, digest: bytes, payload: bytes, *, prepared_before: bool = False) -> bool:
         try:
-            self.check_block(height, digest, payload, now_ms=self.clock_ms())
+            self.check_block(height, digest, payload, now_ms=self.clock_ms(), prepared_before=prepared_before)
         except (BlockInvalid, BlockRejected) as exc:
             log.warning("rejected proposal for height %d: %s", height, exc)
             return False
         return True
 
     def check_block(self, height: int, digest: bytes, payload: bytes, *, now_ms: int | None,
-                    certified: bool = False) -> tuple[Block, BlockExecution]:
+                    certified: bool = False, prepared_before: bool = False) -> tuple[Block, BlockExecution]:
         """Full validation of a block for the next height; cache and return its execution.
-        `certified`: the block comes with a verified commit certificate (see execute_block)."""
+        `certified`: the block comes with a verified commit certificate (see execute_block).
+
+        Block time. Execution decides access, consent expiry and break-glass limits at the
+        block's time, so a proposer must not pick it: it must be strictly later than the parent
+        block's (every block, certified or not) and, for a proposal checked against this node's
+        clock (`now_ms`), within `consensus.max_clock_drift_ms` of it on both sides. A stale time
+        would let expired consents and grants decide. The one exception is a block a quorum
+        already prepared (`prepared_before`, a re-proposal after a view change): honest
+        validators checked its time when it was fresh, and it must be accepted however long the
+        view change took.
+        """
         if digest in self._executions:
-            return self._executions[digest]
+            block, execution = self._executions[digest]
+            if now_ms is not None and not prepared_before:  # a cached execution skips no time check
+                self._check_block_time(block.header.timestamp_ms, now_ms, prepared_before=False)
+            return block, execution
         block = decode_block(payload)
         h = block.header
         if block.hash != digest:
@@ -449,11 +462,10 @@ class Node:
             raise BlockInvalid("block does not extend our last block")
         if h.proposer not in self.validators:
             raise BlockInvalid("proposer is not a validator")
-        parent_ts = self._parent_timestamp()
-        if h.timestamp_ms < parent_ts:
-            raise BlockInvalid("timestamp goes back in time")
-        if now_ms is not None and h.timestamp_ms > now_ms + self.config.consensus.max_clock_drift_ms:
-            raise BlockInvalid("timestamp too far in the future")
+        if h.timestamp_ms <= self._parent_timestamp():
+            raise BlockInvalid("timestamp is not later than the parent block's")
+        if now_ms is not None:
+            self._check_block_time(h.timestamp_ms, now_ms, prepared_before=prepared_before)
         if height > 1:
             self._check_prev_certificate(height - 1, h.prev_hash, h.prev_certificate)
         elif h.prev_certificate:
@@ -472,6 +484,13 @@ class Node:
             raise BlockInvalid("results root differs from ours")
         self._remember(block, execution)
         return block, execution
+
+    def _check_block_time(self, timestamp_ms: int, now_ms: int, *, prepared_before: bool) -> None:
+        drift = self.config.consensus.max_clock_drift_ms
+        if timestamp_ms > now_ms + drift:
+            raise BlockInvalid("timestamp too far in the future")
+        if timestamp_ms < now_ms - drift and not prepared_before:
+            raise BlockInvalid("timestamp too far in the past (a stale block time)")
 
     def _check_prev_certificate(self, height: int, block_hash: bytes, raw: bytes) -> None:
         try:

@@ -11,10 +11,10 @@ sender, so no two of them race for a nonce and each one can be judged on its own
   (half of those to records whose patient granted the institution's staff access in setup, so
   the access decisions are both granted and denied).
 
-`tx_bytes` pads the mix's access requests toward a size with their free-text reason. Ledger
-transactions carry metadata only, never health data (a patient's registration may not even carry
-a label), so the field limits bound how large a transaction gets: an access request reaches about
-`MAX_TEXT` + 180 bytes.
+Ledger transactions carry metadata only, never health data (a patient's registration may not
+even carry a label) and no free text at all (a break-glass reason is a code), so there is nothing
+to pad a transaction with: `tx_bytes` is refused (it used to pad access requests with a free-text
+reason, which the chain no longer takes).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .app.fields import MAX_TEXT
 from .app.types.identity import attest
 from .core.crypto import Identity
 from .tx import Transaction
@@ -65,10 +64,6 @@ class _Keys:
         return Identity.from_seed(hashlib.sha256(self.seed + self.n.to_bytes(8, "big")).digest())
 
 
-def _pad(text_budget: int, target: int, current: int) -> str:
-    return "x" * max(0, min(text_budget, target - current))
-
-
 def _tx(ident: Identity, chain_id: str, type_: str, nonce: int, body: dict[str, Any]) -> Transaction:
     return Transaction.create(ident, chain_id=chain_id, type=type_, nonce=nonce, body=body)
 
@@ -83,6 +78,12 @@ def register_workload(chain_id: str, count: int, *, seed: bytes) -> Workload:
     return Workload("register", (), txs, {"identity.register": count})
 
 
+def _patient_body(institution: Identity, chain_id: str, patient: Identity) -> dict[str, Any]:
+    """A patient's registration attested by `institution` (so its staff may write the patient's records)."""
+    return {"role": "patient", "institution": institution.public_key,
+            "attestation": attest(institution, chain_id=chain_id, registrant=patient.public_key, role="patient")}
+
+
 def mix_counts(count: int) -> dict[str, int]:
     """How many of each type `count` measured transactions hold (the rounding goes to the last)."""
     total = sum(w for _, w in MIX)
@@ -94,6 +95,8 @@ def mix_counts(count: int) -> dict[str, int]:
 def mix_workload(chain_id: str, count: int, *, seed: bytes, institution: Identity, now_ms: int,
                  tx_bytes: int = 0) -> Workload:
     """The `mix` workload; `institution` attests the practitioners and holds the records."""
+    if tx_bytes:
+        raise ValueError("transactions carry no free text any more, so access requests cannot be padded (tx_bytes)")
     keys = _Keys(seed)
     counts = mix_counts(count)
     inst = institution.public_key
@@ -105,8 +108,10 @@ def mix_workload(chain_id: str, count: int, *, seed: bytes, institution: Identit
         return ident, _tx(ident, chain_id, "identity.register", 1, body)
 
     def patient() -> tuple[Identity, Transaction]:
+        # registered at the institution: the treatment relationship its practitioners need to
+        # add records for the patient (node/app/relationships.py)
         ident = keys.next()
-        return ident, _tx(ident, chain_id, "identity.register", 1, {"role": "patient"})
+        return ident, _tx(ident, chain_id, "identity.register", 1, _patient_body(institution, chain_id, ident))
 
     phase1: list[Transaction] = []
     phase2: list[Transaction] = []
@@ -147,11 +152,7 @@ def mix_workload(chain_id: str, count: int, *, seed: bytes, institution: Identit
             "resource_types": ["Condition", "Observation"], "valid_until": until}))
     for j, (req, _) in enumerate(requesters):
         body: dict[str, Any] = {"record": record_ids[j % n_records], "purpose": "treatment"}
-        tx = _tx(req, chain_id, "access.request", 2, body)
-        if tx_bytes > len(tx.encoded):
-            body["reason"] = _pad(MAX_TEXT, tx_bytes - 10, len(tx.encoded))
-            tx = _tx(req, chain_id, "access.request", 2, body)
-        per_type["access.request"].append(tx)
+        per_type["access.request"].append(_tx(req, chain_id, "access.request", 2, body))
     # interleave the types in their proportions, as they would arrive
     queues = {name: list(reversed(txs)) for name, txs in per_type.items()}
     while any(queues.values()):
@@ -178,7 +179,7 @@ def preload_phases(chain_id: str, records: int, *, seed: bytes, institution: Ide
         first.append(_tx(ident, chain_id, "identity.register", 1, {
             "role": "practitioner", "institution": inst,
             "attestation": attest(institution, chain_id=chain_id, registrant=ident.public_key, role="practitioner")}))
-    first.extend(_tx(p, chain_id, "identity.register", 1, {"role": "patient"}) for p in patients)
+    first.extend(_tx(p, chain_id, "identity.register", 1, _patient_body(institution, chain_id, p)) for p in patients)
     yield tuple(first)
     done, nonce = 0, 2
     while done < records:

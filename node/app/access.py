@@ -10,6 +10,12 @@ Theory of operation, in order:
      requester is not a practitioner                      -> denied, "breakglass_not_allowed"
      no reason given                                      -> denied, "reason_required"
      the patient opted out of break-glass                 -> denied, "breakglass_opted_out"
+     the requester is suspended from break-glass          -> denied, "breakglass_suspended"
+     the requester used up its break-glass limit          -> denied, "breakglass_limit_practitioner"
+       (BREAKGLASS_MAX_PER_PRACTITIONER grants, or BREAKGLASS_MAX_PATIENTS_PER_PRACTITIONER
+       distinct patients, in the last BREAKGLASS_LIMIT_WINDOW_MS of block time)
+     the patient's records were opened by break-glass     -> denied, "breakglass_limit_patient"
+       BREAKGLASS_MAX_PER_PATIENT times in that window
      otherwise                                            -> granted, "breakglass", flagged for review
 5. Otherwise                                             -> denied, with the reason of the consent
    that came closest to matching (ties: the newest), or "no_consent" if none names the requester.
@@ -26,6 +32,11 @@ scope. The validity period is inclusive at both ends: valid_from <= t <= valid_u
 Every grant expires (inclusive, block time in ms): a consent grant at the earlier of the
 consent's valid_until and t + ACCESS_WINDOW_MS; an author's at t + ACCESS_WINDOW_MS; a
 break-glass grant at t + BREAKGLASS_WINDOW_MS.
+
+Break-glass limits count granted break-glass decisions only (a denial costs nothing), in block
+time, so every replica counts the same; the caller (`types/access_request.py`) reads them from
+the ledger into a `BreakglassStanding`. The reason of an emergency request is a code from
+BREAKGLASS_REASONS (checked at admission): free text never goes on the chain.
 """
 
 from __future__ import annotations
@@ -37,6 +48,24 @@ from typing import Any
 ACCESS_WINDOW_MS = 24 * 60 * 60 * 1000
 BREAKGLASS_WINDOW_MS = 60 * 60 * 1000
 
+# Break-glass limits (block time). A real emergency needs a handful of records of one or two
+# patients in a shift; a sweep through many charts is what the limits stop.
+BREAKGLASS_LIMIT_WINDOW_MS = 24 * 60 * 60 * 1000  # the rolling window the limits count over
+BREAKGLASS_MAX_PER_PRACTITIONER = 10  # break-glass grants per practitioner per window
+BREAKGLASS_MAX_PATIENTS_PER_PRACTITIONER = 3  # distinct patients per practitioner per window
+BREAKGLASS_MAX_PER_PATIENT = 20  # break-glass grants on one patient's records per window (all requesters)
+BREAKGLASS_SUSPENSION_MS = 30 * 24 * 60 * 60 * 1000  # an `unjustified` review's suspension lasts this long
+
+# Coded break-glass reasons, after HL7 v3 ActReason / the FHIR break-glass guidance (ETREAT:
+# emergency treatment): why consent could not be asked, never what is wrong with the patient.
+BREAKGLASS_REASONS = {
+    "unconscious": "the patient is unconscious or unresponsive",
+    "life_threatening": "a life- or limb-threatening condition needs treatment now",
+    "lacks_capacity": "the patient is conscious but lacks the capacity to consent",
+    "guardian_unreachable": "the patient's guardian or representative cannot be reached in time",
+    "imminent_harm": "there is an imminent risk of serious harm to the patient or others",
+}
+
 GRANTED_RULES = ("author", "consent", "breakglass")
 CONSENT_FAILURES = (  # in the order a consent is checked: a later failure came closer to matching
     "no_consent",
@@ -47,7 +76,9 @@ CONSENT_FAILURES = (  # in the order a consent is checked: a later failure came 
     "consent_expired",
     "consent_revoked",
 )
-DENIED_RULES = ("erased", *CONSENT_FAILURES, "breakglass_not_allowed", "reason_required", "breakglass_opted_out")
+BREAKGLASS_DENIALS = ("breakglass_not_allowed", "reason_required", "breakglass_opted_out", "breakglass_suspended",
+                      "breakglass_limit_practitioner", "breakglass_limit_patient")
+DENIED_RULES = ("erased", *CONSENT_FAILURES, *BREAKGLASS_DENIALS)
 MATCH = "match"
 _RANK = {reason: min(rank, 4) for rank, reason in enumerate(CONSENT_FAILURES)}  # status reasons rank equal
 
@@ -106,6 +137,21 @@ class Request:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BreakglassStanding:
+    """What the ledger knows of recent break-glass use, for the limits: the requester's granted
+    break-glass requests in the window and the patients they were for, the patient's break-glass
+    grants in the window, and whether the requester is suspended."""
+
+    requester_grants: int = 0
+    requester_patients: frozenset[bytes] = frozenset()
+    patient_grants: int = 0
+    suspended: bool = False
+
+
+FRESH = BreakglassStanding()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Decision:
     granted: bool
     rule: str  # one of GRANTED_RULES when granted, of DENIED_RULES when denied
@@ -133,8 +179,24 @@ def consent_verdict(consent: Consent, record: Record, request: Request) -> str:
     return MATCH
 
 
-def decide(request: Request, record: Record, consents: Iterable[Consent], *, opted_out: bool) -> Decision:
-    """Decide an access request; `consents` are the patient's candidates, oldest first."""
+def breakglass_limit(standing: BreakglassStanding, patient: bytes) -> str | None:
+    """The break-glass denial `standing` calls for on a request for `patient`, or None."""
+    if standing.suspended:
+        return "breakglass_suspended"
+    if standing.requester_grants >= BREAKGLASS_MAX_PER_PRACTITIONER:
+        return "breakglass_limit_practitioner"
+    if patient not in standing.requester_patients and \
+            len(standing.requester_patients) >= BREAKGLASS_MAX_PATIENTS_PER_PRACTITIONER:
+        return "breakglass_limit_practitioner"
+    if standing.patient_grants >= BREAKGLASS_MAX_PER_PATIENT:
+        return "breakglass_limit_patient"
+    return None
+
+
+def decide(request: Request, record: Record, consents: Iterable[Consent], *, opted_out: bool,
+           standing: BreakglassStanding = FRESH) -> Decision:
+    """Decide an access request; `consents` are the patient's candidates, oldest first;
+    `standing` is the recent break-glass use the limits count."""
     now = request.now_ms
     if record.erased:
         return Decision(granted=False, rule="erased")
@@ -155,5 +217,8 @@ def decide(request: Request, record: Record, consents: Iterable[Consent], *, opt
             return Decision(granted=False, rule="reason_required")
         if opted_out:
             return Decision(granted=False, rule="breakglass_opted_out")
+        limit = breakglass_limit(standing, record.patient)
+        if limit is not None:
+            return Decision(granted=False, rule=limit)
         return Decision(granted=True, rule="breakglass", expires_ms=now + BREAKGLASS_WINDOW_MS, review=True)
     return Decision(granted=False, rule=closest)

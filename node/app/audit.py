@@ -17,7 +17,10 @@ state and hex in the query answers:
                                          (node.app.access), the consent it rests on, its expiry
     grantee_kind, grantee, purposes, valid_until   a consent granted or revoked
     guardian, on_behalf                  a guardian named/cleared; the actor was the guardian
-    request, outcome, note               a break-glass review: the access request reviewed, the finding
+    request, outcome, suspended          a break-glass review: the access request reviewed, the finding,
+                                         whether the practitioner was suspended from break-glass
+    practitioner, until_ms               a break-glass suspension: who, until when (block time)
+    reason                               also a record contest's coded reason
     study, researcher, resources, release_hash    a research release (disclosures: patients, a count)
 """
 
@@ -40,6 +43,9 @@ AUDIT_EVENTS = (
     "access.denied",
     "access.breakglass",
     "breakglass.reviewed",
+    "breakglass.suspended",
+    "access.revoked",
+    "record.contested",
     "research.released",
     "guardian.set",
     "guardian.cleared",
@@ -59,6 +65,11 @@ def audit(ctx: ExecContext, patient: bytes, event: str, *, seq: int = 0, **field
     entry = _entry(ctx, event, fields)
     entry["patient"] = patient
     write(ctx, keys.AUDIT + patient + ctx.position + seq.to_bytes(2, "big"), entry)
+
+
+def next_seq(ctx: ExecContext, patient: bytes) -> int:
+    """The `seq` of a further entry in `patient`'s trail by the running transaction."""
+    return sum(1 for _ in ctx.state.items(keys.AUDIT + patient + ctx.position))
 
 
 def disclose(ctx: ExecContext, institution: bytes, event: str, *, seq: int = 0, **fields: Any) -> None:

@@ -68,6 +68,9 @@ _EVENTS: dict[str, tuple[tuple[str, str], str, str | None]] = {
     "access.denied": (("110110", "Patient Record"), "E", "access"),
     "access.breakglass": (("110113", "Security Alert"), "E", "access"),
     "breakglass.reviewed": (("110110", "Patient Record"), "E", "verify"),
+    "breakglass.suspended": (("110113", "Security Alert"), "U", None),
+    "access.revoked": (("110113", "Security Alert"), "U", None),
+    "record.contested": (("110110", "Patient Record"), "U", None),
     "research.released": (("110106", "Export"), "R", "disclose"),
     "guardian.set": (("110110", "Patient Record"), "U", None),
     "guardian.cleared": (("110110", "Patient Record"), "U", None),
@@ -150,7 +153,10 @@ def audit_event(entry: JSON, *, chain_id: str) -> JSON:
                                      ("reviewedRequest", entry.get("request")), ("reviewOutcome", entry.get("outcome"))]))
     out: JSON = {
         "resourceType": "AuditEvent",
-        "id": sha256(bytes.fromhex(entry["tx"]) + bytes.fromhex(patient or "") + event.encode()).hex(),
+        # one transaction may write several entries of one kind for a patient (a review revoking
+        # several grants): the request they concern tells them apart
+        "id": sha256(bytes.fromhex(entry["tx"]) + bytes.fromhex(patient or "") + event.encode()
+                     + (bytes.fromhex(entry["request"]) if event == "access.revoked" else b"")).hex(),
         "type": {"system": DCM, "code": type_code, "display": type_display},
         "subtype": subtype,
         "action": action,
@@ -164,7 +170,8 @@ def audit_event(entry: JSON, *, chain_id: str) -> JSON:
     if entry.get("decision") == "denied":
         out["outcomeDesc"] = f"access denied: {entry.get('rule')}"
     elif entry.get("reason"):
-        out["outcomeDesc"] = f"{entry.get('rule', 'granted')}: {entry['reason']}"
+        label = "contested" if event == "record.contested" else entry.get("rule", "granted")
+        out["outcomeDesc"] = f"{label}: {entry['reason']}"
     purpose = entry.get("purpose") or ("research" if event == "research.released" else None)
     if purpose:
         out["purposeOfEvent"] = [{"coding": [purpose_coding(purpose)]}]

@@ -24,6 +24,9 @@ holds the raw 32-byte id it points to.
     access/<request tx>                              an access decision
     grant/<requester><record><pos>                   -> request tx (granted decisions)
     breakglass_pending/<institution><pos>            -> request tx awaiting review
+    breakglass_by/<practitioner><pos>                a break-glass grant the practitioner got (limits, revocation)
+    breakglass_for/<patient><pos>                    a break-glass grant on the patient's records (limits)
+    breakglass_suspended/<practitioner>              the practitioner may not use break-glass until a time
     audit/<patient><pos><seq:2>                      a patient's audit entry
     disclosure/<institution><pos><seq:2>             an institution's disclosure entry
     study/<study>                                    a study
@@ -52,6 +55,9 @@ STUDY_CONSENT = b"study_consent/"
 ACCESS = b"access/"
 GRANT = b"grant/"
 BREAKGLASS_PENDING = b"breakglass_pending/"
+BREAKGLASS_BY = b"breakglass_by/"
+BREAKGLASS_FOR = b"breakglass_for/"
+BREAKGLASS_SUSPENDED = b"breakglass_suspended/"
 AUDIT = b"audit/"
 DISCLOSURE = b"disclosure/"
 STUDY = b"study/"

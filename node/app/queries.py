@@ -52,11 +52,12 @@ def identity(state: StateReader, ident: bytes) -> JSON | None:
 
 
 def record(state: StateReader, record_id: bytes) -> JSON | None:
-    """A record's metadata: patient, resource type, ciphertext hash, custodian, author, erasure."""
+    """A record's metadata: patient, resource type, ciphertext hash, custodian, author, erasure,
+    and whether the patient contested it."""
     value = read(state, keys.record(record_id))
     if value is None:
         return None
-    return {"id": _hex(record_id), "erased": "erased_ms" in value, **jsonable(value)}
+    return {"id": _hex(record_id), "erased": "erased_ms" in value, "contested": "contested_ms" in value, **jsonable(value)}
 
 
 def patient_records(state: StateReader, patient: bytes) -> list[JSON]:
@@ -151,8 +152,10 @@ def active_grant(state: StateReader, requester: bytes, record_id: bytes, now_ms:
     None unless the record exists, is not erased, and either the requester is the record's
     patient or its guardian ("rule": "patient"/"guardian", no request needed), or a committed
     `access.request` of the requester for this record was granted, has not expired
-    (now_ms <= expires_ms) and, if it rests on a consent, that consent is not revoked. Of several
-    such grants, the one that expires last (then the newest) is returned.
+    (now_ms <= expires_ms), was not revoked (an `unjustified` break-glass review revokes), was
+    not made to a researcher (research data leaves only as a de-identified extract; grants a
+    researcher got before that rule are void) and, if it rests on a consent, that consent is not
+    revoked. Of several such grants, the one that expires last (then the newest) is returned.
     """
     stored = read(state, keys.record(record_id))
     if stored is None or "erased_ms" in stored:
@@ -168,6 +171,8 @@ def active_grant(state: StateReader, requester: bytes, record_id: bytes, now_ms:
     for key, request_tx in state.items(keys.GRANT + requester + record_id):
         value = read(state, keys.access(request_tx))
         if value is None or value["decision"] != "granted" or now_ms > value["expires_ms"]:
+            continue
+        if "revoked_ms" in value or value.get("requester_role") == "researcher":
             continue
         if value["rule"] == "consent":
             rule = load_consent(state, value["consent"])

@@ -51,7 +51,7 @@ def populate(cluster: Cluster, workdir: Path) -> Story:
     patient, doctor, er_doc, night_doc = (Identity.generate() for _ in range(4))
     patient_key = workdir / "patient.key"
     write_key_file(patient_key, patient)
-    committed(client.register(patient, "patient"))
+    committed(client.register(patient, "patient", institution=inst[0]))  # at institution 0, where Dr Grey writes
     committed(client.register(doctor, "practitioner", institution=inst[0], label="Dr Grey"))
     committed(HealthClient(urls[1]).register(er_doc, "practitioner", institution=inst[1], label="Dr Shepherd"))
     committed(HealthClient(urls[2]).register(night_doc, "practitioner", institution=inst[2], label="Dr Bailey"))
@@ -63,7 +63,7 @@ def populate(cluster: Cluster, workdir: Path) -> Story:
     read = committed(HealthClient(urls[1]).request_access(er_doc, record_id, "treatment"))
     if read["decision"]["decision"] != "granted":
         raise AssertionError(f"the consented read was not granted: {read}")
-    glass = committed(HealthClient(urls[2]).request_access(night_doc, record_id, "emergency", "unconscious on arrival"))
+    glass = committed(HealthClient(urls[2]).request_access(night_doc, record_id, "emergency", "unconscious"))
     return Story(urls=urls, patient=patient, patient_key=patient_key, reader=er_doc, institution_key=cluster.nodes[0].home / "institution.key",
                  consent_id=consent_id, record_id=record_id, breakglass_tx=glass["tx_hash"])
 

@@ -205,7 +205,8 @@ def test_a_tls_devnet_commits_over_https_and_wss_and_refuses_plain_http(tmp_path
         c.wait_ready(60)
         hc = HealthClient(c.nodes[0].api_url, ca_file=c.ca_file)
         patient = Identity.generate()
-        done = hc.register(patient, "patient")
+        institution = load_key_file(c.nodes[0].home / "institution.key")
+        done = hc.register(patient, "patient", institution=institution)  # at node0, whose doctor writes its record
         assert done["status"] == "committed", done
         c.wait_for_height(done["height"], 60)  # every node got the block: over TLS peer links only
         deadline = time.monotonic() + 60
@@ -219,7 +220,6 @@ def test_a_tls_devnet_commits_over_https_and_wss_and_refuses_plain_http(tmp_path
         # a record written at node0 and read by its patient through node1, which relays the fetch
         # to the custodian's https API (trusting the devnet CA)
         doctor = Identity.generate()
-        institution = load_key_file(c.nodes[0].home / "institution.key")
         assert hc.register(doctor, "practitioner", institution=institution)["status"] == "committed"
         put = hc.put_record(doctor, patient.id, OBS)
         assert put["status"] == "committed", put

@@ -24,6 +24,7 @@ from node.keys import load_key_file
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 MARKER = "PLAINTEXT-MARKER-7f3c2a9d"
+NOTE = "found unresponsive in the emergency room, NOTE-MARKER-51c0"  # a break-glass note: never on any node
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -46,7 +47,7 @@ def test_consent_story(tmp_path):
         c.wait_ready(30)
         story = consent_story(c, tmp_path)
         c.stop_all()
-        for needle in (MARKER.encode(), story["ciphertext"]):
+        for needle in (MARKER.encode(), story["ciphertext"], NOTE.encode()):
             assert files_containing(tmp_path / "net", needle) == []
 
 
@@ -59,7 +60,8 @@ def consent_story(c: Cluster, tmp_path: Path) -> dict:
         keys[name] = str(tmp_path / f"{name}.key")
         ok("keys", "new", "--out", keys[name])
     pid = ok("keys", "show", keys["patient"])["id"]
-    ok("identity", "register", "--key", keys["patient"], "--role", "patient", "--node", url[0])
+    # the patient registers at A (its attestation): the treatment relationship A's staff need to write its records
+    ok("identity", "register", "--key", keys["patient"], "--role", "patient", "--institution-key", inst[0], "--node", url[0])
     for name, i in (("drA", 0), ("drB", 1), ("drC", 2)):
         ok("identity", "register", "--key", keys[name], "--role", "practitioner", "--institution-key", inst[i], "--node", url[i])
     # a practitioner without an attestation is refused (wrong role rules)
@@ -75,10 +77,10 @@ def consent_story(c: Cluster, tmp_path: Path) -> dict:
     source.write_text(json.dumps(obs, indent=1))
     rid = ok("record", "put", "--key", keys["drA"], "--patient", pid, "--file", str(source), "--node", url[0])["record_id"]
 
-    def get(who: str, node: int, purpose: str = "treatment", reason: str = "") -> subprocess.CompletedProcess[str]:
+    def get(who: str, node: int, purpose: str = "treatment", reason: str = "", *extra: str) -> subprocess.CompletedProcess[str]:
         out = tmp_path / f"out-{who}.json"
         args = ["record", "get", "--key", keys[who], "--record", rid, "--purpose", purpose, "--out", str(out), "--node", url[node]]
-        return cli(*args, *(["--reason", reason] if reason else []))
+        return cli(*args, *(["--reason", reason] if reason else []), *extra)
 
     denied = get("drB", 1)
     assert denied.returncode == 1 and "denied" in denied.stderr
@@ -109,8 +111,11 @@ def consent_story(c: Cluster, tmp_path: Path) -> dict:
     assert expired.returncode == 1
     no_reason = get("drC", 2, purpose="emergency")
     assert no_reason.returncode == 1
-    glass = get("drC", 2, purpose="emergency", reason="unconscious in the emergency room")
+    free_text = get("drC", 2, "emergency", "unconscious in the emergency room")
+    assert free_text.returncode == 2 and "unconscious" in free_text.stderr  # a code, not free text
+    glass = get("drC", 2, "emergency", "unconscious", "--note", NOTE)
     assert glass.returncode == 0, glass.stderr
+    assert "salt" in glass.stdout  # the note stays off the chain; its salt is the practitioner's to keep
 
     # the custodian's ciphertext, captured through a legitimate grant, to look for it on disk later
     release = HealthClient(url[2]).fetch_release(load_key_file(keys["drC"]), rid)
@@ -145,6 +150,9 @@ def consent_story(c: Cluster, tmp_path: Path) -> dict:
     verified = ok("audit", "verify", "--tx", entries[-1]["tx"], "--key", keys["patient"], "--node", url[1])
     assert verified["verified"] is True
 
+    ok("record", "contest", "--key", keys["patient"], "--record", rid, "--reason", "inaccurate", "--node", url[1])
+    listed = ok("record", "list", "--key", keys["patient"], "--node", url[0])["records"]
+    assert [(r["id"], r["contested"], r["contest_reason"]) for r in listed] == [(rid, True, "inaccurate")]
     ok("record", "erase", "--key", keys["patient"], "--record", rid, "--node", url[0])
     after = get("drA", 0)
     assert after.returncode == 1 and "erased" in (after.stderr + after.stdout)

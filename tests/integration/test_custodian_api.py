@@ -65,7 +65,9 @@ async def world(tmp_path):
 async def setup_record(w: World):
     inst = w.node.identity
     patient, doctor, other = Identity.generate(), Identity.generate(), Identity.generate()
-    assert (await w.tx(patient, "identity.register", {"role": "patient"}))["result"] == "ok"
+    registered = {"role": "patient", "institution": inst.public_key,  # at inst: its staff may write the patient's records
+                  "attestation": attest(inst, chain_id=CHAIN, registrant=patient.public_key, role="patient")}
+    assert (await w.tx(patient, "identity.register", registered))["result"] == "ok"
     for ident in (doctor, other):
         body = {"role": "practitioner", "institution": inst.public_key,
                 "attestation": attest(inst, chain_id=CHAIN, registrant=ident.public_key, role="practitioner")}

@@ -35,7 +35,8 @@ def test_guardian_breakglass_and_admission(tmp_path):
         minor, parent, doctor, er_doc = (Identity.generate() for _ in range(4))
         for ident, name in ((minor, "minor"), (parent, "parent")):
             write_key_file(tmp_path / f"{name}.key", ident)
-            assert client.register(ident, "patient")["status"] == "committed"
+            # registered at institution 0, whose doctor writes the minor's record (a treatment relationship)
+            assert client.register(ident, "patient", institution=inst[0])["status"] == "committed"
         assert client.register(doctor, "practitioner", institution=inst[0])["status"] == "committed"
         assert HealthClient(url[1]).register(er_doc, "practitioner", institution=inst[1])["status"] == "committed"
         rid = client.put_record(doctor, minor.id, json.dumps(OBS).encode())["record_id"]
@@ -56,7 +57,7 @@ def test_guardian_breakglass_and_admission(tmp_path):
         assert r.returncode == 1
 
         # break-glass works, appears for review at the custodian, and is reviewed
-        glass = HealthClient(url[1]).request_access(er_doc, rid, "emergency", "collapsed in the waiting room")
+        glass = HealthClient(url[1]).request_access(er_doc, rid, "emergency", "unconscious")
         assert glass["status"] == "committed" and glass["decision"]["rule"] == "breakglass"
         pending = json.loads(cli("audit", "breakglass", "--key", keyfile[0], "--node", url[0], "--json").stdout)["pending"]
         assert len(pending) == 1
@@ -66,7 +67,7 @@ def test_guardian_breakglass_and_admission(tmp_path):
         # after opting out, break-glass is denied
         r = cli("patient", "breakglass", "--key", str(tmp_path / "minor.key"), "--opt-out", "--node", url[0])
         assert r.returncode == 0, r.stderr
-        again = HealthClient(url[1]).request_access(er_doc, rid, "emergency", "collapsed again")
+        again = HealthClient(url[1]).request_access(er_doc, rid, "emergency", "life_threatening")
         assert again["status"] == "denied" and again["decision"]["rule"] == "breakglass_opted_out"
 
         # a new institution is admitted once a quorum (3 of 4) of validators approved

@@ -78,6 +78,14 @@ def test_research_extract(tmp_path):
         patients = {p: Identity.generate() for p in persons}
         with ThreadPoolExecutor(8) as pool:
             assert all(r["status"] == "committed" for r in pool.map(lambda p: clients[0].register(patients[p], "patient"), persons))
+
+        def relate(p: str) -> list[str]:  # the patient lets the institutions holding its records treat it
+            return [clients[0].transact(patients[p], "consent.grant", {
+                "grantee_kind": "institution", "grantee": inst[j].public_key, "purposes": ["treatment"],
+                "resource_types": ["*"], "valid_until": 4_102_444_800_000})["status"] for j in sorted(data.persons[p])]
+
+        with ThreadPoolExecutor(8) as pool:
+            assert all(st == "committed" for sts in pool.map(relate, persons) for st in sts)
         # each institution writes, for each of its patients, the Patient, two Observations and a Condition
         jobs, source = [], []
         for i, resources in data.institutions.items():
@@ -90,10 +98,11 @@ def test_research_extract(tmp_path):
                 if owner not in local_to_person or seen.get(res["resourceType"], 0) >= quota:
                     continue
                 seen[res["resourceType"]] = seen.get(res["resourceType"], 0) + 1
-                jobs.append((i, patients[local_to_person[owner]].id, json.dumps(res).encode()))
+                # the hospital's own Patient id is this patient: said with the subject alias
+                jobs.append((i, patients[local_to_person[owner]].id, json.dumps(res).encode(), f"Patient/{owner}"))
                 source.append(res)
         def write_all(i: int) -> list[dict]:  # one writer per institution, in order (nonces increase)
-            return [clients[i].put_record(doctors[i], pid, raw) for j, pid, raw in jobs if j == i]
+            return [clients[i].put_record(doctors[i], pid, raw, subject=alias) for j, pid, raw, alias in jobs if j == i]
 
         with ThreadPoolExecutor(3) as pool:
             results = [r for part in pool.map(write_all, range(3)) for r in part]
@@ -146,6 +155,15 @@ def test_research_extract(tmp_path):
         reader = patients[included[0]]  # the audit trail is read with the patient's own signature
         audit = clients[1].audit(reader, reader.id)["entries"]
         assert any(e["event"] == "research.released" for e in audit)
+
+        # a plain access request by the researcher opens no raw record, consent or not (issue 15, 1)
+        in_order = [job for i in range(3) for job in jobs if job[0] == i]  # the order of `results`
+        consenting_ids = {patients[p].id for p in included}
+        raw_rid = next(r["record_id"] for job, r in zip(in_order, results, strict=True) if job[1] in consenting_ids)
+        raw = cli("record", "get", "--key", str(tmp_path / "ana.key"), "--record", raw_rid, "--purpose", "research",
+                  "--out", str(tmp_path / "raw.json"), "--node", url[0])
+        assert raw.returncode == 1 and "medledger research extract" in raw.stderr, raw.stderr
+        assert not (tmp_path / "raw.json").exists()
 
         # a revoked consent is honoured by the next extract
         gone = included[0]

@@ -1,13 +1,19 @@
-"""`access.request`: a practitioner or researcher asks to read a record; the ledger decides.
+"""`access.request`: a practitioner asks to read a record; the ledger decides.
 
 The decision (`node.app.access.decide`) is recorded whichever way it goes: result "ok" when
 granted, "denied" when not (its writes are kept: the decision, the patient's audit entry). A
 granted decision is indexed for the custodian (`queries.active_grant`), logged as a disclosure
-of the custodian institution, and, for break-glass, queued for the custodian's review.
+of the custodian institution, and, for break-glass, queued for the custodian's review and
+counted against the break-glass limits (`node.app.breakglass`).
 
-Practitioners may ask for any purpose; researchers for "research" only, and they answer for the
-studies they were added to. The reason is free text kept on the chain: it must say why, never
-what is wrong with the patient.
+Only practitioners read records this way. A researcher never receives a patient's raw record:
+research data leaves only as a de-identified extract (`medledger research extract`), so a
+researcher's request fails with "research_extract_only" and nothing is granted.
+
+The body holds no free text. An emergency request names a coded reason (`reason`, one of
+`access.BREAKGLASS_REASONS`); the practitioner's own words stay off the chain, in its
+institution's notes, and the chain may carry their commitment (`note_hash`: SHA-256 of a random
+salt followed by the text), so the custodian reviewing the access can check the note it is shown.
 """
 
 from __future__ import annotations
@@ -16,17 +22,17 @@ from typing import Any
 
 from node.tx import Transaction, TxRejected
 
-from .. import keys
-from ..access import Grantee, Record, Request, decide
+from .. import breakglass, keys
+from ..access import BREAKGLASS_REASONS, FRESH, Grantee, Record, Request, decide
 from ..audit import audit, disclose
 from ..consents import candidate_consents
-from ..fields import check_id, check_purpose, check_text
+from ..fields import check_id, check_purpose
 from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
 from ..roles import PRACTITIONER, RESEARCHER, sender_as
 from ..stored import read, write
-from ..studies import researcher_studies
 
 RESULT_DENIED = "denied"
+NOTE_HASH_SIZE = 32
 
 
 def _present(value: dict[str, Any]) -> dict[str, Any]:
@@ -35,46 +41,54 @@ def _present(value: dict[str, Any]) -> dict[str, Any]:
 
 def _check(tx: Transaction) -> None:
     body = tx.body
-    require_fields(body, {"record": bytes, "purpose": str}, {"reason": str})
+    require_fields(body, {"record": bytes, "purpose": str}, {"reason": str, "note_hash": bytes})
     check_id(body, "record")
     check_purpose(body["purpose"])
-    check_text(body, "reason")
-    if body["purpose"] == "emergency" and not body.get("reason", "").strip():
-        raise TxRejected("reason_required", "an emergency (break-glass) request needs a reason")
+    reason = body.get("reason", "")
+    if body["purpose"] == "emergency" and not reason.strip():
+        raise TxRejected("reason_required", "an emergency (break-glass) request needs a reason code: one of "
+                         + ", ".join(BREAKGLASS_REASONS))
+    if reason and body["purpose"] != "emergency":
+        raise TxRejected("invalid_body", "a reason code goes with purpose emergency only")
+    if reason and reason not in BREAKGLASS_REASONS:
+        raise TxRejected("reason_not_coded", "the reason must be one of " + ", ".join(BREAKGLASS_REASONS)
+                         + "; free text stays off the chain (keep it in your notes and send its salted SHA-256 as note_hash)")
+    if "note_hash" in body and len(body["note_hash"]) != NOTE_HASH_SIZE:
+        raise TxRejected("invalid_body", f"note_hash must be {NOTE_HASH_SIZE} bytes (a SHA-256)")
 
 
 def _execute(ctx: ExecContext) -> str | None:
     body = ctx.tx.body
     requester = sender_as(ctx, PRACTITIONER, RESEARCHER)
     role, purpose = requester["role"], body["purpose"]
-    if role == RESEARCHER and purpose != "research":
-        raise ExecFailed("purpose_not_allowed", "a researcher may request access for research only")
+    if role == RESEARCHER:
+        if purpose != "research":
+            raise ExecFailed("purpose_not_allowed", "a researcher may request access for research only")
+        raise ExecFailed("research_extract_only", "a researcher never reads a raw record: research data leaves "
+                         "only as a de-identified extract (medledger research extract)")
     stored = read(ctx.state, keys.record(body["record"]))
     if stored is None:
         raise ExecFailed("unknown_record", "no record with this id")
     patient = stored["patient"]
-    grantees: set[Grantee] = set()
-    if role == PRACTITIONER:
-        grantees = {("practitioner", ctx.tx.sender)}
-        if requester.get("institution") is not None:
-            grantees.add(("institution", requester["institution"]))
-    else:
-        grantees = {("study", study_id) for study_id in researcher_studies(ctx.state, ctx.tx.sender)}
+    grantees: set[Grantee] = {("practitioner", ctx.tx.sender)}
+    if requester.get("institution") is not None:
+        grantees.add(("institution", requester["institution"]))
     record = Record(id=body["record"], patient=patient, resource_type=stored["resource_type"],
                     author=stored["author"], erased="erased_ms" in stored)
     request = Request(requester=ctx.tx.sender, role=role, grantees=frozenset(grantees), purpose=purpose,
                       reason=body.get("reason", ""), now_ms=ctx.timestamp_ms)
     consents = candidate_consents(ctx.state, patient, sorted(grantees, key=lambda g: keys.grantee_part(*g)))
     opted_out = ctx.state.get(keys.OPTOUT + patient) is not None
-    decision = decide(request, record, consents, opted_out=opted_out)
+    standing = breakglass.standing(ctx, ctx.tx.sender, patient) if purpose == "emergency" else FRESH
+    decision = decide(request, record, consents, opted_out=opted_out, standing=standing)
 
     custodian = stored["custodian"]
     outcome = "granted" if decision.granted else "denied"
     write(ctx, keys.access(ctx.tx.hash), _present({
         "requester": ctx.tx.sender, "requester_role": role, "requester_institution": requester.get("institution"),
         "record": record.id, "patient": patient, "custodian": custodian, "resource_type": record.resource_type,
-        "purpose": purpose, "reason": request.reason, "decision": outcome, "rule": decision.rule,
-        "consent": decision.consent, "expires_ms": decision.expires_ms, "review": decision.review,
+        "purpose": purpose, "reason": request.reason, "note_hash": body.get("note_hash"), "decision": outcome,
+        "rule": decision.rule, "consent": decision.consent, "expires_ms": decision.expires_ms, "review": decision.review,
         "height": ctx.height, "index": ctx.index, "time_ms": ctx.timestamp_ms,
     }))
     event = "access.breakglass" if decision.rule == "breakglass" else f"access.{outcome}"
@@ -87,7 +101,9 @@ def _execute(ctx: ExecContext) -> str | None:
     ctx.state.put(keys.GRANT + ctx.tx.sender + record.id + ctx.position, ctx.tx.hash)
     disclose(ctx, custodian, event, patient=patient, requester_institution=requester.get("institution"), **details)
     if decision.review:
+        assert decision.expires_ms is not None
         ctx.state.put(keys.BREAKGLASS_PENDING + custodian + ctx.position, ctx.tx.hash)
+        breakglass.note_grant(ctx, ctx.tx.sender, patient, record.id, custodian, decision.expires_ms)
     return None
 
 

@@ -3,7 +3,11 @@
 The chain gets only metadata: the record id (32 random bytes chosen by the writer, unique on the
 chain), the patient, the FHIR resource type, the SHA-256 of the ciphertext, the custodian
 institution holding the bytes, and the author (the sender). The author must be a practitioner
-of the custodian institution, and the patient a registered patient.
+of the custodian institution, the patient a registered patient, and the author must have a
+treatment relationship with the patient (`node.app.relationships`: the patient registered at
+the author's institution, a consent for treatment or emergency to the author or its institution,
+or an open break-glass grant on the patient's records); the basis is kept with the record. A
+patient who finds a record it does not recognise contests it (`record.contest`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from .. import keys
 from ..audit import audit
 from ..fields import check_id, check_resource_type
 from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
+from ..relationships import treatment_basis
 from ..roles import PATIENT, PRACTITIONER, role_of, sender_as
 from ..stored import read, write
 
@@ -35,9 +40,13 @@ def _execute(ctx: ExecContext) -> None:
         raise ExecFailed("unknown_patient", "the record's patient is not a registered patient")
     if read(ctx.state, keys.record(body["record"])) is not None:
         raise ExecFailed("record_exists", "a record with this id is already on the chain")
+    basis = treatment_basis(ctx, ctx.tx.sender, body["custodian"], body["patient"])
+    if basis is None:
+        raise ExecFailed("no_treatment_relationship", "the author has no treatment relationship with this patient: "
+                         "the patient registers at your institution or grants it (or you) consent for treatment first")
     write(ctx, keys.record(body["record"]), {
         "patient": body["patient"], "resource_type": body["resource_type"], "hash": body["hash"],
-        "custodian": body["custodian"], "author": ctx.tx.sender, "tx": ctx.tx.hash,
+        "custodian": body["custodian"], "author": ctx.tx.sender, "basis": basis, "tx": ctx.tx.hash,
         "height": ctx.height, "index": ctx.index, "time_ms": ctx.timestamp_ms,
     })
     ctx.state.put(keys.PATIENT_RECORD + body["patient"] + ctx.position, body["record"])

@@ -79,7 +79,9 @@ class Ledger:
         return self.block(self.tx(who, type_, body), **kw)[0]
 
     # -- common steps --------------------------------------------------------------------------
-    def patient(self, name: str, attested_by: str | None = None) -> Identity:
+    def patient(self, name: str, attested_by: str | None = "A") -> Identity:
+        """A patient registered at `attested_by` (by default A, where most test records are
+        written: the treatment relationship record.add needs), or self-registered (None)."""
         who = ident(name)
         body: dict[str, Any] = {"role": "patient"}
         if attested_by:

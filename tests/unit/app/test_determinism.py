@@ -17,8 +17,11 @@ def scripted_blocks(ledger: Ledger) -> list[list]:
         return ledger.tx(who, "identity.register", {"role": "practitioner", "institution": ident(inst).public_key,
                                                       "attestation": attest(ident(inst), chain_id=CHAIN, registrant=who.public_key, role="practitioner")})
 
-    b1 = [ledger.tx(pat, "identity.register", {"role": "patient"}), ledger.tx(pat2, "identity.register", {"role": "patient"}),
-          staff(doc_a, "A"), staff(doc_b, "B")]
+    def patient(who):  # registered at A, whose practitioner writes their records
+        return ledger.tx(who, "identity.register", {"role": "patient", "institution": ident("A").public_key,
+                                                    "attestation": attest(ident("A"), chain_id=CHAIN, registrant=who.public_key, role="patient")})
+
+    b1 = [patient(pat), patient(pat2), staff(doc_a, "A"), staff(doc_b, "B")]
     b2 = [ledger.tx(doc_a, "record.add", {"record": rid(f"r{i}"), "patient": (pat if i % 2 else pat2).public_key,
                                           "resource_type": "Observation", "hash": rid(f"h{i}"), "custodian": ident("A").public_key})
           for i in range(6)]
@@ -26,7 +29,7 @@ def scripted_blocks(ledger: Ledger) -> list[list]:
                                              "purposes": ["treatment"], "resource_types": ["*"], "valid_until": 2_000_000_000_000})
     b3 = [grant, ledger.tx(pat2, "consent.breakglass", {"opt_out": True})]
     b4 = [ledger.tx(doc_b, "access.request", {"record": rid(f"r{i}"), "purpose": "treatment"}) for i in range(6)]
-    b4.append(ledger.tx(doc_b, "access.request", {"record": rid("r0"), "purpose": "emergency", "reason": "ED"}))
+    b4.append(ledger.tx(doc_b, "access.request", {"record": rid("r0"), "purpose": "emergency", "reason": "unconscious"}))
     b4.append(ledger.tx(pat, "consent.revoke", {"consent": grant.hash}))
     b4.append(ledger.tx(doc_b, "access.request", {"record": rid("r1"), "purpose": "treatment"}))
     return [b1, b2, b3, b4]
@@ -76,7 +79,8 @@ def every_type(verify: bool) -> tuple[list[list[str]], bytes]:
 
     pat, parent = ident("pat"), ident("parent")
     doc, res, doc_b = ident("doc"), ident("res"), ident("doc-b")
-    send(pat, "identity.register", {"role": "patient"})
+    send(pat, "identity.register", {"role": "patient", "institution": ident("A").public_key,
+                                    "attestation": attest(ident("A"), chain_id=CHAIN, registrant=pat.public_key, role="patient")})
     send(parent, "identity.register", {"role": "patient"})
     for who, role, inst in ((doc, "practitioner", "A"), (res, "researcher", "A"), (doc_b, "practitioner", "B")):
         send(who, "identity.register", {"role": role, "institution": ident(inst).public_key,
@@ -88,18 +92,19 @@ def every_type(verify: bool) -> tuple[list[list[str]], bytes]:
     send(ident("A"), "study.add_researcher", {"study": "S", "researcher": res.public_key})
     send(parent, "consent.grant", {"grantee_kind": "study", "grantee": "S", "purposes": ["research"], "resource_types": ["*"],
                                    "valid_until": ledger.now + DAY, "on_behalf_of": pat.public_key})
-    send(res, "access.request", {"record": rid("r"), "purpose": "research"})
+    send(doc, "access.request", {"record": rid("r"), "purpose": "treatment"})
     send(ident("A"), "research.release", {"study": "S", "custodian": ident("A").public_key, "researcher": res.public_key,
                                           "patients": [pat.public_key], "resources": 1, "release_hash": rid("x")})
     send(pat, "consent.breakglass", {"opt_out": True})
     send(pat, "consent.breakglass", {"opt_out": False})
-    bg = ledger.tx(doc_b, "access.request", {"record": rid("r"), "purpose": "emergency", "reason": "ED"})
+    bg = ledger.tx(doc_b, "access.request", {"record": rid("r"), "purpose": "emergency", "reason": "unconscious"})
     results.append(ledger.block(bg, verify=verify))
     send(ident("A"), "breakglass.review", {"access": bg.hash, "outcome": "justified"})
     grant = ledger.tx(pat, "consent.grant", {"grantee_kind": "institution", "grantee": ident("B").public_key,
                                              "purposes": ["treatment"], "record_ids": [rid("r")], "valid_until": ledger.now + DAY})
     results.append(ledger.block(grant, verify=verify))
     send(pat, "consent.revoke", {"consent": grant.hash})
+    send(pat, "record.contest", {"record": rid("r"), "reason": "inaccurate"})
     send(pat, "record.erase", {"record": rid("r")})
     for v in "ABC":
         send(ident(v), "governance.admit_institution", {"institution": ident("E").public_key, "name": "E"})

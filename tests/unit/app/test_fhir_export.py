@@ -33,8 +33,11 @@ def story():
     ledger.send(pat, "consent.revoke", {"consent": c2})
     ledger.send(pat, "consent.breakglass", {"opt_out": True})
     ledger.send(pat, "consent.breakglass", {"opt_out": False})
-    _, bg = ledger.request(ident("doc-c"), mh, purpose="emergency", reason="seizure in clinic")
-    ledger.send(ident("A"), "breakglass.review", {"access": bg, "outcome": "justified", "note": "ok"})
+    _, bg = ledger.request(ident("doc-c"), mh, purpose="emergency", reason="unconscious")
+    ledger.send(ident("A"), "breakglass.review", {"access": bg, "outcome": "justified"})
+    _, bg2 = ledger.request(ident("doc-c"), obs, purpose="emergency", reason="lacks_capacity")
+    ledger.send(ident("A"), "breakglass.review", {"access": bg2, "outcome": "unjustified", "suspend": True})
+    ledger.send(pat, "record.contest", {"record": mh, "reason": "inaccurate"})
     ledger.send(ident("A"), "study.register", {"study": "S1", "title": "t", "ethics_ref": "IRB-1", "until_ms": ledger.now + DAY})
     ledger.send(ident("A"), "study.add_researcher", {"study": "S1", "researcher": res.public_key})
     _, c3 = ledger.grant(pat, "S1", kind="study", purposes=["research"], types=["*"])
@@ -64,7 +67,7 @@ def test_every_audit_event_kind_maps(story):
                                                         "code": "TREAT", "display": "treatment"}
     bg = by_event["access.breakglass"]
     assert bg["outcome"] == "0" and bg["purposeOfEvent"][0]["coding"][0]["code"] == "ETREAT"
-    assert "seizure in clinic" in bg["outcomeDesc"]
+    assert "lacks_capacity" in bg["outcomeDesc"]  # the last break-glass: a coded reason, no free text
     assert by_event["research.released"]["purposeOfEvent"][0]["coding"][0]["code"] == "HRESCH"
     assert by_event["record.erased"]["action"] == "D"
     on_behalf = next(ev for e, ev in zip(trail, events) if e.get("on_behalf"))

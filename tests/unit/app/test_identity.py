@@ -95,7 +95,7 @@ def test_attestation_by_an_unregistered_institution_fails_at_execution():
 
 def test_registering_twice_and_replaying_a_nonce():
     ledger = Ledger()
-    p = ledger.patient("pat")
+    p = ledger.patient("pat", attested_by=None)
     assert ledger.send(p, "identity.register", {"role": "patient"}) == "already_registered"
     # the very same transaction again is a repeat the block is refused for
     first = ledger.tx(p, "identity.register", {"role": "patient"}, nonce=1)

@@ -6,6 +6,7 @@ import pytest
 
 from node.app import queries
 from node.app.registry import check_tx_body
+from node.core.crypto import sha256
 from node.tx import TxRejected
 
 from tests.unit.app.harness import Ledger, ident, rid
@@ -22,9 +23,9 @@ def world():
 
 def test_custodian_reviews_a_breakglass_access(world):
     ledger, pat, doc_a, doc_b, doc_c, obs = world
-    _, bg = ledger.request(doc_c, obs, purpose="emergency", reason="collapsed")
+    _, bg = ledger.request(doc_c, obs, purpose="emergency", reason="unconscious")
     _, normal = ledger.request(doc_a, obs)
-    body = {"access": bg, "outcome": "justified", "note": "ED admission confirmed"}
+    body = {"access": bg, "outcome": "justified", "note_hash": sha256(b"salt" + b"ED admission confirmed")}
     assert ledger.send(ident("B"), "breakglass.review", body) == "not_custodian"
     assert ledger.send(doc_a, "breakglass.review", body) == "role_not_allowed"
     assert ledger.send(ident("A"), "breakglass.review", {**body, "access": normal}) == "not_breakglass"
@@ -33,19 +34,23 @@ def test_custodian_reviews_a_breakglass_access(world):
     assert ledger.send(ident("A"), "breakglass.review", body) == "already_reviewed"
     assert queries.breakglass_pending(ledger.state, ident("A").public_key) == []
     d = ledger.decision(bg)
-    assert (d["review_outcome"], d["review_note"]) == ("justified", "ED admission confirmed")
+    assert (d["review_outcome"], d["review_note_hash"]) == ("justified", body["note_hash"].hex())
     last = queries.patient_audit(ledger.state, pat.public_key)[-1]
     assert (last["event"], last["request"], last["outcome"]) == ("breakglass.reviewed", bg.hex(), "justified")
     with pytest.raises(TxRejected):
         check_tx_body(ledger.tx(ident("A"), "breakglass.review", {**body, "outcome": "fine"}, nonce=1))
+    with pytest.raises(TxRejected) as err:  # a free-text note stays off the chain
+        check_tx_body(ledger.tx(ident("A"), "breakglass.review", {**body, "note": "ED admission confirmed"}, nonce=1))
+    assert err.value.code == "free_text_off_chain"
 
 
 def test_review_queue_is_per_custodian_and_in_order(world):
     ledger, pat, doc_a, doc_b, doc_c, obs = world
+    ledger.grant(pat, ident("B").public_key, types=["Condition"])  # B treats the patient (not for Observations)
     doc_b_rec = ledger.add_record(doc_b, pat, "b-obs", custodian="B")
-    _, first = ledger.request(doc_c, obs, purpose="emergency", reason="one")
-    _, second = ledger.request(doc_c, doc_b_rec, purpose="emergency", reason="two")
-    _, third = ledger.request(doc_b, obs, purpose="emergency", reason="three")
+    _, first = ledger.request(doc_c, obs, purpose="emergency", reason="unconscious")
+    _, second = ledger.request(doc_c, doc_b_rec, purpose="emergency", reason="unconscious")
+    _, third = ledger.request(doc_b, obs, purpose="emergency", reason="unconscious")
     assert [p["request_tx"] for p in queries.breakglass_pending(ledger.state, ident("A").public_key)] == [first.hex(), third.hex()]
     assert [p["request_tx"] for p in queries.breakglass_pending(ledger.state, ident("B").public_key)] == [second.hex()]
     assert ledger.send(ident("A"), "breakglass.review", {"access": third, "outcome": "unjustified"}) == "ok"
@@ -68,7 +73,7 @@ def test_patient_erases_a_record(world):
     # standing grants end, new requests are denied "erased", even the author's and break-glass
     assert queries.active_grant(ledger.state, doc_b.public_key, obs, ledger.now) is None
     assert queries.active_grant(ledger.state, pat.public_key, obs, ledger.now) is None
-    for who, purpose, reason in ((doc_b, "treatment", ""), (doc_a, "treatment", ""), (doc_b, "emergency", "x")):
+    for who, purpose, reason in ((doc_b, "treatment", ""), (doc_a, "treatment", ""), (doc_b, "emergency", "unconscious")):
         code, tx = ledger.request(who, obs, purpose=purpose, reason=reason)
         assert code == "denied" and ledger.decision(tx)["rule"] == "erased"
     assert [r["id"] for r in queries.erasures(ledger.state, ident("A").public_key)] == [obs.hex()]

@@ -28,7 +28,7 @@ def build_world() -> Ledger:
     ledger.grant(pat, "S", kind="study", purposes=["research"], types=["*"])
     ledger.grant(pat, ident("B").public_key, types=["*"], deny=["Condition"])
     ledger.send(pat, "patient.set_guardian", {"guardian": pat2.public_key})
-    ledger.request(doc_b, rid("r1"), purpose="emergency", reason="x")
+    ledger.request(doc_b, rid("r1"), purpose="emergency", reason="unconscious")
     return ledger
 
 
@@ -52,8 +52,9 @@ TEMPLATES = {
                       {"record_ids": [R1], "deny_types": ["Condition"], "valid_from": 0, "on_behalf_of": P}),
     "consent.revoke": ({"consent": bytes(32)}, {"on_behalf_of": P}),
     "consent.breakglass": ({"opt_out": True}, {"on_behalf_of": P}),
-    "access.request": ({"record": R1, "purpose": "treatment"}, {"reason": "why"}),
-    "breakglass.review": ({"access": bytes(32), "outcome": "justified"}, {"note": "n"}),
+    "access.request": ({"record": R1, "purpose": "treatment"}, {"note_hash": bytes(32)}),
+    "breakglass.review": ({"access": bytes(32), "outcome": "justified"}, {"note_hash": bytes(32)}),
+    "record.contest": ({"record": R1}, {"reason": "not_my_record", "on_behalf_of": P}),
     "study.register": ({"study": "T", "title": "t", "ethics_ref": "e", "until_ms": 1 << 50}, {}),
     "study.add_researcher": ({"study": "S", "researcher": ident("res").public_key}, {}),
     "research.release": ({"study": "S", "custodian": ident("A").public_key, "researcher": ident("res").public_key,

@@ -32,7 +32,7 @@ def test_done_when_story():
     assert code == "ok"
     code, expired_tx = ledger.request(doc_b, obs, at_ms=ledger.now + 60_000)
     assert code == "denied" and ledger.decision(expired_tx)["rule"] == "consent_expired"
-    code, bg = ledger.request(doc_c, obs, purpose="emergency", reason="unresponsive, no next of kin")
+    code, bg = ledger.request(doc_c, obs, purpose="emergency", reason="unconscious")
     assert code == "ok" and ledger.decision(bg)["rule"] == "breakglass"
     assert [p["request_tx"] for p in queries.breakglass_pending(ledger.state, A)] == [bg.hex()]
 
@@ -65,7 +65,7 @@ def test_forged_replayed_expired_and_wrong_role_requests_are_refused():
     obs = ledger.add_record(doc_a, pat, "obs-1")
     # forged: doc_b's signature on a request it did not sign (another record/purpose) is refused
     real = ledger.tx(doc_b, "access.request", {"record": obs, "purpose": "treatment"})
-    forged = canonical([CHAIN, real.type, real.sender, real.nonce, {"record": obs, "purpose": "emergency", "reason": "x"}, real.signature])
+    forged = canonical([CHAIN, real.type, real.sender, real.nonce, {"record": obs, "purpose": "emergency", "reason": "unconscious"}, real.signature])
     with pytest.raises(BlockRejected, match="bad_signature"):
         execute_block(ledger.state, ledger.store.state_root, [forged], chain_id=CHAIN, height=ledger.store.height + 1,
                       timestamp_ms=ledger.now + 1, known=lambda h: None, committed=ledger.store.has_tx)

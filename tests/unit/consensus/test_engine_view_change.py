@@ -262,3 +262,25 @@ def test_prepares_for_a_view_not_yet_entered_are_stashed_then_used() -> None:
                        c.nodes[2].signer)
     verdict, _ = c.nodes[0].engine.on_message(msg)
     assert (verdict.kind, verdict.reason) == ("stash", "future view")
+
+
+def test_a_reproposed_block_is_validated_as_prepared_before() -> None:
+    """A validator that first sees the prepared block in the NEW-VIEW is told a quorum prepared it
+    (so the runtime accepts its old time), while a fresh proposal is not (issue 15, 12b)."""
+    from consensus.actions import ValidateBlock
+
+    c = Cluster(4, start=False)
+    c.stop_height = 1
+    late = c.nodes[3]
+    c.filter = lambda to, msg: not isinstance(msg, (Commit, Decision)) and not (to == late.id and isinstance(msg, PrePrepare))
+    for node in c.nodes:
+        c.execute(node, node.engine.start())
+    c.run()
+    c.filter = lambda to, msg: True
+    c.fire_all("view")
+    c.run()
+    assert c.heights() == [1, 1, 1, 1]
+    fresh = [a for n in c.nodes for a in n.log if isinstance(a, ValidateBlock) and a.view == 0]
+    again = [a for a in late.log if isinstance(a, ValidateBlock) and a.view >= 1]
+    assert fresh and not any(a.prepared_before for a in fresh)
+    assert again and all(a.prepared_before for a in again)

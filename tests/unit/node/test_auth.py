@@ -208,24 +208,33 @@ def world():
     return ledger, pat, parent, other, doc_a, doc_b, doc_c, obs
 
 
-def test_a_patients_data_is_read_by_the_patient_its_guardian_the_custodian_and_grant_holders(world):
+def test_a_patients_file_is_read_by_the_patient_and_its_guardian_and_others_see_their_part(world):
     ledger, pat, parent, other, doc_a, doc_b, doc_c, obs = world
     state, now = ledger.state, ledger.now
 
     def may(who: Identity) -> bool:
         return auth.may_read_patient(state, who.public_key, pat.public_key, now)
 
-    assert may(pat) and may(parent) and may(ident("A"))
-    assert not may(other) and not may(doc_b) and not may(ident("B")) and not may(doc_c)
-    # doc-b gets a committed grant through a consent: from then on, until it expires
-    code, _ = ledger.grant(pat, ident("B").public_key, kind="institution")
+    assert may(pat) and may(parent)
+    assert not any(may(x) for x in (other, doc_a, doc_b, ident("A"), ident("B"), doc_c))
+    second = ledger.add_record(doc_a, pat, "obs-2", custodian="A")
+    # the custodian and the author see the records they hold or wrote, never the whole file
+    assert [r["id"] for r in auth.readable_records(state, ident("A").public_key, pat.public_key, now)] == [obs.hex(), second.hex()]
+    assert auth.readable_records(state, doc_b.public_key, pat.public_key, now) == []
+    # doc-b gets a committed grant on one record through a consent: that record, until it expires
+    code, _ = ledger.grant(pat, ident("B").public_key, kind="institution", records=[obs], types=())
     assert code == "ok"
     code, request_tx = ledger.request(doc_b, obs)
     assert code == "ok"
     now = ledger.now
-    assert auth.may_read_patient(state, doc_b.public_key, pat.public_key, now)
-    assert not auth.may_read_patient(state, doc_b.public_key, pat.public_key, now + 400 * DAY)
-    assert not auth.may_read_patient(state, doc_c.public_key, pat.public_key, now)
+    assert [r["id"] for r in auth.readable_records(state, doc_b.public_key, pat.public_key, now)] == [obs.hex()]
+    assert auth.readable_records(state, doc_b.public_key, pat.public_key, now + 400 * DAY) == []
+    assert not auth.may_read_patient(state, doc_b.public_key, pat.public_key, now)
+    # consents: the patient sees all, doc-b and B the one naming B, doc-c none
+    assert len(auth.readable_consents(state, pat.public_key, pat.public_key, now)) == 1
+    assert len(auth.readable_consents(state, doc_b.public_key, pat.public_key, now)) == 1
+    assert len(auth.readable_consents(state, ident("B").public_key, pat.public_key, now)) == 1
+    assert auth.readable_consents(state, doc_c.public_key, pat.public_key, now) == []
     # a patient reads its own data, not another's
     assert not auth.may_read_patient(state, pat.public_key, other.public_key, now)
 

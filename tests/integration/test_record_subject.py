@@ -1,0 +1,58 @@
+"""Issue 15, finding 19, through the CLI on a one-node network: `record put --patient P` refuses a
+Bundle that holds another patient's record, and nothing reaches P's chart."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from node.cluster import Cluster
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, timeout=120, cwd=str(ROOT))
+
+
+def ok(*args: str) -> dict:
+    r = cli(*args, "--json")
+    assert r.returncode == 0, (args, r.stdout, r.stderr)
+    return json.loads(r.stdout)
+
+
+def observation(patient_id: str, text: str) -> dict:
+    return {"resourceType": "Observation", "status": "final", "code": {"text": text},
+            "subject": {"reference": f"Patient/{patient_id}"}}
+
+
+def test_record_put_refuses_a_bundle_holding_another_patients_record(tmp_path):
+    with Cluster.create(tmp_path / "net", 1) as c:
+        c.start()
+        c.wait_ready(30)
+        url, inst = c.nodes[0].api_url, str(c.nodes[0].home / "institution.key")
+        keys = {name: str(tmp_path / f"{name}.key") for name in ("alice", "bob", "dr")}
+        for path in keys.values():
+            ok("keys", "new", "--out", path)
+        ids = {name: ok("keys", "show", path)["id"] for name, path in keys.items()}
+        for name in ("alice", "bob"):
+            ok("identity", "register", "--key", keys[name], "--role", "patient", "--institution-key", inst, "--node", url)
+        ok("identity", "register", "--key", keys["dr"], "--role", "practitioner", "--institution-key", inst, "--node", url)
+        # Bob's whole record as a Bundle, put into Alice's chart
+        bobs = {"resourceType": "Bundle", "type": "collection", "entry": [
+            {"fullUrl": "urn:uuid:1", "resource": observation(ids["bob"], "Heart rate")},
+            {"fullUrl": "urn:uuid:2", "resource": observation(ids["bob"], "Glucose")}]}
+        source = tmp_path / "bob.json"
+        source.write_text(json.dumps(bobs))
+        refused = cli("record", "put", "--key", keys["dr"], "--patient", ids["alice"], "--file", str(source), "--node", url)
+        assert refused.returncode == 2, (refused.stdout, refused.stderr)
+        assert "another patient's record" in refused.stderr and "Traceback" not in refused.stderr
+        assert ok("record", "list", "--key", keys["alice"], "--node", url)["records"] == []
+        # the same Bundle in Bob's chart is accepted
+        rid = ok("record", "put", "--key", keys["dr"], "--patient", ids["bob"], "--file", str(source), "--node", url)["record_id"]
+        assert [r["id"] for r in ok("record", "list", "--key", keys["bob"], "--node", url)["records"]] == [rid]
