@@ -33,6 +33,7 @@ from .core.crypto import Identity, sha256
 from .keys import load_key_file, write_key_file
 
 BATCH = 200  # transactions per request: well under api.max_txs_per_request
+UPLOAD_CHUNK = 50  # uploads announced at a time: well under api.max_pending_uploads (100 per author)
 WAIT_S = 120.0
 
 
@@ -140,6 +141,18 @@ def load_demo(demo: Path, devnet: Path, *, types: list[str] | None = None, conse
                          for ident in new], "registering patients", fine=("ok", "already_registered"))
     progress(f"{len(patients)} patients registered ({len(new)} new)")
 
+    # treatment consents: each patient consents to treatment at every site that holds records of
+    # theirs, so the site's practitioner may add them (a record needs a treatment relationship)
+    treatment: list[Any] = []
+    for person, places in sorted(persons.items()):
+        ident = patients[person]
+        for site in sorted(places):
+            if site in nodes:
+                body = {"grantee_kind": "institution", "grantee": bytes.fromhex(nodes[site].node_id),
+                        "purposes": ["treatment"], "resource_types": ["*"], "valid_until": 4_102_444_800_000}
+                treatment.append(home.make_tx(ident, "consent.grant", body, nonce=home.next_nonce(ident)))
+    _send_batches(home, treatment, "consenting to treatment at the sites")
+
     # records, site by site, written by the site's practitioner at the site's node
     wanted = set(types) if types else None
     per_site: dict[str, int] = {}
@@ -149,6 +162,7 @@ def load_demo(demo: Path, devnet: Path, *, types: list[str] | None = None, conse
         custodian = bytes.fromhex(node.node_id)
         local_to_person = {places[site]: person for person, places in persons.items() if site in places}
         items: list[tuple[str, dict[str, Any]]] = []
+        announced = 0
         for path in sorted((demo / site).glob("*.json")):
             resource = json.loads(path.read_text(encoding="utf-8"))
             if wanted is not None and resource.get("resourceType") not in wanted:
@@ -174,7 +188,10 @@ def load_demo(demo: Path, devnet: Path, *, types: list[str] | None = None, conse
             items.append(("record.add", {"record": record_id, "patient": patient.public_key,
                                          "resource_type": parsed["resourceType"], "hash": sha256(ciphertext),
                                          "custodian": custodian}))
-        _send_batches(client, _txs(client, doctor, items), f"writing the records of {site}")
+            if len(items) - announced >= UPLOAD_CHUNK:  # the custodian bounds uploads waiting for record.add
+                _send_batches(client, _txs(client, doctor, items[announced:]), f"writing the records of {site}")
+                announced = len(items)
+        _send_batches(client, _txs(client, doctor, items[announced:]), f"writing the records of {site}")
         per_site[site] = len(items)
         progress(f"{site}: {len(items)} records written at {node.api_url}")
 
