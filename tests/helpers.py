@@ -13,6 +13,7 @@ from storage.chain import ChainStore
 from storage.kv import LevelDBStore, MemoryStore
 
 CHAIN = "test-chain"
+NODE_ID = Identity.from_seed(b"\x07" * 32).id  # the id of the node `make_node` builds by default
 
 
 def one_validator_genesis(ident: Identity) -> Genesis:

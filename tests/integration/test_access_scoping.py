@@ -60,7 +60,7 @@ class Sender:
 async def read(client: TestClient, who: Identity, path: str) -> tuple[int, dict[str, Any]]:
     import time
 
-    headers = sign_headers(who, chain_id=CHAIN, method="GET", path_qs=path, timestamp_ms=time.time_ns() // 1_000_000)
+    headers = sign_headers(who, chain_id=CHAIN, node_id=NODE.id, method="GET", path_qs=path, timestamp_ms=time.time_ns() // 1_000_000)
     resp = await client.get(path, headers=headers)
     return resp.status, await resp.json()
 
@@ -110,7 +110,7 @@ async def test_practitioner_without_treatment_relationship_cannot_add_a_record_a
     code, _ = await send(JUNK, "record.add", record_body(junk, OTHER))
     assert code == "no_treatment_relationship"
     status, _ = await read(client, JUNK, f"/v1/records/{junk.hex()}")
-    assert status == 404  # nothing entered the chart
+    assert status == 403  # nothing entered the chart (an unknown record is as forbidden as one not granted)
     code, _ = await send(JUNK, "access.request", {"record": junk, "purpose": "treatment"})
     assert code == "unknown_record"
     for path in ("audit", "records", "consents"):

@@ -13,7 +13,7 @@ from node.auth import sign_headers
 from node.core.merkle import verify_inclusion, verify_inclusion_of_hash
 from node.tx import Transaction
 
-from tests.helpers import CHAIN
+from tests.helpers import CHAIN, NODE_ID
 
 MSGPACK = {"Content-Type": "application/msgpack"}
 
@@ -62,7 +62,7 @@ async def test_submit_commit_and_look_up(api):
     assert verify_inclusion_of_hash(bytes.fromhex(proof["leaf_hash"]), proof["index"], proof["size"],
                                     [bytes.fromhex(p) for p in proof["path"]], bytes.fromhex(blk["header"]["tx_root"]))
     path = f"/v1/txs/{tx.hash_hex}/proof"
-    resp = await client.get(path, headers=sign_headers(Identity.from_seed((1).to_bytes(32, "big")), chain_id=CHAIN,
+    resp = await client.get(path, headers=sign_headers(Identity.from_seed((1).to_bytes(32, "big")), chain_id=CHAIN, node_id=NODE_ID,
                                                        method="GET", path_qs=path, timestamp_ms=time.time_ns() // 1_000_000))
     proof = await resp.json()  # the sender signs: the leaf too
     assert verify_inclusion(bytes.fromhex(proof["leaf"]), proof["index"], proof["size"],
@@ -71,7 +71,7 @@ async def test_submit_commit_and_look_up(api):
     acct = await resp.json()  # a patient's nonce is the patient's to read
     assert acct["nonce"] is None and acct["identity"] == {"role": "patient", "label": ""}
     path = f"/v1/accounts/{tx.sender.hex()}"
-    resp = await client.get(path, headers=sign_headers(Identity.from_seed((1).to_bytes(32, "big")), chain_id=CHAIN,
+    resp = await client.get(path, headers=sign_headers(Identity.from_seed((1).to_bytes(32, "big")), chain_id=CHAIN, node_id=NODE_ID,
                                                        method="GET", path_qs=path, timestamp_ms=time.time_ns() // 1_000_000))
     acct = await resp.json()
     assert acct["nonce"] == 1 and acct["identity"]["role"] == "patient"

@@ -22,7 +22,7 @@ from node.core.merkle import verify_inclusion, verify_inclusion_of_hash
 from node.runtime import Node
 from node.tx import Transaction
 
-from tests.helpers import CHAIN, make_node
+from tests.helpers import CHAIN, NODE_ID, make_node
 
 MSGPACK = {"Content-Type": "application/msgpack"}
 PATIENT = Identity.from_seed(b"\x21" * 32)
@@ -34,7 +34,7 @@ RECORD = hashlib.sha256(b"record of the patient").digest()
 
 
 def signed(who: Identity, path: str) -> dict[str, str]:
-    return sign_headers(who, chain_id=CHAIN, method="GET", path_qs=path, timestamp_ms=time.time_ns() // 1_000_000)
+    return sign_headers(who, chain_id=CHAIN, node_id=NODE_ID, method="GET", path_qs=path, timestamp_ms=time.time_ns() // 1_000_000)
 
 
 async def commit(client: TestClient, who: Identity, nonce: int, type_: str, body: dict) -> dict:

@@ -29,7 +29,7 @@ from node.research_service import ExtractRequest, ResearchService
 from node.tx import Transaction
 from storage.kv import MemoryStore
 from storage.offchain import OffchainStore
-from tests.helpers import CHAIN, make_node
+from tests.helpers import CHAIN, NODE_ID, make_node
 
 MSGPACK = {"Content-Type": "application/msgpack"}
 SECRET = bytes(range(32))
@@ -125,7 +125,10 @@ async def lab(tmp_path):
             await lab.tx(inst, "study.register", body)
             await lab.tx(inst, "study.add_researcher", {"study": study, "researcher": lab.researcher.public_key})
         for i, patient in enumerate(lab.patients):
-            await lab.tx(patient, "identity.register", {"role": "patient"})
+            # registered at the institution that treats them: its practitioner may add their records
+            await lab.tx(patient, "identity.register", {"role": "patient", "institution": inst.public_key,
+                                                        "attestation": attest(inst, chain_id=CHAIN,
+                                                                              registrant=patient.public_key, role="patient")})
             for resource in [patient_resource(i)] + [observation(i, j) for j in range(i + 1)]:
                 rid = os.urandom(32)
                 ct, wrapped = seal_record(json.dumps(resource).encode(), {"patient": patient.public_key, "custodian": inst.public_key})
@@ -148,7 +151,7 @@ async def lab(tmp_path):
 
 async def audit_events(lab: Lab, patient: Identity) -> list[str]:
     path = f"/v1/patients/{patient.id}/audit"
-    headers = sign_headers(patient, chain_id=CHAIN, method="GET", path_qs=path, timestamp_ms=now_ms())
+    headers = sign_headers(patient, chain_id=CHAIN, node_id=NODE_ID, method="GET", path_qs=path, timestamp_ms=now_ms())
     resp = await lab.client.get(path, headers=headers)
     assert resp.status == 200
     return [e["event"] for e in (await resp.json())["entries"]]
@@ -232,7 +235,7 @@ async def test_record_step_commits_only_what_it_prepared_and_only_once(lab):
     block_tx = await lab.client.get(f"/v1/txs/{doc['tx']}?wait=10")
     height = (await block_tx.json())["height"]
     path = f"/v1/blocks/{height}"
-    headers = sign_headers(lab.inst, chain_id=CHAIN, method="GET", path_qs=path, timestamp_ms=now_ms())
+    headers = sign_headers(lab.inst, chain_id=CHAIN, node_id=NODE_ID, method="GET", path_qs=path, timestamp_ms=now_ms())
     block = await (await lab.client.get(path, headers=headers)).json()
     body = next(t["body"] for t in block["txs"] if t["hash"] == doc["tx"])
     assert sorted(body["patients"]) == sorted(lab.pseudonyms()[p] for p in few)
@@ -266,7 +269,7 @@ async def test_extract_pseudonyms_cannot_be_linked_to_patients_through_public_re
     for height in range(1, lab.node.store.height + 1):  # type: ignore[attr-defined]
         for who in (None, lab.researcher):
             path = f"/v1/blocks/{height}"
-            headers = sign_headers(who, chain_id=CHAIN, method="GET", path_qs=path, timestamp_ms=now_ms()) if who else {}
+            headers = sign_headers(who, chain_id=CHAIN, node_id=NODE_ID, method="GET", path_qs=path, timestamp_ms=now_ms()) if who else {}
             block = await (await lab.client.get(path, headers=headers)).json()
             for tx in block["txs"]:
                 if tx.get("type") == "record.add" and tx.get("body"):
