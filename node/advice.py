@@ -158,6 +158,12 @@ ADVICE: dict[str, str] = {
     "breakglass_limit_patient": "This patient's records were opened by break-glass too often in 24 hours; the "
                                 "custodian must review them first, or the patient consents.",
     "wrong_patient": "The file names another patient than --patient; write the record for the patient it is about.",
+    "reason_not_coded": "A break-glass reason is a code (see `medledger record get --help`, --reason); put your own "
+                        "account in --note, which stays off the chain.",
+    "free_text_off_chain": "Free text never goes on the chain; keep the note yourself (--note records only its salted "
+                           "hash).",
+    "invalid_reason": "Choose one of the reasons listed by `--help` for this command.",
+    "already_contested": "This record is already contested; the custodian and the author see the contest in the chart.",
 }
 
 # Codes made from a parameter's name (the API's `bad_<name>` for ids, heights, times).

@@ -23,24 +23,24 @@ class StepGuard:
 
     def __init__(self, *, window_ms: int = WINDOW_MS, future_ms: int = FUTURE_MS,
                  max_per_requester: int = 1_000, max_total: int = 100_000) -> None:
-        self._guard = ReplayGuard(window_ms=window_ms, future_ms=future_ms, max_per_requester=max_per_requester,
+        self.replay = ReplayGuard(window_ms=window_ms, future_ms=future_ms, max_per_requester=max_per_requester,
                                   max_total=max_total)
         self.window_ms = window_ms
         self.future_ms = future_ms
 
     def __len__(self) -> int:
-        return len(self._guard)
+        return len(self.replay)
 
     def check_time(self, timestamp_ms: int, now_ms: int) -> None:
         """Refuse a request stamped outside [now - window, now + future]."""
         try:
-            self._guard.check_time(timestamp_ms, now_ms)
+            self.replay.check_time(timestamp_ms, now_ms)
         except ReplayRefused as exc:
             raise ProtocolError(exc.code, exc.message) from None
 
     def check(self, requester: bytes, key: bytes, timestamp_ms: int, now_ms: int) -> None:
         """Accept a fresh key once and remember it; raise ProtocolError otherwise."""
         try:
-            self._guard.check(requester, key, timestamp_ms, now_ms)
+            self.replay.check(requester, key, timestamp_ms, now_ms)
         except ReplayRefused as exc:
             raise ProtocolError(exc.code, exc.message) from None

@@ -58,14 +58,13 @@ def net(tmp_path_factory):
         for name in ("alice", "dr"):
             keys[name] = str(root / f"{name}.key")
             ok("keys", "new", "--out", keys[name])
-        ok("identity", "register", "--key", keys["alice"], "--role", "patient", "--node", node.api_url)
+        ok("identity", "register", "--key", keys["alice"], "--role", "patient", "--institution-key", keys["inst"],
+           "--node", node.api_url)  # registered where she is treated: the institution's practitioner may add records
         ok("identity", "register", "--key", keys["dr"], "--role", "practitioner", "--institution-key", keys["inst"],
            "--node", node.api_url)
-        obs = root / "obs.json"
-        obs.write_text((ROOT / "docs" / "examples" / "observation.json").read_text()
-                       if (ROOT / "docs" / "examples" / "observation.json").exists() else
-                       json.dumps({"resourceType": "Observation", "status": "final", "code": {"text": "Heart rate"}}))
         alice = ok("keys", "show", keys["alice"])["id"]
+        obs = root / "obs.json"
+        obs.write_text((ROOT / "docs" / "examples" / "observation.json").read_text().replace("PATIENT_ID", alice))
         rid = ok("record", "put", "--key", keys["dr"], "--patient", alice, "--file", str(obs), "--node", node.api_url)["record_id"]
         yield {"url": node.api_url, "keys": keys, "alice": alice, "rid": rid, "root": root,
                "inst_id": node.node_id, "dr_id": ok("keys", "show", keys["dr"])["id"]}

@@ -146,7 +146,7 @@ def test_unjustified_review_without_suspension_revokes_that_patients_grants_here
 
 def test_custodian_refuses_a_fetch_under_a_revoked_breakglass_grant(world):
     """Through the custodian: after an unjustified review the plaintext is not served."""
-    from node.custodian import Custodian, CustodianRefusal
+    from node.custodian import Custodian, UploadLimits, CustodianRefusal
     from node.records.envelope import seal_record
     from node.records.protocol import Fetch, Upload
     from storage.kv import MemoryStore
@@ -164,7 +164,10 @@ def test_custodian_refuses_a_fetch_under_a_revoked_breakglass_grant(world):
         def now_ms(self):
             return ledger.now
 
-    custodian = Custodian(FakeNode(), OffchainStore(MemoryStore()))
+        def clock_ms(self):
+            return ledger.now
+
+    custodian = Custodian(FakeNode(), OffchainStore(MemoryStore()), UploadLimits())
     record_id = rid("served")
     ciphertext, wrapped = seal_record(b'{"resourceType": "Observation"}', {"patient": pat.public_key, "custodian": inst.public_key})
     custodian.accept_upload(Upload.create(doc_a, chain_id="test-chain", record_id=record_id, patient=pat.public_key,
