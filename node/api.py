@@ -147,43 +147,13 @@ FORBIDDEN_MESSAGE = ("there is nothing here this signer may read (it does not ex
                      "signer read it); sign with the key of the patient, its guardian or a grant holder")
 
 
-def signed(authorize: Callable[[web.Request, bytes], bool]) -> Callable[[Handler], Handler]:
-    """A route that reads health data: the caller signs it (node/auth.py), within its signer's
-    rate, with a fresh nonce, and `authorize(request, signer)` must say it may read this."""
-
-    def wrap(handler: Handler) -> Handler:
-        @functools.wraps(handler)
-        async def checked(request: web.Request) -> web.StreamResponse:
-            node = request.app[NODE_KEY]
-            body = await request.read()
-            now_ms = node.clock_ms()
-            try:
-                req = auth.verify_headers(request.headers, chain_id=node.chain_id, node_id=node.identity.id,
-                                          method=request.method, path_qs=request.raw_path, body=body, now_ms=now_ms)
-                wait = request.app[SIGNER_LIMIT_KEY].check(req.signer, time.monotonic())
-                if wait > 0:
-                    raise rate_limited(wait, "signer")
-                # authorise before remembering: a refused request leaves nothing in the replay guard,
-                # and whether the thing exists is not told to a signer that may not read it
-                if not authorize(request, req.signer):
-                    raise ApiError(403, "forbidden", FORBIDDEN_MESSAGE)
-                auth.remember_nonce(request.app[NONCES_KEY], req, now_ms)
-            except auth.AuthError as exc:
-                raise ApiError(exc.status, exc.code, exc.message) from None
-            return await handler(request)
-
-        return checked
-
-    return wrap
-
-
-async def optional_signer(request: web.Request) -> bytes | None:
-    """The verified signer of a public read that may be signed (None when it is not): the
-    explorer answers an unsigned caller with the public view, a signed one with what that signer
-    is entitled to (node/explorer.py). A signature that is there but does not hold is a 401, as
-    on the signed routes, and it counts against the signer's rate and nonces the same way."""
-    if not any(request.headers.get(h) for h in auth.HEADERS):
-        return None
+async def _signed_read(request: web.Request, authorize: Callable[[web.Request, bytes], bool],
+                       refuse: bool) -> bytes | None:
+    """Check a signed request (node/auth.py) within its signer's rate; if `authorize(request,
+    signer)` holds, remember its nonce and return the signer. An unauthorised one is refused
+    (403, `refuse`) or answered as unsigned (None). Authorise before remembering: a refused request
+    leaves nothing in the replay guard, and a signer that may not read a thing is not told whether
+    it exists."""
     node = request.app[NODE_KEY]
     body = await request.read()
     now_ms = node.clock_ms()
@@ -193,14 +163,47 @@ async def optional_signer(request: web.Request) -> bytes | None:
         wait = request.app[SIGNER_LIMIT_KEY].check(req.signer, time.monotonic())
         if wait > 0:
             raise rate_limited(wait, "signer")
-        # authorise before remembering: a key with no identity on the ledger (and not this node's)
-        # is entitled to the public view only, and leaves nothing in the replay guard
-        if req.signer != node.identity.public_key and queries.identity(node.state_reader(), req.signer) is None:
+        if not authorize(request, req.signer):
+            if refuse:
+                raise ApiError(403, "forbidden", FORBIDDEN_MESSAGE)
             return None
         auth.remember_nonce(request.app[NONCES_KEY], req, now_ms)
     except auth.AuthError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from None
     return req.signer
+
+
+def signed(authorize: Callable[[web.Request, bytes], bool]) -> Callable[[Handler], Handler]:
+    """A route that reads health data: the caller signs it (node/auth.py), within its signer's
+    rate, with a fresh nonce, and `authorize(request, signer)` must say it may read this."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def checked(request: web.Request) -> web.StreamResponse:
+            await _signed_read(request, authorize, refuse=True)
+            return await handler(request)
+
+        return checked
+
+    return wrap
+
+
+def _known_signer(request: web.Request, signer: bytes) -> bool:
+    """A key with an identity on the ledger, or this node's own."""
+    node = request.app[NODE_KEY]
+    return signer == node.identity.public_key or queries.identity(node.state_reader(), signer) is not None
+
+
+async def optional_signer(request: web.Request) -> bytes | None:
+    """The verified signer of a public read that may be signed (None when it is not): the
+    explorer answers an unsigned caller with the public view, a signed one with what that signer
+    is entitled to (node/explorer.py). A signature that is there but does not hold is a 401, as
+    on the signed routes, and it counts against the signer's rate and nonces the same way. A key
+    with no identity on the ledger is entitled to the public view only, and leaves nothing in the
+    replay guard."""
+    if not any(request.headers.get(h) for h in auth.HEADERS):
+        return None
+    return await _signed_read(request, _known_signer, refuse=False)
 
 
 def _may_read_patient(request: web.Request, signer: bytes) -> bool:
