@@ -31,8 +31,8 @@ what each honest validator has done) and serve block sync.
 |                     | pre-prepare inside its NEW-VIEW                                           |
 | adaptive-split      | splits the honest validators by what they did (those seen committing vs   |
 |                     | the rest), sends its own traffic late to one side, and during the fault   |
-|                     | window delays honest VIEW-CHANGE/NEW-VIEW traffic (and votes of views > 0)|
-|                     | between the sides, by at most `MAX_TARGETED_DELAY_MS`                     |
+|                     | window delays honest VIEW-CHANGE, NEW-VIEW and DECISION traffic (and votes |
+|                     | of views > 0) between the sides, by at most `MAX_TARGETED_DELAY_MS`       |
 | byzantine-sync      | offers block sync to everyone and serves wrong blocks under real          |
 |                     | certificates, forged or short certificates, certificates of another       |
 |                     | height, PREPARE signatures as a commit certificate, stale heights, or     |
@@ -48,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import random
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -120,6 +121,8 @@ class Forger:
         # (height, view) -> endpoints that got a NEW-VIEW built here instead of the engine's.
         self._replaced: dict[tuple[int, int], set[int]] = {}
         self._forged_proposals: dict[tuple[int, int], PrePrepare] = {}
+        # How many messages of each kind of forgery were built (for tests and reports).
+        self.built: Counter[str] = Counter()
 
     # -- what the adversary learns ------------------------------------------------------------
 
@@ -198,10 +201,17 @@ class Forger:
         return True
 
     def _proposal(self, ep: Endpoint, height: int, view: int, digest: bytes | None, tag: str) -> PrePrepare | None:
-        """Our signed PRE-PREPARE of `digest` (whose payload we must know), or of a new block if None."""
+        """Our signed PRE-PREPARE of `digest` (whose payload we must know), or of a new block if None.
+
+        The new block is one per (height, view), so that every validator fooled in that view
+        prepares the same one and it can gather a quorum."""
         if digest is None:
+            known_pp = self._forged_proposals.get((height, view))
+            if known_pp is not None:
+                return known_pp
             payload = self._block(height, view, ep.validator, f"{tag}-{self._rng.getrandbits(32):08x}")
             digest = hashlib.sha256(payload).digest()
+            self._payloads[(height, digest)] = payload
         else:
             known = self._payloads.get((height, digest))
             if known is None:
@@ -210,6 +220,8 @@ class Forger:
         pp = sign_message(PrePrepare(chain_id=self._chain_id, height=height, view=view, sender=ep.signer.public_key,
                                      digest=digest, payload=payload), ep.signer)
         assert isinstance(pp, PrePrepare)
+        if (height, view) not in self._forged_proposals:
+            self._forged_proposals[(height, view)] = pp
         return pp
 
     def _new_view(self, ep: Endpoint, height: int, view: int, vcs: Sequence[ViewChange],
@@ -260,16 +272,13 @@ class Forger:
                             signatures[s] = by_sender[s].signature
         forged = [ViewChange(chain_id=self._chain_id, height=h, view=view, sender=s, signature=signatures[s])
                   for s in senders]
-        # One block per forged view, so that every victim prepares the same one.
-        pp = self._forged_proposals.get((h, view))
-        if pp is None:
-            pp = self._proposal(ep, h, view, None, "relabel")
-            assert pp is not None
-            self._forged_proposals[(h, view)] = pp
+        pp = self._proposal(ep, h, view, None, "relabel")
+        assert pp is not None
         nv = self._new_view(ep, h, view, forged, pp)
         if nv is None:
             return []
         self._replaced.setdefault((h, view), set()).update(v.index for v in victims)
+        self.built["relabel-new-view"] += len(victims)
         return [(v, m) for v in victims for m in [nv, *self._votes_for(ep, h, view, pp.digest)]]
 
     def _build_new_views(self, ep: Endpoint, height: int, view: int, everyone: Sequence[Endpoint]) -> Out:
@@ -295,10 +304,12 @@ class Forger:
                 continue
             if self._sent.get(("new-view", height, view, dest.index), 0) >= 2:
                 continue
-            nv = self._forged_new_view(ep, height, view, known, self._rng.choice(modes))
+            mode = self._rng.choice(modes)
+            nv = self._forged_new_view(ep, height, view, known, mode)
             if nv is None:
                 continue  # nothing to forge from yet: try again with the next view change
             self._once("new-view", height, view, dest.index, times=2)
+            self.built[f"new-view:{mode}"] += 1
             self._replaced.setdefault((height, view), set()).add(dest.index)
             out += [(dest, m) for m in [nv, *self._votes_for(ep, height, view, nv.pre_prepare.digest)]]
         return out
@@ -405,6 +416,7 @@ class Forger:
             return vc
         if prepared == vc.prepared:
             return vc
+        self.built[f"view-change:{mode}"] += 1
         payload = None if prepared is None else self._payloads.get((h, prepared.digest))
         try:
             lie = ViewChange(chain_id=vc.chain_id, height=h, view=w, sender=vc.sender, prepared=prepared,
@@ -449,6 +461,7 @@ class Forger:
                 i = rng.randrange(len(vcs))
                 vcs[i] = _replace(vcs[i], signature=flip(vcs[i].signature))  # type: ignore[call-overload]
                 changed = _replace(msg, view_changes=tuple(vcs), signature=b"")
+        self.built[f"inner-signature:{kind.__name__}"] += 1
         return sign_message(changed, ep.signer)
 
     # -- the network, within its model ----------------------------------------------------------
@@ -466,10 +479,13 @@ class Forger:
         if src.behaviours:
             if "adaptive-split" not in src.behaviours or dest.index in side:
                 return 0
+            self.built["delay:own"] += 1
             return self._rng.randint(MAX_TARGETED_DELAY_MS // 2, MAX_TARGETED_DELAY_MS)
-        around_view_change = type(msg) in (ViewChange, NewView) or msg.view > 0
+        # View changes, and the DECISIONs that would let a validator skip one.
+        around_view_change = type(msg) in (ViewChange, NewView, Decision) or msg.view > 0
         if not around_view_change or (src.index in side) == (dest.index in side):
             return 0
+        self.built["delay:honest"] += 1
         return self._rng.randint(0, MAX_TARGETED_DELAY_MS)
 
     # -- block sync -----------------------------------------------------------------------------
@@ -481,6 +497,7 @@ class Forger:
         chain = server.chain
         mode = rng.choice(["withhold", "stale", "wrong-payload", "foreign-cert", "forged-cert", "short-cert",
                            "prepared-as-commit", "honest"])
+        self.built[f"sync:{mode}"] += 1
         if mode == "withhold":
             return None
         if mode == "stale":

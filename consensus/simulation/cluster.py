@@ -244,6 +244,7 @@ class Simulation:
                                    fault_window_ms=config.fault_window_ms)
         self._adaptive = any("adaptive-split" in ep.behaviours for ep in self.endpoints)
         self._sync_servers = [ep for ep in self.endpoints if "byzantine-sync" in ep.behaviours]
+        self.sync_rejected = 0  # synced blocks the runtime's checks refused
         self.amnesiacs: set[int] = set()
         # Every vote an honest validator ever sent: (validator, kind, height, view) -> what it said.
         self._signed: dict[tuple[int, str, int, int], bytes] = {}
@@ -497,8 +498,12 @@ class Simulation:
             for dest in dests:
                 self._transmit(ep, dest, msg)
 
-    def _transmit(self, src: Endpoint, dest: Endpoint, msg: Message) -> None:
-        extra = self.adversary.forger.extra_delay(src, dest, msg, self.now) if self._adaptive else 0  # type: ignore[union-attr]
+    def _transmit(self, src: Endpoint, dest: Endpoint, msg: Message, prompt: bool = False) -> None:
+        """Send `msg` over the network; unless `prompt` (the adversary's own answers), an adaptive
+        adversary may hold it back a little."""
+        extra = 0
+        if self._adaptive and not prompt:
+            extra = self.adversary.forger.extra_delay(src, dest, msg, self.now)  # type: ignore[union-attr]
         for delay in self.network.delays(src.index, dest.index, self.now):
             self._push(self.now + delay + extra, _DELIVER, (dest, msg, src.index))
 
@@ -511,7 +516,7 @@ class Simulation:
         self.messages += 1
         if dest.behaviours:
             for to, m in self.adversary.observe(dest, msg, self.endpoints):
-                self._transmit(dest, to, self._wire(m))
+                self._transmit(dest, to, self._wire(m), prompt=True)
         if not dest.up:
             return
         _, actions = dest.engine.on_message(msg)  # type: ignore[union-attr]
@@ -584,6 +589,7 @@ class Simulation:
             # The runtime's checks of a synced block (node/runtime.py, apply_synced_block).
             problem = self._synced_block_problem(ep, height, digest, payload, cert)
             if problem:
+                self.sync_rejected += 1
                 if peer.honest:
                     self.safety.append(f"height {height}: an honest sync server served a block that {problem}")
                 break
