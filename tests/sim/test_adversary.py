@@ -96,6 +96,31 @@ def test_each_forging_behaviour_acts_and_the_engine_stays_safe_and_live(behaviou
     assert any(kind.startswith(EXPECTED_FORGERIES[behaviour]) for kind in built), built
 
 
+REFUSED_FOR = {
+    "relabel-new-view": "new-view encloses a view change with an invalid signature",
+    "forge-new-view": "new-view without a quorum of view changes",
+    "lock-hiding-primary": "new-view does not re-propose the highest prepared block",
+    "inner-signature": "new-view encloses a pre-prepare with an invalid signature",
+}
+
+
+@pytest.mark.parametrize("behaviour", sorted(REFUSED_FOR))
+def test_forged_messages_reach_the_engine_and_are_refused_for_the_right_reason(
+        behaviour: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    reasons: Counter[str] = Counter()
+    on_message = engine_module.Engine.on_message
+
+    def counting(self: engine_module.Engine, msg):  # type: ignore[no-untyped-def]
+        verdict, actions = on_message(self, msg)
+        reasons[verdict.reason] += 1
+        return verdict, actions
+
+    monkeypatch.setattr(engine_module.Engine, "on_message", counting)
+    report = run_sim(validators=4, byzantine=1, behaviours=[behaviour], drop=0.2, partition=True, seeds=range(6))
+    assert report["failing_seeds"] == [], report["failures"][:3]
+    assert reasons[REFUSED_FOR[behaviour]] > 0, reasons.most_common(8)
+
+
 def test_a_byzantine_sync_server_is_used_and_its_bad_blocks_are_refused() -> None:
     rejected, served = 0, Counter[str]()
     for seed in range(12):
