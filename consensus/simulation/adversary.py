@@ -55,12 +55,14 @@ from typing import TYPE_CHECKING
 from ..certificate import CommitCertificate, PreparedCertificate
 from ..messages import Commit, Decision, Message, NewView, Prepare, PrePrepare, ViewChange, sign_message
 from ..validators import ValidatorSet
+from .steering import STEER_VIEW, LockSplitter
 
 if TYPE_CHECKING:
     from .cluster import Endpoint
 
 FORGER_BEHAVIOURS: tuple[str, ...] = ("relabel-new-view", "forge-new-view", "lying-view-change",
-                                      "lock-hiding-primary", "inner-signature", "adaptive-split", "byzantine-sync")
+                                      "lock-hiding-primary", "inner-signature", "adaptive-split", "byzantine-sync",
+                                      "lock-split")
 # New-view builders: a Byzantine validator with one of these answers for the NEW-VIEWs of its views.
 _NEW_VIEW_BUILDERS = frozenset({"forge-new-view", "lock-hiding-primary"})
 MAX_TARGETED_DELAY_MS = 600
@@ -123,6 +125,9 @@ class Forger:
         self._forged_proposals: dict[tuple[int, int], PrePrepare] = {}
         # How many messages of each kind of forgery were built (for tests and reports).
         self.built: Counter[str] = Counter()
+        # lock-split (steering.py): one plan for the colluding validators, and the simulated time.
+        self.splitter = LockSplitter(chain_id, validators_at, fault_window_ms)
+        self.now = 0
 
     # -- what the adversary learns ------------------------------------------------------------
 
@@ -135,6 +140,7 @@ class Forger:
         elif h < self._top - _KEEP_HEIGHTS:
             return
         kind = type(msg)
+        self.splitter.learn(msg)
         if kind is ViewChange:
             assert isinstance(msg, ViewChange)
             self._vcs.setdefault((h, msg.view), {}).setdefault(msg.sender, msg.stripped())
@@ -178,11 +184,22 @@ class Forger:
 
     def react(self, ep: Endpoint, msg: Message, everyone: Sequence[Endpoint]) -> Out:
         """Messages `ep` sends at once because `msg` reached it."""
-        if type(msg) is not ViewChange or msg.height < self._top - _KEEP_HEIGHTS:
-            return []
-        assert isinstance(msg, ViewChange)
         b = ep.behaviours
         out: Out = []
+        if "lock-split" in b:
+            if ep.engine is not None:
+                self.splitter.choose(ep, ep.engine.height, self.now)
+            playing = self.splitter.plays(ep) and type(msg) is ViewChange and msg.height == self.splitter.height
+            if playing:
+                out += self.splitter.join(ep, msg, everyone)  # type: ignore[arg-type]
+            if playing and msg.view == STEER_VIEW:
+                out += self.splitter.new_view(ep, everyone)
+                if out:
+                    self._replaced.setdefault((msg.height, STEER_VIEW), set()).update(d.index for d, _ in out)
+                    self.built["lock-split:new-view"] += 1
+        if type(msg) is not ViewChange or msg.height < self._top - _KEEP_HEIGHTS:
+            return out
+        assert isinstance(msg, ViewChange)
         if "relabel-new-view" in b and msg.sender not in self._byzantine_ids:
             out += self._relabel(ep, msg, everyone)
         if b & _NEW_VIEW_BUILDERS and self._is_primary(ep, msg.height, msg.view):
@@ -391,6 +408,9 @@ class Forger:
         if kind is ViewChange and "lying-view-change" in b:
             assert isinstance(msg, ViewChange)
             out = [(d, self._lying_view_change(ep, m) if type(m) is ViewChange and not d.behaviours else m)
+                   for d, m in out]
+        if kind is ViewChange and "lock-split" in b and msg.height == self.splitter.height and self.splitter.plays(ep):
+            out = [(d, self.splitter.own_view_change(ep, m) if type(m) is ViewChange else m)  # type: ignore[arg-type]
                    for d, m in out]
         if "inner-signature" in b and kind in (ViewChange, NewView, Decision):
             out = [(d, self.corrupt_inner(ep, m) if self._rng.random() < 0.5 and not d.behaviours else m)

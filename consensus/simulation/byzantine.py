@@ -26,8 +26,9 @@ than f they can, and the safety check must catch it.
 
 The stronger adversary of `adversary.py` adds behaviours that build messages rather than bend
 the engine's (its module table describes each): relabel-new-view, forge-new-view,
-lying-view-change, lock-hiding-primary, inner-signature, adaptive-split, byzantine-sync. They
-share this class's group split and are reached through it (`Forger`).
+lying-view-change, lock-hiding-primary, inner-signature, adaptive-split, byzantine-sync and
+lock-split (`steering.py`). They share this class's group split and are reached through it
+(`Forger`).
 """
 
 from __future__ import annotations

@@ -243,6 +243,7 @@ class Simulation:
                                    byzantine_ids=frozenset(self.ids[v] for v in self.byzantine_validators),
                                    fault_window_ms=config.fault_window_ms)
         self._adaptive = any("adaptive-split" in ep.behaviours for ep in self.endpoints)
+        self._steering = any("lock-split" in ep.behaviours for ep in self.endpoints)
         self._sync_servers = [ep for ep in self.endpoints if "byzantine-sync" in ep.behaviours]
         self.sync_rejected = 0  # synced blocks the runtime's checks refused
         self.amnesiacs: set[int] = set()
@@ -502,8 +503,13 @@ class Simulation:
         """Send `msg` over the network; unless `prompt` (the adversary's own answers), an adaptive
         adversary may hold it back a little."""
         extra = 0
+        forger = self.adversary.forger
+        if forger is not None:
+            forger.now = self.now
+        if self._steering and not prompt and forger.splitter.drop(src, dest, msg, self.now):  # type: ignore[union-attr]
+            return
         if self._adaptive and not prompt:
-            extra = self.adversary.forger.extra_delay(src, dest, msg, self.now)  # type: ignore[union-attr]
+            extra = forger.extra_delay(src, dest, msg, self.now)  # type: ignore[union-attr]
         for delay in self.network.delays(src.index, dest.index, self.now):
             self._push(self.now + delay + extra, _DELIVER, (dest, msg, src.index))
 

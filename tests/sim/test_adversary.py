@@ -19,7 +19,10 @@ from collections import Counter
 import pytest
 from click.testing import CliRunner
 
+import consensus.certificate as certificate_module
+import consensus.encoding as encoding_module
 import consensus.engine as engine_module
+import consensus.messages as messages_module
 from consensus.simulation.__main__ import main as simulation_main
 from consensus.simulation.adversary import FORGER_BEHAVIOURS
 from consensus.simulation.cluster import SeedResult, SimConfig, Simulation, run_seed
@@ -34,6 +37,7 @@ RELABEL_PROBE = {"validators": 4, "byzantine": 1, "behaviours": ["relabel-new-vi
 QUORUM_PROBE = {"validators": 7, "byzantine": 2, "behaviours": ["lying-view-change", "equivocate", "double-vote"],
                 "drop": 0.2, "partition": True}
 INNER_PROBE = {"validators": 4, "byzantine": 1, "behaviours": ["inner-signature"], "drop": 0.2, "partition": True}
+STALE_PROBE = {"validators": 4, "byzantine": 1, "behaviours": ["lock-split"], "drop": 0.0, "partition": False}
 SYNC_PROBE = {"validators": 7, "byzantine": 1, "behaviours": ["byzantine-sync"], "drop": 0.2, "partition": True,
               "amnesia": True}
 
@@ -82,6 +86,7 @@ EXPECTED_FORGERIES = {
     "lock-hiding-primary": "new-view:hide",
     "inner-signature": "inner-signature:",
     "adaptive-split": "delay:",
+    "lock-split": "lock-split:",
 }
 
 
@@ -135,7 +140,7 @@ def test_a_byzantine_sync_server_is_used_and_its_bad_blocks_are_refused() -> Non
 # -- mutation checks: each slip is found within a fixed range of seeds ---------------------------
 
 def test_the_probe_configurations_are_clean_with_the_real_engine() -> None:
-    for probe, seeds in ((RELABEL_PROBE, 120), (QUORUM_PROBE, 10), (INNER_PROBE, 20)):
+    for probe, seeds in ((RELABEL_PROBE, 120), (QUORUM_PROBE, 10), (INNER_PROBE, 20), (STALE_PROBE, 20)):
         report = run_sim(**probe, seeds=range(seeds))  # type: ignore[arg-type]
         assert report["failing_seeds"] == [], (probe, report["failures"][:3])
 
@@ -166,6 +171,22 @@ def test_a_new_view_check_that_skips_the_inner_pre_prepare_signature_is_caught(m
     report = run_sim(**INNER_PROBE, seeds=range(20))  # type: ignore[arg-type]
     assert report["safety_violations"] > 0
     assert any("did not sign" in v for f in report["failures"] for v in f["safety"])
+
+
+def test_an_engine_that_checks_certificates_without_their_view_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Vote signatures that leave out the view: a quorum of PREPAREs of view 0 then passes for a
+    # certificate of any view. lock-split steers one height into a stale quorum and a block final
+    # at one validator, then claims the stale PREPAREs as a certificate of view 2.
+    original = encoding_module.vote_signing_bytes
+
+    def without_view(kind: int, chain_id: str, height: int, view: int, sender: bytes, digest: bytes) -> bytes:
+        return original(kind, chain_id, height, 0, sender, digest)
+
+    monkeypatch.setattr(messages_module, "vote_signing_bytes", without_view)
+    monkeypatch.setattr(certificate_module, "vote_signing_bytes", without_view)
+    report = run_sim(**STALE_PROBE, seeds=range(10))  # type: ignore[arg-type]
+    assert report["safety_violations"] > 0
+    assert any("finalized" in v for f in report["failures"] for v in f["safety"])
 
 
 def test_a_runtime_that_applies_synced_blocks_unchecked_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
