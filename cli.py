@@ -1634,7 +1634,8 @@ def _parse_seeds(text: str) -> list[int]:
 @main.command(context_settings=CONTEXT)
 @click.option("--validators", default=4, show_default=True, type=click.IntRange(1, 64), help="Validators in the simulated network.")
 @click.option("--byzantine", default=0, show_default=True, type=click.IntRange(0, 64), help="How many of them misbehave.")
-@click.option("--behaviour", "behaviours", default="", help="Comma-separated Byzantine behaviours (default: all).")
+@click.option("--behaviour", "behaviours", default="",
+              help="Comma-separated Byzantine behaviours, or 'all' (the default); see consensus/simulation/byzantine.py.")
 @click.option("--drop", default=0.0, show_default=True, type=click.FloatRange(0.0, 0.9), help="Probability that a message is lost.")
 @click.option("--partition/--no-partition", default=False, show_default=True, help="Partition the network for a while, then heal it.")
 @click.option("--seeds", "seeds_text", default="0-99", show_default=True, help="Seeds to run: 7, 0-999 or 1,5,9.")
@@ -1650,13 +1651,16 @@ def sim(validators: int, byzantine: int, behaviours: str, drop: float, partition
     Examples:
       medledger sim --validators 4 --byzantine 1 --drop 0.2 --partition --seeds 0-999 --json
       medledger sim --validators 7 --byzantine 2 --behaviour equivocate,double-vote --seeds 42
+      medledger sim --validators 4 --byzantine 1 --behaviour relabel-new-view,withhold --drop 0.3 --partition
       medledger sim --validators 4 --byzantine 2 --seeds 0-199   # above f: violations appear
     """
     from consensus.simulation.byzantine import BEHAVIOURS
     from consensus.simulation.runner import run_sim
 
     seeds = _parse_seeds(seeds_text)
-    chosen = [b.strip() for b in behaviours.split(",") if b.strip()] or list(BEHAVIOURS)
+    chosen = [b.strip() for b in behaviours.split(",") if b.strip()]
+    if not chosen or "all" in chosen:
+        chosen = list(BEHAVIOURS)
     unknown = [b for b in chosen if b not in BEHAVIOURS]
     if unknown:
         fail(f"unknown behaviour {', '.join(unknown)}; choose from {', '.join(BEHAVIOURS)}", EXIT_USAGE)

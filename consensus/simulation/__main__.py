@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heights", type=int, default=6)
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
     args = parser.parse_args(argv)
-    behaviours = list(BEHAVIOURS) if args.behaviour == "all" else [b for b in args.behaviour.split(",") if b]
+    behaviours = [b.strip() for b in args.behaviour.split(",") if b.strip()]
+    if "all" in behaviours:
+        behaviours = list(BEHAVIOURS)
     try:
         seeds = parse_seeds(args.seeds)
         done = 0

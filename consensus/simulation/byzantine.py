@@ -23,6 +23,12 @@ than f they can, and the safety check must catch it.
 | view-spam      | asks for far-away views and claims far-future heights                       |
 | withhold       | shows its proposals and votes to one group only, and its COMMITs to a single|
 |                | validator, so that a block is final at some validators and not at others    |
+
+The stronger adversary of `adversary.py` adds behaviours that build messages rather than bend
+the engine's (its module table describes each): relabel-new-view, forge-new-view,
+lying-view-change, lock-hiding-primary, inner-signature, adaptive-split, byzantine-sync and
+lock-split (`steering.py`). They share this class's group split and are reached through it
+(`Forger`).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ..certificate import CommitCertificate, PreparedCertificate
@@ -45,12 +51,17 @@ from ..messages import (
     sign_message,
 )
 
+from ..validators import ValidatorSet
+from .adversary import FORGER_BEHAVIOURS, Forger
+
 if TYPE_CHECKING:
     from .cluster import Endpoint
 
-BEHAVIOURS: tuple[str, ...] = ("silent", "equivocate", "double-vote", "unknown-block", "bad-signature",
-                               "replay", "twin", "invalid-block", "view-spam", "withhold")
-TICK_BEHAVIOURS = frozenset({"unknown-block", "bad-signature", "replay", "view-spam", "invalid-block"})
+BENDING_BEHAVIOURS: tuple[str, ...] = ("silent", "equivocate", "double-vote", "unknown-block", "bad-signature",
+                                       "replay", "twin", "invalid-block", "view-spam", "withhold")
+BEHAVIOURS: tuple[str, ...] = BENDING_BEHAVIOURS + FORGER_BEHAVIOURS
+TICK_BEHAVIOURS = frozenset({"unknown-block", "bad-signature", "replay", "view-spam", "invalid-block",
+                             "inner-signature"})
 
 
 def block_payload(height: int, view: int, proposer: int, tag: str) -> bytes:
@@ -61,12 +72,18 @@ def block_payload(height: int, view: int, proposer: int, tag: str) -> bytes:
 class Adversary:
     """The colluding Byzantine validators' shared knowledge and their rewriting of traffic."""
 
-    def __init__(self, rng: random.Random, chain_id: str, honest: Sequence[int]) -> None:
+    def __init__(self, rng: random.Random, chain_id: str, honest: Sequence[int], *,
+                 validators_at: Callable[[int], ValidatorSet] | None = None,
+                 byzantine_ids: frozenset[bytes] = frozenset(), fault_window_ms: int = 0) -> None:
         self._rng = rng
         self._chain_id = chain_id
         honest = list(honest)
         rng.shuffle(honest)
         self.group_one = frozenset(honest[: (len(honest) + 1) // 2])
+        self.forger: Forger | None = None
+        if validators_at is not None:
+            self.forger = Forger(rng, chain_id, validators_at, byzantine_ids, self.group_one, fault_window_ms,
+                                 block_payload)
         # (height, view) -> (original digest, alternative digest), for equivocated proposals.
         self._alternatives: dict[tuple[int, int], tuple[bytes, bytes]] = {}
         self._replay_buffer: dict[int, list[Message]] = {}
@@ -106,6 +123,9 @@ class Adversary:
                 out = [(d, m) for d, m in out if d.behaviours or d.index == favourite]
             elif kind in (PrePrepare, NewView, Prepare):
                 out = [(d, m) for d, m in out if self._first_story(d)]
+        if self.forger is not None:
+            self.forger.learn(msg, self._no_endpoint)
+            out = self.forger.outgoing(ep, msg, out)
         if "bad-signature" in b:
             out = [(d, _corrupt(m) if self._rng.random() < 0.3 else m) for d, m in out]
         return out
@@ -149,17 +169,39 @@ class Adversary:
             far = Prepare(chain_id=self._chain_id, height=height + rng.randint(2, 50), view=0, sender=me,
                           digest=self._random_digest())
             out += [(d, sign_message(m, ep.signer)) for d in others for m in (vc, far)]
+        if "inner-signature" in b and ep.chain and self.forger is not None:
+            digest, payload, cert = ep.chain[-1]
+            decision = Decision(chain_id=self._chain_id, height=cert.height, view=cert.view, sender=me,
+                                digest=digest, payload=payload, certificate=cert)
+            out += [(d, self.forger.corrupt_inner(ep, decision)) for d in others if not d.behaviours]
         return out
 
-    def observe(self, ep: Endpoint, msg: Message) -> None:
-        """A message reached a Byzantine endpoint: keep some for replaying later."""
+    def observe(self, ep: Endpoint, msg: Message, everyone: Sequence[Endpoint] = ()) -> list[tuple[Endpoint, Message]]:
+        """A message reached a Byzantine endpoint: learn from it, keep some for replaying later,
+        and return what the adversary sends at once in answer."""
+        out: list[tuple[Endpoint, Message]] = []
+        if self.forger is not None:
+            self.forger.learn(msg, lambda key: self._endpoint_index(everyone, key))
+            out = self.forger.react(ep, msg, everyone)
         if "replay" not in ep.behaviours or msg.sender == ep.signer.public_key:
-            return
+            return out
         buffer = self._replay_buffer.setdefault(ep.index, [])
         if len(buffer) < 200:
             buffer.append(msg)
         else:
             buffer[self._rng.randrange(200)] = msg
+        return out
+
+    @staticmethod
+    def _no_endpoint(key: bytes) -> int | None:
+        return None
+
+    @staticmethod
+    def _endpoint_index(everyone: Sequence[Endpoint], key: bytes) -> int | None:
+        for d in everyone:
+            if d.honest and d.signer.public_key == key:
+                return d.index
+        return None
 
     # -- helpers ------------------------------------------------------------------------------
 

@@ -54,6 +54,7 @@ from ..engine import Engine, EngineConfig
 from ..errors import LocalProtocolError
 from ..evidence import Evidence
 from ..messages import Decision, Message, decode_message
+from ..wal import decode_record
 from ..validators import ValidatorSet
 from .byzantine import BEHAVIOURS, TICK_BEHAVIOURS, Adversary, block_payload
 from .fake_crypto import FakeKeyring, FakeVerifier
@@ -238,7 +239,13 @@ class Simulation:
                                              drop=config.drop, duplicate=config.duplicate, reorder=config.reorder),
                                len(self.endpoints), self._net_rng)
         honest_eps = [ep.index for ep in self.endpoints if ep.honest]
-        self.adversary = Adversary(self._byz_rng, CHAIN_ID, honest_eps)
+        self.adversary = Adversary(self._byz_rng, CHAIN_ID, honest_eps, validators_at=self._validators_at,
+                                   byzantine_ids=frozenset(self.ids[v] for v in self.byzantine_validators),
+                                   fault_window_ms=config.fault_window_ms)
+        self._adaptive = any("adaptive-split" in ep.behaviours for ep in self.endpoints)
+        self._steering = any("lock-split" in ep.behaviours for ep in self.endpoints)
+        self._sync_servers = [ep for ep in self.endpoints if "byzantine-sync" in ep.behaviours]
+        self.sync_rejected = 0  # synced blocks the runtime's checks refused
         self.amnesiacs: set[int] = set()
         # Every vote an honest validator ever sent: (validator, kind, height, view) -> what it said.
         self._signed: dict[tuple[int, str, int, int], bytes] = {}
@@ -408,10 +415,16 @@ class Simulation:
             elif kind is Send:
                 self._note_signed(ep, action.message)
                 msg = self._wire(action.message)
-                for dest in self.endpoints:
-                    if dest.signer.public_key == action.to and dest is not ep:
+                dests = [d for d in self.endpoints if d.signer.public_key == action.to and d is not ep]
+                if ep.behaviours:
+                    for dest, m in self.adversary.outgoing(ep, msg, dests):
+                        self._transmit(ep, dest, m)
+                else:
+                    for dest in dests:
                         self._transmit(ep, dest, msg)
             elif kind is Persist:
+                if ep.honest:
+                    self._check_accepted(ep, action.entry)
                 ep.wal.append((action.height, action.entry))
             elif kind is SetTimer:
                 ep.timer_seq += 1
@@ -463,6 +476,17 @@ class Simulation:
             self.safety.append(f"validator {ep.validator} signed two different {kind.__name__} messages at "
                                f"height {msg.height} view {msg.view}")
 
+    def _check_accepted(self, ep: Endpoint, entry: bytes) -> None:
+        """An honest validator prepares only a proposal its primary signed (else it could never prove it)."""
+        record = decode_record(entry, max_payload=self.engine_config.max_payload)
+        pp = record.accepted
+        if pp is None:
+            return
+        primary = self._validators_at(pp.height).primary(pp.height, pp.view)
+        if pp.sender != primary or not self.verifier.verify(pp.sender, pp.signing_bytes(), pp.signature):
+            self.safety.append(f"height {pp.height}: endpoint {ep.index} prepared a proposal of view {pp.view} "
+                               f"that its primary did not sign")
+
     def _broadcast(self, ep: Endpoint, msg: Message) -> None:
         self._note_signed(ep, msg)
         msg = self._wire(msg)
@@ -475,9 +499,19 @@ class Simulation:
             for dest in dests:
                 self._transmit(ep, dest, msg)
 
-    def _transmit(self, src: Endpoint, dest: Endpoint, msg: Message) -> None:
+    def _transmit(self, src: Endpoint, dest: Endpoint, msg: Message, prompt: bool = False) -> None:
+        """Send `msg` over the network; unless `prompt` (the adversary's own answers), an adaptive
+        adversary may hold it back a little."""
+        extra = 0
+        forger = self.adversary.forger
+        if forger is not None:
+            forger.now = self.now
+        if self._steering and not prompt and forger.splitter.drop(src, dest, msg, self.now):  # type: ignore[union-attr]
+            return
+        if self._adaptive and not prompt:
+            extra = forger.extra_delay(src, dest, msg, self.now)  # type: ignore[union-attr]
         for delay in self.network.delays(src.index, dest.index, self.now):
-            self._push(self.now + delay, _DELIVER, (dest, msg, src.index))
+            self._push(self.now + delay + extra, _DELIVER, (dest, msg, src.index))
 
     def _deliver(self, dest: Endpoint, msg: Message, src: int) -> None:
         if not dest.up or self.network.partitioned(src, dest.index, self.now):
@@ -487,7 +521,10 @@ class Simulation:
             return
         self.messages += 1
         if dest.behaviours:
-            self.adversary.observe(dest, msg)
+            for to, m in self.adversary.observe(dest, msg, self.endpoints):
+                self._transmit(dest, to, self._wire(m), prompt=True)
+        if not dest.up:
+            return
         _, actions = dest.engine.on_message(msg)  # type: ignore[union-attr]
         if actions:
             self._execute(dest, actions)
@@ -531,6 +568,9 @@ class Simulation:
         mine = len(ep.chain)
         peers = [p for p in self.endpoints if p.honest and p.up and p is not ep and len(p.chain) > mine
                  and not self.network.partitioned(ep.index, p.index, self.now)]
+        # A Byzantine sync server claims to be ahead of everybody.
+        peers += [p for p in self._sync_servers if p.up and p is not ep
+                  and not self.network.partitioned(ep.index, p.index, self.now)]
         if not peers:
             return
         peer = self._net_rng.choice(peers)
@@ -543,19 +583,39 @@ class Simulation:
     def _sync_reply(self, ep: Endpoint, peer: Endpoint, epoch: int) -> None:
         if not ep.up or ep.epoch != epoch or self.network.partitioned(ep.index, peer.index, self.now):
             return
-        for height in range(len(ep.chain) + 1, len(peer.chain) + 1):
+        if peer.honest:
+            served: list | None = [(h, *peer.chain[h - 1]) for h in range(len(ep.chain) + 1, len(peer.chain) + 1)]
+        else:
+            served = self.adversary.forger.serve_sync(peer, len(ep.chain) + 1)  # type: ignore[union-attr]
+            if served is None:
+                return  # withheld: the request times out (sync_busy_until) and goes to another peer
+        for height, digest, payload, cert in served:
             if not ep.up:
                 return
-            digest, payload, cert = peer.chain[height - 1]
-            # The runtime checks the certificate itself before applying a synced block.
-            if not verify_certificate(cert, chain_id=CHAIN_ID, validators=self._validators_at(height),
-                                      verifier=self.verifier):
-                self.safety.append(f"height {height}: sync served a block whose certificate does not verify")
-                return
+            # The runtime's checks of a synced block (node/runtime.py, apply_synced_block).
+            problem = self._synced_block_problem(ep, height, digest, payload, cert)
+            if problem:
+                self.sync_rejected += 1
+                if peer.honest:
+                    self.safety.append(f"height {height}: an honest sync server served a block that {problem}")
+                break
             self._apply_block(ep, height, digest, payload, cert)
             assert ep.engine is not None
             self._execute(ep, ep.engine.on_block_synced(height, digest, cert, payload))
         ep.sync_busy_until = -1
+
+    def _synced_block_problem(self, ep: Endpoint, height: int, digest: bytes, payload: bytes,
+                              cert: CommitCertificate) -> str:
+        if height != len(ep.chain) + 1:
+            return f"is for height {height}, not {len(ep.chain) + 1}"
+        if hashlib.sha256(payload).digest() != digest or (cert.height, cert.digest) != (height, digest):
+            return "is not the block its certificate names"
+        if not verify_certificate(cert, chain_id=CHAIN_ID, validators=self._validators_at(height),
+                                  verifier=self.verifier):
+            return "has a certificate that does not verify"
+        if not _valid_block(height, payload):
+            return "the application rejects"
+        return ""
 
     # -- faults --------------------------------------------------------------------------------
 
