@@ -91,6 +91,15 @@ def load_identity(path: str, passphrase_env: str | None) -> Identity:
         fail(str(exc), EXIT_USAGE)
 
 
+def require_extra(module: str, what: str) -> None:
+    """Refuse `what` with the extra to install when the optional `module` is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        fail(f"{what} needs {module}, which comes with the tools extra: pip install 'medledger[tools]' "
+             "(from a clone: pip install -e '.[tools]')", EXIT_USAGE)
+
+
 def run_client(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
@@ -287,7 +296,7 @@ def node_run(ctx: click.Context, home: str, passphrase_env: str | None, log_form
     """
     from click.core import ParameterSource
 
-    from node.byzantine import ByzantineConfigError
+    from node.devtools.byzantine import ByzantineConfigError, hook_from_env
     from node.tls import TlsError
 
     from node.daemon import run_node
@@ -317,8 +326,11 @@ def node_run(ctx: click.Context, home: str, passphrase_env: str | None, log_form
             if not sys.stdin.isatty():
                 fail(f"{key_path} is encrypted: pass --passphrase-env VAR", EXIT_USAGE)
             passphrase = click.prompt(f"Passphrase for {key_path}", hide_input=True)
+        # a Byzantine test node is wired from the tools, never by the daemon itself
+        hook = hook_from_env(unsafe_test_switches)
         run_node(Path(home), passphrase=passphrase, test_switches=unsafe_test_switches,
-                 tls_cert=Path(tls_cert) if tls_cert else None, tls_key=Path(tls_key) if tls_key else None)
+                 tls_cert=Path(tls_cert) if tls_cert else None, tls_key=Path(tls_key) if tls_key else None,
+                 hook=hook)
     except (ConfigError, GenesisError, KeyFileError, StorageError, StoreCorrupted, TlsError, ByzantineConfigError) as exc:
         refuse(str(exc))
     except OSError as exc:
@@ -1280,7 +1292,7 @@ def demo_data(patients: int, out_dir: str, institutions: int | None, seed: int, 
     if institutions is None:
         institutions = 3
         if load:
-            from node.cluster import Cluster, ClusterError
+            from node.devtools.cluster import Cluster, ClusterError
 
             try:
                 institutions = len(Cluster.open(Path(devnet_dir)).nodes)
@@ -1293,7 +1305,7 @@ def demo_data(patients: int, out_dir: str, institutions: int | None, seed: int, 
     result: dict[str, Any] = {"out": out_dir, "files": len(paths), "patients": patients, "institutions": institutions, "seed": seed}
     text = f"wrote {len(paths)} files for {patients} patients at {institutions} institutions to {out_dir}"
     if load:
-        from node.demo_load import DemoLoadError, load_demo
+        from node.devtools.demo_load import DemoLoadError, load_demo
         from node.client import RecordError
 
         say = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
@@ -1455,7 +1467,7 @@ def devnet_init(nodes: int, directory: str, base_port: int, chain_id: str, tls: 
       medledger devnet init --nodes 4 --dir ./devnet --tls
       medledger --ca ./devnet/ca.pem status --node https://127.0.0.1:8700
     """
-    from node.cluster import Cluster
+    from node.devtools.cluster import Cluster
 
     try:
         cluster = Cluster.create(Path(directory), nodes, base_port=base_port, chain_id=chain_id, tls=tls)
@@ -1495,7 +1507,7 @@ def devnet_up(nodes: int, directory: str, base_port: int, duration: float, tls: 
     import signal as _signal
     import time as _time
 
-    from node.cluster import Cluster, ClusterError, Supervisor
+    from node.devtools.cluster import Cluster, ClusterError, Supervisor
 
     root = Path(directory)
     try:
@@ -1566,7 +1578,7 @@ def devnet_stop(index: int, directory: str, hard: bool) -> None:
     """
     import signal as _signal
 
-    from node.cluster import running_pid
+    from node.devtools.cluster import running_pid
 
     home = Path(directory) / f"node{index}"
     if not (home / "config.toml").exists():
@@ -1715,7 +1727,7 @@ def chaos(nodes: int, duration: float, seed: int, faults: str, byzantine_count: 
       medledger chaos --nodes 4 --duration 120 --seed 7 --json
       medledger chaos --nodes 7 --duration 120 --faults kill,pause,partition,lag,byzantine --byzantine 2
     """
-    from node.chaos import ChaosConfig, ChaosError, run_chaos
+    from node.devtools.chaos import ChaosConfig, ChaosError, run_chaos
 
     cfg = ChaosConfig(nodes=nodes, duration_s=duration, seed=seed, rate=rate,
                       faults=tuple(x.strip() for x in faults.split(",") if x.strip()),
@@ -1752,8 +1764,8 @@ def measure_catch_up(cluster: Any, lagging: int, from_height: int, timeout: floa
     the others' height: from the restart, so the process's start-up counts against the rate."""
     import time
 
-    from node.bench import BenchError
-    from node.cluster import http_json
+    from node.devtools.bench import BenchError
+    from node.devtools.cluster import http_json
 
     others = [i for i in range(len(cluster.nodes)) if i != lagging]
     target = max(h or 0 for h in (cluster.heights()[i] for i in others))
@@ -1835,15 +1847,17 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | Non
     import tempfile
     import time
 
-    from node.bench import (
+    from node.devtools.bench import (
         BenchConfig, BenchError, add_ceiling, chain_status, commit_setup, measure_verify_rate, node_peak_rss, run_bench,
         sweep_rates as parse_rates, write_sweep,
     )
-    from node.cluster import Cluster, ClusterError
-    from node.workload import mix_workload, preload_phases, register_workload
+    from node.devtools.cluster import Cluster, ClusterError
+    from node.devtools.workload import mix_workload, preload_phases, register_workload
 
     if (own_nodes is None) == (targets is None):
         fail("give either --nodes N (a local network for the run) or --target URL,...", EXIT_USAGE)
+    if sweep:
+        require_extra("matplotlib", "bench --sweep (its plot)")
     if tx_bytes:
         fail("--tx-bytes is no longer supported: transactions carry no free text (a break-glass reason is a code), "
              "so there is nothing to pad them with; leave it out", EXIT_USAGE)
@@ -2017,7 +2031,8 @@ def fuzz(targets: str, cases: int, seed: int, endpoints: str, batch: int, concur
     import asyncio
     import tempfile
 
-    from node.fuzz import FuzzConfig, FuzzError, passed, run_fuzz
+    require_extra("hypothesis", "medledger fuzz (its values are drawn from hypothesis strategies)")
+    from node.devtools.fuzz import FuzzConfig, FuzzError, passed, run_fuzz
 
     scratch = tempfile.TemporaryDirectory(prefix="medledger-fuzz-")  # hypothesis's cache, not a .hypothesis/ here
     os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", scratch.name)

@@ -30,10 +30,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from storage.offchain import OffchainStore
+from storage.offchain import MAX_RECORD_BYTES, OffchainStore
 
 from .app import queries
 from .core.crypto import sha256
+from .core.encoding import canonical, decode
 from .records.envelope import EnvelopeError, unwrap_key, wrap_key
 from .records.protocol import Fetch, Release, Upload
 from .replay import ReplayGuard, ReplayRefused
@@ -49,6 +50,20 @@ class CustodianRefusal(Exception):
         self.status = status
         self.code = code
         self.message = message
+
+
+def store_entry(store: OffchainStore, record_id: bytes, entry: dict[str, Any]) -> None:
+    """Keep a record's ciphertext and wrapped keys (canonical msgpack) in the off-chain store."""
+    store.put(record_id, canonical(entry))
+
+
+def load_entry(store: OffchainStore, record_id: bytes) -> dict[str, Any] | None:
+    """The entry `store_entry` kept for `record_id` (None when there is none, e.g. erased)."""
+    raw = store.get(record_id)
+    if raw is None:
+        return None
+    entry: dict[str, Any] = decode(raw, max_bytes=MAX_RECORD_BYTES * 2)
+    return entry
 
 
 def no_grant() -> CustodianRefusal:
@@ -123,7 +138,7 @@ class Custodian:
                                    f"this author has {count} upload(s), {size} bytes, waiting for their record.add (at most "
                                    f"{self.limits.max_pending} and {self.limits.max_pending_bytes} bytes): announce them "
                                    "on the ledger first")
-        self.store.put(upload.record_id, {
+        store_entry(self.store, upload.record_id, {
             "patient": upload.patient, "resource_type": upload.resource_type, "ciphertext": upload.ciphertext,
             "wrapped": upload.wrapped, "author": upload.author, "sha256": sha256(upload.ciphertext),
             "received_ms": now,
@@ -221,7 +236,7 @@ class Custodian:
             self.guard.remember(fetch.requester, fetch.nonce, now_ms)
         except ReplayRefused as exc:
             raise CustodianRefusal(429 if exc.code == "busy" else 401, exc.code, exc.message) from None
-        entry = self.store.get(fetch.record_id)
+        entry = load_entry(self.store, fetch.record_id)
         if entry is None:
             raise CustodianRefusal(410, "erased", "the record's data is not held here any more")
         if not matches_ledger(entry, meta):
@@ -259,7 +274,7 @@ class Custodian:
     def _announced(self, tx: Any) -> None:
         rid = tx.body["record"]
         self._drop_pending(rid)
-        entry = self.store.get(rid)
+        entry = load_entry(self.store, rid)
         if entry is None:
             return
         meta = {"author": tx.sender.hex(), "patient": tx.body["patient"].hex(),
@@ -280,7 +295,7 @@ class Custodian:
             if meta is not None and meta.get("erased"):
                 self.store.erase(rid)
             elif meta is None and rid not in self._pending:
-                entry = self.store.get(rid)
+                entry = load_entry(self.store, rid)
                 if entry is not None:
                     received = entry.get("received_ms")  # absent in uploads older than this rule: from now on
                     waiting.append((received if isinstance(received, int) else now, rid, entry["author"], entry["patient"],

@@ -18,7 +18,7 @@ import signal
 import ssl
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -29,8 +29,6 @@ from storage.kv import LevelDBStore
 from storage.offchain import OffchainStore
 
 from .api import SERVER_OPTIONS, QuietClientErrors, make_app
-from .byzantine import ENV_SEED, mode_from_env
-from .byzantine import install as install_byzantine
 from .custodian import Custodian
 from .research_service import ResearchService
 from .config import NodeConfig, NodeHome
@@ -119,14 +117,34 @@ def allowed_peers(node: Node) -> set[bytes]:
     return allowed
 
 
+class Service(Protocol):
+    """Something a hook installs: started after the peer network, stopped before it."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class NodeHook(Protocol):
+    """Test wiring around a node's peer network, given by the command layer (never built here)."""
+
+    def p2p_limits(self, limits: P2PLimits) -> P2PLimits: ...
+
+    def install(self, node: Node, network: Any) -> Service | None: ...
+
+
 async def serve(
     node: Node,
     *,
     ready: "asyncio.Future[str] | None" = None,
     stop: asyncio.Event | None = None,
     test_switches: bool = False,
+    hook: NodeHook | None = None,
 ) -> None:
-    """Run `node`, its peer network and its API until `stop` is set or SIGINT/SIGTERM arrives."""
+    """Run `node`, its peer network and its API until `stop` is set or SIGINT/SIGTERM arrives.
+
+    `hook` (tests only, e.g. a Byzantine node from node/devtools/byzantine.py) may change the
+    peer limits and wrap the network; what it installs starts after the network and stops before it."""
     from .network import NetworkService
 
     stop = stop or asyncio.Event()
@@ -138,19 +156,14 @@ async def serve(
             pass
     contexts = ssl_contexts(NodeHome(node.home_dir or Path(".")), node.config)
     allowed = allowed_peers(node)
-    byzantine_mode = mode_from_env(test_switches)
+    limits = p2p_limits(node.config)
     network = NetworkService(
         node, host=node.config.p2p.host, port=node.config.p2p.port, peers=peer_map(node),
         allowed=allowed.__contains__, test_switches=test_switches,
-        # a garbage-sending test node may send frames over the limit its honest peers enforce
-        limits=dataclasses.replace(p2p_limits(node.config), max_frame_bytes=8 * 1024 * 1024)
-        if byzantine_mode == "garbage" else p2p_limits(node.config),
+        limits=hook.p2p_limits(limits) if hook is not None else limits,
         ssl_server=contexts["p2p_server"], ssl_client=contexts["p2p_client"],
     )
-    byzantine = None
-    if byzantine_mode is not None:
-        seed = int(os.environ.get(ENV_SEED, "0") or 0)
-        byzantine = install_byzantine(node, network, byzantine_mode, seed)
+    byzantine = hook.install(node, network) if hook is not None else None
     offchain = OffchainStore(LevelDBStore(node.store_dir / "records"))
     custodian = Custodian(node, offchain)
     node.commit_hooks.append(custodian.on_block_committed)
@@ -218,13 +231,14 @@ def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
 
 
 def run_node(home: Path, *, passphrase: str | None = None, test_switches: bool = False,
-             tls_cert: Path | None = None, tls_key: Path | None = None) -> None:
-    """Blocking entry point of `medledger node run`."""
-    mode_from_env(test_switches)  # refuse a Byzantine mode without test switches before opening anything
+             tls_cert: Path | None = None, tls_key: Path | None = None, hook: NodeHook | None = None) -> None:
+    """Blocking entry point of `medledger node run` (`hook`: test wiring, see `serve`)."""
+    if hook is not None and not test_switches:
+        raise ValueError("test wiring needs --unsafe-test-switches")
     config = with_tls_files(NodeHome(home).load_config(), tls_cert, tls_key)
     ssl_contexts(NodeHome(home), config)  # refuse unusable certificate files before opening the store
     node = open_node(home, passphrase=passphrase, config=config)
     if test_switches:
         node.store.crash_at = os.environ.get(ENV_CRASH_AT) or None
-    run_event_loop(serve(node, test_switches=test_switches))
+    run_event_loop(serve(node, test_switches=test_switches, hook=hook))
     log.info("stopped cleanly (pid %d)", os.getpid())

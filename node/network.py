@@ -88,7 +88,7 @@ class NetworkService:
         self._to_admit_hashes: set[bytes] = set()  # decoded, queued, not yet verified
         self._admit_wake = asyncio.Event()
         self._peers: set[bytes] = set()
-        # test hook (node/byzantine.py, --unsafe-test-switches only): sees every incoming frame
+        # test hook (node/devtools/byzantine.py, --unsafe-test-switches only): sees every incoming frame
         self.observe_frame: Callable[[bytes, int, bytes], None] | None = None
         node.transport = self
         node.on_admitted = self._queue_gossip

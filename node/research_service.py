@@ -42,7 +42,7 @@ from .app import queries
 from .app.studies import K_MAX, study_min_k
 from .core.crypto import KEY_SIZE, SIGNATURE_SIZE, Identity, sha256, verify
 from .core.encoding import canonical
-from .custodian import CustodianRefusal
+from .custodian import CustodianRefusal, load_entry
 from .records.envelope import EnvelopeError, decrypt, unwrap_key
 from .records.protocol import ProtocolError
 from .research.extract import assemble_extract
@@ -217,7 +217,7 @@ class ResearchService:
         return release.to_dict()
 
     def _open(self, record_id: bytes) -> dict[str, Any] | None:
-        entry = self.offchain.get(record_id)
+        entry = load_entry(self.offchain, record_id)
         if entry is None:
             return None
         try:

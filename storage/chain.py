@@ -26,7 +26,8 @@ import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from node.core.encoding import canonical, decode
+import msgpack
+
 
 from .kv import KeyValueStore, WriteBatch
 
@@ -149,7 +150,7 @@ class ChainStore:
         batch.put(P_CERT + u64(height), certificate)
         batch.put(P_BLOCK_HASH + block_hash, u64(height))
         for index, (tx_hash, result) in enumerate(tx_results):
-            batch.put(P_TX + tx_hash, canonical([height, index, result]))
+            batch.put(P_TX + tx_hash, msgpack.packb([height, index, result], use_bin_type=True))
         for key, value in state_writes:
             if value is None:
                 batch.delete(P_STATE + key)
@@ -217,7 +218,7 @@ class ChainStore:
         raw = self.kv.get(P_TX + tx_hash)
         if raw is None:
             return None
-        height, index, result = decode(raw)
+        height, index, result = msgpack.unpackb(raw, raw=False)
         return TxLocation(height, index, result)
 
     def has_tx(self, tx_hash: bytes) -> bool:

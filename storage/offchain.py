@@ -2,14 +2,10 @@
 
 Kept in its own LevelDB (`data/records`) apart from the chain, so that erasing a record can
 delete its keys and compact exactly that range until the bytes are gone from the files, without
-rewriting chain data. Values are canonical msgpack maps; the store does not interpret them.
+rewriting chain data. Values are bytes (the custodian's encoding); the store does not interpret them.
 """
 
 from __future__ import annotations
-
-from typing import Any
-
-from node.core.encoding import canonical, decode
 
 from .kv import KeyValueStore, WriteBatch
 
@@ -35,14 +31,13 @@ class OffchainStore:
             kv.write(batch, sync=True)
             kv.compact(None, None)
 
-    def put(self, record_id: bytes, entry: dict[str, Any]) -> None:
+    def put(self, record_id: bytes, value: bytes) -> None:
         batch = WriteBatch()
-        batch.put(P_RECORD + record_id, canonical(entry))
+        batch.put(P_RECORD + record_id, value)
         self.kv.write(batch, sync=True)
 
-    def get(self, record_id: bytes) -> dict[str, Any] | None:
-        raw = self.kv.get(P_RECORD + record_id)
-        return decode(raw, max_bytes=MAX_RECORD_BYTES * 2) if raw else None
+    def get(self, record_id: bytes) -> bytes | None:
+        return self.kv.get(P_RECORD + record_id) or None
 
     def has(self, record_id: bytes) -> bool:
         return self.kv.get(P_RECORD + record_id) is not None

@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from node.client import HealthClient  # noqa: E402
-from node.cluster import Cluster  # noqa: E402
+from node.devtools.cluster import Cluster  # noqa: E402
 from node.core.crypto import Identity  # noqa: E402
 from tests.browser.story import launch_chromium, populate  # noqa: E402
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from node.client import HealthClient
-from node.cluster import Cluster
+from node.devtools.cluster import Cluster
 from node.core.crypto import Identity
 from node.keys import load_key_file, write_key_file
 

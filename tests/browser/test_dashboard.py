@@ -31,7 +31,7 @@ import nacl.exceptions  # noqa: E402
 import nacl.signing  # noqa: E402
 
 from node.client import HealthClient  # noqa: E402
-from node.cluster import Cluster  # noqa: E402
+from node.devtools.cluster import Cluster  # noqa: E402
 from node.core.crypto import Identity  # noqa: E402
 from node.core.encoding import canonical  # noqa: E402
 from node.keys import write_key_file  # noqa: E402

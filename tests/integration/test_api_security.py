@@ -17,7 +17,7 @@ from node.api import make_app
 from node.app.types.identity import attest
 from node.auth import sign_headers
 from node.client import ApiError, Client, HealthClient, NodeUnreachable
-from node.cluster import Cluster
+from node.devtools.cluster import Cluster
 from node.config import build_config
 from node.core.crypto import Identity
 from node.keys import load_key_file
@@ -258,7 +258,7 @@ def test_node_run_with_tls_flags_serves_https_only(tmp_path):
     import subprocess
     import sys
 
-    from node.cluster import free_ports
+    from node.devtools.cluster import free_ports
     from node.tls import issue_certificate, make_local_ca
 
     root = Path(__file__).resolve().parents[2]

@@ -8,9 +8,9 @@ import urllib.request
 
 import pytest
 
-from node.bench import prepare
-from node.byzantine import ENV_MODE, ENV_SEED, MODES
-from node.cluster import Cluster, http_json
+from node.devtools.bench import prepare
+from node.devtools.byzantine import ENV_MODE, ENV_SEED, MODES
+from node.devtools.cluster import Cluster, http_json
 from node.core.encoding import canonical
 
 pytestmark = pytest.mark.slow

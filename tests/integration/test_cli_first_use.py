@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from cli import main
 from node.client import HealthClient
-from node.cluster import Cluster
+from node.devtools.cluster import Cluster
 from node.keys import load_key_file
 
 pytestmark = pytest.mark.slow

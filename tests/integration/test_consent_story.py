@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from node.client import HealthClient
-from node.cluster import Cluster
+from node.devtools.cluster import Cluster
 from node.core.crypto import Identity
 from node.keys import load_key_file
 

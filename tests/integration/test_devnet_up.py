@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from node.bench import prepare
-from node.cluster import Cluster, http_json, running_pid
+from node.devtools.bench import prepare
+from node.devtools.cluster import Cluster, http_json, running_pid
 from node.core.encoding import canonical
 
 pytestmark = pytest.mark.slow

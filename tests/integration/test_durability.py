@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from node.cluster import Cluster
+from node.devtools.cluster import Cluster
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +92,7 @@ def _submit_one(url: str, tx, wait: int | None = None) -> dict:
 def _tx_status(url: str, tx, wait: int = 0) -> str:
     import urllib.error
 
-    from node.cluster import http_json
+    from node.devtools.cluster import http_json
 
     try:
         return http_json(f"{url}/v1/txs/{tx.hash.hex()}" + (f"?wait={wait}" if wait else ""), timeout=30)["status"]
@@ -104,7 +104,7 @@ def _tx_status(url: str, tx, wait: int = 0) -> str:
 
 @pytest.mark.parametrize("point", ["commit-before-write", "commit-after-write", "wal-after-append"])
 def test_a_crash_while_writing_a_block_leaves_a_sound_store_and_loses_no_commit(tmp_path, point):
-    from node.bench import prepare
+    from node.devtools.bench import prepare
     from node.daemon import ENV_CRASH_AT
     from storage.chain import CRASH_EXIT_CODE
 
@@ -189,7 +189,7 @@ def _damage(chain_dir: Path, how: str) -> None:
 def test_a_store_damaged_on_disk_is_refused_at_start_with_a_clear_message(tmp_path):
     import shutil
 
-    from node.bench import prepare
+    from node.devtools.bench import prepare
 
     with Cluster.create(tmp_path / "net", 1) as cluster:
         node = cluster.nodes[0]

@@ -13,8 +13,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from node.cluster import Cluster
-from node.fuzz import FuzzConfig, all_endpoints, passed, run_fuzz
+from node.devtools.cluster import Cluster
+from node.devtools.fuzz import FuzzConfig, all_endpoints, passed, run_fuzz
 from node.keys import load_key_file
 
 pytestmark = pytest.mark.slow

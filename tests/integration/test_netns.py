@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from node.client import HealthClient
-from node.cluster import Cluster, ClusterNode
+from node.devtools.cluster import Cluster, ClusterNode
 from node.core.crypto import Identity
 from node.home import init_network
 

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from node.bench import BenchConfig, run_bench
+from node.devtools.bench import BenchConfig, run_bench
 from node.client import Client
-from node.cluster import Cluster
+from node.devtools.cluster import Cluster
 from node.core.crypto import Identity
 
 pytestmark = pytest.mark.slow

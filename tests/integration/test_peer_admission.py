@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from node.cluster import free_ports
+from node.devtools.cluster import free_ports
 from node.config import build_config
 from node.core.crypto import Identity
 from node.daemon import allowed_peers, peer_map

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from node.cluster import Cluster
+from node.devtools.cluster import Cluster
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from node.cluster import Supervisor
+from node.devtools.cluster import Supervisor
 
 
 @dataclass
@@ -68,7 +68,7 @@ def test_status_table_shows_a_down_node_with_its_exit_code_and_restart(tmp_path)
     from rich.console import Console
 
     from cli import _devnet_table
-    from node.cluster import Cluster
+    from node.devtools.cluster import Cluster
 
     cluster = Cluster.create(tmp_path / "devnet", 2)  # homes only: no process is started
     sup = Supervisor(cluster, clock=lambda: 100.0)

@@ -8,7 +8,7 @@ import pytest
 from consensus.messages import Commit, MessageDecodeError, Prepare, PrePrepare, decode_message, sign_message
 from node.app.executor import BlockRejected
 from node.block import BlockInvalid, decode_block
-from node.byzantine import (
+from node.devtools.byzantine import (
     ENV_MODE,
     FRAME_CONSENSUS,
     MODES,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from node.fuzz import FRAMES_ENDPOINT, PEER_ENDPOINT, RAW_ENDPOINT, FuzzError, all_endpoints, api_endpoints, select_endpoints
-from node.fuzz_cases import HttpCase, Pools, Target, frames_case, http_case, peer_case, raw_case
+from node.devtools.fuzz import FRAMES_ENDPOINT, PEER_ENDPOINT, RAW_ENDPOINT, FuzzError, all_endpoints, api_endpoints, select_endpoints
+from node.devtools.fuzz_cases import HttpCase, Pools, Target, frames_case, http_case, peer_case, raw_case
 
 TARGET = Target(url="http://127.0.0.1:1", chain_id="medledger-test", node_id="11" * 32,
                 validator_ids=("11" * 32, "22" * 32), p2p_address="127.0.0.1:2")
@@ -79,7 +79,7 @@ async def test_health_checks_ride_out_rate_limits() -> None:
     from aiohttp import web
     from aiohttp.test_utils import TestServer
 
-    from node.fuzz import _status
+    from node.devtools.fuzz import _status
 
     answers = [429, 429, 200]
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import node.network as network
-from node.bench import prepare
+from node.devtools.bench import prepare
 from node.core.encoding import canonical
 from node.network import FRAME_TXS, NetworkService
 from tests.helpers import CHAIN, deadline, make_node

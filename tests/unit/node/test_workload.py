@@ -5,7 +5,7 @@ import pytest
 from node.app.registry import check_tx_body
 from node.core.crypto import Identity
 from node.tx import check_signature
-from node.workload import MIX, mix_counts, mix_workload, register_workload
+from node.devtools.workload import MIX, mix_counts, mix_workload, register_workload
 
 
 def test_mix_counts_follow_the_proportions_and_add_up():

@@ -22,8 +22,8 @@ import msgpack
 
 from p2p import wire
 
-from .core.crypto import Identity
-from .tx import Transaction
+from ..core.crypto import Identity
+from ..tx import Transaction
 
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/octet-stream")
 OVERSIZE_BYTES = 17 * 1024 * 1024  # just over the default api.max_body_bytes (16 MiB)

@@ -51,11 +51,11 @@ from consensus.messages import (
 )
 from consensus.validators import ValidatorSet
 
-from .block import Block, BlockInvalid, Header, decode_block
-from .core.crypto import Identity
-from .core.encoding import canonical
-from .core.merkle import merkle_root
-from .tx import Transaction
+from ..block import Block, BlockInvalid, Header, decode_block
+from ..core.crypto import Identity
+from ..core.encoding import canonical
+from ..core.merkle import merkle_root
+from ..tx import Transaction
 
 log = logging.getLogger("medledger.byzantine")
 
@@ -364,7 +364,7 @@ class ByzantineTransport:
 def empty_alternative(node: Any, payload: bytes) -> bytes | None:
     """A second valid block for the same height as `payload`: the empty block on the same parent
     (`node` is the node.runtime.Node whose state it executes on)."""
-    from .app.executor import execute_block
+    from ..app.executor import execute_block
 
     try:
         h = decode_block(payload).header
@@ -386,7 +386,7 @@ def empty_alternative(node: Any, payload: bytes) -> bytes | None:
 def empty_block(node: Any, height: int) -> bytes | None:
     """A valid empty block for `height` on this node's last block, proposed by this node (None if
     the node is not at `height`)."""
-    from .app.executor import execute_block
+    from ..app.executor import execute_block
 
     if height != node.store.height + 1:
         return None
@@ -411,3 +411,29 @@ def install(node: Any, network: Any, mode: str, seed: int) -> ByzantineTransport
     network.observe_frame = transport.observe
     log.warning("TEST SWITCH: this node is Byzantine (mode %s)", mode)
     return transport
+
+
+class ByzantineHook:
+    """The daemon's hook (node.daemon.NodeHook) for a Byzantine test node of `mode`."""
+
+    def __init__(self, mode: str, seed: int) -> None:
+        self.mode = mode
+        self.seed = seed
+
+    def p2p_limits(self, limits: Any) -> Any:
+        # a garbage-sending test node may send frames over the limit its honest peers enforce
+        if self.mode == "garbage":
+            import dataclasses
+
+            return dataclasses.replace(limits, max_frame_bytes=8 * 1024 * 1024)
+        return limits
+
+    def install(self, node: Any, network: Any) -> ByzantineTransport:
+        return install(node, network, self.mode, self.seed)
+
+
+def hook_from_env(test_switches: bool, env: dict[str, str] | None = None) -> ByzantineHook | None:
+    """The hook the environment asks for (None: an honest node); refuses a mode without test switches."""
+    env = dict(os.environ) if env is None else env
+    mode = mode_from_env(test_switches, env)
+    return None if mode is None else ByzantineHook(mode, int(env.get(ENV_SEED, "0") or 0))

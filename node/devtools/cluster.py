@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .home import init_network
+from ..home import init_network
 
 
 class ClusterError(Exception):
@@ -153,7 +153,7 @@ class Cluster:
         """Attach to node homes that already exist under root."""
         import tomllib
 
-        from .keys import key_file_id
+        from ..keys import key_file_id
 
         nodes = []
         i = 0

@@ -34,7 +34,7 @@ from p2p.errors import MalformedFrame
 from p2p.handshake import Handshake, HandshakeState, Outgoing, Role
 from p2p.network import WS_PATH
 
-from .core.crypto import Ed25519Verifier, Identity
+from ..core.crypto import Ed25519Verifier, Identity
 from .fuzz_cases import (
     Case,
     Endpoint,
@@ -49,7 +49,7 @@ from .fuzz_cases import (
     peer_case,
     raw_case,
 )
-from .tx import Transaction
+from ..tx import Transaction
 
 RAW_ENDPOINT = "HTTP raw"
 PEER_ENDPOINT = "p2p handshake"
@@ -88,7 +88,7 @@ def _stand_in_node() -> Any:
     """Enough of a node for `make_app` to build its routes: the default configuration, no metrics."""
     from types import SimpleNamespace
 
-    from .config import NodeConfig
+    from ..config import NodeConfig
 
     return SimpleNamespace(config=NodeConfig(), metrics=SimpleNamespace(middleware=lambda: _passthrough))
 

@@ -1,6 +1,6 @@
 """`medledger chaos`: a local network of real node processes under a seeded schedule of faults.
 
-The runner starts a cluster (node/cluster.py) with test switches, keeps a steady load of
+The runner starts a cluster (node/devtools/cluster.py) with test switches, keeps a steady load of
 signed `identity.register` transactions going to the honest nodes, and injects one fault at a
 time, chosen by a seeded RNG:
 
@@ -12,7 +12,7 @@ time, chosen by a seeded RNG:
 |           | through the nodes' test partition switch, then heal it                        |
 | lag       | stop a validator until the others are LAG_BLOCKS ahead (or LAG_MAX_S passed), |
 |           | restart it: it must sync the missing blocks                                   |
-| byzantine | up to f validators run a Byzantine mode (node/byzantine.py) for the whole run |
+| byzantine | up to f validators run a Byzantine mode (node/devtools/byzantine.py) for the whole run |
 
 After each fault heals the runner measures the recovery: the seconds until every honest
 validator has committed a block beyond the highest height any of them had when the fault
@@ -44,8 +44,8 @@ from typing import Any
 
 from .byzantine import ENV_MODE, ENV_SEED, MODES
 from .cluster import Cluster, ClusterError, http_json
-from .core.encoding import canonical
-from .tx import Transaction
+from ..core.encoding import canonical
+from ..tx import Transaction
 
 FAULTS: tuple[str, ...] = ("kill", "pause", "partition", "lag", "byzantine")
 SCHEDULED = ("kill", "pause", "partition", "lag")
