@@ -98,7 +98,7 @@ _PARAM = re.compile(r"\(\?P<(\w+)>([^)]*)\)")
 
 def api_endpoints() -> list[Endpoint]:
     """Every route of the API (HEAD and test routes aside), from `node.api.make_app` itself."""
-    from . import api
+    from .. import api
 
     stand_in: Any = object()
     app = api.make_app(_stand_in_node(), custodian=stand_in, research=stand_in)
