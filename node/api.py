@@ -25,6 +25,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from . import auth
 from .block import decode_block
+from .core.errors import CodedError
 from .core.crypto import sha256
 from .core.encoding import DecodeError, decode
 from .core.merkle import inclusion_proof, leaf_hash, verify_inclusion
@@ -34,14 +35,14 @@ from .app.fields import check_study_id
 from .app.types.identity import identity_key
 from .app import queries
 from .app.roles import guardian_of
-from .custodian import Custodian, CustodianRefusal
+from .custodian import Custodian
 from .records.protocol import Fetch, ProtocolError, Upload
 from .ratelimit import RateLimit, RateLimiter, retry_after_header
 from .replay import ReplayGuard
 from .research_service import ExtractRequest, ResearchService
 from .metrics import get_metrics as metrics_response
 from .runtime import Node
-from .tx import TxRejected, decode_tx, jsonable
+from .tx import decode_tx, jsonable
 
 log = logging.getLogger("medledger.api")
 
@@ -109,6 +110,8 @@ async def errors_middleware(request: web.Request, handler: Callable[[web.Request
         return await handler(request)
     except ApiError:
         raise
+    except CodedError as exc:  # every refusal, whatever raised it, answers with its code and status
+        raise ApiError(exc.status, exc.code, exc.message) from None
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[NODE_KEY].config.api.max_body_bytes
         raise ApiError(413, "body_too_large", f"request body exceeds {limit} bytes") from None
@@ -157,19 +160,17 @@ async def _signed_read(request: web.Request, authorize: Callable[[web.Request, b
     node = request.app[NODE_KEY]
     body = await request.read()
     now_ms = node.clock_ms()
-    try:
-        req = auth.verify_headers(request.headers, chain_id=node.chain_id, node_id=node.identity.id,
-                                  method=request.method, path_qs=request.raw_path, body=body, now_ms=now_ms)
-        wait = request.app[SIGNER_LIMIT_KEY].check(req.signer, time.monotonic())
-        if wait > 0:
-            raise rate_limited(wait, "signer")
-        if not authorize(request, req.signer):
-            if refuse:
-                raise ApiError(403, "forbidden", FORBIDDEN_MESSAGE)
-            return None
-        auth.remember_nonce(request.app[NONCES_KEY], req, now_ms)
-    except auth.AuthError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+    # an AuthError (a CodedError) answers with its own status and code (errors_middleware)
+    req = auth.verify_headers(request.headers, chain_id=node.chain_id, node_id=node.identity.id,
+                              method=request.method, path_qs=request.raw_path, body=body, now_ms=now_ms)
+    wait = request.app[SIGNER_LIMIT_KEY].check(req.signer, time.monotonic())
+    if wait > 0:
+        raise rate_limited(wait, "signer")
+    if not authorize(request, req.signer):
+        if refuse:
+            raise ApiError(403, "forbidden", FORBIDDEN_MESSAGE)
+        return None
+    auth.remember_nonce(request.app[NONCES_KEY], req, now_ms)
     return req.signer
 
 
@@ -240,13 +241,6 @@ def _may_read_access(request: web.Request, signer: bytes) -> bool:
 
 def _is_institution(request: web.Request, signer: bytes) -> bool:
     return auth.may_read_institution(signer, _id_param(request))
-
-
-def refusal(exc: "ProtocolError | CustodianRefusal") -> ApiError:
-    """A refused signed request as its HTTP answer (an unverifiable signature is a 401)."""
-    if isinstance(exc, CustodianRefusal):
-        return ApiError(exc.status, exc.code, exc.message)
-    return ApiError(401 if exc.code == "bad_signature" else 400, exc.code, exc.message)
 
 
 def _hash_param(request: web.Request, name: str = "hash") -> bytes:
@@ -539,10 +533,7 @@ async def get_access(request: web.Request) -> web.Response:
 async def get_study(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     study_id = request.match_info["study"]
-    try:
-        check_study_id(study_id)
-    except TxRejected as exc:
-        raise ApiError(400, exc.code, exc.message) from None
+    check_study_id(study_id)  # a TxRejected answers 400 with its code (errors_middleware)
     found = queries.study(node.state_reader(), study_id, node.now_ms())
     if found is None:
         raise ApiError(404, "unknown_study", "no such study")
@@ -563,11 +554,8 @@ async def post_record(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     custodian = request.app[CUSTODIAN_KEY]
     doc = await _msgpack_body(request, MAX_RECORD_UPLOAD)
-    try:
-        upload = Upload.from_wire(doc, node.chain_id)
-        custodian.accept_upload(upload)
-    except (ProtocolError, CustodianRefusal) as exc:
-        raise refusal(exc) from None
+    upload = Upload.from_wire(doc, node.chain_id)
+    custodian.accept_upload(upload)
     return _json({"record_id": upload.record_id.hex(), "custodian": node.identity.id, "status": "stored"}, status=201)
 
 
@@ -601,9 +589,9 @@ async def post_record_fetch(request: web.Request) -> web.StreamResponse:
     except DecodeError as exc:
         _take_address_token(request)
         raise ApiError(400, "malformed_msgpack", str(exc)) from None
-    except ProtocolError as exc:
+    except ProtocolError:
         _take_address_token(request)
-        raise refusal(exc) from None
+        raise
     state = node.state_reader()
     if queries.identity(state, fetch.requester) is None:
         _take_address_token(request)
@@ -616,10 +604,7 @@ async def post_record_fetch(request: web.Request) -> web.StreamResponse:
     meta = queries.record(state, rid)
     if meta is not None and meta["custodian"] != node.identity.id:
         return await _proxy_fetch(request, node, meta["custodian"], raw)
-    try:
-        release = custodian.serve(fetch, node.clock_ms())  # an unknown record: the same 403 as no grant
-    except CustodianRefusal as exc:
-        raise refusal(exc) from None
+    release = custodian.serve(fetch, node.clock_ms())  # an unknown record: the same 403 as no grant
     return web.Response(body=release.to_wire(), content_type="application/msgpack")
 
 
@@ -654,11 +639,8 @@ async def post_research_extract(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     service = request.app[RESEARCH_KEY]
     doc = await _msgpack_body(request, 64 * 1024)
-    try:
-        req = ExtractRequest.from_dict(doc, node.chain_id)
-        return _json(await service.coordinate(req))
-    except (ProtocolError, CustodianRefusal) as exc:
-        raise refusal(exc) from None
+    req = ExtractRequest.from_dict(doc, node.chain_id)
+    return _json(await service.coordinate(req))
 
 
 async def post_research_step(request: web.Request) -> web.Response:
@@ -667,18 +649,15 @@ async def post_research_step(request: web.Request) -> web.Response:
     service = request.app[RESEARCH_KEY]
     step = request.match_info["step"]
     envelope = await _msgpack_body(request, 2 * 1024 * 1024)
-    try:
-        payload, coordinator = service.check_coordinator(envelope)
-        req = ExtractRequest.from_dict(payload.get("request"), node.chain_id)
-        if step == "prepare":
-            return _json(service.prepare(req, coordinator))
-        included, resources, release_hash = payload.get("included"), payload.get("resources"), payload.get("release_hash")
-        if not (isinstance(included, list) and len(included) <= 100_000 and all(isinstance(x, str) for x in included)
-                and isinstance(resources, int) and isinstance(release_hash, bytes) and len(release_hash) == 32):
-            raise ApiError(400, "malformed_request", "included, resources and release_hash are required")
-        return _json({"tx": await service.record(req, coordinator, included, release_hash)})
-    except (ProtocolError, CustodianRefusal) as exc:
-        raise refusal(exc) from None
+    payload, coordinator = service.check_coordinator(envelope)
+    req = ExtractRequest.from_dict(payload.get("request"), node.chain_id)
+    if step == "prepare":
+        return _json(service.prepare(req, coordinator))
+    included, resources, release_hash = payload.get("included"), payload.get("resources"), payload.get("release_hash")
+    if not (isinstance(included, list) and len(included) <= 100_000 and all(isinstance(x, str) for x in included)
+            and isinstance(resources, int) and isinstance(release_hash, bytes) and len(release_hash) == 32):
+        raise ApiError(400, "malformed_request", "included, resources and release_hash are required")
+    return _json({"tx": await service.record(req, coordinator, included, release_hash)})
 
 
 async def get_health(request: web.Request) -> web.Response:

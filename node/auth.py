@@ -28,6 +28,7 @@ from .app import queries
 from .app.roles import guardian_of
 from .app.state import StateReader
 from .core.crypto import Identity, verify
+from .core.errors import CodedError
 from . import replay
 
 SCHEME = "medledger-request-v2"
@@ -46,14 +47,11 @@ _HEX128 = re.compile(r"[0-9a-fA-F]{128}")
 _DIGITS = re.compile(r"[0-9]{1,16}")
 
 
-class AuthError(Exception):
+class AuthError(CodedError):
     """A signed request refused: HTTP status, stable code (docs/api.md), message."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+        super().__init__(code, message, status)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from storage.offchain import MAX_RECORD_BYTES, OffchainStore
 
 from .app import queries
 from .core.crypto import sha256
+from .core.errors import CodedError
 from .core.encoding import canonical, decode
 from .records.envelope import EnvelopeError, unwrap_key, wrap_key
 from .records.protocol import Fetch, Release, Upload
@@ -42,14 +43,11 @@ from .replay import ReplayGuard, ReplayRefused
 log = logging.getLogger("medledger.custodian")
 
 
-class CustodianRefusal(Exception):
+class CustodianRefusal(CodedError):
     """A request the custodian refuses: HTTP status, stable code, message."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+        super().__init__(code, message, status)
 
 
 def store_entry(store: OffchainStore, record_id: bytes, entry: dict[str, Any]) -> None:

@@ -24,20 +24,20 @@ from __future__ import annotations
 
 from collections import deque
 
+from .core.errors import CodedError
+
 FRESHNESS_MS = 120_000
 FUTURE_MS = 5_000
 MAX_PER_REQUESTER = 10_000
 MAX_TOTAL = 200_000
 
 
-class ReplayRefused(Exception):
+class ReplayRefused(CodedError):
     """A request refused by the guard: `code` is stale_request, future_request,
-    replayed_request or busy; `message` says what to do."""
+    replayed_request (401) or busy (429); `message` says what to do."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(code, message, 429 if code == "busy" else 401)
 
 
 def check_time(timestamp_ms: int, now_ms: int, *, window_ms: int = FRESHNESS_MS, future_ms: int = FUTURE_MS) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .core.crypto import KEY_SIZE, SIGNATURE_SIZE, Identity, sha256, verify
+from .core.errors import CodedError
 from .core.encoding import DecodeError, canonical, decode_canonical
 
 TX_DOMAIN = "medledger-tx-v1"
@@ -28,13 +29,11 @@ _SIG_TAIL = len(_SIG_HEADER) + SIGNATURE_SIZE
 _SIGNED_PREFIX = _ARRAY6 + canonical(TX_DOMAIN)
 
 
-class TxRejected(ValueError):
+class TxRejected(CodedError, ValueError):
     """A client's transaction fails a stateless check; `code` is the stable error code."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(code, message)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

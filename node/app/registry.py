@@ -21,17 +21,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from node.core.errors import CodedError
 from node.tx import Transaction, TxRejected
 
 from .state import Overlay
 
 
-class ExecFailed(Exception):
+class ExecFailed(CodedError):
     """A transaction is valid on the wire but the ledger refuses it; recorded with `code`."""
 
     def __init__(self, code: str, message: str = "") -> None:
-        super().__init__(message or code)
-        self.code = code
+        super().__init__(code, message)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -20,18 +20,18 @@ from typing import Any
 
 from ..core.crypto import KEY_SIZE, SIGNATURE_SIZE, Identity, sha256, verify
 from ..core.encoding import canonical
+from ..core.errors import CodedError
 
 MAX_CIPHERTEXT = 2 * 1024 * 1024
 NONCE_SIZE = 16
 
 
-class ProtocolError(ValueError):
-    """A client's message is malformed, unsigned, stale or replayed; `code` says which."""
+class ProtocolError(CodedError, ValueError):
+    """A client's message is malformed, unsigned, stale or replayed; `code` says which
+    (an unverifiable signature answers 401, anything else 400)."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(code, message, 401 if code == "bad_signature" else 400)
 
 
 def _need(doc: Any, fields: dict[str, type]) -> None:
