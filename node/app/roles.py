@@ -66,3 +66,15 @@ def acting_patient(ctx: ExecContext) -> bytes:
     if guardian_of(ctx.state, patient) != ctx.tx.sender:
         raise ExecFailed("not_guardian", "the sender is not this patient's guardian")
     return patient
+
+
+def patients_record(ctx: ExecContext, record_id: bytes) -> tuple[bytes, dict[str, Any]]:
+    """The acting patient (see `acting_patient`) and its record `record_id`; refuses an unknown
+    record or another patient's. For the patient-side record transactions (erase, contest)."""
+    record = read(ctx.state, keys.record(record_id))
+    if record is None:
+        raise ExecFailed("unknown_record", "no record with this id")
+    patient = acting_patient(ctx)
+    if record["patient"] != patient:
+        raise ExecFailed("not_your_record", "this record belongs to another patient")
+    return patient, record

@@ -162,6 +162,11 @@ async def test_one_grant_on_one_record_opens_that_record_not_the_patients_file(w
 async def test_patient_contests_a_record_and_the_chart_and_trail_show_it(world):
     client, send = world
     assert (await send(JUNK, "record.contest", {"record": R1}))[0] == "role_not_allowed"
+    # another patient cannot contest (or erase) a record of this one's chart
+    intruder = Identity.from_seed(b"\x37" * 32)
+    assert (await send(intruder, "identity.register", {"role": "patient"}))[0] == "ok"
+    assert (await send(intruder, "record.contest", {"record": R1, "reason": "not_my_record"}))[0] == "not_your_record"
+    assert (await send(intruder, "record.erase", {"record": R1}))[0] == "not_your_record"
     assert (await send(PATIENT, "record.contest", {"record": R1, "reason": "not_my_record"}))[0] == "ok"
     assert (await send(PATIENT, "record.contest", {"record": R1}))[0] == "already_contested"
     status, body = await read(client, PATIENT, f"/v1/patients/{PATIENT.id}/records")

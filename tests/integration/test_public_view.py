@@ -230,3 +230,18 @@ async def test_cli_checks_public_proofs_and_shows_a_party_its_transaction(story,
     assert tx["type"] == "consent.grant" and tx["body"]["purposes"] == ["treatment"]
     block = await cli("block", "show", str(party["height"]))
     assert next(t for t in block["txs"] if t["hash"] == txs["consent"])["type"] is None
+
+
+async def test_a_public_read_signed_by_an_unregistered_key_gets_the_public_view_and_leaves_no_nonce(story):
+    from node.api import NONCES_KEY
+
+    client, node, txs = story
+    nobody = Identity.from_seed(b"\x2f" * 32)  # a valid signature, but no identity on the ledger
+    guard = client.server.app[NONCES_KEY]
+    held = len(guard)
+    height = (await get(client, f"/v1/txs/{txs['access']}"))[1]["height"]
+    public = (await get(client, f"/v1/blocks/{height}"))[1]
+    for _ in range(20):  # each with a fresh nonce: none may stay in the replay guard
+        status, signed_view = await get(client, f"/v1/blocks/{height}", nobody)
+        assert status == 200 and signed_view["txs"] == public["txs"]
+    assert len(guard) == held

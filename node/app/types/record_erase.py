@@ -14,8 +14,8 @@ from .. import keys
 from ..audit import audit
 from ..fields import check_id, check_on_behalf_of
 from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..roles import acting_patient
-from ..stored import read, write
+from ..roles import patients_record
+from ..stored import write
 
 
 def _check(tx: Transaction) -> None:
@@ -26,12 +26,7 @@ def _check(tx: Transaction) -> None:
 
 def _execute(ctx: ExecContext) -> None:
     record_id = ctx.tx.body["record"]
-    record = read(ctx.state, keys.record(record_id))
-    if record is None:
-        raise ExecFailed("unknown_record", "no record with this id")
-    patient = acting_patient(ctx)
-    if record["patient"] != patient:
-        raise ExecFailed("not_your_record", "this record belongs to another patient")
+    patient, record = patients_record(ctx, record_id)
     if "erased_ms" in record:
         raise ExecFailed("already_erased", "this record is already erased")
     record.update(erased_ms=ctx.timestamp_ms, erased_height=ctx.height, erased_by=ctx.tx.sender, erase_tx=ctx.tx.hash)
