@@ -17,17 +17,17 @@ from typing import Any, NoReturn
 
 import click
 
-from node.advice import explain
+from node.core.advice import explain
 from node.client import ApiError, Client, ClientError, HealthClient
-from node.config import ConfigError, NodeHome, dump_toml
+from node.home.config import ConfigError, NodeHome, dump_toml
 from node.core.crypto import Identity
 from node.app.studies import K_FLOOR, K_MAX
-from node.genesis import GenesisError
-from node.home import HomeExists, init_network
-from node.keys import KeyFileError, is_encrypted, key_file_id, load_key_file, write_key_file
+from node.chain.genesis import GenesisError
+from node.home.layout import HomeExists, init_network
+from node.home.keys import KeyFileError, is_encrypted, key_file_id, load_key_file, write_key_file
 from node.app.access import BREAKGLASS_REASONS
 from node.app.types.record_contest import CONTEST_REASONS
-from node.logs import LOG_FORMATS, LOG_LEVELS, setup_logging
+from node.home.logs import LOG_FORMATS, LOG_LEVELS, setup_logging
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -297,7 +297,7 @@ def node_run(ctx: click.Context, home: str, passphrase_env: str | None, log_form
     from click.core import ParameterSource
 
     from node.devtools.byzantine import ByzantineConfigError, hook_from_env
-    from node.tls import TlsError
+    from node.home.tls import TlsError
 
     from node.daemon import run_node
     from storage.chain import StoreCorrupted
@@ -373,7 +373,7 @@ def node_systemd_unit(home: str, user: str, group: str | None, executable: str |
     """
     import shutil
 
-    from node.systemd import UnitError, render_unit
+    from node.home.systemd import UnitError, render_unit
 
     program = executable or shutil.which("medledger")
     if not program:
@@ -1069,7 +1069,7 @@ def audit_verify(tx_hash: str, key_file: str | None, passphrase_env: str | None,
     """
     from consensus.certificate import CommitCertificate, verify_certificate
     from consensus.validators import ValidatorSet
-    from node.block import Header
+    from node.chain.block import Header
     from node.core.crypto import Ed25519Verifier
 
     tx_hash_arg(tx_hash, "--tx")
@@ -1411,7 +1411,7 @@ def research_extract(key_file: str, study_id: str, types: str, k: int, coordinat
     import time as _time
 
     from node.core.encoding import canonical
-    from node.research_service import ExtractRequest
+    from node.research.service import ExtractRequest
 
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):

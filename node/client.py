@@ -3,7 +3,7 @@
 It is what the CLI uses and what an EHR integration can import:
 
     from node.client import Client
-    from node.keys import load_key_file
+    from node.home.keys import load_key_file
     c = Client("http://127.0.0.1:8700")
     me = load_key_file("alice.key")
     outcome = c.submit_and_wait(me, "identity.register", {"role": "patient"})
@@ -31,10 +31,10 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from .auth import sign_headers
-from .core.crypto import Identity
-from .core.encoding import canonical
-from .tx import Transaction
+from node.api.auth import sign_headers
+from node.core.crypto import Identity
+from node.core.encoding import canonical
+from node.chain.tx import Transaction
 
 
 NONCE_RETRIES = 5
@@ -280,7 +280,7 @@ class HealthClient(Client):
 
     # identities
     def register(self, identity: Identity, role: str, *, institution: Identity | None = None, label: str = "") -> dict[str, Any]:
-        from .app.types.identity import attest
+        from node.app.types.identity import attest
 
         body: dict[str, Any] = {"role": role}
         if label:
@@ -298,11 +298,11 @@ class HealthClient(Client):
         (this node's institution), announce on the ledger."""
         import os as _os
 
-        from .core.crypto import parse_id, sha256
-        from .records.envelope import seal_record
-        from .records.fhir import FhirInvalid, parse_resource
-        from .records.protocol import Upload
-        from .records.subject import SubjectMismatch, check_subject
+        from node.core.crypto import parse_id, sha256
+        from node.records.envelope import seal_record
+        from node.records.fhir import FhirInvalid, parse_resource
+        from node.records.protocol import Upload
+        from node.records.subject import SubjectMismatch, check_subject
 
         try:
             resource = parse_resource(resource_json)
@@ -337,7 +337,7 @@ class HealthClient(Client):
     def request_access(self, identity: Identity, record_id: str, purpose: str, reason: str = "",
                        note_hash: bytes | None = None) -> dict[str, Any]:
         """`reason`: a break-glass reason code; `note_hash`: the commitment to an off-chain note."""
-        from .core.crypto import parse_id
+        from node.core.crypto import parse_id
 
         body: dict[str, Any] = {"record": parse_id(record_id), "purpose": purpose}
         if reason:
@@ -354,7 +354,7 @@ class HealthClient(Client):
 
     def fetch_record(self, identity: Identity, record_id: str) -> bytes:
         """Fetch, check against the ledger and decrypt a record this identity holds a grant for."""
-        from .records.envelope import EnvelopeError, decrypt, unwrap_key
+        from node.records.envelope import EnvelopeError, decrypt, unwrap_key
 
         release = self.fetch_release(identity, record_id)
         try:
@@ -364,9 +364,9 @@ class HealthClient(Client):
 
     def fetch_release(self, identity: Identity, record_id: str) -> Any:
         """The custodian's signed answer, checked against the ledger (not yet decrypted)."""
-        from .core.crypto import parse_id, sha256
-        from .core.encoding import DecodeError, decode
-        from .records.protocol import Fetch, ProtocolError, Release
+        from node.core.crypto import parse_id, sha256
+        from node.core.encoding import DecodeError, decode
+        from node.records.protocol import Fetch, ProtocolError, Release
 
         rid = parse_id(record_id)
         meta = self.record_meta(identity, record_id)

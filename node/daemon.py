@@ -28,16 +28,16 @@ from storage.chain import ChainStore
 from storage.kv import LevelDBStore
 from storage.offchain import OffchainStore
 
-from .api import SERVER_OPTIONS, QuietClientErrors, make_app
-from .custodian import Custodian
-from .research_service import ResearchService
-from .config import NodeConfig, NodeHome
-from .core.crypto import parse_id
-from .genesis import Genesis
-from .keys import load_key_file
-from .logs import register_secret
-from .runtime import Node
-from .tls import client_context, server_context
+from node.api.app import SERVER_OPTIONS, QuietClientErrors, make_app
+from node.records.custodian import Custodian
+from node.research.service import ResearchService
+from node.home.config import NodeConfig, NodeHome
+from node.core.crypto import parse_id
+from node.chain.genesis import Genesis
+from node.home.keys import load_key_file
+from node.home.logs import register_secret
+from node.runtime.runtime import Node
+from node.home.tls import client_context, server_context
 
 log = logging.getLogger("medledger.node")
 
@@ -49,7 +49,7 @@ def with_tls_files(config: NodeConfig, cert: Path | None, key: Path | None) -> N
     if cert is None and key is None:
         return config
     if cert is None or key is None:
-        from .config import ConfigError
+        from node.home.config import ConfigError
 
         raise ConfigError("--tls-cert and --tls-key go together")
     files = {"tls_cert": str(cert.resolve()), "tls_key": str(key.resolve())}
@@ -145,7 +145,7 @@ async def serve(
 
     `hook` (tests only, e.g. a Byzantine node from node/devtools/byzantine.py) may change the
     peer limits and wrap the network; what it installs starts after the network and stops before it."""
-    from .network import NetworkService
+    from node.net.gossip import NetworkService
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

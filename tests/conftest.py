@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from node.api import make_app
-from node.runtime import Node
+from node.api.app import make_app
+from node.runtime.runtime import Node
 from tests.helpers import make_node
 
 

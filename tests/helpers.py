@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from node.config import NodeConfig, build_config
+from node.home.config import NodeConfig, build_config
 from node.core.crypto import Identity
-from node.genesis import Genesis, InstitutionInfo, ValidatorInfo
-from node.runtime import Node
+from node.chain.genesis import Genesis, InstitutionInfo, ValidatorInfo
+from node.runtime.runtime import Node
 from storage.chain import ChainStore
 from storage.kv import LevelDBStore, MemoryStore
 

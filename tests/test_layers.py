@@ -8,8 +8,12 @@ The rules, read from every module's imports (relative ones resolved):
 | storage/          | node, consensus, p2p, cli: it holds bytes                                     |
 | p2p/              | node, storage, consensus, cli: a thin transport                               |
 | node/core/        | the rest of node, storage, p2p, consensus                                     |
-| node/app/         | the runtime, API, networks, custodian, research service, client, daemon,     |
-|                   | devtools, storage, p2p: ledger rules on core and the chain types only         |
+| node/chain/       | everything in node but core; storage, p2p: the domain types                   |
+| node/app/         | home, runtime, net, api, records, research, client, daemon, devtools,         |
+|                   | storage, p2p: ledger rules on core and the chain types only                   |
+| node/runtime/     | net, api, records, research, daemon, devtools                                 |
+| node/net/         | api, records, research, daemon, devtools                                      |
+| node/api/         | daemon, devtools                                                              |
 | node/ (the rest)  | node/devtools: the tools are imported only by the commands (cli.py) and tests |
 
 `test_each_rule_fails_on_a_forbidden_import` shows that each rule bites.
@@ -31,11 +35,20 @@ ALLOWED_IN_CONSENSUS = {"consensus", "msgpack", *sys.stdlib_module_names}
 RULES: tuple[tuple[str, tuple[str, ...], tuple[str, ...], str], ...] = (
     ("storage", ("node", "consensus", "p2p", "cli"), (), "storage/ holds bytes only"),
     ("p2p", ("node", "storage", "consensus", "cli"), (), "p2p/ is a thin transport"),
-    ("node.core", ("node.app", "node.runtime", "node.api", "node.tx", "node.block", "node.genesis", "node.network",
-                   "node.devtools", "storage", "p2p", "consensus", "cli"), (), "node/core/ imports nothing above it"),
-    ("node.app", ("node.runtime", "node.api", "node.network", "node.custodian", "node.research_service", "node.client",
-                  "node.daemon", "node.devtools", "node.records", "node.research", "storage", "p2p", "cli"), (),
-     "node/app/ holds the ledger rules: core and the chain types only"),
+    ("node.core", ("node.chain", "node.app", "node.home", "node.runtime", "node.net", "node.api", "node.records",
+                   "node.research", "node.client", "node.daemon", "node.devtools", "storage", "p2p", "consensus", "cli"),
+     (), "node/core/ imports nothing above it"),
+    ("node.chain", ("node.app", "node.home", "node.runtime", "node.net", "node.api", "node.records", "node.research",
+                    "node.client", "node.daemon", "node.devtools", "storage", "p2p", "cli"),
+     (), "node/chain/ holds the domain types: core only"),
+    ("node.app", ("node.home", "node.runtime", "node.net", "node.api", "node.records", "node.research", "node.client",
+                  "node.daemon", "node.devtools", "storage", "p2p", "cli"),
+     (), "node/app/ holds the ledger rules: core and the chain types only"),
+    ("node.runtime", ("node.api", "node.net", "node.records", "node.research", "node.daemon", "node.devtools", "cli"),
+     (), "node/runtime/ runs the ledger; the API and the networks sit above it"),
+    ("node.net", ("node.api", "node.records", "node.research", "node.daemon", "node.devtools", "cli"),
+     (), "node/net/ carries the runtime's messages; the API sits above it"),
+    ("node.api", ("node.daemon", "node.devtools", "cli"), (), "node/api/ serves the runtime; the daemon composes it"),
     ("node", ("node.devtools", "cli"), ("node.devtools",), "only the commands and tests import the tools"),
 )
 
@@ -96,13 +109,17 @@ def test_every_module_keeps_to_its_layer() -> None:
 @pytest.mark.parametrize(("module", "line"), [
     ("storage.chain", "from node.core.encoding import canonical"),
     ("storage.kv", "import consensus.messages"),
-    ("p2p.network", "from node.runtime import Node"),
+    ("p2p.network", "from node.runtime.runtime import Node"),
     ("node.core.crypto", "from ..app import queries"),
-    ("node.app.access", "from node.runtime import Node"),
+    ("node.app.access", "from node.runtime.runtime import Node"),
     ("node.app.types.record_add", "from ...api import make_app"),
     ("node.app.queries", "from node.devtools import bench"),
     ("node.daemon", "from .devtools.byzantine import install"),
-    ("node.runtime", "import node.devtools.chaos"),
+    ("node.runtime.runtime", "import node.devtools.chaos"),
+    ("node.chain.tx", "from node.app import registry"),
+    ("node.runtime.runtime", "from node.api.app import make_app"),
+    ("node.net.gossip", "from node.api import auth"),
+    ("node.api.app", "import node.daemon"),
     ("consensus.engine", "import aiohttp"),
     ("consensus.engine", "from node.core.crypto import Identity"),
 ])
@@ -114,9 +131,9 @@ def test_each_rule_fails_on_a_forbidden_import(module: str, line: str) -> None:
     ("consensus.engine", "import msgpack"),
     ("consensus.engine", "from .messages import Commit"),
     ("node.app.access", "from node.core.encoding import canonical"),
-    ("node.app.access", "from node.tx import Transaction"),
+    ("node.app.access", "from node.chain.tx import Transaction"),
     ("node.devtools.chaos", "from .cluster import Cluster"),
-    ("node.runtime", "from storage.kv import LevelDBStore"),
+    ("node.runtime.runtime", "from storage.kv import LevelDBStore"),
 ])
 def test_allowed_imports_pass(module: str, line: str) -> None:
     assert violations(module, line) == []
@@ -126,7 +143,7 @@ def test_the_daemon_runs_without_the_tools() -> None:
     # Importing what `medledger node run` needs loads neither the tools nor their extra's libraries.
     import subprocess
 
-    code = ("import sys, node.daemon, node.runtime, node.api, node.network\n"
+    code = ("import sys, node.daemon, node.runtime.runtime, node.api.app, node.net.gossip\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('hypothesis', 'matplotlib')"
             " or m.startswith('node.devtools'))\n"
             "print(','.join(bad))")

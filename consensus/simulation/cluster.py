@@ -592,7 +592,7 @@ class Simulation:
         for height, digest, payload, cert in served:
             if not ep.up:
                 return
-            # The runtime's checks of a synced block (node/runtime.py, apply_synced_block).
+            # The runtime's checks of a synced block (node/runtime/runtime.py, apply_synced_block).
             problem = self._synced_block_problem(ep, height, digest, payload, cert)
             if problem:
                 self.sync_rejected += 1

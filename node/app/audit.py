@@ -28,9 +28,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import keys
-from .registry import ExecContext
-from .stored import write
+from node.app import keys
+from node.app.registry import ExecContext
+from node.app.stored import write
 
 AUDIT_EVENTS = (
     "record.added",

@@ -15,11 +15,11 @@ from typing import Any
 
 from node.core.encoding import decode_stored
 
-from . import keys
-from .access import BREAKGLASS_LIMIT_WINDOW_MS, BreakglassStanding
-from .registry import ExecContext
-from .state import StateReader
-from .stored import read, write
+from node.app import keys
+from node.app.access import BREAKGLASS_LIMIT_WINDOW_MS, BreakglassStanding
+from node.app.registry import ExecContext
+from node.app.state import StateReader
+from node.app.stored import read, write
 
 
 def _live(ctx: ExecContext, prefix: bytes) -> list[tuple[bytes, dict[str, Any]]]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from . import keys
-from .access import Consent, Grantee
-from .state import StateReader
-from .stored import read
-from .studies import load_study
+from node.app import keys
+from node.app.access import Consent, Grantee
+from node.app.state import StateReader
+from node.app.stored import read
+from node.app.studies import load_study
 
 
 def load_consent(state: StateReader, consent_id: bytes) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ A transaction from a sender with no registered identity (other than its own `ide
 does not belong in a block at all: recording it would still write its nonce, so any key could
 fill the permanent chain and its state. A block holding one is rejected (`UnregisteredSender`);
 the proposer leaves such transactions out (`drop_unregistered`), and admission refuses them
-before that (node/runtime.py).
+before that (node/runtime/runtime.py).
 
 State root: root(h) = SHA-256(canonical(["medledger-state-v1", root(h-1), h, W])) where W is the
 Merkle root of the block's write set in key order. The root therefore commits to the genesis
@@ -31,13 +31,13 @@ from msgpack import packb as _packb
 from node.core.crypto import sha256
 from node.core.encoding import canonical
 from node.core.merkle import merkle_root
-from node.genesis import Genesis
-from node.tx import Transaction, TxRejected, check_signature, decode_tx
+from node.chain.genesis import Genesis
+from node.chain.tx import Transaction, TxRejected, check_signature, decode_tx
 
-from . import keys
-from .registry import ExecContext, ExecFailed, check_tx_body, get_type
-from .state import EmptyState, Overlay, RememberingReader, StateReader
-from .types.identity import identity_key
+from node.app import keys
+from node.app.registry import ExecContext, ExecFailed, check_tx_body, get_type
+from node.app.state import EmptyState, Overlay, RememberingReader, StateReader
+from node.app.types.identity import identity_key
 
 STATE_DOMAIN = "medledger-state-v1"
 NONCE_PREFIX = keys.NONCE

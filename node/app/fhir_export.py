@@ -25,7 +25,7 @@ from typing import Any
 
 from node.core.crypto import sha256
 
-from .fields import PURPOSE_CODES
+from node.app.fields import PURPOSE_CODES
 
 JSON = dict[str, Any]
 

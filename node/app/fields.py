@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from node.tx import TxRejected
+from node.chain.tx import TxRejected
 
 ID_SIZE = 32
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 from node.core.encoding import decode
-from node.tx import jsonable
+from node.chain.tx import jsonable
 
-from . import keys
-from .consents import load_consent
-from .roles import guardian_of, identity_of
-from .state import StateReader
-from .stored import read
-from .studies import load_study, study_active
-from .studies import researcher_studies as _researcher_studies
-from .types.governance import quorum, validators
+from node.app import keys
+from node.app.consents import load_consent
+from node.app.roles import guardian_of, identity_of
+from node.app.state import StateReader
+from node.app.stored import read
+from node.app.studies import load_study, study_active
+from node.app.studies import researcher_studies as _researcher_studies
+from node.app.types.governance import quorum, validators
 
 JSON = dict[str, Any]
 

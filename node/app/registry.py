@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from node.core.errors import CodedError
-from node.tx import Transaction, TxRejected
+from node.chain.tx import Transaction, TxRejected
 
-from .state import Overlay
+from node.app.state import Overlay
 
 
 class ExecFailed(CodedError):
@@ -72,7 +72,7 @@ def register(tx_type: TxType) -> TxType:
 def load_types() -> dict[str, TxType]:
     """Import every module of node.app.types (each registers its types) and return the registry."""
     global _LOADED
-    from . import types as pkg
+    from node.app import types as pkg
 
     for info in pkgutil.iter_modules(pkg.__path__):
         importlib.import_module(f"{pkg.__name__}.{info.name}")

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from node.core.encoding import decode_stored
 
-from . import keys
-from .consents import candidate_consents
-from .registry import ExecContext
-from .roles import identity_of
-from .stored import read
+from node.app import keys
+from node.app.consents import candidate_consents
+from node.app.registry import ExecContext
+from node.app.roles import identity_of
+from node.app.stored import read
 
 TREATING_PURPOSES = frozenset({"treatment", "emergency"})
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import keys
-from .registry import ExecContext, ExecFailed
-from .state import StateReader
-from .stored import read
+from node.app import keys
+from node.app.registry import ExecContext, ExecFailed
+from node.app.state import StateReader
+from node.app.stored import read
 
 PATIENT = "patient"
 PRACTITIONER = "practitioner"

@@ -6,8 +6,8 @@ from typing import Any
 
 from node.core.encoding import canonical, decode_stored
 
-from .registry import ExecContext
-from .state import StateReader
+from node.app.registry import ExecContext
+from node.app.state import StateReader
 
 
 def read(state: StateReader, key: bytes) -> Any:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import keys
-from .state import StateReader
-from .stored import read
+from node.app import keys
+from node.app.state import StateReader
+from node.app.stored import read
 
 
 def load_study(state: StateReader, study_id: str) -> dict[str, Any] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from hashlib import sha256 as _sha256
 
-from .crypto import sha256
+from node.core.crypto import sha256
 
 EMPTY_ROOT = sha256(b"")
 

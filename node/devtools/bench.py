@@ -18,9 +18,9 @@ from typing import Any
 
 import aiohttp
 
-from ..core.crypto import Identity
-from ..core.encoding import canonical
-from ..tx import Transaction
+from node.core.crypto import Identity
+from node.core.encoding import canonical
+from node.chain.tx import Transaction
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -51,11 +51,11 @@ from consensus.messages import (
 )
 from consensus.validators import ValidatorSet
 
-from ..block import Block, BlockInvalid, Header, decode_block
-from ..core.crypto import Identity
-from ..core.encoding import canonical
-from ..core.merkle import merkle_root
-from ..tx import Transaction
+from node.chain.block import Block, BlockInvalid, Header, decode_block
+from node.core.crypto import Identity
+from node.core.encoding import canonical
+from node.core.merkle import merkle_root
+from node.chain.tx import Transaction
 
 log = logging.getLogger("medledger.byzantine")
 
@@ -364,7 +364,7 @@ class ByzantineTransport:
 def empty_alternative(node: Any, payload: bytes) -> bytes | None:
     """A second valid block for the same height as `payload`: the empty block on the same parent
     (`node` is the node.runtime.Node whose state it executes on)."""
-    from ..app.executor import execute_block
+    from node.app.executor import execute_block
 
     try:
         h = decode_block(payload).header
@@ -386,7 +386,7 @@ def empty_alternative(node: Any, payload: bytes) -> bytes | None:
 def empty_block(node: Any, height: int) -> bytes | None:
     """A valid empty block for `height` on this node's last block, proposed by this node (None if
     the node is not at `height`)."""
-    from ..app.executor import execute_block
+    from node.app.executor import execute_block
 
     if height != node.store.height + 1:
         return None

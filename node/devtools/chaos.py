@@ -42,10 +42,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .byzantine import ENV_MODE, ENV_SEED, MODES
-from .cluster import Cluster, ClusterError, http_json
-from ..core.encoding import canonical
-from ..tx import Transaction
+from node.devtools.byzantine import ENV_MODE, ENV_SEED, MODES
+from node.devtools.cluster import Cluster, ClusterError, http_json
+from node.core.encoding import canonical
+from node.chain.tx import Transaction
 
 FAULTS: tuple[str, ...] = ("kill", "pause", "partition", "lag", "byzantine")
 SCHEDULED = ("kill", "pause", "partition", "lag")
@@ -449,7 +449,7 @@ class ChaosRun:
 
 def prepare_txs(chain_id: str, count: int, seed: int) -> list[Transaction]:
     """Signed identity registrations from keys derived from the seed (made before the run)."""
-    from .bench import prepare
+    from node.devtools.bench import prepare
 
     return prepare(chain_id, count, seed=(seed % 2**64).to_bytes(8, "big") + b"chaos-tx")
 

@@ -5,7 +5,7 @@ integration tests and the benchmarks.
 (`python -m cli node run --home ...`) on 127.0.0.1, and lets a caller kill (SIGKILL), stop
 (SIGTERM), pause (SIGSTOP), resume (SIGCONT) and restart nodes, wait for heights with a
 deadline, and check that every node holds the same blocks and state roots. With `tls=True` the
-nodes serve https and link over TLS under a local CA (`root/ca.pem`, see node/tls.py).
+nodes serve https and link over TLS under a local CA (`root/ca.pem`, see node/home/tls.py).
 
 Each running node's process id is in `root/node<i>/node.pid` (so an operator can stop one by
 hand, or with `medledger devnet stop --node i`). `Supervisor` is what keeps `devnet up` going
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..home import init_network
+from node.home.layout import init_network
 
 
 class ClusterError(Exception):
@@ -153,7 +153,7 @@ class Cluster:
         """Attach to node homes that already exist under root."""
         import tomllib
 
-        from ..keys import key_file_id
+        from node.home.keys import key_file_id
 
         nodes = []
         i = 0

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..client import ApiError, HealthClient, RecordError
-from ..core.crypto import Identity, sha256
-from ..keys import load_key_file, write_key_file
+from node.client import ApiError, HealthClient, RecordError
+from node.core.crypto import Identity, sha256
+from node.home.keys import load_key_file, write_key_file
 
 BATCH = 200  # transactions per request: well under api.max_txs_per_request
 UPLOAD_CHUNK = 50  # uploads announced at a time: well under api.max_pending_uploads (100 per author)
@@ -97,11 +97,11 @@ def _txs(client: HealthClient, sender: Identity, items: list[tuple[str, dict[str
 def load_demo(demo: Path, devnet: Path, *, types: list[str] | None = None, consent_study: str | None = None,
               consent_until_ms: int | None = None, progress: Callable[[str], None] = lambda _: None) -> LoadReport:
     """Register the demo's people and write their records on the devnet in `devnet`."""
-    from .cluster import Cluster, ClusterError
-    from ..records.envelope import seal_record
-    from ..records.fhir import FhirInvalid, parse_resource
-    from ..records.protocol import Upload
-    from ..research.release import linked_patient
+    from node.devtools.cluster import Cluster, ClusterError
+    from node.records.envelope import seal_record
+    from node.records.fhir import FhirInvalid, parse_resource
+    from node.records.protocol import Upload
+    from node.research.release import linked_patient
 
     try:
         persons: dict[str, dict[str, str]] = json.loads((demo / "persons.json").read_text())

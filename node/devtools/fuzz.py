@@ -1,6 +1,6 @@
 """`medledger fuzz`: hostile input against running nodes, checking that they stay up and keep committing.
 
-Endpoints are discovered from the API's own routes (`node.api.make_app`), plus two that are not
+Endpoints are discovered from the API's own routes (`node.api.app.make_app`), plus two that are not
 routes: "HTTP raw" (whole requests written to the API socket, for the HTTP parser) and
 "p2p handshake" (websockets to the peer endpoint carrying hostile handshakes). Cases come from
 `node.fuzz_cases`, seeded per (seed, endpoint, case index).
@@ -34,8 +34,8 @@ from p2p.errors import MalformedFrame
 from p2p.handshake import Handshake, HandshakeState, Outgoing, Role
 from p2p.network import WS_PATH
 
-from ..core.crypto import Ed25519Verifier, Identity
-from .fuzz_cases import (
+from node.core.crypto import Ed25519Verifier, Identity
+from node.devtools.fuzz_cases import (
     Case,
     Endpoint,
     HttpCase,
@@ -49,7 +49,7 @@ from .fuzz_cases import (
     peer_case,
     raw_case,
 )
-from ..tx import Transaction
+from node.chain.tx import Transaction
 
 RAW_ENDPOINT = "HTTP raw"
 PEER_ENDPOINT = "p2p handshake"
@@ -88,7 +88,7 @@ def _stand_in_node() -> Any:
     """Enough of a node for `make_app` to build its routes: the default configuration, no metrics."""
     from types import SimpleNamespace
 
-    from ..config import NodeConfig
+    from node.home.config import NodeConfig
 
     return SimpleNamespace(config=NodeConfig(), metrics=SimpleNamespace(middleware=lambda: _passthrough))
 
@@ -97,8 +97,8 @@ _PARAM = re.compile(r"\(\?P<(\w+)>([^)]*)\)")
 
 
 def api_endpoints() -> list[Endpoint]:
-    """Every route of the API (HEAD and test routes aside), from `node.api.make_app` itself."""
-    from .. import api
+    """Every route of the API (HEAD and test routes aside), from `node.api.app.make_app` itself."""
+    from node.api import app as api
 
     stand_in: Any = object()
     app = api.make_app(_stand_in_node(), custodian=stand_in, research=stand_in)

@@ -22,8 +22,8 @@ import msgpack
 
 from p2p import wire
 
-from ..core.crypto import Identity
-from ..tx import Transaction
+from node.core.crypto import Identity
+from node.chain.tx import Transaction
 
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/octet-stream")
 OVERSIZE_BYTES = 17 * 1024 * 1024  # just over the default api.max_body_bytes (16 MiB)
@@ -591,8 +591,8 @@ def peer_case(ep: Endpoint, seed: int, index: int, target: Target, pools: Pools)
                     build=lambda h: [rng.randbytes(rng.randrange(1, 4096))])
 
 
-FRAME_KINDS = (1, 2)  # node.runtime's CONSENSUS and TXS
-REQUEST_KINDS = (10, 11)  # node.network's STATUS and BLOCKS
+FRAME_KINDS = (1, 2)  # node.runtime.runtime's CONSENSUS and TXS
+REQUEST_KINDS = (10, 11)  # node.net.gossip's STATUS and BLOCKS
 
 
 def frames_case(ep: Endpoint, seed: int, index: int, target: Target, pools: Pools) -> PeerCase:

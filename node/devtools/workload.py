@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..app.types.identity import attest
-from ..core.crypto import Identity
-from ..tx import Transaction
+from node.app.types.identity import attest
+from node.core.crypto import Identity
+from node.chain.tx import Transaction
 
 # Measured transactions per 100 in the `mix` workload.
 MIX: tuple[tuple[str, int], ...] = (

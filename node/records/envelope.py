@@ -14,7 +14,7 @@ import nacl.secret
 import nacl.signing
 import nacl.utils
 
-from ..core.crypto import Identity
+from node.core.crypto import Identity
 
 
 class EnvelopeError(ValueError):

@@ -18,9 +18,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.crypto import KEY_SIZE, SIGNATURE_SIZE, Identity, sha256, verify
-from ..core.encoding import canonical
-from ..core.errors import CodedError
+from node.core.crypto import KEY_SIZE, SIGNATURE_SIZE, Identity, sha256, verify
+from node.core.encoding import canonical
+from node.core.errors import CodedError
 
 MAX_CIPHERTEXT = 2 * 1024 * 1024
 NONCE_SIZE = 16

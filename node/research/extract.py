@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .kanon import LADDER, Generalisation, QuasiIdentifiers, anonymise, merge, patient_resource, quasi_identifiers
-from .pseudonyms import ExistingPseudonyms
-from .release import NOT_LINKED, CustodianRelease, linked_patient
-from .safe_harbor import Deidentifier, ResourceWithheld
+from node.research.kanon import LADDER, Generalisation, QuasiIdentifiers, anonymise, merge, patient_resource, quasi_identifiers
+from node.research.pseudonyms import ExistingPseudonyms
+from node.research.release import NOT_LINKED, CustodianRelease, linked_patient
+from node.research.safe_harbor import Deidentifier, ResourceWithheld
 
 REPORT_FORMAT = "medledger-research-extract/1"
 REPORT_NAME = "report.json"

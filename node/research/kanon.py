@@ -26,7 +26,7 @@ from typing import Any
 
 from node.records.fhir import GENDERS
 
-from .safe_harbor import OLDEST_EXACT_AGE, age_group_extension, is_age_90_plus, year_of, zip3_of
+from node.research.safe_harbor import OLDEST_EXACT_AGE, age_group_extension, is_age_90_plus, year_of, zip3_of
 
 UNKNOWN = "unknown"
 NINETY_PLUS = "90+"

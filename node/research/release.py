@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .pseudonyms import KeyedPseudonyms
-from .safe_harbor import PATIENT_LINK_ELEMENTS, Deidentifier, ResourceWithheld, parse_reference
+from node.research.pseudonyms import KeyedPseudonyms
+from node.research.safe_harbor import PATIENT_LINK_ELEMENTS, Deidentifier, ResourceWithheld, parse_reference
 
 FORMAT = "medledger-research-release/1"
 NOT_LINKED = "not linked to a patient"

@@ -1,5 +1,5 @@
 """The research steps' guard against stale, future and replayed requests: the node's one
-`ReplayGuard` (node/replay.py), answering in the research protocol's errors.
+`ReplayGuard` (node/core/replay.py), answering in the research protocol's errors.
 
 Every research step (the researcher's extract request at the coordinator, and the coordinator's
 prepare and record steps at each custodian) is checked here, after the step was authorised (the
@@ -13,7 +13,7 @@ O(1) expiry are those of `ReplayGuard`.
 from __future__ import annotations
 
 from node.records.protocol import ProtocolError
-from node.replay import FRESHNESS_MS, FUTURE_MS, ReplayGuard, ReplayRefused
+from node.core.replay import FRESHNESS_MS, FUTURE_MS, ReplayGuard, ReplayRefused
 
 WINDOW_MS = FRESHNESS_MS  # as the signed reads and the custodian's fetches
 

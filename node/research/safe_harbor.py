@@ -45,7 +45,7 @@ from typing import Any
 
 from node.records.fhir import GENDERS, STATUS_CODES
 
-from .pseudonyms import KeyedPseudonyms, Pseudonyms
+from node.research.pseudonyms import KeyedPseudonyms, Pseudonyms
 
 AGE_GROUP_EXTENSION = "urn:medledger:fhir:extension:age-group"
 UCUM = "http://unitsofmeasure.org"

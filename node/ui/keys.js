@@ -1,13 +1,13 @@
 // Identity key files in the browser, signed reads and signed transactions.
 //
-// A key file (node/keys.py) holds an Ed25519 seed, in the clear or sealed with a passphrase
+// A key file (node/home/keys.py) holds an Ed25519 seed, in the clear or sealed with a passphrase
 // (Argon2id + XSalsa20-Poly1305, opened with the vendored libsodium). The seed becomes a
 // non-extractable WebCrypto Ed25519 key and is then wiped; it never leaves this page, is never
 // stored, and is gone when the page is closed or reloaded.
 //
 // Reads of health metadata are signed requests (scheme medledger-request-v2, docs/api.md),
 // each naming the node it is sent to, so no other node accepts it;
-// transactions are the canonical msgpack envelope of node/tx.py.
+// transactions are the canonical msgpack envelope of node/chain/tx.py.
 
 import { ApiError, bytesToHex, fetchJSON, hexToBytes, nodeStatus, sha256 } from "./common.js";
 import { canonical } from "./msgpack.js";
@@ -138,7 +138,7 @@ export class Signer {
   }
 }
 
-/** Sign a transaction: {encoded (wire bytes), hash (hex)}, as node/tx.py Transaction.create. */
+/** Sign a transaction: {encoded (wire bytes), hash (hex)}, as node/chain/tx.py Transaction.create. */
 export async function buildTx(signer, { chainId, type, nonce, body }) {
   const sender = hexToBytes(signer.id);
   const signature = await signer.sign(canonical([TX_DOMAIN, chainId, type, sender, nonce, body]));

@@ -17,7 +17,7 @@ from typing import Any
 from node.client import HealthClient
 from node.devtools.cluster import Cluster
 from node.core.crypto import Identity
-from node.keys import load_key_file, write_key_file
+from node.home.keys import load_key_file, write_key_file
 
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]

@@ -5,7 +5,7 @@ verifies a transaction's Merkle proof; a patient signs in with their key file (p
 passphrase-protected), sees their records' metadata, consents and audit trail through signed
 reads, and revokes a consent with a transaction built in the browser, which the Python client
 then finds committed and in force. The browser's request signatures and transaction bytes are
-checked in Python against the contract (docs/api.md) and node/tx.py.
+checked in Python against the contract (docs/api.md) and node/chain/tx.py.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from node.client import HealthClient  # noqa: E402
 from node.devtools.cluster import Cluster  # noqa: E402
 from node.core.crypto import Identity  # noqa: E402
 from node.core.encoding import canonical  # noqa: E402
-from node.keys import write_key_file  # noqa: E402
-from node.tx import Transaction  # noqa: E402
+from node.home.keys import write_key_file  # noqa: E402
+from node.chain.tx import Transaction  # noqa: E402
 from tests.browser.story import Story, launch_chromium, populate  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -15,18 +15,18 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from msgpack import packb
 
-from node.api import make_app
-from node.custodian import Custodian
+from node.api.app import make_app
+from node.records.custodian import Custodian
 from node.records.envelope import seal_record
 from node.records.protocol import Fetch, Upload
 from storage.offchain import OffchainStore
 from node.app.types.identity import attest
-from node.auth import sign_headers
-from node.config import build_config
+from node.api.auth import sign_headers
+from node.home.config import build_config
 from node.core.crypto import Identity, sha256
-from node.genesis import Genesis, InstitutionInfo, ValidatorInfo
-from node.runtime import Node
-from node.tx import Transaction
+from node.chain.genesis import Genesis, InstitutionInfo, ValidatorInfo
+from node.runtime.runtime import Node
+from node.chain.tx import Transaction
 from storage.chain import ChainStore
 from storage.kv import LevelDBStore, MemoryStore
 

@@ -9,9 +9,9 @@ import pytest
 
 from node.core.crypto import Identity
 from node.core.encoding import canonical
-from node.auth import sign_headers
+from node.api.auth import sign_headers
 from node.core.merkle import verify_inclusion, verify_inclusion_of_hash
-from node.tx import Transaction
+from node.chain.tx import Transaction
 
 from tests.helpers import CHAIN, NODE_ID
 

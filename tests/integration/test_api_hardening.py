@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from node.api import NONCES_KEY, make_app
+from node.api.app import NONCES_KEY, make_app
 from node.app.types.identity import attest
-from node.auth import sign_headers
-from node.config import build_config
+from node.api.auth import sign_headers
+from node.home.config import build_config
 from node.core.crypto import Identity, sha256
-from node.custodian import Custodian
+from node.records.custodian import Custodian
 from node.records.envelope import seal_record
 from node.records.protocol import Fetch, Upload
-from node.replay import ReplayGuard
-from node.runtime import Node
-from node.tx import Transaction
+from node.core.replay import ReplayGuard
+from node.runtime.runtime import Node
+from node.chain.tx import Transaction
 from storage.kv import MemoryStore
 from storage.offchain import OffchainStore
 
@@ -171,8 +171,8 @@ async def test_a_fetch_dated_ahead_of_the_custodian_clock_is_refused(world):
 
 
 async def test_an_extract_request_for_a_study_the_researcher_is_not_on_leaves_nothing_in_the_coordinator_guard(world):
-    from node.custodian import CustodianRefusal
-    from node.research_service import ExtractRequest, ResearchService
+    from node.records.custodian import CustodianRefusal
+    from node.research.service import ExtractRequest, ResearchService
 
     service = ResearchService(world.node, world.custodian.store, b"\x01" * 32)
     assert isinstance(service.guard.replay, ReplayGuard)  # the node's one guard, in the research protocol's errors

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import msgpack
 
-from node.api import MAX_WAIT_S, _wait_param
+from node.api.app import MAX_WAIT_S, _wait_param
 from node.core.crypto import Identity
-from node.tx import Transaction
+from node.chain.tx import Transaction
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from node.api import SERVER_OPTIONS, make_app
+from node.api.app import SERVER_OPTIONS, make_app
 from tests.helpers import CHAIN, make_node
 
 MSGPACK = {"Content-Type": "application/msgpack"}
@@ -90,7 +90,7 @@ async def test_unparseable_requests_log_one_line_not_a_traceback(tmp_path, caplo
     import asyncio
     import logging
 
-    from node.api import QuietClientErrors
+    from node.api.app import QuietClientErrors
 
     node = make_node(tmp_path / "db")
     server = TestServer(make_app(node))

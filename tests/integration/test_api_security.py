@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from node.api import make_app
+from node.api.app import make_app
 from node.app.types.identity import attest
-from node.auth import sign_headers
+from node.api.auth import sign_headers
 from node.client import ApiError, Client, HealthClient, NodeUnreachable
 from node.devtools.cluster import Cluster
-from node.config import build_config
+from node.home.config import build_config
 from node.core.crypto import Identity
-from node.keys import load_key_file
-from node.runtime import Node
-from node.tx import Transaction
+from node.home.keys import load_key_file
+from node.runtime.runtime import Node
+from node.chain.tx import Transaction
 
 from tests.helpers import CHAIN, make_node
 
@@ -259,7 +259,7 @@ def test_node_run_with_tls_flags_serves_https_only(tmp_path):
     import sys
 
     from node.devtools.cluster import free_ports
-    from node.tls import issue_certificate, make_local_ca
+    from node.home.tls import issue_certificate, make_local_ca
 
     root = Path(__file__).resolve().parents[2]
     api_port, p2p_port = free_ports(2)

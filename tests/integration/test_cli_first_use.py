@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from cli import main
 from node.client import HealthClient
 from node.devtools.cluster import Cluster
-from node.keys import load_key_file
+from node.home.keys import load_key_file
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,14 +10,14 @@ import time
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from node.api import make_app
+from node.api.app import make_app
 from node.app.types.identity import attest
 from node.core.crypto import Identity, sha256
 from node.core.encoding import canonical, decode
-from node.custodian import Custodian
+from node.records.custodian import Custodian
 from node.records.envelope import decrypt, seal_record, unwrap_key
 from node.records.protocol import Fetch, Release, Upload
-from node.tx import Transaction
+from node.chain.tx import Transaction
 from storage.kv import MemoryStore
 from storage.offchain import OffchainStore
 from tests.helpers import CHAIN, make_node

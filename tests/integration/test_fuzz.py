@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from node.devtools.cluster import Cluster
 from node.devtools.fuzz import FuzzConfig, all_endpoints, passed, run_fuzz
-from node.keys import load_key_file
+from node.home.keys import load_key_file
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from node.client import HealthClient
 from node.devtools.cluster import Cluster
 from node.core.crypto import Identity
-from node.keys import load_key_file
+from node.home.keys import load_key_file
 from tests.integration.test_consent_story import MARKER, consent_story
 
 pytestmark = pytest.mark.slow

@@ -26,7 +26,7 @@ import pytest
 from node.client import HealthClient
 from node.devtools.cluster import Cluster, ClusterNode
 from node.core.crypto import Identity
-from node.home import init_network
+from node.home.layout import init_network
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ import pytest
 from node.client import HealthClient
 from node.devtools.cluster import Cluster
 from node.core.crypto import Identity
-from node.keys import load_key_file, write_key_file
+from node.home.keys import load_key_file, write_key_file
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

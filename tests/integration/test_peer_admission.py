@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from node.devtools.cluster import free_ports
-from node.config import build_config
+from node.home.config import build_config
 from node.core.crypto import Identity
 from node.daemon import allowed_peers, peer_map
-from node.genesis import Genesis, InstitutionInfo, ValidatorInfo
-from node.network import NetworkService
-from node.runtime import Node
-from node.tls import client_context, issue_certificate, make_local_ca, server_context
+from node.chain.genesis import Genesis, InstitutionInfo, ValidatorInfo
+from node.net.gossip import NetworkService
+from node.runtime.runtime import Node
+from node.home.tls import client_context, issue_certificate, make_local_ca, server_context
 from p2p.handshake import REASON_UNKNOWN_NODE, REASON_WRONG_GENESIS
 from p2p.limits import P2PLimits
 from storage.chain import ChainStore

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from node.api import make_app
+from node.api.app import make_app
 from node.app.types.identity import attest
-from node.auth import sign_headers
-from node.config import build_config
+from node.api.auth import sign_headers
+from node.home.config import build_config
 from node.core.crypto import Identity
 from node.core.merkle import verify_inclusion, verify_inclusion_of_hash
-from node.runtime import Node
-from node.tx import Transaction
+from node.runtime.runtime import Node
+from node.chain.tx import Transaction
 
 from tests.helpers import CHAIN, NODE_ID, make_node
 
@@ -205,7 +205,7 @@ async def test_cli_checks_public_proofs_and_shows_a_party_its_transaction(story,
     import asyncio
     import sys
 
-    from node.keys import write_key_file
+    from node.home.keys import write_key_file
 
     client, node, txs = story
     url = str(client.make_url("")).rstrip("/")
@@ -233,7 +233,7 @@ async def test_cli_checks_public_proofs_and_shows_a_party_its_transaction(story,
 
 
 async def test_a_public_read_signed_by_an_unregistered_key_gets_the_public_view_and_leaves_no_nonce(story):
-    from node.api import NONCES_KEY
+    from node.api.app import NONCES_KEY
 
     client, node, txs = story
     nobody = Identity.from_seed(b"\x2f" * 32)  # a valid signature, but no identity on the ledger

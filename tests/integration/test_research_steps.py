@@ -15,18 +15,18 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from node.api import make_app
+from node.api.app import make_app
 from node.app.types.identity import attest
-from node.auth import sign_headers
+from node.api.auth import sign_headers
 from node.core.crypto import Identity, sha256
 from node.core.encoding import canonical
-from node.custodian import Custodian
+from node.records.custodian import Custodian
 from node.records.envelope import seal_record
 from node.records.protocol import Upload
 from node.research.pseudonyms import KeyedPseudonyms, derive_study_key
 from node.research.release import linked_patient
-from node.research_service import ExtractRequest, ResearchService
-from node.tx import Transaction
+from node.research.service import ExtractRequest, ResearchService
+from node.chain.tx import Transaction
 from storage.kv import MemoryStore
 from storage.offchain import OffchainStore
 from tests.helpers import CHAIN, NODE_ID, make_node

@@ -20,7 +20,7 @@ import pytest
 from node.client import HealthClient
 from node.devtools.cluster import Cluster
 from node.core.crypto import Identity
-from node.keys import load_key_file, write_key_file
+from node.home.keys import load_key_file, write_key_file
 from node.research.pseudonyms import KeyedPseudonyms, derive_study_key
 from node.research.release import linked_patient
 from node.research.synthetic import generate

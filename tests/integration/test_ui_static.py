@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from node.api import UI_DIR
+from node.api.app import UI_DIR
 
 PAGES = ("index.html", "explorer.html", "compliance.html", "patient.html")
 

@@ -190,7 +190,7 @@ def test_an_engine_that_checks_certificates_without_their_view_is_caught(monkeyp
 
 
 def test_a_runtime_that_applies_synced_blocks_unchecked_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The simulated runtime's copy of node/runtime.py's checks of a synced block, switched off.
+    # The simulated runtime's copy of node/runtime/runtime.py's checks of a synced block, switched off.
     monkeypatch.setattr(Simulation, "_synced_block_problem", lambda self, *args: "")
     report = run_sim(**SYNC_PROBE, seeds=range(12))  # type: ignore[arg-type]
     assert report["safety_violations"] > 0

@@ -1,5 +1,5 @@
 """Every refusal code the ledger, the API, the custodians and the client can return has a
-sentence saying what to do (node/advice.py), so the CLI never prints a bare code."""
+sentence saying what to do (node/core/advice.py), so the CLI never prints a bare code."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import ast
 import re
 from pathlib import Path
 
-from node.advice import ADVICE, FALLBACK, advice, explain
+from node.core.advice import ADVICE, FALLBACK, advice, explain
 
 ROOT = Path(__file__).resolve().parents[2]
 CODE = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
@@ -46,7 +46,7 @@ def test_every_refusal_code_in_the_sources_has_advice():
     found = codes_in_sources()
     assert len(found) > 60  # the scan itself works
     missing = {code: where for code, where in found.items() if advice(code) == FALLBACK}
-    assert missing == {}, f"codes without advice in node/advice.py: {missing}"
+    assert missing == {}, f"codes without advice in node/core/advice.py: {missing}"
 
 
 def test_every_access_denial_rule_has_advice():

@@ -20,16 +20,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from node.tx import Transaction, TxRejected
+from node.chain.tx import Transaction, TxRejected
 
-from .. import breakglass, keys
-from ..access import BREAKGLASS_REASONS, FRESH, Grantee, Record, Request, decide
-from ..audit import audit, disclose
-from ..consents import candidate_consents
-from ..fields import check_id, check_purpose
-from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..roles import PRACTITIONER, RESEARCHER, sender_as
-from ..stored import read, write
+from node.app import breakglass, keys
+from node.app.access import BREAKGLASS_REASONS, FRESH, Grantee, Record, Request, decide
+from node.app.audit import audit, disclose
+from node.app.consents import candidate_consents
+from node.app.fields import check_id, check_purpose
+from node.app.registry import ExecContext, ExecFailed, TxType, register, require_fields
+from node.app.roles import PRACTITIONER, RESEARCHER, sender_as
+from node.app.stored import read, write
 
 RESULT_DENIED = "denied"
 NOTE_HASH_SIZE = 32

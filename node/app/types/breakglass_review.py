@@ -18,15 +18,15 @@ commitment (`note_hash`, the SHA-256 of a random salt and the text).
 
 from __future__ import annotations
 
-from node.tx import Transaction, TxRejected
+from node.chain.tx import Transaction, TxRejected
 
-from .. import breakglass, keys
-from ..access import BREAKGLASS_SUSPENSION_MS
-from ..audit import audit, next_seq
-from ..fields import check_id
-from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..roles import INSTITUTION, sender_as
-from ..stored import read, write
+from node.app import breakglass, keys
+from node.app.access import BREAKGLASS_SUSPENSION_MS
+from node.app.audit import audit, next_seq
+from node.app.fields import check_id
+from node.app.registry import ExecContext, ExecFailed, TxType, register, require_fields
+from node.app.roles import INSTITUTION, sender_as
+from node.app.stored import read, write
 
 OUTCOMES = ("justified", "unjustified")
 

@@ -6,14 +6,14 @@ a consent that covers the purpose "emergency" still applies.
 
 from __future__ import annotations
 
-from node.tx import Transaction
+from node.chain.tx import Transaction
 
-from .. import keys
-from ..audit import audit
-from ..fields import check_on_behalf_of
-from ..registry import ExecContext, TxType, register, require_fields
-from ..roles import acting_patient
-from ..stored import write
+from node.app import keys
+from node.app.audit import audit
+from node.app.fields import check_on_behalf_of
+from node.app.registry import ExecContext, TxType, register, require_fields
+from node.app.roles import acting_patient
+from node.app.stored import write
 
 
 def _check(tx: Transaction) -> None:

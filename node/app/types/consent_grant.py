@@ -8,12 +8,12 @@ transaction. Evaluation happens in `node.app.access`.
 
 from __future__ import annotations
 
-from node.tx import Transaction, TxRejected
+from node.chain.tx import Transaction, TxRejected
 
-from .. import keys
-from ..audit import audit
-from ..fhir_types import is_resource_type, unknown_type_message
-from ..fields import (
+from node.app import keys
+from node.app.audit import audit
+from node.app.fhir_types import is_resource_type, unknown_type_message
+from node.app.fields import (
     ANY_TYPE,
     ID_SIZE,
     MAX_RECORD_IDS,
@@ -26,10 +26,10 @@ from ..fields import (
     check_time,
     check_unique_list,
 )
-from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..roles import INSTITUTION, PRACTITIONER, acting_patient, role_of
-from ..stored import read, write
-from ..studies import load_study, study_active
+from node.app.registry import ExecContext, ExecFailed, TxType, register, require_fields
+from node.app.roles import INSTITUTION, PRACTITIONER, acting_patient, role_of
+from node.app.stored import read, write
+from node.app.studies import load_study, study_active
 
 FIELDS: dict[str, type | tuple[type, ...]] = {"grantee_kind": str, "grantee": (bytes, str), "purposes": list, "valid_until": int}
 OPTIONAL: dict[str, type | tuple[type, ...]] = {"resource_types": list, "record_ids": list, "deny_types": list, "valid_from": int, "on_behalf_of": bytes}

@@ -6,15 +6,15 @@ and the custodian stops honouring grants made under it: see `queries.active_gran
 
 from __future__ import annotations
 
-from node.tx import Transaction
+from node.chain.tx import Transaction
 
-from .. import keys
-from ..audit import audit
-from ..consents import load_consent
-from ..fields import check_id, check_on_behalf_of
-from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..roles import acting_patient
-from ..stored import write
+from node.app import keys
+from node.app.audit import audit
+from node.app.consents import load_consent
+from node.app.fields import check_id, check_on_behalf_of
+from node.app.registry import ExecContext, ExecFailed, TxType, register, require_fields
+from node.app.roles import acting_patient
+from node.app.stored import write
 
 
 def _check(tx: Transaction) -> None:

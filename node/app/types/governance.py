@@ -11,14 +11,14 @@ transaction. Approvals do not expire and cannot be withdrawn.
 from __future__ import annotations
 
 from consensus.validators import ValidatorSet
-from node.tx import Transaction
+from node.chain.tx import Transaction
 
-from .. import keys
-from ..fields import check_id, check_text
-from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..roles import INSTITUTION, identity_of
-from ..state import StateReader
-from ..stored import read, write
+from node.app import keys
+from node.app.fields import check_id, check_text
+from node.app.registry import ExecContext, ExecFailed, TxType, register, require_fields
+from node.app.roles import INSTITUTION, identity_of
+from node.app.state import StateReader
+from node.app.stored import read, write
 
 MAX_NAME = 64
 

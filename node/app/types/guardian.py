@@ -8,14 +8,14 @@ replaces the old one.
 
 from __future__ import annotations
 
-from node.tx import Transaction, TxRejected
+from node.chain.tx import Transaction, TxRejected
 
-from .. import keys
-from ..audit import audit
-from ..fields import check_id, check_on_behalf_of
-from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..roles import INSTITUTION, acting_patient, guardian_of, role_of
-from ..stored import write
+from node.app import keys
+from node.app.audit import audit
+from node.app.fields import check_id, check_on_behalf_of
+from node.app.registry import ExecContext, ExecFailed, TxType, register, require_fields
+from node.app.roles import INSTITUTION, acting_patient, guardian_of, role_of
+from node.app.stored import write
 
 
 def _check(tx: Transaction) -> None:

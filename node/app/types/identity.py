@@ -21,12 +21,12 @@ from typing import Any
 
 from node.core.crypto import SIGNATURE_SIZE, Identity, verify
 from node.core.encoding import canonical
-from node.tx import Transaction, TxRejected
+from node.chain.tx import Transaction, TxRejected
 
-from .. import keys
-from ..fields import check_id
-from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..roles import (
+from node.app import keys
+from node.app.fields import check_id
+from node.app.registry import ExecContext, ExecFailed, TxType, register, require_fields
+from node.app.roles import (
     INSTITUTION,
     PATIENT,
     PRACTITIONER,
@@ -35,7 +35,7 @@ from ..roles import (
     identity_of,
     require_institution,
 )
-from ..stored import write
+from node.app.stored import write
 
 ATTEST_DOMAIN = "medledger-attest-v1"
 MAX_LABEL = 64

@@ -12,15 +12,15 @@ patient who finds a record it does not recognise contests it (`record.contest`).
 
 from __future__ import annotations
 
-from node.tx import Transaction
+from node.chain.tx import Transaction
 
-from .. import keys
-from ..audit import audit
-from ..fields import check_id, check_resource_type
-from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..relationships import treatment_basis
-from ..roles import PATIENT, PRACTITIONER, role_of, sender_as
-from ..stored import read, write
+from node.app import keys
+from node.app.audit import audit
+from node.app.fields import check_id, check_resource_type
+from node.app.registry import ExecContext, ExecFailed, TxType, register, require_fields
+from node.app.relationships import treatment_basis
+from node.app.roles import PATIENT, PRACTITIONER, role_of, sender_as
+from node.app.stored import read, write
 
 
 def _check(tx: Transaction) -> None:

@@ -12,14 +12,14 @@ account of its care.
 
 from __future__ import annotations
 
-from node.tx import Transaction, TxRejected
+from node.chain.tx import Transaction, TxRejected
 
-from .. import keys
-from ..audit import audit
-from ..fields import check_id, check_on_behalf_of
-from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..roles import patients_record
-from ..stored import write
+from node.app import keys
+from node.app.audit import audit
+from node.app.fields import check_id, check_on_behalf_of
+from node.app.registry import ExecContext, ExecFailed, TxType, register, require_fields
+from node.app.roles import patients_record
+from node.app.stored import write
 
 CONTEST_REASONS = {
     "not_my_record": "the record is about someone else",

@@ -11,16 +11,16 @@ several transactions with the same `release_hash`.
 
 from __future__ import annotations
 
-from node.tx import Transaction, TxRejected
+from node.chain.tx import Transaction, TxRejected
 
-from .. import keys
-from ..audit import audit, disclose
-from ..consents import candidate_consents
-from ..fields import ID_SIZE, check_id, check_study_id
-from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..roles import INSTITUTION, sender_as
-from ..stored import write
-from ..studies import load_study, study_active
+from node.app import keys
+from node.app.audit import audit, disclose
+from node.app.consents import candidate_consents
+from node.app.fields import ID_SIZE, check_id, check_study_id
+from node.app.registry import ExecContext, ExecFailed, TxType, register, require_fields
+from node.app.roles import INSTITUTION, sender_as
+from node.app.stored import write
+from node.app.studies import load_study, study_active
 
 MAX_PATIENTS = 1024
 MAX_RESOURCES = 1 << 40

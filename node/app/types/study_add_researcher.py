@@ -7,14 +7,14 @@ studies); the study must not have ended.
 
 from __future__ import annotations
 
-from node.tx import Transaction
+from node.chain.tx import Transaction
 
-from .. import keys
-from ..fields import check_id, check_study_id
-from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..roles import INSTITUTION, RESEARCHER, role_of, sender_as
-from ..stored import write
-from ..studies import load_study, study_active
+from node.app import keys
+from node.app.fields import check_id, check_study_id
+from node.app.registry import ExecContext, ExecFailed, TxType, register, require_fields
+from node.app.roles import INSTITUTION, RESEARCHER, role_of, sender_as
+from node.app.stored import write
+from node.app.studies import load_study, study_active
 
 
 def _check(tx: Transaction) -> None:

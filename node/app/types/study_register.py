@@ -9,14 +9,14 @@ grantee kind "study" and the purpose "research"; such consents end with the stud
 
 from __future__ import annotations
 
-from node.tx import Transaction, TxRejected
+from node.chain.tx import Transaction, TxRejected
 
-from .. import keys
-from ..fields import check_study_id, check_text, check_time
-from ..registry import ExecContext, ExecFailed, TxType, register, require_fields
-from ..roles import INSTITUTION, sender_as
-from ..stored import write
-from ..studies import K_FLOOR, K_MAX, load_study
+from node.app import keys
+from node.app.fields import check_study_id, check_text, check_time
+from node.app.registry import ExecContext, ExecFailed, TxType, register, require_fields
+from node.app.roles import INSTITUTION, sender_as
+from node.app.stored import write
+from node.app.studies import K_FLOOR, K_MAX, load_study
 
 MAX_TITLE = 128
 

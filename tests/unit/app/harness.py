@@ -13,8 +13,8 @@ from node.app.executor import BlockExecution, execute_block, genesis_state_root,
 from node.app.state import FuncReader
 from node.app.types.identity import attest
 from node.core.crypto import Identity, sha256
-from node.genesis import Genesis, InstitutionInfo, ValidatorInfo
-from node.tx import Transaction
+from node.chain.genesis import Genesis, InstitutionInfo, ValidatorInfo
+from node.chain.tx import Transaction
 from storage.chain import ChainStore
 from storage.kv import MemoryStore
 

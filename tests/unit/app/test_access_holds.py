@@ -15,7 +15,7 @@ from node.app.access import (
 )
 from node.app.registry import check_tx_body
 from node.core.crypto import sha256
-from node.tx import TxRejected
+from node.chain.tx import TxRejected
 
 from tests.unit.app.harness import HOUR, Ledger, ident, rid
 
@@ -146,7 +146,7 @@ def test_unjustified_review_without_suspension_revokes_that_patients_grants_here
 
 def test_custodian_refuses_a_fetch_under_a_revoked_breakglass_grant(world):
     """Through the custodian: after an unjustified review the plaintext is not served."""
-    from node.custodian import Custodian, UploadLimits, CustodianRefusal
+    from node.records.custodian import Custodian, UploadLimits, CustodianRefusal
     from node.records.envelope import seal_record
     from node.records.protocol import Fetch, Upload
     from storage.kv import MemoryStore

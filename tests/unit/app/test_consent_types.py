@@ -10,7 +10,7 @@ import pytest
 
 from node.app.fhir_types import RESOURCE_TYPES, closest_resource_type
 from node.app.registry import check_tx_body
-from node.tx import TxRejected
+from node.chain.tx import TxRejected
 
 from tests.unit.app.harness import DAY, Ledger
 

@@ -9,7 +9,7 @@ from node.app import queries
 from node.app.executor import BlockRejected, UnregisteredSender
 from node.app.registry import check_tx_body
 from node.app.types.identity import attest
-from node.tx import TxRejected
+from node.chain.tx import TxRejected
 
 from tests.unit.app.harness import CHAIN, Ledger, ident
 

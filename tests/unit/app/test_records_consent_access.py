@@ -10,7 +10,7 @@ from node.app.access import ACCESS_WINDOW_MS, BREAKGLASS_WINDOW_MS
 from node.app.executor import UnregisteredSender
 from node.app.registry import check_tx_body
 from node.core.crypto import sha256
-from node.tx import TxRejected
+from node.chain.tx import TxRejected
 
 from tests.unit.app.harness import DAY, HOUR, Ledger, ident, rid
 

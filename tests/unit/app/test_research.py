@@ -8,7 +8,7 @@ import pytest
 from node.app import queries
 from node.app.registry import check_tx_body
 from node.core.crypto import sha256
-from node.tx import TxRejected
+from node.chain.tx import TxRejected
 
 from tests.unit.app.harness import DAY, Ledger, ident
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from node.app.executor import UnregisteredSender, execute_transactions
 from node.app.types.identity import identity_key
 from node.app.registry import check_tx_body, load_types
-from node.tx import TxRejected
+from node.chain.tx import TxRejected
 
 from tests.unit.app.harness import DAY, Ledger, ident, rid
 

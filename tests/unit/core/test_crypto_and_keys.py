@@ -7,7 +7,7 @@ import stat
 import pytest
 
 from node.core.crypto import Identity, parse_id, verify
-from node.keys import KeyFileError, is_encrypted, key_file_id, load_key_file, write_key_file
+from node.home.keys import KeyFileError, is_encrypted, key_file_id, load_key_file, write_key_file
 
 
 def test_sign_and_verify():

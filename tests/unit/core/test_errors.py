@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from node.app.registry import ExecFailed
-from node.auth import AuthError
+from node.api.auth import AuthError
 from node.core.errors import CodedError
-from node.custodian import CustodianRefusal
+from node.records.custodian import CustodianRefusal
 from node.records.protocol import ProtocolError
-from node.replay import ReplayRefused
-from node.tx import TxRejected
+from node.core.replay import ReplayRefused
+from node.chain.tx import TxRejected
 
 
 @pytest.mark.parametrize(("error", "status"), [
@@ -37,7 +37,7 @@ async def test_the_api_maps_a_coded_error_raised_anywhere_to_its_json_answer() -
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
-    from node.api import errors_middleware
+    from node.api.app import errors_middleware
 
     async def handler(request: web.Request) -> web.Response:
         raise CustodianRefusal(409, "record_mismatch", "the upload differs from its record.add")

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node import auth
-from node.auth import AuthError, SignedRequest, remember_nonce, sign_headers, verify_headers
+from node.api.app import auth
+from node.api.auth import AuthError, SignedRequest, remember_nonce, sign_headers, verify_headers
 from node.core.crypto import Identity
-from node.replay import ReplayGuard, ReplayRefused
+from node.core.replay import ReplayGuard, ReplayRefused
 
 from tests.unit.app.harness import DAY, Ledger, ident
 

@@ -2,8 +2,8 @@
 
 import dataclasses
 
-from node.config import ConsensusSection, NodeConfig
-from node.runtime import MIN_BLOCK_TXS
+from node.home.config import ConsensusSection, NodeConfig
+from node.runtime.runtime import MIN_BLOCK_TXS
 from tests.helpers import make_node
 
 

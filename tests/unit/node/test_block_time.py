@@ -13,11 +13,11 @@ import dataclasses
 import pytest
 
 from node.app.executor import execute_block
-from node.block import Block, BlockInvalid
-from node.config import build_config
+from node.chain.block import Block, BlockInvalid
+from node.home.config import build_config
 from node.core.crypto import Identity
-from node.runtime import Node
-from node.tx import Transaction
+from node.runtime.runtime import Node
+from node.chain.tx import Transaction
 from storage.chain import ChainStore
 from storage.kv import MemoryStore
 from tests.helpers import CHAIN, one_validator_genesis

@@ -7,7 +7,7 @@ import pytest
 
 from consensus.messages import Commit, MessageDecodeError, Prepare, PrePrepare, decode_message, sign_message
 from node.app.executor import BlockRejected
-from node.block import BlockInvalid, decode_block
+from node.chain.block import BlockInvalid, decode_block
 from node.devtools.byzantine import (
     ENV_MODE,
     FRAME_CONSENSUS,
@@ -20,7 +20,7 @@ from node.devtools.byzantine import (
     mode_from_env,
 )
 from node.core.crypto import Ed25519Verifier, Identity
-from node.tx import Transaction
+from node.chain.tx import Transaction
 from tests.helpers import CHAIN, make_node
 
 ME = Identity.from_seed(b"\x07" * 32)  # the validator of tests.helpers.make_node

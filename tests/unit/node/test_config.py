@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from node.config import ConfigError, NodeConfig, build_config, dump_toml
+from node.home.config import ConfigError, NodeConfig, build_config, dump_toml
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
 

@@ -12,8 +12,8 @@ from node.app.executor import (
 from node.app.state import FuncReader, Overlay
 from node.app.types.identity import attest
 from node.core.crypto import Identity
-from node.genesis import Genesis, InstitutionInfo, ValidatorInfo
-from node.tx import Transaction
+from node.chain.genesis import Genesis, InstitutionInfo, ValidatorInfo
+from node.chain.tx import Transaction
 
 CHAIN = "test-chain"
 

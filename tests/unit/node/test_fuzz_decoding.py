@@ -57,7 +57,7 @@ def test_bytes_map_keys_are_refused_by_decode() -> None:
 
 
 # -- transactions -----------------------------------------------------------------------------
-from node.tx import TxRejected, decode_tx, tx_from_value  # noqa: E402
+from node.chain.tx import TxRejected, decode_tx, tx_from_value  # noqa: E402
 
 CHAIN = "medledger-test"
 tx_like = st.tuples(st.just(CHAIN) | st.text(max_size=8), st.sampled_from(["identity.register", "record.add", "x"]) | st.text(max_size=70),
@@ -90,7 +90,7 @@ def test_decode_tx_raises_only_tx_rejected(data: bytes) -> None:
 
 # -- custodian and research requests ----------------------------------------------------------
 from node.records.protocol import Fetch, ProtocolError, Upload  # noqa: E402
-from node.research_service import ExtractRequest  # noqa: E402
+from node.research.service import ExtractRequest  # noqa: E402
 
 upload_like = st.fixed_dictionaries({
     "record_id": st.binary(min_size=31, max_size=33), "patient": st.binary(min_size=32, max_size=32), "resource_type": st.text(max_size=70),

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-import node.network as network
+import node.net.gossip as network
 from node.devtools.bench import prepare
 from node.core.encoding import canonical
-from node.network import FRAME_TXS, NetworkService
+from node.net.gossip import FRAME_TXS, NetworkService
 from tests.helpers import CHAIN, deadline, make_node
 
 

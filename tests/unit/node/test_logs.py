@@ -11,7 +11,7 @@ import logging
 import pytest
 
 from node.core.crypto import Identity
-from node.logs import clear_secrets, make_handler, redact, register_secret, setup_logging
+from node.home.logs import clear_secrets, make_handler, redact, register_secret, setup_logging
 
 
 @pytest.fixture(autouse=True)
@@ -116,7 +116,7 @@ def test_a_process_logs_only_json_lines_even_for_warnings_and_crashes():
     seed = Identity.from_seed(b"\x09" * 32).seed
     program = (
         "import logging, warnings\n"
-        "from node.logs import setup_logging, register_secret\n"
+        "from node.home.logs import setup_logging, register_secret\n"
         "setup_logging('debug', 'json')\n"
         f"register_secret(bytes.fromhex('{seed.hex()}'))\n"
         "warnings.warn('a python warning')\n"

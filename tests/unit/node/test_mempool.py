@@ -3,8 +3,8 @@
 import pytest
 
 from node.core.crypto import Identity
-from node.mempool import Mempool, MempoolFull, SenderLimit
-from node.tx import Transaction
+from node.runtime.mempool import Mempool, MempoolFull, SenderLimit
+from node.chain.tx import Transaction
 
 
 def tx(seed, nonce=1):
@@ -44,7 +44,7 @@ def test_bounds():
 
 
 def test_waiting_since_offers_each_transaction_again_after_doubling_intervals(monkeypatch):
-    import node.mempool as mp
+    import node.runtime.mempool as mp
 
     now = [100.0]
     monkeypatch.setattr(mp.time, "monotonic", lambda: now[0])

@@ -6,8 +6,8 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from node.core.crypto import Identity
-from node.metrics import NodeMetrics
-from node.tx import Transaction
+from node.runtime.metrics import NodeMetrics
+from node.chain.tx import Transaction
 from tests.helpers import CHAIN
 
 MSGPACK = {"Content-Type": "application/msgpack"}

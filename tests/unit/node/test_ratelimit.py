@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from node.ratelimit import RateLimit, RateLimiter, retry_after_header
+from node.api.ratelimit import RateLimit, RateLimiter, retry_after_header
 
 
 def test_a_burst_then_the_rate():

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from node.systemd import UnitError, render_unit
+from node.home.systemd import UnitError, render_unit
 
 
 def test_unit_for_a_home_under_var_lib():

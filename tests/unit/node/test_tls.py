@@ -11,10 +11,10 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from node.config import ConfigError, NodeHome, build_config
+from node.home.config import ConfigError, NodeHome, build_config
 from node.daemon import p2p_limits, ssl_contexts, with_tls_files
-from node.home import init_network
-from node.tls import TlsError, client_context, issue_certificate, make_local_ca, server_context, write_private
+from node.home.layout import init_network
+from node.home.tls import TlsError, client_context, issue_certificate, make_local_ca, server_context, write_private
 
 
 def test_a_node_certificate_chains_to_the_ca_and_names_its_hosts(tmp_path: Path):

@@ -7,7 +7,7 @@ from hypothesis import given, strategies as st
 from node.app.registry import check_tx_body
 from node.core.crypto import Identity
 from node.core.encoding import canonical
-from node.tx import MAX_TX_BYTES, Transaction, TxRejected, check_signature, decode_tx
+from node.chain.tx import MAX_TX_BYTES, Transaction, TxRejected, check_signature, decode_tx
 
 CHAIN = "test-chain"
 

@@ -4,7 +4,7 @@ import pytest
 
 from node.app.registry import check_tx_body
 from node.core.crypto import Identity
-from node.tx import check_signature
+from node.chain.tx import check_signature
 from node.devtools.workload import MIX, mix_counts, mix_workload, register_workload
 
 

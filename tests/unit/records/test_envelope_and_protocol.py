@@ -8,7 +8,7 @@ from node.core.crypto import Identity
 from node.records.envelope import EnvelopeError, decrypt, seal_record, unwrap_key, wrap_key
 from node.records.fhir import FhirInvalid, parse_resource
 from node.records.protocol import Fetch, ProtocolError, Release, Upload
-from node.replay import ReplayGuard, ReplayRefused
+from node.core.replay import ReplayGuard, ReplayRefused
 from node.core.encoding import decode
 
 CHAIN = "c"

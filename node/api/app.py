@@ -4,7 +4,7 @@ Every answer is JSON. A client's mistake gets a 4xx with ``{"error": code, "mess
 the node never lets a bad request raise past this layer. Request bodies are bounded by
 `api.max_body_bytes` and by `api.max_txs_per_request` transactions. Every client IP has a
 request rate (429 `rate_limited` with `Retry-After` beyond it); reads of health data are signed
-by the caller (node/auth.py) and each signer has its own rate too.
+by the caller (node/api/auth.py) and each signer has its own rate too.
 """
 
 from __future__ import annotations
@@ -23,26 +23,26 @@ from aiohttp import HttpVersion11, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from . import auth
-from .block import decode_block
-from .core.errors import CodedError
-from .core.crypto import sha256
-from .core.encoding import DecodeError, decode
-from .core.merkle import inclusion_proof, leaf_hash, verify_inclusion
-from . import explorer
-from .app.executor import read_nonce
-from .app.fields import check_study_id
-from .app.types.identity import identity_key
-from .app import queries
-from .app.roles import guardian_of
-from .custodian import Custodian
-from .records.protocol import Fetch, ProtocolError, Upload
-from .ratelimit import RateLimit, RateLimiter, retry_after_header
-from .replay import ReplayGuard
-from .research_service import ExtractRequest, ResearchService
-from .metrics import get_metrics as metrics_response
-from .runtime import Node
-from .tx import decode_tx, jsonable
+from node.api import auth
+from node.chain.block import decode_block
+from node.core.errors import CodedError
+from node.core.crypto import sha256
+from node.core.encoding import DecodeError, decode
+from node.core.merkle import inclusion_proof, leaf_hash, verify_inclusion
+from node.api import explorer
+from node.app.executor import read_nonce
+from node.app.fields import check_study_id
+from node.app.types.identity import identity_key
+from node.app import queries
+from node.app.roles import guardian_of
+from node.records.custodian import Custodian
+from node.records.protocol import Fetch, ProtocolError, Upload
+from node.api.ratelimit import RateLimit, RateLimiter, retry_after_header
+from node.core.replay import ReplayGuard
+from node.research.service import ExtractRequest, ResearchService
+from node.runtime.metrics import get_metrics as metrics_response
+from node.runtime.runtime import Node
+from node.chain.tx import decode_tx, jsonable
 
 log = logging.getLogger("medledger.api")
 
@@ -152,7 +152,7 @@ FORBIDDEN_MESSAGE = ("there is nothing here this signer may read (it does not ex
 
 async def _signed_read(request: web.Request, authorize: Callable[[web.Request, bytes], bool],
                        refuse: bool) -> bytes | None:
-    """Check a signed request (node/auth.py) within its signer's rate; if `authorize(request,
+    """Check a signed request (node/api/auth.py) within its signer's rate; if `authorize(request,
     signer)` holds, remember its nonce and return the signer. An unauthorised one is refused
     (403, `refuse`) or answered as unsigned (None). Authorise before remembering: a refused request
     leaves nothing in the replay guard, and a signer that may not read a thing is not told whether
@@ -175,7 +175,7 @@ async def _signed_read(request: web.Request, authorize: Callable[[web.Request, b
 
 
 def signed(authorize: Callable[[web.Request, bytes], bool]) -> Callable[[Handler], Handler]:
-    """A route that reads health data: the caller signs it (node/auth.py), within its signer's
+    """A route that reads health data: the caller signs it (node/api/auth.py), within its signer's
     rate, with a fresh nonce, and `authorize(request, signer)` must say it may read this."""
 
     def wrap(handler: Handler) -> Handler:
@@ -198,7 +198,7 @@ def _known_signer(request: web.Request, signer: bytes) -> bool:
 async def optional_signer(request: web.Request) -> bytes | None:
     """The verified signer of a public read that may be signed (None when it is not): the
     explorer answers an unsigned caller with the public view, a signed one with what that signer
-    is entitled to (node/explorer.py). A signature that is there but does not hold is a 401, as
+    is entitled to (node/api/explorer.py). A signature that is there but does not hold is a 401, as
     on the signed routes, and it counts against the signer's rate and nonces the same way. A key
     with no identity on the ledger is entitled to the public view only, and leaves nothing in the
     replay guard."""
@@ -342,7 +342,7 @@ def _block_or_404(node: Node, height: int) -> bytes:
 
 async def get_block(request: web.Request) -> web.Response:
     """A block: header, certificate and its transactions, each whole only where the caller is
-    entitled to it (node/explorer.py); to anyone else hash, index and result."""
+    entitled to it (node/api/explorer.py); to anyone else hash, index and result."""
     node = request.app[NODE_KEY]
     text = request.match_info["height"]
     height = node.store.height if text == "latest" else _int_param(text, "height")
@@ -364,7 +364,7 @@ async def get_block(request: web.Request) -> web.Response:
 async def get_tx_proof(request: web.Request) -> web.Response:
     """A committed transaction's Merkle inclusion proof. Everyone gets the leaf's hash, which is
     all the proof needs; the leaf itself (the encoded transaction, whose SHA-256 is the tx hash)
-    only a caller entitled to the transaction (node/explorer.py)."""
+    only a caller entitled to the transaction (node/api/explorer.py)."""
     node = request.app[NODE_KEY]
     tx_hash = _hash_param(request)
     signer = await optional_signer(request)
@@ -453,7 +453,7 @@ def _ms_param(request: web.Request, name: str, default: int | None) -> int | Non
 
 async def get_identity(request: web.Request) -> web.Response:
     """An identity: role and label for anyone; a patient's guardian, break-glass choice and
-    attestation, and a practitioner's wards, only to those entitled (node/explorer.py)."""
+    attestation, and a practitioner's wards, only to those entitled (node/api/explorer.py)."""
     node = request.app[NODE_KEY]
     ident = _id_param(request)
     signer = await optional_signer(request)
@@ -482,7 +482,7 @@ async def get_patient_records(request: web.Request) -> web.Response:
 async def get_patient_consents(request: web.Request) -> web.Response:
     consents = request[_SCOPED_KEY]  # all for the patient and its guardian; else those naming the signer
     if request.query.get("format") == "fhir":
-        from .app import fhir_export
+        from node.app import fhir_export
 
         return _json(fhir_export.bundle([fhir_export.consent_resource(c) for c in consents]))
     return _json({"patient": request.match_info["id"], "consents": consents})
@@ -494,7 +494,7 @@ async def get_patient_audit(request: web.Request) -> web.Response:
     entries = queries.patient_audit(node.state_reader(), _id_param(request), since_ms=_ms_param(request, "since_ms", 0) or 0,
                                     until_ms=_ms_param(request, "until_ms", None))
     if request.query.get("format") == "fhir":
-        from .app import fhir_export
+        from node.app import fhir_export
 
         return _json(fhir_export.bundle([fhir_export.audit_event(e, chain_id=node.chain_id) for e in entries]))
     return _json({"patient": request.match_info["id"], "entries": entries})
@@ -509,7 +509,7 @@ async def get_disclosures(request: web.Request) -> web.Response:
         until = node.now_ms()
     entries = queries.disclosures(node.state_reader(), _id_param(request), since, until)
     if request.query.get("format") == "fhir":
-        from .app import fhir_export
+        from node.app import fhir_export
 
         return _json(fhir_export.bundle([fhir_export.audit_event(e, chain_id=node.chain_id) for e in entries]))
     return _json({"institution": request.match_info["id"], "since_ms": since, "until_ms": until, "disclosures": entries})
@@ -677,7 +677,7 @@ async def post_test_partition(request: web.Request) -> web.Response:
 
 
 NETWORK_KEY = web.AppKey("network", object)
-UI_DIR = Path(__file__).resolve().parent / "ui"
+UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 
 
 async def get_ui_root(request: web.Request) -> web.StreamResponse:

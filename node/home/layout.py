@@ -1,6 +1,6 @@
 """Creating node homes: a one-validator network (`node init`) or one home per institution of a
 local multi-node network (`devnet init`; with `tls=True`, a local CA and a certificate per node,
-see node/tls.py)."""
+see node/home/tls.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ApiSection, NodeConfig, NodeHome, NodeSection, P2PSection, dump_toml
-from .core.crypto import Identity
-from .genesis import Genesis, InstitutionInfo, ValidatorInfo
-from .keys import write_key_file
+from node.home.config import ApiSection, NodeConfig, NodeHome, NodeSection, P2PSection, dump_toml
+from node.core.crypto import Identity
+from node.chain.genesis import Genesis, InstitutionInfo, ValidatorInfo
+from node.home.keys import write_key_file
 
 
 class HomeExists(Exception):
@@ -63,7 +63,7 @@ def init_network(
     scheme = "https" if tls else "http"
     ca = None
     if tls:
-        from .tls import make_local_ca
+        from node.home.tls import make_local_ca
 
         ca = make_local_ca()
         root = dirs[0].parent if dirs else observer_dirs[0].parent
@@ -73,7 +73,7 @@ def init_network(
     def tls_files(d: Path, name: str, host: str) -> dict[str, str]:
         if ca is None:
             return {}
-        from .tls import issue_certificate, write_private
+        from node.home.tls import issue_certificate, write_private
 
         cert, key = issue_certificate(ca, name, sorted({host, api_host, "127.0.0.1", "localhost"}))
         (d / "tls.crt").write_bytes(cert)

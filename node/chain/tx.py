@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .core.crypto import KEY_SIZE, SIGNATURE_SIZE, Identity, sha256, verify
-from .core.errors import CodedError
-from .core.encoding import DecodeError, canonical, decode_canonical
+from node.core.crypto import KEY_SIZE, SIGNATURE_SIZE, Identity, sha256, verify
+from node.core.errors import CodedError
+from node.core.encoding import DecodeError, canonical, decode_canonical
 
 TX_DOMAIN = "medledger-tx-v1"
 MAX_TX_BYTES = 64 * 1024

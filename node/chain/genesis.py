@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .core.crypto import parse_id, sha256
-from .core.encoding import canonical
+from node.core.crypto import parse_id, sha256
+from node.core.encoding import canonical
 
 
 class GenesisError(ValueError):

@@ -1,6 +1,6 @@
 """One replay guard for every signed request the node serves off the chain: signed reads
-(node/auth.py), the custodian's record fetches (node/custodian.py) and the research
-coordinator's extract requests (node/research_service.py).
+(node/api/auth.py), the custodian's record fetches (node/records/custodian.py) and the research
+coordinator's extract requests (node/research/service.py).
 
 How a caller uses it, in this order:
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from .core.errors import CodedError
+from node.core.errors import CodedError
 
 FRESHNESS_MS = 120_000
 FUTURE_MS = 5_000

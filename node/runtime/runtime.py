@@ -25,8 +25,8 @@ from consensus.engine import Engine, EngineConfig
 from consensus.messages import MessageDecodeError, decode_message
 from consensus.validators import ValidatorSet
 
-from .app import keys as state_keys
-from .app.executor import (
+from node.app import keys as state_keys
+from node.app.executor import (
     REGISTRATION,
     BlockExecution,
     BlockRejected,
@@ -35,19 +35,19 @@ from .app.executor import (
     genesis_writes,
     read_nonce,
 )
-from .app.types.identity import identity_key
-from .app.registry import check_tx_body
-from .app.state import FuncReader
-from .block import Block, BlockInvalid, Header, decode_block
-from .config import NodeConfig
-from .core.crypto import Ed25519Verifier, Identity
-from .core.encoding import decode as decode_value
-from .core.merkle import merkle_root
-from .genesis import Genesis
-from .integrity import check_store
-from .mempool import Mempool, MempoolFull, SenderLimit
-from .metrics import NodeMetrics
-from .tx import Transaction, TxRejected, check_signature, tx_from_value
+from node.app.types.identity import identity_key
+from node.app.registry import check_tx_body
+from node.app.state import FuncReader
+from node.chain.block import Block, BlockInvalid, Header, decode_block
+from node.home.config import NodeConfig
+from node.core.crypto import Ed25519Verifier, Identity
+from node.core.encoding import decode as decode_value
+from node.core.merkle import merkle_root
+from node.chain.genesis import Genesis
+from node.runtime.integrity import check_store
+from node.runtime.mempool import Mempool, MempoolFull, SenderLimit
+from node.runtime.metrics import NodeMetrics
+from node.chain.tx import Transaction, TxRejected, check_signature, tx_from_value
 from storage.chain import ChainStore, StoreCorrupted
 
 log = logging.getLogger("medledger.node")
@@ -182,7 +182,7 @@ class Node:
         self._last_ts: tuple[int, int] | None = None
         self._work_reported = False
         self.commit_hooks: list[Callable[[list[Transaction], list[str]], None]] = []
-        # hooks set by the network service (node/network.py); no-ops for a lone validator
+        # hooks set by the network service (node/net/gossip.py); no-ops for a lone validator
         self.on_admitted: Callable[[Sequence[Transaction]], None] | None = None
         self.on_need_sync: Callable[[int], None] | None = None
         self.peer_ids: Callable[[], list[bytes]] = lambda: []

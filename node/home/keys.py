@@ -17,7 +17,7 @@ import nacl.pwhash
 import nacl.secret
 import nacl.utils
 
-from .core.crypto import Identity
+from node.core.crypto import Identity
 
 KEY_FILE_VERSION = 1
 FORMAT = "medledger-ed25519"

@@ -2,7 +2,7 @@
 the chain and releases them only against a committed access grant.
 
 - An upload is accepted only from a practitioner registered under this node's institution,
-  signed by that practitioner, fresh (node/replay.py's window), and within its author's bounds
+  signed by that practitioner, fresh (node/core/replay.py's window), and within its author's bounds
   of uploads waiting for their announcement (`api.max_pending_uploads`,
   `api.max_pending_upload_bytes`). An upload that no committed `record.add` announces within
   `api.upload_ttl_ms` is deleted; until then its patient (or guardian) and its author may
@@ -14,7 +14,7 @@ the chain and releases them only against a committed access grant.
 - A fetch is served only if it is signed by the requester, fresh and not replayed, the record is
   held here and not erased, and the ledger holds an access grant for that requester and record
   that is still valid at the last block's time. The grant is checked before the nonce is
-  remembered (node/replay.py: a refused fetch leaves no trace), and an unknown record gets the
+  remembered (node/core/replay.py: a refused fetch leaves no trace), and an unknown record gets the
   same refusal as a record without a grant (403 `no_grant`), so a stranger learns nothing of what
   exists. The data key is unwrapped with the institution's key and re-wrapped for the requester;
   the answer is signed by the institution.
@@ -32,13 +32,13 @@ from typing import Any
 
 from storage.offchain import MAX_RECORD_BYTES, OffchainStore
 
-from .app import queries
-from .core.crypto import sha256
-from .core.errors import CodedError
-from .core.encoding import canonical, decode
-from .records.envelope import EnvelopeError, unwrap_key, wrap_key
-from .records.protocol import Fetch, Release, Upload
-from .replay import ReplayGuard, ReplayRefused
+from node.app import queries
+from node.core.crypto import sha256
+from node.core.errors import CodedError
+from node.core.encoding import canonical, decode
+from node.records.envelope import EnvelopeError, unwrap_key, wrap_key
+from node.records.protocol import Fetch, Release, Upload
+from node.core.replay import ReplayGuard, ReplayRefused
 
 log = logging.getLogger("medledger.custodian")
 
@@ -170,7 +170,7 @@ class Custodian:
         """An upload not announced yet may be discarded by its patient, the patient's guardian or
         its author; an unknown or announced one by nobody here (a record on the ledger is erased
         with `record.erase`)."""
-        from .app.roles import guardian_of
+        from node.app.roles import guardian_of
 
         entry = self._pending.get(record_id)
         if entry is None:

@@ -31,11 +31,11 @@ from p2p.errors import P2PError, RequestRejected
 from p2p.limits import P2PLimits
 from p2p.network import PeerNetwork
 
-from .block import BlockInvalid
-from .core.crypto import sha256
-from .core.encoding import DecodeError, canonical, decode
-from .runtime import FRAME_CONSENSUS, FRAME_TXS, Node
-from .tx import Transaction, TxRejected, decode_tx
+from node.chain.block import BlockInvalid
+from node.core.crypto import sha256
+from node.core.encoding import DecodeError, canonical, decode
+from node.runtime.runtime import FRAME_CONSENSUS, FRAME_TXS, Node
+from node.chain.tx import Transaction, TxRejected, decode_tx
 
 log = logging.getLogger("medledger.network")
 

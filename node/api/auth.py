@@ -10,7 +10,7 @@ shared with the web UI).
 This module has no web framework in it: `sign_headers` is what a client calls, `verify_headers`
 checks a request's headers against its method, path and body (signature first, then time), and
 the `may_read_*` functions decide from the committed ledger state whether a verified signer may
-read a resource. Replayed nonces are refused by node/replay.py's `ReplayGuard`, which the API
+read a resource. Replayed nonces are refused by node/core/replay.py's `ReplayGuard`, which the API
 consults only after the signer was found to be allowed (nothing is remembered of a request that
 is refused).
 """
@@ -24,12 +24,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .app import queries
-from .app.roles import guardian_of
-from .app.state import StateReader
-from .core.crypto import Identity, verify
-from .core.errors import CodedError
-from . import replay
+from node.app import queries
+from node.app.roles import guardian_of
+from node.app.state import StateReader
+from node.core.crypto import Identity, verify
+from node.core.errors import CodedError
+from node.core import replay
 
 SCHEME = "medledger-request-v2"
 HEADER_SIGNER = "X-MedLedger-Signer"

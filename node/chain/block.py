@@ -15,9 +15,9 @@ from typing import Any
 
 import msgpack
 
-from .core.crypto import HASH_SIZE, KEY_SIZE, sha256
-from .core.encoding import DecodeError, canonical, decode
-from .core.merkle import merkle_root
+from node.core.crypto import HASH_SIZE, KEY_SIZE, sha256
+from node.core.encoding import DecodeError, canonical, decode
+from node.core.merkle import merkle_root
 
 BLOCK_DOMAIN = "medledger-block-v1"
 MAX_BLOCK_BYTES = 8 * 1024 * 1024

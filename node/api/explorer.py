@@ -9,7 +9,7 @@ tells nobody's story: its hash, its position, its result, and — for transactio
 patient (governance, study registration, staff registration) — its type, sender and body.
 The Merkle proof is public too, but as the leaf's hash, not the leaf: the proof needs nothing else.
 
-A signed request (`medledger-request-v1`, node/auth.py) sees a transaction whole when the signer
+A signed request (`medledger-request-v1`, node/api/auth.py) sees a transaction whole when the signer
 is entitled to it (`entitled`): its sender, the patient it concerns or that patient's guardian,
 or this node's own institution key (its operator, who runs a validator that executes the
 transaction anyway). A research release lists several patients; only its custodian (the sender)
@@ -27,10 +27,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .app import queries
-from .app.roles import PATIENT, guardian_of
-from .app.state import StateReader
-from .tx import Transaction
+from node.app import queries
+from node.app.roles import PATIENT, guardian_of
+from node.app.state import StateReader
+from node.chain.tx import Transaction
 
 # Types whose body concerns no patient: governance and the registration of studies, researchers
 # on studies and staff. Any other type (and any type added later) is private by default.

@@ -37,19 +37,19 @@ import aiohttp
 
 from collections import OrderedDict
 
-from .app import keys as state_keys
-from .app import queries
-from .app.studies import K_MAX, study_min_k
-from .core.crypto import KEY_SIZE, SIGNATURE_SIZE, Identity, sha256, verify
-from .core.encoding import canonical
-from .custodian import CustodianRefusal, load_entry
-from .records.envelope import EnvelopeError, decrypt, unwrap_key
-from .records.protocol import ProtocolError
-from .research.extract import assemble_extract
-from .research.pseudonyms import KeyedPseudonyms, derive_study_key
-from .research.release import CustodianRelease, ReleaseInvalid, deidentify_for_study, linked_patient
-from .research.replay import StepGuard
-from .tx import Transaction
+from node.app import keys as state_keys
+from node.app import queries
+from node.app.studies import K_MAX, study_min_k
+from node.core.crypto import KEY_SIZE, SIGNATURE_SIZE, Identity, sha256, verify
+from node.core.encoding import canonical
+from node.records.custodian import CustodianRefusal, load_entry
+from node.records.envelope import EnvelopeError, decrypt, unwrap_key
+from node.records.protocol import ProtocolError
+from node.research.extract import assemble_extract
+from node.research.pseudonyms import KeyedPseudonyms, derive_study_key
+from node.research.release import CustodianRelease, ReleaseInvalid, deidentify_for_study, linked_patient
+from node.research.replay import StepGuard
+from node.chain.tx import Transaction
 
 log = logging.getLogger("medledger.research")
 MAX_TYPES = 32
@@ -251,7 +251,7 @@ class ResearchService:
         )
         if not patients:
             return None
-        from .app.executor import read_nonce
+        from node.app.executor import read_nonce
 
         # a nonce above the ledger's last for this institution and the clock (like the client library)
         nonce = max(read_nonce(state, self.node.identity.public_key) + 1, self.node.clock_ms())
@@ -362,7 +362,7 @@ class ResearchService:
     def check_coordinator(self, envelope: Any) -> tuple[dict[str, Any], bytes]:
         """Unwrap a countersigned step: the payload and the coordinator who signed it (an
         institution; whether it may coordinate this study each step checks)."""
-        from .core.encoding import DecodeError, decode
+        from node.core.encoding import DecodeError, decode
 
         if not isinstance(envelope, dict):
             raise CustodianRefusal(400, "malformed_request", "expected a countersigned request")

@@ -11,7 +11,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from .tx import Transaction
+from node.chain.tx import Transaction
 
 REGISTRATION = "identity.register"
 

@@ -26,8 +26,8 @@ from consensus.crypto import Verifier
 from consensus.validators import ValidatorSet
 from storage.chain import ChainStore, StoreCorrupted
 
-from .block import Block, BlockInvalid, decode_block
-from .core.crypto import sha256
+from node.chain.block import Block, BlockInvalid, decode_block
+from node.core.crypto import sha256
 
 log = logging.getLogger("medledger.node")
 

@@ -1,0 +1,1 @@
+"""A node home on disk: its configuration, keys, TLS material, systemd unit and logging."""
