@@ -5,22 +5,18 @@ Theory of operation
 Each ``PeerNetwork`` listens on one websocket endpoint and dials every peer it
 was given an address for. A connection becomes a *link* once the handshake in
 ``p2p.handshake`` has authenticated the peer's node id. The pure parts live
-elsewhere (``wire`` frames, ``handshake``, ``penalties``, ``sendqueue``,
-``backoff``, ``ratelimit``); this module owns sockets, tasks and time, and is
-deliberately thin: it catches a fixed set of IO errors (``_IO_ERRORS``) at the
-boundary and turns each into the end of a link, reported once as
-``on_peer_disconnected(peer_id, reason)``.
+elsewhere (``wire`` frames, ``handshake``, the ``links`` table, ``penalties``,
+``sendqueue``, ``backoff``, ``ratelimit``); this module owns sockets, tasks and
+time, and is deliberately thin: it catches a fixed set of IO errors
+(``_IO_ERRORS``) at the boundary and turns each into the end of a link,
+reported once as ``on_peer_disconnected(peer_id, reason)``.
 
 One link per pair. Both nodes dial (so a node whose address only one side
-knows still gets linked), and a duplicate is resolved by id: when a node has an
-inbound and an outbound link to the same peer, the link *dialed by the lower
-id* is kept. The higher-id node closes its own outbound link as soon as the
-inbound one is authenticated; the lower-id node sends on its outbound link as
-soon as it has one and lets the peer close the other. Both ends apply the same
-rule, so they agree without talking about it. To make duplicates rare in the
-first place, the higher-id node lets the lower one dial first (it waits an
-extra jittered ``reconnect_base`` before each dial). A newer link in the same
-direction replaces an older one (the peer restarted).
+knows still gets linked), and a duplicate is resolved by id: the link *dialed
+by the lower id* is kept, and the higher id dials a little later to make
+duplicates rare. ``p2p.links`` holds these rules as a pure table
+(``PeerLinks``, ``DialSchedule``); this module carries out its decisions:
+retiring a link means reading it for ``close_timeout`` more, then closing it.
 
 Per peer there is one bounded send queue and one writer task, which drains the
 queue in batches (as many whole frames as fit one websocket message) onto the
@@ -59,7 +55,6 @@ import aiohttp
 from aiohttp import web
 
 from p2p import wire
-from p2p.backoff import Backoff
 from p2p.errors import (
     FrameTooLarge,
     LocalUsageError,
@@ -81,6 +76,7 @@ from p2p.handshake import (
 )
 from p2p.interfaces import FrameHandler, Signer, Verifier
 from p2p.limits import P2PLimits
+from p2p.links import DialSchedule, PeerLinks
 from p2p.penalties import PenaltyBox
 from p2p.ratelimit import TokenBucket
 from p2p.sendqueue import SendQueue
@@ -144,19 +140,17 @@ class _WebSocket(Protocol):
 class _Link:
     """One authenticated websocket to a peer (bookkeeping, no behaviour)."""
 
-    __slots__ = ("ws", "peer_id", "outbound", "remote", "peer", "detached", "closing", "closed", "muted", "reason")
+    __slots__ = ("ws", "peer_id", "outbound", "remote", "peer", "closing", "closed", "muted")
 
     def __init__(self, ws: _WebSocket, peer_id: bytes, *, outbound: bool, remote: str) -> None:
         self.ws = ws
         self.peer_id = peer_id
         self.outbound = outbound
         self.remote = remote
-        self.peer: _Peer | None = None
-        self.detached = False  # no longer one of the peer's links
+        self.peer: _Peer | None = None  # set once attached (whether it is still attached: peer.links)
         self.closing = False  # websocket close started
         self.closed = asyncio.Event()  # websocket close finished
         self.muted = False  # frames still arriving on it are dropped (ban, removal, stop)
-        self.reason = ""
 
     @property
     def direction(self) -> str:
@@ -169,9 +163,7 @@ class _Peer:
     __slots__ = (
         "node_id",
         "address",
-        "inbound",
-        "outbound",
-        "current",
+        "links",
         "queue",
         "wake",
         "idle",
@@ -193,12 +185,10 @@ class _Peer:
         "last_drop_log",
     )
 
-    def __init__(self, node_id: bytes, address: str | None, limits: P2PLimits) -> None:
+    def __init__(self, local_id: bytes, node_id: bytes, address: str | None, limits: P2PLimits) -> None:
         self.node_id = node_id
         self.address = address
-        self.inbound: _Link | None = None
-        self.outbound: _Link | None = None
-        self.current: _Link | None = None
+        self.links: PeerLinks[_Link] = PeerLinks(local_id, node_id)
         self.queue = SendQueue(max_frames=limits.send_queue_frames, max_bytes=limits.send_queue_bytes)
         self.wake = asyncio.Event()
         self.idle = asyncio.Event()
@@ -221,6 +211,11 @@ class _Peer:
         self.dial_failures = 0
         self.drops_since_log = 0
         self.last_drop_log = float("-inf")
+
+    @property
+    def current(self) -> _Link | None:
+        """The link we send on (the link table's choice); None while disconnected."""
+        return self.links.current
 
 
 def _describe_end(msg: aiohttp.WSMessage) -> str:
@@ -387,11 +382,10 @@ class PeerNetwork:
             self._close_socket(ws, _CLOSE_GOING_AWAY, "shutting down") for ws in list(self._handshaking)
         ]
         for peer in list(self._peers.values()):
-            for link in (peer.outbound, peer.inbound):
-                if link is not None:
-                    link.muted = True
-                    self._detach(link, "shutting down")
-                    closing.append(self._close_link_socket(link, _CLOSE_GOING_AWAY, "shutting down"))
+            for link in peer.links.attached():
+                link.muted = True
+                self._detach(link, "shutting down")
+                closing.append(self._close_link_socket(link, _CLOSE_GOING_AWAY, "shutting down"))
         for link in list(self._retired):
             link.muted = True
             closing.append(self._close_link_socket(link, _CLOSE_GOING_AWAY, "shutting down"))
@@ -446,7 +440,7 @@ class PeerNetwork:
     def _peer_for(self, node_id: bytes) -> _Peer:
         peer = self._peers.get(node_id)
         if peer is None:
-            peer = self._peers[node_id] = _Peer(node_id, self._addresses.get(node_id), self._limits)
+            peer = self._peers[node_id] = _Peer(self._node_id, node_id, self._addresses.get(node_id), self._limits)
         return peer
 
     def _is_allowed(self, node_id: bytes) -> bool:
@@ -598,10 +592,9 @@ class PeerNetwork:
 
     def _disconnect(self, peer: _Peer, reason: str, code: int) -> None:
         """Drop every link of ``peer`` now; the sockets close in the background."""
-        for link in (peer.outbound, peer.inbound):
-            if link is not None:
-                link.muted = True
-                self._end_link(link, reason, code)
+        for link in peer.links.attached():
+            link.muted = True
+            self._end_link(link, reason, code)
         for link in [r for r in self._retired if r.peer is peer]:
             link.muted = True
             self._spawn(self._close_link_socket(link, code, reason), name="p2p-close")
@@ -651,7 +644,7 @@ class PeerNetwork:
             peers[peer.node_id.hex()] = {
                 "connected": current is not None,
                 "direction": current.direction if current is not None else None,
-                "links": (peer.inbound is not None) + (peer.outbound is not None),
+                "links": len(peer.links),
                 "address": peer.address,
                 "queue_frames": len(peer.queue),
                 "queue_bytes": peer.queue.nbytes,
@@ -718,29 +711,26 @@ class PeerNetwork:
         scheme = "wss" if self._ssl_client is not None else "ws"
         return f"{scheme}://{host}:{port}{WS_PATH}"
 
-    def _head_start(self, peer: _Peer) -> float:
-        """Extra wait before dialing a lower id, which is the one expected to dial."""
-        if self._node_id < peer.node_id:
-            return 0.0
-        return self._rng.uniform(0.5, 1.0) * self._limits.reconnect_base
-
     async def _dial_loop(self, peer: _Peer) -> None:
-        """Keep one link to ``peer``: dial whenever there is none, with backoff."""
-        backoff = Backoff(base=self._limits.reconnect_base, cap=self._limits.reconnect_cap, rng=self._rng)
-        delay = self._head_start(peer)
+        """Keep one link to ``peer``: dial whenever there is none, when the schedule says."""
+        schedule = DialSchedule(
+            local_id=self._node_id,
+            peer_id=peer.node_id,
+            base=self._limits.reconnect_base,
+            cap=self._limits.reconnect_cap,
+            rng=self._rng,
+        )
         while self._state == "running" and peer.address is not None:
             await peer.idle.wait()
+            delay = schedule.take_delay()
             if delay > 0:
                 await asyncio.sleep(delay)  # backoff: a deliberate pause, not synchronisation
-                delay = 0.0
                 continue
             banned_for = self._penalties.banned_for(peer.node_id, now=time.monotonic())
             if banned_for > 0:
                 await asyncio.sleep(banned_for)
                 continue
-            if await self._dial_once(peer):
-                backoff.reset()
-            delay = backoff.next_delay() + self._head_start(peer)
+            schedule.dialed(await self._dial_once(peer))
 
     async def _dial_once(self, peer: _Peer) -> bool:
         """One attempt: connect, authenticate, then read until the link ends.
@@ -775,11 +765,7 @@ class PeerNetwork:
             peer_id = await self._handshake(ws, role=Role.DIALER, expected=peer.node_id, remote=address)
             if peer_id is None:
                 return False
-            link = _Link(ws, peer_id, outbound=True, remote=address)
-            if self._attach(link):
-                await self._read_link(link)
-            else:
-                await self._close_link_socket(link, _CLOSE_POLICY, link.reason)
+            await self._run_link(_Link(ws, peer_id, outbound=True, remote=address))
             return True
         finally:
             if not ws.closed:
@@ -820,11 +806,7 @@ class PeerNetwork:
         finally:
             self._pending_inbound -= 1
         if peer_id is not None:
-            link = _Link(ws, peer_id, outbound=False, remote=remote)
-            if self._attach(link):
-                await self._read_link(link)
-            else:
-                await self._close_link_socket(link, _CLOSE_POLICY, link.reason)
+            await self._run_link(_Link(ws, peer_id, outbound=False, remote=remote))
         return ws
 
     # ------------------------------------------------------------------ handshake
@@ -919,39 +901,31 @@ class PeerNetwork:
 
     # ------------------------------------------------------------------ links
 
-    def _choose(self, peer: _Peer) -> _Link | None:
-        """The link to send on: the one dialed by the lower id, if we have it."""
-        if self._node_id < peer.node_id:
-            return peer.outbound or peer.inbound
-        return peer.inbound or peer.outbound
+    async def _run_link(self, link: _Link) -> None:
+        """Attach a freshly authenticated link and read it until it ends, or close it if refused."""
+        refusal = self._attach(link)
+        if refusal is None:
+            await self._read_link(link)
+        else:
+            await self._close_link_socket(link, _CLOSE_POLICY, refusal)
 
-    def _attach(self, link: _Link) -> bool:
-        """Make a freshly authenticated link one of its peer's.
+    def _attach(self, link: _Link) -> str | None:
+        """Make a fresh link one of its peer's and carry out what the link table decides.
 
-        True if the caller should read it (even a duplicate is read until its
-        retirement closes it); False if it was refused (shutting down,
-        banned): the caller then closes it with ``link.reason``.
+        None if the caller should read it (even a duplicate is read until its
+        retirement closes it); else why it was refused (shutting down,
+        banned), for the caller to close it with.
         """
         if self._state != "running":
-            link.reason = "shutting down"
-            return False
+            return "shutting down"
         if self._penalties.banned_for(link.peer_id, now=time.monotonic()) > 0:
-            link.reason = REASON_BANNED
-            return False
+            return REASON_BANNED
         peer = self._peer_for(link.peer_id)
         link.peer = peer
-        if link.outbound:
-            old, peer.outbound = peer.outbound, link
-        else:
-            old, peer.inbound = peer.inbound, link
-        was_connected = peer.current is not None
-        if old is not None:
-            self._retire(old, "replaced by a newer connection")
-        if peer.inbound is not None and peer.outbound is not None and self._node_id > peer.node_id:
-            doomed, peer.outbound = peer.outbound, None
-            self._retire(doomed, "duplicate link")
-        peer.current = self._choose(peer)
-        if not was_connected:
+        decision = peer.links.attach(link)
+        for retire in decision.retire:
+            self._retire(retire.link, retire.reason)
+        if decision.connected:
             peer.idle.clear()
             peer.dial_failures = 0
             log.info("connected to peer %s (%s, %s)", short_id(peer.node_id), link.direction, link.remote)
@@ -967,19 +941,17 @@ class PeerNetwork:
                 short_id(peer.node_id),
                 link.direction,
                 link.remote,
-                peer.current.direction if peer.current is not None else "none",
+                decision.current.direction,
             )
-        return True
+        return None
 
     def _retire(self, link: _Link, reason: str) -> None:
-        """Stop sending on a link while its peer stays connected (no events).
+        """Close a link the table retired after ``close_timeout``; its peer stays connected (no events).
 
-        The link is still read for ``close_timeout`` before it is closed: the
-        peer may have written frames on it before it learned of the switch,
-        and a websocket close discards whatever arrives after it starts.
+        Until then the link is still read: the peer may have written frames on
+        it before it learned of the switch, and a websocket close discards
+        whatever arrives after it starts.
         """
-        link.detached = True
-        link.reason = reason
         self._retired.add(link)
         self._spawn(self._close_retired(link, reason), name="p2p-retire")
 
@@ -988,22 +960,9 @@ class PeerNetwork:
         await self._close_link_socket(link, _CLOSE_NORMAL, reason)
 
     def _detach(self, link: _Link, reason: str) -> None:
-        """Remove a link from its peer; if it was the last one, the peer is disconnected."""
-        if link.detached:
-            return
-        link.detached = True
-        link.reason = reason
+        """Remove a link from its peer; if the link table says that disconnects the peer, tell the node."""
         peer = link.peer
-        if peer is None:
-            return
-        if peer.outbound is link:
-            peer.outbound = None
-        elif peer.inbound is link:
-            peer.inbound = None
-        if peer.current is not link:
-            return
-        peer.current = self._choose(peer)
-        if peer.current is not None:
+        if peer is None or not peer.links.detach(link):
             return
         peer.dropped += peer.queue.clear()
         unavailable = f"link to peer {short_id(peer.node_id)} lost: {reason}"
