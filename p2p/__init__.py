@@ -22,6 +22,8 @@ from p2p.interfaces import FrameHandler, Signer, Verifier
 from p2p.limits import P2PLimits
 from p2p.network import PeerNetwork
 
+# The error names again rather than `__all__ += errors.__all__`: mypy reads only a
+# literal list, and would otherwise take the errors for private imports.
 __all__ = [
     "PeerNetwork",
     "P2PLimits",

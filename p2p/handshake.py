@@ -204,13 +204,7 @@ class Handshake:
         self._expected_peer = expected_peer
         self._max_frame_bytes = max_frame_bytes
         self._node_id = signer.public_key
-        self._hello = wire.Hello(
-            version=wire.PROTOCOL_VERSION,
-            chain_id=chain_id,
-            genesis_hash=genesis_hash,
-            node_id=self._node_id,
-            nonce=nonce,
-        )
+        self._hello = wire.our_hello(chain_id=chain_id, genesis_hash=genesis_hash, node_id=self._node_id, nonce=nonce)
         self._peer_hello: wire.Hello | None = None
         self.state = HandshakeState.AWAIT_HELLO
 

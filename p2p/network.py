@@ -264,13 +264,7 @@ class PeerNetwork:
         if type(node_id) is not bytes or len(node_id) != wire.NODE_ID_BYTES:
             raise ValueError("signer.public_key must be a 32-byte Ed25519 public key")
         # Build a HELLO now so a bad chain id or genesis hash fails here, not per connection.
-        wire.Hello(
-            version=wire.PROTOCOL_VERSION,
-            chain_id=chain_id,
-            genesis_hash=genesis_hash,
-            node_id=node_id,
-            nonce=bytes(wire.NONCE_BYTES),
-        )
+        wire.our_hello(chain_id=chain_id, genesis_hash=genesis_hash, node_id=node_id, nonce=bytes(wire.NONCE_BYTES))
         if not isinstance(limits, P2PLimits):
             raise TypeError("limits must be a P2PLimits")
         self._signer = signer

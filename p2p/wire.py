@@ -38,6 +38,7 @@ __all__ = [
     "MAX_TEXT_BYTES",
     "FrameType",
     "Hello",
+    "our_hello",
     "Auth",
     "Refuse",
     "Data",
@@ -79,6 +80,8 @@ class FrameType(IntEnum):
     ERROR = 19
 
 
+# consensus/encoding.py checks its fields the same way; p2p and consensus import
+# nothing of each other (tests/test_layers.py), so each keeps its own checks.
 def _check_bytes(name: str, value: object, *, exact: int | None = None, max_len: int | None = None) -> None:
     if type(value) is not bytes:
         raise ValueError(f"{name} must be bytes, got {type(value).__name__}")
@@ -110,6 +113,8 @@ def short_text(text: str) -> str:
     return encoded[: MAX_TEXT_BYTES - 3].decode("utf-8", errors="ignore") + "..."
 
 
+# One frozen dataclass per frame type, written out alike on purpose: each is the
+# reference for its fields and their bounds, read next to the table above.
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Hello:
     """First handshake message: who we claim to be, and a fresh challenge."""
@@ -128,6 +133,11 @@ class Hello:
             raise ValueError("genesis_hash must not be empty")
         _check_bytes("node_id", self.node_id, exact=NODE_ID_BYTES)
         _check_bytes("nonce", self.nonce, exact=NONCE_BYTES)
+
+
+def our_hello(*, chain_id: str, genesis_hash: bytes, node_id: bytes, nonce: bytes) -> Hello:
+    """Our HELLO, at our protocol version; ``ValueError`` if a field is out of bounds."""
+    return Hello(version=PROTOCOL_VERSION, chain_id=chain_id, genesis_hash=genesis_hash, node_id=node_id, nonce=nonce)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -296,6 +306,8 @@ def _build(obj: object) -> Frame:
 
 
 def _unpacker(max_frame_bytes: int) -> msgpack.Unpacker:
+    # The same strict options as node/core/encoding.py's decoder (p2p imports no
+    # node), with the bounds of a frame: one flat array, no maps, no extensions.
     return msgpack.Unpacker(
         raw=False,
         use_list=True,

@@ -13,13 +13,12 @@ import secrets
 from collections.abc import Callable
 
 import aiohttp
-import nacl.exceptions
-import nacl.signing
 import pytest
 
 from p2p import P2PLimits, PeerNetwork, RequestRejected, wire
 from p2p.handshake import Authenticated, Handshake, HandshakeState, Outgoing, Refused, Role
 from p2p.network import WS_PATH
+from tests.p2p_helpers import NaclSigner, NaclVerifier
 
 CHAIN = "medledger-it"
 GENESIS = b"\x42" * 32
@@ -37,28 +36,6 @@ FAST = P2PLimits(
     connect_timeout=2.0,
     close_timeout=0.5,
 )
-
-
-class NaclSigner:
-    """A ``p2p.Signer`` over a PyNaCl signing key."""
-
-    def __init__(self, key: nacl.signing.SigningKey) -> None:
-        self._key = key
-        self.public_key = bytes(key.verify_key)
-
-    def sign(self, message: bytes) -> bytes:
-        return self._key.sign(message).signature
-
-
-class NaclVerifier:
-    """A ``p2p.Verifier`` over PyNaCl; False for any bad key or signature."""
-
-    def verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
-        try:
-            nacl.signing.VerifyKey(public_key).verify(message, signature)
-        except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError):
-            return False
-        return True
 
 
 class Pulse:
@@ -202,10 +179,7 @@ def pulse() -> Pulse:
 @pytest.fixture
 def keys():
     """``keys(i)`` is the i-th test signer; ids sort in index order."""
-    made = sorted(
-        (NaclSigner(nacl.signing.SigningKey(bytes([i + 1]) * 32)) for i in range(8)),
-        key=lambda s: s.public_key,
-    )
+    made = sorted((NaclSigner.from_byte(i + 1) for i in range(8)), key=lambda s: s.public_key)
     return lambda i: made[i]
 
 

@@ -1,6 +1,7 @@
 """A PeerNetwork in its own process, for tests that pause or kill a peer.
 
-Run as a script (not collected by pytest):
+Run as a script (not collected by pytest), from the repository root and with
+it on ``PYTHONPATH`` (it imports ``tests.p2p_helpers``):
 
     python peer_process.py KEY_BYTE CHAIN GENESIS_HEX HEARTBEAT PEER_ID_HEX PEER_ADDRESS
 
@@ -14,28 +15,8 @@ import asyncio
 import signal
 import sys
 
-import nacl.exceptions
-import nacl.signing
-
 from p2p import P2PLimits, PeerNetwork
-
-
-class Signer:
-    def __init__(self, key: nacl.signing.SigningKey) -> None:
-        self._key = key
-        self.public_key = bytes(key.verify_key)
-
-    def sign(self, message: bytes) -> bytes:
-        return self._key.sign(message).signature
-
-
-class Verifier:
-    def verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
-        try:
-            nacl.signing.VerifyKey(public_key).verify(message, signature)
-        except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError):
-            return False
-        return True
+from tests.p2p_helpers import NaclSigner, NaclVerifier
 
 
 class Echo:
@@ -62,8 +43,8 @@ async def main(key_byte: int, chain: str, genesis: bytes, heartbeat: float, peer
         close_timeout=0.5,
     )
     net = PeerNetwork(
-        signer=Signer(nacl.signing.SigningKey(bytes([key_byte]) * 32)),
-        verifier=Verifier(),
+        signer=NaclSigner.from_byte(key_byte),
+        verifier=NaclVerifier(),
         chain_id=chain,
         genesis_hash=genesis,
         host="127.0.0.1",

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.p2p_helpers import NaclSigner
+
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[2]
 HEARTBEAT = 0.4  # pong due within 0.2 s: a pause is noticed in well under a second
@@ -22,9 +24,7 @@ async def test_a_paused_peer_is_dropped_and_relinked_after_it_resumes(make_net, 
     limits = dataclasses.replace(fast_limits, heartbeat_interval=HEARTBEAT, connect_timeout=0.5, handshake_timeout=0.5)
     node, rec = await make_net(keys(0), limits=limits)
     key_byte = 99  # the child's signing key is bytes([99]) * 32
-    import nacl.signing
-
-    child_id = bytes(nacl.signing.SigningKey(bytes([key_byte]) * 32).verify_key)
+    child_id = NaclSigner.from_byte(key_byte).public_key
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     child = await asyncio.create_subprocess_exec(
         sys.executable,

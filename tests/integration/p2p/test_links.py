@@ -216,17 +216,16 @@ async def test_stop_is_clean_and_idempotent(make_cluster):
     # the make_net fixture checks that no task was left behind
 
 
+def unstarted(signer, verifier, **change) -> PeerNetwork:
+    """A network of the test chain on 127.0.0.1, built but not started; ``change`` overrides arguments."""
+    kwargs = {"signer": signer, "verifier": verifier, "chain_id": "medledger-it", "genesis_hash": b"\x42" * 32,
+              "host": "127.0.0.1", "port": 0, "handler": None}
+    return PeerNetwork(**(kwargs | change))
+
+
 async def test_a_port_in_use_fails_start_and_leaves_nothing_behind(make_net, keys, verifier):
     a, rec = await make_net(keys(0))
-    clash = PeerNetwork(
-        signer=keys(1),
-        verifier=verifier,
-        chain_id="medledger-it",
-        genesis_hash=b"\x42" * 32,
-        host="127.0.0.1",
-        port=a.port,
-        handler=rec,
-    )
+    clash = unstarted(keys(1), verifier, port=a.port, handler=rec)
     with pytest.raises(OSError):
         await clash.start()
     await clash.stop()  # harmless after a failed start
@@ -234,16 +233,7 @@ async def test_a_port_in_use_fails_start_and_leaves_nothing_behind(make_net, key
 
 def test_bad_arguments_are_refused_when_built(keys, verifier):
     def build(**change):
-        kwargs = dict(
-            signer=keys(0),
-            verifier=verifier,
-            chain_id="medledger-it",
-            genesis_hash=b"\x42" * 32,
-            host="127.0.0.1",
-            port=0,
-            handler=None,
-        )
-        return PeerNetwork(**(kwargs | change))
+        return unstarted(keys(0), verifier, **change)
 
     build()  # fine
     with pytest.raises(ValueError):
