@@ -14,7 +14,10 @@ The rules, read from every module's imports (relative ones resolved):
 | node/runtime/     | net, api, records, research, daemon, devtools                                 |
 | node/net/         | api, records, research, daemon, devtools                                      |
 | node/api/         | daemon, devtools                                                              |
-| node/ (the rest)  | node/devtools: the tools are imported only by the commands (cli.py) and tests |
+| node/devtools/    | node/commands, cli: the tools serve the commands, never the other way         |
+| node/commands/    | cli: the command groups sit below the root group; they may import all of node |
+|                   | (the tools only inside a command function, so loading the CLI loads no tools) |
+| node/ (the rest)  | node/devtools, node/commands, cli: only the commands and tests import tools   |
 
 `test_each_rule_fails_on_a_forbidden_import` shows that each rule bites.
 """
@@ -49,7 +52,10 @@ RULES: tuple[tuple[str, tuple[str, ...], tuple[str, ...], str], ...] = (
     ("node.net", ("node.api", "node.records", "node.research", "node.daemon", "node.devtools", "cli"),
      (), "node/net/ carries the runtime's messages; the API sits above it"),
     ("node.api", ("node.daemon", "node.devtools", "cli"), (), "node/api/ serves the runtime; the daemon composes it"),
-    ("node", ("node.devtools", "cli"), ("node.devtools",), "only the commands and tests import the tools"),
+    ("node.devtools", ("node.commands", "cli"), (), "node/devtools/ serves the commands, not the other way"),
+    ("node.commands", ("cli",), (), "node/commands/ sits below the root group of cli.py"),
+    ("node", ("node.devtools", "node.commands", "cli"), ("node.devtools", "node.commands"),
+     "only the commands and tests import the tools"),
 )
 
 
@@ -120,6 +126,9 @@ def test_every_module_keeps_to_its_layer() -> None:
     ("node.runtime.runtime", "from node.api.app import make_app"),
     ("node.net.gossip", "from node.api import auth"),
     ("node.api.app", "import node.daemon"),
+    ("node.daemon", "from node.commands.node import node"),
+    ("node.devtools.cluster", "from node.commands.output import fail"),
+    ("node.commands.bench", "import cli"),
     ("consensus.engine", "import aiohttp"),
     ("consensus.engine", "from node.core.crypto import Identity"),
 ])
@@ -134,22 +143,35 @@ def test_each_rule_fails_on_a_forbidden_import(module: str, line: str) -> None:
     ("node.app.access", "from node.chain.tx import Transaction"),
     ("node.devtools.chaos", "from .cluster import Cluster"),
     ("node.runtime.runtime", "from storage.kv import LevelDBStore"),
+    ("node.commands.bench", "from node.devtools.bench_run import run_benchmark"),
+    ("node.commands.node", "from node.daemon import run_node"),
 ])
 def test_allowed_imports_pass(module: str, line: str) -> None:
     assert violations(module, line) == []
 
 
-def test_the_daemon_runs_without_the_tools() -> None:
-    # Importing what `medledger node run` needs loads neither the tools nor their extra's libraries.
+def tools_loaded_by(imports: str) -> str:
+    """The tools' modules, and their extra's libraries, that importing `imports` loads (in a fresh process)."""
     import subprocess
 
-    code = ("import sys, node.daemon, node.runtime.runtime, node.api.app, node.net.gossip\n"
+    code = (f"import sys, {imports}\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('hypothesis', 'matplotlib')"
             " or m.startswith('node.devtools'))\n"
             "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == ""
+    return out.stdout.strip()
+
+
+def test_the_daemon_runs_without_the_tools() -> None:
+    # Importing what `medledger node run` needs loads neither the tools nor their extra's libraries.
+    assert tools_loaded_by("node.daemon, node.runtime.runtime, node.api.app, node.net.gossip") == ""
+
+
+def test_the_cli_loads_no_tools_until_a_command_needs_them() -> None:
+    # The commands import node/devtools inside their functions: `medledger --help` (and every
+    # node and ledger command) runs without the tools or their extra's libraries.
+    assert tools_loaded_by("cli") == ""
 
 
 @pytest.mark.parametrize(("args", "missing"), [

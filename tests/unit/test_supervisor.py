@@ -67,7 +67,7 @@ def test_with_restart_off_a_node_that_exits_stays_down():
 def test_status_table_shows_a_down_node_with_its_exit_code_and_restart(tmp_path):
     from rich.console import Console
 
-    from cli import _devnet_table
+    from node.commands.devnet import devnet_table
     from node.devtools.cluster import Cluster
 
     cluster = Cluster.create(tmp_path / "devnet", 2)  # homes only: no process is started
@@ -75,7 +75,7 @@ def test_status_table_shows_a_down_node_with_its_exit_code_and_restart(tmp_path)
     w = sup.watch[1]
     w.state, w.exit_code, w.restart_at, w.restarts = "down", -9, 103.0, 2
     console = Console(width=160, record=True)
-    console.print(_devnet_table(cluster, sup))
+    console.print(devnet_table(cluster, sup))
     rows = {line.split("│")[1].strip(): line for line in console.export_text().splitlines() if line.startswith("│")}
     assert "down, restart in 3 s" in rows["node1"] and "-9" in rows["node1"] and " 2 " in rows["node1"]
     assert "down" in rows["node0"]  # not running, whatever the supervisor saw last
