@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
@@ -34,7 +33,8 @@ from p2p.network import PeerNetwork
 from node.chain.block import BlockInvalid
 from node.core.crypto import sha256
 from node.core.encoding import DecodeError, canonical, decode
-from node.runtime.runtime import FRAME_CONSENSUS, FRAME_TXS, Node
+from node.runtime.runtime import Node
+from node.runtime.transport import FRAME_CONSENSUS, FRAME_TXS
 from node.chain.tx import Transaction, TxRejected, decode_tx
 
 log = logging.getLogger("medledger.network")
@@ -90,10 +90,8 @@ class NetworkService:
         self._peers: set[bytes] = set()
         # test hook (node/devtools/byzantine.py, --unsafe-test-switches only): sees every incoming frame
         self.observe_frame: Callable[[bytes, int, bytes], None] | None = None
-        node.transport = self
-        node.on_admitted = self._queue_gossip
-        node.on_need_sync = self.request_sync
-        node.peer_ids = self.connected_peers
+        node.attach_transport(self, on_admitted=self._queue_gossip, on_need_sync=self.request_sync,
+                              peer_ids=self.connected_peers)
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> int:
@@ -218,7 +216,7 @@ class NetworkService:
 
     def regossip_once(self) -> int:
         """Offer peers the transactions due again (see `_regossip_loop`); returns how many."""
-        idle = time.monotonic() - self.node.last_commit_at >= REGOSSIP_AFTER_S
+        idle = self.node.clock.monotonic() - self.node.last_commit_at >= REGOSSIP_AFTER_S
         after = REGOSSIP_AFTER_S if idle else REGOSSIP_BUSY_AFTER_S
         stale = self.node.mempool.waiting_since(after, GOSSIP_BATCH * 4)
         for i in range(0, len(stale), GOSSIP_BATCH):
