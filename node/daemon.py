@@ -90,10 +90,7 @@ def open_node(home: Path, *, passphrase: str | None = None, config: NodeConfig |
     data_dir.mkdir(parents=True, exist_ok=True)
     store = ChainStore(LevelDBStore(data_dir / "chain"))
     try:
-        node = Node(config=config, genesis=genesis, identity=identity, store=store)
-        node.store_dir = data_dir
-        node.home_dir = home
-        return node
+        return Node(config=config, genesis=genesis, identity=identity, store=store, store_dir=data_dir, home_dir=home)
     except BaseException:
         store.close()
         raise
@@ -166,7 +163,7 @@ async def serve(
     byzantine = hook.install(node, network) if hook is not None else None
     offchain = OffchainStore(LevelDBStore(node.store_dir / "records"))
     custodian = Custodian(node, offchain)
-    node.commit_hooks.append(custodian.on_block_committed)
+    node.add_commit_hook(custodian.on_block_committed)
     custodian.reconcile()
     secret_path = NodeHome(node.home_dir or Path(".")).path(node.config.node.research_secret_file)
     secret = bytes.fromhex(secret_path.read_text().strip()) if secret_path.exists() else None

@@ -390,7 +390,7 @@ def empty_block(node: Any, height: int) -> bytes | None:
 
     if height != node.store.height + 1:
         return None
-    timestamp = max(node.clock_ms(), node._parent_timestamp() + 1)
+    timestamp = max(node.clock_ms(), node.last_block_time_ms() + 1)
     execution = execute_block(node.state_reader(), node.store.state_root, [], chain_id=node.chain_id, height=height,
                               timestamp_ms=timestamp, known=lambda _: None, committed=lambda _: False)
     prev_cert = (node.store.certificate(height - 1) or b"") if height > 1 else b""
@@ -407,7 +407,7 @@ def install(node: Any, network: Any, mode: str, seed: int) -> ByzantineTransport
                       alternative_block=lambda payload: empty_alternative(node, payload),
                       fresh_block=lambda height: empty_block(node, height))
     transport = ByzantineTransport(network, mutator)
-    node.transport = transport
+    node.attach_transport(transport)
     network.observe_frame = transport.observe
     log.warning("TEST SWITCH: this node is Byzantine (mode %s)", mode)
     return transport

@@ -3,7 +3,7 @@
 Frames (fire and forget):
     CONSENSUS  one consensus message (consensus.messages encoding); verified once, then the engine
     TXS        a batch of transactions (msgpack array of their canonical encodings), deduplicated
-Requests (answered):
+Requests (answered, see protocol.py for the answers and the use of them):
     STATUS     -> [height, last block hash]
     BLOCKS     [from_height, count] -> [[block bytes, commit certificate bytes], ...]
 
@@ -23,30 +23,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from p2p.errors import P2PError, RequestRejected
 from p2p.limits import P2PLimits
 from p2p.network import PeerNetwork
 
-from node.chain.block import BlockInvalid
-from node.core.crypto import sha256
-from node.core.encoding import DecodeError, canonical, decode
-from node.runtime.runtime import FRAME_CONSENSUS, FRAME_TXS, Node
-from node.chain.tx import Transaction, TxRejected, decode_tx
+from node.core.encoding import canonical
+from node.net.protocol import (
+    GOSSIP_BATCH,
+    MAX_FRAME_BYTES,
+    REQ_STATUS,
+    answer_request,
+    decode_tx_batch,
+    parse_status,
+    sync_from,
+)
+from node.runtime.runtime import Node
+from node.runtime.transport import FRAME_CONSENSUS, FRAME_TXS
+from node.chain.tx import Transaction
 
 log = logging.getLogger("medledger.network")
 
-REQ_STATUS = 10
-REQ_BLOCKS = 11
-GOSSIP_BATCH = 500
 ADMIT_CHUNK = 100  # gossiped transactions verified between two turns of the event loop
 MAX_PENDING_ADMISSION = 20_000  # gossiped transactions decoded and waiting for verification
 GOSSIP_FLUSH_S = 0.005
-SYNC_RANGE = 100
-SYNC_MAX_BYTES = 3 * 1024 * 1024
 SYNC_INTERVAL_S = 1.0
 REQUEST_TIMEOUT_S = 5.0
 REGOSSIP_INTERVAL_S = 1.0
@@ -90,10 +92,8 @@ class NetworkService:
         self._peers: set[bytes] = set()
         # test hook (node/devtools/byzantine.py, --unsafe-test-switches only): sees every incoming frame
         self.observe_frame: Callable[[bytes, int, bytes], None] | None = None
-        node.transport = self
-        node.on_admitted = self._queue_gossip
-        node.on_need_sync = self.request_sync
-        node.peer_ids = self.connected_peers
+        node.attach_transport(self, on_admitted=self._queue_gossip, on_need_sync=self.request_sync,
+                              peer_ids=self.connected_peers)
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> int:
@@ -140,28 +140,12 @@ class NetworkService:
             self.net.broadcast(FRAME_TXS, canonical(batch))
 
     def _on_txs(self, peer_id: bytes, payload: bytes) -> None:
-        try:
-            items = decode(payload, max_bytes=self.net_limit(), max_items=GOSSIP_BATCH * 4)
-        except DecodeError as exc:
-            self.net.penalize(peer_id, f"undecodable transaction batch: {exc}")
-            return
-        if not isinstance(items, list) or not all(isinstance(i, bytes) for i in items):
-            self.net.penalize(peer_id, "transaction batch is not a list of byte strings")
-            return
-        values = []
-        known = self.node.knows_tx
         queued = self._to_admit_hashes
-        for raw in items:
-            tx_hash = sha256(raw)
-            if tx_hash in queued or known(tx_hash):
-                continue  # a peer's copy of what we hold: its bytes are canonical, so is its hash
-            try:
-                tx = decode_tx(raw, chain_id=self.node.chain_id)
-            except TxRejected as exc:
-                if exc.code in ("malformed_msgpack", "malformed_tx", "wrong_chain"):
-                    self.net.penalize(peer_id, f"bad gossiped transaction: {exc.code}")
-                continue
-            values.append(tx)
+        known = self.node.knows_tx
+        values, faults = decode_tx_batch(payload, chain_id=self.node.chain_id,
+                                         skip=lambda tx_hash: tx_hash in queued or known(tx_hash))
+        for reason in faults:
+            self.net.penalize(peer_id, reason)
         if not values:
             return
         if self._admit_task is None:  # not started (or stopping): admit here and now
@@ -201,7 +185,7 @@ class NetworkService:
                     await asyncio.sleep(0)  # yield to the frames and requests waiting meanwhile
 
     def net_limit(self) -> int:
-        return 4 * 1024 * 1024
+        return MAX_FRAME_BYTES
 
     async def _regossip_loop(self) -> None:
         """Offer peers again what has waited a while: a batch lost on a link that was coming up
@@ -218,7 +202,7 @@ class NetworkService:
 
     def regossip_once(self) -> int:
         """Offer peers the transactions due again (see `_regossip_loop`); returns how many."""
-        idle = time.monotonic() - self.node.last_commit_at >= REGOSSIP_AFTER_S
+        idle = self.node.clock.monotonic() - self.node.last_commit_at >= REGOSSIP_AFTER_S
         after = REGOSSIP_AFTER_S if idle else REGOSSIP_BUSY_AFTER_S
         stale = self.node.mempool.waiting_since(after, GOSSIP_BATCH * 4)
         for i in range(0, len(stale), GOSSIP_BATCH):
@@ -239,30 +223,11 @@ class NetworkService:
             self.net.penalize(peer_id, f"unknown frame kind {kind}")
 
     async def on_request(self, peer_id: bytes, kind: int, payload: bytes) -> bytes:
-        store = self.node.store
-        if kind == REQ_STATUS:
-            return canonical([store.height, store.last_hash])
-        if kind == REQ_BLOCKS:
-            try:
-                start, count = decode(payload, max_bytes=64)
-                if not (isinstance(start, int) and isinstance(count, int) and start >= 1 and 1 <= count <= 10_000):
-                    raise ValueError
-            except (DecodeError, ValueError, TypeError):
-                self.net.penalize(peer_id, "malformed block request")
-                raise RequestRejected("malformed block request") from None
-            out: list[list[bytes]] = []
-            size = 0
-            for h in range(start, min(start + min(count, SYNC_RANGE), store.height + 1)):
-                raw, cert = store.block_bytes(h), store.certificate(h)
-                if raw is None or cert is None:
-                    break
-                if out and size + len(raw) + len(cert) > SYNC_MAX_BYTES:
-                    break
-                out.append([raw, cert])
-                size += len(raw) + len(cert)
-            return canonical(out)
-        self.net.penalize(peer_id, f"unknown request kind {kind}")
-        raise RequestRejected(f"unknown request kind {kind}")
+        try:
+            return answer_request(self.node.store, kind, payload)
+        except RequestRejected as exc:
+            self.net.penalize(peer_id, str(exc))
+            raise
 
     def on_peer_connected(self, peer_id: bytes) -> None:
         self._peers.add(peer_id)
@@ -302,47 +267,19 @@ class NetworkService:
 
         async def ask(pid: bytes) -> tuple[int, bytes] | None:
             try:
-                raw = await self.net.request(pid, REQ_STATUS, b"", REQUEST_TIMEOUT_S)
-                height, _ = decode(raw, max_bytes=128)
-                return (int(height), pid) if isinstance(height, int) else None
-            except (P2PError, DecodeError, ValueError, TypeError):
+                height = parse_status(await self.net.request(pid, REQ_STATUS, b"", REQUEST_TIMEOUT_S))
+            except P2PError:
                 return None
+            return (height, pid) if height is not None else None
 
         answers = await asyncio.gather(*(ask(p) for p in peers))
         return sorted((a for a in answers if a is not None), reverse=True)
 
     async def _sync_once(self) -> None:
         heights = await self._peer_heights()
-        node = self.node
         if heights:
-            node.metrics.sync_target.set(heights[0][0])
-        for best, pid in heights:
-            while best > node.store.height:
-                node.syncing = True
-                start = node.store.height + 1
-                try:
-                    raw = await self.net.request(pid, REQ_BLOCKS, canonical([start, SYNC_RANGE]), REQUEST_TIMEOUT_S)
-                    items = decode(raw, max_bytes=SYNC_MAX_BYTES * 2, max_items=SYNC_RANGE * 2 + 8)
-                except (P2PError, DecodeError) as exc:
-                    log.info("sync from %s failed: %s", pid.hex()[:16], exc)
-                    break
-                if not isinstance(items, list) or not items:
-                    break
-                applied = 0
-                for item in items:
-                    if not (isinstance(item, list) and len(item) == 2 and all(isinstance(x, bytes) for x in item)):
-                        self.net.penalize(pid, "malformed block in sync answer")
-                        break
-                    height = node.store.height + 1
-                    try:
-                        node.apply_synced_block(height, item[0], item[1])
-                    except (BlockInvalid, ValueError) as exc:
-                        self.net.penalize(pid, f"invalid block {height} in sync answer: {exc}", weight=5)
-                        break
-                    applied += 1
-                    if applied % 20 == 0:
-                        await asyncio.sleep(0)  # let the API and consensus breathe during long syncs
-                if applied == 0:
-                    break
-            if best <= node.store.height:
-                break
+            self.node.metrics.sync_target.set(heights[0][0])
+        await sync_from(self.node, heights, self._request, self.net.penalize)
+
+    def _request(self, peer_id: bytes, kind: int, payload: bytes) -> Awaitable[bytes]:
+        return self.net.request(peer_id, kind, payload, REQUEST_TIMEOUT_S)

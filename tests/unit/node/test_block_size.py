@@ -3,7 +3,7 @@
 import dataclasses
 
 from node.home.config import ConsensusSection, NodeConfig
-from node.runtime.runtime import MIN_BLOCK_TXS
+from node.runtime.blocks import MIN_BLOCK_TXS
 from tests.helpers import make_node
 
 
@@ -13,16 +13,16 @@ def test_block_size_follows_the_measured_execution_cost():
     try:
         budget_ns = 2000 * 1_000_000 // 4
         for _ in range(30):  # cheap transactions: the configured maximum holds
-            node._observe_execution(1000, 1000 * 20_000)
+            node.blocks.cost.observe(1000, 1000 * 20_000)
         assert node.block_size_limit() == 5000
         for _ in range(30):  # 1 ms each: a quarter of the view timeout fits 500
-            node._observe_execution(1000, 1000 * 1_000_000)
+            node.blocks.cost.observe(1000, 1000 * 1_000_000)
         assert abs(node.block_size_limit() - budget_ns // 1_000_000) <= 5
         for _ in range(30):  # very slow: never below the floor
-            node._observe_execution(1000, 1000 * 50_000_000)
+            node.blocks.cost.observe(1000, 1000 * 50_000_000)
         assert node.block_size_limit() == MIN_BLOCK_TXS
-        before = node._exec_ns_per_tx
-        node._observe_execution(3, 3 * 1_000)  # tiny blocks measure fixed costs: ignored
-        assert node._exec_ns_per_tx == before
+        before = node.blocks.cost.ns_per_tx
+        node.blocks.cost.observe(3, 3 * 1_000)  # tiny blocks measure fixed costs: ignored
+        assert node.blocks.cost.ns_per_tx == before
     finally:
         node.store.close()

@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consensus.messages import MessageDecodeError, decode_message
-from node.net.gossip import REQ_BLOCKS, REQ_STATUS, NetworkService
-from node.runtime.runtime import FRAME_CONSENSUS, FRAME_TXS
+from node.net.gossip import NetworkService
+from node.net.protocol import REQ_BLOCKS, REQ_STATUS
+from node.runtime.transport import FRAME_CONSENSUS, FRAME_TXS
 from p2p.errors import RequestRejected
 from tests.helpers import CHAIN, make_node
 

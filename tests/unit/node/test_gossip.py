@@ -62,7 +62,7 @@ async def test_a_batch_repeated_while_queued_for_verification_is_not_queued_twic
 
 async def test_waiting_transactions_are_offered_again_after_2s_only_while_no_block_commits(monkeypatch):
     now = [1000.0]
-    monkeypatch.setattr(network.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])  # the node's LoopClock and the mempool read it
     svc = service()
     sent = broadcasts(svc, monkeypatch)
     txs = prepare(CHAIN, 12, seed=b"regossip")

@@ -1,0 +1,196 @@
+"""Admission of transactions into the mempool, and the waiters woken when they commit.
+
+`TxAdmission` checks a submission (shape, type, nonce, sender, signature verified once) and
+queues it; whoever submitted it may wait (`Waiters`) until a block holds it, or until the chain
+reaches a height. Waiting is bounded by a real timeout: an API client waits on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from node.app.executor import REGISTRATION, read_nonce
+from node.app.registry import check_tx_body
+from node.app.state import FuncReader
+from node.app.types.identity import identity_key
+from node.chain.tx import Transaction, TxRejected, check_signature, tx_from_value
+from node.runtime.mempool import Mempool, MempoolFull, SenderLimit
+from storage.chain import ChainStore
+
+MAX_WAITERS = 10_000
+MAX_PENDING_UNREGISTERED = 8  # waiting transactions of a key whose registration is not committed yet
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The outcome of submitting one transaction: its hash, or an error code and message."""
+
+    hash: bytes | None
+    error: str | None = None
+    message: str = ""
+    duplicate: bool = False
+
+
+class TxAdmission:
+    """The mempool's door: `admitted(txs, gossip)` hears of every batch of fresh transactions."""
+
+    def __init__(self, *, chain_id: str, store: ChainStore, mempool: Mempool, state_reader: Callable[[], FuncReader],
+                 admitted: Callable[[list[Transaction], bool], None]) -> None:
+        self.chain_id = chain_id
+        self.store = store
+        self.mempool = mempool
+        self.state_reader = state_reader
+        self.admitted = admitted
+
+    def admit(self, values: Sequence[Any]) -> list[Admission]:
+        """Admit client submissions: shape, type, nonce, signature (verified once), mempool."""
+        out: list[Admission] = []
+        fresh: list[Transaction] = []
+        for value in values:
+            try:
+                tx = tx_from_value(value, chain_id=self.chain_id)
+            except TxRejected as exc:
+                out.append(Admission(None, exc.code, exc.message))
+                continue
+            verdict = self.admit_one(tx)
+            out.append(verdict)
+            if verdict.error is None and not verdict.duplicate:
+                fresh.append(tx)
+        if fresh:
+            self.admitted(fresh, True)
+        return out
+
+    def admit_transactions(self, txs: Sequence[Transaction], *, gossip: bool) -> int:
+        """Admit decoded transactions (from a peer); returns how many had bad signatures."""
+        fresh: list[Transaction] = []
+        bad = 0
+        for tx in txs:
+            verdict = self.admit_one(tx)
+            if verdict.error == "bad_signature":
+                bad += 1
+            elif verdict.error is None and not verdict.duplicate:
+                fresh.append(tx)
+        if fresh:
+            self.admitted(fresh, gossip)
+        return bad
+
+    def knows_tx(self, tx_hash: bytes) -> bool:
+        """True when the transaction is waiting in the mempool or already committed."""
+        return tx_hash in self.mempool or self.store.has_tx(tx_hash)
+
+    def tx_status(self, tx_hash: bytes) -> dict[str, Any]:
+        loc = self.store.tx_location(tx_hash)
+        if loc is not None:
+            return {"hash": tx_hash.hex(), "status": "committed", "height": loc.height, "index": loc.index, "result": loc.result}
+        if tx_hash in self.mempool:
+            return {"hash": tx_hash.hex(), "status": "pending"}
+        return {"hash": tx_hash.hex(), "status": "unknown"}
+
+    def admit_one(self, tx: Transaction) -> Admission:
+        if tx.hash in self.mempool:
+            return Admission(tx.hash, duplicate=True)
+        if self.store.has_tx(tx.hash):
+            return Admission(tx.hash, "already_committed", "this transaction is already on the chain")
+        try:
+            check_tx_body(tx)
+            state = self.state_reader()
+            if tx.nonce <= read_nonce(state, tx.sender):
+                raise TxRejected("nonce_replayed", "nonce already used by this sender")
+            self.check_sender(state, tx)
+            check_signature(tx)
+            self.mempool.add(tx)
+        except TxRejected as exc:
+            return Admission(None, exc.code, exc.message)
+        except SenderLimit as exc:
+            return Admission(None, "sender_limit", str(exc))
+        except MempoolFull as exc:
+            return Admission(None, "mempool_full", str(exc))
+        return Admission(tx.hash)
+
+    def check_sender(self, state: FuncReader, tx: Transaction) -> None:
+        """Admission of senders (docs/api.md): only a registered identity sends transactions, but
+        for the `identity.register` that makes it one. A key whose registration is still waiting
+        in the pool may queue a few more behind it (they go in the same block or leave with it);
+        an identity that is registered may not register again."""
+        registered = state.get(identity_key(tx.sender)) is not None
+        if tx.type == REGISTRATION:
+            if registered:
+                raise TxRejected("already_registered", "this identity is already registered")
+            if self.mempool.registering(tx.sender):
+                raise SenderLimit("a registration of this key is already waiting; wait for it to commit")
+            return
+        if registered:
+            return
+        if not self.mempool.registering(tx.sender):
+            raise TxRejected("not_registered", "the sender has no registered identity: register it first "
+                                               "(identity.register) and wait for the commit")
+        if self.mempool.pending_of(tx.sender) >= MAX_PENDING_UNREGISTERED:
+            raise SenderLimit(f"a key whose registration is not committed yet may queue {MAX_PENDING_UNREGISTERED} "
+                              "transactions; wait for the registration to commit")
+
+
+class Waiters:
+    """Futures waiting for a transaction's commit or for a height, woken by each commit."""
+
+    def __init__(self, store: ChainStore) -> None:
+        self.store = store
+        self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
+        self._height_waiters: list[tuple[int, asyncio.Future[None]]] = []
+
+    async def wait_committed(self, tx_hash: bytes, timeout: float) -> bool:
+        """Wait until `tx_hash` is committed or `timeout` seconds pass."""
+        if self.store.has_tx(tx_hash):
+            return True
+        if sum(len(v) for v in self._waiters.values()) >= MAX_WAITERS:
+            return False
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(tx_hash, []).append(fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            pass
+        finally:
+            waiters = self._waiters.get(tx_hash)
+            if waiters and fut in waiters:
+                waiters.remove(fut)
+                if not waiters:
+                    del self._waiters[tx_hash]
+        return self.store.has_tx(tx_hash)
+
+    async def wait_height(self, height: int, timeout: float) -> bool:
+        if self.store.height >= height:
+            return True
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._height_waiters.append((height, fut))
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            pass
+        return self.store.height >= height
+
+    def wake(self, hashes: Sequence[bytes], height: int) -> None:
+        if self._waiters:
+            for h in hashes:
+                for fut in self._waiters.pop(h, ()):
+                    if not fut.done():
+                        fut.set_result(None)
+        if self._height_waiters:
+            keep = []
+            for target, fut in self._height_waiters:
+                if target <= height:
+                    if not fut.done():
+                        fut.set_result(None)
+                elif not fut.done():
+                    keep.append((target, fut))
+            self._height_waiters = keep
+
+    def cancel(self) -> None:
+        """The node stops: nobody waits for a commit any more."""
+        for futures in self._waiters.values():
+            for fut in futures:
+                if not fut.done():
+                    fut.cancel()
+        self._waiters.clear()

@@ -1,0 +1,74 @@
+"""Admission into the mempool, on a node of the harness: what is refused and why, and what a
+peer that gossips bad transactions earns."""
+
+from __future__ import annotations
+
+from node.chain.tx import Transaction
+from node.core.crypto import Identity, sha256
+from node.core.encoding import canonical
+from node.runtime.transport import FRAME_TXS
+from tests.harness.cluster import CHAIN, Cluster, patient_registrations, wire
+
+
+def with_bad_signature(tx: Transaction) -> list[object]:
+    value = wire(tx)
+    value[-1] = bytes([value[-1][0] ^ 1]) + value[-1][1:]
+    return value
+
+
+def test_a_bad_signature_is_refused(cluster: Cluster):
+    [tx] = patient_registrations(1)
+    [verdict] = cluster.nodes[0].admit([with_bad_signature(tx)])
+    assert (verdict.hash, verdict.error) == (None, "bad_signature")
+    assert len(cluster.nodes[0].mempool) == 0
+
+
+def test_a_duplicate_is_admitted_once_and_gossiped_once(cluster: Cluster):
+    [tx] = patient_registrations(1)
+    first, again = cluster.nodes[1].admit([wire(tx)]) + cluster.nodes[1].admit([wire(tx)])
+    assert first.error is None and not first.duplicate
+    assert again.error is None and again.duplicate and again.hash == tx.hash
+    gossip = [f for f in cluster.net.frames if f.kind == FRAME_TXS]
+    assert sorted(f.dst for f in gossip) == sorted(cluster.id(i) for i in (0, 2, 3))  # once to each peer
+    assert cluster.run_until(lambda: cluster.heights() == [1, 1, 1, 1])
+    [late] = cluster.nodes[2].admit([wire(tx)])
+    assert late.error == "already_committed"
+
+
+def test_a_full_mempool_refuses_more():
+    c = Cluster(4, config={"mempool": {"max_txs": 3}})
+    c.start()
+    try:
+        verdicts = c.nodes[0].admit([wire(t) for t in patient_registrations(5)])
+        assert [v.error for v in verdicts] == [None, None, None, "mempool_full", "mempool_full"]
+        assert len(c.nodes[0].mempool) == 3
+    finally:
+        c.stop()
+
+
+def test_an_unregistered_sender_is_refused_but_may_queue_behind_its_registration(cluster: Cluster):
+    stranger = Identity.from_seed(sha256(b"stranger"))
+    optout = Transaction.create(stranger, chain_id=CHAIN, type="consent.breakglass", nonce=2, body={"opt_out": True})
+    [refused] = cluster.nodes[0].admit([wire(optout)])
+    assert refused.error == "not_registered"
+    register = Transaction.create(stranger, chain_id=CHAIN, type="identity.register", nonce=1, body={"role": "patient"})
+    verdicts = cluster.submit(0, [register, optout])  # behind its waiting registration: admitted
+    assert [v.error for v in verdicts] == [None, None]
+    assert cluster.run_until(lambda: all(n.tx_status(optout.hash)["status"] == "committed" for n in cluster.nodes))
+    assert {n.tx_status(optout.hash)["result"] for n in cluster.nodes} == {"ok"}
+
+
+def test_a_peer_gossiping_bad_signatures_is_penalized(cluster: Cluster):
+    [good] = patient_registrations(1)
+    [forged] = patient_registrations(1, seed=b"forger")
+    bad = Transaction.create(Identity.from_seed(sha256(b"other")), chain_id=CHAIN, type=forged.type,
+                             nonce=forged.nonce, body=forged.body)
+    # the forger's transaction under another key's signature: decodes, but does not verify
+    value = wire(forged)
+    value[-1] = bad.signature
+    payload = canonical([good.encoded, canonical(value)])
+    assert cluster.net.post(cluster.id(1), cluster.id(0), FRAME_TXS, payload)
+    cluster.net.deliver(max_frames=1)
+    assert len(cluster.nodes[0].mempool) == 1  # the good one (a gossiped transaction is not forwarded)
+    assert all(f.kind != FRAME_TXS for f in cluster.net.frames)
+    assert cluster.net.penalties == [(cluster.id(1), cluster.id(0), "1 gossiped transactions with bad signatures")]
