@@ -28,7 +28,8 @@ from storage.chain import ChainStore
 from storage.kv import LevelDBStore
 from storage.offchain import OffchainStore
 
-from node.api.app import SERVER_OPTIONS, QuietClientErrors, make_app
+from node.api.app import SERVER_OPTIONS, make_app
+from node.api.middleware import QuietClientErrors
 from node.records.custodian import Custodian
 from node.research.service import ResearchService
 from node.home.config import NodeConfig, NodeHome
