@@ -10,6 +10,7 @@ The handlers live in the `routes_*` modules by area; this module only wires them
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
@@ -24,7 +25,6 @@ from node.api.common import (
     NONCES_KEY,
     RESEARCH_KEY,
     SIGNER_LIMIT_KEY,
-    json_response,
 )
 from node.api.middleware import errors_middleware, ratelimit_middleware, use_expect_handler
 from node.api.ratelimit import RateLimit, RateLimiter
@@ -40,24 +40,10 @@ compresses, and a body that fails to decompress made aiohttp drop the connection
 would make it inflate); a request with a Content-Encoding is refused with 415 instead."""
 
 
-NETWORK_KEY = web.AppKey("network", object)
-
-
-async def post_test_partition(request: web.Request) -> web.Response:
-    """Test-only (node run --unsafe-test-switches): cut links to peers outside our group."""
-    network = request.app[NETWORK_KEY]
-    doc = await request.json()
-    groups = [[bytes.fromhex(x) for x in g] for g in doc.get("groups", [])]
-    if groups:
-        network.net.set_partition(groups)
-    else:
-        network.net.heal()
-    return json_response({"ok": True, "groups": doc.get("groups", [])})
-
-
-def make_app(node: Node, *, network: Any = None, custodian: Custodian | None = None,
-             research: ResearchService | None = None, client_ssl: Any = None) -> web.Application:
-    """The aiohttp application serving `node` (test routes only when `network` is given)."""
+def make_app(node: Node, *, custodian: Custodian | None = None, research: ResearchService | None = None,
+             client_ssl: Any = None, extra_routes: Iterable[web.AbstractRouteDef] = ()) -> web.Application:
+    """The aiohttp application serving `node`. The custodian's and research routes come with
+    `custodian` and `research`; `extra_routes` are a test hook's (node run --unsafe-test-switches)."""
     api = node.config.api
     app = web.Application(client_max_size=api.max_body_bytes,
                           middlewares=[node.metrics.middleware(), errors_middleware, ratelimit_middleware])
@@ -77,9 +63,7 @@ def make_app(node: Node, *, network: Any = None, custodian: Custodian | None = N
         app[RESEARCH_KEY] = research
         router.add_post("/v1/research/extract", routes_research.post_research_extract)
         router.add_post("/v1/research/{step:prepare|record}", routes_research.post_research_step)
-    if network is not None:
-        app[NETWORK_KEY] = network
-        router.add_post("/v1/test/partition", post_test_partition)
+    router.add_routes(extra_routes)
     router.add_get("/v1/status", routes_chain.get_status)
     router.add_get("/metrics", routes_chain.get_metrics)
     router.add_get("/v1/health", routes_chain.get_health)
