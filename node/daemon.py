@@ -16,19 +16,21 @@ import logging
 import os
 import signal
 import ssl
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
 
+from p2p.interfaces import FrameFilter
 from p2p.limits import P2PLimits
 
 from storage.chain import ChainStore
 from storage.kv import LevelDBStore
 from storage.offchain import OffchainStore
 
-from node.api.app import SERVER_OPTIONS, QuietClientErrors, make_app
+from node.api.app import SERVER_OPTIONS, make_app
+from node.api.middleware import QuietClientErrors
 from node.records.custodian import Custodian
 from node.research.service import ResearchService
 from node.home.config import NodeConfig, NodeHome
@@ -40,8 +42,6 @@ from node.runtime.runtime import Node
 from node.home.tls import client_context, server_context
 
 log = logging.getLogger("medledger.node")
-
-ENV_CRASH_AT = "MEDLEDGER_TEST_CRASH_AT"  # with --unsafe-test-switches: exit at this point (storage.chain.CRASH_POINTS)
 
 
 def with_tls_files(config: NodeConfig, cert: Path | None, key: Path | None) -> NodeConfig:
@@ -123,11 +123,24 @@ class Service(Protocol):
 
 
 class NodeHook(Protocol):
-    """Test wiring around a node's peer network, given by the command layer (never built here)."""
+    """Test wiring around a node, given by the command layer (never built here): the test switches
+    and Byzantine modes of node/devtools/switches.py and byzantine.py."""
 
-    def p2p_limits(self, limits: P2PLimits) -> P2PLimits: ...
+    def p2p_limits(self, limits: P2PLimits) -> P2PLimits:
+        """The peer limits to use instead of `limits`."""
+        ...
 
-    def install(self, node: Node, network: Any) -> Service | None: ...
+    def frame_filter(self, node: Node) -> FrameFilter | None:
+        """Which peers' traffic passes (None: all), asked before the peer network is built."""
+        ...
+
+    def install(self, node: Node, network: Any) -> Service | None:
+        """Wire into the built node and network; what it returns starts after the network."""
+        ...
+
+    def routes(self, node: Node) -> Sequence[web.AbstractRouteDef]:
+        """API routes to add to the node's application."""
+        ...
 
 
 async def serve(
@@ -135,13 +148,13 @@ async def serve(
     *,
     ready: "asyncio.Future[str] | None" = None,
     stop: asyncio.Event | None = None,
-    test_switches: bool = False,
     hook: NodeHook | None = None,
 ) -> None:
     """Run `node`, its peer network and its API until `stop` is set or SIGINT/SIGTERM arrives.
 
-    `hook` (tests only, e.g. a Byzantine node from node/devtools/byzantine.py) may change the
-    peer limits and wrap the network; what it installs starts after the network and stops before it."""
+    `hook` (tests only: node/devtools/switches.py) may change the peer limits, filter the peer
+    traffic, wrap the network and add API routes; what it installs starts after the network and
+    stops before it."""
     from node.net.gossip import NetworkService
 
     stop = stop or asyncio.Event()
@@ -156,11 +169,11 @@ async def serve(
     limits = p2p_limits(node.config)
     network = NetworkService(
         node, host=node.config.p2p.host, port=node.config.p2p.port, peers=peer_map(node),
-        allowed=allowed.__contains__, test_switches=test_switches,
+        allowed=allowed.__contains__, frame_filter=hook.frame_filter(node) if hook is not None else None,
         limits=hook.p2p_limits(limits) if hook is not None else limits,
         ssl_server=contexts["p2p_server"], ssl_client=contexts["p2p_client"],
     )
-    byzantine = hook.install(node, network) if hook is not None else None
+    installed = hook.install(node, network) if hook is not None else None
     offchain = OffchainStore(LevelDBStore(node.store_dir / "records"))
     custodian = Custodian(node, offchain)
     node.add_commit_hook(custodian.on_block_committed)
@@ -170,8 +183,8 @@ async def serve(
     if secret is not None:
         register_secret(secret)
     research = ResearchService(node, offchain, secret, client_ssl=contexts["api_client"])
-    app = make_app(node, network=network if test_switches else None, custodian=custodian, research=research,
-                   client_ssl=contexts["api_client"])
+    app = make_app(node, custodian=custodian, research=research, client_ssl=contexts["api_client"],
+                   extra_routes=hook.routes(node) if hook is not None else ())
     server_log = logging.getLogger("aiohttp.server")
     if not any(isinstance(f, QuietClientErrors) for f in server_log.filters):
         server_log.addFilter(QuietClientErrors())
@@ -183,8 +196,8 @@ async def serve(
     try:
         await network.start()
         network_started = True
-        if byzantine is not None:
-            byzantine.start()
+        if installed is not None:
+            installed.start()
         await site.start()
         node.start()
         custodian.start()  # uploads never announced are deleted after api.upload_ttl_ms
@@ -198,8 +211,8 @@ async def serve(
     finally:
         custodian.stop()
         node.stop()
-        if byzantine is not None:
-            await byzantine.stop()
+        if installed is not None:
+            await installed.stop()
         if network_started:
             await network.stop()
         await runner.cleanup()
@@ -229,13 +242,12 @@ def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
 
 def run_node(home: Path, *, passphrase: str | None = None, test_switches: bool = False,
              tls_cert: Path | None = None, tls_key: Path | None = None, hook: NodeHook | None = None) -> None:
-    """Blocking entry point of `medledger node run` (`hook`: test wiring, see `serve`)."""
+    """Blocking entry point of `medledger node run` (`hook`: test wiring, see `serve`, which
+    `test_switches` must allow)."""
     if hook is not None and not test_switches:
         raise ValueError("test wiring needs --unsafe-test-switches")
     config = with_tls_files(NodeHome(home).load_config(), tls_cert, tls_key)
     ssl_contexts(NodeHome(home), config)  # refuse unusable certificate files before opening the store
     node = open_node(home, passphrase=passphrase, config=config)
-    if test_switches:
-        node.store.crash_at = os.environ.get(ENV_CRASH_AT) or None
-    run_event_loop(serve(node, test_switches=test_switches, hook=hook))
+    run_event_loop(serve(node, hook=hook))
     log.info("stopped cleanly (pid %d)", os.getpid())

@@ -16,9 +16,8 @@ from p2p.errors import (
     RemoteProtocolError,
     RequestRejected,
     RequestTimeout,
-    TestSwitchesDisabled,
 )
-from p2p.interfaces import FrameHandler, Signer, Verifier
+from p2p.interfaces import FrameFilter, FrameHandler, Signer, Verifier
 from p2p.limits import P2PLimits
 from p2p.network import PeerNetwork
 
@@ -28,12 +27,12 @@ __all__ = [
     "PeerNetwork",
     "P2PLimits",
     "FrameHandler",
+    "FrameFilter",
     "Signer",
     "Verifier",
     "P2PError",
     "LocalUsageError",
     "FrameTooLarge",
-    "TestSwitchesDisabled",
     "HandshakeStateError",
     "RemoteProtocolError",
     "MalformedFrame",

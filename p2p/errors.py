@@ -19,7 +19,6 @@ __all__ = [
     "P2PError",
     "LocalUsageError",
     "FrameTooLarge",
-    "TestSwitchesDisabled",
     "HandshakeStateError",
     "RemoteProtocolError",
     "MalformedFrame",
@@ -39,12 +38,6 @@ class LocalUsageError(P2PError):
 
 class FrameTooLarge(LocalUsageError, ValueError):
     """A frame we were asked to send would exceed the maximum frame size."""
-
-
-class TestSwitchesDisabled(LocalUsageError):
-    """A test-only switch was used on a network built without ``test_switches``."""
-
-    __test__ = False  # not a pytest test class, despite the name
 
 
 class HandshakeStateError(LocalUsageError):

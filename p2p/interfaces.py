@@ -3,7 +3,8 @@
 The transport knows nothing of transactions, blocks or consensus, and nothing
 of a particular crypto library: the node injects a ``Signer`` and a
 ``Verifier`` (backed by PyNaCl in production) and a ``FrameHandler`` that
-receives what peers send. All of them are structural: any object with the
+receives what peers send, and may give a ``FrameFilter`` that decides whose
+traffic passes (tests cut links with one; production gives none). All of them are structural: any object with the
 right attributes will do, which is what lets tests swap in fakes.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Signer", "Verifier", "FrameHandler"]
+__all__ = ["Signer", "Verifier", "FrameHandler", "FrameFilter"]
 
 
 @runtime_checkable
@@ -62,4 +63,16 @@ class FrameHandler(Protocol):
 
     def on_peer_disconnected(self, peer_id: bytes, reason: str) -> None:
         """The peer's last link closed; ``reason`` says why, for the log."""
+        ...
+
+
+class FrameFilter(Protocol):
+    """Which peers' traffic passes, asked for every frame sent and every message received.
+
+    A frame that does not pass is dropped silently, as a real network would lose it, and counted
+    in the peer's ``partition_dropped``; links and heartbeats stay up, below the filter.
+    """
+
+    def passes(self, peer_id: bytes) -> bool:
+        """True if frames to and from ``peer_id`` may go through now. Must return quickly."""
         ...

@@ -48,7 +48,7 @@ import secrets
 import socket
 import ssl
 import time
-from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping
 from typing import Any, Protocol
 
 import aiohttp
@@ -62,7 +62,6 @@ from p2p.errors import (
     PeerUnavailable,
     RequestRejected,
     RequestTimeout,
-    TestSwitchesDisabled,
 )
 from p2p.handshake import (
     REASON_BANNED,
@@ -74,7 +73,7 @@ from p2p.handshake import (
     Refused,
     Role,
 )
-from p2p.interfaces import FrameHandler, Signer, Verifier
+from p2p.interfaces import FrameFilter, FrameHandler, Signer, Verifier
 from p2p.limits import P2PLimits
 from p2p.links import DialSchedule, PeerLinks
 from p2p.penalties import PenaltyBox
@@ -258,7 +257,7 @@ class PeerNetwork:
         rng: random.Random | None = None,
         ssl_server: ssl.SSLContext | None = None,
         ssl_client: ssl.SSLContext | None = None,
-        test_switches: bool = False,
+        frame_filter: FrameFilter | None = None,
     ) -> None:
         node_id = signer.public_key
         if type(node_id) is not bytes or len(node_id) != wire.NODE_ID_BYTES:
@@ -280,7 +279,7 @@ class PeerNetwork:
         self._rng = rng if rng is not None else random.Random()
         self._ssl_server = ssl_server
         self._ssl_client = ssl_client
-        self._test_switches = test_switches
+        self._filter = frame_filter  # None: every peer's traffic passes
         self._addresses: dict[bytes, str] = {}
         self._peers: dict[bytes, _Peer] = {}
         for peer_id, address in peers.items():
@@ -295,7 +294,6 @@ class PeerNetwork:
         self._handshaking: set[_WebSocket] = set()
         self._retired: set[_Link] = set()  # duplicates being read until their grace period ends
         self._pending_inbound = 0
-        self._partition: frozenset[bytes] | None = None
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -502,7 +500,7 @@ class PeerNetwork:
     def _enqueue(self, peer: _Peer, frame: bytes) -> bool:
         if peer.current is None:
             return False
-        if self._partition is not None and peer.node_id not in self._partition:
+        if self._filter is not None and not self._filter.passes(peer.node_id):
             peer.partition_dropped += 1
             return True  # lost "in the network", as a real partition would
         if not peer.queue.put(frame):
@@ -592,39 +590,6 @@ class PeerNetwork:
         for link in [r for r in self._retired if r.peer is peer]:
             link.muted = True
             self._spawn(self._close_link_socket(link, code, reason), name="p2p-close")
-
-    # ------------------------------------------------------------------ test switches
-
-    def set_partition(self, groups: Sequence[Collection[bytes]]) -> None:
-        """TEST ONLY: drop frames to and from peers outside our group, both ways.
-
-        A node in no group is cut off from everyone. Links stay up (the
-        heartbeat is below this switch), so ``heal`` restores traffic at once.
-        """
-        self._require_test_switches()
-        mine: frozenset[bytes] | None = None
-        for group in groups:
-            members = frozenset(group)
-            if self._node_id in members:
-                if mine is not None:
-                    raise ValueError("a node may be in only one partition group")
-                mine = members
-        self._partition = mine if mine is not None else frozenset({self._node_id})
-        log.warning(
-            "TEST SWITCH: partition set on %s: reaching %d peer(s)",
-            short_id(self._node_id),
-            len(self._partition) - 1,
-        )
-
-    def heal(self) -> None:
-        """TEST ONLY: remove the partition set by ``set_partition``."""
-        self._require_test_switches()
-        self._partition = None
-        log.warning("TEST SWITCH: partition healed on %s", short_id(self._node_id))
-
-    def _require_test_switches(self) -> None:
-        if not self._test_switches:
-            raise TestSwitchesDisabled("test switches are disabled on this network (test_switches=False)")
 
     # ------------------------------------------------------------------ statistics
 
@@ -1005,7 +970,7 @@ class PeerNetwork:
         peer = link.peer
         if peer is None or link.muted:
             return
-        if self._partition is not None and peer.node_id not in self._partition:
+        if self._filter is not None and not self._filter.passes(peer.node_id):
             peer.partition_dropped += _count_frames(data, self._limits.max_frame_bytes)
             return
         now = time.monotonic()
@@ -1110,7 +1075,7 @@ class PeerNetwork:
 
 
 def _count_frames(data: bytes, max_frame_bytes: int) -> int:
-    """How many frames a message holds (for the partition switch's counters)."""
+    """How many frames a message holds (for the frame filter's counters)."""
     count = 0
     with contextlib.suppress(MalformedFrame):
         for _ in wire.decode_stream(data, max_frame_bytes=max_frame_bytes):

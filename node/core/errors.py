@@ -4,8 +4,9 @@ Every refusal of a client's or a peer's input derives from `CodedError`: a trans
 stateless check (`TxRejected`), the ledger refusing it (`ExecFailed`), a signed request
 (`AuthError`), a signed message of the record and research protocol (`ProtocolError`), the
 replay guard (`ReplayRefused`), the custodian (`CustodianRefusal`). The API maps any of them to
-its JSON answer in one place (node/api/app.py, `errors_middleware`); the CLI prints the code with the
-advice of node/core/advice.py. Our own bugs are not CodedErrors: they are logged and answer 500.
+its JSON answer in one place (node/api/middleware.py, `errors_middleware`); the CLI prints the
+code with the advice of node/core/advice.py. Our own bugs are not CodedErrors: they are logged
+and answer 500.
 """
 
 from __future__ import annotations

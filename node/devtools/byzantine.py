@@ -56,6 +56,7 @@ from node.core.crypto import Identity
 from node.core.encoding import canonical
 from node.core.merkle import merkle_root
 from node.chain.tx import Transaction
+from node.devtools.switches import TestSwitchesHook, crash_point_from_env
 
 log = logging.getLogger("medledger.byzantine")
 
@@ -414,7 +415,8 @@ def install(node: Any, network: Any, mode: str, seed: int) -> ByzantineTransport
 
 
 class ByzantineHook:
-    """The daemon's hook (node.daemon.NodeHook) for a Byzantine test node of `mode`."""
+    """The Byzantine part of a test node's hook (switches.TestSwitchesHook carries it): wider
+    peer limits for `mode` and the Byzantine transport."""
 
     def __init__(self, mode: str, seed: int) -> None:
         self.mode = mode
@@ -432,8 +434,13 @@ class ByzantineHook:
         return install(node, network, self.mode, self.seed)
 
 
-def hook_from_env(test_switches: bool, env: dict[str, str] | None = None) -> ByzantineHook | None:
-    """The hook the environment asks for (None: an honest node); refuses a mode without test switches."""
+def hook_from_env(test_switches: bool, env: dict[str, str] | None = None) -> TestSwitchesHook | None:
+    """The test wiring of `medledger node run`: None without test switches (a Byzantine mode asked
+    for without them is refused); with them, the partition switch and the crash point
+    (node/devtools/switches.py), plus the Byzantine mode if the environment names one."""
     env = dict(os.environ) if env is None else env
     mode = mode_from_env(test_switches, env)
-    return None if mode is None else ByzantineHook(mode, int(env.get(ENV_SEED, "0") or 0))
+    if not test_switches:
+        return None
+    byzantine = None if mode is None else ByzantineHook(mode, int(env.get(ENV_SEED, "0") or 0))
+    return TestSwitchesHook(crash_at=crash_point_from_env(env), byzantine=byzantine)

@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from p2p.errors import P2PError, RequestRejected
+from p2p.interfaces import FrameFilter
 from p2p.limits import P2PLimits
 from p2p.network import PeerNetwork
 
@@ -68,7 +69,7 @@ class NetworkService:
         peers: Mapping[bytes, str],
         allowed: Callable[[bytes], bool] | None = None,
         limits: P2PLimits | None = None,
-        test_switches: bool = False,
+        frame_filter: FrameFilter | None = None,
         ssl_server: ssl.SSLContext | None = None,
         ssl_client: ssl.SSLContext | None = None,
     ) -> None:
@@ -76,7 +77,7 @@ class NetworkService:
         self.net = PeerNetwork(
             signer=node.identity, verifier=node.verifier, chain_id=node.chain_id, genesis_hash=node.genesis.hash(),
             host=host, port=port, handler=self, peers=peers, allowed=allowed,
-            limits=limits or P2PLimits(reconnect_cap=5.0), test_switches=test_switches,
+            limits=limits or P2PLimits(reconnect_cap=5.0), frame_filter=frame_filter,
             ssl_server=ssl_server, ssl_client=ssl_client,
         )
         self._gossip: list[bytes] = []

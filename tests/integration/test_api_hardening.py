@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from node.api.app import NONCES_KEY, make_app
+from node.api.app import make_app
+from node.api.common import NONCES_KEY
 from node.app.types.identity import attest
 from node.api.auth import sign_headers
 from node.home.config import build_config

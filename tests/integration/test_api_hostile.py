@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgpack
 
-from node.api.app import MAX_WAIT_S, _wait_param
+from node.api.common import MAX_WAIT_S, wait_param
 from node.core.crypto import Identity
 from node.chain.tx import Transaction
 
@@ -26,8 +26,8 @@ async def committed_tx(client) -> Transaction:
 
 def test_a_huge_wait_is_capped_not_overflowed() -> None:
     """Regression: float(int("9" * 400)) raised OverflowError."""
-    assert _wait_param("9" * 400) == MAX_WAIT_S
-    assert _wait_param("3") == 3.0
+    assert wait_param("9" * 400) == MAX_WAIT_S
+    assert wait_param("3") == 3.0
 
 
 async def test_huge_wait_on_a_transaction_is_answered(api):
@@ -90,7 +90,7 @@ async def test_unparseable_requests_log_one_line_not_a_traceback(tmp_path, caplo
     import asyncio
     import logging
 
-    from node.api.app import QuietClientErrors
+    from node.api.middleware import QuietClientErrors
 
     node = make_node(tmp_path / "db")
     server = TestServer(make_app(node))

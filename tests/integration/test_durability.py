@@ -105,7 +105,7 @@ def _tx_status(url: str, tx, wait: int = 0) -> str:
 @pytest.mark.parametrize("point", ["commit-before-write", "commit-after-write", "wal-after-append"])
 def test_a_crash_while_writing_a_block_leaves_a_sound_store_and_loses_no_commit(tmp_path, point):
     from node.devtools.bench import prepare
-    from node.daemon import ENV_CRASH_AT
+    from node.devtools.switches import ENV_CRASH_AT
     from storage.chain import CRASH_EXIT_CODE
 
     with Cluster.create(tmp_path / "net", 1, test_switches=True) as cluster:

@@ -233,7 +233,7 @@ async def test_cli_checks_public_proofs_and_shows_a_party_its_transaction(story,
 
 
 async def test_a_public_read_signed_by_an_unregistered_key_gets_the_public_view_and_leaves_no_nonce(story):
-    from node.api.app import NONCES_KEY
+    from node.api.common import NONCES_KEY
 
     client, node, txs = story
     nobody = Identity.from_seed(b"\x2f" * 32)  # a valid signature, but no identity on the ledger

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from node.api.app import UI_DIR
+from node.api.routes_ui import UI_DIR
 
 PAGES = ("index.html", "explorer.html", "compliance.html", "patient.html")
 
@@ -32,7 +32,8 @@ async def test_ui_redirects_and_serves_its_pages(api):
 
 async def test_ui_refuses_what_is_not_its_files(api):
     client, _ = api
-    for path in ("/ui/nothing.js", "/ui/../api.py", "/ui/%2e%2e/api.py", "/ui/vendor/../../api.py"):
+    for path in ("/ui/nothing.js", "/ui/../api.py", "/ui/%2e%2e/api.py", "/ui/vendor/../../api.py",
+                 "/ui/../api/app.py", "/ui/%2e%2e/api/app.py", "/ui/vendor/../../api/app.py"):
         resp = await client.get(path)
         assert resp.status in (403, 404), path
         assert "def make_app" not in await resp.text()

@@ -202,7 +202,7 @@ async def make_net(pulse, verifier):
         port: int = 0,
         limits: P2PLimits = FAST,
         allowed=None,
-        test_switches: bool = False,
+        frame_filter=None,
         ssl_server=None,
         ssl_client=None,
         seed: int = 0,
@@ -222,7 +222,7 @@ async def make_net(pulse, verifier):
             rng=random.Random(seed),
             ssl_server=ssl_server,
             ssl_client=ssl_client,
-            test_switches=test_switches,
+            frame_filter=frame_filter,
         )
         made.append(net)
         await net.start()
@@ -238,10 +238,13 @@ async def make_net(pulse, verifier):
 
 @pytest.fixture
 async def make_cluster(make_net, keys, pulse):
-    """``await make_cluster(n)`` -> n fully meshed, connected (network, recorder) pairs."""
+    """``await make_cluster(n)`` -> n fully meshed, connected (network, recorder) pairs;
+    ``filters`` gives node i the frame filter ``filters[i]``."""
 
-    async def make(n: int, **kwargs) -> list[tuple[PeerNetwork, Recorder]]:
-        nodes = [await make_net(keys(i), seed=i, **kwargs) for i in range(n)]
+    async def make(n: int, *, filters=None, **kwargs) -> list[tuple[PeerNetwork, Recorder]]:
+        nodes = [
+            await make_net(keys(i), seed=i, frame_filter=filters[i] if filters else None, **kwargs) for i in range(n)
+        ]
         for net, _ in nodes:
             for other, _ in nodes:
                 if other is not net:

@@ -1,18 +1,26 @@
-"""The test-only partition switch: traffic across groups is dropped both ways."""
+"""The test-only partition switch, a frame filter: traffic across groups is dropped both ways."""
 
 from __future__ import annotations
 
 import pytest
 
-from p2p import RequestTimeout, TestSwitchesDisabled
+from p2p import RequestTimeout
+
+from node.devtools.switches import Partition
 
 
-async def test_partition_drops_traffic_across_groups_and_heal_restores_it(make_cluster, pulse):
-    nodes = await make_cluster(4, test_switches=True)
+def partitions(keys, n: int) -> list[Partition]:
+    """One healed partition switch per node of an n-node cluster."""
+    return [Partition(keys(i).public_key) for i in range(n)]
+
+
+async def test_partition_drops_traffic_across_groups_and_heal_restores_it(make_cluster, keys, pulse):
+    switches = partitions(keys, 4)
+    nodes = await make_cluster(4, filters=switches)
     (a, rec_a), (b, rec_b), (c, rec_c), (d, rec_d) = nodes
     groups = [{a.node_id, b.node_id}, {c.node_id, d.node_id}]
-    for net, _ in nodes:
-        net.set_partition(groups)
+    for switch in switches:
+        switch.set(groups)
 
     # Across the cut, frames vanish as in a real partition (send cannot tell)...
     assert a.broadcast(1, b"during") == 3
@@ -34,8 +42,8 @@ async def test_partition_drops_traffic_across_groups_and_heal_restores_it(make_c
     # links stayed up: the partition is above the link layer
     assert all(len(net.connected_peers()) == 3 for net, _ in nodes)
 
-    for net, _ in nodes:
-        net.heal()
+    for switch in switches:
+        switch.heal()
     assert a.broadcast(1, b"after") == 3
     await pulse.until(
         lambda: all(rec.payloads_from(a.node_id, 1)[-1:] == [b"after"] for rec in (rec_b, rec_c, rec_d)),
@@ -44,9 +52,10 @@ async def test_partition_drops_traffic_across_groups_and_heal_restores_it(make_c
     assert await a.request(c.node_id, 1, b"back", timeout=2) == b"echo:back"
 
 
-async def test_a_one_sided_partition_still_cuts_both_directions(make_cluster, pulse):
-    (a, rec_a), (b, rec_b) = await make_cluster(2, test_switches=True)
-    a.set_partition([{a.node_id}, {b.node_id}])  # only a knows about it
+async def test_a_one_sided_partition_still_cuts_both_directions(make_cluster, keys, pulse):
+    switches = partitions(keys, 2)
+    (a, rec_a), (b, rec_b) = await make_cluster(2, filters=switches)
+    switches[0].set([{a.node_id}, {b.node_id}])  # only a knows about it
     assert b.send(a.node_id, 1, b"in")  # b sends normally; a drops it on arrival
     assert a.send(b.node_id, 1, b"out")  # a drops it before sending
     assert b.send(a.node_id, 2, b"marker")
@@ -54,18 +63,20 @@ async def test_a_one_sided_partition_still_cuts_both_directions(make_cluster, pu
     assert rec_a.frames == [] and rec_b.frames == []
 
 
-async def test_a_node_in_no_group_is_cut_off(make_cluster):
-    (a, _), (b, _), (c, _) = await make_cluster(3, test_switches=True)
-    a.set_partition([{b.node_id, c.node_id}])
+async def test_a_node_in_no_group_is_cut_off(make_cluster, keys):
+    switches = partitions(keys, 3)
+    (a, _), (b, _), (c, _) = await make_cluster(3, filters=switches)
+    switches[0].set([{b.node_id, c.node_id}])
     with pytest.raises(RequestTimeout):
         await a.request(b.node_id, 1, b"x", timeout=0.2)
     with pytest.raises(ValueError):
-        a.set_partition([{a.node_id}, {a.node_id, b.node_id}])
+        switches[0].set([{a.node_id}, {a.node_id, b.node_id}])
 
 
-async def test_the_switch_is_refused_unless_enabled(make_cluster):
-    (a, _), (b, _) = await make_cluster(2)
-    with pytest.raises(TestSwitchesDisabled):
-        a.set_partition([{a.node_id}, {b.node_id}])
-    with pytest.raises(TestSwitchesDisabled):
-        a.heal()
+async def test_a_network_built_without_a_filter_cannot_be_partitioned(make_cluster, pulse):
+    (a, _), (b, rec_b) = await make_cluster(2)
+    # the switch is not part of the transport: only a filter given at construction can drop traffic
+    assert not any(hasattr(a, name) for name in ("set_partition", "heal", "partition"))
+    assert a.send(b.node_id, 1, b"through")
+    await pulse.until(lambda: rec_b.payloads_from(a.node_id) == [b"through"], "a's frame to b")
+    assert a.stats()["totals"]["partition_dropped"] == 0

@@ -37,7 +37,7 @@ async def test_the_api_maps_a_coded_error_raised_anywhere_to_its_json_answer() -
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
-    from node.api.app import errors_middleware
+    from node.api.middleware import errors_middleware
 
     async def handler(request: web.Request) -> web.Response:
         raise CustodianRefusal(409, "record_mismatch", "the upload differs from its record.add")

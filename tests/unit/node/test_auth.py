@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.api.app import auth
+from node.api import auth
 from node.api.auth import AuthError, SignedRequest, remember_nonce, sign_headers, verify_headers
 from node.core.crypto import Identity
 from node.core.replay import ReplayGuard, ReplayRefused
