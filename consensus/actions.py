@@ -31,9 +31,9 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from .certificate import CommitCertificate
-from .evidence import Evidence
-from .messages import Message
+from consensus.certificate import CommitCertificate
+from consensus.evidence import Evidence
+from consensus.messages import Message
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

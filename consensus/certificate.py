@@ -16,8 +16,8 @@ from typing import Any
 
 import msgpack
 
-from .crypto import Verifier
-from .encoding import (
+from consensus.crypto import Verifier
+from consensus.encoding import (
     DIGEST_SIZE,
     KIND_COMMIT,
     KIND_PREPARE,
@@ -31,7 +31,7 @@ from .encoding import (
     pack,
     vote_signing_bytes,
 )
-from .validators import ValidatorSet
+from consensus.validators import ValidatorSet
 
 
 class CertificateDecodeError(ValueError):

@@ -78,7 +78,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 
-from .actions import (
+from consensus.actions import (
     Action,
     Broadcast,
     CancelTimer,
@@ -93,19 +93,19 @@ from .actions import (
     ValidateBlock,
     ViewChanged,
 )
-from .certificate import (
+from consensus.certificate import (
     CommitCertificate,
     PreparedCertificate,
     verify_certificate,
     verify_prepared,
 )
-from .config import EngineConfig
-from .crypto import Signer, Verifier
-from .encoding import DIGEST_SIZE, MAX_VIEW
-from .errors import LocalProtocolError
-from .evidence import Evidence, EvidenceLog, Vote
-from .height import Decided, HeightState, LastDecision, NewViewPlan
-from .messages import (
+from consensus.config import EngineConfig
+from consensus.crypto import Signer, Verifier
+from consensus.encoding import DIGEST_SIZE, MAX_VIEW
+from consensus.errors import LocalProtocolError
+from consensus.evidence import Evidence, EvidenceLog, Vote
+from consensus.height import Decided, HeightState, LastDecision, NewViewPlan
+from consensus.messages import (
     Commit,
     Decision,
     Message,
@@ -116,13 +116,13 @@ from .messages import (
     message_key,
     sign_message,
 )
-from .stash import Stash
-from .validators import ValidatorSet
-from .verdict import PROCESS, Verdict, discard, stash
-from .view_change import choose_quorum
-from .votes import VoteSet
-from .view_change import highest_prepared as _highest_prepared
-from .wal import WalRecord, decode_record
+from consensus.stash import Stash
+from consensus.validators import ValidatorSet
+from consensus.verdict import PROCESS, Verdict, discard, stash
+from consensus.view_change import choose_quorum
+from consensus.votes import VoteSet
+from consensus.view_change import highest_prepared as _highest_prepared
+from consensus.wal import WalRecord, decode_record
 
 __all__ = ["Engine", "EngineConfig", "Verdict", "discard", "message_key", "stash", "verified_key"]
 

@@ -22,11 +22,11 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .certificate import CommitCertificate, PreparedCertificate
-from .messages import Commit, NewView, Prepare, PrePrepare, ViewChange
-from .validators import ValidatorSet
-from .votes import VoteSet
-from .wal import WalRecord
+from consensus.certificate import CommitCertificate, PreparedCertificate
+from consensus.messages import Commit, NewView, Prepare, PrePrepare, ViewChange
+from consensus.validators import ValidatorSet
+from consensus.votes import VoteSet
+from consensus.wal import WalRecord
 
 
 class Phase(enum.Enum):

@@ -32,9 +32,9 @@ from typing import Any, ClassVar
 
 import msgpack
 
-from .certificate import CertificateDecodeError, CommitCertificate, PreparedCertificate
-from .crypto import Signer
-from .encoding import (
+from consensus.certificate import CertificateDecodeError, CommitCertificate, PreparedCertificate
+from consensus.crypto import Signer
+from consensus.encoding import (
     DIGEST_SIZE,
     DOMAIN,
     ID_SIZE,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .certificate import PreparedCertificate
-from .messages import ViewChange
+from consensus.certificate import PreparedCertificate
+from consensus.messages import ViewChange
 
 
 def highest_prepared(view_changes: Sequence[ViewChange]) -> PreparedCertificate | None:

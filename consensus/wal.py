@@ -19,10 +19,10 @@ from typing import Any
 
 import msgpack
 
-from .certificate import CertificateDecodeError, PreparedCertificate
-from .encoding import KIND_PRE_PREPARE, pack
-from .errors import WalCorruptError
-from .messages import (
+from consensus.certificate import CertificateDecodeError, PreparedCertificate
+from consensus.encoding import KIND_PRE_PREPARE, pack
+from consensus.errors import WalCorruptError
+from consensus.messages import (
     Commit,
     Message,
     MessageDecodeError,

@@ -34,7 +34,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..actions import (
+from consensus.actions import (
     Broadcast,
     CancelTimer,
     CommitBlock,
@@ -48,17 +48,17 @@ from ..actions import (
     ValidateBlock,
     ViewChanged,
 )
-from ..certificate import CommitCertificate, verify_certificate
-from ..crypto import Signer, Verifier
-from ..engine import Engine, EngineConfig
-from ..errors import LocalProtocolError
-from ..evidence import Evidence
-from ..messages import Decision, Message, decode_message
-from ..wal import decode_record
-from ..validators import ValidatorSet
-from .byzantine import BEHAVIOURS, TICK_BEHAVIOURS, Adversary, block_payload
-from .fake_crypto import FakeKeyring, FakeVerifier
-from .network import Network, NetworkConfig, Partition
+from consensus.certificate import CommitCertificate, verify_certificate
+from consensus.crypto import Signer, Verifier
+from consensus.engine import Engine, EngineConfig
+from consensus.errors import LocalProtocolError
+from consensus.evidence import Evidence
+from consensus.messages import Decision, Message, decode_message
+from consensus.wal import decode_record
+from consensus.validators import ValidatorSet
+from consensus.simulation.byzantine import BEHAVIOURS, TICK_BEHAVIOURS, Adversary, block_payload
+from consensus.simulation.fake_crypto import FakeKeyring, FakeVerifier
+from consensus.simulation.network import Network, NetworkConfig, Partition
 
 CHAIN_ID = "medledger-sim"
 ZERO = bytes(32)
