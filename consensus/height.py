@@ -91,7 +91,7 @@ class HeightState:
         self.commits: VoteSet[Commit] = VoteSet()
         # The latest (highest-view) view change of each validator, ours included.
         self.view_changes: dict[bytes, ViewChange] = {}
-        # Keys (`consensus.engine.verified_key`) of view changes whose signature and certificate
+        # Keys (`consensus.view_change.verified_key`) of view changes whose signature and certificate
         # were checked: each names the signer, the exact signed bytes and the signature.
         self.verified_view_changes: set[bytes] = set()
         # The highest prepared certificate we hold.
@@ -122,6 +122,16 @@ class HeightState:
         if self.view in self.my_prepare:
             return Phase.PREPARE
         return Phase.PRE_PREPARE
+
+    def prepared_before(self, digest: bytes) -> bool:
+        """Whether a verified certificate shows a quorum prepared (or committed) `digest` at this
+        height. Such a block was validated by honest validators when it was fresh, and must be
+        re-proposed after a view change however long that took: the runtime then does not hold
+        its (old) time against it."""
+        if self.decided is not None and self.decided.digest == digest:
+            return True
+        changes = list(self.view_changes.values()) + [vc for nv in self.new_view.values() for vc in nv.view_changes]
+        return any(vc.prepared is not None and vc.prepared.digest == digest for vc in changes)
 
     def raise_prepared(self, cert: PreparedCertificate | None) -> None:
         """Hold `cert` if it is of a higher view than the prepared certificate held."""
