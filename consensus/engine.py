@@ -1,65 +1,17 @@
 """The agreement engine: PBFT for one height at a time, as a pure state machine.
 
-Theory of operation
--------------------
-Heights are decided one after another. At height h the engine runs views 0, 1, 2, ...; the
-primary of view v is validator (h + v) mod n. Views start again at 0 at every height, so view
-numbers never accumulate across heights, and the view timeout (base * 2^v, capped) is back at
-its base value as soon as a height is final.
+Heights are decided one after another; at height h the engine runs views 0, 1, 2, ..., the
+primary of view v being validator (h + v) mod n. The theory of operation (the normal case in
+steps 1-4, the view change in steps 5-8, why it is safe, the legal transitions, verdicts and
+catching up) is the docstring of the `consensus` package; `docs/consensus.md` has it all with
+the proofs. The transitions are data, `consensus.height.TRANSITIONS`, and the tests hold the
+engine to them.
 
-Normal case, in view v:
-
-1. The primary asks the runtime for a block (`RequestProposal`), signs a PRE-PREPARE for it,
-   persists it and broadcasts it. (In a view after 0 the proposal travels inside NEW-VIEW.)
-2. A validator that accepts the primary's proposal asks the runtime to validate the block
-   (`ValidateBlock`); when told it is good it persists and broadcasts PREPARE(h, v, digest).
-   It never prepares two blocks in one view.
-3. With a quorum of matching PREPAREs (its own among them) it holds a prepared certificate; it
-   persists its COMMIT together with that certificate and broadcasts the COMMIT.
-4. A quorum of COMMITs for one digest, in any view of the height, makes the block final: the
-   engine emits `CommitBlock` with the commit certificate and moves to height h + 1.
-
-View change:
-
-5. When the view timer fires before the height is final, the validator stops voting in view v,
-   persists and broadcasts VIEW-CHANGE(h, v + 1) carrying the highest prepared certificate it
-   holds (and that block's payload). From then on it never votes in a view below v + 1.
-6. A validator that sees VIEW-CHANGEs for views above its own from f + 1 validators (so from at
-   least one honest one) joins: it sends VIEW-CHANGE for the highest view that f + 1 of them
-   reached. This pulls in validators that are lagging without letting f Byzantine ones push
-   anybody to a new view.
-7. The timer of a view change to w is armed only once a quorum has asked for view w or later;
-   if NEW-VIEW does not arrive in time the validator asks for w + 1 (timeout doubled). Without
-   a reachable quorum the views therefore stop climbing, instead of climbing with the clock.
-8. The primary of w, holding a quorum of VIEW-CHANGE(h, w), takes the highest prepared
-   certificate among them. If there is one it must re-propose that block; otherwise it asks
-   the runtime for a new one. It broadcasts NEW-VIEW(h, w) with the view changes as proof and
-   its PRE-PREPARE for w. Validators check the proof and the choice, enter view w, and go on
-   as in step 2.
-
-Why this is safe: a block committed in view v has a quorum of COMMITs, so a quorum of
-validators prepared it in v. Any quorum of VIEW-CHANGEs for a later view shares an honest
-validator with that quorum, and that validator reports a prepared certificate of view >= v,
-which (by induction over the views) names the same block; so every later NEW-VIEW must
-re-propose it. `docs/consensus.md` gives the whole argument.
-
-Legal transitions of one height
--------------------------------
-`consensus.height.TRANSITIONS` lists them as data: (phase, event) -> the phases that may follow,
-one row per line of the table in its module docstring; the tests hold the engine to it. Views
-only grow within a height; an internal step that would lower one is a bug and raises.
-
-What the engine accepts from a peer
------------------------------------
-Every message gets a `Verdict`: "process", "stash" (for the next height or a later view; kept
-in bounded memory and replayed when the engine gets there) or "discard" with a reason. Bad
-input from a peer never raises; a contract broken by this node's runtime raises
-`LocalProtocolError`. Two signed conflicting votes from one validator become `Evidence`.
-
-A validator that has fallen behind learns of it in two ways: a validator that receives its
-message for the height just finalized answers with a DECISION (block and certificate), at most
-once per peer per resend interval; and when f + 1 validators are seen two or more heights
-ahead, the engine emits `NeedSync` so the runtime fetches the blocks.
+`Engine` is the one class: the public methods are the events (`start`, `on_message`,
+`on_timer`, `on_work`, `on_proposal_ready`, `on_block_validated`, `on_block_synced`,
+`schedule_validators`), each returning the actions to run in order. What does not need the
+engine's state lives in its own module: `view_change` (the checks and choices of a view
+change), `schedule`, `peers`, `decision`, `resend`, `wal`.
 """
 
 from __future__ import annotations
@@ -69,14 +21,14 @@ from typing import Any, TypeVar, cast
 
 from consensus.actions import (Action, Broadcast, CancelTimer, CommitBlock, NeedSync, Persist, PruneWal,
                                ReportEvidence, RequestProposal, Send, SetTimer, ValidateBlock, ViewChanged)
-from consensus.certificate import CommitCertificate, PreparedCertificate, verify_certificate, verify_prepared
+from consensus.certificate import CommitCertificate, PreparedCertificate, verify_certificate
 from consensus.config import EngineConfig
 from consensus.crypto import Signer, Verifier
 from consensus.encoding import DIGEST_SIZE, MAX_VIEW
 from consensus.errors import LocalProtocolError
 from consensus.evidence import Evidence, EvidenceLog, Vote
 from consensus.decision import LastBlock
-from consensus.height import Decided, HeightState, NewViewPlan
+from consensus.height import Decided, HeightState
 from consensus.messages import Commit, Decision, Message, NewView, Prepare, PrePrepare, ViewChange, message_key
 from consensus.messages import sign_message
 from consensus.peers import PeerHeights
@@ -490,12 +442,9 @@ class Engine:
         if digest in h.good_payloads:
             self._finalize()
             return
-        for pp in list(h.pre_prepare.values()):
-            if pp.digest == digest and pp.payload:
-                self._want_payload(digest, pp.payload, pp.sender)
-        for vc in list(h.view_changes.values()):
-            if vc.payload is not None and vc.prepared is not None and vc.prepared.digest == digest:
-                self._want_payload(digest, vc.payload, vc.sender)
+        proposals, changes = h.payload_offers(digest)
+        for source, payload in proposals + changes:
+            self._want_payload(digest, payload, source)
 
     def _finalize(self) -> None:
         h = self._h
@@ -639,10 +588,8 @@ class Engine:
         if digest in h.good_payloads:
             self._send_new_view(digest)
             return
-        offers = [(vc.sender, vc.payload) for vc in h.view_changes.values()
-                  if vc.payload is not None and vc.prepared is not None and vc.prepared.digest == digest]
-        offers += [(pp.sender, pp.payload) for pp in h.pre_prepare.values() if pp.digest == digest and pp.payload]
-        for source, payload in offers:
+        proposals, changes = h.payload_offers(digest)
+        for source, payload in changes + proposals:
             self._want_payload(digest, payload, source)
 
     def _send_new_view(self, digest: bytes) -> None:

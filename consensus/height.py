@@ -40,7 +40,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from consensus.certificate import CommitCertificate, PreparedCertificate
 from consensus.messages import Commit, NewView, Prepare, PrePrepare, ViewChange
@@ -73,7 +73,7 @@ class Event(enum.Enum):
     SYNCED = "`on_block_synced` for this height or later"
 
 
-NEXT_HEIGHT = "next height"
+NEXT_HEIGHT: Final = "next height"
 Next = Phase | Literal["next height"]
 _NORMAL = (Phase.PRE_PREPARE, Phase.PREPARE, Phase.COMMIT)
 _UNDECIDED = _NORMAL + (Phase.VIEW_CHANGE,)
@@ -197,6 +197,13 @@ class HeightState:
             return True
         changes = list(self.view_changes.values()) + [vc for nv in self.new_view.values() for vc in nv.view_changes]
         return any(vc.prepared is not None and vc.prepared.digest == digest for vc in changes)
+
+    def payload_offers(self, digest: bytes) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+        """(source, payload) offers for `digest` held here: from proposals, and from view changes."""
+        proposals = [(pp.sender, pp.payload) for pp in self.pre_prepare.values() if pp.digest == digest and pp.payload]
+        changes = [(vc.sender, vc.payload) for vc in self.view_changes.values()
+                   if vc.payload is not None and vc.prepared is not None and vc.prepared.digest == digest]
+        return proposals, changes
 
     def raise_prepared(self, cert: PreparedCertificate | None) -> None:
         """Hold `cert` if it is of a higher view than the prepared certificate held."""

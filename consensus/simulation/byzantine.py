@@ -40,16 +40,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from consensus.certificate import CommitCertificate, PreparedCertificate
-from consensus.messages import (
-    Commit,
-    Decision,
-    Message,
-    NewView,
-    Prepare,
-    PrePrepare,
-    ViewChange,
-    sign_message,
-)
+from consensus.messages import Commit, Decision, Message, NewView, Prepare, PrePrepare, ViewChange, sign_message
 
 from consensus.validators import ValidatorSet
 from consensus.simulation.adversary import FORGER_BEHAVIOURS, Forger

@@ -35,15 +35,16 @@ class Recorder:
     """Every (height, phase) an engine passes through, and the moves the table does not allow."""
 
     def __init__(self) -> None:
-        self.last: dict[int, tuple[int, Phase]] = {}
-        self.in_call: dict[int, str] = {}
+        # Keyed by the engine itself (not its id, which a later engine may reuse).
+        self.last: dict[Engine, tuple[int, Phase]] = {}
+        self.in_call: dict[Engine, str | None] = {}
         self.moves: set[tuple[Phase, Next]] = set()
         self.illegal: list[str] = []
 
     def report(self, engine: Engine) -> None:
         now = (engine.height, Phase(engine.status()["phase"]))
-        before = self.last.get(id(engine))
-        self.last[id(engine)] = now
+        before = self.last.get(engine)
+        self.last[engine] = now
         if before is None or before == now:
             return
         after: Next = now[1] if now[0] == before[0] else NEXT_HEIGHT
@@ -51,9 +52,9 @@ class Recorder:
             self.illegal.append(f"height went back: {before} -> {now}")
             return
         self.moves.add((before[1], after))
-        synced = self.in_call.get(id(engine)) == "on_block_synced"
+        synced = self.in_call.get(engine) == "on_block_synced"
         if not one_move(before[1], after, synced=synced):
-            self.illegal.append(f"{self.in_call.get(id(engine))}: {before} -> {now}")
+            self.illegal.append(f"{self.in_call.get(engine)}: {before} -> {now}")
 
 
 class ReportingList(list[Any]):
@@ -90,14 +91,14 @@ def _reporting(engine: Engine, recorder: Recorder, value: list[Any]) -> Reportin
 def _reporting_call(method: Callable[..., Any], name: str, recorder: Recorder) -> Callable[..., Any]:
     @functools.wraps(method)
     def call(self: Engine, *args: Any, **kwargs: Any) -> Any:
-        outer = recorder.in_call.get(id(self))
-        recorder.in_call[id(self)] = name
+        outer = recorder.in_call.get(self)
+        recorder.in_call[self] = name
         recorder.report(self)
         try:
             return method(self, *args, **kwargs)
         finally:
             recorder.report(self)
-            recorder.in_call[id(self)] = outer  # type: ignore[assignment]
+            recorder.in_call[self] = outer
     return call
 
 
