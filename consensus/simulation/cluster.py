@@ -67,6 +67,8 @@ class SimConfig:
 
     validators: int = 4
     byzantine: int = 0
+    # Flat on purpose: every field is a keyword option of `run_sim` (and so of `medledger sim`);
+    # the link fields below are handed to `NetworkConfig`, which checks them.
     behaviours: tuple[str, ...] = ()
     drop: float = 0.0
     partition: bool = False
