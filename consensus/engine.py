@@ -26,11 +26,11 @@ from consensus.config import EngineConfig
 from consensus.crypto import Signer, Verifier
 from consensus.encoding import DIGEST_SIZE, MAX_VIEW
 from consensus.errors import LocalProtocolError
-from consensus.evidence import Evidence, EvidenceLog, Vote
 from consensus.decision import LastBlock
+from consensus.evidence import Evidence, EvidenceLog, Vote
 from consensus.height import Decided, HeightState
-from consensus.messages import Commit, Decision, Message, NewView, Prepare, PrePrepare, ViewChange, message_key
-from consensus.messages import sign_message
+from consensus.messages import (Commit, Decision, Message, NewView, Prepare, PrePrepare, ViewChange, message_key,
+                                sign_message)
 from consensus.peers import PeerHeights
 from consensus.resend import own_votes
 from consensus.schedule import ValidatorSchedule
