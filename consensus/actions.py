@@ -31,10 +31,12 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from .certificate import CommitCertificate
-from .evidence import Evidence
-from .messages import Message
+from consensus.certificate import CommitCertificate
+from consensus.evidence import Evidence
+from consensus.messages import Message
 
+# One frozen record per action: the runtime dispatches on the type, so the decorator and the
+# field lists repeat on purpose (a shared base would only hide which fields each action has).
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Broadcast:

@@ -12,12 +12,12 @@ Votes are kept sorted by id so that one set of votes has one encoding.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import msgpack
 
-from .crypto import Verifier
-from .encoding import (
+from consensus.crypto import Verifier
+from consensus.encoding import (
     DIGEST_SIZE,
     KIND_COMMIT,
     KIND_PREPARE,
@@ -31,14 +31,14 @@ from .encoding import (
     pack,
     vote_signing_bytes,
 )
-from .validators import ValidatorSet
+from consensus.validators import ValidatorSet
 
 
 class CertificateDecodeError(ValueError):
     """Bytes that are not a well-formed certificate (the fault of whoever sent them)."""
 
 
-def _check_fields(cert: CommitCertificate | PreparedCertificate) -> None:
+def _check_fields(cert: QuorumCertificate) -> None:
     check_int("height", cert.height, 1, MAX_HEIGHT)
     check_int("view", cert.view, 0, MAX_VIEW)
     check_bytes("digest", cert.digest, size=DIGEST_SIZE)
@@ -51,8 +51,12 @@ def sorted_votes(votes: dict[bytes, bytes]) -> tuple[tuple[bytes, bytes], ...]:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CommitCertificate:
-    """A quorum of COMMIT signatures for (height, view, digest): the block is final."""
+class QuorumCertificate:
+    """A quorum of signed votes for (height, view, digest); the two kinds below share this body.
+
+    The kinds do not compare equal to each other (dataclass equality needs the same class), so a
+    prepared certificate never passes for a commit certificate with the same votes.
+    """
 
     height: int
     view: int
@@ -70,47 +74,24 @@ class CommitCertificate:
         return pack(self.to_value())
 
     @classmethod
-    def from_value(cls, value: Any) -> CommitCertificate:
+    def from_value(cls, value: Any) -> Self:
         height, view, digest, votes = _unpack_fields(value)
         return cls(height=height, view=view, digest=digest, votes=votes)
 
     @classmethod
-    def decode(cls, data: bytes) -> CommitCertificate:
+    def decode(cls, data: bytes) -> Self:
         """Parse bytes from outside; any malformation raises `CertificateDecodeError`."""
         return cls.from_value(_unpack(data))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PreparedCertificate:
+class CommitCertificate(QuorumCertificate):
+    """A quorum of COMMIT signatures for (height, view, digest): the block is final."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreparedCertificate(QuorumCertificate):
     """A quorum of PREPARE signatures for (height, view, digest): the block may be committed."""
-
-    height: int
-    view: int
-    digest: bytes
-    votes: tuple[tuple[bytes, bytes], ...]
-
-    def __post_init__(self) -> None:
-        _check_fields(self)
-
-    def to_value(self) -> list[Any]:
-        return [self.height, self.view, self.digest, [list(v) for v in self.votes]]
-
-    def encode(self) -> bytes:
-        return pack(self.to_value())
-
-    @classmethod
-    def from_value(cls, value: Any) -> PreparedCertificate:
-        height, view, digest, votes = _unpack_fields(value)
-        return cls(height=height, view=view, digest=digest, votes=votes)
-
-    @classmethod
-    def decode(cls, data: bytes) -> PreparedCertificate:
-        return cls.from_value(_unpack(data))
-
-
-def decode_certificate(data: bytes) -> CommitCertificate:
-    """Parse a commit certificate from bytes; raises `CertificateDecodeError`."""
-    return CommitCertificate.decode(data)
 
 
 def _unpack(data: bytes) -> Any:
@@ -139,7 +120,7 @@ def _unpack_fields(value: Any) -> tuple[int, int, bytes, tuple[tuple[bytes, byte
     return value[0], value[1], value[2], votes  # type: ignore[return-value]
 
 
-def _verify_votes(kind: int, cert: CommitCertificate | PreparedCertificate, chain_id: str,
+def _verify_votes(kind: int, cert: QuorumCertificate, chain_id: str,
                   validators: ValidatorSet, verifier: Verifier) -> bool:
     if len(cert.votes) < validators.quorum:
         return False

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .messages import DEFAULT_MAX_PAYLOAD
+from consensus.messages import DEFAULT_MAX_PAYLOAD
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,130 +1,50 @@
 """The agreement engine: PBFT for one height at a time, as a pure state machine.
 
-Theory of operation
--------------------
-Heights are decided one after another. At height h the engine runs views 0, 1, 2, ...; the
-primary of view v is validator (h + v) mod n. Views start again at 0 at every height, so view
-numbers never accumulate across heights, and the view timeout (base * 2^v, capped) is back at
-its base value as soon as a height is final.
+Heights are decided one after another; at height h the engine runs views 0, 1, 2, ..., the
+primary of view v being validator (h + v) mod n. The theory of operation (the normal case in
+steps 1-4, the view change in steps 5-8, why it is safe, the legal transitions, verdicts and
+catching up) is the docstring of the `consensus` package; `docs/consensus.md` has it all with
+the proofs. The transitions are data, `consensus.height.TRANSITIONS`, and the tests hold the
+engine to them.
 
-Normal case, in view v:
-
-1. The primary asks the runtime for a block (`RequestProposal`), signs a PRE-PREPARE for it,
-   persists it and broadcasts it. (In a view after 0 the proposal travels inside NEW-VIEW.)
-2. A validator that accepts the primary's proposal asks the runtime to validate the block
-   (`ValidateBlock`); when told it is good it persists and broadcasts PREPARE(h, v, digest).
-   It never prepares two blocks in one view.
-3. With a quorum of matching PREPAREs (its own among them) it holds a prepared certificate; it
-   persists its COMMIT together with that certificate and broadcasts the COMMIT.
-4. A quorum of COMMITs for one digest, in any view of the height, makes the block final: the
-   engine emits `CommitBlock` with the commit certificate and moves to height h + 1.
-
-View change:
-
-5. When the view timer fires before the height is final, the validator stops voting in view v,
-   persists and broadcasts VIEW-CHANGE(h, v + 1) carrying the highest prepared certificate it
-   holds (and that block's payload). From then on it never votes in a view below v + 1.
-6. A validator that sees VIEW-CHANGEs for views above its own from f + 1 validators (so from at
-   least one honest one) joins: it sends VIEW-CHANGE for the highest view that f + 1 of them
-   reached. This pulls in validators that are lagging without letting f Byzantine ones push
-   anybody to a new view.
-7. The timer of a view change to w is armed only once a quorum has asked for view w or later;
-   if NEW-VIEW does not arrive in time the validator asks for w + 1 (timeout doubled). Without
-   a reachable quorum the views therefore stop climbing, instead of climbing with the clock.
-8. The primary of w, holding a quorum of VIEW-CHANGE(h, w), takes the highest prepared
-   certificate among them. If there is one it must re-propose that block; otherwise it asks
-   the runtime for a new one. It broadcasts NEW-VIEW(h, w) with the view changes as proof and
-   its PRE-PREPARE for w. Validators check the proof and the choice, enter view w, and go on
-   as in step 2.
-
-Why this is safe: a block committed in view v has a quorum of COMMITs, so a quorum of
-validators prepared it in v. Any quorum of VIEW-CHANGEs for a later view shares an honest
-validator with that quorum, and that validator reports a prepared certificate of view >= v,
-which (by induction over the views) names the same block; so every later NEW-VIEW must
-re-propose it. `docs/consensus.md` gives the whole argument.
-
-Legal transitions of one height
--------------------------------
-| state              | event                                  | next state                 |
-| ------------------ | -------------------------------------- | -------------------------- |
-| normal(v)          | view timer of v fires                  | view-change(v + 1)         |
-| normal(v)          | f + 1 view changes for views above v   | view-change(w*)            |
-| normal(v)          | valid NEW-VIEW for w > v               | normal(w)                  |
-| view-change(w)     | quorum asks for >= w                   | view-change(w), timer armed|
-| view-change(w)     | timer of w fires                       | view-change(w + 1)         |
-| view-change(w)     | f + 1 view changes for views above w   | view-change(w*)            |
-| view-change(w)     | primary of w: quorum of view changes   | normal(w) (sends NEW-VIEW) |
-| view-change(w)     | valid NEW-VIEW for w' >= w             | normal(w')                 |
-| any                | quorum of COMMITs for one block        | next height (or awaiting   |
-|                    | (or a DECISION with a valid certificate)| the block's payload first)|
-| any                | `on_block_synced` for this height or up| next height after it      |
-
-Views only grow within a height; an internal step that would lower one is a bug and raises.
-
-What the engine accepts from a peer
------------------------------------
-Every message gets a `Verdict`: "process", "stash" (for the next height or a later view; kept
-in bounded memory and replayed when the engine gets there) or "discard" with a reason. Bad
-input from a peer never raises; a contract broken by this node's runtime raises
-`LocalProtocolError`. Two signed conflicting votes from one validator become `Evidence`.
-
-A validator that has fallen behind learns of it in two ways: a validator that receives its
-message for the height just finalized answers with a DECISION (block and certificate), at most
-once per peer per resend interval; and when f + 1 validators are seen two or more heights
-ahead, the engine emits `NeedSync` so the runtime fetches the blocks.
+`Engine` is the one class: the public methods are the events (`start`, `on_message`,
+`on_timer`, `on_work`, `on_proposal_ready`, `on_block_validated`, `on_block_synced`,
+`schedule_validators`), each returning the actions to run in order. What does not need the
+engine's state lives in its own module: `view_change` (the checks and choices of a view
+change), `schedule`, `peers`, `decision`, `resend`, `wal`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, TypeVar, cast
 
-from .actions import (
-    Action,
-    Broadcast,
-    CancelTimer,
-    CommitBlock,
-    NeedSync,
-    Persist,
-    PruneWal,
-    ReportEvidence,
-    RequestProposal,
-    Send,
-    SetTimer,
-    ValidateBlock,
-    ViewChanged,
-)
-from .certificate import (
-    CommitCertificate,
-    PreparedCertificate,
-    verify_certificate,
-    verify_prepared,
-)
-from .config import EngineConfig
-from .crypto import Signer, Verifier
-from .encoding import DIGEST_SIZE, MAX_VIEW
-from .errors import LocalProtocolError
-from .evidence import Evidence, EvidenceLog, Vote
-from .height import Decided, HeightState, LastDecision, NewViewPlan
-from .messages import (
-    Commit,
-    Decision,
-    Message,
-    NewView,
-    Prepare,
-    PrePrepare,
-    ViewChange,
-    message_key,
-    sign_message,
-)
-from .stash import Stash
-from .validators import ValidatorSet
-from .verdict import PROCESS, Verdict, discard, stash
-from .view_change import choose_quorum
-from .votes import VoteSet
-from .view_change import highest_prepared as _highest_prepared
-from .wal import WalRecord, decode_record
+from consensus.actions import (Action, Broadcast, CancelTimer, CommitBlock, NeedSync, Persist, PruneWal,
+                               ReportEvidence, RequestProposal, Send, SetTimer, ValidateBlock, ViewChanged)
+from consensus.certificate import CommitCertificate, PreparedCertificate, verify_certificate
+from consensus.config import EngineConfig
+from consensus.crypto import Signer, Verifier
+from consensus.encoding import DIGEST_SIZE, MAX_VIEW
+from consensus.errors import LocalProtocolError
+from consensus.decision import LastBlock
+from consensus.evidence import Evidence, EvidenceLog, Vote
+from consensus.height import Decided, HeightState
+from consensus.messages import (Commit, Decision, Message, NewView, Prepare, PrePrepare, ViewChange, message_key,
+                                sign_message)
+from consensus.peers import PeerHeights
+from consensus.resend import own_votes
+from consensus.schedule import ValidatorSchedule
+from consensus.stash import Stash
+from consensus.validators import ValidatorSet
+from consensus.verdict import PROCESS, Verdict, discard, stash
+from consensus.view_change import (check_new_view, check_view_change, joined_view, plan_new_view, remember_verified,
+                                   verified_key)
+from consensus.votes import VoteSet
+from consensus.wal import WalRecord, records_by_height
 
 __all__ = ["Engine", "EngineConfig", "Verdict", "discard", "message_key", "stash", "verified_key"]
+
+M = TypeVar("M", PrePrepare, Prepare, Commit, ViewChange, NewView, Decision)
 
 
 class Engine:
@@ -144,30 +64,22 @@ class Engine:
         self._me = signer.public_key
         self._last_height = last_height
         self._last_digest = last_digest
-        self._schedule: dict[int, ValidatorSet] = {}
-        self._previous_validators = validators
-        self._last_decision: LastDecision | None = None
+        self._schedule = ValidatorSchedule(validators)
+        self._last_block = LastBlock()
         if last_certificate is not None:
             if (last_certificate.height, last_certificate.digest) != (last_height, last_digest):
                 raise LocalProtocolError("last_certificate is not the certificate of the last block")
-            self._last_decision = LastDecision(view=last_certificate.view, digest=last_digest, payload=last_payload,
-                                               certificate=last_certificate)
-        self._decision_message: Decision | None = None
+            self._last_block.set(view=last_certificate.view, digest=last_digest, payload=last_payload,
+                                 certificate=last_certificate)
         self._stash = Stash(per_sender=config.stash_per_sender, total=config.stash_total)
         self._evidence = EvidenceLog(config.max_evidence)
         self._view_changes = 0
-        self._peer_heights: dict[bytes, int] = {}
-        self._sync_requested = 0
+        self._peers = PeerHeights()
         self._started = False
         self._work = not config.wait_for_work
         self._out: list[Action] = []
-        self._restored: dict[int, list[WalRecord]] = {}
-        for entry in wal:
-            record = decode_record(entry, max_payload=config.max_payload)
-            if record.message.sender != self._me or record.message.chain_id != chain_id:
-                raise LocalProtocolError("the WAL holds a vote that is not ours or not for this chain")
-            if record.message.height > last_height:
-                self._restored.setdefault(record.message.height, []).append(record)
+        self._restored = records_by_height(wal, me=self._me, chain_id=chain_id, above=last_height,
+                                           max_payload=config.max_payload)
         self._h = HeightState(last_height + 1, validators, config.resend_interval_ms)
         self._restore(self._h)
 
@@ -227,7 +139,6 @@ class Engine:
         if view == 0 and not h.in_view_change:
             pp = self._sign(PrePrepare(chain_id=self.chain_id, height=height, view=0, sender=self._me,
                                        digest=digest, payload=payload))
-            assert isinstance(pp, PrePrepare)
             h.my_pre_prepare[0] = pp
             h.pre_prepare[0] = pp
             h.good_payloads[digest] = payload
@@ -270,26 +181,15 @@ class Engine:
             raise LocalProtocolError("on_block_synced: the certificate is for another block")
         if height < h.height:
             return self._drain()
-        if not verify_certificate(certificate, chain_id=self.chain_id, validators=self._validators_at(height),
+        if not verify_certificate(certificate, chain_id=self.chain_id, validators=self._schedule.at(height),
                                   verifier=self._verifier):
             raise LocalProtocolError("on_block_synced: the runtime applied a block whose certificate is invalid")
-        self._out.append(CancelTimer(key=h.view_timer()))
-        self._out.append(CancelTimer(key=h.resend_timer()))
-        self._last_decision = LastDecision(view=certificate.view, digest=digest, payload=payload,
-                                           certificate=certificate)
-        self._decision_message = None
-        self._advance_to(height + 1, digest)
+        self._leave_height(height, certificate.view, digest, payload, certificate)
         return self._drain()
 
     def schedule_validators(self, effective_height: int, validators: ValidatorSet) -> list[Action]:
         """Use `validators` from `effective_height` on (which must be after the height being decided)."""
-        if type(effective_height) is not int or effective_height <= self._h.height:
-            raise LocalProtocolError(
-                f"a validator-set change must take effect after height {self._h.height}, not at {effective_height}")
-        known = self._schedule.get(effective_height)
-        if known is not None and known != validators:
-            raise LocalProtocolError(f"two different validator sets scheduled for height {effective_height}")
-        self._schedule[effective_height] = validators
+        self._schedule.add(effective_height, validators, self._h.height)
         return []
 
     def status(self) -> dict[str, object]:
@@ -337,25 +237,15 @@ class Engine:
         if msg.sender not in h.validators:
             return discard("sender is not a validator at this height")
         self._note_peer_height(msg.sender, msg.height)
-        kind = type(msg)
-        if kind is Prepare:
-            return self._on_prepare(msg)  # type: ignore[arg-type]
-        if kind is Commit:
-            return self._on_commit(msg)  # type: ignore[arg-type]
-        if kind is PrePrepare:
-            return self._on_pre_prepare(msg)  # type: ignore[arg-type]
-        if kind is ViewChange:
-            return self._on_view_change(msg)  # type: ignore[arg-type]
-        if kind is NewView:
-            return self._on_new_view(msg)  # type: ignore[arg-type]
-        if kind is Decision:
-            return self._on_decision(msg)  # type: ignore[arg-type]
-        raise LocalProtocolError(f"not a consensus message: {kind.__name__}")
+        handler = _HANDLERS.get(type(msg))
+        if handler is None:
+            raise LocalProtocolError(f"not a consensus message: {type(msg).__name__}")
+        return handler(self, msg)
 
     def _old_height(self, msg: Message) -> Verdict:
-        if (msg.height == self._last_height and msg.sender in self._previous_validators
+        if (msg.height == self._last_height and msg.sender in self._schedule.previous
                 and msg.sender not in self._h.decisions_sent and type(msg) is not Decision):
-            decision = self._decision()
+            decision = self._last_block.decision(self.chain_id, self._last_height, self._signer)
             if decision is not None:
                 self._h.decisions_sent.add(msg.sender)
                 self._out.append(Send(to=msg.sender, message=decision))
@@ -363,7 +253,7 @@ class Engine:
 
     def _future_height(self, msg: Message) -> Verdict:
         h = self._h
-        later = self._validators_at(msg.height)
+        later = self._schedule.at(msg.height)
         if msg.sender in h.validators:
             self._note_peer_height(msg.sender, msg.height)
         elif msg.sender not in later:
@@ -376,22 +266,9 @@ class Engine:
 
     def _note_peer_height(self, sender: bytes, height: int) -> None:
         """Track how far validators are; f + 1 of them two heights ahead means we must sync."""
-        if self._peer_heights.get(sender, 0) >= height:
-            return
-        self._peer_heights[sender] = height
-        target = self._synced_height()
-        if target >= self._h.height + 1 and target > self._sync_requested:
-            self._sync_requested = target
+        target = self._peers.note(sender, height, self._h.validators, self._h.height)
+        if target is not None:
             self._out.append(NeedSync(height=target))
-
-    def _synced_height(self) -> int:
-        """The highest height below which f + 1 validators (so an honest one) have finalized everything."""
-        h = self._h
-        heights = sorted((v for s, v in self._peer_heights.items() if s in h.validators), reverse=True)
-        weak = h.validators.weak_quorum
-        if len(heights) < weak:
-            return 0
-        return heights[weak - 1] - 1
 
     def _stash_message(self, msg: Message, reason: str) -> Verdict:
         refused = self._stash.add(msg)
@@ -502,18 +379,7 @@ class Engine:
         h = self._h
         h.validating[digest] = payload
         self._out.append(ValidateBlock(height=h.height, view=h.view, digest=digest, payload=payload,
-                                       prepared_before=self._prepared_before(digest)))
-
-    def _prepared_before(self, digest: bytes) -> bool:
-        """Whether a verified certificate shows a quorum prepared (or committed) `digest` at this
-        height. Such a block was validated by honest validators when it was fresh, and must be
-        re-proposed after a view change however long that took: the runtime then does not hold
-        its (old) time against it."""
-        h = self._h
-        if h.decided is not None and h.decided.digest == digest:
-            return True
-        changes = list(h.view_changes.values()) + [vc for nv in h.new_view.values() for vc in nv.view_changes]
-        return any(vc.prepared is not None and vc.prepared.digest == digest for vc in changes)
+                                       prepared_before=h.prepared_before(digest)))
 
     def _on_good_payload(self, digest: bytes) -> None:
         h = self._h
@@ -536,7 +402,6 @@ class Engine:
             return
         prepare = self._sign(Prepare(chain_id=self.chain_id, height=h.height, view=h.view, sender=self._me,
                                      digest=pp.digest))
-        assert isinstance(prepare, Prepare)
         h.my_prepare[h.view] = prepare
         accepted = pp if pp.payload else PrePrepare(
             chain_id=pp.chain_id, height=pp.height, view=pp.view, sender=pp.sender, digest=pp.digest,
@@ -564,7 +429,6 @@ class Engine:
         h.prepared = prepared
         commit = self._sign(Commit(chain_id=self.chain_id, height=h.height, view=h.view, sender=self._me,
                                    digest=mine.digest))
-        assert isinstance(commit, Commit)
         h.my_commit[h.view] = commit
         self._persist(WalRecord(message=commit, prepared=prepared))
         self._out.append(Broadcast(message=commit))
@@ -578,35 +442,35 @@ class Engine:
         if digest in h.good_payloads:
             self._finalize()
             return
-        for pp in list(h.pre_prepare.values()):
-            if pp.digest == digest and pp.payload:
-                self._want_payload(digest, pp.payload, pp.sender)
-        for vc in list(h.view_changes.values()):
-            if vc.payload is not None and vc.prepared is not None and vc.prepared.digest == digest:
-                self._want_payload(digest, vc.payload, vc.sender)
+        proposals, changes = h.payload_offers(digest)
+        for source, payload in proposals + changes:
+            self._want_payload(digest, payload, source)
 
     def _finalize(self) -> None:
         h = self._h
         assert h.decided is not None
         view, digest, certificate = h.decided.view, h.decided.digest, h.decided.certificate
-        payload = h.good_payloads[digest]
-        self._out.append(CancelTimer(key=h.view_timer()))
-        self._out.append(CancelTimer(key=h.resend_timer()))
-        self._out.append(CommitBlock(height=h.height, view=view, digest=digest, payload=payload,
-                                     certificate=certificate))
-        self._last_decision = LastDecision(view=view, digest=digest, payload=payload, certificate=certificate)
-        self._decision_message = None
-        self._advance_to(h.height + 1, digest)
+        self._leave_height(h.height, view, digest, h.good_payloads[digest], certificate, commit=True)
+
+    def _leave_height(self, height: int, view: int, digest: bytes, payload: bytes | None,
+                      certificate: CommitCertificate, *, commit: bool = False) -> None:
+        """Block `height` is final (decided here, or applied by sync): on to the next height."""
+        h = self._h
+        self._out += [CancelTimer(key=h.view_timer()), CancelTimer(key=h.resend_timer())]
+        if commit:
+            assert payload is not None
+            self._out.append(CommitBlock(height=height, view=view, digest=digest, payload=payload,
+                                         certificate=certificate))
+        self._last_block.set(view=view, digest=digest, payload=payload, certificate=certificate)
+        self._advance_to(height + 1, digest)
 
     def _advance_to(self, height: int, last_digest: bytes) -> None:
         """Leave the current height for `height` (the one after the last final block)."""
-        self._previous_validators = self._validators_at(height - 1)
         self._last_height = height - 1
         self._last_digest = last_digest
-        self._h = HeightState(height, self._validators_at(height), self.config.resend_interval_ms)
-        self._schedule = {k: v for k, v in self._schedule.items() if k > height}
+        self._h = HeightState(height, self._schedule.advance(height), self.config.resend_interval_ms)
         self._restored = {k: v for k, v in self._restored.items() if k >= height}
-        self._peer_heights = {s: v for s, v in self._peer_heights.items() if v > height - 1}
+        self._peers.prune(height)
         self._restore(self._h)
         self._out.append(PruneWal(below_height=height))
         self._enter_height_actions()
@@ -621,7 +485,7 @@ class Engine:
                 self._arm_view_timer()
         else:
             self._check_view_change_quorum()
-        self._send_own_votes()
+        self._out += own_votes(self._h, self._me)
         # A primary restarted between persisting its proposal (PRE-PREPARE or NEW-VIEW) and its
         # PREPARE prepares it now; everyone else prepares once the proposal is validated.
         self._try_prepare()
@@ -665,7 +529,6 @@ class Engine:
                 payload = h.good_payloads.get(h.prepared.digest)
             vc = self._sign(ViewChange(chain_id=self.chain_id, height=h.height, view=view, sender=self._me,
                                        prepared=h.prepared, payload=payload))
-            assert isinstance(vc, ViewChange)
             h.my_view_change[view] = vc
             h.view_changes[self._me] = vc
             h.verified_view_changes.add(verified_key(vc))
@@ -676,18 +539,10 @@ class Engine:
 
     def _on_view_change(self, msg: ViewChange) -> Verdict:
         h = self._h
-        if msg.view < h.view or (msg.view == h.view and not h.in_view_change):
-            return discard("old view")
-        known = h.view_changes.get(msg.sender)
-        if known is not None:
-            if msg.view < known.view:
-                return discard("older than this validator's latest view change")
-            if msg.view == known.view:
-                return discard("duplicate" if msg.signature == known.signature else "conflicting view change")
-        if msg.prepared is not None and not verify_prepared(msg.prepared, chain_id=self.chain_id,
-                                                            validators=h.validators, verifier=self._verifier):
-            return discard("view change with an invalid prepared certificate")
-        self._remember_verified(msg)
+        problem = check_view_change(msg, h, chain_id=self.chain_id, verifier=self._verifier)
+        if problem:
+            return discard(problem)
+        remember_verified(h.verified_view_changes, msg, h.validators)
         h.view_changes[msg.sender] = msg
         if msg.payload is not None and msg.prepared is not None:
             digest = msg.prepared.digest
@@ -702,22 +557,11 @@ class Engine:
         self._try_new_view()
         return PROCESS
 
-    def _remember_verified(self, vc: ViewChange) -> None:
-        """Remember a view change whose signature and certificate were checked; bounded against spam."""
-        cache = self._h.verified_view_changes
-        if len(cache) >= 8 * self._h.validators.n:
-            cache.clear()
-        cache.add(verified_key(vc))
-
     def _join_higher_view(self) -> None:
         """Follow f + 1 validators (so at least one honest) that asked for views above ours."""
-        h = self._h
-        if h.decided is not None:
-            return
-        views = sorted((vc.view for s, vc in h.view_changes.items() if s != self._me), reverse=True)
-        weak = h.validators.weak_quorum
-        if len(views) >= weak and views[weak - 1] > h.view:
-            self._start_view_change(views[weak - 1])
+        view = joined_view(self._h, self._me) if self._h.decided is None else None
+        if view is not None:
+            self._start_view_change(view)
 
     def _check_view_change_quorum(self) -> None:
         """Arm the timer of a view change once a quorum asks for this view or a later one."""
@@ -734,25 +578,18 @@ class Engine:
         if (not h.in_view_change or h.decided is not None or h.new_view_pending is not None
                 or not self._is_primary() or h.view in h.my_new_view):
             return
-        candidates = [vc for vc in h.view_changes.values() if vc.view == h.view]
-        quorum = h.validators.quorum
-        if len(candidates) < quorum:
+        plan = plan_new_view(h)
+        if plan is None:
             return
-        chosen = choose_quorum(candidates, quorum)
-        highest = _highest_prepared(chosen)
-        if highest is None:
-            h.new_view_pending = NewViewPlan(view=h.view, view_changes=chosen, digest=None)
+        h.new_view_pending, digest = plan, plan.digest
+        if digest is None:
             self._out.append(RequestProposal(height=h.height, view=h.view))
             return
-        digest = highest.digest
-        h.new_view_pending = NewViewPlan(view=h.view, view_changes=chosen, digest=digest)
         if digest in h.good_payloads:
             self._send_new_view(digest)
             return
-        offers = [(vc.sender, vc.payload) for vc in h.view_changes.values()
-                  if vc.payload is not None and vc.prepared is not None and vc.prepared.digest == digest]
-        offers += [(pp.sender, pp.payload) for pp in h.pre_prepare.values() if pp.digest == digest and pp.payload]
-        for source, payload in offers:
+        proposals, changes = h.payload_offers(digest)
+        for source, payload in changes + proposals:
             self._want_payload(digest, payload, source)
 
     def _send_new_view(self, digest: bytes) -> None:
@@ -762,10 +599,8 @@ class Engine:
         payload = h.good_payloads[digest]
         pp = self._sign(PrePrepare(chain_id=self.chain_id, height=h.height, view=view, sender=self._me,
                                    digest=digest, payload=payload))
-        assert isinstance(pp, PrePrepare)
         nv = self._sign(NewView(chain_id=self.chain_id, height=h.height, view=view, sender=self._me,
                                 view_changes=tuple(vc.stripped() for vc in chosen), pre_prepare=pp))
-        assert isinstance(nv, NewView)
         h.my_new_view[view] = nv
         h.my_pre_prepare[view] = pp
         h.new_view[view] = nv
@@ -798,69 +633,21 @@ class Engine:
             return discard("old view")
         if msg.sender != h.validators.primary(h.height, w):
             return discard("new-view from a validator that is not the primary of that view")
-        problem = self._check_new_view(msg)
+        problem = check_new_view(msg, chain_id=self.chain_id, validators=h.validators, verifier=self._verifier,
+                                 verified=h.verified_view_changes)
         if problem:
             return discard(problem)
         h.new_view[w] = msg
         self._enter_view(w, msg.pre_prepare)
         return PROCESS
 
-    def _check_new_view(self, msg: NewView) -> str:
-        """Why `msg` is not a valid NEW-VIEW, or "" if it is."""
-        h = self._h
-        if len(msg.view_changes) < h.validators.quorum:
-            return "new-view without a quorum of view changes"
-        for vc in msg.view_changes:
-            if vc.sender not in h.validators:
-                return "new-view encloses a view change from a non-validator"
-            if verified_key(vc) in h.verified_view_changes:
-                continue
-            if not self._verifier.verify(vc.sender, vc.signing_bytes(), vc.signature):
-                return "new-view encloses a view change with an invalid signature"
-            if vc.prepared is not None and not verify_prepared(vc.prepared, chain_id=self.chain_id,
-                                                               validators=h.validators, verifier=self._verifier):
-                return "new-view encloses an invalid prepared certificate"
-            self._remember_verified(vc)
-        highest = _highest_prepared(msg.view_changes)
-        if highest is not None and highest.digest != msg.pre_prepare.digest:
-            return "new-view does not re-propose the highest prepared block"
-        pp = msg.pre_prepare
-        if not self._verifier.verify(pp.sender, pp.signing_bytes(), pp.signature):
-            return "new-view encloses a pre-prepare with an invalid signature"
-        return ""
-
     # -- resending ----------------------------------------------------------------------------
-
-    def _send_own_votes(self) -> None:
-        h = self._h
-        if h.in_view_change:
-            vc = h.my_view_change.get(h.view)
-            if vc is not None:
-                if vc.payload is None:
-                    self._out.append(Broadcast(message=vc))
-                else:
-                    # Only the next primary needs the block; everyone else gets the small version.
-                    primary = h.validators.primary(h.height, h.view)
-                    light = vc.stripped()
-                    for v in h.validators:
-                        if v != self._me:
-                            self._out.append(Send(to=v, message=vc if v == primary else light))
-        else:
-            proposal: Message | None = h.my_new_view.get(h.view) or h.my_pre_prepare.get(h.view)
-            if proposal is not None:
-                for v in h.validators:
-                    if v != self._me and not h.prepares.voted(h.view, v):
-                        self._out.append(Send(to=v, message=proposal))
-            if h.view in h.my_prepare:
-                self._out.append(Broadcast(message=h.my_prepare[h.view]))
-        if h.my_commit:
-            self._out.append(Broadcast(message=h.my_commit[max(h.my_commit)]))
 
     def _resend(self) -> None:
         h = self._h
         h.decisions_sent.clear()
-        self._send_own_votes()
-        target = self._synced_height()
+        self._out += own_votes(self._h, self._me)
+        target = self._peers.synced_height(h.validators)
         if target >= h.height:
             self._out.append(NeedSync(height=target))
         h.resend_ms = min(2 * h.resend_ms, self.config.max_resend_interval_ms)
@@ -876,13 +663,6 @@ class Engine:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _validators_at(self, height: int) -> ValidatorSet:
-        best = None
-        for effective in self._schedule:
-            if effective <= height and (best is None or effective > best):
-                best = effective
-        return self._schedule[best] if best is not None else self._h.validators
-
     def _is_member(self) -> bool:
         return self._me in self._h.validators
 
@@ -890,25 +670,11 @@ class Engine:
         h = self._h
         return h.validators.primary(h.height, h.view) == self._me
 
-    def _sign(self, msg: Message) -> Message:
-        return sign_message(msg, self._signer)
+    def _sign(self, msg: M) -> M:
+        return cast(M, sign_message(msg, self._signer))
 
     def _persist(self, record: WalRecord) -> None:
         self._out.append(Persist(height=self._h.height, entry=record.encode()))
-
-    def _decision(self) -> Decision | None:
-        if self._last_decision is None:
-            return None
-        last = self._last_decision
-        if last.payload is None:
-            return None
-        if self._decision_message is None:
-            msg = self._sign(Decision(chain_id=self.chain_id, height=self._last_height, view=last.view,
-                                      sender=self._me, digest=last.digest, payload=last.payload,
-                                      certificate=last.certificate))
-            assert isinstance(msg, Decision)
-            self._decision_message = msg
-        return self._decision_message
 
     def _record_evidence(self, first: Vote, second: Vote) -> None:
         evidence = self._evidence.add(first, second)
@@ -924,7 +690,9 @@ class Engine:
         return out
 
 
-def verified_key(vc: ViewChange) -> bytes:
-    """The key of a view change whose signature and prepared certificate were checked (see `message_key`)."""
-    return message_key(vc)
+# How `Engine._handle` dispatches a message of the height being decided, by its exact type.
+_HANDLERS: dict[type, Callable[[Engine, Any], Verdict]] = {
+    Prepare: Engine._on_prepare, Commit: Engine._on_commit, PrePrepare: Engine._on_pre_prepare,
+    ViewChange: Engine._on_view_change, NewView: Engine._on_new_view, Decision: Engine._on_decision,
+}
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import msgpack
 
-from .crypto import Verifier
-from .encoding import pack
-from .messages import (
+from consensus.crypto import Verifier
+from consensus.encoding import pack
+from consensus.messages import (
     DEFAULT_MAX_PAYLOAD,
     Commit,
     MessageDecodeError,

@@ -13,6 +13,25 @@ height is waiting for. Its `phase` is the one place the engine's phase is read f
 | view-change    | our VIEW-CHANGE for view v is out, waiting for NEW-VIEW (or sending it)|
 | awaiting-block | a quorum of commits is seen; waiting for a valid payload of the block  |
 
+`TRANSITIONS` is the engine's table of legal moves, as data: (phase, event) -> the phases that
+may follow (`NEXT_HEIGHT`: the height is final and the engine moves on). One call into the
+engine may make several moves in a row (a stashed quorum replayed on entering a view), and
+views only grow within a height. `tests/unit/consensus/test_transitions.py` runs the simulator
+and fails on any phase change the table does not allow.
+
+| phase                       | event                                          | next                       |
+| --------------------------- | ---------------------------------------------- | -------------------------- |
+| pre-prepare                 | the view's proposal is validated               | prepare                    |
+| prepare                     | a quorum of PREPAREs                           | commit                     |
+| pre-prepare/prepare/commit  | the view timer fires                           | view-change                |
+| any but awaiting-block      | f + 1 view changes for higher views            | view-change                |
+| view-change                 | a quorum asks for this view or a later one     | view-change (timer armed)  |
+| view-change                 | the timer of the view change fires             | view-change (next view)    |
+| any but awaiting-block      | a valid NEW-VIEW (received, or sent as primary)| pre-prepare (a later view) |
+| any but awaiting-block      | a quorum of COMMITs, or a valid DECISION       | awaiting-block, next height|
+| awaiting-block              | the decided block's payload is validated       | next height                |
+| any                         | `on_block_synced` for this height or later     | next height                |
+
 `restore` rebuilds our own votes at this height from the WAL after a restart.
 """
 
@@ -21,12 +40,13 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final, Literal
 
-from .certificate import CommitCertificate, PreparedCertificate
-from .messages import Commit, NewView, Prepare, PrePrepare, ViewChange
-from .validators import ValidatorSet
-from .votes import VoteSet
-from .wal import WalRecord
+from consensus.certificate import CommitCertificate, PreparedCertificate
+from consensus.messages import Commit, NewView, Prepare, PrePrepare, ViewChange
+from consensus.validators import ValidatorSet
+from consensus.votes import VoteSet
+from consensus.wal import WalRecord
 
 
 class Phase(enum.Enum):
@@ -37,6 +57,51 @@ class Phase(enum.Enum):
     COMMIT = "commit"
     VIEW_CHANGE = "view-change"
     AWAITING_BLOCK = "awaiting-block"
+
+
+class Event(enum.Enum):
+    """What moves the engine from one phase to another (see `TRANSITIONS`)."""
+
+    PROPOSAL_VALID = "the view's proposal is validated"
+    PREPARE_QUORUM = "a quorum of PREPAREs"
+    VIEW_TIMER = "the view timer fires"
+    JOIN = "f + 1 view changes for higher views"
+    QUORUM_ASKS = "a quorum asks for this view or a later one"
+    NEW_VIEW = "a valid NEW-VIEW (received, or sent as primary)"
+    COMMIT_QUORUM = "a quorum of COMMITs, or a valid DECISION"
+    BLOCK_VALID = "the decided block's payload is validated"
+    SYNCED = "`on_block_synced` for this height or later"
+
+
+NEXT_HEIGHT: Final = "next height"
+Next = Phase | Literal["next height"]
+_NORMAL = (Phase.PRE_PREPARE, Phase.PREPARE, Phase.COMMIT)
+_UNDECIDED = _NORMAL + (Phase.VIEW_CHANGE,)
+
+TRANSITIONS: dict[tuple[Phase, Event], frozenset[Next]] = {
+    (Phase.PRE_PREPARE, Event.PROPOSAL_VALID): frozenset({Phase.PREPARE}),
+    (Phase.PREPARE, Event.PREPARE_QUORUM): frozenset({Phase.COMMIT}),
+    **{(p, Event.VIEW_TIMER): frozenset({Phase.VIEW_CHANGE}) for p in _UNDECIDED},
+    **{(p, Event.JOIN): frozenset({Phase.VIEW_CHANGE}) for p in _UNDECIDED},
+    (Phase.VIEW_CHANGE, Event.QUORUM_ASKS): frozenset({Phase.VIEW_CHANGE}),
+    **{(p, Event.NEW_VIEW): frozenset({Phase.PRE_PREPARE}) for p in _UNDECIDED},
+    **{(p, Event.COMMIT_QUORUM): frozenset({Phase.AWAITING_BLOCK, NEXT_HEIGHT}) for p in _UNDECIDED},
+    (Phase.AWAITING_BLOCK, Event.BLOCK_VALID): frozenset({NEXT_HEIGHT}),
+    **{(p, Event.SYNCED): frozenset({NEXT_HEIGHT}) for p in Phase},
+}
+
+
+def reachable(phase: Phase) -> frozenset[Next]:
+    """Every phase (or `NEXT_HEIGHT`) that one or more moves of `TRANSITIONS` lead to from `phase`."""
+    seen: set[Next] = set()
+    todo: list[Next] = [phase]
+    while todo:
+        p = todo.pop()
+        for (start, _event), targets in TRANSITIONS.items():
+            if start == p:
+                todo.extend(t for t in targets if t not in seen)
+                seen.update(targets)
+    return frozenset(seen)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,7 +156,7 @@ class HeightState:
         self.commits: VoteSet[Commit] = VoteSet()
         # The latest (highest-view) view change of each validator, ours included.
         self.view_changes: dict[bytes, ViewChange] = {}
-        # Keys (`consensus.engine.verified_key`) of view changes whose signature and certificate
+        # Keys (`consensus.view_change.verified_key`) of view changes whose signature and certificate
         # were checked: each names the signer, the exact signed bytes and the signature.
         self.verified_view_changes: set[bytes] = set()
         # The highest prepared certificate we hold.
@@ -122,6 +187,23 @@ class HeightState:
         if self.view in self.my_prepare:
             return Phase.PREPARE
         return Phase.PRE_PREPARE
+
+    def prepared_before(self, digest: bytes) -> bool:
+        """Whether a verified certificate shows a quorum prepared (or committed) `digest` at this
+        height. Such a block was validated by honest validators when it was fresh, and must be
+        re-proposed after a view change however long that took: the runtime then does not hold
+        its (old) time against it."""
+        if self.decided is not None and self.decided.digest == digest:
+            return True
+        changes = list(self.view_changes.values()) + [vc for nv in self.new_view.values() for vc in nv.view_changes]
+        return any(vc.prepared is not None and vc.prepared.digest == digest for vc in changes)
+
+    def payload_offers(self, digest: bytes) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+        """(source, payload) offers for `digest` held here: from proposals, and from view changes."""
+        proposals = [(pp.sender, pp.payload) for pp in self.pre_prepare.values() if pp.digest == digest and pp.payload]
+        changes = [(vc.sender, vc.payload) for vc in self.view_changes.values()
+                   if vc.payload is not None and vc.prepared is not None and vc.prepared.digest == digest]
+        return proposals, changes
 
     def raise_prepared(self, cert: PreparedCertificate | None) -> None:
         """Hold `cert` if it is of a higher view than the prepared certificate held."""

@@ -32,9 +32,9 @@ from typing import Any, ClassVar
 
 import msgpack
 
-from .certificate import CertificateDecodeError, CommitCertificate, PreparedCertificate
-from .crypto import Signer
-from .encoding import (
+from consensus.certificate import CertificateDecodeError, CommitCertificate, PreparedCertificate
+from consensus.crypto import Signer
+from consensus.encoding import (
     DIGEST_SIZE,
     DOMAIN,
     ID_SIZE,
@@ -84,6 +84,8 @@ def _cached(msg: Any, compute: Any) -> bytes:
     return cached  # type: ignore[no-any-return]
 
 
+# The six messages spell out their fields, each a flat frozen record: the signed bytes and the
+# wire value follow the fields one by one, so the repeated lines (chain_id ... signature) stay.
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PrePrepare:
     """The primary's proposal of a block (payload, opaque to consensus) at (height, view)."""

@@ -10,7 +10,7 @@ Exact repeats (same `message_key`) are dropped.
 
 from __future__ import annotations
 
-from .messages import Message, message_key
+from consensus.messages import Message, message_key
 
 
 class Stash:

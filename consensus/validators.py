@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .encoding import ID_SIZE, MAX_VALIDATORS
+from consensus.encoding import ID_SIZE, MAX_VALIDATORS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Generic, Literal, TypeVar
 
-from .messages import Commit, Prepare
+from consensus.messages import Commit, Prepare
 
 AddResult = Literal["added", "duplicate", "conflict"]
 V = TypeVar("V", Prepare, Commit)

@@ -14,15 +14,16 @@ certificate that justified it (so a later VIEW-CHANGE can still prove it).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
-from .certificate import CertificateDecodeError, PreparedCertificate
-from .encoding import KIND_PRE_PREPARE, pack
-from .errors import WalCorruptError
-from .messages import (
+from consensus.certificate import CertificateDecodeError, PreparedCertificate
+from consensus.encoding import KIND_PRE_PREPARE, pack
+from consensus.errors import LocalProtocolError, WalCorruptError
+from consensus.messages import (
     Commit,
     Message,
     MessageDecodeError,
@@ -78,3 +79,19 @@ def decode_record(data: bytes, *, max_payload: int) -> WalRecord:
     except (ValueError, TypeError, MessageDecodeError, CertificateDecodeError,
             msgpack.exceptions.UnpackException) as exc:
         raise WalCorruptError(f"WAL entry does not decode: {exc}") from None
+
+
+def records_by_height(wal: Sequence[bytes], *, me: bytes, chain_id: str, above: int,
+                      max_payload: int) -> dict[int, list[WalRecord]]:
+    """Decode our WAL entries for heights above `above`, grouped by height, in order.
+
+    Raises `LocalProtocolError` if an entry holds a vote that is not ours or not for `chain_id`.
+    """
+    restored: dict[int, list[WalRecord]] = {}
+    for entry in wal:
+        record = decode_record(entry, max_payload=max_payload)
+        if record.message.sender != me or record.message.chain_id != chain_id:
+            raise LocalProtocolError("the WAL holds a vote that is not ours or not for this chain")
+        if record.message.height > above:
+            restored.setdefault(record.message.height, []).append(record)
+    return restored

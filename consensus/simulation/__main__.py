@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from .runner import BEHAVIOURS, parse_seeds, run_sim
+from consensus.simulation.runner import BEHAVIOURS, parse_seeds, run_sim
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,13 +52,13 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from ..certificate import CommitCertificate, PreparedCertificate
-from ..messages import Commit, Decision, Message, NewView, Prepare, PrePrepare, ViewChange, sign_message
-from ..validators import ValidatorSet
-from .steering import STEER_VIEW, LockSplitter
+from consensus.certificate import CommitCertificate, PreparedCertificate
+from consensus.messages import Commit, Decision, Message, NewView, Prepare, PrePrepare, ViewChange, sign_message
+from consensus.validators import ValidatorSet
+from consensus.simulation.steering import STEER_VIEW, LockSplitter
 
 if TYPE_CHECKING:
-    from .cluster import Endpoint
+    from consensus.simulation.cluster import Endpoint
 
 FORGER_BEHAVIOURS: tuple[str, ...] = ("relabel-new-view", "forge-new-view", "lying-view-change",
                                       "lock-hiding-primary", "inner-signature", "adaptive-split", "byzantine-sync",

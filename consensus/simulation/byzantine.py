@@ -39,23 +39,14 @@ import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from ..certificate import CommitCertificate, PreparedCertificate
-from ..messages import (
-    Commit,
-    Decision,
-    Message,
-    NewView,
-    Prepare,
-    PrePrepare,
-    ViewChange,
-    sign_message,
-)
+from consensus.certificate import CommitCertificate, PreparedCertificate
+from consensus.messages import Commit, Decision, Message, NewView, Prepare, PrePrepare, ViewChange, sign_message
 
-from ..validators import ValidatorSet
-from .adversary import FORGER_BEHAVIOURS, Forger
+from consensus.validators import ValidatorSet
+from consensus.simulation.adversary import FORGER_BEHAVIOURS, Forger
 
 if TYPE_CHECKING:
-    from .cluster import Endpoint
+    from consensus.simulation.cluster import Endpoint
 
 BENDING_BEHAVIOURS: tuple[str, ...] = ("silent", "equivocate", "double-vote", "unknown-block", "bad-signature",
                                        "replay", "twin", "invalid-block", "view-spam", "withhold")

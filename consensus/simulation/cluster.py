@@ -31,34 +31,22 @@ from __future__ import annotations
 import hashlib
 import heapq
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..actions import (
-    Broadcast,
-    CancelTimer,
-    CommitBlock,
-    NeedSync,
-    Persist,
-    PruneWal,
-    ReportEvidence,
-    RequestProposal,
-    Send,
-    SetTimer,
-    ValidateBlock,
-    ViewChanged,
-)
-from ..certificate import CommitCertificate, verify_certificate
-from ..crypto import Signer, Verifier
-from ..engine import Engine, EngineConfig
-from ..errors import LocalProtocolError
-from ..evidence import Evidence
-from ..messages import Decision, Message, decode_message
-from ..wal import decode_record
-from ..validators import ValidatorSet
-from .byzantine import BEHAVIOURS, TICK_BEHAVIOURS, Adversary, block_payload
-from .fake_crypto import FakeKeyring, FakeVerifier
-from .network import Network, NetworkConfig, Partition
+from consensus.actions import (Broadcast, CancelTimer, CommitBlock, NeedSync, Persist, PruneWal, ReportEvidence,
+                               RequestProposal, Send, SetTimer, ValidateBlock, ViewChanged)
+from consensus.certificate import CommitCertificate, verify_certificate
+from consensus.crypto import Signer, Verifier
+from consensus.engine import Engine, EngineConfig
+from consensus.errors import LocalProtocolError
+from consensus.evidence import Evidence
+from consensus.messages import Decision, Message, decode_message
+from consensus.wal import decode_record
+from consensus.validators import ValidatorSet
+from consensus.simulation.byzantine import BEHAVIOURS, TICK_BEHAVIOURS, Adversary, block_payload
+from consensus.simulation.fake_crypto import FakeKeyring, FakeVerifier
+from consensus.simulation.network import Network, NetworkConfig, Partition
 
 CHAIN_ID = "medledger-sim"
 ZERO = bytes(32)
@@ -79,6 +67,8 @@ class SimConfig:
 
     validators: int = 4
     byzantine: int = 0
+    # Flat on purpose: every field is a keyword option of `run_sim` (and so of `medledger sim`);
+    # the link fields below are handed to `NetworkConfig`, which checks them.
     behaviours: tuple[str, ...] = ()
     drop: float = 0.0
     partition: bool = False
@@ -411,17 +401,9 @@ class Simulation:
                 return
             kind = type(action)
             if kind is Broadcast:
-                self._broadcast(ep, action.message)
+                self._send(ep, action.message)
             elif kind is Send:
-                self._note_signed(ep, action.message)
-                msg = self._wire(action.message)
-                dests = [d for d in self.endpoints if d.signer.public_key == action.to and d is not ep]
-                if ep.behaviours:
-                    for dest, m in self.adversary.outgoing(ep, msg, dests):
-                        self._transmit(ep, dest, m)
-                else:
-                    for dest in dests:
-                        self._transmit(ep, dest, msg)
+                self._send(ep, action.message, to=action.to)
             elif kind is Persist:
                 if ep.honest:
                     self._check_accepted(ep, action.entry)
@@ -487,11 +469,16 @@ class Simulation:
             self.safety.append(f"height {pp.height}: endpoint {ep.index} prepared a proposal of view {pp.view} "
                                f"that its primary did not sign")
 
-    def _broadcast(self, ep: Endpoint, msg: Message) -> None:
+    def _send(self, ep: Endpoint, msg: Message, to: bytes | None = None) -> None:
+        """Send `msg` from `ep` to validator `to`, or to every other endpoint (None): a Byzantine
+        endpoint's traffic goes through the adversary first."""
         self._note_signed(ep, msg)
         msg = self._wire(msg)
         me = ep.signer.public_key
-        dests = [d for d in self.endpoints if d.signer.public_key != me]
+        if to is None:
+            dests = [d for d in self.endpoints if d.signer.public_key != me]
+        else:
+            dests = [d for d in self.endpoints if d.signer.public_key == to and d is not ep]
         if ep.behaviours:
             for dest, m in self.adversary.outgoing(ep, msg, dests):
                 self._transmit(ep, dest, m)
@@ -709,6 +696,3 @@ def run_seed(config: SimConfig, seed: int, crypto: CryptoFactory | None = None) 
     """Run one seed of `config`; the same (config, seed) always gives the same result."""
     return Simulation(config, seed, crypto).run()
 
-
-def behaviours_listing() -> Sequence[str]:
-    return BEHAVIOURS

@@ -61,14 +61,6 @@ class Network:
         self.dropped = 0
         self.duplicated = 0
 
-    def add_endpoint(self) -> None:
-        """Extend the latency table for one more endpoint (a twin, a newcomer)."""
-        cfg = self.config
-        for row in self._latency:
-            row.append(self._rng.randint(cfg.min_latency_ms, cfg.max_latency_ms))
-        self._latency.append([self._rng.randint(cfg.min_latency_ms, cfg.max_latency_ms)
-                              for _ in range(len(self._latency) + 1)])
-
     def partitioned(self, a: int, b: int, now: int) -> bool:
         for p in self.partitions:
             if p.start_ms <= now < p.end_ms and p.separates(a, b):

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .byzantine import BEHAVIOURS
-from .cluster import CryptoFactory, SeedResult, SimConfig, run_seed
+from consensus.simulation.byzantine import BEHAVIOURS
+from consensus.simulation.cluster import CryptoFactory, SeedResult, SimConfig, run_seed
 
 __all__ = ["BEHAVIOURS", "SeedResult", "SimConfig", "parse_seeds", "run_seed", "run_sim", "sim_config"]
 

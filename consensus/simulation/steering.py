@@ -24,12 +24,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from ..certificate import PreparedCertificate
-from ..messages import Commit, Decision, Message, NewView, Prepare, PrePrepare, ViewChange, sign_message
-from ..validators import ValidatorSet
+from consensus.certificate import PreparedCertificate
+from consensus.messages import Commit, Decision, Message, NewView, Prepare, PrePrepare, ViewChange, sign_message
+from consensus.validators import ValidatorSet
 
 if TYPE_CHECKING:
-    from .cluster import Endpoint
+    from consensus.simulation.cluster import Endpoint
 
 STEER_VIEW = 3
 

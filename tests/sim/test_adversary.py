@@ -23,6 +23,7 @@ import consensus.certificate as certificate_module
 import consensus.encoding as encoding_module
 import consensus.engine as engine_module
 import consensus.messages as messages_module
+import consensus.view_change as view_change_module
 from consensus.simulation.__main__ import main as simulation_main
 from consensus.simulation.adversary import FORGER_BEHAVIOURS
 from consensus.simulation.cluster import SeedResult, SimConfig, Simulation, run_seed
@@ -47,13 +48,14 @@ def explain(result: SeedResult) -> str:
             f"liveness {result.liveness_failures[:3]}; errors {result.errors[:3]}")
 
 
-def mutate(monkeypatch: pytest.MonkeyPatch, cls: type, name: str, old: str, new: str) -> None:
-    """Replace method `name` of `cls` by a copy of its source with `old` replaced by `new` (a test build)."""
-    source = textwrap.dedent(inspect.getsource(getattr(cls, name)))
-    assert source.count(old) == 1, f"the mutation no longer applies to {cls.__name__}.{name}: update this test"
+def mutate(monkeypatch: pytest.MonkeyPatch, module: object, name: str, old: str, new: str, *, used_by: object) -> None:
+    """Replace function `name` of `module`, as `used_by` calls it, by a copy of its source with `old`
+    replaced by `new` (a test build)."""
+    source = textwrap.dedent(inspect.getsource(getattr(module, name)))
+    assert source.count(old) == 1, f"the mutation no longer applies to {name}: update this test"
     namespace: dict[str, object] = {}
-    exec(compile(source.replace(old, new), f"<mutant of {name}>", "exec"), vars(engine_module), namespace)
-    monkeypatch.setattr(cls, name, namespace[name])
+    exec(compile(source.replace(old, new), f"<mutant of {name}>", "exec"), vars(module), namespace)
+    monkeypatch.setattr(used_by, name, namespace[name])
 
 
 # -- the real engine against the new behaviours ------------------------------------------------
@@ -149,7 +151,8 @@ def test_an_engine_that_remembers_view_changes_by_signature_alone_is_caught(monk
     # Issue 14: the cache of checked view changes keyed by the signature, not by what was signed.
     # A Byzantine primary relabels a signature the victim has checked (its own) as a quorum;
     # withholding, targeted delays and 30 % loss make a block final at one validator first.
-    monkeypatch.setattr(engine_module, "verified_key", lambda vc: vc.signature)
+    for module in (engine_module, view_change_module):
+        monkeypatch.setattr(module, "verified_key", lambda vc: vc.signature)
     report = run_sim(**RELABEL_PROBE, seeds=range(300))  # type: ignore[arg-type]
     assert report["safety_violations"] > 0
     assert any("finalized" in v for f in report["failures"] for v in f["safety"])
@@ -166,8 +169,8 @@ def test_an_engine_whose_quorum_is_one_short_is_caught(monkeypatch: pytest.Monke
 def test_a_new_view_check_that_skips_the_inner_pre_prepare_signature_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     # The NEW-VIEW's outer signature is valid; the pre-prepare inside it is not. An honest
     # validator must never prepare a proposal its primary did not sign.
-    mutate(monkeypatch, engine_module.Engine, "_check_new_view",
-           "if not self._verifier.verify(pp.sender, pp.signing_bytes(), pp.signature):", "if False:")
+    mutate(monkeypatch, view_change_module, "check_new_view",
+           "if not verifier.verify(pp.sender, pp.signing_bytes(), pp.signature):", "if False:", used_by=engine_module)
     report = run_sim(**INNER_PROBE, seeds=range(20))  # type: ignore[arg-type]
     assert report["safety_violations"] > 0
     assert any("did not sign" in v for f in report["failures"] for v in f["safety"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 import consensus.engine as engine_module
+import consensus.view_change as view_change_module
 from consensus.simulation.cluster import SeedResult, SimConfig, Simulation, run_seed
 from consensus.simulation.runner import BEHAVIOURS, parse_seeds, run_sim
 from consensus.validators import ValidatorSet
@@ -117,7 +118,7 @@ def test_an_engine_that_forgets_prepared_blocks_is_caught(monkeypatch: pytest.Mo
     # validators followed by a view change without them; withholding and double-voting
     # validators with 30 % loss get there in a few seeds per hundred, so this runs many seeds
     # (the same configuration with the real engine is in the next test).
-    monkeypatch.setattr(engine_module, "_highest_prepared", lambda view_changes: None)
+    monkeypatch.setattr(view_change_module, "highest_prepared", lambda view_changes: None)
     report = run_sim(**LOCK_PROBE, seeds=range(300))
     assert report["safety_violations"] > 0
 

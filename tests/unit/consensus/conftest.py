@@ -15,21 +15,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from consensus.actions import (
-    Action,
-    Broadcast,
-    CancelTimer,
-    CommitBlock,
-    NeedSync,
-    Persist,
-    PruneWal,
-    ReportEvidence,
-    RequestProposal,
-    Send,
-    SetTimer,
-    ValidateBlock,
-    ViewChanged,
-)
+from consensus.actions import (Action, Broadcast, CancelTimer, CommitBlock, NeedSync, Persist, PruneWal, ReportEvidence,
+                               RequestProposal, Send, SetTimer, ValidateBlock, ViewChanged)
 from consensus.engine import Engine, EngineConfig, Verdict
 from consensus.messages import Message
 from consensus.simulation.fake_crypto import FakeKeyring, FakeSigner, FakeVerifier
@@ -139,6 +126,12 @@ class Cluster:
         node.verdicts.append((msg, verdict))
         self.execute(node, actions)
         return verdict
+
+    def propose_pending(self, tag: str = "") -> None:
+        """Answer the proposal requests waiting in `pending` with `block(height, 0, tag)`."""
+        for node, action in self.pending:
+            self.execute(node, node.engine.on_proposal_ready(action.height, action.view, *block(action.height, 0, tag)))
+        self.pending.clear()
 
     def run(self, limit: int = 100_000) -> None:
         steps = 0

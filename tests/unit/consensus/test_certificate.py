@@ -6,13 +6,8 @@ import hashlib
 
 import pytest
 
-from consensus.certificate import (
-    CertificateDecodeError,
-    CommitCertificate,
-    PreparedCertificate,
-    verify_certificate,
-    verify_prepared,
-)
+from consensus.certificate import (CertificateDecodeError, CommitCertificate, PreparedCertificate, verify_certificate,
+                                   verify_prepared)
 from consensus.encoding import KIND_COMMIT, KIND_PREPARE, vote_signing_bytes
 from consensus.simulation.fake_crypto import FakeKeyring, FakeVerifier
 from consensus.validators import ValidatorSet

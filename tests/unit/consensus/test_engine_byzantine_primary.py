@@ -19,6 +19,17 @@ def _sent(node: Node, kind: type) -> list:
     return [a.message for a in node.log if isinstance(a, Broadcast) and isinstance(a.message, kind)]
 
 
+def _forked_new_view(byzantine: Node, view_changes: tuple[ViewChange, ...]) -> NewView:
+    """A NEW-VIEW(1, 1) signed by `byzantine` enclosing `view_changes` and proposing a fork."""
+    other_digest, other_payload = block(1, 1, "fork")
+    pp = sign_message(PrePrepare(chain_id=CHAIN, height=1, view=1, sender=byzantine.id, digest=other_digest,
+                                 payload=other_payload), byzantine.signer)
+    nv = sign_message(NewView(chain_id=CHAIN, height=1, view=1, sender=byzantine.id, view_changes=view_changes,
+                              pre_prepare=pp), byzantine.signer)
+    assert isinstance(nv, NewView)
+    return nv
+
+
 def _prepared_then_view_change(c: Cluster) -> bytes:
     """Height 1: everybody prepares the view-0 block, no COMMIT arrives, every view timer fires."""
     c.stop_height = 1
@@ -43,12 +54,7 @@ def test_a_new_view_relabelling_the_receivers_own_view_change_signature_is_refus
     forged = tuple(sorted((ViewChange(chain_id=CHAIN, height=1, view=1, sender=n.id, prepared=None,
                                       signature=own.signature) for n in c.nodes if n is not c.nodes[3]),
                           key=lambda vc: vc.sender))
-    other_digest, other_payload = block(1, 1, "fork")
-    pp = sign_message(PrePrepare(chain_id=CHAIN, height=1, view=1, sender=byzantine.id, digest=other_digest,
-                                 payload=other_payload), byzantine.signer)
-    nv = sign_message(NewView(chain_id=CHAIN, height=1, view=1, sender=byzantine.id, view_changes=forged,
-                              pre_prepare=pp), byzantine.signer)
-    verdict = c.deliver(victim.id, nv)
+    verdict = c.deliver(victim.id, _forked_new_view(byzantine, forged))
     assert verdict.kind == "discard" and "invalid signature" in verdict.reason
     assert victim.engine.view == 1 and victim.engine.status()["phase"] == "view-change"
 
@@ -64,12 +70,7 @@ def test_a_new_view_reusing_a_checked_signature_with_other_content_is_refused() 
     mine = _sent(byzantine, ViewChange)[0]
     stripped = tuple(sorted([dataclasses.replace(vc.stripped(), prepared=None) for vc in genuine] + [mine.stripped()],
                             key=lambda vc: vc.sender))
-    other_digest, other_payload = block(1, 1, "fork")
-    pp = sign_message(PrePrepare(chain_id=CHAIN, height=1, view=1, sender=byzantine.id, digest=other_digest,
-                                 payload=other_payload), byzantine.signer)
-    nv = sign_message(NewView(chain_id=CHAIN, height=1, view=1, sender=byzantine.id, view_changes=stripped,
-                              pre_prepare=pp), byzantine.signer)
-    verdict = c.deliver(victim.id, nv)
+    verdict = c.deliver(victim.id, _forked_new_view(byzantine, stripped))
     assert verdict.kind == "discard", verdict
 
 

@@ -91,9 +91,7 @@ def test_validator_set_change_takes_effect_at_the_scheduled_height() -> None:
     for node in c.nodes:
         node.engine.schedule_validators(3, five)
     c.stop_height = 4
-    for node, action in c.pending:
-        c.execute(node, node.engine.on_proposal_ready(action.height, action.view, *block(action.height, 0, "p")))
-    c.pending.clear()
+    c.propose_pending("p")
     c.run()
     assert c.heights() == [4] * 5
     assert newcomer.engine.status()["member"] is True and newcomer.engine.status()["validators"] == 5
@@ -118,9 +116,7 @@ def test_removed_validator_stops_voting_and_its_votes_no_longer_count() -> None:
         node.engine.schedule_validators(3, three)
     leaver = c.nodes[3]
     c.stop_height = 3
-    for node, action in c.pending:
-        c.execute(node, node.engine.on_proposal_ready(action.height, action.view, *block(action.height, 0, "p")))
-    c.pending.clear()
+    c.propose_pending("p")
     c.run()
     assert c.heights() == [3] * 4
     third = c.nodes[0].committed[2]

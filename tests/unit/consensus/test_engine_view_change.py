@@ -63,6 +63,15 @@ def prepared_but_not_committed(c: Cluster) -> bytes:
     return digests.pop()
 
 
+def view_changed_without_new_view(c: Cluster) -> bytes:
+    """After `prepared_but_not_committed`: every view timer fires and no NEW-VIEW is delivered."""
+    digest = prepared_but_not_committed(c)
+    c.filter = lambda to, msg: not isinstance(msg, NewView)
+    c.fire_all("view")
+    c.run()
+    return digest
+
+
 def test_a_prepared_block_survives_the_view_change() -> None:
     c = Cluster(4, start=False)
     digest = prepared_but_not_committed(c)
@@ -80,11 +89,8 @@ def test_a_prepared_block_survives_the_view_change() -> None:
 
 def test_a_new_view_that_drops_the_prepared_block_is_refused() -> None:
     c = Cluster(4, start=False)
-    digest = prepared_but_not_committed(c)
+    digest = view_changed_without_new_view(c)
     new_primary = c.nodes[2]
-    c.filter = lambda to, msg: not isinstance(msg, NewView)
-    c.fire_all("view")
-    c.run()
     vcs = tuple(sorted((sent(n, ViewChange)[0].stripped() for n in c.nodes), key=lambda v: v.sender))[:3]
     other_digest, other_payload = block(1, 1, "sneaky")
     pp = sign_message(PrePrepare(chain_id=CHAIN, height=1, view=1, sender=new_primary.id, digest=other_digest,
@@ -98,10 +104,7 @@ def test_a_new_view_that_drops_the_prepared_block_is_refused() -> None:
 
 def test_new_view_proof_is_checked() -> None:
     c = Cluster(4, start=False)
-    prepared_but_not_committed(c)
-    c.filter = lambda to, msg: not isinstance(msg, NewView)
-    c.fire_all("view")
-    c.run()
+    view_changed_without_new_view(c)
     new_primary = c.nodes[2]
     vcs = tuple(sorted((sent(n, ViewChange)[0].stripped() for n in c.nodes), key=lambda v: v.sender))
     good_pp = sign_message(PrePrepare(chain_id=CHAIN, height=1, view=1, sender=new_primary.id,
@@ -228,10 +231,7 @@ def test_restart_in_view_change_resends_the_same_view_change_and_never_votes_in_
 
 def test_restarted_new_view_primary_resends_its_new_view() -> None:
     c = Cluster(4, start=False)
-    prepared_but_not_committed(c)
-    c.filter = lambda to, msg: not isinstance(msg, NewView)
-    c.fire_all("view")
-    c.run()
+    view_changed_without_new_view(c)
     new_primary = c.nodes[2]
     [nv] = sent(new_primary, NewView)
     new_primary.log.clear()

@@ -12,17 +12,8 @@ from hypothesis import strategies as st
 
 from consensus.certificate import CommitCertificate, PreparedCertificate
 from consensus.evidence import Evidence
-from consensus.messages import (
-    Commit,
-    Decision,
-    MessageDecodeError,
-    NewView,
-    Prepare,
-    PrePrepare,
-    ViewChange,
-    decode_message,
-    sign_message,
-)
+from consensus.messages import (Commit, Decision, MessageDecodeError, NewView, Prepare, PrePrepare, ViewChange,
+                                decode_message, sign_message)
 from consensus.simulation.fake_crypto import FakeKeyring, FakeVerifier
 
 KEYRING = FakeKeyring()
