@@ -18,7 +18,7 @@ import pytest
 from p2p import P2PLimits, PeerNetwork, RequestRejected, wire
 from p2p.handshake import Authenticated, Handshake, HandshakeState, Outgoing, Refused, Role
 from p2p.network import WS_PATH
-from tests.p2p_helpers import NaclSigner, NaclVerifier
+from tests.signing import NaclSigner, NaclVerifier
 
 CHAIN = "medledger-it"
 GENESIS = b"\x42" * 32

@@ -1,7 +1,7 @@
 """A PeerNetwork in its own process, for tests that pause or kill a peer.
 
 Run as a script (not collected by pytest), from the repository root and with
-it on ``PYTHONPATH`` (it imports ``tests.p2p_helpers``):
+it on ``PYTHONPATH`` (it imports ``tests.signing``):
 
     python peer_process.py KEY_BYTE CHAIN GENESIS_HEX HEARTBEAT PEER_ID_HEX PEER_ADDRESS
 
@@ -16,7 +16,7 @@ import signal
 import sys
 
 from p2p import P2PLimits, PeerNetwork
-from tests.p2p_helpers import NaclSigner, NaclVerifier
+from tests.signing import NaclSigner, NaclVerifier
 
 
 class Echo:

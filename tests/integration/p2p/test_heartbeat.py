@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.p2p_helpers import NaclSigner
+from tests.signing import NaclSigner
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[2]

@@ -3,36 +3,18 @@ blocks nor changes views; work, a proposal or a vote for the height arms it."""
 
 from __future__ import annotations
 
-import nacl.signing
-
 from consensus.actions import CancelTimer, RequestProposal, SetTimer
 from consensus.engine import Engine, EngineConfig
 from consensus.messages import PrePrepare, sign_message
 from consensus.validators import ValidatorSet
 
-
-class Signer:
-    def __init__(self, seed: int) -> None:
-        self._key = nacl.signing.SigningKey(bytes([seed]) * 32)
-        self.public_key = bytes(self._key.verify_key)
-
-    def sign(self, message: bytes) -> bytes:
-        return self._key.sign(message).signature
+from tests.signing import NaclSigner, NaclVerifier
 
 
-class Verifier:
-    def verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
-        try:
-            nacl.signing.VerifyKey(public_key).verify(message, signature)
-            return True
-        except Exception:
-            return False
-
-
-def make(me: int, *, wait: bool) -> tuple[Engine, list[Signer]]:
-    signers = [Signer(i + 1) for i in range(4)]
+def make(me: int, *, wait: bool) -> tuple[Engine, list[NaclSigner]]:
+    signers = [NaclSigner.from_byte(i + 1) for i in range(4)]
     vs = ValidatorSet(validators=tuple(s.public_key for s in signers))
-    engine = Engine(chain_id="c", validators=vs, signer=signers[me], verifier=Verifier(),
+    engine = Engine(chain_id="c", validators=vs, signer=signers[me], verifier=NaclVerifier(),
                     config=EngineConfig(wait_for_work=wait), last_height=0, last_digest=bytes(32))
     return engine, signers
 
@@ -69,7 +51,7 @@ def test_a_proposal_arms_the_timer_of_an_idle_validator():
 
 
 def test_the_primary_is_still_asked_for_a_proposal():
-    signers = [Signer(i + 1) for i in range(4)]
+    signers = [NaclSigner.from_byte(i + 1) for i in range(4)]
     vs = ValidatorSet(validators=tuple(s.public_key for s in signers))
     me = [s.public_key for s in signers].index(vs.primary(1, 0))
     engine, _ = make(me, wait=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.p2p_helpers import NaclSigner, NaclVerifier
+from tests.signing import NaclSigner, NaclVerifier
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
-"""Helpers shared by the p2p tests (unit, integration and the peer process): Ed25519 through PyNaCl.
+"""Ed25519 through PyNaCl for the tests that inject a signer and a verifier: the transport
+(``p2p.Signer``/``p2p.Verifier``: unit, integration and the peer process), the consensus engine
+and the simulator (``consensus.crypto.Signer``/``Verifier``, the same shapes).
 
-The transport takes any object with the ``p2p.Signer`` and ``p2p.Verifier``
-shapes; these are the real thing over PyNaCl, with keys made from a seed byte
-so every run uses the same ids.
+Keys are made from a seed byte, so every run uses the same ids.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import nacl.signing
 
 
 class NaclSigner:
-    """A ``p2p.Signer`` over a PyNaCl signing key."""
+    """A signer (p2p or consensus) over a PyNaCl signing key."""
 
     def __init__(self, key: nacl.signing.SigningKey) -> None:
         self._key = key
@@ -28,7 +28,7 @@ class NaclSigner:
 
 
 class NaclVerifier:
-    """A ``p2p.Verifier`` over PyNaCl; False for any bad key or signature."""
+    """A verifier (p2p or consensus) over PyNaCl; False for any bad key or signature."""
 
     def verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
         try:
