@@ -1,8 +1,11 @@
-"""Shared fixtures: a one-validator node in-process, served through aiohttp's test client."""
+"""Shared fixtures: a one-validator node in-process, served through aiohttp's test client; and
+the root logger as each test found it (a CLI command run in-process installs the node's
+redacting handler, which would otherwise stay for the tests after it)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from node.api.app import make_app
 from node.runtime.runtime import Node
 from tests.helpers import make_node
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_restored() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture
