@@ -19,7 +19,7 @@ Do not write under a prefix while iterating it: materialise the scan first (`lis
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 _DELETED = None
@@ -66,12 +66,12 @@ class FuncReader:
     def __init__(
         self,
         get: Callable[[bytes], bytes | None],
-        items: Callable[[bytes], Iterable[tuple[bytes, bytes]]] | None = None,
+        items: Callable[[bytes], Iterator[tuple[bytes, bytes]]] | None = None,
     ) -> None:
         self.get = get
         if items is None:
             items = getattr(getattr(get, "__self__", None), "state_items", None)
-        self.items = items or _no_items
+        self.items: Callable[[bytes], Iterator[tuple[bytes, bytes]]] = items or _no_items
 
 
 class RememberingReader:

@@ -26,6 +26,7 @@ from node.records.protocol import Upload
 from node.research.pseudonyms import KeyedPseudonyms, derive_study_key
 from node.research.release import linked_patient
 from node.research.service import ExtractRequest, ResearchService
+from node.runtime.runtime import Node
 from node.chain.tx import Transaction
 from storage.kv import MemoryStore
 from storage.offchain import OffchainStore
@@ -57,7 +58,7 @@ def observation(i: int, j: int) -> dict:
 @dataclass
 class Lab:
     client: TestClient
-    node: object
+    node: Node
     service: ResearchService
     researcher: Identity
     outsider: Identity
@@ -76,7 +77,7 @@ class Lab:
 
     @property
     def inst(self) -> Identity:
-        return self.node.identity  # type: ignore[attr-defined]
+        return self.node.identity
 
     def request(self, *, study: str = STUDY, k: int = 5, who: Identity | None = None, coordinator: bytes | None = None,
                 ts: int | None = None) -> ExtractRequest:
@@ -266,7 +267,7 @@ async def test_extract_pseudonyms_cannot_be_linked_to_patients_through_public_re
 
     # the attacker: every block and proof the explorer shows, unsigned and signed with the researcher's key
     per_patient: Counter[str] = Counter()
-    for height in range(1, lab.node.store.height + 1):  # type: ignore[attr-defined]
+    for height in range(1, lab.node.store.height + 1):
         for who in (None, lab.researcher):
             path = f"/v1/blocks/{height}"
             headers = sign_headers(who, chain_id=CHAIN, node_id=NODE_ID, method="GET", path_qs=path, timestamp_ms=now_ms()) if who else {}
