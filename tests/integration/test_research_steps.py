@@ -27,12 +27,10 @@ from node.research.pseudonyms import KeyedPseudonyms, derive_study_key
 from node.research.release import linked_patient
 from node.research.service import ExtractRequest, ResearchService
 from node.runtime.runtime import Node
-from node.chain.tx import Transaction
 from storage.kv import MemoryStore
 from storage.offchain import OffchainStore
-from tests.helpers import CHAIN, NODE_ID, make_node
+from tests.helpers import CHAIN, MSGPACK, NODE_ID, TxPoster, make_node
 
-MSGPACK = {"Content-Type": "application/msgpack"}
 SECRET = bytes(range(32))
 STUDY, LONE, STRICT = "DIAB-1", "LONE-1", "STRICT-1"
 FAR = 4_102_444_800_000
@@ -64,15 +62,14 @@ class Lab:
     outsider: Identity
     rogue: Identity
     patients: list[Identity]
-    nonces: dict[bytes, int] = field(default_factory=dict)
+    poster: TxPoster = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.poster = TxPoster(self.client, wait_s=20)
 
     async def tx(self, who: Identity, type_: str, body: dict) -> dict:
-        nonce = self.nonces.get(who.public_key, 0) + 1
-        self.nonces[who.public_key] = nonce
-        tx = Transaction.create(who, chain_id=CHAIN, type=type_, nonce=nonce, body=body)
-        resp = await self.client.post("/v1/txs?wait=20", data=tx.encoded, headers=MSGPACK)
-        got = await resp.json()
-        assert resp.status == 200 and got["status"] == "committed" and got["result"] == "ok", (type_, got)
+        status, got, _ = await self.poster.submit(who, type_, body)
+        assert status == 200 and got["status"] == "committed" and got["result"] == "ok", (type_, got)
         return got
 
     @property
