@@ -72,8 +72,7 @@ class Client:
             self._ssl = ssl.create_default_context(cafile=str(ca) if ca else None) if self.base_url.startswith("https:") else None
         except (OSError, ssl.SSLError) as exc:
             raise ClientError(f"cannot read the CA file {ca}: {exc}") from None
-        self._chain_id: str | None = None
-        self._node_id: str | None = None
+        self._learned: tuple[str, str] | None = None  # (chain id, node id), asked once
         self._nonces: dict[bytes, int] = {}
         self._nonce_lock = threading.Lock()
 
@@ -121,22 +120,18 @@ class Client:
 
     @property
     def chain_id(self) -> str:
-        if self._chain_id is None:
-            self._learn_node()
-        assert self._chain_id is not None
-        return self._chain_id
+        return self._learn_node()[0]
 
     @property
     def node_id(self) -> str:
         """The id of the node this client talks to: signed reads name it (medledger-request-v2)."""
-        if self._node_id is None:
-            self._learn_node()
-        assert self._node_id is not None
-        return self._node_id
+        return self._learn_node()[1]
 
-    def _learn_node(self) -> None:
-        status = self.status()
-        self._chain_id, self._node_id = str(status["chain_id"]), str(status["node_id"])
+    def _learn_node(self) -> tuple[str, str]:
+        if self._learned is None:
+            status = self.status()
+            self._learned = (str(status["chain_id"]), str(status["node_id"]))
+        return self._learned
 
     def account(self, identity_id: str, *, signer: Identity | None = None) -> dict[str, Any]:
         """An account's nonce and identity; a patient's nonce only to a signed read by the patient

@@ -1,10 +1,21 @@
-"""Helpers shared by the tests: a one-validator genesis and an in-process node."""
+"""Helpers shared by the tests: a one-validator genesis, an in-process node and its API's
+transaction submitter, and the command line run as a user runs it."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from aiohttp.test_utils import TestClient
+
+from node.chain.tx import Transaction
+from node.devtools.cluster import Cluster
 from node.home.config import NodeConfig, build_config
 from node.core.crypto import Identity
 from node.chain.genesis import Genesis, InstitutionInfo, ValidatorInfo
@@ -12,7 +23,9 @@ from node.runtime.runtime import Node
 from storage.chain import ChainStore
 from storage.kv import LevelDBStore, MemoryStore
 
+ROOT = Path(__file__).resolve().parent.parent
 CHAIN = "test-chain"
+MSGPACK = {"Content-Type": "application/msgpack"}
 NODE_ID = Identity.from_seed(b"\x07" * 32).id  # the id of the node `make_node` builds by default
 
 
@@ -31,5 +44,50 @@ def make_node(store_path: Path | None = None, *, config: NodeConfig | None = Non
     return Node(config=cfg, genesis=one_validator_genesis(ident), identity=ident, store=ChainStore(kv))
 
 
+class TxPoster:
+    """Signs transactions with each signer's next nonce and posts them to a node's API (`client`)."""
+
+    def __init__(self, client: TestClient, *, wait_s: int = 10) -> None:
+        self.client = client
+        self.wait_s = wait_s
+        self.nonces: dict[bytes, int] = {}
+
+    async def submit(self, who: Identity, tx_type: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], Transaction]:
+        """POST /v1/txs and wait up to `wait_s` for the commit: (HTTP status, answer, the transaction)."""
+        nonce = self.nonces.get(who.public_key, 0) + 1
+        self.nonces[who.public_key] = nonce
+        tx = Transaction.create(who, chain_id=CHAIN, type=tx_type, nonce=nonce, body=body)
+        resp = await self.client.post(f"/v1/txs?wait={self.wait_s}", data=tx.encoded, headers=MSGPACK)
+        return resp.status, await resp.json(), tx
+
+    async def tx(self, who: Identity, tx_type: str, body: dict[str, Any]) -> dict[str, Any]:
+        """`submit`'s answer, with the transaction's "hash" added."""
+        _, doc, tx = await self.submit(who, tx_type, body)
+        doc["hash"] = tx.hash_hex
+        return doc
+
+
 def deadline(seconds: float) -> float:
     return time.monotonic() + seconds
+
+
+@contextmanager
+def started_network(root: Path, nodes: int, *, ready_s: float = 30) -> Iterator[Cluster]:
+    """A local network of `nodes` validator processes under `root`, answering; stopped at the end."""
+    with Cluster.create(root, nodes) as c:
+        c.start()
+        c.wait_ready(ready_s)
+        yield c
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`medledger ARGS` in a fresh process (`python -m cli`), run from the project root."""
+    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=str(ROOT))
+
+
+def cli_json(*args: str) -> Any:
+    """The JSON answer of `medledger ARGS --json`, which must succeed."""
+    r = cli(*args, "--json")
+    assert r.returncode == 0, (args, r.stdout, r.stderr)
+    return json.loads(r.stdout)

@@ -7,9 +7,11 @@ with its body. Nothing here reads the ledger.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from node.chain.tx import TxRejected
+from node.app.registry import require_fields
 
 ID_SIZE = 32
 
@@ -89,3 +91,11 @@ def check_unique_list(body: dict[str, Any], name: str, *, limit: int = MAX_LIST)
 def check_on_behalf_of(body: dict[str, Any]) -> None:
     if "on_behalf_of" in body:
         check_id(body, "on_behalf_of")
+
+
+def check_patient_act(body: dict[str, Any], name: str, optional: Mapping[str, type] | None = None) -> None:
+    """The body of a patient's act on one of their records or consents: the id `name`, perhaps
+    `on_behalf_of` (a guardian acting), and otherwise only the `optional` fields."""
+    require_fields(body, {name: bytes}, {**(optional or {}), "on_behalf_of": bytes})
+    check_id(body, name)
+    check_on_behalf_of(body)

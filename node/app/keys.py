@@ -76,10 +76,6 @@ def position(height: int, index: int) -> bytes:
     return height.to_bytes(8, "big") + index.to_bytes(4, "big")
 
 
-def split_position(raw: bytes) -> tuple[int, int]:
-    return int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:12], "big")
-
-
 def study_part(study_id: str) -> bytes:
     """A study id inside a key: one length byte, then its ASCII bytes."""
     raw = study_id.encode("ascii")

@@ -8,6 +8,7 @@ custodian's, since queries run outside the state machine). Unknown things give N
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from node.core.encoding import decode
@@ -31,6 +32,11 @@ def _hex(value: bytes) -> str:
 
 def _index_ids(state: StateReader, prefix: bytes) -> list[bytes]:
     return [value for _, value in state.items(prefix)]
+
+
+def _indexed(state: StateReader, prefix: bytes, lookup: Callable[[bytes], JSON | None]) -> list[JSON]:
+    """`lookup` of each id the index under `prefix` lists, in index order (ids it finds nothing for left out)."""
+    return [found for found in map(lookup, _index_ids(state, prefix)) if found is not None]
 
 
 def identity(state: StateReader, ident: bytes) -> JSON | None:
@@ -62,12 +68,7 @@ def record(state: StateReader, record_id: bytes) -> JSON | None:
 
 def patient_records(state: StateReader, patient: bytes) -> list[JSON]:
     """A patient's records in the order they were added (erased ones included, marked)."""
-    out = []
-    for record_id in _index_ids(state, keys.PATIENT_RECORD + patient):
-        found = record(state, record_id)
-        if found is not None:
-            out.append(found)
-    return out
+    return _indexed(state, keys.PATIENT_RECORD + patient, lambda record_id: record(state, record_id))
 
 
 def consent_status(value: dict[str, Any], now_ms: int | None) -> str:
@@ -93,12 +94,7 @@ def consent(state: StateReader, consent_id: bytes, now_ms: int | None = None) ->
 
 def patient_consents(state: StateReader, patient: bytes, now_ms: int | None = None) -> list[JSON]:
     """Every consent a patient gave, oldest first, with its status at `now_ms`."""
-    out = []
-    for consent_id in _index_ids(state, keys.PATIENT_CONSENT + patient):
-        found = consent(state, consent_id, now_ms)
-        if found is not None:
-            out.append(found)
-    return out
+    return _indexed(state, keys.PATIENT_CONSENT + patient, lambda consent_id: consent(state, consent_id, now_ms))
 
 
 def patient_audit(state: StateReader, patient: bytes, *, since_ms: int = 0, until_ms: int | None = None) -> list[JSON]:
@@ -138,12 +134,7 @@ def access_grant(state: StateReader, request_tx: bytes) -> JSON | None:
 
 def breakglass_pending(state: StateReader, institution: bytes) -> list[JSON]:
     """Break-glass grants on records `institution` holds that it has not reviewed yet, oldest first."""
-    out = []
-    for request_tx in _index_ids(state, keys.BREAKGLASS_PENDING + institution):
-        found = access_grant(state, request_tx)
-        if found is not None:
-            out.append(found)
-    return out
+    return _indexed(state, keys.BREAKGLASS_PENDING + institution, lambda request_tx: access_grant(state, request_tx))
 
 
 def active_grant(state: StateReader, requester: bytes, record_id: bytes, now_ms: int) -> JSON | None:

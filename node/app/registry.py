@@ -24,14 +24,13 @@ from typing import Any
 from node.core.errors import CodedError
 from node.chain.tx import Transaction, TxRejected
 
+from node.app.keys import position
 from node.app.state import Overlay
 
 
 class ExecFailed(CodedError):
-    """A transaction is valid on the wire but the ledger refuses it; recorded with `code`."""
-
-    def __init__(self, code: str, message: str = "") -> None:
-        super().__init__(code, message)
+    """A transaction is valid on the wire but the ledger refuses it; recorded with `code` (a
+    plain CodedError: its status is never an answer, the block records the code)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,7 +46,7 @@ class ExecContext:
     @property
     def position(self) -> bytes:
         """The transaction's place in the chain as 12 ordered bytes (height:8, index:4)."""
-        return self.height.to_bytes(8, "big") + self.index.to_bytes(4, "big")
+        return position(self.height, self.index)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -234,7 +234,10 @@ class ChaosRun:
                 cluster.wait_ready(90)
             except ClusterError as exc:
                 raise ChaosError(str(exc)) from None
-            chain_id = cluster.nodes[0].status()["chain_id"]  # type: ignore[index]
+            status = cluster.nodes[0].status()
+            if status is None:  # answered wait_ready, then stopped answering
+                raise ChaosError("node 0 stopped answering after it was ready")
+            chain_id = status["chain_id"]
             count = min(MAX_TXS, int(cfg.rate * (cfg.duration_s + 30)) + 100)
             txs = prepare_txs(chain_id, count, cfg.seed)
             load = Load(cluster=cluster, txs=txs, rate=cfg.rate, available=set(self.honest), rng=random.Random(cfg.seed + 1))

@@ -403,8 +403,8 @@ async def commit_probe(session: aiohttp.ClientSession, submit_to: str, confirm_a
 
 async def agree(session: aiohttp.ClientSession, urls: Sequence[str], statuses: Sequence[dict[str, Any] | None]) -> bool:
     """Every node holds the same block at the highest height they all have."""
-    heights = [s.get("height") for s in statuses if s is not None]
-    if len(heights) != len(urls) or not all(isinstance(h, int) for h in heights):
+    heights: list[int] = [h for s in statuses if s is not None and isinstance(h := s.get("height"), int)]
+    if len(heights) != len(urls):  # a node gave no status, or no integer height
         return False
     common = min(heights)
     if common < 1:

@@ -617,6 +617,7 @@ def frames_case(ep: Endpoint, seed: int, index: int, target: Target, pools: Pool
     def data(kind: int | None = None) -> bytes:
         return wire.encode(wire.Data(kind=kind if kind is not None else rng.choice(FRAME_KINDS), payload=payload()))
 
+    messages: list[bytes | str]  # binary frames, and one family of text messages
     if roll < 0.35:
         family, messages = "data", [data()]
     elif roll < 0.40:

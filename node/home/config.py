@@ -18,7 +18,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 
 class ConfigError(ValueError):
@@ -54,6 +54,14 @@ class ApiSection:
     upload_ttl_ms: int = 3_600_000  # an upload no committed record.add announces within this is deleted
     max_pending_uploads: int = 100  # uploads of one author waiting for their record.add
     max_pending_upload_bytes: int = 64 * 1024 * 1024  # their ciphertext bytes
+
+
+class TlsFiles(TypedDict, total=False):
+    """The TLS file options that ApiSection and P2PSection share (`dataclasses.replace(s, **files)`)."""
+
+    tls_cert: str
+    tls_key: str
+    tls_ca: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

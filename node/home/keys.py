@@ -58,7 +58,7 @@ def write_key_file(path: str | os.PathLike[str], identity: Identity, passphrase:
     """Create `path` with mode 0600; refuse if it exists."""
     data = encode_key_file(identity, passphrase)
     p = Path(path)
-    if p.parent and not p.parent.exists():
+    if not p.parent.exists():
         raise KeyFileError(f"directory {str(p.parent)!r} does not exist")
     try:
         fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

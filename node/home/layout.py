@@ -7,10 +7,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from node.home.config import ApiSection, NodeConfig, NodeHome, NodeSection, P2PSection, dump_toml
+from node.home.config import ApiSection, NodeConfig, NodeHome, NodeSection, P2PSection, TlsFiles, dump_toml
 from node.core.crypto import Identity
 from node.chain.genesis import Genesis, InstitutionInfo, ValidatorInfo
 from node.home.keys import write_key_file
@@ -41,9 +42,9 @@ def init_network(
     api_ports: list[int],
     p2p_ports: list[int],
     observer: bool = False,
-    observer_dirs: list[Path] = (),  # type: ignore[assignment]
-    observer_api_ports: list[int] = (),  # type: ignore[assignment]
-    observer_p2p_ports: list[int] = (),  # type: ignore[assignment]
+    observer_dirs: Sequence[Path] = (),
+    observer_api_ports: Sequence[int] = (),
+    observer_p2p_ports: Sequence[int] = (),
     hosts: list[str] | None = None,
     tls: bool = False,
 ) -> list[InitializedNode]:
@@ -70,7 +71,7 @@ def init_network(
         root.mkdir(parents=True, exist_ok=True)
         (root / "ca.pem").write_bytes(ca.pem)
 
-    def tls_files(d: Path, name: str, host: str) -> dict[str, str]:
+    def tls_files(d: Path, name: str, host: str) -> TlsFiles:
         if ca is None:
             return {}
         from node.home.tls import issue_certificate, write_private

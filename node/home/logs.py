@@ -151,14 +151,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
 
-class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class StderrHandler(logging.StreamHandler[TextIO]):
     """Writes to whatever `sys.stderr` is at the time of the event (it may be replaced)."""
 
     def __init__(self) -> None:
         logging.Handler.__init__(self)
 
     @property
-    def stream(self) -> TextIO:  # type: ignore[override]
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
@@ -171,7 +171,7 @@ def make_handler(fmt: str, stream: TextIO | None = None) -> logging.Handler:
     if fmt not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {fmt!r}")
     handler: logging.Handler = StderrHandler() if stream is None else logging.StreamHandler(stream)
-    handler._medledger = True  # type: ignore[attr-defined]
+    handler._medledger = True  # type: ignore[attr-defined]  # a mark on a stdlib handler: setup_logging removes only ours
     handler.addFilter(RedactFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     return handler

@@ -247,11 +247,9 @@ class Custodian:
         except EnvelopeError:
             log.error("cannot unwrap the data key of record %s", fetch.record_id.hex()[:16])
             raise CustodianRefusal(500, "key_unavailable", "the custodian cannot open this record's data key") from None
-        unsigned = Release(chain_id=self.node.chain_id, record_id=fetch.record_id, requester=fetch.requester,
-                           nonce=fetch.nonce, ciphertext=entry["ciphertext"], wrapped_key=wrap_key(key, fetch.requester),
-                           custodian=self.institution)
-        return Release(**{f: getattr(unsigned, f) for f in unsigned.__dataclass_fields__ if f != "signature"},
-                       signature=self.node.identity.sign(unsigned.signing_bytes()))
+        return Release(chain_id=self.node.chain_id, record_id=fetch.record_id, requester=fetch.requester,
+                       nonce=fetch.nonce, ciphertext=entry["ciphertext"], wrapped_key=wrap_key(key, fetch.requester),
+                       custodian=self.institution).signed_by(self.node.identity)
 
     def on_block_committed(self, txs: list[Any], results: list[str]) -> None:
         """Erase the off-chain data of records erased by a committed block; check each upload

@@ -15,8 +15,8 @@ domain-tagged array of its fields, so no field can be moved between message kind
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields, replace
+from typing import Any, Self
 
 from node.core.crypto import KEY_SIZE, SIGNATURE_SIZE, Identity, sha256, verify
 from node.core.encoding import canonical
@@ -51,8 +51,32 @@ def _id(doc: dict[str, Any], name: str, size: int = KEY_SIZE) -> bytes:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Upload:
+class SignedMessage:
+    """What the three messages share: the chain they belong to (both sides know it, so it is
+    signed but never sent), a signature over `signing_bytes()`, and a wire map of every other field."""
+
     chain_id: str
+    signature: bytes = b""
+
+    def signing_bytes(self) -> bytes:
+        raise NotImplementedError
+
+    def to_wire(self) -> bytes:
+        return canonical({f.name: getattr(self, f.name) for f in fields(self) if f.name != "chain_id"})
+
+    def signed_by(self, signer: Identity) -> Self:
+        """This message with `signer`'s signature."""
+        return replace(self, signature=signer.sign(self.signing_bytes()))
+
+    def verified(self, signer: bytes, refusal: str) -> Self:
+        """This message, if `signer` signed it; else ProtocolError("bad_signature", refusal)."""
+        if not verify(signer, self.signing_bytes(), self.signature):
+            raise ProtocolError("bad_signature", refusal)
+        return self
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Upload(SignedMessage):
     record_id: bytes
     patient: bytes
     resource_type: str
@@ -60,21 +84,14 @@ class Upload:
     wrapped: dict[str, bytes]  # "patient" and "custodian"
     author: bytes
     timestamp_ms: int
-    signature: bytes = b""
 
     def signing_bytes(self) -> bytes:
         return canonical(["medledger-upload-v1", self.chain_id, self.record_id, self.patient, self.resource_type,
                           sha256(self.ciphertext), sorted(self.wrapped.items()), self.author, self.timestamp_ms])
 
-    def to_wire(self) -> bytes:
-        return canonical({"record_id": self.record_id, "patient": self.patient, "resource_type": self.resource_type,
-                          "ciphertext": self.ciphertext, "wrapped": self.wrapped, "author": self.author,
-                          "timestamp_ms": self.timestamp_ms, "signature": self.signature})
-
     @classmethod
     def create(cls, author: Identity, **fields: Any) -> "Upload":
-        unsigned = cls(author=author.public_key, **fields)
-        return cls(author=author.public_key, signature=author.sign(unsigned.signing_bytes()), **fields)
+        return cls(author=author.public_key, **fields).signed_by(author)
 
     @classmethod
     def from_wire(cls, doc: Any, chain_id: str) -> "Upload":
@@ -88,63 +105,44 @@ class Upload:
         up = cls(chain_id=chain_id, record_id=_id(doc, "record_id"), patient=_id(doc, "patient"),
                  resource_type=doc["resource_type"][:64], ciphertext=doc["ciphertext"], wrapped=dict(wrapped),
                  author=_id(doc, "author"), timestamp_ms=doc["timestamp_ms"], signature=_id(doc, "signature", SIGNATURE_SIZE))
-        if not verify(up.author, up.signing_bytes(), up.signature):
-            raise ProtocolError("bad_signature", "the upload is not signed by its author")
-        return up
+        return up.verified(up.author, "the upload is not signed by its author")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Fetch:
-    chain_id: str
+class Fetch(SignedMessage):
     record_id: bytes
     requester: bytes
     timestamp_ms: int
     nonce: bytes
-    signature: bytes = b""
 
     def signing_bytes(self) -> bytes:
         return canonical(["medledger-fetch-v1", self.chain_id, self.record_id, self.requester, self.timestamp_ms, self.nonce])
 
-    def to_wire(self) -> bytes:
-        return canonical({"record_id": self.record_id, "requester": self.requester, "timestamp_ms": self.timestamp_ms,
-                          "nonce": self.nonce, "signature": self.signature})
-
     @classmethod
     def create(cls, requester: Identity, *, chain_id: str, record_id: bytes, timestamp_ms: int) -> "Fetch":
-        unsigned = cls(chain_id=chain_id, record_id=record_id, requester=requester.public_key,
-                       timestamp_ms=timestamp_ms, nonce=os.urandom(NONCE_SIZE))
-        return cls(chain_id=chain_id, record_id=record_id, requester=requester.public_key, timestamp_ms=timestamp_ms,
-                   nonce=unsigned.nonce, signature=requester.sign(unsigned.signing_bytes()))
+        return cls(chain_id=chain_id, record_id=record_id, requester=requester.public_key,
+                   timestamp_ms=timestamp_ms, nonce=os.urandom(NONCE_SIZE)).signed_by(requester)
 
     @classmethod
     def from_wire(cls, doc: Any, chain_id: str) -> "Fetch":
         _need(doc, {"record_id": bytes, "requester": bytes, "timestamp_ms": int, "nonce": bytes, "signature": bytes})
         f = cls(chain_id=chain_id, record_id=_id(doc, "record_id"), requester=_id(doc, "requester"),
                 timestamp_ms=doc["timestamp_ms"], nonce=_id(doc, "nonce", NONCE_SIZE), signature=_id(doc, "signature", SIGNATURE_SIZE))
-        if not verify(f.requester, f.signing_bytes(), f.signature):
-            raise ProtocolError("bad_signature", "the request is not signed by its requester")
-        return f
+        return f.verified(f.requester, "the request is not signed by its requester")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Release:
-    chain_id: str
+class Release(SignedMessage):
     record_id: bytes
     requester: bytes
     nonce: bytes
     ciphertext: bytes
     wrapped_key: bytes
     custodian: bytes
-    signature: bytes = b""
 
     def signing_bytes(self) -> bytes:
         return canonical(["medledger-release-v1", self.chain_id, self.record_id, self.requester, self.nonce,
                           sha256(self.ciphertext), self.wrapped_key, self.custodian])
-
-    def to_wire(self) -> bytes:
-        return canonical({"record_id": self.record_id, "requester": self.requester, "nonce": self.nonce,
-                          "ciphertext": self.ciphertext, "wrapped_key": self.wrapped_key, "custodian": self.custodian,
-                          "signature": self.signature})
 
     @classmethod
     def from_wire(cls, doc: Any, chain_id: str) -> "Release":
@@ -153,6 +151,4 @@ class Release:
         r = cls(chain_id=chain_id, record_id=_id(doc, "record_id"), requester=_id(doc, "requester"), nonce=doc["nonce"],
                 ciphertext=doc["ciphertext"], wrapped_key=doc["wrapped_key"], custodian=_id(doc, "custodian"),
                 signature=_id(doc, "signature", SIGNATURE_SIZE))
-        if not verify(r.custodian, r.signing_bytes(), r.signature):
-            raise ProtocolError("bad_signature", "the answer is not signed by the custodian")
-        return r
+        return r.verified(r.custodian, "the answer is not signed by the custodian")

@@ -217,7 +217,7 @@ def assemble_extract(
         "patients_suppressed_count": len(suppressed),
         "patients_suppressed": [{"pseudonym": p, "reason": suppressed[p]} for p in sorted(suppressed)],
         "groups": [] if refusal else sorted(
-            ({**qi.as_dict(), "patients": n} for qi, n in result.groups.items()),  # type: ignore[attr-defined]
+            ({**qi.as_dict(), "patients": n} for qi, n in result.groups.items()),
             key=lambda g: json.dumps(g, sort_keys=True),
         ),
         "types": sorted(by_type),

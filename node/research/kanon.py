@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from node.records.fhir import GENDERS
 
@@ -158,14 +158,17 @@ def patient_resource(pseudonym: str, qi: QuasiIdentifiers) -> dict[str, Any]:
     return out
 
 
+Q = TypeVar("Q", bound=Hashable)  # what patients are grouped by (their QuasiIdentifiers)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
-class KAnonymity:
+class KAnonymity(Generic[Q]):
     """The outcome of k-anonymity: who is kept, who is suppressed and why, the groups kept."""
 
     k: int
     kept: frozenset[str]
     suppressed: Mapping[str, str]
-    groups: Mapping[Hashable, int]
+    groups: Mapping[Q, int]
 
     @property
     def k_reached(self) -> int | None:
@@ -186,7 +189,7 @@ def suppression_reason(group_size: int, k: int) -> str:
     return f"k-anonymity: in a group of {group_size} patient(s), fewer than k={k}"
 
 
-def apply_k_anonymity(patients: Mapping[str, Hashable], k: int) -> KAnonymity:
+def apply_k_anonymity(patients: Mapping[str, Q], k: int) -> KAnonymity[Q]:
     """Suppress every patient whose quasi-identifiers are shared by fewer than k patients."""
     if k < 1:
         raise ValueError("k must be at least 1")
@@ -202,7 +205,7 @@ class Anonymisation:
     """The rung chosen, the k-anonymity outcome there, and each patient's generalised identifiers."""
 
     generalisation: Generalisation
-    result: KAnonymity
+    result: KAnonymity[QuasiIdentifiers]
     quasi_identifiers: Mapping[str, QuasiIdentifiers]
 
 

@@ -24,7 +24,7 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 from node.client import HealthClient  # noqa: E402
 from node.devtools.cluster import Cluster  # noqa: E402
 from node.core.crypto import Identity  # noqa: E402
-from tests.browser.story import launch_chromium, populate  # noqa: E402
+from tests.browser.story import launch_chromium, populate, sign_in  # noqa: E402
 
 WAIT_MS = 60_000
 
@@ -72,9 +72,7 @@ def shoot(out: Path) -> list[Path]:
             page.goto(f"{base}/explorer.html#tx={busy[len(busy) // 3]['hash']}")  # a proof with a few steps
             page.wait_for_selector("#proof-result")
             snap("explorer-proof")
-            page.goto(base + "/patient.html")
-            page.set_input_files("#keyfile", str(story.patient_key))
-            page.click("#signin-form button")
+            sign_in(page, base + "/patient.html", story.patient_key)
             page.wait_for_selector("#audit-table")
             page.click("button[data-action=revoke]")
             snap("patient")
@@ -82,9 +80,7 @@ def shoot(out: Path) -> list[Path]:
             page.wait_for_selector("#consent-table tr[data-status=revoked]")
             page.wait_for_selector("#audit-table tr[data-event='consent.revoked']")
             snap("patient-revoked")
-            page.goto(base + "/compliance.html")
-            page.set_input_files("#keyfile", str(story.institution_key))
-            page.click("#signin-form button")
+            sign_in(page, base + "/compliance.html", story.institution_key)
             page.wait_for_selector("#disclosure-table")
             snap("compliance")
             browser.close()

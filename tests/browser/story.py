@@ -74,3 +74,12 @@ def launch_chromium(playwright: Any) -> Any:
     if path is None:
         raise RuntimeError("chromium is not on PATH (apt-get install -y chromium)")
     return playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
+
+
+def sign_in(page: Any, url: str, key_file: Path, passphrase: str = "") -> None:
+    """Open a dashboard page (patient or compliance) and sign in with a key file."""
+    page.goto(url)
+    page.set_input_files("#keyfile", str(key_file))
+    if passphrase:
+        page.fill("#passphrase", passphrase)
+    page.click("#signin-form button")

@@ -14,7 +14,6 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,7 +35,7 @@ from node.core.crypto import Identity  # noqa: E402
 from node.core.encoding import canonical  # noqa: E402
 from node.home.keys import write_key_file  # noqa: E402
 from node.chain.tx import Transaction  # noqa: E402
-from tests.browser.story import Story, launch_chromium, populate  # noqa: E402
+from tests.browser.story import Story, launch_chromium, populate, sign_in  # noqa: E402
 
 pytestmark = pytest.mark.slow
 WAIT_MS = 60_000
@@ -98,14 +97,6 @@ def check_signed(headers: dict[str, str], chain_id: str, node_id: str, method: s
     message = contract_message(chain_id, node_id, method, path_and_query, timestamp, nonce, body)
     nacl.signing.VerifyKey(bytes.fromhex(signer)).verify(message, bytes.fromhex(signature))
     return signer
-
-
-def sign_in(page: Any, url: str, key_file: Path, passphrase: str = "") -> None:
-    page.goto(url)
-    page.set_input_files("#keyfile", str(key_file))
-    if passphrase:
-        page.fill("#passphrase", passphrase)
-    page.click("#signin-form button")
 
 
 def test_ui_is_served_and_the_network_page_shows_heights_rising(devnet, page):

@@ -28,9 +28,8 @@ from node.chain.tx import Transaction
 from storage.kv import MemoryStore
 from storage.offchain import OffchainStore
 
-from tests.helpers import CHAIN, make_node
+from tests.helpers import CHAIN, MSGPACK, TxPoster, make_node
 
-MSGPACK = {"Content-Type": "application/msgpack"}
 OBS = json.dumps({"resourceType": "Observation", "status": "final", "code": {"text": "Heart rate"}}).encode()
 SEED_A, SEED_B = b"\x07" * 32, b"\x08" * 32
 
@@ -45,26 +44,17 @@ def treated(patient: Identity, inst: Identity) -> dict:
             "attestation": attest(inst, chain_id=CHAIN, registrant=patient.public_key, role="patient")}
 
 
-class World:
+class World(TxPoster):
     """One in-process validator with a custodian, a patient, a practitioner who wrote one record,
     a reader holding a grant on it and a key that never registered."""
 
     def __init__(self, client: TestClient, node: Node, custodian: Custodian) -> None:
-        self.client, self.node, self.custodian = client, node, custodian
-        self.nonces: dict[bytes, int] = {}
+        super().__init__(client)
+        self.node, self.custodian = node, custodian
         self.patient, self.doctor, self.reader = Identity.generate(), Identity.generate(), Identity.generate()
         self.stranger = Identity.generate()  # never registered
         self.record = b""
         self.grant_tx = ""
-
-    async def tx(self, ident: Identity, tx_type: str, body: dict) -> dict:
-        nonce = self.nonces.get(ident.public_key, 0) + 1
-        self.nonces[ident.public_key] = nonce
-        tx = Transaction.create(ident, chain_id=CHAIN, type=tx_type, nonce=nonce, body=body)
-        resp = await self.client.post("/v1/txs?wait=10", data=tx.encoded, headers=MSGPACK)
-        doc = await resp.json()
-        doc["hash"] = tx.hash_hex
-        return doc
 
     def signed(self, who: Identity, path: str, *, node_id: str | None = None, ts: int | None = None) -> dict[str, str]:
         return sign_headers(who, chain_id=CHAIN, node_id=node_id or self.node.identity.id, method="GET", path_qs=path,

@@ -234,7 +234,7 @@ def test_one_key_used_by_two_clients_at_once_does_not_lose_a_transaction_to_a_no
             second.wait(other.hash_hex, 30)
         return plain_submit(tx)
 
-    first.submit = submit_after_the_other  # type: ignore[method-assign]
+    first.submit = submit_after_the_other  # type: ignore[method-assign]  # this one client races the other
     result = first.transact(alice, "consent.breakglass", {"opt_out": False})
     assert raced["done"] and result["status"] == "committed", result
 

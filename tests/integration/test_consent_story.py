@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,21 +19,11 @@ from node.client import HealthClient
 from node.devtools.cluster import Cluster
 from node.core.crypto import Identity
 from node.home.keys import load_key_file
+from tests.helpers import cli, cli_json
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 MARKER = "PLAINTEXT-MARKER-7f3c2a9d"
 NOTE = "found unresponsive in the emergency room, NOTE-MARKER-51c0"  # a break-glass note: never on any node
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, timeout=120, cwd=str(ROOT))
-
-
-def ok(*args: str) -> dict:
-    r = cli(*args, "--json")
-    assert r.returncode == 0, (args, r.stdout, r.stderr)
-    return json.loads(r.stdout)
 
 
 def files_containing(root: Path, needle: bytes) -> list[Path]:
@@ -58,15 +47,15 @@ def consent_story(c: Cluster, tmp_path: Path) -> dict:
     keys = {}
     for name in ("patient", "drA", "drB", "drC"):
         keys[name] = str(tmp_path / f"{name}.key")
-        ok("keys", "new", "--out", keys[name])
-    pid = ok("keys", "show", keys["patient"])["id"]
+        cli_json("keys", "new", "--out", keys[name])
+    pid = cli_json("keys", "show", keys["patient"])["id"]
     # the patient registers at A (its attestation): the treatment relationship A's staff need to write its records
-    ok("identity", "register", "--key", keys["patient"], "--role", "patient", "--institution-key", inst[0], "--node", url[0])
+    cli_json("identity", "register", "--key", keys["patient"], "--role", "patient", "--institution-key", inst[0], "--node", url[0])
     for name, i in (("drA", 0), ("drB", 1), ("drC", 2)):
-        ok("identity", "register", "--key", keys[name], "--role", "practitioner", "--institution-key", inst[i], "--node", url[i])
+        cli_json("identity", "register", "--key", keys[name], "--role", "practitioner", "--institution-key", inst[i], "--node", url[i])
     # a practitioner without an attestation is refused (wrong role rules)
     stray = str(tmp_path / "stray.key")
-    ok("keys", "new", "--out", stray)
+    cli_json("keys", "new", "--out", stray)
     r = cli("identity", "register", "--key", stray, "--role", "practitioner", "--node", url[0], "--json")
     assert r.returncode == 1
 
@@ -75,7 +64,7 @@ def consent_story(c: Cluster, tmp_path: Path) -> dict:
            "note": [{"text": MARKER}]}
     source = tmp_path / "obs.json"
     source.write_text(json.dumps(obs, indent=1))
-    rid = ok("record", "put", "--key", keys["drA"], "--patient", pid, "--file", str(source), "--node", url[0])["record_id"]
+    rid = cli_json("record", "put", "--key", keys["drA"], "--patient", pid, "--file", str(source), "--node", url[0])["record_id"]
 
     def get(who: str, node: int, purpose: str = "treatment", reason: str = "", *extra: str) -> subprocess.CompletedProcess[str]:
         out = tmp_path / f"out-{who}.json"
@@ -84,19 +73,19 @@ def consent_story(c: Cluster, tmp_path: Path) -> dict:
 
     denied = get("drB", 1)
     assert denied.returncode == 1 and "denied" in denied.stderr
-    node1_id = ok("keys", "show", inst[1])["id"]
-    cid = ok("consent", "grant", "--key", keys["patient"], "--to", node1_id, "--types", "Observation",
+    node1_id = cli_json("keys", "show", inst[1])["id"]
+    cid = cli_json("consent", "grant", "--key", keys["patient"], "--to", node1_id, "--types", "Observation",
              "--purpose", "treatment", "--until", "2099-12-31", "--node", url[0])["consent_id"]
     granted = get("drB", 1)
     assert granted.returncode == 0, granted.stderr
     assert (tmp_path / "out-drB.json").read_bytes() == source.read_bytes()  # exactly the original JSON
-    ok("consent", "revoke", "--key", keys["patient"], "--consent", cid, "--node", url[0])
+    cli_json("consent", "revoke", "--key", keys["patient"], "--consent", cid, "--node", url[0])
     assert get("drB", 1).returncode == 1
     # a grant that runs out: valid for a few seconds of block time, then asked for after it ended
     import datetime as dt
 
     until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=3)
-    ok("consent", "grant", "--key", keys["patient"], "--to", node1_id, "--types", "Observation",
+    cli_json("consent", "grant", "--key", keys["patient"], "--to", node1_id, "--types", "Observation",
        "--purpose", "treatment", "--until", until.isoformat(), "--node", url[0])
     client0 = HealthClient(url[0])
     start_height = client0.status()["height"]
@@ -121,7 +110,7 @@ def consent_story(c: Cluster, tmp_path: Path) -> dict:
     release = HealthClient(url[2]).fetch_release(load_key_file(keys["drC"]), rid)
     ciphertext = release.ciphertext
 
-    entries = ok("audit", "--key", keys["patient"], "--patient", pid, "--node", url[3])["entries"]
+    entries = cli_json("audit", "--key", keys["patient"], "--patient", pid, "--node", url[3])["entries"]
     events = [e["event"] for e in entries]
     expected = ["record.added", "access.denied", "consent.granted", "access.granted", "consent.revoked",
                 "access.denied", "consent.granted", "access.denied", "access.breakglass"]
@@ -139,7 +128,7 @@ def consent_story(c: Cluster, tmp_path: Path) -> dict:
     assert len(resources) >= len(expected)
     for res in resources:
         AuditEvent.model_validate(res)
-    disclosures = ok("audit", "disclosures", "--key", inst[0], "--since", "2020-01-01", "--node", url[2])["disclosures"]
+    disclosures = cli_json("audit", "disclosures", "--key", inst[0], "--since", "2020-01-01", "--node", url[2])["disclosures"]
     assert [d["event"] for d in disclosures] == ["access.granted", "access.breakglass"]
     fhir_disclosures = json.loads(cli("audit", "disclosures", "--key", inst[0], "--since", "2020-01-01", "--fhir", "--node", url[2]).stdout)
     for entry in fhir_disclosures["entry"]:
@@ -147,13 +136,13 @@ def consent_story(c: Cluster, tmp_path: Path) -> dict:
     # the leaf of a patient's transaction is given to its parties only: unsigned, the tx hash is not tied to it
     unsigned = cli("audit", "verify", "--tx", entries[-1]["tx"], "--node", url[1], "--json")
     assert unsigned.returncode == 1 and json.loads(unsigned.stdout)["checks"]["merkle_proof"] is True
-    verified = ok("audit", "verify", "--tx", entries[-1]["tx"], "--key", keys["patient"], "--node", url[1])
+    verified = cli_json("audit", "verify", "--tx", entries[-1]["tx"], "--key", keys["patient"], "--node", url[1])
     assert verified["verified"] is True
 
-    ok("record", "contest", "--key", keys["patient"], "--record", rid, "--reason", "inaccurate", "--node", url[1])
-    listed = ok("record", "list", "--key", keys["patient"], "--node", url[0])["records"]
+    cli_json("record", "contest", "--key", keys["patient"], "--record", rid, "--reason", "inaccurate", "--node", url[1])
+    listed = cli_json("record", "list", "--key", keys["patient"], "--node", url[0])["records"]
     assert [(r["id"], r["contested"], r["contest_reason"]) for r in listed] == [(rid, True, "inaccurate")]
-    ok("record", "erase", "--key", keys["patient"], "--record", rid, "--node", url[0])
+    cli_json("record", "erase", "--key", keys["patient"], "--record", rid, "--node", url[0])
     after = get("drA", 0)
     assert after.returncode == 1 and "erased" in (after.stderr + after.stdout)
     height = HealthClient(url[0]).status()["height"]

@@ -17,29 +17,18 @@ from node.core.encoding import canonical, decode
 from node.records.custodian import Custodian
 from node.records.envelope import decrypt, seal_record, unwrap_key
 from node.records.protocol import Fetch, Release, Upload
-from node.chain.tx import Transaction
 from storage.kv import MemoryStore
 from storage.offchain import OffchainStore
-from tests.helpers import CHAIN, make_node
+from tests.helpers import CHAIN, MSGPACK, TxPoster, make_node
 
-MSGPACK = {"Content-Type": "application/msgpack"}
 OBS = json.dumps({"resourceType": "Observation", "status": "final", "code": {"text": "Heart rate"},
                   "valueQuantity": {"value": 72, "unit": "beats/min"}}).encode()
 
 
-class World:
+class World(TxPoster):
     def __init__(self, client: TestClient, node) -> None:
-        self.client, self.node = client, node
-        self.nonces: dict[bytes, int] = {}
-
-    async def tx(self, ident: Identity, tx_type: str, body: dict) -> dict:
-        nonce = self.nonces.get(ident.public_key, 0) + 1
-        self.nonces[ident.public_key] = nonce
-        tx = Transaction.create(ident, chain_id=CHAIN, type=tx_type, nonce=nonce, body=body)
-        resp = await self.client.post("/v1/txs?wait=10", data=tx.encoded, headers=MSGPACK)
-        doc = await resp.json()
-        doc["hash"] = tx.hash_hex
-        return doc
+        super().__init__(client)
+        self.node = node
 
     async def fetch(self, fetch: Fetch):
         resp = await self.client.post(f"/v1/records/{fetch.record_id.hex()}/fetch", data=fetch.to_wire(), headers=MSGPACK)

@@ -4,30 +4,20 @@ through the CLI on a 4-node network."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from node.client import HealthClient
-from node.devtools.cluster import Cluster
 from node.core.crypto import Identity
 from node.home.keys import load_key_file, write_key_file
+from tests.helpers import cli, started_network
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 OBS = {"resourceType": "Observation", "status": "final", "code": {"text": "Glucose"}, "valueQuantity": {"value": 5, "unit": "mmol/L"}}
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, timeout=120, cwd=str(ROOT))
-
-
 def test_guardian_breakglass_and_admission(tmp_path):
-    with Cluster.create(tmp_path / "net", 4) as c:
-        c.start()
-        c.wait_ready(30)
+    with started_network(tmp_path / "net", 4) as c:
         url = [n.api_url for n in c.nodes]
         keyfile = [str(n.home / "institution.key") for n in c.nodes]
         inst = [load_key_file(k) for k in keyfile]

@@ -4,26 +4,13 @@ Bundle that holds another patient's record, and nothing reaches P's chart."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from node.devtools.cluster import Cluster
+from tests.helpers import cli, cli_json
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, timeout=120, cwd=str(ROOT))
-
-
-def ok(*args: str) -> dict:
-    r = cli(*args, "--json")
-    assert r.returncode == 0, (args, r.stdout, r.stderr)
-    return json.loads(r.stdout)
 
 
 def observation(patient_id: str, text: str) -> dict:
@@ -38,11 +25,11 @@ def test_record_put_refuses_a_bundle_holding_another_patients_record(tmp_path):
         url, inst = c.nodes[0].api_url, str(c.nodes[0].home / "institution.key")
         keys = {name: str(tmp_path / f"{name}.key") for name in ("alice", "bob", "dr")}
         for path in keys.values():
-            ok("keys", "new", "--out", path)
-        ids = {name: ok("keys", "show", path)["id"] for name, path in keys.items()}
+            cli_json("keys", "new", "--out", path)
+        ids = {name: cli_json("keys", "show", path)["id"] for name, path in keys.items()}
         for name in ("alice", "bob"):
-            ok("identity", "register", "--key", keys[name], "--role", "patient", "--institution-key", inst, "--node", url)
-        ok("identity", "register", "--key", keys["dr"], "--role", "practitioner", "--institution-key", inst, "--node", url)
+            cli_json("identity", "register", "--key", keys[name], "--role", "patient", "--institution-key", inst, "--node", url)
+        cli_json("identity", "register", "--key", keys["dr"], "--role", "practitioner", "--institution-key", inst, "--node", url)
         # Bob's whole record as a Bundle, put into Alice's chart
         bobs = {"resourceType": "Bundle", "type": "collection", "entry": [
             {"fullUrl": "urn:uuid:1", "resource": observation(ids["bob"], "Heart rate")},
@@ -52,7 +39,7 @@ def test_record_put_refuses_a_bundle_holding_another_patients_record(tmp_path):
         refused = cli("record", "put", "--key", keys["dr"], "--patient", ids["alice"], "--file", str(source), "--node", url)
         assert refused.returncode == 2, (refused.stdout, refused.stderr)
         assert "another patient's record" in refused.stderr and "Traceback" not in refused.stderr
-        assert ok("record", "list", "--key", keys["alice"], "--node", url)["records"] == []
+        assert cli_json("record", "list", "--key", keys["alice"], "--node", url)["records"] == []
         # the same Bundle in Bob's chart is accepted
-        rid = ok("record", "put", "--key", keys["dr"], "--patient", ids["bob"], "--file", str(source), "--node", url)["record_id"]
-        assert [r["id"] for r in ok("record", "list", "--key", keys["bob"], "--node", url)["records"]] == [rid]
+        rid = cli_json("record", "put", "--key", keys["dr"], "--patient", ids["bob"], "--file", str(source), "--node", url)["record_id"]
+        assert [r["id"] for r in cli_json("record", "list", "--key", keys["bob"], "--node", url)["records"]] == [rid]

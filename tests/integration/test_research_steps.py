@@ -26,12 +26,11 @@ from node.records.protocol import Upload
 from node.research.pseudonyms import KeyedPseudonyms, derive_study_key
 from node.research.release import linked_patient
 from node.research.service import ExtractRequest, ResearchService
-from node.chain.tx import Transaction
+from node.runtime.runtime import Node
 from storage.kv import MemoryStore
 from storage.offchain import OffchainStore
-from tests.helpers import CHAIN, NODE_ID, make_node
+from tests.helpers import CHAIN, MSGPACK, NODE_ID, TxPoster, make_node
 
-MSGPACK = {"Content-Type": "application/msgpack"}
 SECRET = bytes(range(32))
 STUDY, LONE, STRICT = "DIAB-1", "LONE-1", "STRICT-1"
 FAR = 4_102_444_800_000
@@ -57,26 +56,25 @@ def observation(i: int, j: int) -> dict:
 @dataclass
 class Lab:
     client: TestClient
-    node: object
+    node: Node
     service: ResearchService
     researcher: Identity
     outsider: Identity
     rogue: Identity
     patients: list[Identity]
-    nonces: dict[bytes, int] = field(default_factory=dict)
+    poster: TxPoster = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.poster = TxPoster(self.client, wait_s=20)
 
     async def tx(self, who: Identity, type_: str, body: dict) -> dict:
-        nonce = self.nonces.get(who.public_key, 0) + 1
-        self.nonces[who.public_key] = nonce
-        tx = Transaction.create(who, chain_id=CHAIN, type=type_, nonce=nonce, body=body)
-        resp = await self.client.post("/v1/txs?wait=20", data=tx.encoded, headers=MSGPACK)
-        got = await resp.json()
-        assert resp.status == 200 and got["status"] == "committed" and got["result"] == "ok", (type_, got)
+        status, got, _ = await self.poster.submit(who, type_, body)
+        assert status == 200 and got["status"] == "committed" and got["result"] == "ok", (type_, got)
         return got
 
     @property
     def inst(self) -> Identity:
-        return self.node.identity  # type: ignore[attr-defined]
+        return self.node.identity
 
     def request(self, *, study: str = STUDY, k: int = 5, who: Identity | None = None, coordinator: bytes | None = None,
                 ts: int | None = None) -> ExtractRequest:
@@ -266,7 +264,7 @@ async def test_extract_pseudonyms_cannot_be_linked_to_patients_through_public_re
 
     # the attacker: every block and proof the explorer shows, unsigned and signed with the researcher's key
     per_patient: Counter[str] = Counter()
-    for height in range(1, lab.node.store.height + 1):  # type: ignore[attr-defined]
+    for height in range(1, lab.node.store.height + 1):
         for who in (None, lab.researcher):
             path = f"/v1/blocks/{height}"
             headers = sign_headers(who, chain_id=CHAIN, node_id=NODE_ID, method="GET", path_qs=path, timestamp_ms=now_ms()) if who else {}

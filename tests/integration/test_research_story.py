@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 
 from node.client import HealthClient
-from node.devtools.cluster import Cluster
 from node.core.crypto import Identity
 from node.home.keys import load_key_file, write_key_file
 from node.research.pseudonyms import KeyedPseudonyms, derive_study_key
 from node.research.release import linked_patient
 from node.research.synthetic import generate
+from tests.helpers import started_network
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,9 +54,7 @@ def identifying_strings(resource: dict) -> set[str]:
 
 def test_research_extract(tmp_path):
     data = generate(40, 11, institutions=3)
-    with Cluster.create(tmp_path / "net", 4) as c:
-        c.start()
-        c.wait_ready(30)
+    with started_network(tmp_path / "net", 4) as c:
         url = [n.api_url for n in c.nodes]
         inst = [load_key_file(n.home / "institution.key") for n in c.nodes]
         clients = [HealthClient(u) for u in url]

@@ -11,16 +11,14 @@ from node.chain.tx import Transaction
 from node.app import keys
 from node.app.audit import audit
 from node.app.consents import load_consent
-from node.app.fields import check_id, check_on_behalf_of
-from node.app.registry import ExecContext, ExecFailed, TxType, register, require_fields
+from node.app.fields import check_patient_act
+from node.app.registry import ExecContext, ExecFailed, TxType, register
 from node.app.roles import acting_patient
 from node.app.stored import write
 
 
 def _check(tx: Transaction) -> None:
-    require_fields(tx.body, {"consent": bytes}, {"on_behalf_of": bytes})
-    check_id(tx.body, "consent")
-    check_on_behalf_of(tx.body)
+    check_patient_act(tx.body, "consent")
 
 
 def _execute(ctx: ExecContext) -> None:

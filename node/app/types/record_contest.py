@@ -16,8 +16,8 @@ from node.chain.tx import Transaction, TxRejected
 
 from node.app import keys
 from node.app.audit import audit
-from node.app.fields import check_id, check_on_behalf_of
-from node.app.registry import ExecContext, ExecFailed, TxType, register, require_fields
+from node.app.fields import check_patient_act
+from node.app.registry import ExecContext, ExecFailed, TxType, register
 from node.app.roles import patients_record
 from node.app.stored import write
 
@@ -30,9 +30,7 @@ DEFAULT_REASON = "no_treatment"
 
 
 def _check(tx: Transaction) -> None:
-    require_fields(tx.body, {"record": bytes}, {"reason": str, "on_behalf_of": bytes})
-    check_id(tx.body, "record")
-    check_on_behalf_of(tx.body)
+    check_patient_act(tx.body, "record", {"reason": str})
     if tx.body.get("reason", DEFAULT_REASON) not in CONTEST_REASONS:
         raise TxRejected("invalid_reason", "the reason is one of " + ", ".join(CONTEST_REASONS))
 

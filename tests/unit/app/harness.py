@@ -139,3 +139,12 @@ class Ledger:
 
     def audit_events(self, patient: Identity) -> list[str]:
         return [e["event"] for e in queries.patient_audit(self.state, patient.public_key)]
+
+
+def record_world() -> tuple[Ledger, Identity, Identity, Identity, Identity, bytes]:
+    """(ledger, patient, practitioners at A, B and C, one Observation written at A for the patient)."""
+    ledger = Ledger()
+    pat = ledger.patient("pat")
+    doc_a, doc_b, doc_c = ledger.staff("doc-a", "A"), ledger.staff("doc-b", "B"), ledger.staff("doc-c", "C")
+    obs = ledger.add_record(doc_a, pat, "obs-1")
+    return ledger, pat, doc_a, doc_b, doc_c, obs

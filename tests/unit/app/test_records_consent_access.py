@@ -12,17 +12,13 @@ from node.app.registry import check_tx_body
 from node.core.crypto import sha256
 from node.chain.tx import TxRejected
 
-from tests.unit.app.harness import DAY, HOUR, Ledger, ident, rid
+from tests.unit.app.harness import DAY, HOUR, ident, record_world, rid
 
 
 @pytest.fixture
 def world():
     """A patient, a practitioner at each of A, B and C, and one Observation written at A."""
-    ledger = Ledger()
-    pat = ledger.patient("pat")
-    doc_a, doc_b, doc_c = ledger.staff("doc-a", "A"), ledger.staff("doc-b", "B"), ledger.staff("doc-c", "C")
-    obs = ledger.add_record(doc_a, pat, "obs-1")
-    return ledger, pat, doc_a, doc_b, doc_c, obs
+    return record_world()
 
 
 def body_rejected(ledger, who, type_, body) -> str:

@@ -278,7 +278,7 @@ def test_the_client_signs_the_path_the_server_sees(monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
     client = Client("http://node.example/medledger/")
-    client._chain_id, client._node_id = CHAIN, NODE
+    client._learned = (CHAIN, NODE)
     assert client.get(PATH, signer=ME) == {"ok": True}
     req = seen[0]
     assert req.full_url == "http://node.example/medledger" + PATH
