@@ -33,7 +33,7 @@ from node.api.app import SERVER_OPTIONS, make_app
 from node.api.middleware import QuietClientErrors
 from node.records.custodian import Custodian
 from node.research.service import ResearchService
-from node.home.config import NodeConfig, NodeHome
+from node.home.config import NodeConfig, NodeHome, TlsFiles
 from node.core.crypto import parse_id
 from node.chain.genesis import Genesis
 from node.home.keys import load_key_file
@@ -52,7 +52,7 @@ def with_tls_files(config: NodeConfig, cert: Path | None, key: Path | None) -> N
         from node.home.config import ConfigError
 
         raise ConfigError("--tls-cert and --tls-key go together")
-    files = {"tls_cert": str(cert.resolve()), "tls_key": str(key.resolve())}
+    files: TlsFiles = {"tls_cert": str(cert.resolve()), "tls_key": str(key.resolve())}
     return dataclasses.replace(config, api=dataclasses.replace(config.api, **files),
                                p2p=dataclasses.replace(config.p2p, **files))
 
@@ -174,6 +174,8 @@ async def serve(
         ssl_server=contexts["p2p_server"], ssl_client=contexts["p2p_client"],
     )
     installed = hook.install(node, network) if hook is not None else None
+    if node.store_dir is None:
+        raise ValueError("serve() needs a node opened from a home (open_node): it keeps its records beside the chain")
     offchain = OffchainStore(LevelDBStore(node.store_dir / "records"))
     custodian = Custodian(node, offchain)
     node.add_commit_hook(custodian.on_block_committed)

@@ -589,7 +589,7 @@ class PeerNetwork:
             self._end_link(link, reason, code)
         for link in [r for r in self._retired if r.peer is peer]:
             link.muted = True
-            self._spawn(self._close_link_socket(link, code, reason), name="p2p-close")
+            self._run(self._close_link_socket(link, code, reason), name="p2p-close")
 
     # ------------------------------------------------------------------ statistics
 
@@ -647,10 +647,15 @@ class PeerNetwork:
     # ------------------------------------------------------------------ tasks
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run `coro` as a task this network keeps (in `_tasks`, until it ends) and cancels on stop."""
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
+
+    def _run(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        """`_spawn` for work nobody waits on (closing a socket, serving a request)."""
+        _ = self._spawn(coro, name)  # kept in _tasks until it ends; a crash is logged by _task_done
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -912,7 +917,7 @@ class PeerNetwork:
         whatever arrives after it starts.
         """
         self._retired.add(link)
-        self._spawn(self._close_retired(link, reason), name="p2p-retire")
+        self._run(self._close_retired(link, reason), name="p2p-retire")
 
     async def _close_retired(self, link: _Link, reason: str) -> None:
         await asyncio.sleep(self._limits.close_timeout)  # a grace period, not synchronisation
@@ -940,7 +945,7 @@ class PeerNetwork:
     def _end_link(self, link: _Link, reason: str, code: int) -> None:
         """Detach now, close the socket in the background."""
         self._detach(link, reason)
-        self._spawn(self._close_link_socket(link, code, reason), name="p2p-close")
+        self._run(self._close_link_socket(link, code, reason), name="p2p-close")
 
     async def _read_link(self, link: _Link) -> None:
         """Read one link until it ends; every way it can end is reported once."""
@@ -998,9 +1003,9 @@ class PeerNetwork:
                 elif isinstance(frame, wire.Request):
                     self._on_request(peer, frame)
                 elif isinstance(frame, wire.Response):
-                    self._on_response(peer, frame.request_id, frame.payload, None)
+                    self._on_response(peer, frame.request_id, frame.payload)
                 elif isinstance(frame, wire.ErrorResponse):
-                    self._on_response(peer, frame.request_id, None, frame.reason)
+                    self._on_response(peer, frame.request_id, RequestRejected(frame.reason))
                 elif isinstance(frame, wire.Refuse):
                     # It did not accept our AUTH (our key and signer disagree?) after we
                     # accepted its own: not its fault, so no penalty.
@@ -1021,7 +1026,7 @@ class PeerNetwork:
             self._enqueue(peer, wire.encode_error(frame.request_id, "busy"))
             return
         peer.serving += 1
-        self._spawn(self._serve(peer, frame), name=f"p2p-serve-{short_id(peer.node_id)}")
+        self._run(self._serve(peer, frame), name=f"p2p-serve-{short_id(peer.node_id)}")
 
     async def _serve(self, peer: _Peer, frame: wire.Request) -> None:
         try:
@@ -1042,14 +1047,15 @@ class PeerNetwork:
             peer.serving -= 1
         self._enqueue(peer, data)
 
-    def _on_response(self, peer: _Peer, request_id: int, payload: bytes | None, error: str | None) -> None:
+    def _on_response(self, peer: _Peer, request_id: int, answer: bytes | RequestRejected) -> None:
+        """Settle the pending request `request_id`: with the payload, or with the peer's refusal."""
         future = peer.pending.pop(request_id, None)
         if future is None or future.done():
             return  # we stopped waiting (timeout); not the peer's fault
-        if error is None:
-            future.set_result(payload)  # type: ignore[arg-type]
+        if isinstance(answer, RequestRejected):
+            future.set_exception(answer)
         else:
-            future.set_exception(RequestRejected(error))
+            future.set_result(answer)
 
     # ------------------------------------------------------------------ closing
 

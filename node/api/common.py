@@ -8,6 +8,7 @@ parsing of path and query parameters and of msgpack bodies, each refusing bad in
 from __future__ import annotations
 
 import json
+import ssl
 from typing import Any
 
 from aiohttp import web
@@ -25,7 +26,7 @@ RESEARCH_KEY = web.AppKey("research", ResearchService)
 IP_LIMIT_KEY = web.AppKey("ip_limiter", RateLimiter)
 SIGNER_LIMIT_KEY = web.AppKey("signer_limiter", RateLimiter)
 NONCES_KEY = web.AppKey("nonces", ReplayGuard)
-CLIENT_SSL_KEY = web.AppKey("client_ssl", object)
+CLIENT_SSL_KEY = web.AppKey("client_ssl", ssl.SSLContext)
 FETCH_ROUTE = "record_fetch"
 """The name of the record fetch route, which the per-address rate limit leaves to its handler."""
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/octet-stream")

@@ -7,6 +7,8 @@ fetch for a record another validator holds is forwarded to that custodian's API.
 
 from __future__ import annotations
 
+import ssl
+
 import time
 
 from aiohttp import web
@@ -99,10 +101,11 @@ async def _proxy_fetch(request: web.Request, node: Node, custodian_hex: str, raw
         raise ApiError(502, "custodian_unknown", "the record's custodian publishes no API address in the genesis")
     import aiohttp
 
+    client_ssl: ssl.SSLContext | None = request.app.get(CLIENT_SSL_KEY)
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
             async with session.post(f"{api}/v1/records/{request.match_info['rid']}/fetch", data=raw,
-                                    ssl=request.app.get(CLIENT_SSL_KEY) or True,
+                                    ssl=client_ssl if client_ssl is not None else True,
                                     headers={"Content-Type": "application/msgpack"}) as resp:
                 body = await resp.read()
                 return web.Response(status=resp.status, body=body, content_type=resp.content_type)

@@ -49,7 +49,7 @@ async def post_txs(request: web.Request) -> web.Response:
             await asyncio.sleep(0)
         results.extend(node.admit(items[i : i + ADMIT_CHUNK]))
     rendered = [
-        {"hash": r.hash.hex(), "status": "pending"} if r.error is None
+        {"hash": r.hash.hex(), "status": "pending"} if r.error is None and r.hash is not None
         else {"error": r.error, "message": r.message, **({"hash": r.hash.hex()} if r.hash else {})}
         for r in results
     ]

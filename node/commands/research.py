@@ -76,7 +76,10 @@ def demo_data(patients: int, out_dir: str, institutions: int | None, seed: int, 
         from node.devtools.demo_load import DemoLoadError, load_demo
         from node.client import RecordError
 
-        say = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
+        def say(message: str) -> None:
+            if not as_json:
+                click.echo(message, err=True)
+
         say(text)
         try:
             report = run_client(lambda: load_demo(Path(out_dir), Path(devnet_dir), types=split_list(types) or None,

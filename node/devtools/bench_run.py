@@ -102,7 +102,7 @@ def run_benchmark(run: BenchRun, *, institution_key: Callable[[], Identity],
             return load_key_file(cluster.nodes[0].home / "institution.key")
         return institution_key()
 
-    def workload(urls: tuple[str, ...], count: int, step: int) -> tuple[list, Any]:
+    def workload(urls: tuple[str, ...], count: int, step: int) -> tuple[list[Any], Any]:
         status = asyncio.run(chain_status(urls[0]))
         step_seed = hashlib.sha256(base_seed + step.to_bytes(4, "big")).digest()
         if not run.mix:
@@ -153,7 +153,8 @@ def run_benchmark(run: BenchRun, *, institution_key: Callable[[], Identity],
                     asyncio.run(commit_setup(urls, phases, timeout_s=max(run.timeout, 300.0),
                                              progress=lambda n: bar.update(task, completed=n)))
                     preload_s = round(time.perf_counter() - started, 1)
-            lagging = None
+            lagging: int | None = None
+            stopped_at = 0
             if run.catch_up:
                 assert cluster is not None
                 lagging = len(cluster.nodes) - 1

@@ -36,7 +36,8 @@ from typing import Any
 from node.research.kanon import LADDER, Generalisation, QuasiIdentifiers, anonymise, merge, patient_resource, quasi_identifiers
 from node.research.pseudonyms import ExistingPseudonyms
 from node.research.release import NOT_LINKED, CustodianRelease, linked_patient
-from node.research.safe_harbor import Deidentifier, ResourceWithheld
+from node.research.deid_rules import ResourceWithheld
+from node.research.safe_harbor import Deidentifier
 
 REPORT_FORMAT = "medledger-research-extract/1"
 REPORT_NAME = "report.json"

@@ -26,7 +26,8 @@ from typing import Any, Generic, TypeVar
 
 from node.records.fhir import GENDERS
 
-from node.research.safe_harbor import OLDEST_EXACT_AGE, age_group_extension, is_age_90_plus, year_of, zip3_of
+from node.research.deid_rules import OLDEST_EXACT_AGE, age_group_extension, year_of, zip3_of
+from node.research.safe_harbor import is_age_90_plus
 
 UNKNOWN = "unknown"
 NINETY_PLUS = "90+"

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from node.research.pseudonyms import KeyedPseudonyms
-from node.research.safe_harbor import PATIENT_LINK_ELEMENTS, Deidentifier, ResourceWithheld, parse_reference
+from node.research.deid_rules import ResourceWithheld, parse_reference
+from node.research.safe_harbor import PATIENT_LINK_ELEMENTS, Deidentifier
 
 FORMAT = "medledger-research-release/1"
 NOT_LINKED = "not linked to a patient"

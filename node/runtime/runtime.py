@@ -12,6 +12,7 @@ admission.py, memory sampling in memory.py.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -109,7 +110,7 @@ class Node:
         self.peer_ids: Callable[[], list[bytes]] = lambda: []
         self.metrics.bind(
             height=lambda: self.store.height,
-            view=lambda: self.engine.status().get("view", 0) if self.engine else 0,
+            view=lambda: self.engine.view if self.engine else 0,
             mempool_size=lambda: len(self.mempool),
             mempool_bytes=lambda: self.mempool.size_bytes,
             peers=lambda: len(self.peer_ids()),
@@ -216,7 +217,7 @@ class Node:
             elif isinstance(a, act.ValidateBlock):
                 self.metrics.proposal_seen(a.digest)
                 ok = self._validate(a.height, a.digest, a.payload, prepared_before=a.prepared_before)
-                self._events.append(lambda h=a.height, d=a.digest, ok=ok: engine.on_block_validated(h, d, ok))
+                self._events.append(functools.partial(engine.on_block_validated, a.height, a.digest, ok))
             elif isinstance(a, act.CommitBlock):
                 self._commit(a.height, a.digest, a.payload, a.certificate)
             elif isinstance(a, act.PruneWal):

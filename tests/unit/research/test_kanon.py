@@ -19,7 +19,7 @@ from node.research.kanon import (
     patient_resource,
     quasi_identifiers,
 )
-from node.research.safe_harbor import AGE_GROUP_EXTENSION, age_group_extension
+from node.research.deid_rules import AGE_GROUP_EXTENSION, age_group_extension
 from tests.unit.research.support import assert_valid_r4
 
 YEAR = 2024

@@ -12,15 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node.research.pseudonyms import ExistingPseudonyms, KeyedPseudonyms, derive_study_key
-from node.research.safe_harbor import (
-    AGE_GROUP_EXTENSION,
-    RESTRICTED_ZIP3,
-    TYPE_RULES,
-    Deidentifier,
-    ResourceWithheld,
-    deidentify,
-    zip3_of,
-)
+from node.research.deid_rules import AGE_GROUP_EXTENSION, RESTRICTED_ZIP3, ResourceWithheld, zip3_of
+from node.research.safe_harbor import TYPE_RULES, Deidentifier, deidentify
 from tests.unit.research.support import assert_valid_r4, strings_in, text_of
 
 KEY = b"study-one-key-0123456789abcdef!!"

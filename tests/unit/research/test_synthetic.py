@@ -9,7 +9,7 @@ from datetime import date
 
 import pytest
 
-from node.research.safe_harbor import RESTRICTED_ZIP3
+from node.research.deid_rules import RESTRICTED_ZIP3
 from node.research.synthetic import generate, write_demo
 from tests.unit.research.support import assert_valid_r4, text_of, values_at
 
