@@ -117,7 +117,7 @@ def _unpack_fields(value: Any) -> tuple[int, int, bytes, tuple[tuple[bytes, byte
         check_votes("votes", votes)
     except ValueError as exc:
         raise CertificateDecodeError(str(exc)) from None
-    return value[0], value[1], value[2], votes  # type: ignore[return-value]
+    return value[0], value[1], value[2], votes
 
 
 def _verify_votes(kind: int, cert: QuorumCertificate, chain_id: str,

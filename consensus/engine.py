@@ -17,7 +17,7 @@ change), `schedule`, `peers`, `decision`, `resend`, `wal`.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from consensus.actions import (Action, Broadcast, CancelTimer, CommitBlock, NeedSync, Persist, PruneWal,
                                ReportEvidence, RequestProposal, Send, SetTimer, ValidateBlock, ViewChanged)
@@ -671,7 +671,7 @@ class Engine:
         return h.validators.primary(h.height, h.view) == self._me
 
     def _sign(self, msg: M) -> M:
-        return cast(M, sign_message(msg, self._signer))
+        return sign_message(msg, self._signer)
 
     def _persist(self, record: WalRecord) -> None:
         self._out.append(Persist(height=self._h.height, entry=record.encode()))

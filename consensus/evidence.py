@@ -69,7 +69,7 @@ class Evidence:
             if type(value) is not tuple or len(value) != 2:
                 raise MessageDecodeError("evidence is a pair of votes")
             first, second = (_from_value(v, max_payload) for v in value)
-            return cls(first=first, second=second)  # type: ignore[arg-type]
+            return cls(first=first, second=second)  # type: ignore[arg-type]  # any message: __post_init__ refuses a non-vote
         except MessageDecodeError:
             raise
         except (ValueError, TypeError, msgpack.exceptions.UnpackException) as exc:

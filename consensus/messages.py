@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
 import msgpack
 
@@ -76,12 +77,12 @@ def _check_common(msg: Any) -> None:
     check_bytes("signature", msg.signature, max_size=MAX_SIGNATURE_SIZE)
 
 
-def _cached(msg: Any, compute: Any) -> bytes:
-    cached = msg._signing_bytes
+def _cached(msg: Any, compute: Callable[[], bytes]) -> bytes:
+    cached: bytes | None = msg._signing_bytes
     if cached is None:
         cached = compute()
         object.__setattr__(msg, "_signing_bytes", cached)
-    return cached  # type: ignore[no-any-return]
+    return cached
 
 
 # The six messages spell out their fields, each a flat frozen record: the signed bytes and the
@@ -296,6 +297,8 @@ class Decision:
 
 Message = PrePrepare | Prepare | Commit | ViewChange | NewView | Decision
 VOTE_TYPES = (PrePrepare, Prepare, Commit)
+# One kind of message, kept through a copy: signing a PrePrepare gives a PrePrepare.
+M = TypeVar("M", bound=Message)
 
 
 def message_key(msg: Message) -> bytes:
@@ -309,7 +312,7 @@ def message_key(msg: Message) -> bytes:
     return sha256(pack([msg.sender, msg.signing_bytes(), msg.signature]))
 
 
-def sign_message(msg: Message, signer: Signer) -> Message:
+def sign_message(msg: M, signer: Signer) -> M:
     """A copy of `msg` with `signer`'s signature (the sender must be the signer)."""
     if msg.sender != signer.public_key:
         raise ValueError("a validator signs only messages it sends")
@@ -319,7 +322,7 @@ def sign_message(msg: Message, signer: Signer) -> Message:
     return signed
 
 
-def _copy_with_signature(msg: Message, signature: bytes) -> Message:
+def _copy_with_signature(msg: M, signature: bytes) -> M:
     values = {f.name: getattr(msg, f.name) for f in dataclasses.fields(msg) if f.init}
     values["signature"] = signature
     return type(msg)(**values)
@@ -385,12 +388,12 @@ def _from_value(value: Any, max_payload: int, only: int | None = None) -> Messag
         chain_id, height, view, sender, vcs, pp, signature = rest
         if type(vcs) is not tuple:
             raise MessageDecodeError("view_changes must be an array")
-        view_changes = tuple(_from_value(vc, max_payload, KIND_VIEW_CHANGE) for vc in vcs)
+        decoded = tuple(_from_value(vc, max_payload, KIND_VIEW_CHANGE) for vc in vcs)
+        view_changes = tuple(vc for vc in decoded if type(vc) is ViewChange)
         pre_prepare = _from_value(pp, max_payload, KIND_PRE_PREPARE)
-        if not all(type(vc) is ViewChange for vc in view_changes) or type(pre_prepare) is not PrePrepare:
+        if len(view_changes) != len(decoded) or type(pre_prepare) is not PrePrepare:
             raise MessageDecodeError("a NEW-VIEW holds view changes and a pre-prepare")
-        return NewView(chain_id=chain_id, height=height, view=view, sender=sender,
-                       view_changes=view_changes,  # type: ignore[arg-type]
+        return NewView(chain_id=chain_id, height=height, view=view, sender=sender, view_changes=view_changes,
                        pre_prepare=pre_prepare, signature=_signature(signature))
     if kind == KIND_DECISION and len(rest) == 8:
         chain_id, height, view, sender, digest, payload, cert, signature = rest

@@ -15,6 +15,7 @@ validator.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from consensus.encoding import ID_SIZE, MAX_VALIDATORS
@@ -64,7 +65,7 @@ class ValidatorSet:
     def __contains__(self, validator: object) -> bool:
         return validator in self._index
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[bytes]:
         return iter(self.validators)
 
     def __len__(self) -> int:

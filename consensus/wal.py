@@ -70,7 +70,7 @@ def decode_record(data: bytes, *, max_payload: int) -> WalRecord:
             return WalRecord(message=message)
         if type(message) is Prepare:
             accepted = _from_value(context, max_payload, KIND_PRE_PREPARE)
-            return WalRecord(message=message, accepted=accepted)  # type: ignore[arg-type]
+            return WalRecord(message=message, accepted=accepted)  # type: ignore[arg-type]  # only= gives a PrePrepare
         if type(message) is Commit:
             return WalRecord(message=message, prepared=PreparedCertificate.from_value(context))
         raise WalCorruptError("WAL entry has context for a message that takes none")

@@ -50,10 +50,10 @@ import hashlib
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from consensus.certificate import CommitCertificate, PreparedCertificate
-from consensus.messages import Commit, Decision, Message, NewView, Prepare, PrePrepare, ViewChange, sign_message
+from consensus.messages import M, Commit, Decision, Message, NewView, Prepare, PrePrepare, ViewChange, sign_message
 from consensus.validators import ValidatorSet
 from consensus.simulation.steering import STEER_VIEW, LockSplitter
 
@@ -71,6 +71,9 @@ _KEEP_HEIGHTS = 3  # heights of knowledge kept below the highest seen (bounded m
 Out = list[tuple["Endpoint", Message]]
 # A block as block sync serves it: (height, digest, payload, certificate).
 SyncedBlock = tuple[int, bytes, bytes, CommitCertificate]
+Cert = TypeVar("Cert", PreparedCertificate, CommitCertificate)
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def flip(signature: bytes) -> bytes:
@@ -80,18 +83,23 @@ def flip(signature: bytes) -> bytes:
     return bytes(sig)
 
 
-def _replace(msg: Message, **changes: object) -> Message:
+def _replace(msg: M, **changes: object) -> M:
     values = {f.name: getattr(msg, f.name) for f in dataclasses.fields(msg) if f.init}
     values.update(changes)
     return type(msg)(**values)
 
 
-def _corrupt_vote(cert: PreparedCertificate | CommitCertificate, rng: random.Random) -> PreparedCertificate | CommitCertificate:
+def _corrupt_vote(cert: Cert, rng: random.Random) -> Cert:
     """The certificate with one vote's signature corrupted."""
     votes = list(cert.votes)
     i = rng.randrange(len(votes))
     votes[i] = (votes[i][0], flip(votes[i][1]))
     return type(cert)(height=cert.height, view=cert.view, digest=cert.digest, votes=tuple(votes))
+
+
+def _drop_keys(table: dict[K, V], doomed: Callable[[K], bool]) -> None:
+    for key in [k for k in table if doomed(k)]:
+        del table[key]
 
 
 class Forger:
@@ -139,46 +147,42 @@ class Forger:
             self._prune()
         elif h < self._top - _KEEP_HEIGHTS:
             return
-        kind = type(msg)
         self.splitter.learn(msg)
-        if kind is ViewChange:
-            assert isinstance(msg, ViewChange)
+        if type(msg) is ViewChange:
             self._vcs.setdefault((h, msg.view), {}).setdefault(msg.sender, msg.stripped())
             if msg.prepared is not None and msg.sender not in self._byzantine_ids:
                 self._certs.setdefault(h, {})[(msg.prepared.view, msg.prepared.digest)] = msg.prepared
                 if msg.payload is not None:
                     self._payloads[(h, msg.prepared.digest)] = msg.payload
-        elif kind is Prepare:
+        elif type(msg) is Prepare:
             sigs = self._prepares.setdefault((h, msg.view, msg.digest), {})
             sigs[msg.sender] = msg.signature
             if len(sigs) >= self._validators_at(h).quorum and msg.sender not in self._byzantine_ids:
                 cert = PreparedCertificate(height=h, view=msg.view, digest=msg.digest,
                                            votes=tuple(sorted(sigs.items())))
                 self._certs.setdefault(h, {})[(msg.view, msg.digest)] = cert
-        elif kind is PrePrepare:
-            assert isinstance(msg, PrePrepare)
+        elif type(msg) is PrePrepare:
             self._payloads[(h, msg.digest)] = msg.payload
-        elif kind is NewView:
-            assert isinstance(msg, NewView)
+        elif type(msg) is NewView:
             self._payloads[(h, msg.pre_prepare.digest)] = msg.pre_prepare.payload
-        elif kind is Commit:
+        elif type(msg) is Commit:
             index = endpoint_of(msg.sender)
             if index is not None:
                 self._committed.setdefault(h, set()).add(index)
-        elif kind is Decision:
-            assert isinstance(msg, Decision)
+        elif type(msg) is Decision:
             self._commit_certs.setdefault(h, msg.certificate)
 
     def _prune(self) -> None:
         low = self._top - _KEEP_HEIGHTS
-        for table in (self._vcs, self._prepares, self._payloads, self._replaced, self._forged_proposals):
-            for key in [k for k in table if k[0] < low]:
-                del table[key]
-        for table2 in (self._certs, self._commit_certs, self._committed):
-            for key2 in [k for k in table2 if k < low]:
-                del table2[key2]
-        for key3 in [k for k in self._sent if k[1] < low]:
-            del self._sent[key3]
+        _drop_keys(self._vcs, lambda k: k[0] < low)
+        _drop_keys(self._prepares, lambda k: k[0] < low)
+        _drop_keys(self._payloads, lambda k: k[0] < low)
+        _drop_keys(self._replaced, lambda k: k[0] < low)
+        _drop_keys(self._forged_proposals, lambda k: k[0] < low)
+        _drop_keys(self._certs, lambda k: k < low)
+        _drop_keys(self._commit_certs, lambda k: k < low)
+        _drop_keys(self._committed, lambda k: k < low)
+        _drop_keys(self._sent, lambda k: k[1] < low)
 
     # -- reactions to what a Byzantine validator receives ---------------------------------------
 
@@ -189,17 +193,15 @@ class Forger:
         if "lock-split" in b:
             if ep.engine is not None:
                 self.splitter.choose(ep, ep.engine.height, self.now)
-            playing = self.splitter.plays(ep) and type(msg) is ViewChange and msg.height == self.splitter.height
-            if playing:
-                out += self.splitter.join(ep, msg, everyone)  # type: ignore[arg-type]
-            if playing and msg.view == STEER_VIEW:
-                out += self.splitter.new_view(ep, everyone)
-                if out:
-                    self._replaced.setdefault((msg.height, STEER_VIEW), set()).update(d.index for d, _ in out)
-                    self.built["lock-split:new-view"] += 1
+            if self.splitter.plays(ep) and type(msg) is ViewChange and msg.height == self.splitter.height:
+                out += self.splitter.join(ep, msg, everyone)
+                if msg.view == STEER_VIEW:
+                    out += self.splitter.new_view(ep, everyone)
+                    if out:
+                        self._replaced.setdefault((msg.height, STEER_VIEW), set()).update(d.index for d, _ in out)
+                        self.built["lock-split:new-view"] += 1
         if type(msg) is not ViewChange or msg.height < self._top - _KEEP_HEIGHTS:
             return out
-        assert isinstance(msg, ViewChange)
         if "relabel-new-view" in b and msg.sender not in self._byzantine_ids:
             out += self._relabel(ep, msg, everyone)
         if b & _NEW_VIEW_BUILDERS and self._is_primary(ep, msg.height, msg.view):
@@ -236,7 +238,6 @@ class Forger:
             payload = known
         pp = sign_message(PrePrepare(chain_id=self._chain_id, height=height, view=view, sender=ep.signer.public_key,
                                      digest=digest, payload=payload), ep.signer)
-        assert isinstance(pp, PrePrepare)
         if (height, view) not in self._forged_proposals:
             self._forged_proposals[(height, view)] = pp
         return pp
@@ -248,9 +249,7 @@ class Forger:
                          view_changes=tuple(sorted(vcs, key=lambda vc: vc.sender)), pre_prepare=pp)
         except ValueError:
             return None  # not even well-formed: nobody would decode it
-        signed = sign_message(nv, ep.signer)
-        assert isinstance(signed, NewView)
-        return signed
+        return sign_message(nv, ep.signer)
 
     def _votes_for(self, ep: Endpoint, height: int, view: int, digest: bytes) -> list[Message]:
         me = ep.signer.public_key
@@ -343,8 +342,8 @@ class Forger:
             # Any quorum is a legal proof; this one honours as few locks as it can.
             chosen = sorted(known, key=lambda vc: (cert_view(vc), vc.sender))[:quorum]
             highest = max(chosen, key=cert_view)
-            digest = highest.prepared.digest if highest.prepared is not None and mode == "hide" else None
-            pp = self._proposal(ep, height, view, digest, "hide")
+            lock = highest.prepared.digest if highest.prepared is not None and mode == "hide" else None
+            pp = self._proposal(ep, height, view, lock, "hide")
             return None if pp is None else self._new_view(ep, height, view, chosen, pp)
         if mode == "short":
             # One short of a quorum, and lock-free: our own view change signed again without a
@@ -354,12 +353,12 @@ class Forger:
             if len(free) < quorum - 2:
                 return None
             own = sign_message(ViewChange(chain_id=self._chain_id, height=height, view=view, sender=me), ep.signer)
-            chosen = [own, *free[:quorum - 2]]  # type: ignore[list-item]
+            chosen = [own, *free[:quorum - 2]]
         else:
             chosen = sorted(known, key=lambda vc: (-cert_view(vc), vc.sender))[:quorum]
         digest: bytes | None = None
         if mode == "strip":
-            chosen = [_replace(vc, prepared=None) if vc.prepared is not None else vc for vc in chosen]  # type: ignore[misc]
+            chosen = [_replace(vc, prepared=None) if vc.prepared is not None else vc for vc in chosen]
             if all(vc.prepared is None for vc in known):
                 return None  # nothing to strip: this would be a legal NEW-VIEW
         elif mode == "swap-cert":
@@ -371,8 +370,10 @@ class Forger:
             new = rng.choice(certs)
             if chosen[i].prepared == new:
                 return None
-            chosen[i] = _replace(chosen[i], prepared=new)  # type: ignore[assignment]
-            digest = max(chosen, key=cert_view).prepared.digest  # type: ignore[union-attr]
+            chosen[i] = _replace(chosen[i], prepared=new)
+            top = max(chosen, key=cert_view).prepared
+            assert top is not None  # chosen[i] now holds one
+            digest = top.digest
         elif mode == "old-view":
             earlier = [(v, vcs) for (h, v), vcs in self._vcs.items() if h == height and v < view]
             if not earlier:
@@ -383,7 +384,7 @@ class Forger:
             chosen = []
             for vc in list(vcs.values())[:quorum]:
                 prepared = vc.prepared if vc.prepared is None or vc.prepared.view < view else None
-                chosen.append(_replace(vc, view=view, prepared=prepared))  # type: ignore[arg-type]
+                chosen.append(_replace(vc, view=view, prepared=prepared))
         elif mode == "wrong-block":
             if all(vc.prepared is None for vc in chosen):
                 return None  # a new block would be legal here
@@ -410,7 +411,7 @@ class Forger:
             out = [(d, self._lying_view_change(ep, m) if type(m) is ViewChange and not d.behaviours else m)
                    for d, m in out]
         if kind is ViewChange and "lock-split" in b and msg.height == self.splitter.height and self.splitter.plays(ep):
-            out = [(d, self.splitter.own_view_change(ep, m) if type(m) is ViewChange else m)  # type: ignore[arg-type]
+            out = [(d, self.splitter.own_view_change(ep, m) if type(m) is ViewChange else m)
                    for d, m in out]
         if "inner-signature" in b and kind in (ViewChange, NewView, Decision):
             out = [(d, self.corrupt_inner(ep, m) if self._rng.random() < 0.5 and not d.behaviours else m)
@@ -479,7 +480,7 @@ class Forger:
             else:
                 vcs = list(msg.view_changes)
                 i = rng.randrange(len(vcs))
-                vcs[i] = _replace(vcs[i], signature=flip(vcs[i].signature))  # type: ignore[call-overload]
+                vcs[i] = _replace(vcs[i], signature=flip(vcs[i].signature))
                 changed = _replace(msg, view_changes=tuple(vcs), signature=b"")
         self.built[f"inner-signature:{kind.__name__}"] += 1
         return sign_message(changed, ep.signer)
@@ -539,15 +540,15 @@ class Forger:
             return [(h, real[0], real[1], CommitCertificate(height=h, view=cert.view, digest=cert.digest,
                                                             votes=cert.votes[:-1]))]
         if mode == "prepared-as-commit":
-            for (view, digest), cert in sorted(self._certs.get(h, {}).items()):
+            for (view, digest), prepared in sorted(self._certs.get(h, {}).items()):
                 payload = self._payloads.get((h, digest))
                 if payload is not None:
                     return [(h, digest, payload, CommitCertificate(height=h, view=view, digest=digest,
-                                                                   votes=cert.votes))]
+                                                                   votes=prepared.votes))]
         # forged-cert, or the fallback of a mode that had nothing to work with.
         votes = tuple(sorted((v, rng.randbytes(64)) for v in self._validators_at(h)))
         if real is not None and rng.random() < 0.5:
             return [(h, alt_digest, alt, _corrupt_vote(CommitCertificate(height=h, view=real[2].view,
                                                                          digest=alt_digest, votes=real[2].votes),
-                                                       rng))]  # type: ignore[list-item]
+                                                       rng))]
         return [(h, alt_digest, alt, CommitCertificate(height=h, view=0, digest=alt_digest, votes=votes))]

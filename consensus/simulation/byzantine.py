@@ -209,13 +209,13 @@ class Adversary:
                                          digest=digest, payload=payload), ep.signer)
         if type(msg) is NewView:
             return sign_message(NewView(chain_id=msg.chain_id, height=msg.height, view=msg.view, sender=msg.sender,
-                                        view_changes=msg.view_changes, pre_prepare=alt_pp), ep.signer)  # type: ignore[arg-type]
+                                        view_changes=msg.view_changes, pre_prepare=alt_pp), ep.signer)
         return alt_pp
 
-    def _vote(self, ep: Endpoint, msg: Message, digest: bytes) -> Message:
+    def _vote(self, ep: Endpoint, msg: Prepare | Commit, digest: bytes) -> Prepare | Commit:
         cls = type(msg)
         return sign_message(cls(chain_id=msg.chain_id, height=msg.height, view=msg.view, sender=msg.sender,
-                                digest=digest), ep.signer)  # type: ignore[call-arg]
+                                digest=digest), ep.signer)
 
     def _random_digest(self) -> bytes:
         return self._rng.randbytes(32)

@@ -33,8 +33,9 @@ import heapq
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from consensus.actions import (Broadcast, CancelTimer, CommitBlock, NeedSync, Persist, PruneWal, ReportEvidence,
+from consensus.actions import (Action, Broadcast, CancelTimer, CommitBlock, NeedSync, Persist, PruneWal, ReportEvidence,
                                RequestProposal, Send, SetTimer, ValidateBlock, ViewChanged)
 from consensus.certificate import CommitCertificate, verify_certificate
 from consensus.crypto import Signer, Verifier
@@ -44,6 +45,7 @@ from consensus.evidence import Evidence
 from consensus.messages import Decision, Message, decode_message
 from consensus.wal import decode_record
 from consensus.validators import ValidatorSet
+from consensus.simulation.adversary import SyncedBlock
 from consensus.simulation.byzantine import BEHAVIOURS, TICK_BEHAVIOURS, Adversary, block_payload
 from consensus.simulation.fake_crypto import FakeKeyring, FakeVerifier
 from consensus.simulation.network import Network, NetworkConfig, Partition
@@ -188,7 +190,8 @@ class Simulation:
         self.genesis = ValidatorSet(validators=tuple(self.ids[:n]))
         self.engine_config = config.engine_config()
         self.now = 0
-        self._heap: list[tuple[int, int, int, tuple]] = []
+        # (time, sequence, event kind, the event's arguments: their shape depends on the kind)
+        self._heap: list[tuple[int, int, int, tuple[Any, ...]]] = []
         self._seq = 0
         self._events = 0
         self.safety: list[str] = []
@@ -288,7 +291,7 @@ class Simulation:
 
     # -- the event loop ------------------------------------------------------------------------
 
-    def _push(self, at: int, kind: int, args: tuple) -> None:
+    def _push(self, at: int, kind: int, args: tuple[Any, ...]) -> None:
         self._seq += 1
         heapq.heappush(self._heap, (at, self._seq, kind, args))
 
@@ -316,7 +319,7 @@ class Simulation:
             self.now = max(self.now, deadline) if not heap else self.now
         return self._result()
 
-    def _dispatch(self, kind: int, args: tuple) -> None:
+    def _dispatch(self, kind: int, args: tuple[Any, ...]) -> None:
         if kind == _DELIVER:
             self._deliver(*args)
         elif kind == _TIMER:
@@ -389,7 +392,7 @@ class Simulation:
             assert ep.engine is not None
             ep.engine.schedule_validators(self.reconfig_height + 2, self.new_set)
 
-    def _execute(self, ep: Endpoint, actions: list) -> None:
+    def _execute(self, ep: Endpoint, actions: list[Action]) -> None:
         cut = len(actions) + 1
         if ep.crash_armed:
             cut = self._scenario_rng.randint(0, len(actions))
@@ -399,39 +402,38 @@ class Simulation:
                 return
             if not ep.up:
                 return
-            kind = type(action)
-            if kind is Broadcast:
+            if type(action) is Broadcast:
                 self._send(ep, action.message)
-            elif kind is Send:
+            elif type(action) is Send:
                 self._send(ep, action.message, to=action.to)
-            elif kind is Persist:
+            elif type(action) is Persist:
                 if ep.honest:
                     self._check_accepted(ep, action.entry)
                 ep.wal.append((action.height, action.entry))
-            elif kind is SetTimer:
+            elif type(action) is SetTimer:
                 ep.timer_seq += 1
                 deadline = self.now + action.delay_ms
                 ep.timers[action.key] = (ep.timer_seq, deadline)
                 self._push(deadline, _TIMER, (ep, action.key, ep.timer_seq, ep.epoch))
-            elif kind is CancelTimer:
+            elif type(action) is CancelTimer:
                 ep.timers.pop(action.key, None)
-            elif kind is PruneWal:
+            elif type(action) is PruneWal:
                 ep.wal = [w for w in ep.wal if w[0] >= action.below_height]
-            elif kind is RequestProposal:
+            elif type(action) is RequestProposal:
                 self._push(self.now + self._app_rng.randint(1, 30), _PROPOSAL,
                            (ep, action.height, action.view, ep.epoch))
-            elif kind is ValidateBlock:
+            elif type(action) is ValidateBlock:
                 ok = _valid_block(action.height, action.payload) and hashlib.sha256(action.payload).digest() == action.digest
                 self._push(self.now + self._app_rng.randint(1, 10), _VALIDATED,
                            (ep, action.height, action.digest, ok, ep.epoch))
-            elif kind is CommitBlock:
+            elif type(action) is CommitBlock:
                 self._apply_block(ep, action.height, action.digest, action.payload, action.certificate)
-            elif kind is ReportEvidence:
+            elif type(action) is ReportEvidence:
                 self._check_evidence(ep, action.evidence)
-            elif kind is ViewChanged:
+            elif type(action) is ViewChanged:
                 ep.view_changes += 1
                 ep.max_view = max(ep.max_view, action.view)
-            elif kind is NeedSync:
+            elif type(action) is NeedSync:
                 self._request_sync(ep)
             else:
                 raise AssertionError(f"unknown action {action!r}")
@@ -491,12 +493,12 @@ class Simulation:
         adversary may hold it back a little."""
         extra = 0
         forger = self.adversary.forger
-        if forger is not None:
+        if forger is not None:  # always, in a simulation (validators_at is given)
             forger.now = self.now
-        if self._steering and not prompt and forger.splitter.drop(src, dest, msg, self.now):  # type: ignore[union-attr]
-            return
-        if self._adaptive and not prompt:
-            extra = forger.extra_delay(src, dest, msg, self.now)  # type: ignore[union-attr]
+            if self._steering and not prompt and forger.splitter.drop(src, dest, msg, self.now):
+                return
+            if self._adaptive and not prompt:
+                extra = forger.extra_delay(src, dest, msg, self.now)
         for delay in self.network.delays(src.index, dest.index, self.now):
             self._push(self.now + delay + extra, _DELIVER, (dest, msg, src.index))
 
@@ -512,7 +514,8 @@ class Simulation:
                 self._transmit(dest, to, self._wire(m), prompt=True)
         if not dest.up:
             return
-        _, actions = dest.engine.on_message(msg)  # type: ignore[union-attr]
+        assert dest.engine is not None  # an endpoint that is up has one
+        _, actions = dest.engine.on_message(msg)
         if actions:
             self._execute(dest, actions)
 
@@ -571,11 +574,13 @@ class Simulation:
         if not ep.up or ep.epoch != epoch or self.network.partitioned(ep.index, peer.index, self.now):
             return
         if peer.honest:
-            served: list | None = [(h, *peer.chain[h - 1]) for h in range(len(ep.chain) + 1, len(peer.chain) + 1)]
+            served: list[SyncedBlock] | None = [(h, *peer.chain[h - 1])
+                                                for h in range(len(ep.chain) + 1, len(peer.chain) + 1)]
         else:
-            served = self.adversary.forger.serve_sync(peer, len(ep.chain) + 1)  # type: ignore[union-attr]
-            if served is None:
-                return  # withheld: the request times out (sync_busy_until) and goes to another peer
+            assert self.adversary.forger is not None  # a simulation's adversary has one
+            served = self.adversary.forger.serve_sync(peer, len(ep.chain) + 1)
+        if served is None:
+            return  # withheld: the request times out (sync_busy_until) and goes to another peer
         for height, digest, payload, cert in served:
             if not ep.up:
                 return
@@ -634,7 +639,8 @@ class Simulation:
             if not ep.up or ep.timers.get(key, (None,))[0] != token:
                 continue
             del ep.timers[key]
-            self._execute(ep, ep.engine.on_timer(key))  # type: ignore[union-attr]
+            assert ep.engine is not None  # an endpoint that is up has one
+            self._execute(ep, ep.engine.on_timer(key))
 
     def _heal(self) -> None:
         self.healed = True

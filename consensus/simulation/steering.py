@@ -73,12 +73,12 @@ class LockSplitter:
 
     def drop(self, src: Endpoint, dest: Endpoint, msg: Message, now: int) -> bool:
         """True if the message is lost (the adversary's own prompt answers are never passed here)."""
-        if not self.active(now) or dest.behaviours:
+        if self.height is None or not self.active(now) or dest.behaviours:
             return False
         if msg.height != self.height:
             # Until the plan is played out, nothing of ours shows that a later height has begun
             # (with F's, that would send the others to block sync).
-            return msg.height > self.height and not self.sent and src.signer.public_key == self._me  # type: ignore[operator]
+            return msg.height > self.height and not self.sent and src.signer.public_key == self._me
         kind = type(msg)
         if src.signer.public_key == self._me:
             return kind in (Commit, Decision) or (kind is Prepare and msg.view >= 1)
@@ -109,10 +109,8 @@ class LockSplitter:
         if prepared == vc.prepared:
             return vc
         payload = self._x_payload if prepared is not None else None
-        signed = sign_message(ViewChange(chain_id=self._chain_id, height=vc.height, view=vc.view, sender=vc.sender,
-                                         prepared=prepared, payload=payload), ep.signer)
-        assert isinstance(signed, ViewChange)
-        return signed
+        return sign_message(ViewChange(chain_id=self._chain_id, height=vc.height, view=vc.view, sender=vc.sender,
+                                       prepared=prepared, payload=payload), ep.signer)
 
     def _stale_certificate(self) -> PreparedCertificate | None:
         assert self.height is not None
@@ -129,14 +127,14 @@ class LockSplitter:
         own = self.own_view_change(ep, ViewChange(chain_id=self._chain_id, height=vc.height, view=vc.view,
                                                   sender=ep.signer.public_key))
         if not own.signature:
-            own = sign_message(own, ep.signer)  # type: ignore[assignment]
+            own = sign_message(own, ep.signer)
         self.steps.append(f"view change {vc.view}")
         return [(d, own) for d in everyone if d.honest]
 
     def new_view(self, ep: Endpoint, everyone: Sequence[Endpoint]) -> list[tuple[Endpoint, Message]]:
         """As primary of view 3, once enough honest view changes are in: X, with the stale certificate as proof."""
-        if self.sent or self.height is None or self._x_payload is None:
-            return []
+        if self.sent or self.height is None or self._me is None or self._x_payload is None:
+            return []  # (`_me` is set with `height`)
         vs = self._validators_at(self.height)
         cert = self._stale_certificate()
         if cert is None or len(self._vcs) < vs.quorum - 1:
@@ -147,7 +145,7 @@ class LockSplitter:
         pp = sign_message(PrePrepare(chain_id=self._chain_id, height=self.height, view=STEER_VIEW, sender=self._me,
                                      digest=cert.digest, payload=self._x_payload), ep.signer)
         nv = sign_message(NewView(chain_id=self._chain_id, height=self.height, view=STEER_VIEW, sender=self._me,
-                                  view_changes=tuple(chosen), pre_prepare=pp), ep.signer)  # type: ignore[arg-type]
+                                  view_changes=tuple(chosen), pre_prepare=pp), ep.signer)
         votes = [sign_message(cls(chain_id=self._chain_id, height=self.height, view=STEER_VIEW, sender=self._me,
                                   digest=cert.digest), ep.signer) for cls in (Prepare, Commit)]
         self.sent = True

@@ -15,6 +15,7 @@ import inspect
 import json
 import textwrap
 from collections import Counter
+from typing import NotRequired, TypedDict
 
 import pytest
 from click.testing import CliRunner
@@ -24,23 +25,39 @@ import consensus.encoding as encoding_module
 import consensus.engine as engine_module
 import consensus.messages as messages_module
 import consensus.view_change as view_change_module
+from consensus.actions import Action
+from consensus.messages import Message
 from consensus.simulation.__main__ import main as simulation_main
 from consensus.simulation.adversary import FORGER_BEHAVIOURS
 from consensus.simulation.cluster import SeedResult, SimConfig, Simulation, run_seed
 from consensus.simulation.runner import BEHAVIOURS, run_sim
 from consensus.validators import ValidatorSet
+from consensus.verdict import Verdict
 
 from .conftest import seed_id
 
 ALL = tuple(BEHAVIOURS)
-RELABEL_PROBE = {"validators": 4, "byzantine": 1, "behaviours": ["relabel-new-view", "withhold", "adaptive-split"],
-                 "drop": 0.3, "partition": True}
-QUORUM_PROBE = {"validators": 7, "byzantine": 2, "behaviours": ["lying-view-change", "equivocate", "double-vote"],
-                "drop": 0.2, "partition": True}
-INNER_PROBE = {"validators": 4, "byzantine": 1, "behaviours": ["inner-signature"], "drop": 0.2, "partition": True}
-STALE_PROBE = {"validators": 4, "byzantine": 1, "behaviours": ["lock-split"], "drop": 0.0, "partition": False}
-SYNC_PROBE = {"validators": 7, "byzantine": 1, "behaviours": ["byzantine-sync"], "drop": 0.2, "partition": True,
-              "amnesia": True}
+
+
+class Probe(TypedDict):
+    """The keywords of `run_sim` (and of `SimConfig`) a probe sets."""
+
+    validators: int
+    byzantine: int
+    behaviours: tuple[str, ...]
+    drop: float
+    partition: bool
+    amnesia: NotRequired[bool]
+
+
+RELABEL_PROBE: Probe = {"validators": 4, "byzantine": 1, "behaviours": ("relabel-new-view", "withhold", "adaptive-split"),
+                        "drop": 0.3, "partition": True}
+QUORUM_PROBE: Probe = {"validators": 7, "byzantine": 2, "behaviours": ("lying-view-change", "equivocate", "double-vote"),
+                       "drop": 0.2, "partition": True}
+INNER_PROBE: Probe = {"validators": 4, "byzantine": 1, "behaviours": ("inner-signature",), "drop": 0.2, "partition": True}
+STALE_PROBE: Probe = {"validators": 4, "byzantine": 1, "behaviours": ("lock-split",), "drop": 0.0, "partition": False}
+SYNC_PROBE: Probe = {"validators": 7, "byzantine": 1, "behaviours": ("byzantine-sync",), "drop": 0.2, "partition": True,
+                     "amnesia": True}
 
 
 def explain(result: SeedResult) -> str:
@@ -99,7 +116,8 @@ def test_each_forging_behaviour_acts_and_the_engine_stays_safe_and_live(behaviou
         sim = Simulation(SimConfig(validators=4, byzantine=1, behaviours=(behaviour,), drop=0.2, partition=True), seed)
         result = sim.run()
         assert result.ok, explain(result)
-        built += sim.adversary.forger.built  # type: ignore[union-attr]
+        assert sim.adversary.forger is not None
+        built += sim.adversary.forger.built
     assert any(kind.startswith(EXPECTED_FORGERIES[behaviour]) for kind in built), built
 
 
@@ -117,7 +135,7 @@ def test_forged_messages_reach_the_engine_and_are_refused_for_the_right_reason(
     reasons: Counter[str] = Counter()
     on_message = engine_module.Engine.on_message
 
-    def counting(self: engine_module.Engine, msg):  # type: ignore[no-untyped-def]
+    def counting(self: engine_module.Engine, msg: Message) -> tuple[Verdict, list[Action]]:
         verdict, actions = on_message(self, msg)
         reasons[verdict.reason] += 1
         return verdict, actions
@@ -131,11 +149,12 @@ def test_forged_messages_reach_the_engine_and_are_refused_for_the_right_reason(
 def test_a_byzantine_sync_server_is_used_and_its_bad_blocks_are_refused() -> None:
     rejected, served = 0, Counter[str]()
     for seed in range(12):
-        sim = Simulation(SimConfig(**SYNC_PROBE), seed)  # type: ignore[arg-type]
+        sim = Simulation(SimConfig(**SYNC_PROBE), seed)
         result = sim.run()
         assert result.ok, explain(result)
         rejected += sim.sync_rejected
-        served += sim.adversary.forger.built  # type: ignore[union-attr]
+        assert sim.adversary.forger is not None
+        served += sim.adversary.forger.built
     assert rejected > 0 and any(k.startswith("sync:") and k != "sync:honest" for k in served), (rejected, served)
 
 
@@ -143,7 +162,7 @@ def test_a_byzantine_sync_server_is_used_and_its_bad_blocks_are_refused() -> Non
 
 def test_the_probe_configurations_are_clean_with_the_real_engine() -> None:
     for probe, seeds in ((RELABEL_PROBE, 120), (QUORUM_PROBE, 10), (INNER_PROBE, 20), (STALE_PROBE, 20)):
-        report = run_sim(**probe, seeds=range(seeds))  # type: ignore[arg-type]
+        report = run_sim(**probe, seeds=range(seeds))
         assert report["failing_seeds"] == [], (probe, report["failures"][:3])
 
 
@@ -153,7 +172,7 @@ def test_an_engine_that_remembers_view_changes_by_signature_alone_is_caught(monk
     # withholding, targeted delays and 30 % loss make a block final at one validator first.
     for module in (engine_module, view_change_module):
         monkeypatch.setattr(module, "verified_key", lambda vc: vc.signature)
-    report = run_sim(**RELABEL_PROBE, seeds=range(300))  # type: ignore[arg-type]
+    report = run_sim(**RELABEL_PROBE, seeds=range(300))
     assert report["safety_violations"] > 0
     assert any("finalized" in v for f in report["failures"] for v in f["safety"])
 
@@ -162,7 +181,7 @@ def test_an_engine_whose_quorum_is_one_short_is_caught(monkeypatch: pytest.Monke
     # floor((n + f) / 2) instead of floor((n + f) / 2) + 1: at n = 7 two quorums of 4 may share
     # only Byzantine validators (f + 1 at n = 4 is the older test in test_simulation.py).
     monkeypatch.setattr(ValidatorSet, "quorum", property(lambda self: (self.n + self.f) // 2))
-    report = run_sim(**QUORUM_PROBE, seeds=range(30))  # type: ignore[arg-type]
+    report = run_sim(**QUORUM_PROBE, seeds=range(30))
     assert report["safety_violations"] > 0
 
 
@@ -171,7 +190,7 @@ def test_a_new_view_check_that_skips_the_inner_pre_prepare_signature_is_caught(m
     # validator must never prepare a proposal its primary did not sign.
     mutate(monkeypatch, view_change_module, "check_new_view",
            "if not verifier.verify(pp.sender, pp.signing_bytes(), pp.signature):", "if False:", used_by=engine_module)
-    report = run_sim(**INNER_PROBE, seeds=range(20))  # type: ignore[arg-type]
+    report = run_sim(**INNER_PROBE, seeds=range(20))
     assert report["safety_violations"] > 0
     assert any("did not sign" in v for f in report["failures"] for v in f["safety"])
 
@@ -187,7 +206,7 @@ def test_an_engine_that_checks_certificates_without_their_view_is_caught(monkeyp
 
     monkeypatch.setattr(messages_module, "vote_signing_bytes", without_view)
     monkeypatch.setattr(certificate_module, "vote_signing_bytes", without_view)
-    report = run_sim(**STALE_PROBE, seeds=range(10))  # type: ignore[arg-type]
+    report = run_sim(**STALE_PROBE, seeds=range(10))
     assert report["safety_violations"] > 0
     assert any("finalized" in v for f in report["failures"] for v in f["safety"])
 
@@ -195,7 +214,7 @@ def test_an_engine_that_checks_certificates_without_their_view_is_caught(monkeyp
 def test_a_runtime_that_applies_synced_blocks_unchecked_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     # The simulated runtime's copy of node/runtime/runtime.py's checks of a synced block, switched off.
     monkeypatch.setattr(Simulation, "_synced_block_problem", lambda self, *args: "")
-    report = run_sim(**SYNC_PROBE, seeds=range(12))  # type: ignore[arg-type]
+    report = run_sim(**SYNC_PROBE, seeds=range(12))
     assert report["safety_violations"] > 0
 
 

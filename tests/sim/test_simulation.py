@@ -73,7 +73,8 @@ def test_validator_set_change_mid_run(seed: int) -> None:
     result = sim.run()
     assert result.ok, explain(result)
     newcomer = sim.endpoints[[ep.validator for ep in sim.endpoints].index(4)]
-    new_ids = set(sim.new_set.validators)  # type: ignore[union-attr]
+    assert sim.new_set is not None
+    new_ids = set(sim.new_set.validators)
     for height, (_, _, cert) in enumerate(newcomer.chain, start=1):
         voters = {v for v, _ in cert.votes}
         expected = sim.genesis.validators if height < sim.reconfig_height + 2 else tuple(new_ids)

@@ -6,12 +6,12 @@ import pytest
 
 from consensus.actions import Broadcast, Persist, RequestProposal, Send
 from consensus.errors import WalCorruptError
-from consensus.messages import Commit, Decision, Prepare, PrePrepare, sign_message
+from consensus.messages import M, Commit, Decision, Prepare, PrePrepare, sign_message
 
-from .conftest import CHAIN, Cluster, block
+from .conftest import CHAIN, Cluster, Node, block
 
 
-def sent(node, kind: type) -> list:  # type: ignore[no-untyped-def]
+def sent(node: Node, kind: type[M]) -> list[M]:
     return [a.message for a in node.log if isinstance(a, (Broadcast, Send)) and isinstance(a.message, kind)]
 
 

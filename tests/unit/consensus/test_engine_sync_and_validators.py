@@ -18,7 +18,7 @@ from .conftest import CHAIN, CONFIG, ZERO, Cluster, block
 def prepare_at(c: Cluster, i: int, height: int) -> Prepare:
     node = c.nodes[i]
     return sign_message(Prepare(chain_id=CHAIN, height=height, view=0, sender=node.id,
-                                digest=block(height, 0)[0]), node.signer)  # type: ignore[return-value]
+                                digest=block(height, 0)[0]), node.signer)
 
 
 def test_need_sync_after_f_plus_one_validators_are_two_heights_ahead() -> None:

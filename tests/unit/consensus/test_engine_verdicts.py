@@ -8,6 +8,7 @@ from consensus.actions import ReportEvidence, Send
 from consensus.engine import EngineConfig
 from consensus.messages import Commit, Decision, Prepare, PrePrepare, sign_message
 from consensus.simulation.fake_crypto import FakeKeyring
+from consensus.verdict import Verdict
 
 from .conftest import CHAIN, CONFIG, Cluster, block
 
@@ -16,7 +17,7 @@ def prepare(cluster: Cluster, i: int, *, height: int = 1, view: int = 0, digest:
             chain: str = CHAIN) -> Prepare:
     node = cluster.nodes[i]
     msg = Prepare(chain_id=chain, height=height, view=view, sender=node.id, digest=digest or block(height, view)[0])
-    return sign_message(msg, node.signer)  # type: ignore[return-value]
+    return sign_message(msg, node.signer)
 
 
 def fresh(n: int = 4, config: EngineConfig = CONFIG) -> Cluster:
@@ -204,7 +205,7 @@ def test_a_retransmitted_stashed_message_is_a_duplicate_not_a_second_entry() -> 
     assert engine.status()["stashed"] == 1
 
 
-def discard_verdict(reason: str):  # type: ignore[no-untyped-def]
+def discard_verdict(reason: str) -> Verdict:
     from consensus.engine import discard
     return discard(reason)
 

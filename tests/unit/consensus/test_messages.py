@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from consensus.certificate import CommitCertificate, PreparedCertificate
 from consensus.evidence import Evidence
-from consensus.messages import (Commit, Decision, MessageDecodeError, NewView, Prepare, PrePrepare, ViewChange,
+from consensus.messages import (Commit, Decision, Message, MessageDecodeError, NewView, Prepare, PrePrepare, ViewChange,
                                 decode_message, sign_message)
 from consensus.simulation.fake_crypto import FakeKeyring, FakeVerifier
 
@@ -24,7 +24,7 @@ DIGEST = hashlib.sha256(PAYLOAD).digest()
 VOTES = tuple(sorted((s.public_key, b"s" * 64) for s in SIGNERS[:3]))
 
 
-def samples() -> list[object]:
+def samples() -> list[Message]:
     common = dict(chain_id="c", height=5, view=2, sender=A)
     prepared = PreparedCertificate(height=5, view=1, digest=DIGEST, votes=VOTES)
     pp = PrePrepare(**common, digest=DIGEST, payload=PAYLOAD, signature=b"p" * 64)
@@ -42,8 +42,8 @@ def samples() -> list[object]:
 
 
 @pytest.mark.parametrize("msg", samples(), ids=lambda m: type(m).__name__)
-def test_round_trip(msg: object) -> None:
-    data = msg.encode()  # type: ignore[attr-defined]
+def test_round_trip(msg: Message) -> None:
+    data = msg.encode()
     assert decode_message(data) == msg
     assert decode_message(data).encode() == data
 
@@ -85,15 +85,15 @@ def test_sign_message_produces_a_verifiable_signature_and_refuses_foreign_sender
 def test_messages_are_checked_when_built(change: dict[str, object]) -> None:
     fields = dict(chain_id="c", height=1, view=0, sender=A, digest=DIGEST, signature=b"")
     with pytest.raises(ValueError):
-        Prepare(**{**fields, **change})  # type: ignore[arg-type]
+        Prepare(**{**fields, **change})  # type: ignore[arg-type]  # bad values on purpose
 
 
 def test_messages_are_frozen_and_keyword_only() -> None:
     msg = Prepare(chain_id="c", height=1, view=0, sender=A, digest=DIGEST)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        msg.height = 2  # type: ignore[misc]
+        msg.height = 2  # type: ignore[misc]  # frozen dataclass: the test mutates it on purpose
     with pytest.raises(TypeError):
-        Prepare("c", 1, 0, A, DIGEST)  # type: ignore[misc]
+        Prepare("c", 1, 0, A, DIGEST)  # type: ignore[call-arg]  # positional on purpose: kw_only must refuse it
 
 
 def test_view_change_and_new_view_consistency_checks() -> None:
@@ -138,7 +138,7 @@ def test_oversized_message_is_refused_before_parsing() -> None:
 
 def test_non_bytes_input_is_refused() -> None:
     with pytest.raises(MessageDecodeError):
-        decode_message(bytearray(b"\x90"))  # type: ignore[arg-type]
+        decode_message(bytearray(b"\x90"))  # type: ignore[arg-type]  # not bytes on purpose
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
@@ -152,8 +152,8 @@ def test_random_bytes_decode_or_raise_message_decode_error(data: bytes) -> None:
 
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(st.sampled_from(samples()), st.data())
-def test_mutated_encodings_decode_or_raise_message_decode_error(msg: object, data: st.DataObject) -> None:
-    raw = bytearray(msg.encode())  # type: ignore[attr-defined]
+def test_mutated_encodings_decode_or_raise_message_decode_error(msg: Message, data: st.DataObject) -> None:
+    raw = bytearray(msg.encode())
     for _ in range(data.draw(st.integers(1, 4))):
         raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
     try:
@@ -172,6 +172,6 @@ def test_evidence_round_trip_and_checks() -> None:
         Evidence(first=a, second=a)
     c = sign_message(Commit(chain_id="c", height=1, view=0, sender=A, digest=bytes(32)), SIGNERS[0])
     with pytest.raises(ValueError):
-        Evidence(first=a, second=c)  # type: ignore[arg-type]
+        Evidence(first=a, second=c)
     with pytest.raises(MessageDecodeError):
         Evidence.decode(b"\x92\x01")

@@ -66,7 +66,7 @@ class ReportingList(list[Any]):
         self._recorder.report(self._engine)
         super().append(item)
 
-    def __iadd__(self, items: Any) -> ReportingList:  # type: ignore[override,misc]  # list's own signature
+    def __iadd__(self, items: Any) -> ReportingList:  # type: ignore[misc]  # returns the subclass; list.__add__ gives a plain list
         self._recorder.report(self._engine)
         super().__iadd__(items)
         return self

@@ -46,4 +46,4 @@ def test_membership_and_index() -> None:
 @pytest.mark.parametrize("bad", [(), (b"x" * 31,), (b"a" * 32, b"a" * 32), [b"a" * 32]])
 def test_malformed_sets_are_refused(bad: object) -> None:
     with pytest.raises(ValueError):
-        ValidatorSet(validators=bad)  # type: ignore[arg-type]
+        ValidatorSet(validators=bad)  # type: ignore[arg-type]  # wrong on purpose: it must be refused

@@ -15,7 +15,7 @@ SIGNERS = [KEYS.new_signer(f"v{i}".encode()) for i in range(4)]
 
 def vote(cls: type, i: int, view: int = 0, tag: str = "") -> Prepare | Commit:
     return sign_message(cls(chain_id=CHAIN, height=1, view=view, sender=SIGNERS[i].public_key,
-                            digest=block(1, view, tag)[0]), SIGNERS[i])  # type: ignore[return-value]
+                            digest=block(1, view, tag)[0]), SIGNERS[i])
 
 
 def test_a_vote_set_counts_first_votes_and_names_repeats_and_conflicts() -> None:

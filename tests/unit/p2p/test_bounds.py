@@ -42,9 +42,9 @@ def test_inconsistent_limits_are_refused_when_built(bad):
 def test_limits_are_frozen_and_keyword_only():
     limits = P2PLimits()
     with pytest.raises(AttributeError):
-        limits.max_frame_bytes = 1  # type: ignore[misc]
+        limits.max_frame_bytes = 1  # type: ignore[misc]  # frozen dataclass: the test mutates it on purpose
     with pytest.raises(TypeError):
-        P2PLimits(4096)  # type: ignore[misc]
+        P2PLimits(4096)  # type: ignore[call-arg]  # positional on purpose: kw_only must refuse it
 
 
 # ---------------------------------------------------------------- send queue
