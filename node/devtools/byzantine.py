@@ -258,7 +258,6 @@ class Mutator:
                                    for s in senders[:vs.quorum]), key=lambda m: m.sender))
             pp = sign_message(PrePrepare(chain_id=self.chain_id, height=vc.height, view=view, sender=self.me,
                                          digest=decode_block(alt).hash, payload=alt), self.signer)
-            assert isinstance(pp, PrePrepare)  # sign_message returns a copy of the same kind
             nv = sign_message(NewView(chain_id=self.chain_id, height=vc.height, view=view, sender=self.me,
                                       view_changes=forged, pre_prepare=pp), self.signer)
             self.relabelled.add((victim, vc.height, view))
