@@ -99,9 +99,8 @@ class Snapshotter:
         block, cert = store.block_bytes(height), store.certificate(height)
         if block is None or cert is None:
             return
-        sums = store.stored_state_sum() or 0
-        meta = dict(chain_id=self.chain_id, height=height, block_hash=store.last_hash, state_root=store.state_root,
-                    block=block, certificate=cert, state_sum=sums.to_bytes(32, "big"))
+        block_hash, state_root = store.last_hash, store.state_root
+        state_sum = (store.stored_state_sum() or 0).to_bytes(32, "big")
         view = store.kv.view()
         directory = self.directory
         self.busy = True
@@ -109,7 +108,9 @@ class Snapshotter:
 
         def job() -> None:
             try:
-                info = write_snapshot(directory, _yielding(_state_entries(view)), keep=self.keep, **meta)  # type: ignore[arg-type]
+                info = write_snapshot(directory, _yielding(_state_entries(view)), chain_id=self.chain_id, height=height,
+                                      block_hash=block_hash, state_root=state_root, block=block, certificate=cert,
+                                      state_sum=state_sum, keep=self.keep)
                 add_attestation(directory, height, self.identity.public_key,
                                 self.identity.sign(attestation_message(info)))
                 self.taken += 1
