@@ -15,15 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
-from node.api import (
-    routes_chain,
-    routes_identity,
-    routes_ledger,
-    routes_records,
-    routes_research,
-    routes_snapshots,
-    routes_txs,
-)
+from node.api import routes_chain, routes_identity, routes_ledger, routes_records, routes_research, routes_txs
+from node.api import routes_snapshots
 from node.api.common import (
     CLIENT_SSL_KEY,
     CUSTODIAN_KEY,
