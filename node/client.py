@@ -151,6 +151,18 @@ class Client:
         return self.get(f"/v1/blocks/{height}", signer=signer)
 
     # -- writes ---------------------------------------------------------------------------
+    def genesis(self) -> dict[str, Any]:
+        """The network's genesis document (GET /v1/genesis)."""
+        return self.get("/v1/genesis")
+
+    def snapshots(self, signer: Identity) -> dict[str, Any]:
+        """The node's state snapshots, newest first (an admitted institution's signed read)."""
+        return self.get("/v1/snapshots", signer=signer)
+
+    def snapshot_chunk(self, height: int, index: int, signer: Identity) -> bytes:
+        """The bytes of chunk `index` of the snapshot at `height`."""
+        return self._request_raw("GET", f"/v1/snapshots/{height}/chunks/{index}", signer=signer)
+
     def next_nonce(self, identity: Identity) -> int:
         """A nonce above every one this identity used: the ledger's last, the clock in ms, and the
         last this client handed out (so two transactions in one millisecond still differ)."""

@@ -5,6 +5,7 @@ Keys (all under one store):
 
     m/height, m/last_hash, m/state_root, m/genesis   metadata of the last applied block
     m/state_sum         checksum of every s/ entry (see `state_entry_sum`), checked at start
+    m/base              the first stored block of a store started from a snapshot (absent: 0)
     b/<height:8>        encoded block              c/<height:8>   its commit certificate
     h/<block hash>      height                     t/<tx hash>    [height, index, result code]
     s/<state key>       application state value    w/<height:8><seq:8>  consensus WAL entry
@@ -23,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import msgpack
@@ -37,6 +38,7 @@ K_LAST_HASH = b"m/last_hash"
 K_STATE_ROOT = b"m/state_root"
 K_GENESIS = b"m/genesis"
 K_STATE_SUM = b"m/state_sum"
+K_BASE = b"m/base"
 P_BLOCK = b"b/"
 P_CERT = b"c/"
 P_BLOCK_HASH = b"h/"
@@ -120,6 +122,42 @@ class ChainStore:
         batch.put(K_STATE_SUM, total.to_bytes(32, "big"))
         batch.put(K_HEIGHT, u64(0))
         batch.put(K_LAST_HASH, bytes(32))
+        batch.put(K_STATE_ROOT, state_root)
+        batch.put(K_GENESIS, genesis_hash)
+        self.kv.write(batch, sync=True)
+
+    @property
+    def base_height(self) -> int:
+        """The lowest height whose block is stored: 0 for a store begun at genesis, H for one
+        started from a snapshot at H (blocks before H are absent)."""
+        raw = self.kv.get(K_BASE)
+        return _U64.unpack(raw)[0] if raw else 0
+
+    def init_from_snapshot(self, *, genesis_hash: bytes, height: int, block_hash: bytes, block_bytes: bytes,
+                           certificate: bytes, state_root: bytes, entries: Iterable[tuple[bytes, bytes]],
+                           batch_entries: int = 10_000) -> None:
+        """Start an empty store at `height` from a snapshot: the state `entries` (state keys in
+        key order, already checked by the caller), block `height` and its certificate; head =
+        height, no blocks before it. The entries go in batches as they come; the metadata that
+        makes the store initialised is written last in one synced batch, so a store whose
+        initialisation was interrupted is never taken for a complete one."""
+        if self.initialized or next(iter(self.kv.iterate(b"")), None) is not None:
+            raise StoreCorrupted("a store can start from a snapshot only when it is empty")
+        total = 0
+        batch = WriteBatch()
+        for key, value in entries:
+            batch.put(P_STATE + key, value)
+            total += state_entry_sum(key, value)
+            if len(batch) >= batch_entries:
+                self.kv.write(batch)
+                batch = WriteBatch()
+        batch.put(K_STATE_SUM, (total % _SUM_MOD).to_bytes(32, "big"))
+        batch.put(P_BLOCK + u64(height), block_bytes)
+        batch.put(P_CERT + u64(height), certificate)
+        batch.put(P_BLOCK_HASH + block_hash, u64(height))
+        batch.put(K_BASE, u64(height))
+        batch.put(K_HEIGHT, u64(height))
+        batch.put(K_LAST_HASH, block_hash)
         batch.put(K_STATE_ROOT, state_root)
         batch.put(K_GENESIS, genesis_hash)
         self.kv.write(batch, sync=True)

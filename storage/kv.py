@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import os
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import plyvel
 
@@ -59,6 +59,17 @@ class KeyValueStore(Protocol):
     def write(self, batch: WriteBatch, *, sync: bool = False) -> None: ...
 
     def compact(self, start: bytes | None = None, stop: bytes | None = None) -> None: ...
+
+    def view(self) -> "StoreView": ...
+
+    def close(self) -> None: ...
+
+
+class StoreView(Protocol):
+    """A frozen, read-only view of a store at one moment (later writes are not seen): what a
+    snapshot is written from while the node goes on committing. Release it with `close`."""
+
+    def iterate(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]: ...
 
     def close(self) -> None: ...
 
@@ -115,8 +126,27 @@ class MemoryStore:
     def compact(self, start: bytes | None = None, stop: bytes | None = None) -> None:
         self._check()
 
+    def view(self) -> StoreView:
+        """A copy of the entries (the test twin of a LevelDB snapshot)."""
+        self._check()
+        copy = MemoryStore()
+        copy._data = dict(self._data)
+        copy._keys = list(self._keys)
+        return _MemoryView(copy)
+
     def close(self) -> None:
         self._closed = True
+
+
+class _MemoryView:
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    def iterate(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        return self._store.iterate(prefix)
+
+    def close(self) -> None:
+        self._store.close()
 
 
 class LevelDBStore:
@@ -168,6 +198,22 @@ class LevelDBStore:
     def compact(self, start: bytes | None = None, stop: bytes | None = None) -> None:
         self._db.compact_range(start=start, stop=stop)
 
+    def view(self) -> StoreView:
+        """A LevelDB snapshot: taking it costs nothing; it pins the files it reads until closed."""
+        return _LevelDBView(self._db.snapshot())
+
     def close(self) -> None:
         if not self._db.closed:
             self._db.close()
+
+
+class _LevelDBView:
+    def __init__(self, snapshot: Any) -> None:  # plyvel._plyvel.Snapshot
+        self._snapshot = snapshot
+
+    def iterate(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        with self._snapshot.iterator(prefix=prefix) as it:
+            yield from it
+
+    def close(self) -> None:
+        self._snapshot.close()

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from node.api import routes_chain, routes_identity, routes_ledger, routes_records, routes_research, routes_txs
+from node.api import routes_snapshots
 from node.api.common import (
     CLIENT_SSL_KEY,
     CUSTODIAN_KEY,
@@ -82,6 +83,9 @@ def make_app(node: Node, *, custodian: Custodian | None = None, research: Resear
     router.add_get("/v1/institutions/{id}/breakglass", routes_ledger.get_breakglass)
     router.add_get("/v1/access/{hash}", routes_ledger.get_access)
     router.add_get("/v1/studies/{study}", routes_research.get_study)
+    router.add_get("/v1/genesis", routes_snapshots.get_genesis)
+    router.add_get("/v1/snapshots", routes_snapshots.get_snapshots)
+    router.add_get("/v1/snapshots/{height}/chunks/{index}", routes_snapshots.get_snapshot_chunk)
     router.add_get("/ui", get_ui_root)
     router.add_get("/ui/", get_ui_root)
     router.add_static("/ui/", UI_DIR)  # the dashboard (docs/dashboard.md): static files, no build step

@@ -31,15 +31,26 @@ node = command_group("node", "Initialise and run a node.")
 @click.option("--chain-id", default="medledger-local", show_default=True, help="Name of the new network.")
 @click.option("--name", default="institution-0", show_default=True, help="Name of this institution.")
 @click.option("--observer", is_flag=True, help="Follow the chain without voting (replace genesis.json with the network's).")
+@click.option("--join", "join_url", metavar="URL", default=None,
+              help="Join the network of the node at URL from its newest verified state snapshot (an observer until voted in).")
+@click.option("--ca", "ca_file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="With --join over https: the CA the network's API certificates chain to.")
 @json_option
-def node_init(home: str, api_port: int, p2p_port: int, host: str, chain_id: str, name: str, observer: bool, as_json: bool) -> None:
-    """Create a one-validator network in HOME: key, config and genesis.
+def node_init(home: str, api_port: int, p2p_port: int, host: str, chain_id: str, name: str, observer: bool,
+              join_url: str | None, ca_file: str | None, as_json: bool) -> None:
+    """Create a one-validator network in HOME: key, config and genesis; with --join, a home
+    for a new institution of an existing network, started from its newest snapshot.
 
     \b
-    Example:
+    Examples:
       medledger node init --home ./node-home
       medledger node run --home ./node-home
+      medledger node init --home ./new-home --join https://node0.example:8700 --ca ca.pem
     """
+    if join_url is not None:
+        _join(home, join_url, api_port=api_port, p2p_port=p2p_port, host=host, name=name, ca_file=ca_file,
+              as_json=as_json)
+        return
     try:
         [made] = init_network([Path(home)], chain_id=chain_id, names=[name], api_host=host,
                               api_ports=[api_port], p2p_ports=[p2p_port], observer=observer)
@@ -48,6 +59,23 @@ def node_init(home: str, api_port: int, p2p_port: int, host: str, chain_id: str,
     emit(as_json, {"home": str(made.home), "node_id": made.node_id, "api_url": made.api_url},
          lambda: f"node home: {made.home}\nnode id:   {made.node_id}\nAPI URL:   {made.api_url}\n"
                  f"run it with: medledger node run --home {made.home}")
+
+
+def _join(home: str, url: str, *, api_port: int, p2p_port: int, host: str, name: str, ca_file: str | None,
+          as_json: bool) -> None:
+    from node.home.layout import JoinError, join_network
+
+    try:
+        joined = join_network(Path(home), url, api_host=host, api_port=api_port, p2p_port=p2p_port, name=name,
+                              ca_file=ca_file)
+    except (HomeExists, KeyFileError, JoinError) as exc:
+        fail(str(exc), EXIT_USAGE)
+    emit(as_json, {"home": str(joined.home), "node_id": joined.node_id, "api_url": joined.api_url,
+                   "height": joined.height, "genesis_hash": joined.genesis_hash, "attestations": joined.attestations},
+         lambda: f"node home:    {joined.home}\nnode id:      {joined.node_id}\nAPI URL:      {joined.api_url}\n"
+                 f"snapshot at:  height {joined.height} (verified; {joined.attestations} validator attestations)\n"
+                 f"genesis hash: {joined.genesis_hash} (compare it with the consortium's)\n"
+                 f"next: the validators add {joined.node_id} to [p2p] observers, then run: medledger node run --home {joined.home}")
 
 
 @node.command("run", context_settings=CONTEXT)

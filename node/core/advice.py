@@ -106,6 +106,9 @@ ADVICE: dict[str, str] = {
     "replayed_request": "That signed request was used already; run the command again (it signs a fresh one).",
     "forbidden": "This key may not read that; use the key of the patient, a guardian, the custodian or a grant holder.",
     "not_found": "No such thing on this node; check the id or the URL (--node).",
+    "unknown_snapshot": "This node holds no such snapshot or chunk (it keeps the newest two); list them again "
+                        "with GET /v1/snapshots, or join from another node.",
+    "bad_index": "The chunk index must be a non-negative integer below the snapshot's chunk count.",
     "unknown_tx": "No transaction with that hash on this node (yet); check the hash, or wait for it to commit.",
     "unknown_block": "No block at that height yet; `medledger status` shows the current height.",
     "method_not_allowed": "That endpoint does not take this method; see docs/api.md.",

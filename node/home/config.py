@@ -4,6 +4,7 @@
     HOME/genesis.json      the network's genesis (identical on every node)
     HOME/institution.key   this node's identity (mode 0600)
     HOME/data/             LevelDB (owned by storage/)
+    HOME/snapshots/        state snapshots (storage/snapshots.py), every storage.snapshot_interval blocks
 
 Every option can be overridden by an environment variable MEDLEDGER_<SECTION>_<OPTION>
 (for example MEDLEDGER_API_PORT=8080). Invalid values are refused at start with the option's
@@ -96,12 +97,20 @@ class ConsensusSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StorageSection:
+    snapshot_interval: int = 1_000  # a state snapshot every this many blocks (0: none)
+    snapshot_dir: str = "snapshots"  # where they are written (relative: to the home)
+    keep_history: bool = False  # a node joined from a snapshot fetches earlier blocks (not supported yet)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NodeConfig:
     node: NodeSection = field(default_factory=NodeSection)
     api: ApiSection = field(default_factory=ApiSection)
     p2p: P2PSection = field(default_factory=P2PSection)
     mempool: MempoolSection = field(default_factory=MempoolSection)
     consensus: ConsensusSection = field(default_factory=ConsensusSection)
+    storage: StorageSection = field(default_factory=StorageSection)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return {f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -131,6 +140,7 @@ _LIMITS: dict[str, tuple[int, int]] = {
     "consensus.base_timeout_ms": (50, 3_600_000),
     "consensus.max_timeout_ms": (50, 86_400_000),
     "consensus.max_clock_drift_ms": (0, 3_600_000),
+    "storage.snapshot_interval": (0, 100_000_000),
 }
 
 
@@ -194,6 +204,9 @@ def build_config(doc: Mapping[str, Any], env: Mapping[str, str] | None = None) -
     cfg = NodeConfig(**sections)
     if cfg.consensus.max_timeout_ms < cfg.consensus.base_timeout_ms:
         raise ConfigError("consensus.max_timeout_ms must be at least consensus.base_timeout_ms")
+    if cfg.storage.keep_history:
+        raise ConfigError("storage.keep_history = true is not supported yet: a node joined from a snapshot keeps "
+                          "only the blocks from the snapshot on (set it to false)")
     for section in ("api", "p2p"):
         sec = getattr(cfg, section)
         if bool(sec.tls_cert) != bool(sec.tls_key):

@@ -127,3 +127,116 @@ def init_network(
         NodeHome(d).config_path.write_text(dump_toml(cfg))
         out.append(InitializedNode(home=d, node_id=ident.id, api_url=f"{scheme}://{api_host}:{api}"))
     return out
+
+
+class JoinError(Exception):
+    """Joining from a snapshot failed (the message says why and what to do)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JoinedNode:
+    home: Path
+    node_id: str
+    api_url: str
+    height: int  # the snapshot's height: the node follows blocks from height + 1
+    genesis_hash: str
+    attestations: int  # validators' attestations of the snapshot found (f + 1 valid ones were required)
+
+
+def _join_identity(root: Path) -> Identity:
+    """The new institution's key: the one a previous, refused attempt left, or a fresh one."""
+    from node.home.keys import load_key_file
+
+    if (root / "config.toml").exists():
+        raise HomeExists(f"{root} already holds a node home; choose another directory or remove it")
+    key_path = root / "institution.key"
+    if key_path.exists():
+        return load_key_file(key_path)
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o700)
+    identity = Identity.generate()
+    write_key_file(key_path, identity)
+    return identity
+
+
+def join_network(root: Path, url: str, *, api_host: str = "127.0.0.1", api_port: int = 8700,
+                 p2p_port: int = 8800, name: str = "institution", ca_file: str | None = None) -> JoinedNode:
+    """Create a home for a new institution from the network at `url`: its genesis, and the
+    state of its newest snapshot, checked (node/runtime/snapshots.py: the block's commit
+    certificate, f + 1 validators' attestations, every chunk) before it is written. The home
+    is an observer's; `node run` follows blocks from the snapshot on. Raises JoinError."""
+    import shutil
+
+    from node.client import ApiError, Client, ClientError
+    from node.runtime.snapshots import start_from_snapshot
+    from storage.chain import ChainStore
+    from storage.kv import LevelDBStore
+    from storage.snapshots import SnapshotInfo, SnapshotInvalid
+
+    identity = _join_identity(root)
+    client = Client(url, ca_file=ca_file)
+    try:
+        genesis = Genesis.from_json(client.genesis())
+        listing = client.snapshots(identity)
+    except ApiError as exc:
+        if exc.status in (401, 403):
+            raise JoinError(f"{url} refused to serve its snapshots to institution {identity.id}: only an admitted "
+                            f"institution may fetch them. Ask the validators to admit it (governance.admit_institution), "
+                            f"then run the same command again (the key in {root} is kept)") from None
+        raise JoinError(f"{url} refused: {exc.code}: {exc.message}") from None
+    except (ClientError, ValueError) as exc:
+        raise JoinError(f"cannot fetch the genesis and snapshots from {url}: {exc}") from None
+    if not listing.get("snapshots"):
+        raise JoinError(f"{url} holds no snapshot yet (one is taken every storage.snapshot_interval blocks)")
+    newest = listing["snapshots"][0]
+
+    def parse(doc: dict[str, object]) -> tuple[SnapshotInfo, list[tuple[bytes, bytes]]]:
+        def h(field: str) -> bytes:
+            return bytes.fromhex(str(doc[field]))
+
+        info = SnapshotInfo(chain_id=str(doc["chain_id"]), height=int(str(doc["height"])), block_hash=h("block_hash"),
+                            state_root=h("state_root"), block=h("block"), certificate=h("certificate"),
+                            chunk_hashes=tuple(bytes.fromhex(c) for c in doc["chunk_hashes"]),  # type: ignore[attr-defined]
+                            entries=int(str(doc["entries"])), entries_hash=h("entries_hash"), state_sum=h("state_sum"))
+        signed = [(bytes.fromhex(a["validator"]), bytes.fromhex(a["signature"])) for a in doc["attestations"]]  # type: ignore[attr-defined]
+        return info, signed
+
+    try:
+        info, signed = parse(newest)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise JoinError(f"{url} answered a snapshot listing that does not parse: {exc}") from None
+    # the other validators' attestations of the same snapshot (each signs the one it wrote)
+    for v in genesis.validators:
+        if not v.api or v.api.rstrip("/") == client.base_url:
+            continue
+        try:
+            for doc in Client(v.api, ca_file=ca_file, timeout=10.0).snapshots(identity).get("snapshots", []):
+                if doc.get("height") == info.height:
+                    signed += parse(doc)[1]
+        except (ClientError, KeyError, TypeError, ValueError):
+            continue  # an unreachable validator; the count below says whether enough were found
+    data_dir = root / "data"
+    if data_dir.exists():
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True)
+    store = ChainStore(LevelDBStore(data_dir / "chain"))
+    try:
+        chunks = (client.snapshot_chunk(info.height, i, identity) for i in range(len(info.chunk_hashes)))
+        start_from_snapshot(store, genesis=genesis, info=info, chunks=chunks, attestations=signed)
+    except (SnapshotInvalid, ClientError) as exc:
+        store.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
+        raise JoinError(f"the snapshot at height {info.height} from {url} was refused: {exc}") from None
+    store.close()
+    genesis.save(root / "genesis.json")
+    if ca_file:  # the CA the network's APIs are verified against, for this node's calls to them
+        shutil.copyfile(ca_file, root / "ca.pem")
+    peers = ",".join(f"{v.id.hex()}@{v.address}" for v in genesis.validators)
+    cfg = NodeConfig(
+        node=NodeSection(name=name, observer=True),
+        api=dataclasses.replace(ApiSection(), host=api_host, port=api_port, tls_ca="ca.pem" if ca_file else ""),
+        p2p=dataclasses.replace(P2PSection(), host=api_host, port=p2p_port, peers=peers),
+    )
+    NodeHome(root).config_path.write_text(dump_toml(cfg))
+    return JoinedNode(home=root, node_id=identity.id, api_url=f"http://{api_host}:{api_port}", height=info.height,
+                      genesis_hash=genesis.hash().hex(), attestations=len({s for s, _ in signed}))

@@ -10,6 +10,9 @@ silently or hand bad blocks to peers:
 - the most recent blocks (`RECENT_BLOCKS`): each decodes (its transaction root matches its
   transactions), links to the next by hash, is indexed, has a certificate naming it, and its
   transactions are indexed at their place;
+- a store started from a snapshot at height B (`ChainStore.base_height`) holds no blocks
+  before B, and the transactions of block B itself are not indexed (the snapshot carries the
+  state, not the index): the checks above stop at B;
 - the application state: the checksum of every state entry equals the one kept up to date by
   each committed block (`storage.chain.state_entry_sum`), which finds an entry that was
   altered, added or lost.
@@ -84,13 +87,14 @@ def check_store(store: ChainStore, *, chain_id: str, validators: ValidatorSet, v
         if not verify_certificate(cert, chain_id=chain_id, validators=validators, verifier=verifier):
             raise _damaged(f"the commit certificate of block {height} does not verify against the validators")
         child = head
-        for h in range(height - 1, max(0, height - RECENT_BLOCKS), -1):
+        base = store.base_height
+        for h in range(height - 1, max(0, height - RECENT_BLOCKS, base - 1), -1):
             block = _block(store, h)
             if child.header.prev_hash != block.hash:
                 raise _damaged(f"block {h + 1} does not link to the stored block {h}")
             _certificate(store, h, block.hash)
             child = block
-        for h in range(max(1, height - RECENT_BLOCKS + 1), height + 1):
+        for h in range(max(1, height - RECENT_BLOCKS + 1, base + 1), height + 1):
             block = head if h == height else _block(store, h)
             for index, tx in enumerate(block.txs):
                 loc = store.tx_location(sha256(tx))

@@ -41,6 +41,7 @@ from node.runtime.memory import MemorySampler
 from node.runtime.mempool import Mempool
 from node.runtime.metrics import NodeMetrics
 from node.runtime.proposer import Proposer
+from node.runtime.snapshots import Snapshotter
 from node.runtime.transport import FRAME_CONSENSUS, NullTransport, Transport
 from storage.chain import ChainStore, StoreCorrupted
 
@@ -93,6 +94,8 @@ class Node:
                                      state_reader=self.blocks.state_reader, admitted=self._admitted)
         self.waiters = Waiters(store)
         self.memory = MemorySampler(self.clock)
+        self.snapshots = Snapshotter(store=store, chain_id=self.chain_id, identity=identity, interval=config.storage.snapshot_interval,
+                                     directory=home_dir / config.storage.snapshot_dir if home_dir is not None else None)
         self._events: deque[Callable[[], list[Any]]] = deque()
         self._timers: dict[Any, TimerHandle] = {}
         self.evidence: deque[Any] = deque(maxlen=MAX_EVIDENCE)  # the most recent equivocation evidence
@@ -181,6 +184,7 @@ class Node:
         self._timers.clear()
         self.proposer.stop()
         self.waiters.cancel()
+        self.snapshots.stop()
 
     # -- the event pump ---------------------------------------------------------------------
     def _feed(self, event: Callable[[], list[Any]]) -> None:
@@ -310,6 +314,7 @@ class Node:
             self._report_work()
         for hook in self.commit_hooks:
             hook(execution.txs, execution.results)
+        self.snapshots.after_commit(height)  # hands the writing to a thread (node/runtime/snapshots.py)
 
     # -- transactions (admission.py) ----------------------------------------------------------
     def admit(self, values: Sequence[Any]) -> list[Admission]:
