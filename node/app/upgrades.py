@@ -13,10 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from node.chain.block import BASE_VERSION
+from node.chain.tx import jsonable
 
 from node.app import keys
 from node.app.state import StateReader
 from node.app.stored import read
+from node.app.types.governance import quorum, validators
 
 UPGRADE_NOTICE = 5  # an upgrade takes effect at least this many blocks after the block scheduling it
 VERSION_SIZE = 4
@@ -60,3 +62,15 @@ def proposals(state: StateReader) -> list[dict[str, Any]]:
         value = read(state, key)
         out.append({"height": int.from_bytes(key[len(keys.UPGRADE_PROPOSAL):][:8], "big"), **value})
     return out
+
+
+def upgrades_json(state: StateReader, next_height: int) -> dict[str, Any]:
+    """The schedule as GET /v1/upgrades shows it: the version of the next height, the upgrades
+    scheduled (`height`, `version`, `scheduled_height`: the block that scheduled it) and the
+    proposals still short of a quorum (`approvals`, `quorum`, `proposed_height`)."""
+    scheduled = [{"height": at, "version": version, "scheduled_height": read(state, scheduled_key(at))["scheduled_height"]}
+                 for at, version in schedule(state)]
+    voters = validators(state)
+    pending = [{**jsonable(p), "quorum": quorum(voters) if voters else None}
+               for p in proposals(state) if "scheduled_height" not in p]
+    return {"protocol_version": version_at(state, next_height), "scheduled": scheduled, "pending": pending}

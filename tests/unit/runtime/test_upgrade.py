@@ -11,6 +11,7 @@ import pytest
 
 from node.chain.block import decode_block
 from node.chain.tx import Transaction
+from node.runtime.runtime import Node
 from tests.harness.cluster import CHAIN, Cluster, patient_registrations
 
 AT = 9  # the upgrade height: the schedule commits in the first blocks, well over UPGRADE_NOTICE before
@@ -62,6 +63,13 @@ def test_nodes_that_do_not_support_it_stop_before_it(cluster: Cluster, caplog: p
     assert all("protocol version 2 is scheduled from height 9" in (n.halted or "") for n in cluster.nodes)
     stops = [r.getMessage() for r in caplog.records if r.getMessage().startswith("stopping at height")]
     assert len(stops) == 4 and "supports only version(s) 1" in stops[0]
+    # started again on the same store, it stops at once and tells its daemon (which exits)
+    again = Node(config=cluster.config, genesis=cluster.genesis, identity=cluster.idents[0],
+                 store=cluster.nodes[0].store, clock=cluster.clock)
+    told: list[str] = []
+    again.on_halt = told.append
+    again.start()
+    assert again.engine is None and told == [again.halted] and "height 9" in told[0]
 
 
 def test_a_minority_without_support_stops_and_the_rest_go_on(cluster: Cluster):
