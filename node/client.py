@@ -118,6 +118,10 @@ class Client:
     def status(self) -> dict[str, Any]:
         return self.get("/v1/status")
 
+    def upgrades(self) -> dict[str, Any]:
+        """The protocol upgrades scheduled and pending, and the versions the node supports (GET /v1/upgrades)."""
+        return self.get("/v1/upgrades")
+
     @property
     def chain_id(self) -> str:
         return self._learn_node()[0]

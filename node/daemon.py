@@ -38,6 +38,7 @@ from node.core.crypto import parse_id
 from node.chain.genesis import Genesis
 from node.home.keys import load_key_file
 from node.home.logs import register_secret
+from node.runtime.blocks import UpgradeRequired
 from node.runtime.runtime import Node
 from node.home.tls import client_context, server_context
 
@@ -201,6 +202,7 @@ async def serve(
         if installed is not None:
             installed.start()
         await site.start()
+        node.on_halt = lambda _reason: stop.set()  # before a height this binary cannot follow
         node.start()
         custodian.start()  # uploads never announced are deleted after api.upload_ttl_ms
         scheme = "https" if contexts["api_server"] is not None else "http"
@@ -252,4 +254,6 @@ def run_node(home: Path, *, passphrase: str | None = None, test_switches: bool =
     ssl_contexts(NodeHome(home), config)  # refuse unusable certificate files before opening the store
     node = open_node(home, passphrase=passphrase, config=config)
     run_event_loop(serve(node, hook=hook))
+    if node.halted is not None:
+        raise UpgradeRequired(node.halted)
     log.info("stopped cleanly (pid %d)", os.getpid())

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from node.api import routes_chain, routes_identity, routes_ledger, routes_records, routes_research, routes_txs
-from node.api import routes_snapshots
+from node.api import routes_snapshots, routes_upgrades
 from node.api.common import (
     CLIENT_SSL_KEY,
     CUSTODIAN_KEY,
@@ -68,6 +68,7 @@ def make_app(node: Node, *, custodian: Custodian | None = None, research: Resear
     router.add_get("/v1/status", routes_chain.get_status)
     router.add_get("/metrics", routes_chain.get_metrics)
     router.add_get("/v1/health", routes_chain.get_health)
+    router.add_get("/v1/upgrades", routes_upgrades.get_upgrades)
     router.add_post("/v1/txs", routes_txs.post_txs)
     router.add_get("/v1/txs/{hash}", routes_txs.get_tx)
     router.add_get("/v1/txs/{hash}/proof", routes_txs.get_tx_proof)

@@ -34,6 +34,8 @@ holds the raw 32-byte id it points to.
     researcher_study/<researcher><study>             reverse index
     release/<release tx>                             a research release
     admission/<candidate>                            a governance admission and its approvals
+    upgrade/<height:8>                               the protocol version scheduled from that height on
+    upgrade_proposal/<height:8><version:4>           a proposed upgrade and its approvals
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ STUDY_RESEARCHER = b"study_researcher/"
 RESEARCHER_STUDY = b"researcher_study/"
 RELEASE = b"release/"
 ADMISSION = b"admission/"
+UPGRADE = b"upgrade/"
+UPGRADE_PROPOSAL = b"upgrade_proposal/"
 
 POSITION_SIZE = 12  # height:8 + index:4
 

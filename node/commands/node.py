@@ -1,24 +1,28 @@
 """`medledger node`: initialise a node home, run the node in the foreground, print its effective
-configuration or a systemd unit for it."""
+configuration or a systemd unit for it, and check or approve protocol upgrades."""
 
 from __future__ import annotations
 
 import logging
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
 from node.chain.genesis import GenesisError
-from node.commands.args import passphrase_for
-from node.commands.options import CONTEXT, command_group, json_option, passphrase_env_option
-from node.commands.output import EXIT_USAGE, emit, fail
+from node.commands.args import load_identity, passphrase_for
+from node.commands.options import (
+    CONTEXT, client_options, command_group, json_option, key_option, node_option, passphrase_env_option,
+)
+from node.commands.output import EXIT_REFUSED, EXIT_USAGE, emit, fail, report_tx, run_client
 from node.home.config import ConfigError, NodeHome, dump_toml
 from node.home.keys import KeyFileError
 from node.home.layout import HomeExists, init_network
 from node.home.logs import LOG_FORMATS, LOG_LEVELS, setup_logging
 
+
+EXIT_UPGRADE_REQUIRED = 4  # `node run` stopped before a height whose protocol version it does not support
 
 node = command_group("node", "Initialise and run a node.")
 
@@ -109,6 +113,7 @@ def node_run(ctx: click.Context, home: str, passphrase_env: str | None, log_form
     from node.home.tls import TlsError
 
     from node.daemon import run_node
+    from node.runtime.blocks import UpgradeRequired
     from storage.chain import StoreCorrupted
     from storage.kv import StorageError
 
@@ -122,11 +127,11 @@ def node_run(ctx: click.Context, home: str, passphrase_env: str | None, log_form
     setup_logging(level, log_format or cfg.node.log_format)
     log = logging.getLogger("medledger.node")
 
-    def refuse(message: str) -> NoReturn:
+    def refuse(message: str, code: int = EXIT_USAGE) -> NoReturn:
         if (log_format or cfg.node.log_format) == "json":
             log.error("cannot start: %s", message)
-            sys.exit(EXIT_USAGE)
-        fail(message, EXIT_USAGE)
+            sys.exit(code)
+        fail(message, code)
 
     try:
         key_path = NodeHome(Path(home)).path(cfg.node.key_file)
@@ -140,6 +145,8 @@ def node_run(ctx: click.Context, home: str, passphrase_env: str | None, log_form
         refuse(str(exc))
     except OSError as exc:
         refuse(f"cannot start: {exc.strerror or exc}")
+    except UpgradeRequired as exc:  # logged when the node stopped; the exit status says it
+        refuse(str(exc), EXIT_UPGRADE_REQUIRED)
 
 
 @node.command("config", context_settings=CONTEXT)
@@ -188,3 +195,83 @@ def node_systemd_unit(home: str, user: str, group: str | None, executable: str |
                                passphrase_env=passphrase_env, environment_file=environment_file), nl=False)
     except UnitError as exc:
         fail(str(exc), EXIT_USAGE)
+
+
+def upgrade_verdict(info: dict[str, Any], supported: tuple[int, ...]) -> str | None:
+    """Why a binary supporting `supported` cannot follow the chain that GET /v1/upgrades
+    described in `info` (None: it can): the version of the next height, or one scheduled ahead."""
+    height, versions = info["height"], ", ".join(map(str, supported))
+    if info["protocol_version"] not in supported:
+        return (f"the chain follows protocol version {info['protocol_version']} from height {height + 1} and this "
+                f"binary supports only version(s) {versions}: install a release that supports it")
+    for upgrade in info["scheduled"]:
+        if upgrade["height"] > height and upgrade["version"] not in supported:
+            return (f"protocol version {upgrade['version']} is scheduled at height {upgrade['height']} "
+                    f"({upgrade['height'] - height} blocks ahead) and this binary supports only version(s) "
+                    f"{versions}: install a release that supports it before then")
+    return None
+
+
+@node.command("upgrade-check", context_settings=CONTEXT)
+@node_option
+@json_option
+def node_upgrade_check(node_url: str, as_json: bool) -> None:
+    """Tell whether this binary supports the protocol upgrades the network scheduled.
+
+    Exits 0 when it supports the version of the next height and every version scheduled ahead;
+    otherwise 1, with the reason on one line. A node that does not support a version stops
+    before its height (docs/operations.md, "Upgrading the protocol").
+
+    \b
+    Example:
+      medledger node upgrade-check --node http://127.0.0.1:8700
+    """
+    from node import client as api
+    from node.chain import block
+
+    info = run_client(lambda: api.Client(node_url).upgrades())
+    supported = tuple(block.SUPPORTED_VERSIONS)
+    reason = upgrade_verdict(info, supported)
+    ahead = [u for u in info["scheduled"] if u["height"] > info["height"]]
+    doc = {"ok": reason is None, "reason": reason, "height": info["height"], "protocol_version": info["protocol_version"],
+           "supported_versions": list(supported),
+           "scheduled": [{**u, "supported": u["version"] in supported} for u in info["scheduled"]],
+           "pending": info["pending"]}
+    if as_json:
+        emit(True, doc, "")
+        if reason is not None:
+            sys.exit(EXIT_REFUSED)
+        return
+    if reason is not None:
+        fail(reason, EXIT_REFUSED)
+    plan = "".join(f"\n  version {u['version']} from height {u['height']}" for u in ahead) or " none"
+    click.echo(f"ok: this binary supports protocol version(s) {', '.join(map(str, supported))}; the chain is at "
+               f"height {info['height']} (version {info['protocol_version']}); upgrades ahead:{plan}")
+
+
+@node.command("upgrade-schedule", context_settings=CONTEXT)
+@key_option("A validator's institution key.")
+@click.option("--version", "version", required=True, type=click.IntRange(2), help="The protocol version to switch to.")
+@click.option("--height", required=True, type=click.IntRange(1), help="The first height that follows it.")
+@client_options
+def node_upgrade_schedule(key_file: str, version: int, height: int, node_url: str, passphrase_env: str | None,
+                          as_json: bool) -> None:
+    """Approve switching the network to protocol VERSION from HEIGHT on; it is scheduled once a
+    quorum of validators approved (each runs this with its own key, same version and height).
+
+    \b
+    Example (run by enough validators):
+      medledger node upgrade-schedule --key devnet/node0/institution.key --version 2 --height 5000
+    """
+    from node.client import HealthClient
+
+    ident = load_identity(key_file, passphrase_env)
+    client = HealthClient(node_url)
+    result = run_client(lambda: client.transact(ident, "governance.schedule_upgrade",
+                                                {"version": version, "height": height}))
+    if result.get("status") == "committed":
+        info = run_client(lambda: client.upgrades())
+        result["scheduled"] = any(u["height"] == height and u["version"] == version for u in info["scheduled"])
+    report_tx(result, as_json, f"approval recorded (tx {result.get('tx_hash')})" +
+              (f"; version {version} is scheduled from height {height}" if result.get("scheduled")
+               else "; more approvals needed"))

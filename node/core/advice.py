@@ -39,6 +39,12 @@ ADVICE: dict[str, str] = {
     "not_a_validator": "Only a validator's institution key may vote on admissions; use devnet/node<N>/institution.key.",
     "already_approved": "This validator already approved that admission; other validators must approve it too.",
     "name_mismatch": "Every approval must give the same --name for the institution; use the name the first approval gave.",
+    "upgrade_too_soon": "Schedule the upgrade further ahead: at least 5 blocks after the current height, better far "
+                        "more, so operators can install the new binary (`medledger status` shows the height).",
+    "upgrade_conflict": "Another version is scheduled at or after that height; see `GET /v1/upgrades` and approve that "
+                        "schedule or choose another height.",
+    "upgrade_not_newer": "The version must be above the one in effect at that height; see `GET /v1/upgrades`.",
+    "already_scheduled": "That upgrade is scheduled already; nothing more to approve (`medledger node upgrade-check`).",
     # -- patients, guardians --------------------------------------------------------------------------
     "unknown_patient": "That id is not a registered patient; check --patient (the id `medledger keys show` prints).",
     "unknown_guardian": "The guardian must be a registered identity; register it first.",

@@ -3,7 +3,8 @@
 `Blocks` validates a proposal or a synced block against the committed state (chain, height,
 parent, proposer, time, the previous block's certificate, and the roots its execution gives),
 caches the execution so the commit does not run it twice, and writes a committed block in one
-synced batch. `ExecutionCost` keeps what executing a transaction recently cost here, from which
+synced batch. It also answers which protocol version a height follows and whether this binary
+supports it (`unsupported`): the runtime stops before a height it cannot follow. `ExecutionCost` keeps what executing a transaction recently cost here, from which
 the proposer sizes its blocks.
 """
 
@@ -16,7 +17,8 @@ from consensus.validators import ValidatorSet
 
 from node.app.executor import BlockExecution, BlockRejected, execute_block
 from node.app.state import FuncReader
-from node.chain.block import Block, BlockInvalid, decode_block
+from node.app.upgrades import version_at
+from node.chain.block import SUPPORTED_VERSIONS, Block, BlockInvalid, decode_block
 from node.chain.genesis import Genesis
 from node.core.crypto import Ed25519Verifier
 from node.home.config import ConsensusSection
@@ -31,6 +33,10 @@ PREVIOUS_CERTIFICATE = ("previous certificate is malformed: {}", "previous certi
                         "previous certificate does not verify")
 SYNCED_CERTIFICATE = ("malformed certificate: {}", "certificate is for another block",
                       "certificate does not verify against the validator set")
+
+
+class UpgradeRequired(RuntimeError):
+    """The next height follows a protocol version this binary does not support: the node stopped."""
 
 
 class ExecutionCost:
@@ -68,6 +74,7 @@ class Blocks:
         self.cost = ExecutionCost()
         self._executions: dict[bytes, tuple[Block, BlockExecution]] = {}
         self._last_ts: tuple[int, int] | None = None
+        self.supported = SUPPORTED_VERSIONS  # the protocol versions this node follows (tests add one)
 
     def state_reader(self) -> FuncReader:
         """A read-only view of the committed application state (point reads and prefix scans)."""
@@ -84,6 +91,19 @@ class Blocks:
                 ts = decode_block(raw, stored=True).header.timestamp_ms
             self._last_ts = (self.store.height, ts)
         return self._last_ts[1]
+
+    def version_at(self, height: int) -> int:
+        """The protocol version of `height` (> the committed height) as scheduled on the ledger."""
+        return version_at(self.state_reader(), height)
+
+    def unsupported(self, height: int) -> str | None:
+        """Why this node cannot follow block `height` (None: it can): its version is not supported."""
+        version = self.version_at(height)
+        if version in self.supported:
+            return None
+        return (f"protocol version {version} is scheduled from height {height} and this binary supports only "
+                f"version(s) {', '.join(map(str, self.supported))}: install a release that supports it "
+                "(see 'Upgrading the protocol' in docs/operations.md)")
 
     def remember(self, block: Block, execution: BlockExecution) -> None:
         if len(self._executions) >= MAX_PENDING_CACHE:
@@ -121,6 +141,9 @@ class Blocks:
             raise BlockInvalid("block does not extend our last block")
         if h.proposer not in self.validators:
             raise BlockInvalid("proposer is not a validator")
+        if h.version != (version := self.version_at(height)) or version not in self.supported:
+            raise BlockInvalid(self.unsupported(height) or f"block version {h.version} is not the version "
+                               f"scheduled for height {height} ({version})")
         if h.timestamp_ms <= self.parent_timestamp():
             raise BlockInvalid("timestamp is not later than the parent block's")
         if now_ms is not None:
@@ -169,6 +192,8 @@ class Blocks:
         """A block fetched from a peer: the next height, under a certificate of the validator set."""
         if height != self.store.height + 1:
             raise BlockInvalid(f"expected block {self.store.height + 1}, got {height}")
+        if reason := self.unsupported(height):
+            raise BlockInvalid(reason)
         block = decode_block(payload)
         return block, self.check_certificate(height, block.hash, raw_certificate, SYNCED_CERTIFICATE)
 

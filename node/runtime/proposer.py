@@ -68,6 +68,9 @@ class Proposer:
         height, view = pending
         if height != self.store.height + 1:
             return  # stale: the engine has moved on
+        if reason := self.blocks.unsupported(height):
+            log.error("not proposing block %d: %s", height, reason)
+            return
         block, execution = self.build_block(height)
         self.blocks.remember(block, execution)
         self.metrics.proposal_seen(block.hash)
@@ -104,5 +107,6 @@ class Proposer:
             chain_id=self.blocks.chain_id, height=height, prev_hash=store.last_hash, timestamp_ms=timestamp,
             proposer=self.proposer_id, tx_root=merkle_root([t.encoded for t in txs]),
             results_root=execution.results_root, state_root=execution.state_root, prev_certificate=prev_cert,
+            version=self.blocks.version_at(height),
         )
         return Block(header=header, txs=tuple(t.encoded for t in txs)), execution

@@ -111,6 +111,8 @@ class Node:
         self.on_admitted: Callable[[Sequence[Transaction]], None] | None = None
         self.on_need_sync: Callable[[int], None] | None = None
         self.peer_ids: Callable[[], list[bytes]] = lambda: []
+        self.halted: str | None = None  # why the node stopped before a height it cannot follow
+        self.on_halt: Callable[[str], None] | None = None  # the daemon exits (see _check_upgrade)
         self.metrics.bind(
             height=lambda: self.store.height,
             view=lambda: self.engine.view if self.engine else 0,
@@ -154,6 +156,8 @@ class Node:
 
     def start(self) -> None:
         """Create the engine from the persisted state and let it begin (call on the loop)."""
+        if self._check_upgrade():
+            return
         self.memory.start()
         engine_cfg = EngineConfig(
             base_timeout_ms=self.config.consensus.base_timeout_ms,
@@ -186,6 +190,17 @@ class Node:
         self.waiters.cancel()
         self.snapshots.stop()
 
+    def _check_upgrade(self) -> bool:
+        """Stop, rather than fork, before a height whose protocol version this binary does not
+        support: checked at start and after each commit, so before proposing or validating it."""
+        if self.halted is None and (reason := self.blocks.unsupported(self.store.height + 1)):
+            self.halted = reason
+            log.error("stopping at height %d: %s", self.store.height, reason)
+            self.stop()
+            if self.on_halt is not None:
+                self.on_halt(reason)
+        return self.halted is not None
+
     # -- the event pump ---------------------------------------------------------------------
     def _feed(self, event: Callable[[], list[Any]]) -> None:
         """Queue an engine call; run the queue unless we are already inside it."""
@@ -194,16 +209,20 @@ class Node:
             return
         self._pumping = True
         try:
-            while self._events:
+            while self._events and self.halted is None:
                 actions = self._events.popleft()()
                 self._execute(actions)
         finally:
             self._pumping = False
+            if self.halted is not None:
+                self._events.clear()
 
     def _execute(self, actions: Iterable[Any]) -> None:
         engine = self.engine
         assert engine is not None
         for a in actions:
+            if self.halted is not None:
+                return  # stopped before a height it cannot follow: nothing more for the engine
             if isinstance(a, act.Persist):
                 self.store.wal_append(a.height, a.entry)
             elif isinstance(a, act.Broadcast):
@@ -315,6 +334,7 @@ class Node:
         for hook in self.commit_hooks:
             hook(execution.txs, execution.results)
         self.snapshots.after_commit(height)  # hands the writing to a thread (node/runtime/snapshots.py)
+        self._check_upgrade()
 
     # -- transactions (admission.py) ----------------------------------------------------------
     def admit(self, values: Sequence[Any]) -> list[Admission]:
@@ -405,6 +425,7 @@ class Node:
             "view_changes": engine_status.get("view_changes", 0),
             "peers": [p.hex() for p in self.peer_ids()],
             "syncing": self.syncing,
+            "protocol_version": self.blocks.version_at(self.store.height + 1),
             "evidence": self.evidence_total,
             "evidence_offenders": sorted({e.offender.hex() for e in self.evidence}),
             "uptime_s": int(self.clock.monotonic() - self.started_at),

@@ -10,6 +10,8 @@ transaction. Approvals do not expire and cannot be withdrawn.
 
 from __future__ import annotations
 
+from typing import Any
+
 from consensus.validators import ValidatorSet
 from node.chain.tx import Transaction
 
@@ -33,6 +35,25 @@ def quorum(validator_ids: list[bytes]) -> int:
     return ValidatorSet(validators=tuple(validator_ids)).quorum
 
 
+def require_validator(ctx: ExecContext, action: str) -> list[bytes]:
+    """The validators who vote on governance, when the sender is one of them (else refused with
+    `not_a_validator`: "only a validator <action>")."""
+    voters = validators(ctx.state)
+    if ctx.tx.sender not in voters:
+        raise ExecFailed("not_a_validator", f"only a validator {action}")
+    return voters
+
+
+def add_approval(ctx: ExecContext, proposal: dict[str, Any], voters: list[bytes], what: str) -> bool:
+    """Count the sender's approval in `proposal` (its sorted list `approvals`); True once the
+    distinct approvals reach the quorum of `voters`. A validator approves once (`already_approved`:
+    "this validator already approved <what>"). The caller writes the proposal back."""
+    if ctx.tx.sender in proposal["approvals"]:
+        raise ExecFailed("already_approved", f"this validator already approved {what}")
+    proposal["approvals"] = sorted([*proposal["approvals"], ctx.tx.sender])
+    return len(proposal["approvals"]) >= quorum(voters)
+
+
 def _check(tx: Transaction) -> None:
     require_fields(tx.body, {"institution": bytes, "name": str})
     check_id(tx.body, "institution")
@@ -41,20 +62,14 @@ def _check(tx: Transaction) -> None:
 
 def _execute(ctx: ExecContext) -> None:
     candidate, name = ctx.tx.body["institution"], ctx.tx.body["name"]
-    voters = validators(ctx.state)
-    if ctx.tx.sender not in voters:
-        raise ExecFailed("not_a_validator", "only a validator approves a new institution")
+    voters = require_validator(ctx, "approves a new institution")
     if identity_of(ctx.state, candidate) is not None:
         raise ExecFailed("already_registered", "this identity is already registered")
     key = keys.ADMISSION + candidate
     proposal = read(ctx.state, key) or {"name": name, "approvals": [], "height": ctx.height}
     if proposal["name"] != name:
         raise ExecFailed("name_mismatch", f"the candidate was proposed as {proposal['name']!r}")
-    if ctx.tx.sender in proposal["approvals"]:
-        raise ExecFailed("already_approved", "this validator already approved the candidate")
-    proposal["approvals"] = sorted([*proposal["approvals"], ctx.tx.sender])
-    needed = quorum(voters)
-    if len(proposal["approvals"]) >= needed:
+    if add_approval(ctx, proposal, voters, "the candidate"):
         proposal.update(admitted_height=ctx.height, admitted_ms=ctx.timestamp_ms)
         write(ctx, keys.identity(candidate), {"role": INSTITUTION, "label": name, "height": ctx.height})
     write(ctx, key, proposal)

@@ -60,6 +60,7 @@ TEMPLATES = {
     "research.release": ({"study": "S", "custodian": ident("A").public_key, "researcher": ident("res").public_key,
                           "patients": [P], "resources": 1, "release_hash": bytes(32)}, {}),
     "governance.admit_institution": ({"institution": ident("E").public_key, "name": "E"}, {}),
+    "governance.schedule_upgrade": ({"version": 2, "height": 100}, {}),
 }
 
 
