@@ -1,16 +1,21 @@
 """`governance.admit_institution`: the validators vote a new institution in.
 
-Each validator of the genesis set sends one approval for a candidate key and name. The first
+Each validator of the current set (`validator_sets.validator_ids_at` the block's height; the
+genesis set until a change) sends one approval for a candidate key and name. The first
 approval fixes the name; an approval for another name is refused ("name_mismatch"). When the
 number of distinct approving validators reaches the quorum of the validator set (the formula of
 `consensus.validators.ValidatorSet.quorum`: floor((n + f) / 2) + 1 with f = (n - 1) // 3, i.e.
 2f + 1 when n = 3f + 1), the candidate is registered with the role institution in the same
-transaction. Approvals do not expire and cannot be withdrawn.
+transaction. Approvals do not expire and cannot be withdrawn; an approval by a validator that
+has since left the set no longer counts. `approve` is that bookkeeping, shared with the
+validator-set changes (validator_add.py, validator_remove.py).
 """
 
 from __future__ import annotations
 
-from consensus.validators import ValidatorSet
+from collections.abc import Mapping
+from typing import Any
+
 from node.chain.tx import Transaction
 
 from node.app import keys
@@ -19,18 +24,37 @@ from node.app.registry import ExecContext, ExecFailed, TxType, register, require
 from node.app.roles import INSTITUTION, identity_of
 from node.app.state import StateReader
 from node.app.stored import read, write
+from node.app.validator_sets import latest_ids, quorum, validator_ids_at
+
+__all__ = ["ADMIT_INSTITUTION", "approve", "quorum", "validators"]
 
 MAX_NAME = 64
 
 
 def validators(state: StateReader) -> list[bytes]:
-    """The validator ids recorded at genesis, in genesis order."""
-    value = read(state, keys.VALIDATORS)
-    return list(value) if isinstance(value, list) else []
+    """The validator ids of the last set scheduled (the genesis ones until a change), in order."""
+    return latest_ids(state)
 
 
-def quorum(validator_ids: list[bytes]) -> int:
-    return ValidatorSet(validators=tuple(validator_ids)).quorum
+def approve(ctx: ExecContext, key: bytes, same: Mapping[str, Any], *, mismatch: str,
+            what: str) -> tuple[dict[str, Any], list[bytes], bool]:
+    """Add the sender's approval to the proposal at `key` (created with the fields `same`, which
+    every later approval must repeat, else ExecFailed(`mismatch`)). Returns the proposal (to
+    write), the voters (the set of this block) and whether their approvals reached the quorum."""
+    voters = validator_ids_at(ctx.state, ctx.height)
+    if ctx.tx.sender not in voters:
+        raise ExecFailed("not_a_validator", f"only a validator approves {what}")
+    proposal = read(ctx.state, key)
+    if not proposal or "effective_height" in proposal:  # none yet, or a decided one: start again
+        proposal = {**same, "approvals": [], "height": ctx.height}
+    for name, value in same.items():
+        if proposal.get(name) != value:
+            raise ExecFailed(mismatch, f"the first approval gave {name} {proposal.get(name)!r}")
+    if ctx.tx.sender in proposal["approvals"]:
+        raise ExecFailed("already_approved", f"this validator already approved {what}")
+    proposal["approvals"] = sorted([*proposal["approvals"], ctx.tx.sender])
+    counted = [a for a in proposal["approvals"] if a in voters]
+    return proposal, voters, len(counted) >= quorum(voters)
 
 
 def _check(tx: Transaction) -> None:
@@ -41,20 +65,13 @@ def _check(tx: Transaction) -> None:
 
 def _execute(ctx: ExecContext) -> None:
     candidate, name = ctx.tx.body["institution"], ctx.tx.body["name"]
-    voters = validators(ctx.state)
-    if ctx.tx.sender not in voters:
+    if ctx.tx.sender not in validator_ids_at(ctx.state, ctx.height):
         raise ExecFailed("not_a_validator", "only a validator approves a new institution")
     if identity_of(ctx.state, candidate) is not None:
         raise ExecFailed("already_registered", "this identity is already registered")
     key = keys.ADMISSION + candidate
-    proposal = read(ctx.state, key) or {"name": name, "approvals": [], "height": ctx.height}
-    if proposal["name"] != name:
-        raise ExecFailed("name_mismatch", f"the candidate was proposed as {proposal['name']!r}")
-    if ctx.tx.sender in proposal["approvals"]:
-        raise ExecFailed("already_approved", "this validator already approved the candidate")
-    proposal["approvals"] = sorted([*proposal["approvals"], ctx.tx.sender])
-    needed = quorum(voters)
-    if len(proposal["approvals"]) >= needed:
+    proposal, _, reached = approve(ctx, key, {"name": name}, mismatch="name_mismatch", what="the candidate")
+    if reached:
         proposal.update(admitted_height=ctx.height, admitted_ms=ctx.timestamp_ms)
         write(ctx, keys.identity(candidate), {"role": INSTITUTION, "label": name, "height": ctx.height})
     write(ctx, key, proposal)
