@@ -118,6 +118,14 @@ class Client:
     def status(self) -> dict[str, Any]:
         return self.get("/v1/status")
 
+    def validators(self) -> dict[str, Any]:
+        """The validator set, the sets scheduled and the pending proposals (GET /v1/validators)."""
+        return self.get("/v1/validators")
+
+    def validator_proposal(self, kind: str, target_id: str) -> dict[str, Any]:
+        """A validator.add or validator.remove proposal (`kind` add or remove) about `target_id`."""
+        return self.get(f"/v1/validators/proposals/{kind}/{target_id}")
+
     @property
     def chain_id(self) -> str:
         return self._learn_node()[0]

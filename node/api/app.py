@@ -15,7 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
-from node.api import routes_chain, routes_identity, routes_ledger, routes_records, routes_research, routes_txs
+from node.api import (routes_chain, routes_identity, routes_ledger, routes_records, routes_research, routes_txs,
+                      routes_validators)
 from node.api.common import (
     CLIENT_SSL_KEY,
     CUSTODIAN_KEY,
@@ -65,6 +66,8 @@ def make_app(node: Node, *, custodian: Custodian | None = None, research: Resear
         router.add_post("/v1/research/{step:prepare|record}", routes_research.post_research_step)
     router.add_routes(extra_routes)
     router.add_get("/v1/status", routes_chain.get_status)
+    router.add_get("/v1/validators", routes_validators.get_validators)
+    router.add_get("/v1/validators/proposals/{kind}/{id}", routes_validators.get_proposal)
     router.add_get("/metrics", routes_chain.get_metrics)
     router.add_get("/v1/health", routes_chain.get_health)
     router.add_post("/v1/txs", routes_txs.post_txs)

@@ -44,6 +44,7 @@ ADVICE: dict[str, str] = {
     "unknown_validator": "That id is not in the validator set (or is already scheduled to leave); see `medledger validators`.",
     "proposal_mismatch": "Every approval must repeat the first one's --address and --api; see the pending proposal in "
                          "`medledger validators`.",
+    "unknown_proposal": "No validator add or remove proposal for that id; `medledger validators` lists the pending ones.",
     "bad_rotation_proof": "The new key's signature of the rotation does not verify; pass the new key file with --new-key.",
     "validator_change_conflict": "Another validator-set change takes effect at that height; send the approval again "
                                  "after the next block.",

@@ -120,7 +120,7 @@ class Node:
         self.on_admitted: Callable[[Sequence[Transaction]], None] | None = None
         self.on_need_sync: Callable[[int], None] | None = None
         self.peer_ids: Callable[[], list[bytes]] = lambda: []
-        self.on_validators_changed: Callable[[], None] | None = None
+        self.on_validators_changed: Callable[[], object] | None = None
         self.metrics.bind(
             height=lambda: self.store.height,
             view=lambda: self.engine.view if self.engine else 0,
@@ -137,7 +137,7 @@ class Node:
         on_admitted: Callable[[Sequence[Transaction]], None] | None = None,
         on_need_sync: Callable[[int], None] | None = None,
         peer_ids: Callable[[], list[bytes]] | None = None,
-        on_validators_changed: Callable[[], None] | None = None,
+        on_validators_changed: Callable[[], object] | None = None,
     ) -> None:
         """Connect the node to its peers: frames go out through `transport`; the network hears of
         admitted transactions and of the need to sync, and says who is connected. Hooks not
