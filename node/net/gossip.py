@@ -97,6 +97,8 @@ class NetworkService:
         self._admit_wake = asyncio.Event()
         self._peers: set[bytes] = set()
         self._addresses: dict[bytes, str] = dict(peers)  # whom we dial, as last told
+        validators = node.membership.addresses()
+        self._extra = {p for p, a in peers.items() if validators.get(p) != a}  # configured, not validators
         # test hook (node/devtools/byzantine.py, --unsafe-test-switches only): sees every incoming frame
         self.observe_frame: Callable[[bytes, int, bytes], None] | None = None
         node.attach_transport(self, on_admitted=self._queue_gossip, on_need_sync=self.request_sync,
@@ -124,10 +126,17 @@ class NetworkService:
         return sorted(self._peers)
 
     def learn_validators(self) -> list[bytes]:
-        """Dial the validators (from the committed state) whose address is new; returns their ids."""
+        """Dial the validators (from the committed state) whose address is new, and stop dialing
+        those that left the set (a removed validator, a key rotated out: its address is now the
+        new key's) unless configured as peers; returns the ids newly dialed."""
         me = self.node.identity.public_key
+        current = self.node.membership.addresses()
+        for vid in sorted(set(self._addresses) - set(current) - self._extra):
+            del self._addresses[vid]
+            self.net.remove_peer(vid)
+            log.info("validator %s left the set: no longer dialed", vid.hex()[:16])
         added = []
-        for vid, address in sorted(self.node.membership.addresses().items()):
+        for vid, address in sorted(current.items()):
             if vid == me or self._addresses.get(vid) == address:
                 continue
             try:

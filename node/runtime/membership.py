@@ -62,10 +62,11 @@ class Membership:
         return ids
 
     def addresses(self) -> dict[bytes, str]:
-        """Peer addresses of the genesis validators and of the last scheduled set (a validator's
-        record overrides its genesis address); those without an address are left out."""
+        """Peer addresses of the validators of the last scheduled set (from their records, or
+        the genesis file for a genesis validator); those without an address are left out. A key
+        rotated out or a validator removed is not listed (its address may now be another key's)."""
         state = self._state()
-        found = {v.id: v.address for v in self.genesis.validators if v.address}
+        found = {}
         for vid in validator_sets.latest_ids(state):
             address = validator_sets.describe(state, vid, self.genesis.validators).get("address")
             if isinstance(address, str) and address:
