@@ -80,6 +80,10 @@ def test_a_rotated_key_is_refused_and_the_new_key_votes():
         assert new.public_key in {voter for voter, _ in cert.votes}
         assert verify_certificate(cert, chain_id=CHAIN, validators=c.nodes[0].membership.at(cert.height),
                                   verifier=c.nodes[0].verifier)
+        assert not verify_certificate(cert, chain_id=CHAIN, validators=c.nodes[0].validators, verifier=c.nodes[0].verifier)
+        # a restart checks the head's certificate against the set of its height (not the genesis set)
+        c.rekey(0, c.idents[0])
+        commit_one(c, [0, 1, 2], b"after-restart")
         # votes and proposals signed by the old key are refused everywhere
         height = c.nodes[0].store.height + 1
         vote = sign_message(Prepare(chain_id=CHAIN, height=height, view=0, sender=old.public_key, digest=bytes(32)), old)
