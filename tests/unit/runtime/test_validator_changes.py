@@ -15,8 +15,12 @@ from tests.harness.cluster import CHAIN, Cluster
 def test_a_fifth_validator_votes_from_the_switch_height():
     c, e, switch = with_fifth_validator()
     try:
+        engine = c.nodes[e].engine
+        assert engine is None or not engine.status()["member"]  # decided, not yet in force
         while c.nodes[0].store.height < switch:
             commit_one(c, [0, 1, 2, 3, 4], b"fill%d" % c.nodes[0].store.height)
+        before = CommitCertificate.decode(c.nodes[0].store.certificate(switch - 1))
+        assert c.id(e) not in {voter for voter, _ in before.votes}  # a vote before the switch does not count
         assert c.nodes[e].engine is not None and c.nodes[e].engine.status()["member"]
         assert c.nodes[0].status()["validator_count"] == 5 and c.nodes[0].status()["epoch"] == 1
         # five validators need four votes: with node 3 cut off, blocks commit only if the newcomer votes
