@@ -33,11 +33,11 @@ holds the raw 32-byte id it points to.
     study_researcher/<study><researcher>             researcher on a study
     researcher_study/<researcher><study>             reverse index
     release/<release tx>                             a research release
-    admission/<candidate>                            a governance admission and its approvals
     meta/validator_sets                              [[effective height, [validator ids]], ...] (validator_sets;
                                                      absent until the first change: the genesis set from height 1)
     validator/<id>                                   a validator's name, address, api, since (and until)
     validator_proposal/<kind:1><target>              a pending validator.add (a) or validator.remove (r) and its approvals
+    admission/<candidate>                            a governance admission and its approvals
 """
 
 from __future__ import annotations
@@ -68,10 +68,10 @@ STUDY = b"study/"
 STUDY_RESEARCHER = b"study_researcher/"
 RESEARCHER_STUDY = b"researcher_study/"
 RELEASE = b"release/"
-ADMISSION = b"admission/"
 VALIDATOR_SETS = b"meta/validator_sets"
 VALIDATOR = b"validator/"
 VALIDATOR_PROPOSAL = b"validator_proposal/"
+ADMISSION = b"admission/"
 
 POSITION_SIZE = 12  # height:8 + index:4
 

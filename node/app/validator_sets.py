@@ -125,6 +125,21 @@ def pending(state: StateReader) -> list[dict[str, Any]]:
             if isinstance(value := decode_stored(raw), dict) and "effective_height" not in value]
 
 
+def open_proposal(ctx: ExecContext, kind: bytes, target: bytes, same: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    """The proposal of a validator.add (KIND_ADD) or .remove (KIND_REMOVE) about `target` to add
+    an approval to: the pending one, or a new one (also when the last one was decided: a
+    validator removed and added again starts afresh). Its fields `same` are fixed by the first
+    approval; a differing one is refused (`proposal_mismatch`)."""
+    key = proposal_key(kind, target)
+    proposal = read(ctx.state, key)
+    if not isinstance(proposal, dict) or "effective_height" in proposal:
+        proposal = {**same, "approvals": [], "height": ctx.height}
+    for name, value in same.items():
+        if proposal.get(name) != value:
+            raise ExecFailed("proposal_mismatch", f"the first approval gave {name} {proposal.get(name)!r}")
+    return key, proposal
+
+
 def schedule_change(ctx: ExecContext, new_ids: list[bytes], *, live: set[bytes] | None = None) -> int:
     """Record `new_ids` as the set from height ctx.height + CHANGE_DELAY on; return that height.
 

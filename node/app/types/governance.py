@@ -7,13 +7,12 @@ number of distinct approving validators reaches the quorum of the validator set 
 `consensus.validators.ValidatorSet.quorum`: floor((n + f) / 2) + 1 with f = (n - 1) // 3, i.e.
 2f + 1 when n = 3f + 1), the candidate is registered with the role institution in the same
 transaction. Approvals do not expire and cannot be withdrawn; an approval by a validator that
-has since left the set no longer counts. `approve` is that bookkeeping, shared with the
-validator-set changes (validator_add.py, validator_remove.py).
+has since left the set no longer counts. `require_validator` and `add_approval` are that
+bookkeeping, shared with the other votes (validator_add.py, validator_remove.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from node.chain.tx import Transaction
@@ -26,35 +25,34 @@ from node.app.state import StateReader
 from node.app.stored import read, write
 from node.app.validator_sets import latest_ids, quorum, validator_ids_at
 
-__all__ = ["ADMIT_INSTITUTION", "approve", "quorum", "validators"]
+__all__ = ["ADMIT_INSTITUTION", "add_approval", "quorum", "require_validator", "validators"]
 
 MAX_NAME = 64
 
 
 def validators(state: StateReader) -> list[bytes]:
-    """The validator ids of the last set scheduled (the genesis ones until a change), in order."""
+    """The validator ids of the last scheduled set (the genesis ones until a change), in order."""
     return latest_ids(state)
 
 
-def approve(ctx: ExecContext, key: bytes, same: Mapping[str, Any], *, mismatch: str,
-            what: str) -> tuple[dict[str, Any], list[bytes], bool]:
-    """Add the sender's approval to the proposal at `key` (created with the fields `same`, which
-    every later approval must repeat, else ExecFailed(`mismatch`)). Returns the proposal (to
-    write), the voters (the set of this block) and whether their approvals reached the quorum."""
+def require_validator(ctx: ExecContext, action: str) -> list[bytes]:
+    """The validators who vote on governance in this block (the set of its height), when the
+    sender is one of them (else refused with `not_a_validator`: "only a validator <action>")."""
     voters = validator_ids_at(ctx.state, ctx.height)
     if ctx.tx.sender not in voters:
-        raise ExecFailed("not_a_validator", f"only a validator approves {what}")
-    proposal = read(ctx.state, key)
-    if not proposal or "effective_height" in proposal:  # none yet, or a decided one: start again
-        proposal = {**same, "approvals": [], "height": ctx.height}
-    for name, value in same.items():
-        if proposal.get(name) != value:
-            raise ExecFailed(mismatch, f"the first approval gave {name} {proposal.get(name)!r}")
+        raise ExecFailed("not_a_validator", f"only a validator {action}")
+    return voters
+
+
+def add_approval(ctx: ExecContext, proposal: dict[str, Any], voters: list[bytes], what: str) -> bool:
+    """Count the sender's approval in `proposal` (its sorted list `approvals`); True once the
+    distinct approvals of members of `voters` reach their quorum (an approval by a validator
+    that has left the set no longer counts). A validator approves once (`already_approved`:
+    "this validator already approved <what>"). The caller writes the proposal back."""
     if ctx.tx.sender in proposal["approvals"]:
         raise ExecFailed("already_approved", f"this validator already approved {what}")
     proposal["approvals"] = sorted([*proposal["approvals"], ctx.tx.sender])
-    counted = [a for a in proposal["approvals"] if a in voters]
-    return proposal, voters, len(counted) >= quorum(voters)
+    return len([a for a in proposal["approvals"] if a in voters]) >= quorum(voters)
 
 
 def _check(tx: Transaction) -> None:
@@ -65,13 +63,14 @@ def _check(tx: Transaction) -> None:
 
 def _execute(ctx: ExecContext) -> None:
     candidate, name = ctx.tx.body["institution"], ctx.tx.body["name"]
-    if ctx.tx.sender not in validator_ids_at(ctx.state, ctx.height):
-        raise ExecFailed("not_a_validator", "only a validator approves a new institution")
+    voters = require_validator(ctx, "approves a new institution")
     if identity_of(ctx.state, candidate) is not None:
         raise ExecFailed("already_registered", "this identity is already registered")
     key = keys.ADMISSION + candidate
-    proposal, _, reached = approve(ctx, key, {"name": name}, mismatch="name_mismatch", what="the candidate")
-    if reached:
+    proposal = read(ctx.state, key) or {"name": name, "approvals": [], "height": ctx.height}
+    if proposal["name"] != name:
+        raise ExecFailed("name_mismatch", f"the candidate was proposed as {proposal['name']!r}")
+    if add_approval(ctx, proposal, voters, "the candidate"):
         proposal.update(admitted_height=ctx.height, admitted_ms=ctx.timestamp_ms)
         write(ctx, keys.identity(candidate), {"role": INSTITUTION, "label": name, "height": ctx.height})
     write(ctx, key, proposal)

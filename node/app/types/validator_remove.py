@@ -15,8 +15,8 @@ from node.chain.tx import Transaction
 from node.app.fields import check_id
 from node.app.registry import ExecContext, ExecFailed, TxType, register, require_fields
 from node.app.stored import write
-from node.app.types.governance import approve
-from node.app.validator_sets import KIND_REMOVE, latest_ids, proposal_key, record, record_key, schedule_change
+from node.app.types.governance import add_approval, require_validator
+from node.app.validator_sets import KIND_REMOVE, latest_ids, open_proposal, record, record_key, schedule_change
 
 
 def _check(tx: Transaction) -> None:
@@ -26,13 +26,12 @@ def _check(tx: Transaction) -> None:
 
 def _execute(ctx: ExecContext) -> None:
     target = ctx.tx.body["validator"]
+    voters = require_validator(ctx, "approves removing a validator")
     latest = latest_ids(ctx.state)
     if target not in latest:
         raise ExecFailed("unknown_validator", "that id is not a validator (or is already scheduled to leave)")
-    key = proposal_key(KIND_REMOVE, target)
-    proposal, voters, reached = approve(ctx, key, {"kind": "remove", "target": target},
-                                        mismatch="proposal_mismatch", what="removing this validator")
-    if reached:
+    key, proposal = open_proposal(ctx, KIND_REMOVE, target, {"kind": "remove", "target": target})
+    if add_approval(ctx, proposal, voters, "removing this validator"):
         live = {a for a in proposal["approvals"] if a in voters}
         effective = schedule_change(ctx, [v for v in latest if v != target], live=live)
         proposal.update(effective_height=effective, decided_height=ctx.height)
