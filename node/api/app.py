@@ -15,8 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from node.api import (routes_chain, routes_identity, routes_ledger, routes_records, routes_research, routes_txs,
-                      routes_validators)
+from node.api import routes_chain, routes_identity, routes_ledger, routes_records, routes_research, routes_txs
 from node.api.common import (
     CLIENT_SSL_KEY,
     CUSTODIAN_KEY,
@@ -30,6 +29,7 @@ from node.api.common import (
 from node.api.middleware import errors_middleware, ratelimit_middleware, use_expect_handler
 from node.api.ratelimit import RateLimit, RateLimiter
 from node.api.routes_ui import UI_DIR, get_ui_root
+from node.api import routes_validators
 from node.core.replay import ReplayGuard
 from node.records.custodian import Custodian
 from node.research.service import ResearchService

@@ -119,8 +119,8 @@ class Node:
         # set by the network service (node/net/gossip.py) through attach_transport; no-ops alone
         self.on_admitted: Callable[[Sequence[Transaction]], None] | None = None
         self.on_need_sync: Callable[[int], None] | None = None
+        self.on_validators_changed: Callable[[], object] | None = None  # the network learns new validators
         self.peer_ids: Callable[[], list[bytes]] = lambda: []
-        self.on_validators_changed: Callable[[], object] | None = None
         self.metrics.bind(
             height=lambda: self.store.height,
             view=lambda: self.engine.view if self.engine else 0,
