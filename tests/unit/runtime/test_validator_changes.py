@@ -5,9 +5,13 @@ across two changes catches up verifying every certificate against the set of its
 
 from __future__ import annotations
 
+import pytest
+
 from consensus.certificate import CommitCertificate, verify_certificate
+from consensus.encoding import KIND_COMMIT, vote_signing_bytes
 from consensus.messages import Prepare, PrePrepare, sign_message
 from node.app.types.validator_rotate import rotation_message
+from node.chain.block import BlockInvalid
 from node.core.crypto import Identity
 from tests.harness.changes import ADDRESS, commit_one, decide, with_fifth_validator
 from tests.harness.cluster import CHAIN, Cluster
@@ -47,6 +51,17 @@ def test_a_removed_validator_no_longer_counts():
         c.net.isolate(c.id(2))
         for k in range(2):
             commit_one(c, [0, 1, e, 3], b"four%d" % k)
+        # a certificate the genesis set would accept (votes of 0, 1 and the removed 3) does not
+        # certify a block of a height where 3 is out
+        h = c.nodes[0].store.height
+        real = CommitCertificate.decode(c.nodes[0].store.certificate(h))
+        votes = tuple(sorted((c.id(i), c.idents[i].sign(vote_signing_bytes(KIND_COMMIT, CHAIN, h, real.view, c.id(i), real.digest)))
+                             for i in (0, 1, 3)))
+        forged = CommitCertificate(height=h, view=real.view, digest=real.digest, votes=votes)
+        assert verify_certificate(forged, chain_id=CHAIN, validators=c.nodes[0].validators, verifier=c.nodes[0].verifier)
+        with pytest.raises(BlockInvalid):
+            c.nodes[0].blocks.check_certificate(h, real.digest, forged.encode())
+        c.nodes[0].blocks.check_certificate(h, real.digest, real.encode())
         # a vote signed by the removed key for the current height is refused
         height = c.nodes[0].store.height + 1
         vote = sign_message(Prepare(chain_id=CHAIN, height=height, view=0, sender=c.id(3), digest=bytes(32)),
