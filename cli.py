@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from node.client import ClientError
-from node.commands import audit, bench, chaos, consent, devnet, fuzz, governance, keys, ledger, node, records, research, sim
+from node.commands import audit, bench, chaos, consent, devnet, fuzz, governance, keys, ledger, node, records, research, sim, validator
 from node.commands.options import CONTEXT
 from node.commands.output import EXIT_REFUSED, EXIT_UNREACHABLE, fail
 from node.home.logs import setup_logging
@@ -73,6 +73,8 @@ main.add_command(consent.consent)
 main.add_command(audit.audit)
 main.add_command(consent.patient)
 main.add_command(governance.institution)
+main.add_command(validator.validator)
+main.add_command(validator.validators)
 main.add_command(research.demo_data)
 main.add_command(research.study)
 main.add_command(research.research)

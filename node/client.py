@@ -150,6 +150,14 @@ class Client:
         """The Merkle proof; the leaf (the encoded transaction) only when `signer` is one of its parties."""
         return self.get(f"/v1/txs/{tx_hash}/proof", signer=signer)
 
+    def validators(self) -> dict[str, Any]:
+        """The validator set, the sets scheduled and the pending proposals (GET /v1/validators)."""
+        return self.get("/v1/validators")
+
+    def validator_proposal(self, kind: str, target_id: str) -> dict[str, Any]:
+        """A validator.add or validator.remove proposal (`kind` add or remove) about `target_id`."""
+        return self.get(f"/v1/validators/proposals/{kind}/{target_id}")
+
     def block(self, height: int | str, *, signer: Identity | None = None) -> dict[str, Any]:
         """A block; transactions concerning a patient are whole only when `signer` is one of their parties."""
         return self.get(f"/v1/blocks/{height}", signer=signer)

@@ -98,8 +98,9 @@ def open_node(home: Path, *, passphrase: str | None = None, config: NodeConfig |
 
 
 def peer_map(node: Node) -> dict[bytes, str]:
-    """Whom this node dials: every other validator, plus configured extra peers."""
-    peers = {v.id: v.address for v in node.genesis.validators if v.id != node.identity.public_key and v.address}
+    """Whom this node dials: every other validator (of the genesis, and of the set the ledger
+    now records), plus configured extra peers."""
+    peers = {vid: address for vid, address in node.membership.addresses().items() if vid != node.identity.public_key}
     for item in filter(None, (p.strip() for p in node.config.p2p.peers.split(","))):
         ident, _, address = item.partition("@")
         peers[parse_id(ident)] = address
@@ -107,8 +108,10 @@ def peer_map(node: Node) -> dict[bytes, str]:
 
 
 def allowed_peers(node: Node) -> set[bytes]:
-    """Who may connect: validators, configured observers, and configured peers."""
-    allowed = {v.id for v in node.genesis.validators}
+    """Who may connect: validators (every key that was, is or will be in a validator set),
+    configured observers, and configured peers. Read again at each handshake (`serve`), so a
+    validator voted in is admitted without a restart."""
+    allowed = node.membership.known_ids()
     allowed.update(parse_id(x.strip()) for x in node.config.p2p.observers.split(",") if x.strip())
     allowed.update(peer_map(node))
     allowed.discard(node.identity.public_key)
@@ -166,11 +169,11 @@ async def serve(
         except (NotImplementedError, RuntimeError):
             pass
     contexts = ssl_contexts(NodeHome(node.home_dir or Path(".")), node.config)
-    allowed = allowed_peers(node)
     limits = p2p_limits(node.config)
     network = NetworkService(
         node, host=node.config.p2p.host, port=node.config.p2p.port, peers=peer_map(node),
-        allowed=allowed.__contains__, frame_filter=hook.frame_filter(node) if hook is not None else None,
+        allowed=lambda peer_id: peer_id in allowed_peers(node),
+        frame_filter=hook.frame_filter(node) if hook is not None else None,
         limits=hook.p2p_limits(limits) if hook is not None else limits,
         ssl_server=contexts["p2p_server"], ssl_client=contexts["p2p_client"],
     )

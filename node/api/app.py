@@ -30,6 +30,7 @@ from node.api.common import (
 from node.api.middleware import errors_middleware, ratelimit_middleware, use_expect_handler
 from node.api.ratelimit import RateLimit, RateLimiter
 from node.api.routes_ui import UI_DIR, get_ui_root
+from node.api import routes_validators
 from node.core.replay import ReplayGuard
 from node.records.custodian import Custodian
 from node.research.service import ResearchService
@@ -66,6 +67,8 @@ def make_app(node: Node, *, custodian: Custodian | None = None, research: Resear
         router.add_post("/v1/research/{step:prepare|record}", routes_research.post_research_step)
     router.add_routes(extra_routes)
     router.add_get("/v1/status", routes_chain.get_status)
+    router.add_get("/v1/validators", routes_validators.get_validators)
+    router.add_get("/v1/validators/proposals/{kind}/{id}", routes_validators.get_proposal)
     router.add_get("/metrics", routes_chain.get_metrics)
     router.add_get("/v1/health", routes_chain.get_health)
     router.add_get("/v1/upgrades", routes_upgrades.get_upgrades)

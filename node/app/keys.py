@@ -33,6 +33,10 @@ holds the raw 32-byte id it points to.
     study_researcher/<study><researcher>             researcher on a study
     researcher_study/<researcher><study>             reverse index
     release/<release tx>                             a research release
+    meta/validator_sets                              [[effective height, [validator ids]], ...] (validator_sets;
+                                                     absent until the first change: the genesis set from height 1)
+    validator/<id>                                   a validator's name, address, api, since (and until)
+    validator_proposal/<kind:1><target>              a pending validator.add (a) or validator.remove (r) and its approvals
     admission/<candidate>                            a governance admission and its approvals
     upgrade/<height:8>                               the protocol version scheduled from that height on
     upgrade_proposal/<height:8><version:4>           a proposed upgrade and its approvals
@@ -66,6 +70,9 @@ STUDY = b"study/"
 STUDY_RESEARCHER = b"study_researcher/"
 RESEARCHER_STUDY = b"researcher_study/"
 RELEASE = b"release/"
+VALIDATOR_SETS = b"meta/validator_sets"
+VALIDATOR = b"validator/"
+VALIDATOR_PROPOSAL = b"validator_proposal/"
 ADMISSION = b"admission/"
 UPGRADE = b"upgrade/"
 UPGRADE_PROPOSAL = b"upgrade_proposal/"

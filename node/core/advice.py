@@ -173,6 +173,18 @@ ADVICE: dict[str, str] = {
                            "hash).",
     "invalid_reason": "Choose one of the reasons listed by `--help` for this command.",
     "already_contested": "This record is already contested; the custodian and the author see the contest in the chart.",
+    # -- validator-set changes (validator add / remove / rotate) ------------------------------------
+    "already_validator": "That institution is a validator already (or is scheduled to become one); see `medledger validators`.",
+    "unknown_validator": "That id is not in the validator set (or is already scheduled to leave); see `medledger validators`.",
+    "proposal_mismatch": "Every approval must repeat the first one's --address and --api; see the pending proposal in "
+                         "`medledger validators`.",
+    "unknown_proposal": "No validator add or remove proposal for that id; `medledger validators` lists the pending ones.",
+    "bad_rotation_proof": "The new key's signature of the rotation does not verify; pass the new key file with --new-key.",
+    "validator_change_conflict": "Another validator-set change takes effect at that height; send the approval again "
+                                 "after the next block.",
+    "validator_set_too_small": "A change may not leave fewer than 4 validators; add a validator before removing one.",
+    "validator_quorum_at_risk": "Too few validators of the new set are known to be live (approved the change) to reach "
+                                "its quorum; get the approvals of the validators that stay, then send it again.",
 }
 
 # Codes made from a parameter's name (the API's `bad_<name>` for ids, heights, times).

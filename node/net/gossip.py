@@ -14,8 +14,13 @@ not forwarded again: validators form a full mesh, so the first hop reaches every
 
 Block sync: a node that is behind (it restarted, was partitioned, or is an observer) asks its
 peers for their height and fetches missing blocks in ranges, checks each block's commit
-certificate against the validator set, executes it, stores it, and tells the engine, which then
-votes again from the new height.
+certificate against the validator set of its height, executes it, stores it, and tells the
+engine, which then votes again from the new height.
+
+Validator-set changes: after a block that decides one, the node calls `on_validators_changed`;
+the service dials every validator of the new set whose address it did not know (or that moved),
+so a validator voted in is reached and admitted without a restart (the daemon's `allowed`
+callback reads the validator history from the state at each handshake).
 """
 
 from __future__ import annotations
@@ -91,10 +96,13 @@ class NetworkService:
         self._to_admit_hashes: set[bytes] = set()  # decoded, queued, not yet verified
         self._admit_wake = asyncio.Event()
         self._peers: set[bytes] = set()
+        self._addresses: dict[bytes, str] = dict(peers)  # whom we dial, as last told
+        validators = node.membership.addresses()
+        self._extra = {p for p, a in peers.items() if validators.get(p) != a}  # configured, not validators
         # test hook (node/devtools/byzantine.py, --unsafe-test-switches only): sees every incoming frame
         self.observe_frame: Callable[[bytes, int, bytes], None] | None = None
         node.attach_transport(self, on_admitted=self._queue_gossip, on_need_sync=self.request_sync,
-                              peer_ids=self.connected_peers)
+                              peer_ids=self.connected_peers, on_validators_changed=self.learn_validators)
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> int:
@@ -116,6 +124,30 @@ class NetworkService:
 
     def connected_peers(self) -> list[bytes]:
         return sorted(self._peers)
+
+    def learn_validators(self) -> list[bytes]:
+        """Dial the validators (from the committed state) whose address is new, and stop dialing
+        those that left the set (a removed validator, a key rotated out: its address is now the
+        new key's) unless configured as peers; returns the ids newly dialed."""
+        me = self.node.identity.public_key
+        current = self.node.membership.addresses()
+        for vid in sorted(set(self._addresses) - set(current) - self._extra):
+            del self._addresses[vid]
+            self.net.remove_peer(vid)
+            log.info("validator %s left the set: no longer dialed", vid.hex()[:16])
+        added = []
+        for vid, address in sorted(current.items()):
+            if vid == me or self._addresses.get(vid) == address:
+                continue
+            try:
+                self.net.add_peer(vid, address)
+            except ValueError as exc:  # an address the ledger accepted but this host cannot dial
+                log.warning("cannot dial validator %s at %r: %s", vid.hex()[:16], address, exc)
+                continue
+            self._addresses[vid] = address
+            added.append(vid)
+            log.info("validator %s joins: dialing %s", vid.hex()[:16], address)
+        return added
 
     # -- Transport (used by the runtime) --------------------------------------------------
     def send(self, peer_id: bytes, kind: int, payload: bytes) -> bool:

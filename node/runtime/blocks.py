@@ -11,6 +11,7 @@ the proposer sizes its blocks.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from consensus.certificate import CommitCertificate, verify_certificate
 from consensus.validators import ValidatorSet
@@ -60,14 +61,15 @@ class ExecutionCost:
 
 
 class Blocks:
-    """Block checks and commits on one store, for one chain and validator set."""
+    """Block checks and commits on one store, for one chain; `validators_at(h)` is the set of
+    height h (a proposal's proposer and a certificate of height h are checked against it)."""
 
-    def __init__(self, *, store: ChainStore, genesis: Genesis, validators: ValidatorSet,
+    def __init__(self, *, store: ChainStore, genesis: Genesis, validators_at: Callable[[int], ValidatorSet],
                  verifier: Ed25519Verifier, mempool: Mempool, consensus: ConsensusSection) -> None:
         self.store = store
         self.genesis = genesis
         self.chain_id = genesis.chain_id
-        self.validators = validators
+        self.validators_at = validators_at
         self.verifier = verifier
         self.mempool = mempool
         self.consensus = consensus
@@ -139,8 +141,8 @@ class Blocks:
             raise BlockInvalid(f"block height {h.height} is not the next height {self.store.height + 1}")
         if h.prev_hash != self.store.last_hash:
             raise BlockInvalid("block does not extend our last block")
-        if h.proposer not in self.validators:
-            raise BlockInvalid("proposer is not a validator")
+        if h.proposer not in self.validators_at(height):
+            raise BlockInvalid("proposer is not a validator at this height")
         if h.version != (version := self.version_at(height)) or version not in self.supported:
             raise BlockInvalid(self.unsupported(height) or f"block version {h.version} is not the version "
                                f"scheduled for height {height} ({version})")
@@ -184,12 +186,13 @@ class Blocks:
             raise BlockInvalid(messages[0].format(exc)) from None
         if cert.height != height or cert.digest != block_hash:
             raise BlockInvalid(messages[1])
-        if not verify_certificate(cert, chain_id=self.chain_id, validators=self.validators, verifier=self.verifier):
+        if not verify_certificate(cert, chain_id=self.chain_id, validators=self.validators_at(height),
+                                  verifier=self.verifier):
             raise BlockInvalid(messages[2])
         return cert
 
     def check_synced(self, height: int, payload: bytes, raw_certificate: bytes) -> tuple[Block, CommitCertificate]:
-        """A block fetched from a peer: the next height, under a certificate of the validator set."""
+        """A block fetched from a peer: the next height, under a certificate of its height's set."""
         if height != self.store.height + 1:
             raise BlockInvalid(f"expected block {self.store.height + 1}, got {height}")
         if reason := self.unsupported(height):

@@ -6,7 +6,7 @@ silently or hand bad blocks to peers:
 
 - the head: block `height` exists, decodes, hashes to the stored last hash, is indexed at its
   height, and its state root is the stored state root; its commit certificate is for that block
-  and verifies against the validator set; nothing is stored past the head;
+  and verifies against the validator set of that height; nothing is stored past the head;
 - the most recent blocks (`RECENT_BLOCKS`): each decodes (its transaction root matches its
   transactions), links to the next by hash, is indexed, has a certificate naming it, and its
   transactions are indexed at their place;
@@ -23,6 +23,7 @@ It raises `StoreCorrupted`; the CLI prints the message and exits.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from consensus.certificate import CommitCertificate, verify_certificate
 from consensus.crypto import Verifier
@@ -70,8 +71,10 @@ def _certificate(store: ChainStore, height: int, digest: bytes) -> CommitCertifi
     return cert
 
 
-def check_store(store: ChainStore, *, chain_id: str, validators: ValidatorSet, verifier: Verifier) -> None:
-    """Raise StoreCorrupted unless the store's head, recent blocks and state are consistent."""
+def check_store(store: ChainStore, *, chain_id: str, validators_at: Callable[[int], ValidatorSet],
+                verifier: Verifier) -> None:
+    """Raise StoreCorrupted unless the store's head, recent blocks and state are consistent
+    (`validators_at(h)`: the validator set of height h, from the stored state)."""
     height = store.height
     if store.block_bytes(height + 1) is not None:
         raise _damaged(f"block {height + 1} is stored past the head (height {height})")
@@ -84,8 +87,8 @@ def check_store(store: ChainStore, *, chain_id: str, validators: ValidatorSet, v
         if head.header.chain_id != chain_id:
             raise _damaged(f"block {height} belongs to chain {head.header.chain_id!r}")
         cert = _certificate(store, height, head.hash)
-        if not verify_certificate(cert, chain_id=chain_id, validators=validators, verifier=verifier):
-            raise _damaged(f"the commit certificate of block {height} does not verify against the validators")
+        if not verify_certificate(cert, chain_id=chain_id, validators=validators_at(height), verifier=verifier):
+            raise _damaged(f"the commit certificate of block {height} does not verify against the validators of its height")
         child = head
         base = store.base_height
         for h in range(height - 1, max(0, height - RECENT_BLOCKS, base - 1), -1):

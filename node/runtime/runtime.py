@@ -8,6 +8,13 @@ asyncio loop in production, the test's own in tests/harness), so engine calls ne
 Actions that need an answer (a proposal, a block validation) are answered by feeding the engine
 a new event through the same queue, never by recursion. Admission and waiters live in
 admission.py, memory sampling in memory.py.
+
+The validator set changes by vote (node/app/validator_sets.py): `membership` reads the set of
+any height from the committed state. On start the engine's schedule is rebuilt from the state;
+after each block that decides a change, its set is scheduled into the engine for height + 2 and
+the network is told (`on_validators_changed`) so it dials and admits new validators. A node
+that is not a validator starts without an engine and creates one when a scheduled set names
+its key; a node whose key leaves the set keeps its engine, which no longer votes.
 """
 
 from __future__ import annotations
@@ -22,8 +29,10 @@ from typing import Any
 from consensus import actions as act
 from consensus.certificate import CommitCertificate
 from consensus.engine import Engine, EngineConfig
+from consensus.errors import LocalProtocolError
 from consensus.messages import MessageDecodeError, decode_message
 from consensus.validators import ValidatorSet
+from consensus.wal import decode_record
 
 from node.app.executor import BlockExecution, BlockRejected, genesis_state_root, genesis_writes
 from node.app.labels import access_decisions
@@ -37,6 +46,7 @@ from node.runtime.admission import Admission, TxAdmission, Waiters
 from node.runtime.blocks import Blocks
 from node.runtime.clock import Clock, LoopClock, TimerHandle
 from node.runtime.integrity import check_store
+from node.runtime.membership import Membership
 from node.runtime.memory import MemorySampler
 from node.runtime.mempool import Mempool
 from node.runtime.metrics import NodeMetrics
@@ -79,14 +89,16 @@ class Node:
         self.clock: Clock = clock or LoopClock()
         self.clock_ms: Callable[[], int] = clock_ms or self.clock.now_ms
         self.verifier = Ed25519Verifier()
-        self.validators = ValidatorSet(validators=tuple(v.id for v in genesis.validators))
-        self.is_validator = identity.public_key in self.validators and not config.node.observer
+        self.validators = ValidatorSet(validators=tuple(v.id for v in genesis.validators))  # the genesis set
+        self.membership = Membership(genesis, lambda: FuncReader(store.state_get, store.state_items))
         self.mempool = Mempool(
             max_txs=config.mempool.max_txs, max_bytes=config.mempool.max_bytes, max_per_sender=config.mempool.max_per_sender
         )
         self._init_store()
+        # a validator: its key is in the set of the next height, or in one already scheduled
+        self.is_validator = not config.node.observer and self._named_from(self.store.height + 1)
         self.metrics = NodeMetrics()
-        self.blocks = Blocks(store=store, genesis=genesis, validators=self.validators, verifier=self.verifier,
+        self.blocks = Blocks(store=store, genesis=genesis, validators_at=self.membership.at, verifier=self.verifier,
                              mempool=self.mempool, consensus=config.consensus)
         self.proposer = Proposer(blocks=self.blocks, proposer_id=identity.public_key, clock=self.clock,
                                  now_ms=lambda: self.clock_ms(), metrics=self.metrics, ready=self._proposal_ready)
@@ -110,6 +122,7 @@ class Node:
         # set by the network service (node/net/gossip.py) through attach_transport; no-ops alone
         self.on_admitted: Callable[[Sequence[Transaction]], None] | None = None
         self.on_need_sync: Callable[[int], None] | None = None
+        self.on_validators_changed: Callable[[], object] | None = None  # the network learns new validators
         self.peer_ids: Callable[[], list[bytes]] = lambda: []
         self.halted: str | None = None  # why the node stopped before a height it cannot follow
         self.on_halt: Callable[[str], None] | None = None  # the daemon exits (see _check_upgrade)
@@ -129,6 +142,7 @@ class Node:
         on_admitted: Callable[[Sequence[Transaction]], None] | None = None,
         on_need_sync: Callable[[int], None] | None = None,
         peer_ids: Callable[[], list[bytes]] | None = None,
+        on_validators_changed: Callable[[], object] | None = None,
     ) -> None:
         """Connect the node to its peers: frames go out through `transport`; the network hears of
         admitted transactions and of the need to sync, and says who is connected. Hooks not
@@ -140,6 +154,8 @@ class Node:
             self.on_need_sync = on_need_sync
         if peer_ids is not None:
             self.peer_ids = peer_ids
+        if on_validators_changed is not None:
+            self.on_validators_changed = on_validators_changed
 
     def add_commit_hook(self, hook: CommitHook) -> None:
         """Call `hook(txs, results)` after each block is committed here."""
@@ -152,34 +168,81 @@ class Node:
             self.store.init_genesis(gh, genesis_writes(self.genesis), genesis_state_root(self.genesis))
         elif self.store.genesis_hash != gh:
             raise StoreCorrupted("the data directory belongs to another genesis (different network)")
-        check_store(self.store, chain_id=self.chain_id, validators=self.validators, verifier=self.verifier)
+        check_store(self.store, chain_id=self.chain_id, validators_at=self.membership.at, verifier=self.verifier)
+
+    def _named_from(self, height: int) -> bool:
+        """Is this node's key in the set of `height` or in a set scheduled after it?"""
+        me = self.identity.public_key
+        return me in self.membership.at(height) or any(me in s for _, s in self.membership.scheduled_after(height))
 
     def start(self) -> None:
         """Create the engine from the persisted state and let it begin (call on the loop)."""
         if self._check_upgrade():
             return
         self.memory.start()
+        if self.is_validator:
+            self._start_engine()
+        log.info("node started: id=%s height=%d validator=%s", self.identity.id[:16], self.store.height, self.is_validator)
+
+    def _start_engine(self) -> None:
+        """The engine at the committed height, with every validator set already scheduled."""
+        height = self.store.height
         engine_cfg = EngineConfig(
             base_timeout_ms=self.config.consensus.base_timeout_ms,
             max_timeout_ms=self.config.consensus.max_timeout_ms,
             wait_for_work=not self.config.consensus.empty_blocks,
         )
-        if self.is_validator:
-            self.engine = Engine(
-                chain_id=self.chain_id,
-                validators=self.validators,
-                signer=self.identity,
-                verifier=self.verifier,
-                config=engine_cfg,
-                last_height=self.store.height,
-                last_digest=self.store.last_hash,
-                wal=self.store.wal_entries(),
-                # the last block and its certificate let the engine help a peer one block behind
-                last_certificate=CommitCertificate.decode(cert) if (cert := self.store.certificate(self.store.height)) else None,
-                last_payload=self.store.block_bytes(self.store.height) if self.store.height else None,
-            )
-            self._feed(self.engine.start)
-        log.info("node started: id=%s height=%d validator=%s", self.identity.id[:16], self.store.height, self.is_validator)
+        self.engine = engine = Engine(
+            chain_id=self.chain_id,
+            validators=self.membership.at(height + 1),
+            signer=self.identity,
+            verifier=self.verifier,
+            config=engine_cfg,
+            last_height=height,
+            last_digest=self.store.last_hash,
+            wal=self._own_wal(),
+            # the last block and its certificate let the engine help a peer one block behind
+            last_certificate=CommitCertificate.decode(cert) if (cert := self.store.certificate(height)) else None,
+            last_payload=self.store.block_bytes(height) if height else None,
+        )
+        for effective, validators in self.membership.scheduled_after(height + 1):
+            engine.schedule_validators(effective, validators)
+        self.is_validator = True
+        self._feed(engine.start)
+
+    def _own_wal(self) -> list[bytes]:
+        """The WAL entries of this node's key: after a key rotation the node runs with the new
+        key, and the old key's votes (which it will never sign again) are left out."""
+        entries = self.store.wal_entries()
+        mine = []
+        for entry in entries:
+            try:
+                record = decode_record(entry, max_payload=EngineConfig().max_payload)
+            except (LocalProtocolError, ValueError):
+                mine.append(entry)  # let the engine judge (and refuse) what does not decode
+                continue
+            if record.message.sender == self.identity.public_key or record.message.chain_id != self.chain_id:
+                mine.append(entry)
+        if len(mine) != len(entries):
+            log.info("leaving out %d WAL entries signed with another key (a rotated key)", len(entries) - len(mine))
+        return mine
+
+    def _validators_decided(self, height: int) -> None:
+        """Block `height` is committed: schedule the set it decided (if any) for height + 2."""
+        scheduled = self.membership.made_by(height)
+        if scheduled is None:
+            return
+        effective = height + 2
+        log.info("validator set change: %d validators from height %d", scheduled.n, effective)
+        if self.engine is not None:
+            engine = self.engine
+            if effective > engine.height:
+                engine.schedule_validators(effective, scheduled)
+        elif not self.config.node.observer and self.identity.public_key in scheduled:
+            log.info("this node's key joins the validator set at height %d: starting to vote", effective)
+            self._start_engine()
+        if self.on_validators_changed is not None:
+            self.on_validators_changed()
 
     def stop(self) -> None:
         self.memory.stop()
@@ -322,6 +385,7 @@ class Node:
             return
         block, execution = committed
         self.last_commit_at = self.clock.monotonic()
+        self._validators_decided(height)
         access = access_decisions(execution.txs, execution.results, self.state_reader())
         self.metrics.block_committed(block.hash, [t.type for t in execution.txs], execution.results, access,
                                      synced=synced)
@@ -409,6 +473,16 @@ class Node:
             self._feed(lambda: engine.on_block_synced(height, block.hash, cert, payload))
 
     # -- status -------------------------------------------------------------------------------
+    def validator_list(self, height: int | None = None) -> list[dict[str, Any]]:
+        """The validators of `height` (default: the next one) as objects: id, name, address, api
+        (and since, until for a validator a change added, removed or rotated)."""
+        members = self.membership.at(self.store.height + 1 if height is None else height)
+        out = []
+        for vid in members.validators:
+            found = self.membership.describe(vid)
+            out.append({"id": vid.hex(), **{k: (v.hex() if isinstance(v, bytes) else v) for k, v in found.items()}})
+        return out
+
     def status(self) -> dict[str, Any]:
         engine_status = self.engine.status() if self.engine else {}
         return {
@@ -418,7 +492,10 @@ class Node:
             "height": self.store.height,
             "last_block_hash": self.store.last_hash.hex(),
             "state_root": self.store.state_root.hex(),
-            "validators": [v.to_json() for v in self.genesis.validators],
+            # the set deciding the next block (the genesis one until a change), as the genesis lists them
+            "validators": self.validator_list(),
+            "validator_count": len(self.membership.at(self.store.height + 1)),
+            "epoch": self.membership.epoch(self.store.height + 1)[0],
             "validator": self.is_validator,
             "mempool_size": len(self.mempool),
             "view": engine_status.get("view", 0),

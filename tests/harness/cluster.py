@@ -1,5 +1,10 @@
 """A cluster of validators in one process: a genesis for N keys, one Node each on a shared
-virtual clock and memory network, and the pump that runs them (`run_until`)."""
+virtual clock and memory network, and the pump that runs them (`run_until`).
+
+The membership can change as on a real network: `add_node` starts one more node (an observer
+until the validators vote its key in), `rekey` restarts a node on its store with a new key
+(after `validator.rotate`), and `send` submits a signed transaction of any key with the next
+nonce it has not used."""
 
 from __future__ import annotations
 
@@ -55,14 +60,51 @@ class Cluster:
         self.idents = identities(n)
         self.genesis = genesis_for(self.idents)
         self.config: NodeConfig = build_config(config or {}, env={})
+        self.tmp = tmp
         self.nodes = [self._node(i, tmp) for i in range(n)]
         for node in self.nodes:
             self.net.add(node)
+        self._nonces: dict[bytes, int] = {}
 
-    def _node(self, i: int, tmp: Path | None) -> Node:
-        kv: KeyValueStore = LevelDBStore(tmp / f"node{i}") if tmp is not None else MemoryStore()
-        return Node(config=self.config, genesis=self.genesis, identity=self.idents[i], store=ChainStore(kv),
-                    clock=self.clock)
+    def _node(self, i: int, tmp: Path | None, store: ChainStore | None = None) -> Node:
+        if store is None:
+            kv: KeyValueStore = LevelDBStore(tmp / f"node{i}") if tmp is not None else MemoryStore()
+            store = ChainStore(kv)
+        return Node(config=self.config, genesis=self.genesis, identity=self.idents[i], store=store, clock=self.clock)
+
+    def add_node(self, identity: Identity | None = None) -> int:
+        """Start one more node (its key not in the genesis: it follows the chain by block sync
+        until a validator.add takes effect); returns its index."""
+        i = len(self.nodes)
+        self.idents.append(identity or identities(i + 1)[i])
+        node = self._node(i, self.tmp)
+        self.nodes.append(node)
+        self.net.add(node)
+        node.start()
+        self.net.deliver()
+        return i
+
+    def rekey(self, i: int, identity: Identity) -> Node:
+        """Restart node i on its own store with a new key (as an operator does after a rotation)."""
+        old = self.nodes[i]
+        old.stop()
+        self.net.remove(old.identity.public_key)
+        self.idents[i] = identity
+        node = self._node(i, self.tmp, store=old.store)
+        self.nodes[i] = node
+        self.net.add(node)
+        node.start()
+        self.net.deliver()
+        return node
+
+    def send(self, i: int, who: Identity, type_: str, body: dict[str, Any]) -> Transaction:
+        """Sign `type_` with `who`'s next nonce and submit it to node i."""
+        nonce = self._nonces.get(who.public_key, 0) + 1
+        self._nonces[who.public_key] = nonce
+        tx = Transaction.create(who, chain_id=CHAIN, type=type_, nonce=nonce, body=body)
+        [admitted] = self.submit(i, [tx])
+        assert admitted.error is None, admitted
+        return tx
 
     def start(self) -> None:
         for node in self.nodes:

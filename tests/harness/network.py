@@ -79,6 +79,11 @@ class MemoryNetwork:
                               peer_ids=lambda: self.peers_of(node_id))
         self._sync_every_interval(node_id)
 
+    def remove(self, node_id: bytes) -> None:
+        """Take a node off the network (its process stopped); frames to it are lost."""
+        self.nodes.pop(node_id, None)
+        self.transports.pop(node_id, None)
+
     # -- links --------------------------------------------------------------------------------
     def linked(self, a: bytes, b: bytes) -> bool:
         return a != b and a in self.nodes and b in self.nodes and not {a, b} & self.isolated
@@ -168,6 +173,8 @@ class MemoryNetwork:
 
     def _sync_every_interval(self, node_id: bytes) -> None:
         def tick() -> None:
+            if node_id not in self.nodes:
+                return  # the node was taken off the network
             if node_id not in self.isolated:
                 self.sync(node_id)
             self.clock.call_later(SYNC_INTERVAL_S, tick)

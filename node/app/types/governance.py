@@ -1,18 +1,20 @@
 """`governance.admit_institution`: the validators vote a new institution in.
 
-Each validator of the genesis set sends one approval for a candidate key and name. The first
+Each validator of the current set (`validator_sets.validator_ids_at` the block's height; the
+genesis set until a change) sends one approval for a candidate key and name. The first
 approval fixes the name; an approval for another name is refused ("name_mismatch"). When the
 number of distinct approving validators reaches the quorum of the validator set (the formula of
 `consensus.validators.ValidatorSet.quorum`: floor((n + f) / 2) + 1 with f = (n - 1) // 3, i.e.
 2f + 1 when n = 3f + 1), the candidate is registered with the role institution in the same
-transaction. Approvals do not expire and cannot be withdrawn.
+transaction. Approvals do not expire and cannot be withdrawn; an approval by a validator that
+has since left the set no longer counts. `require_validator` and `add_approval` are that
+bookkeeping, shared with the other votes (validator_add.py, validator_remove.py).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from consensus.validators import ValidatorSet
 from node.chain.tx import Transaction
 
 from node.app import keys
@@ -21,24 +23,22 @@ from node.app.registry import ExecContext, ExecFailed, TxType, register, require
 from node.app.roles import INSTITUTION, identity_of
 from node.app.state import StateReader
 from node.app.stored import read, write
+from node.app.validator_sets import latest_ids, quorum, validator_ids_at
+
+__all__ = ["ADMIT_INSTITUTION", "add_approval", "quorum", "require_validator", "validators"]
 
 MAX_NAME = 64
 
 
 def validators(state: StateReader) -> list[bytes]:
-    """The validator ids recorded at genesis, in genesis order."""
-    value = read(state, keys.VALIDATORS)
-    return list(value) if isinstance(value, list) else []
-
-
-def quorum(validator_ids: list[bytes]) -> int:
-    return ValidatorSet(validators=tuple(validator_ids)).quorum
+    """The validator ids of the last scheduled set (the genesis ones until a change), in order."""
+    return latest_ids(state)
 
 
 def require_validator(ctx: ExecContext, action: str) -> list[bytes]:
-    """The validators who vote on governance, when the sender is one of them (else refused with
-    `not_a_validator`: "only a validator <action>")."""
-    voters = validators(ctx.state)
+    """The validators who vote on governance in this block (the set of its height), when the
+    sender is one of them (else refused with `not_a_validator`: "only a validator <action>")."""
+    voters = validator_ids_at(ctx.state, ctx.height)
     if ctx.tx.sender not in voters:
         raise ExecFailed("not_a_validator", f"only a validator {action}")
     return voters
@@ -46,12 +46,13 @@ def require_validator(ctx: ExecContext, action: str) -> list[bytes]:
 
 def add_approval(ctx: ExecContext, proposal: dict[str, Any], voters: list[bytes], what: str) -> bool:
     """Count the sender's approval in `proposal` (its sorted list `approvals`); True once the
-    distinct approvals reach the quorum of `voters`. A validator approves once (`already_approved`:
+    distinct approvals of members of `voters` reach their quorum (an approval by a validator
+    that has left the set no longer counts). A validator approves once (`already_approved`:
     "this validator already approved <what>"). The caller writes the proposal back."""
     if ctx.tx.sender in proposal["approvals"]:
         raise ExecFailed("already_approved", f"this validator already approved {what}")
     proposal["approvals"] = sorted([*proposal["approvals"], ctx.tx.sender])
-    return len(proposal["approvals"]) >= quorum(voters)
+    return len([a for a in proposal["approvals"] if a in voters]) >= quorum(voters)
 
 
 def _check(tx: Transaction) -> None:

@@ -59,6 +59,9 @@ TEMPLATES = {
     "study.add_researcher": ({"study": "S", "researcher": ident("res").public_key}, {}),
     "research.release": ({"study": "S", "custodian": ident("A").public_key, "researcher": ident("res").public_key,
                           "patients": [P], "resources": 1, "release_hash": bytes(32)}, {}),
+    "validator.add": ({"candidate": ident("E").public_key, "address": "10.0.0.5:7000", "api": "http://10.0.0.5:8700"}, {}),
+    "validator.remove": ({"validator": ident("B").public_key}, {}),
+    "validator.rotate": ({"new_key": ident("E").public_key, "proof": bytes(64)}, {}),
     "governance.admit_institution": ({"institution": ident("E").public_key, "name": "E"}, {}),
     "governance.schedule_upgrade": ({"version": 2, "height": 100}, {}),
 }

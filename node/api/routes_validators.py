@@ -1,0 +1,64 @@
+"""Routes of the validator set: who validates now, what is scheduled, what awaits approvals.
+
+GET /v1/validators answers `medledger validators`; GET /v1/validators/proposals/{kind}/{id}
+answers `medledger validator add|remove` after an approval (the proposal, its approvals, how
+many are needed and, once reached, the height it takes effect at). Both are public reads: the
+validator set and its governance are on the ledger for every member to see.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from node.api.common import NODE_KEY, ApiError, id_param, json_response
+from node.app import validator_sets
+from node.app.stored import read
+from node.chain.tx import jsonable
+from node.runtime.runtime import Node
+
+KINDS = {"add": validator_sets.KIND_ADD, "remove": validator_sets.KIND_REMOVE}
+
+
+def _proposal_view(node: Node, value: dict[str, Any]) -> dict[str, Any]:
+    voters = node.membership.at(node.store.height + 1).validators
+    counted = [a for a in value.get("approvals", []) if a in voters]
+    return {**jsonable(value), "counted": len(counted), "needed": validator_sets.quorum(list(voters))}
+
+
+def overview(node: Node) -> dict[str, Any]:
+    """The set deciding the next block, the sets scheduled after it, and pending proposals.
+
+    `epoch` is the number of validator-set changes in force at the next height (0: the genesis
+    set); `since` is the height the current set took effect at."""
+    state = node.state_reader()
+    nxt = node.store.height + 1
+    epoch, since = node.membership.epoch(nxt)
+    return {
+        "height": node.store.height,
+        "epoch": epoch,
+        "since": since,
+        "validators": node.validator_list(),
+        "scheduled": [{"effective_height": effective, "validators": [v.hex() for v in s.validators]}
+                      for effective, s in node.membership.scheduled_after(nxt)],
+        "pending": [_proposal_view(node, p) for p in validator_sets.pending(state)],
+    }
+
+
+async def get_validators(request: web.Request) -> web.Response:
+    response = json_response(overview(request.app[NODE_KEY]))
+    response.headers["Access-Control-Allow-Origin"] = "*"  # public, like /v1/status
+    return response
+
+
+async def get_proposal(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    kind = KINDS.get(request.match_info["kind"])
+    if kind is None:
+        raise ApiError(404, "unknown_proposal", "a proposal kind is add or remove")
+    target = id_param(request)
+    value = read(node.state_reader(), validator_sets.proposal_key(kind, target))
+    if not isinstance(value, dict):
+        raise ApiError(404, "unknown_proposal", "no validator-set proposal for that id")
+    return json_response(_proposal_view(node, value))

@@ -1,0 +1,66 @@
+"""`medledger validators` and `medledger validator add|remove|rotate` against a node's API in
+this process (the `api` fixture: a one-validator chain). The CLI runs in a thread, as a separate
+client would, while the node serves on the test's loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from cli import main
+from node.core.crypto import Identity
+from node.home.keys import write_key_file
+
+
+def _keyfile(tmp_path: Path, name: str, ident: Identity) -> str:
+    path = tmp_path / f"{name}.key"
+    write_key_file(path, ident)
+    return str(path)
+
+
+async def _cli(*args: str):
+    return await asyncio.to_thread(CliRunner().invoke, main, list(args), catch_exceptions=True)
+
+
+async def test_validators_and_an_approved_addition(api, tmp_path: Path):
+    client, node = api
+    url = str(client.make_url("")).rstrip("/")
+    me = _keyfile(tmp_path, "validator", node.identity)
+    shown = await _cli("validators", "--node", url, "--json")
+    assert shown.exit_code == 0, shown.output
+    doc = json.loads(shown.stdout)
+    assert [v["id"] for v in doc["validators"]] == [node.identity.public_key.hex()]
+    assert doc["epoch"] == 0 and doc["pending"] == []
+    # the only validator cannot be removed: the refusal says what to do
+    refused = await _cli("validator", "remove", "--key", me, "--validator", node.identity.public_key.hex(), "--node", url)
+    assert refused.exit_code != 0 and "validator_set_too_small" in refused.output and "Traceback" not in refused.output
+    candidate = Identity.from_seed(b"candidate".ljust(32, b"\0"))
+    admitted = await _cli("institution", "admit", "--key", me, "--institution", candidate.id, "--name", "New Hospital",
+                          "--node", url)
+    assert admitted.exit_code == 0, admitted.output
+    added = await _cli("validator", "add", "--key", me, "--candidate", candidate.id, "--address", "127.0.0.1:9704",
+                       "--api", "http://127.0.0.1:8704", "--node", url, "--json")
+    assert added.exit_code == 0, added.output
+    result = json.loads(added.stdout)
+    assert result["proposal"]["effective_height"] == result["height"] + 2 and result["proposal"]["needed"] == 1
+    text = await _cli("validators", "--node", url)
+    assert text.exit_code == 0 and "validators:" in text.stdout
+    doc = json.loads((await _cli("validators", "--node", url, "--json")).stdout)
+    in_set = [v["id"] for v in doc["validators"]] + [i for s in doc["scheduled"] for i in s["validators"]]
+    assert candidate.id in in_set
+
+
+async def test_a_key_rotation(api, tmp_path: Path):
+    client, node = api
+    url = str(client.make_url("")).rstrip("/")
+    new = Identity.from_seed(b"new-key".ljust(32, b"\0"))
+    rotated = await _cli("validator", "rotate", "--key", _keyfile(tmp_path, "old", node.identity),
+                         "--new-key", _keyfile(tmp_path, "new", new), "--node", url, "--json")
+    assert rotated.exit_code == 0, rotated.output
+    result = json.loads(rotated.stdout)
+    assert result["status"] == "committed" and result["effective_height"] == result["height"] + 2
+    status = (await client.get("/v1/status"))
+    assert (await status.json())["validator_count"] == 1
