@@ -220,3 +220,11 @@ def test_medledger_sim_takes_reconfigure() -> None:
     assert out.exit_code == 0, out.output
     report = json.loads(out.output)
     assert report["seeds"] == 2 and report["safety_violations"] == 0 and report["liveness_explained"] == 0
+
+
+def test_mutation_an_engine_that_ignores_set_changes_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine_module.Engine, "schedule_validators", lambda self, effective, validators: [])
+    config = SimConfig(validators=4, byzantine=1, behaviours=("equivocate", "double-vote"), drop=0.1, partition=True,
+                       reconfigure=True)
+    caught = [run_seed(config, seed).safety_violations for seed in range(4)]
+    assert all(caught), "keeping the genesis set after a change must show up as safety violations"
