@@ -52,7 +52,8 @@ class Engine:
 
     def __init__(self, *, chain_id: str, validators: ValidatorSet, signer: Signer, verifier: Verifier,
                  config: EngineConfig, last_height: int, last_digest: bytes, wal: Sequence[bytes] = (),
-                 last_certificate: CommitCertificate | None = None, last_payload: bytes | None = None) -> None:
+                 last_certificate: CommitCertificate | None = None, last_payload: bytes | None = None,
+                 previous_validators: ValidatorSet | None = None) -> None:
         if type(last_height) is not int or last_height < 0:
             raise LocalProtocolError("last_height must be an int >= 0")
         if type(last_digest) is not bytes or len(last_digest) != DIGEST_SIZE:
@@ -64,7 +65,7 @@ class Engine:
         self._me = signer.public_key
         self._last_height = last_height
         self._last_digest = last_digest
-        self._schedule = ValidatorSchedule(validators)
+        self._schedule = ValidatorSchedule(validators, previous_validators)  # previous: the set of last_height
         self._last_block = LastBlock()
         if last_certificate is not None:
             if (last_certificate.height, last_certificate.digest) != (last_height, last_digest):

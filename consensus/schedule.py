@@ -15,10 +15,11 @@ from consensus.validators import ValidatorSet
 class ValidatorSchedule:
     """Validator sets by the height they take effect at, pruned as heights become final."""
 
-    def __init__(self, current: ValidatorSet) -> None:
+    def __init__(self, current: ValidatorSet, previous: ValidatorSet | None = None) -> None:
+        """`previous` is the set of the last final block (after a restart across a change it differs)."""
         self._current = current
         self._sets: dict[int, ValidatorSet] = {}
-        self.previous = current
+        self.previous = current if previous is None else previous
 
     def add(self, effective_height: int, validators: ValidatorSet, deciding: int) -> None:
         """Use `validators` from `effective_height` on, which must be after the height `deciding`."""

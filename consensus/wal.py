@@ -85,13 +85,17 @@ def records_by_height(wal: Sequence[bytes], *, me: bytes, chain_id: str, above: 
                       max_payload: int) -> dict[int, list[WalRecord]]:
     """Decode our WAL entries for heights above `above`, grouped by height, in order.
 
-    Raises `LocalProtocolError` if an entry holds a vote that is not ours or not for `chain_id`.
+    Raises `LocalProtocolError` if an entry of those heights holds a vote that is not ours or not
+    for `chain_id`. Entries of final heights (not yet pruned at a crash) are skipped unchecked: after
+    a key rotation they hold votes signed with the old key, and a restart with the new key must not
+    refuse them.
     """
     restored: dict[int, list[WalRecord]] = {}
     for entry in wal:
         record = decode_record(entry, max_payload=max_payload)
+        if record.message.height <= above:
+            continue
         if record.message.sender != me or record.message.chain_id != chain_id:
             raise LocalProtocolError("the WAL holds a vote that is not ours or not for this chain")
-        if record.message.height > above:
-            restored.setdefault(record.message.height, []).append(record)
+        restored.setdefault(record.message.height, []).append(record)
     return restored

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drop", type=float, default=0.0)
     parser.add_argument("--partition", action="store_true")
     parser.add_argument("--amnesia", action="store_true", help="restarts may lose the disk (counted as faults)")
-    parser.add_argument("--reconfigure", action="store_true", help="change the validator set mid-run")
+    parser.add_argument("--reconfigure", action="store_true", help="a random schedule of validator-set changes per seed (add, remove, rotate)")
     parser.add_argument("--seeds", default="0-99")
     parser.add_argument("--heights", type=int, default=6)
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")

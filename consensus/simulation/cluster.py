@@ -28,6 +28,7 @@ and only uses it when the faulty total stays within f.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
 import random
@@ -37,18 +38,19 @@ from typing import Any
 
 from consensus.actions import (Action, Broadcast, CancelTimer, CommitBlock, NeedSync, Persist, PruneWal, ReportEvidence,
                                RequestProposal, Send, SetTimer, ValidateBlock, ViewChanged)
-from consensus.certificate import CommitCertificate, verify_certificate
+from consensus.certificate import CommitCertificate, QuorumCertificate, verify_certificate
 from consensus.crypto import Signer, Verifier
 from consensus.engine import Engine, EngineConfig
 from consensus.errors import LocalProtocolError
 from consensus.evidence import Evidence
-from consensus.messages import Decision, Message, decode_message
+from consensus.messages import Commit, Decision, Message, NewView, Prepare, PrePrepare, ViewChange, decode_message, sign_message
 from consensus.wal import decode_record
 from consensus.validators import ValidatorSet
 from consensus.simulation.adversary import SyncedBlock
 from consensus.simulation.byzantine import BEHAVIOURS, TICK_BEHAVIOURS, Adversary, block_payload
 from consensus.simulation.fake_crypto import FakeKeyring, FakeVerifier
 from consensus.simulation.network import Network, NetworkConfig, Partition
+from consensus.simulation.reconfig import Reconfiguration, plan_reconfiguration, validator_set
 
 CHAIN_ID = "medledger-sim"
 ZERO = bytes(32)
@@ -136,6 +138,10 @@ class SeedResult:
     final_hashes: tuple[tuple[int, int, str], ...]  # (endpoint, height, tip digest hex) of each checked endpoint
     byzantine: tuple[int, ...]
     behaviours: tuple[tuple[str, ...], ...]
+    # With reconfiguration: the schedule of changes, and why a liveness failure is no fault of the
+    # protocol ("" if it is unexplained, i.e. a real failure).
+    reconfiguration: tuple[str, ...] = ()
+    liveness_explained: str = ""
 
     @property
     def ok(self) -> bool:
@@ -183,11 +189,24 @@ class Simulation:
         self._net_rng = random.Random(master.getrandbits(64))
         self._app_rng = random.Random(master.getrandbits(64))
         self._byz_rng = random.Random(master.getrandbits(64))
+        reconfig_rng = random.Random(master.getrandbits(64))
+        self._ghost_rng = random.Random(master.getrandbits(64))
         n = config.validators
-        key_count = n + (1 if config.reconfigure else 0)
+        rng = self._scenario_rng
+        self.byzantine_validators = sorted(rng.sample(range(n), config.byzantine))
+        # Reconfiguration: a schedule of changes, each decided in block d and in force from d + 2.
+        self.reconfiguration: Reconfiguration | None = None
+        if config.reconfigure:
+            self.reconfiguration = plan_reconfiguration(reconfig_rng, n, frozenset(self.byzantine_validators),
+                                                        config.heights)
+        key_count = n + (self.reconfiguration.spares if self.reconfiguration else 0)
         self.signers, self.verifier = (crypto or fake_crypto)(key_count)
         self.ids = [s.public_key for s in self.signers]
         self.genesis = ValidatorSet(validators=tuple(self.ids[:n]))
+        self._sets: dict[tuple[int, ...], ValidatorSet] = {tuple(range(n)): self.genesis}
+        # Retired keys (removed, or rotated out) by validator number: the height from which they must not count.
+        self.retired = self.reconfiguration.retired_at() if self.reconfiguration else {}
+        self.ghost_votes = 0  # votes and proposals signed by retired keys after their switch
         self.engine_config = config.engine_config()
         self.now = 0
         # (time, sequence, event kind, the event's arguments: their shape depends on the kind)
@@ -204,8 +223,6 @@ class Simulation:
         self.target: int | None = None
         self.done_time: int | None = None
 
-        rng = self._scenario_rng
-        self.byzantine_validators = sorted(rng.sample(range(n), config.byzantine))
         self.behaviours_of: dict[int, frozenset[str]] = {}
         for v in self.byzantine_validators:
             # A random mix of the behaviours asked for; "silent" excludes the rest, so it is
@@ -221,13 +238,6 @@ class Simulation:
         for v in self.byzantine_validators:
             if "twin" in self.behaviours_of[v]:
                 self._add_endpoint(v)
-        # Reconfiguration: block R schedules a new set for R + 2 (one validator out, one in).
-        self.reconfig_height = 2
-        self.new_set: ValidatorSet | None = None
-        if config.reconfigure:
-            honest = [v for v in range(n) if v not in self.behaviours_of]
-            leaving = honest[0] if honest else 0
-            self.new_set = ValidatorSet(validators=tuple(self.ids[v] for v in range(n) if v != leaving) + (self.ids[n],))
         self.network = Network(NetworkConfig(min_latency_ms=config.min_latency_ms, max_latency_ms=config.max_latency_ms,
                                              drop=config.drop, duplicate=config.duplicate, reorder=config.reorder),
                                len(self.endpoints), self._net_rng)
@@ -275,7 +285,7 @@ class Simulation:
             for ep in rng.sample(honest, min(len(honest), rng.randint(1, 2))):
                 at = rng.randint(0, window * 7 // 10)
                 back = min(window, at + rng.randint(200, 3000))
-                budget = cfg.f - cfg.byzantine - len(self.amnesiacs)
+                budget = self._least_f() - cfg.byzantine - len(self.amnesiacs)
                 keep = not (cfg.amnesia and budget > 0 and rng.random() < 0.5)
                 if not keep:
                     self.amnesiacs.add(ep.index)
@@ -288,6 +298,12 @@ class Simulation:
             if ep.behaviours & TICK_BEHAVIOURS:
                 self._push(rng.randint(50, 300), _TICK, (ep,))
         self._push(window, _HEAL, ())
+
+    def _least_f(self) -> int:
+        """The smallest f of the sets in force during the run (the faults it tolerates at every height)."""
+        if self.reconfiguration is None:
+            return self.config.f
+        return min([self.config.f] + [(len(members) - 1) // 3 for _, members in self.reconfiguration.sets])
 
     # -- the event loop ------------------------------------------------------------------------
 
@@ -374,7 +390,8 @@ class Simulation:
         return Engine(chain_id=CHAIN_ID, validators=self._validators_at(height + 1), signer=ep.signer,
                       verifier=self.verifier, config=self.engine_config, last_height=height,
                       last_digest=last[0] if last else ZERO, wal=tuple(e for _, e in ep.wal),
-                      last_certificate=last[2] if last else None, last_payload=last[1] if last else None)
+                      last_certificate=last[2] if last else None, last_payload=last[1] if last else None,
+                      previous_validators=self._validators_at(height) if height else None)
 
     def _boot(self, ep: Endpoint) -> None:
         ep.engine = self._new_engine(ep)
@@ -382,15 +399,23 @@ class Simulation:
         self._execute(ep, ep.engine.start())
 
     def _validators_at(self, height: int) -> ValidatorSet:
-        if self.new_set is not None and height >= self.reconfig_height + 2:
-            return self.new_set
-        return self.genesis
+        if self.reconfiguration is None:
+            return self.genesis
+        members = self.reconfiguration.members_at(height)
+        known = self._sets.get(members)
+        if known is None:
+            known = self._sets[members] = validator_set(self.ids, members)
+        return known
 
     def _reschedule_validators(self, ep: Endpoint) -> None:
-        """What the runtime does at start-up: tell the engine about changes already decided."""
-        if self.new_set is not None and self.reconfig_height <= len(ep.chain) < self.reconfig_height + 1:
-            assert ep.engine is not None
-            ep.engine.schedule_validators(self.reconfig_height + 2, self.new_set)
+        """What the runtime does at start-up: tell the engine about changes decided but not yet in force."""
+        if self.reconfiguration is None:
+            return
+        assert ep.engine is not None
+        height = len(ep.chain)
+        for change in self.reconfiguration.changes:
+            if change.decided <= height < change.effective - 1:
+                ep.engine.schedule_validators(change.effective, self._validators_at(change.effective))
 
     def _execute(self, ep: Endpoint, actions: list[Action]) -> None:
         cut = len(actions) + 1
@@ -487,6 +512,65 @@ class Simulation:
         else:
             for dest in dests:
                 self._transmit(ep, dest, msg)
+            if self.retired:
+                self._check_sent_certificates(ep, msg)
+                self._ghost_echo(ep, msg, dests)
+
+    # -- reconfiguration -----------------------------------------------------------------------
+
+    def _ghost_echo(self, ep: Endpoint, msg: Message, dests: list[Endpoint]) -> None:
+        """Retired keys keep voting: each retired key's owner signs a copy of an honest vote or
+        proposal of a height at or after its switch (half the time for another block) and sends it."""
+        if type(msg) not in (PrePrepare, Prepare, Commit, ViewChange, NewView):
+            return
+        rng = self._ghost_rng
+        for validator, switch in self.retired.items():
+            if msg.height < switch or rng.random() < 0.5:
+                continue
+            ghost = self.endpoints[validator]
+            if not ghost.up:
+                continue
+            key = ghost.signer.public_key
+            if type(msg) is NewView:  # the enclosed proposal is the sender's own too
+                pp = sign_message(dataclasses.replace(msg.pre_prepare, sender=key, signature=b""), ghost.signer)
+                fake: Message = dataclasses.replace(msg, sender=key, pre_prepare=pp, signature=b"")
+            elif isinstance(msg, (Prepare, Commit)) and rng.random() < 0.5:  # a vote for another block
+                fake = dataclasses.replace(msg, sender=key, digest=rng.randbytes(32), signature=b"")
+            else:
+                fake = dataclasses.replace(msg, sender=key, signature=b"")
+            signed = self._wire(sign_message(fake, ghost.signer))
+            self.ghost_votes += 1
+            for dest in dests:
+                if dest is not ghost:
+                    self._transmit(ghost, dest, signed, prompt=True)
+
+    def _check_sent_certificates(self, ep: Endpoint, msg: Message) -> None:
+        """The certificates an honest endpoint sends are made of the set of their height."""
+        if type(msg) is ViewChange and msg.prepared is not None:
+            self._check_members(ep, msg.prepared, f"a prepared certificate of height {msg.height}")
+        elif type(msg) is NewView:
+            for vc in msg.view_changes:
+                if vc.sender not in self._validators_at(msg.height):
+                    self.safety.append(f"height {msg.height}: endpoint {ep.index} sent a NEW-VIEW enclosing a "
+                                       f"view change of a key outside the set of that height")
+                if vc.prepared is not None:
+                    self._check_members(ep, vc.prepared, f"a prepared certificate of height {msg.height}")
+        elif type(msg) is Decision:
+            self._check_members(ep, msg.certificate, f"the DECISION certificate of height {msg.height}")
+
+    def _check_members(self, ep: Endpoint, cert: QuorumCertificate, what: str) -> None:
+        """Every vote of a certificate of height H is by a member of H's set; name a retired key's vote."""
+        validators = self._validators_at(cert.height)
+        for voter, _ in cert.votes:
+            if voter in validators:
+                continue
+            number = self.ids.index(voter)
+            switch = self.retired.get(number)
+            if switch is not None and cert.height >= switch:
+                self.safety.append(f"endpoint {ep.index} holds {what} counting a vote of validator {number}, "
+                                   f"whose key was retired at height {switch}")
+            else:
+                self.safety.append(f"endpoint {ep.index} holds {what} with a vote outside the set of that height")
 
     def _transmit(self, src: Endpoint, dest: Endpoint, msg: Message, prompt: bool = False) -> None:
         """Send `msg` over the network; unless `prompt` (the adversary's own answers), an adaptive
@@ -536,9 +620,11 @@ class Simulation:
                                    f"{first[1]} finalized {first[0].hex()[:12]}")
             if self.target is not None and self.done_time is None:
                 self._check_done()
-        if self.new_set is not None and height == self.reconfig_height and ep.engine is not None:
-            # Every node, while applying block R, schedules the set that block decided on.
-            ep.engine.schedule_validators(self.reconfig_height + 2, self.new_set)
+        self._check_members(ep, cert, f"the commit certificate of height {height}")
+        decided = self.reconfiguration.decided_in(height) if self.reconfiguration else None
+        if decided is not None and ep.engine is not None:
+            # Every node, while applying block d, schedules the set that block decided on (for d + 2).
+            ep.engine.schedule_validators(decided[0], self._validators_at(decided[0]))
         return True
 
     def _check_evidence(self, ep: Endpoint, evidence: Evidence) -> None:
@@ -546,7 +632,11 @@ class Simulation:
         if not evidence.verify(self.verifier):
             self.safety.append(f"endpoint {ep.index} reported evidence whose signatures do not verify")
         offender = self.ids.index(evidence.offender)
-        if offender not in self.behaviours_of and not any(
+        switch = self.retired.get(offender)
+        if switch is not None and evidence.first.height >= switch:
+            self.safety.append(f"endpoint {ep.index} counted votes of validator {offender} at height "
+                               f"{evidence.first.height}, after its key was retired at height {switch}")
+        elif offender not in self.behaviours_of and not any(
                 e.index in self.amnesiacs for e in self.endpoints if e.validator == offender):
             self.safety.append(f"endpoint {ep.index} reported evidence against validator {offender}, which is honest")
 
@@ -674,6 +764,7 @@ class Simulation:
                         liveness.append(f"endpoint {ep.index} reached height {len(ep.chain)}, not {self.target}, "
                                         f"within {self.config.liveness_bound_ms} ms of healing")
         heights = [len(ep.chain) for ep in checked] or [0]
+        explained = self._explain_liveness(min(heights) + 1) if liveness else ""
         return SeedResult(
             seed=self.seed,
             safety_violations=tuple(self.safety),
@@ -691,7 +782,21 @@ class Simulation:
                                for ep in checked),
             byzantine=tuple(self.byzantine_validators),
             behaviours=tuple(tuple(sorted(self.behaviours_of[v])) for v in self.byzantine_validators),
+            reconfiguration=tuple(self.reconfiguration.describe()) if self.reconfiguration else (),
+            liveness_explained=explained,
         )
+
+    def _explain_liveness(self, height: int) -> str:
+        """Why the set of `height` could not commit, if the schedule took more than f of it down ("" if not)."""
+        if self.reconfiguration is None:
+            return ""
+        validators = self._validators_at(height)
+        down = [v for v in self.reconfiguration.members_at(height)
+                if v in self.behaviours_of or not any(ep.up and ep.honest for ep in self.endpoints if ep.validator == v)]
+        if len(down) <= validators.f:
+            return ""
+        return (f"the schedule left {len(down)} of the {validators.n} validators of height {height} faulty or down "
+                f"(more than f = {validators.f}): not a failure of the protocol")
 
 
 def _valid_block(height: int, payload: bytes) -> bool:

@@ -77,7 +77,7 @@ def run_sim(*, validators: int, byzantine: int, behaviours: Sequence[str], drop:
 def summarize(config: SimConfig, results: Sequence[SeedResult]) -> dict[str, Any]:
     failing = [r for r in results if not r.ok]
     recoveries = [r.recovery_ms for r in results if r.recovery_ms is not None]
-    return {
+    report: dict[str, Any] = {
         "validators": config.validators,
         "f": config.f,
         "byzantine": config.byzantine,
@@ -97,9 +97,19 @@ def summarize(config: SimConfig, results: Sequence[SeedResult]) -> dict[str, Any
         "messages_delivered": sum(r.messages for r in results),
         "max_recovery_ms": max(recoveries) if recoveries else None,
         "failing_seeds": [r.seed for r in failing],
-        "failures": [
-            {"seed": r.seed, "safety": list(r.safety_violations[:3]), "liveness": list(r.liveness_failures[:3]),
-             "errors": list(r.errors[:3]), "byzantine": list(r.byzantine), "behaviours": [list(b) for b in r.behaviours]}
-            for r in failing[:MAX_REPORTED_FAILURES]
-        ],
+        "failures": [_failure(config, r) for r in failing[:MAX_REPORTED_FAILURES]],
     }
+    if config.reconfigure:
+        # Liveness failures the schedule explains (it took more than f of a set down): not the protocol's.
+        report["liveness_explained"] = sum(1 for r in results if r.liveness_failures and r.liveness_explained)
+    return report
+
+
+def _failure(config: SimConfig, r: SeedResult) -> dict[str, Any]:
+    failure: dict[str, Any] = {
+        "seed": r.seed, "safety": list(r.safety_violations[:3]), "liveness": list(r.liveness_failures[:3]),
+        "errors": list(r.errors[:3]), "byzantine": list(r.byzantine), "behaviours": [list(b) for b in r.behaviours]}
+    if config.reconfigure:
+        failure["reconfiguration"] = list(r.reconfiguration)
+        failure["explained"] = r.liveness_explained
+    return failure

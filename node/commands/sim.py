@@ -40,8 +40,11 @@ def _parse_seeds(text: str) -> list[int]:
 @click.option("--partition/--no-partition", default=False, show_default=True, help="Partition the network for a while, then heal it.")
 @click.option("--seeds", "seeds_text", default="0-99", show_default=True, help="Seeds to run: 7, 0-999 or 1,5,9.")
 @click.option("--heights", default=None, type=click.IntRange(1, 10_000), help="Heights each run aims for.")
+@click.option("--reconfigure", is_flag=True, default=False,
+              help="Give each seed a random schedule of validator-set changes (add, remove, rotate a key).")
 @json_option
-def sim(validators: int, byzantine: int, behaviours: str, drop: float, partition: bool, seeds_text: str, heights: int | None, as_json: bool) -> None:
+def sim(validators: int, byzantine: int, behaviours: str, drop: float, partition: bool, seeds_text: str, heights: int | None,
+        reconfigure: bool, as_json: bool) -> None:
     """Run the seeded consensus simulator and check safety and liveness in every run.
 
     Each seed is one deterministic run: the same seed gives the same result and the same
@@ -53,6 +56,7 @@ def sim(validators: int, byzantine: int, behaviours: str, drop: float, partition
       medledger sim --validators 7 --byzantine 2 --behaviour equivocate,double-vote --seeds 42
       medledger sim --validators 4 --byzantine 1 --behaviour relabel-new-view,withhold --drop 0.3 --partition
       medledger sim --validators 4 --byzantine 2 --seeds 0-199   # above f: violations appear
+      medledger sim --validators 7 --byzantine 2 --reconfigure --drop 0.1 --partition --seeds 0-99
     """
     from consensus.simulation.byzantine import BEHAVIOURS
     from consensus.simulation.runner import run_sim
@@ -67,6 +71,8 @@ def sim(validators: int, byzantine: int, behaviours: str, drop: float, partition
     if byzantine > validators:
         fail("--byzantine cannot exceed --validators", EXIT_USAGE)
     kwargs: dict[str, Any] = {}
+    if reconfigure:
+        kwargs["reconfigure"] = True
     if heights is not None:
         kwargs["heights"] = heights
     from rich.progress import Progress

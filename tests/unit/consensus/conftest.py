@@ -170,6 +170,17 @@ class Cluster:
         return [len(n.committed) for n in self.nodes]
 
 
+def two_final_heights() -> tuple[Cluster, Node, list[tuple[int, bytes]]]:
+    """A cluster that finalized heights 1 and 2; its first node and every WAL entry it persisted (unpruned)."""
+    c = Cluster(4, start=False)
+    c.stop_height = 2
+    for n in c.nodes:
+        c.execute(n, n.engine.start())
+    c.run()
+    node = c.nodes[0]
+    return c, node, [(a.height, a.entry) for a in node.log if isinstance(a, Persist)]
+
+
 @pytest.fixture
 def cluster_factory() -> Callable[..., Cluster]:
     return Cluster

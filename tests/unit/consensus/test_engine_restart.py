@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from consensus.actions import Broadcast, Persist, RequestProposal, Send
+from consensus.actions import Broadcast, RequestProposal, Send
 from consensus.errors import WalCorruptError
 from consensus.messages import M, Commit, Decision, Prepare, PrePrepare, sign_message
 
-from .conftest import CHAIN, Cluster, Node, block
+from .conftest import CHAIN, Cluster, Node, block, two_final_heights
 
 
 def sent(node: Node, kind: type[M]) -> list[M]:
@@ -80,13 +80,7 @@ def test_restart_after_commit_restores_the_commit_and_its_certificate() -> None:
 
 
 def test_restart_ignores_unpruned_entries_of_heights_already_final() -> None:
-    c = Cluster(4, start=False)
-    c.stop_height = 2
-    for n in c.nodes:
-        c.execute(n, n.engine.start())
-    c.run()
-    node = c.nodes[0]
-    everything = [(a.height, a.entry) for a in node.log if isinstance(a, Persist)]
+    c, node, everything = two_final_heights()
     assert {h for h, _ in everything} == {1, 2}
     node.wal = everything  # as if the prunes had not happened before the crash
     node.log.clear()
