@@ -195,6 +195,7 @@ class Node:
         self.engine = engine = Engine(
             chain_id=self.chain_id,
             validators=self.membership.at(height + 1),
+            previous_validators=self.membership.at(height) if height else None,  # whom a DECISION may answer
             signer=self.identity,
             verifier=self.verifier,
             config=engine_cfg,
