@@ -146,7 +146,9 @@ def audit_verify(tx_hash: str, key_file: str | None, passphrase_env: str | None,
     cert_ok = False
     if block.get("certificate"):
         cert = CommitCertificate.decode(bytes.fromhex(block["certificate"]))
-        validators = ValidatorSet(validators=tuple(bytes.fromhex(v["id"]) for v in status["validators"]))
+        # the set of the block's height, not the current one: the set changes by vote
+        at = run_client(lambda: client.validators(height=header.height))
+        validators = ValidatorSet(validators=tuple(bytes.fromhex(v["id"]) for v in at["validators"]))
         cert_ok = cert.digest == header.hash() and cert.height == header.height and verify_certificate(
             cert, chain_id=status["chain_id"], validators=validators, verifier=Ed25519Verifier())
     checks["commit_certificate"] = cert_ok
