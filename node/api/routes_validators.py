@@ -2,6 +2,7 @@
 
 GET /v1/validators answers `medledger validators`, with `history` (every set, the height it took
 effect at and the block that decided it: what a joiner walks to verify a snapshot's set);
+with `?proofs=1` also `changes`, the evidence of each change (node/runtime/snapshots.py);
 GET /v1/validators?height=H answers the set of height H (what a client checking a commit
 certificate of block H needs: `medledger audit verify`); GET /v1/validators/proposals/{kind}/{id}
 answers `medledger validator add|remove` after an approval (the proposal, its approvals, how
@@ -20,6 +21,7 @@ from node.app import validator_sets
 from node.app.stored import read
 from node.chain.tx import jsonable
 from node.runtime.runtime import Node
+from node.runtime.snapshots import change_evidence
 
 KINDS = {"add": validator_sets.KIND_ADD, "remove": validator_sets.KIND_REMOVE}
 
@@ -67,7 +69,14 @@ def at_height(node: Node, height: int) -> dict[str, Any]:
 async def get_validators(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     height = request.query.get("height")
-    response = json_response(overview(node) if height is None else at_height(node, int_param(height, "height")))
+    if height is not None:
+        doc = at_height(node, int_param(height, "height"))
+    else:
+        doc = overview(node)
+        if request.query.get("proofs") in ("1", "true"):
+            sets = validator_sets.history(node.state_reader())
+            doc["changes"] = [c.to_json() for c in change_evidence(node.store, node.chain_id, sets)]
+    response = json_response(doc)
     response.headers["Access-Control-Allow-Origin"] = "*"  # public, like /v1/status
     return response
 

@@ -103,3 +103,13 @@ async def test_audit_verify_checks_a_certificate_against_the_set_of_its_height(a
     # the validator transactions concern no patient: the explorer shows their bodies to anyone
     block = await (await client.get(f"/v1/blocks/{decided}")).json()
     assert [t["type"] for t in block["txs"]] == ["validator.add"] and block["txs"][0]["body"]["candidate"] == candidate.id
+
+
+async def test_status_shows_the_number_of_validators_and_lists_them(api):
+    client, node = api
+    url = str(client.make_url("")).rstrip("/")
+    shown = await _cli("status", "--node", url)
+    assert shown.exit_code == 0, shown.output
+    assert "validators:  1\n" in shown.stdout and node.identity.id[:16] in shown.stdout
+    doc = json.loads((await _cli("status", "--node", url, "--json")).stdout)
+    assert doc["validators"] == 1 and doc["validator_set"][0]["id"] == node.identity.id and doc["epoch"] == 0
