@@ -113,8 +113,9 @@ def require_institution_key(client: HealthClient, ident: Identity, key_file: str
 def audit_verify(tx_hash: str, key_file: str | None, passphrase_env: str | None, node_url: str, as_json: bool) -> None:
     """Check an audit entry's Merkle inclusion proof and its block's commit certificate.
 
-    The proof ties the transaction to the header's tx_root; the header's hash must be what
-    2f+1 validators of the genesis signed in the block's commit certificate. The node gives the
+    The proof ties the transaction to the header's tx_root; the header's hash must be what a
+    quorum of the validators of the block's height (GET /v1/validators?height=H; the set
+    changes by vote) signed in the block's commit certificate. The node gives the
     leaf (the encoded transaction, whose SHA-256 is the tx hash) only to one of the
     transaction's parties: sign with --key (the patient's key for their audit trail) to check
     that the proven leaf is this transaction.
