@@ -262,8 +262,8 @@ def verify_changes(genesis: Genesis, changes: Sequence[SetChange]) -> list[tuple
         made = explained_set(sets[-1][1].validators, tx) if tx.type in VALIDATOR_TYPES else None
         if made is None or tuple(made) != change.validators:
             raise SnapshotInvalid(f"{where}: its transaction ({tx.type}) does not make the claimed set")
-        if tx.type != "validator.rotate" and tx.sender not in deciding:
-            raise SnapshotInvalid(f"{where}: its approval is not from a validator of height {d}")
+        if tx.sender not in deciding:
+            raise SnapshotInvalid(f"{where}: its transaction is not from a validator of height {d}")
         sets.append((change.effective_height, ValidatorSet(validators=change.validators)))
     return sets
 

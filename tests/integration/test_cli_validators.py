@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from cli import main
 from node.core.crypto import Identity
 from node.home.keys import write_key_file
+from node.runtime.snapshots import SetChange, verify_changes
 
 
 def _keyfile(tmp_path: Path, name: str, ident: Identity) -> str:
@@ -97,6 +98,10 @@ async def test_audit_verify_checks_a_certificate_against_the_set_of_its_height(a
     history = (await (await client.get("/v1/validators")).json())["history"]
     assert [(e["effective_height"], e["decided_height"], len(e["validators"])) for e in history] == [
         (1, None, 1), (decided + 2, decided, 2)]
+    proofs = (await (await client.get("/v1/validators?proofs=1")).json())["changes"]
+    assert [(c["decided_height"], c["effective_height"]) for c in proofs] == [(decided, decided + 2)]
+    sets = verify_changes(node.genesis, [SetChange.from_json(c) for c in proofs])  # what a joiner checks
+    assert [len(s) for _, s in sets] == [1, 2]
     verified = await _cli("audit", "verify", "--tx", add_tx, "--key", me, "--node", url, "--json")
     assert verified.exit_code == 0, verified.output
     assert json.loads(verified.stdout)["checks"]["commit_certificate"] is True
