@@ -236,7 +236,12 @@ def join_network(root: Path, url: str, *, api_host: str = "127.0.0.1", api_port:
     genesis.save(root / "genesis.json")
     if ca_file:  # the CA the network's APIs are verified against, for this node's calls to them
         shutil.copyfile(ca_file, root / "ca.pem")
-    peers = ",".join(f"{v.id.hex()}@{v.address}" for v in genesis.validators)
+    # the current validators (an added one is only in its record), then the genesis ones whose
+    # address no current validator holds (a rotated-out key's address is its new key's)
+    known = {str(v["id"]): str(v["address"]) for v in overview.get("validators", [])
+             if isinstance(v, dict) and v.get("id") and v.get("address")}
+    known.update({v.id.hex(): v.address for v in genesis.validators if v.address not in known.values()})
+    peers = ",".join(f"{vid}@{address}" for vid, address in known.items() if address)
     cfg = NodeConfig(
         node=NodeSection(name=name, observer=True),
         api=dataclasses.replace(ApiSection(), host=api_host, port=api_port, tls_ca="ca.pem" if ca_file else ""),
