@@ -150,9 +150,13 @@ class Client:
         """The Merkle proof; the leaf (the encoded transaction) only when `signer` is one of its parties."""
         return self.get(f"/v1/txs/{tx_hash}/proof", signer=signer)
 
-    def validators(self) -> dict[str, Any]:
-        """The validator set, the sets scheduled and the pending proposals (GET /v1/validators)."""
-        return self.get("/v1/validators")
+    def validators(self, height: int | None = None, *, proofs: bool = False) -> dict[str, Any]:
+        """The validator set, the sets scheduled, the pending proposals and the history of sets
+        (GET /v1/validators); with `proofs`, the evidence of each change (`changes`); with
+        `height`, the set of that height (?height=H)."""
+        if height is not None:
+            return self.get(f"/v1/validators?height={int(height)}")
+        return self.get("/v1/validators?proofs=1" if proofs else "/v1/validators")
 
     def validator_proposal(self, kind: str, target_id: str) -> dict[str, Any]:
         """A validator.add or validator.remove proposal (`kind` add or remove) about `target_id`."""

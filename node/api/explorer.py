@@ -35,7 +35,7 @@ from node.chain.tx import Transaction
 # Types whose body concerns no patient: governance and the registration of studies, researchers
 # on studies and staff. Any other type (and any type added later) is private by default.
 PUBLIC_TYPES = frozenset({"governance.admit_institution", "governance.schedule_upgrade", "study.register",
-                          "study.add_researcher"})
+                          "study.add_researcher", "validator.add", "validator.remove", "validator.rotate"})
 # Transactions listing several patients: a listed patient is not entitled to see the others.
 MULTI_PATIENT_TYPES = frozenset({"research.release"})
 WITHHELD = "withheld: this transaction concerns a patient; sign the request as one of its parties to read it"

@@ -29,6 +29,7 @@ from node.api.signed import signed
 from node.app import queries
 from node.core.encoding import DecodeError, decode
 from node.records.protocol import Fetch, ProtocolError, Upload
+from node.research.service import custodian_api
 from node.runtime.runtime import Node
 
 MAX_RECORD_UPLOAD = 3 * 1024 * 1024
@@ -96,9 +97,9 @@ async def post_record_fetch(request: web.Request) -> web.StreamResponse:
 
 async def _proxy_fetch(request: web.Request, node: Node, custodian_hex: str, raw: bytes) -> web.StreamResponse:
     """Forward a signed fetch to the custodian's node (the answer is signed by the custodian)."""
-    api = next((v.api for v in node.genesis.validators if v.id.hex() == custodian_hex and v.api), None)
+    api = custodian_api(node, custodian_hex)
     if api is None:
-        raise ApiError(502, "custodian_unknown", "the record's custodian publishes no API address in the genesis")
+        raise ApiError(502, "custodian_unknown", "the record's custodian publishes no API address (validator records, genesis)")
     import aiohttp
 
     client_ssl: ssl.SSLContext | None = request.app.get(CLIENT_SSL_KEY)

@@ -113,8 +113,9 @@ def require_institution_key(client: HealthClient, ident: Identity, key_file: str
 def audit_verify(tx_hash: str, key_file: str | None, passphrase_env: str | None, node_url: str, as_json: bool) -> None:
     """Check an audit entry's Merkle inclusion proof and its block's commit certificate.
 
-    The proof ties the transaction to the header's tx_root; the header's hash must be what
-    2f+1 validators of the genesis signed in the block's commit certificate. The node gives the
+    The proof ties the transaction to the header's tx_root; the header's hash must be what a
+    quorum of the validators of the block's height (GET /v1/validators?height=H; the set
+    changes by vote) signed in the block's commit certificate. The node gives the
     leaf (the encoded transaction, whose SHA-256 is the tx hash) only to one of the
     transaction's parties: sign with --key (the patient's key for their audit trail) to check
     that the proven leaf is this transaction.
@@ -146,7 +147,9 @@ def audit_verify(tx_hash: str, key_file: str | None, passphrase_env: str | None,
     cert_ok = False
     if block.get("certificate"):
         cert = CommitCertificate.decode(bytes.fromhex(block["certificate"]))
-        validators = ValidatorSet(validators=tuple(bytes.fromhex(v["id"]) for v in status["validators"]))
+        # the set of the block's height, not the current one: the set changes by vote
+        at = run_client(lambda: client.validators(height=header.height))
+        validators = ValidatorSet(validators=tuple(bytes.fromhex(v["id"]) for v in at["validators"]))
         cert_ok = cert.digest == header.hash() and cert.height == header.height and verify_certificate(
             cert, chain_id=status["chain_id"], validators=validators, verifier=Ed25519Verifier())
     checks["commit_certificate"] = cert_ok

@@ -41,7 +41,7 @@ def status(node_url: str, as_json: bool) -> None:
             f"state root:  {s['state_root']}",
             f"peers:       {len(s.get('peers', []))} connected" + "".join(f"\n  - {p[:16]}..." for p in s.get("peers", [])),
             f"mempool:     {s['mempool_size']} transactions",
-            f"validators:  {len(s['validators'])}" + "".join(f"\n  - {v['name']} {v['id'][:16]}... {v['address']}" for v in s["validators"]),
+            f"validators:  {s['validators']}" + "".join(f"\n  - {v['name']} {v['id'][:16]}... {v['address']}" for v in s["validator_set"]),
         ]
         return "\n".join(lines)
 

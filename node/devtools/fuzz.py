@@ -425,7 +425,7 @@ async def discover(session: aiohttp.ClientSession, url: str) -> tuple[Target, di
     if status is None:
         raise FuzzError(f"{url} does not answer /v1/status")
     node_id = str(status.get("node_id", ""))
-    validators = [v for v in status.get("validators", []) if isinstance(v, dict)]
+    validators = [v for v in status.get("validator_set", []) if isinstance(v, dict)]
     address = next((v.get("address") for v in validators if v.get("id") == node_id and v.get("address")), None)
     target = Target(url=url, chain_id=str(status.get("chain_id", "")), node_id=node_id,
                     validator_ids=tuple(str(v.get("id")) for v in validators), p2p_address=address)

@@ -168,7 +168,7 @@ def join_network(root: Path, url: str, *, api_host: str = "127.0.0.1", api_port:
     import shutil
 
     from node.client import ApiError, Client, ClientError
-    from node.runtime.snapshots import start_from_snapshot
+    from node.runtime.snapshots import SetChange, start_from_snapshot
     from storage.chain import ChainStore
     from storage.kv import LevelDBStore
     from storage.snapshots import SnapshotInfo, SnapshotInvalid
@@ -178,14 +178,17 @@ def join_network(root: Path, url: str, *, api_host: str = "127.0.0.1", api_port:
     try:
         genesis = Genesis.from_json(client.genesis())
         listing = client.snapshots(identity)
+        overview = client.validators(proofs=True)
+        changes = [SetChange.from_json(c) for c in overview.get("changes", [])]
+        apis = [v.api for v in genesis.validators] + [str(v.get("api") or "") for v in overview.get("validators", [])]
     except ApiError as exc:
         if exc.status in (401, 403):
             raise JoinError(f"{url} refused to serve its snapshots to institution {identity.id}: only an admitted "
                             f"institution may fetch them. Ask the validators to admit it (governance.admit_institution), "
                             f"then run the same command again (the key in {root} is kept)") from None
         raise JoinError(f"{url} refused: {exc.code}: {exc.message}") from None
-    except (ClientError, ValueError) as exc:
-        raise JoinError(f"cannot fetch the genesis and snapshots from {url}: {exc}") from None
+    except (ClientError, KeyError, TypeError, ValueError) as exc:
+        raise JoinError(f"cannot fetch the genesis, the validator-set changes and the snapshots from {url}: {exc}") from None
     if not listing.get("snapshots"):
         raise JoinError(f"{url} holds no snapshot yet (one is taken every storage.snapshot_interval blocks)")
     newest = listing["snapshots"][0]
@@ -205,12 +208,14 @@ def join_network(root: Path, url: str, *, api_host: str = "127.0.0.1", api_port:
         info, signed = parse(newest)
     except (KeyError, TypeError, ValueError) as exc:
         raise JoinError(f"{url} answered a snapshot listing that does not parse: {exc}") from None
-    # the other validators' attestations of the same snapshot (each signs the one it wrote)
-    for v in genesis.validators:
-        if not v.api or v.api.rstrip("/") == client.base_url:
+    # the other validators' attestations of the same snapshot (each signs the one it wrote): the
+    # genesis ones and the current ones (an added validator's API is in its record); the
+    # attestations count only for validators of the verified set of the snapshot's height
+    for api in dict.fromkeys(apis):
+        if not api or api.rstrip("/") == client.base_url:
             continue
         try:
-            for doc in Client(v.api, ca_file=ca_file, timeout=10.0).snapshots(identity).get("snapshots", []):
+            for doc in Client(api, ca_file=ca_file, timeout=10.0).snapshots(identity).get("snapshots", []):
                 if doc.get("height") == info.height:
                     signed += parse(doc)[1]
         except (ClientError, KeyError, TypeError, ValueError):
@@ -222,7 +227,7 @@ def join_network(root: Path, url: str, *, api_host: str = "127.0.0.1", api_port:
     store = ChainStore(LevelDBStore(data_dir / "chain"))
     try:
         chunks = (client.snapshot_chunk(info.height, i, identity) for i in range(len(info.chunk_hashes)))
-        start_from_snapshot(store, genesis=genesis, info=info, chunks=chunks, attestations=signed)
+        start_from_snapshot(store, genesis=genesis, info=info, chunks=chunks, attestations=signed, changes=changes)
     except (SnapshotInvalid, ClientError) as exc:
         store.close()
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -231,7 +236,12 @@ def join_network(root: Path, url: str, *, api_host: str = "127.0.0.1", api_port:
     genesis.save(root / "genesis.json")
     if ca_file:  # the CA the network's APIs are verified against, for this node's calls to them
         shutil.copyfile(ca_file, root / "ca.pem")
-    peers = ",".join(f"{v.id.hex()}@{v.address}" for v in genesis.validators)
+    # the current validators (an added one is only in its record), then the genesis ones whose
+    # address no current validator holds (a rotated-out key's address is its new key's)
+    known = {str(v["id"]): str(v["address"]) for v in overview.get("validators", [])
+             if isinstance(v, dict) and v.get("id") and v.get("address")}
+    known.update({v.id.hex(): v.address for v in genesis.validators if v.address not in known.values()})
+    peers = ",".join(f"{vid}@{address}" for vid, address in known.items() if address)
     cfg = NodeConfig(
         node=NodeSection(name=name, observer=True),
         api=dataclasses.replace(ApiSection(), host=api_host, port=api_port, tls_ca="ca.pem" if ca_file else ""),

@@ -108,6 +108,13 @@ class ExtractRequest:
         return req
 
 
+def custodian_api(node: Any, custodian_hex: str) -> str | None:
+    """The API URL a custodian (a validator, present or past) publishes: its validator record in
+    the state (an added validator's address and API are there), else the genesis file's."""
+    api = node.membership.describe(bytes.fromhex(custodian_hex)).get("api")
+    return api if isinstance(api, str) and api else None
+
+
 class ResearchService:
     """Coordinates extracts and prepares/records this custodian's part of them."""
 
@@ -333,7 +340,7 @@ class ResearchService:
                     return None
             tx = await self.record(req, me, payload["included"], payload["release_hash"])
             return {"tx": tx}
-        api = next((v.api for v in self.node.genesis.validators if v.id.hex() == custodian_hex and v.api), None)
+        api = custodian_api(self.node, custodian_hex)
         if api is None:
             log.warning("custodian %s publishes no API address", custodian_hex[:16])
             return None

@@ -493,9 +493,9 @@ class Node:
             "height": self.store.height,
             "last_block_hash": self.store.last_hash.hex(),
             "state_root": self.store.state_root.hex(),
-            # the set deciding the next block (the genesis one until a change), as the genesis lists them
-            "validators": self.validator_list(),
-            "validator_count": len(self.membership.at(self.store.height + 1)),
+            # the set deciding the next block (the genesis one until a change): its size, and its members
+            "validators": len(self.membership.at(self.store.height + 1)),
+            "validator_set": self.validator_list(),
             "epoch": self.membership.epoch(self.store.height + 1)[0],
             "validator": self.is_validator,
             "mempool_size": len(self.mempool),

@@ -22,9 +22,9 @@ async function refreshStatus() {
   }
   replace("#stats",
     stat("height", s.height, "height"), stat("view", s.view, "view"), stat("peers", s.peers.length, "peer-count"),
-    stat("mempool", s.mempool_size, "mempool"), stat("validators", s.validators.length, "validator-count"),
+    stat("mempool", s.mempool_size, "mempool"), stat("validators", s.validators, "validator-count"),
     stat("state", s.syncing ? "syncing" : "in sync", "syncing"));
-  const names = new Map(s.validators.map((v) => [v.id, v.name]));
+  const names = new Map(s.validator_set.map((v) => [v.id, v.name]));
   replace("#peers", table(["peer", "validator"], s.peers.map((p) => el("tr", {}, el("td", {}, idCell(p, names.get(p))),
     el("td", {}, names.has(p) ? "yes" : "no")))));
   return s;
@@ -44,7 +44,7 @@ async function validatorRow(v, self) {
 }
 
 async function refreshValidators(self) {
-  const rows = await Promise.all(self.validators.map((v) => validatorRow(v, self)));
+  const rows = await Promise.all(self.validator_set.map((v) => validatorRow(v, self)));
   replace("#validators", table(["name", "id", "API", "height", "view", "peers", "state"], rows, { id: "validator-table" }));
 }
 

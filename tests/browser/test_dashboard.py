@@ -114,6 +114,7 @@ def test_ui_is_served_and_the_network_page_shows_heights_rising(devnet, page):
         " return cells.length === 4 && cells.every(c => Number(c.textContent) >= h); }", arg=out["height"])
     assert page.locator("#validator-table .badge.down").count() == 0
     assert page.text_content("#peer-count") == "3"
+    assert page.text_content("#validator-count") == "4"  # /v1/status `validators` is the number
     page.wait_for_function("() => Number(document.querySelector('#chart').dataset.blocks) >= 1")
     assert "tx/s" in page.text_content("#tps-note")
 

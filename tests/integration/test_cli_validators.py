@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from cli import main
 from node.core.crypto import Identity
 from node.home.keys import write_key_file
+from node.runtime.snapshots import SetChange, verify_changes
 
 
 def _keyfile(tmp_path: Path, name: str, ident: Identity) -> str:
@@ -63,4 +64,57 @@ async def test_a_key_rotation(api, tmp_path: Path):
     result = json.loads(rotated.stdout)
     assert result["status"] == "committed" and result["effective_height"] == result["height"] + 2
     status = (await client.get("/v1/status"))
-    assert (await status.json())["validator_count"] == 1
+    assert (await status.json())["validators"] == 1
+
+
+async def test_audit_verify_checks_a_certificate_against_the_set_of_its_height(api, tmp_path: Path):
+    """After a second validator is voted in (and the one running node can no longer commit
+    alone), a block certified by the first alone still verifies: against the set of its height
+    (GET /v1/validators?height=H), not the current one."""
+    client, node = api
+    url = str(client.make_url("")).rstrip("/")
+    me = _keyfile(tmp_path, "validator", node.identity)
+    candidate = Identity.from_seed(b"candidate".ljust(32, b"\0"))
+    assert (await _cli("institution", "admit", "--key", me, "--institution", candidate.id, "--name", "New Hospital",
+                       "--node", url)).exit_code == 0
+    added = await _cli("validator", "add", "--key", me, "--candidate", candidate.id, "--address", "127.0.0.1:9704",
+                       "--api", "http://127.0.0.1:8704", "--node", url, "--json")
+    assert added.exit_code == 0, added.output
+    decided, add_tx = json.loads(added.stdout)["height"], json.loads(added.stdout)["tx_hash"]
+    other = Identity.from_seed(b"other".ljust(32, b"\0"))  # one more block, the last the old set decides
+    assert (await _cli("institution", "admit", "--key", me, "--institution", other.id, "--name", "Other",
+                       "--node", url)).exit_code == 0
+    assert node.store.height == decided + 1
+    status = await (await client.get("/v1/status")).json()
+    assert status["validators"] == 2 and [v["id"] for v in status["validator_set"]] == [node.identity.id, candidate.id]
+    assert "validator_count" not in status
+    then = await (await client.get(f"/v1/validators?height={decided}")).json()
+    assert [v["id"] for v in then["validators"]] == [node.identity.id] and then["epoch"] == 0
+    later = await (await client.get(f"/v1/validators?height={decided + 2}")).json()
+    assert len(later["validators"]) == 2 and later["epoch"] == 1 and later["since"] == decided + 2
+    too_far = await client.get(f"/v1/validators?height={decided + 4}")
+    assert too_far.status == 404 and (await too_far.json())["error"] == "unknown_block"
+    assert (await client.get("/v1/validators?height=0")).status == 400
+    history = (await (await client.get("/v1/validators")).json())["history"]
+    assert [(e["effective_height"], e["decided_height"], len(e["validators"])) for e in history] == [
+        (1, None, 1), (decided + 2, decided, 2)]
+    proofs = (await (await client.get("/v1/validators?proofs=1")).json())["changes"]
+    assert [(c["decided_height"], c["effective_height"]) for c in proofs] == [(decided, decided + 2)]
+    sets = verify_changes(node.genesis, [SetChange.from_json(c) for c in proofs])  # what a joiner checks
+    assert [len(s) for _, s in sets] == [1, 2]
+    verified = await _cli("audit", "verify", "--tx", add_tx, "--key", me, "--node", url, "--json")
+    assert verified.exit_code == 0, verified.output
+    assert json.loads(verified.stdout)["checks"]["commit_certificate"] is True
+    # the validator transactions concern no patient: the explorer shows their bodies to anyone
+    block = await (await client.get(f"/v1/blocks/{decided}")).json()
+    assert [t["type"] for t in block["txs"]] == ["validator.add"] and block["txs"][0]["body"]["candidate"] == candidate.id
+
+
+async def test_status_shows_the_number_of_validators_and_lists_them(api):
+    client, node = api
+    url = str(client.make_url("")).rstrip("/")
+    shown = await _cli("status", "--node", url)
+    assert shown.exit_code == 0, shown.output
+    assert "validators:  1\n" in shown.stdout and node.identity.id[:16] in shown.stdout
+    doc = json.loads((await _cli("status", "--node", url, "--json")).stdout)
+    assert doc["validators"] == 1 and doc["validator_set"][0]["id"] == node.identity.id and doc["epoch"] == 0

@@ -135,7 +135,7 @@ def test_four_nodes_in_four_namespaces_commit_together(tmp_path: Path) -> None:
             # every node is connected to the three others, over the virtual network
             for node in nodes:
                 status = node.status(timeout=5)
-                assert status is not None and status["validators"][node.index]["address"] == f"{hosts[node.index]}:8800"
+                assert status is not None and status["validator_set"][node.index]["address"] == f"{hosts[node.index]}:8800"
             txs_by_node = {}
             for node in nodes:
                 client = HealthClient(node.api_url)

@@ -26,7 +26,7 @@ def test_a_fifth_validator_votes_from_the_switch_height():
         before = CommitCertificate.decode(c.nodes[0].store.certificate(switch - 1))
         assert c.id(e) not in {voter for voter, _ in before.votes}  # a vote before the switch does not count
         assert c.nodes[e].engine is not None and c.nodes[e].engine.status()["member"]
-        assert c.nodes[0].status()["validator_count"] == 5 and c.nodes[0].status()["epoch"] == 1
+        assert c.nodes[0].status()["validators"] == 5 and c.nodes[0].status()["epoch"] == 1
         # five validators need four votes: with node 3 cut off, blocks commit only if the newcomer votes
         c.net.isolate(c.id(3))
         for k in range(3):
@@ -46,7 +46,7 @@ def test_a_removed_validator_no_longer_counts():
         while c.nodes[0].store.height < decided + 2:
             commit_one(c, [0, 1, 2, 3, 4], b"fill%d" % c.nodes[0].store.height)
         assert not c.nodes[3].engine.status()["member"]  # it follows, and votes no more
-        assert c.nodes[0].status()["validator_count"] == 4
+        assert c.nodes[0].status()["validators"] == 4
         # 4 validators (quorum 3): with node 2 cut off too, 0, 1 and the newcomer commit alone
         c.net.isolate(c.id(2))
         for k in range(2):
