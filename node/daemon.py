@@ -35,6 +35,8 @@ from node.records.custodian import Custodian
 from node.research.service import ResearchService
 from node.home.config import NodeConfig, NodeHome, TlsFiles
 from node.core.crypto import parse_id
+from node.app.roles import INSTITUTION, role_of
+from node.app.state import StateReader
 from node.chain.genesis import Genesis
 from node.home.keys import load_key_file
 from node.home.logs import register_secret
@@ -108,14 +110,28 @@ def peer_map(node: Node) -> dict[bytes, str]:
 
 
 def allowed_peers(node: Node) -> set[bytes]:
-    """Who may connect: validators (every key that was, is or will be in a validator set),
-    configured observers, and configured peers. Read again at each handshake (`serve`), so a
-    validator voted in is admitted without a restart."""
+    """The keys named as peers: validators (every key that was, is or will be in a validator
+    set), configured observers, and configured peers (admitted institutions: `peer_allowed`)."""
     allowed = node.membership.known_ids()
     allowed.update(parse_id(x.strip()) for x in node.config.p2p.observers.split(",") if x.strip())
     allowed.update(peer_map(node))
     allowed.discard(node.identity.public_key)
     return allowed
+
+
+def admits_peer(peer_id: bytes, *, named: set[bytes], state: StateReader, own_id: bytes) -> bool:
+    """Whether `peer_id` may link: a named peer (`allowed_peers`), or any key the committed
+    `state` registers with the role institution (an admitted institution may follow the chain
+    as an observer without every validator listing it). Patients, staff and unknown keys may not."""
+    if peer_id == own_id:
+        return False
+    return peer_id in named or role_of(state, peer_id) == INSTITUTION
+
+
+def peer_allowed(node: Node, peer_id: bytes) -> bool:
+    """The handshake's check (`serve`), read again at each handshake from the node's committed
+    state and configuration: a validator voted in or an institution admitted links without a restart."""
+    return admits_peer(peer_id, named=allowed_peers(node), state=node.state_reader(), own_id=node.identity.public_key)
 
 
 class Service(Protocol):
@@ -172,7 +188,7 @@ async def serve(
     limits = p2p_limits(node.config)
     network = NetworkService(
         node, host=node.config.p2p.host, port=node.config.p2p.port, peers=peer_map(node),
-        allowed=lambda peer_id: peer_id in allowed_peers(node),
+        allowed=lambda peer_id: peer_allowed(node, peer_id),
         frame_filter=hook.frame_filter(node) if hook is not None else None,
         limits=hook.p2p_limits(limits) if hook is not None else limits,
         ssl_server=contexts["p2p_server"], ssl_client=contexts["p2p_client"],

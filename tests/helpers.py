@@ -91,3 +91,34 @@ def cli_json(*args: str) -> Any:
     r = cli(*args, "--json")
     assert r.returncode == 0, (args, r.stdout, r.stderr)
     return json.loads(r.stdout)
+
+
+def wait_until(cond: Any, timeout: float, what: str) -> Any:
+    """Poll `cond` until it returns something true (returned), failing after `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while not (value := cond()):
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.1)  # polling interval of the condition
+    return value
+
+
+def api_height(url: str) -> int:
+    """The height a node's API reports, or -1 while it does not answer."""
+    from node.devtools.cluster import http_json
+
+    try:
+        return int(http_json(url + "/v1/status", timeout=1.0)["height"])
+    except (OSError, ValueError):
+        return -1
+
+
+def submit_txs(url: str, txs: Any) -> None:
+    """POST signed transactions to a node's /v1/txs (msgpack), which must accept them."""
+    import urllib.request
+
+    from node.core.encoding import canonical
+
+    body = canonical([[t.chain_id, t.type, t.sender, t.nonce, t.body, t.signature] for t in txs])
+    req = urllib.request.Request(url + "/v1/txs", data=body, method="POST", headers=MSGPACK)
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 202

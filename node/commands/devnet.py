@@ -1,6 +1,6 @@
 """`medledger devnet`: a local network of institutions on this machine (init, up with a live
-status table, stop one node). The cluster and its supervisor are tools (node/devtools/cluster.py),
-imported inside the commands."""
+status table, stop one node, add one more institution). The cluster, its supervisor and the
+growing are tools (node/devtools/cluster.py, grow.py), imported inside the commands."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def devnet_up(nodes: int, directory: str, base_port: int, duration: float, tls: 
     import signal as _signal
     import time as _time
 
-    from node.devtools.cluster import Cluster, ClusterError, Supervisor
+    from node.devtools.cluster import Cluster, ClusterError, Supervisor, remove_supervisor_pid, write_supervisor_pid
 
     root = Path(directory)
     try:
@@ -105,6 +105,7 @@ def devnet_up(nodes: int, directory: str, base_port: int, duration: float, tls: 
         except ClusterError as exc:
             fail(str(exc), EXIT_REFUSED)
         supervisor = Supervisor(cluster, restart=restart, backoff_s=restart_delay)
+        write_supervisor_pid(root)  # `devnet add` finds us here and leaves its new home to us
         for n in cluster.nodes:
             click.echo(f"node{n.index}: {n.api_url}  (log {n.home / 'node.log'}, key {n.home / 'institution.key'})", err=True)
         click.echo(f"dashboard: {cluster.nodes[0].api_url}/ui/", err=True)
@@ -120,7 +121,12 @@ def devnet_up(nodes: int, directory: str, base_port: int, duration: float, tls: 
             if live:
                 live.start()
             while not stopping["now"] and (deadline is None or _time.monotonic() < deadline):
-                for event in supervisor.poll():
+                events = supervisor.poll()
+                for n in cluster.discover():  # a home `devnet add` made: ours to run from now on
+                    cluster.start(n.index)
+                    supervisor.adopt(n.index)
+                    events.append(f"node{n.index} added: {n.api_url} (log {n.home / 'node.log'})")
+                for event in events:
                     (live.console.print if live else lambda m: click.echo(m, err=True))(event)
                 if live:
                     live.update(devnet_table(cluster, supervisor))
@@ -130,6 +136,7 @@ def devnet_up(nodes: int, directory: str, base_port: int, duration: float, tls: 
                                          for n, h in zip(cluster.nodes, cluster.heights(), strict=True)))
                 _time.sleep(0.5)  # the refresh period of the table, not a synchronisation
         finally:
+            remove_supervisor_pid(root)
             if live:
                 live.stop()
             click.echo("stopping all nodes...", err=True)
@@ -163,6 +170,52 @@ def devnet_stop(index: int, directory: str, hard: bool) -> None:
     except OSError as exc:
         fail(f"cannot signal node{index} (pid {pid}): {exc.strerror}", EXIT_REFUSED)
     click.echo(f"sent {'SIGKILL' if hard else 'SIGTERM'} to node{index} (pid {pid})")
+
+
+@devnet.command("add", context_settings=CONTEXT)
+@click.option("--dir", "directory", default="devnet", show_default=True, type=click.Path(file_okay=False),
+              help="The running devnet's node homes; the new one is DIR/node<N> after the last.")
+@click.option("--name", default=None, help="The new institution's name (default institution-<N>).")
+@click.option("--validator", is_flag=True, help="Also have the validators vote it into the validator set (validator.add).")
+@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(1, 3600),
+              help="How long to wait for the node to start (and, with --validator, to catch up), in seconds.")
+@json_option
+def devnet_add(directory: str, name: str | None, validator: bool, timeout: float, as_json: bool) -> None:
+    """Add one more institution to a running devnet: make its home on the next API and peer
+    ports, have the devnet's validators admit it (their keys DIR/node<i>/institution.key), and
+    start its node, which follows the chain as an observer (from the newest snapshot if there
+    is one, else from the genesis by block sync) until it is voted in as a validator.
+
+    A running `devnet up --dir DIR` starts the new node itself (and restarts and stops it like
+    the others); without one, the node runs as a process of its own (pid in
+    DIR/node<N>/node.pid, log in DIR/node<N>/node.log; stop it with `devnet stop --node N`).
+    TLS devnets are refused for now (no certificate can be made for the new node).
+
+    \b
+    Examples:
+      medledger devnet up --dir ./devnet                # in one terminal
+      medledger devnet add --dir ./devnet               # in another: node4 follows as an observer
+      medledger devnet add --dir ./devnet --validator   # node5, voted in: prints the height it votes from
+      medledger validators --node http://127.0.0.1:8700
+    """
+    from node.devtools.grow import GrowError, add_node
+
+    try:
+        added = add_node(Path(directory), name=name, validator=validator, timeout=timeout,
+                         say=lambda m: click.echo(m, err=True))
+    except (GrowError, HomeExists, KeyFileError) as exc:
+        fail(str(exc), EXIT_REFUSED)
+
+    def text() -> str:
+        lines = [f"node{added.index}  {added.api_url}  {added.node_id[:16]}...  {added.name}  "
+                 f"(started by {added.started_by}, pid {added.pid})"]
+        if added.effective_height is not None:
+            lines.append(f"voted in as a validator: it votes from height {added.effective_height}")
+        else:
+            lines.append("an observer: it follows the chain; make it a validator with `medledger validator add`")
+        return "\n".join(lines)
+
+    emit(as_json, added.as_json(), text)
 
 
 def devnet_table(cluster: Any, supervisor: Any = None) -> Any:

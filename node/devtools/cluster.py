@@ -10,7 +10,9 @@ nodes serve https and link over TLS under a local CA (`root/ca.pem`, see node/ho
 Each running node's process id is in `root/node<i>/node.pid` (so an operator can stop one by
 hand, or with `medledger devnet stop --node i`). `Supervisor` is what keeps `devnet up` going
 when a node exits: it reports the exit and restarts the node after a growing back-off, while
-the other nodes run on.
+the other nodes run on. A running `devnet up` writes its own pid to `root/devnet-up.pid` and
+starts any home that appears after the last one (`Cluster.discover`: how `devnet add` hands it
+a new node).
 """
 
 from __future__ import annotations
@@ -100,17 +102,49 @@ def _remove_pid_file(home: Path) -> None:
         pass
 
 
-def running_pid(home: Path) -> int | None:
-    """The pid of the node process running in `home` (from its pid file), if it is still that
-    node: a stale file whose pid now belongs to another program is ignored."""
+def _live_pid(pid_file: Path, *words: bytes) -> int | None:
+    """The pid in `pid_file` if that process still runs with all of `words` in its command line
+    (a stale file whose pid now belongs to another program is ignored)."""
     try:
-        pid = int((home / PID_FILE).read_text().strip())
+        pid = int(pid_file.read_text().strip())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (OSError, ValueError):
         return None
-    if b"node" in cmdline and b"run" in cmdline and str(home.resolve()).encode() in cmdline:
-        return pid
-    return None
+    return pid if all(w in cmdline for w in words) else None
+
+
+def running_pid(home: Path) -> int | None:
+    """The pid of the node process running in `home` (from its pid file), if it is still that node."""
+    return _live_pid(home / PID_FILE, b"node", b"run", str(home.resolve()).encode())
+
+
+def home_config(home: Path) -> dict[str, Any] | None:
+    """The parsed config.toml of a node home, or None when the directory holds none."""
+    import tomllib
+
+    try:
+        return tomllib.loads((home / "config.toml").read_text())
+    except FileNotFoundError:
+        return None
+
+
+SUPERVISOR_FILE = "devnet-up.pid"  # in the devnet's directory: the pid of its running `devnet up`
+
+
+def write_supervisor_pid(root: Path) -> None:
+    (root / SUPERVISOR_FILE).write_text(f"{os.getpid()}\n")
+
+
+def remove_supervisor_pid(root: Path) -> None:
+    try:
+        (root / SUPERVISOR_FILE).unlink()
+    except OSError:
+        pass
+
+
+def running_supervisor(root: Path) -> int | None:
+    """The pid of the `devnet up` supervising root, if one runs (a stale file is ignored)."""
+    return _live_pid(root / SUPERVISOR_FILE, b"devnet", b"up")
 
 
 class Cluster:
@@ -148,28 +182,40 @@ class Cluster:
             kw.setdefault("ca_file", root / "ca.pem")
         return cls(root, [ClusterNode(i, m.home, m.api_url, m.node_id) for i, m in enumerate(made)], **kw)
 
+    @staticmethod
+    def _home_node(root: Path, i: int) -> ClusterNode | None:
+        """The node of the home root/node<i>, if that directory holds one (its config.toml)."""
+        from node.home.keys import key_file_id
+
+        home = root / f"node{i}"
+        cfg = home_config(home)
+        if cfg is None:
+            return None
+        api = cfg.get("api", {})
+        scheme = "https" if api.get("tls_cert") else "http"
+        url = f"{scheme}://{api.get('host', '127.0.0.1')}:{api.get('port', 8700)}"
+        return ClusterNode(i, home, url, key_file_id(home / cfg.get("node", {}).get("key_file", "institution.key")))
+
     @classmethod
     def open(cls, root: Path, **kw: Any) -> "Cluster":
         """Attach to node homes that already exist under root."""
-        import tomllib
-
-        from node.home.keys import key_file_id
-
-        nodes = []
-        i = 0
-        while (root / f"node{i}" / "config.toml").exists():
-            home = root / f"node{i}"
-            cfg = tomllib.loads((home / "config.toml").read_text())
-            api = cfg.get("api", {})
-            scheme = "https" if api.get("tls_cert") else "http"
-            url = f"{scheme}://{api.get('host', '127.0.0.1')}:{api.get('port', 8700)}"
-            nodes.append(ClusterNode(i, home, url, key_file_id(home / cfg.get("node", {}).get("key_file", "institution.key"))))
-            i += 1
+        nodes: list[ClusterNode] = []
+        while (node := cls._home_node(root, len(nodes))) is not None:
+            nodes.append(node)
         if not nodes:
             raise ClusterError(f"no node homes under {root} (expected {root}/node0/config.toml)")
         if nodes[0].api_url.startswith("https:") and (root / "ca.pem").exists():
             kw.setdefault("ca_file", root / "ca.pem")
         return cls(root, nodes, **kw)
+
+    def discover(self) -> list[ClusterNode]:
+        """Homes added under root since (`devnet add`: root/node<len(nodes)> ...), now part of the cluster."""
+        found = []
+        while (node := self._home_node(self.root, len(self.nodes))) is not None:
+            node.ssl_context = self.ssl_context
+            self.nodes.append(node)
+            found.append(node)
+        return found
 
     # -- processes ----------------------------------------------------------------------------
     def start(self, i: int | None = None) -> None:
@@ -352,6 +398,10 @@ class Supervisor:
         self.clock = clock
         now = clock()
         self.watch = {n.index: NodeWatch(up_since=now) for n in cluster.nodes}
+
+    def adopt(self, index: int) -> None:
+        """Watch a node added to the cluster since (`Cluster.discover`), started by the caller."""
+        self.watch[index] = NodeWatch(up_since=self.clock())
 
     def backoff(self, failures: int) -> float:
         return min(self.max_backoff_s, self.backoff_s * (2 ** max(0, failures - 1)))

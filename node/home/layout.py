@@ -129,6 +129,15 @@ def init_network(
     return out
 
 
+def write_config(root: Path, cfg: NodeConfig) -> None:
+    """Write the home's config.toml in one step (a reader never sees half of it): a directory
+    becomes a node home when its configuration appears."""
+    path = NodeHome(root).config_path
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(dump_toml(cfg))
+    os.replace(tmp, path)
+
+
 class JoinError(Exception):
     """Joining from a snapshot failed (the message says why and what to do)."""
 
@@ -143,7 +152,7 @@ class JoinedNode:
     attestations: int  # validators' attestations of the snapshot found (f + 1 valid ones were required)
 
 
-def _join_identity(root: Path) -> Identity:
+def join_identity(root: Path) -> Identity:
     """The new institution's key: the one a previous, refused attempt left, or a fresh one."""
     from node.home.keys import load_key_file
 
@@ -160,11 +169,13 @@ def _join_identity(root: Path) -> Identity:
 
 
 def join_network(root: Path, url: str, *, api_host: str = "127.0.0.1", api_port: int = 8700,
-                 p2p_port: int = 8800, name: str = "institution", ca_file: str | None = None) -> JoinedNode:
+                 p2p_port: int = 8800, name: str = "institution", ca_file: str | None = None,
+                 observer: bool = True) -> JoinedNode:
     """Create a home for a new institution from the network at `url`: its genesis, and the
     state of its newest snapshot, checked (node/runtime/snapshots.py: the block's commit
     certificate, f + 1 validators' attestations, every chunk) before it is written. The home
-    is an observer's; `node run` follows blocks from the snapshot on. Raises JoinError."""
+    is an observer's (with `observer=False`, one that votes once the validators vote its key in);
+    `node run` follows blocks from the snapshot on. Raises JoinError."""
     import shutil
 
     from node.client import ApiError, Client, ClientError
@@ -173,7 +184,7 @@ def join_network(root: Path, url: str, *, api_host: str = "127.0.0.1", api_port:
     from storage.kv import LevelDBStore
     from storage.snapshots import SnapshotInfo, SnapshotInvalid
 
-    identity = _join_identity(root)
+    identity = join_identity(root)
     client = Client(url, ca_file=ca_file)
     try:
         genesis = Genesis.from_json(client.genesis())
@@ -243,10 +254,32 @@ def join_network(root: Path, url: str, *, api_host: str = "127.0.0.1", api_port:
     known.update({v.id.hex(): v.address for v in genesis.validators if v.address not in known.values()})
     peers = ",".join(f"{vid}@{address}" for vid, address in known.items() if address)
     cfg = NodeConfig(
-        node=NodeSection(name=name, observer=True),
+        node=NodeSection(name=name, observer=observer),
         api=dataclasses.replace(ApiSection(), host=api_host, port=api_port, tls_ca="ca.pem" if ca_file else ""),
         p2p=dataclasses.replace(P2PSection(), host=api_host, port=p2p_port, peers=peers),
     )
-    NodeHome(root).config_path.write_text(dump_toml(cfg))
+    write_config(root, cfg)
     return JoinedNode(home=root, node_id=identity.id, api_url=f"http://{api_host}:{api_port}", height=info.height,
                       genesis_hash=genesis.hash().hex(), attestations=len({s for s, _ in signed}))
+
+
+def add_node_home(root: Path, *, genesis: Genesis, name: str, api_port: int, p2p_port: int, peers: str,
+                  research_secret: str | None = None, api_host: str = "127.0.0.1") -> InitializedNode:
+    """One more institution's home beside a local network's (`devnet add`): its key (the one
+    `join_identity` left, or a fresh one), the network's genesis and research secret, and a
+    configuration that dials `peers` (id@host:port,...). Not an observer: it follows the chain
+    until the validators vote its key in, then votes. The configuration is written last, so a
+    directory without it is not yet a home."""
+    identity = join_identity(root)
+    genesis.save(root / "genesis.json")
+    if research_secret is not None:
+        secret_fd = os.open(root / "research.secret", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(secret_fd, "w") as fh:
+            fh.write(research_secret.strip() + "\n")
+    cfg = NodeConfig(
+        node=NodeSection(name=name),
+        api=dataclasses.replace(ApiSection(), host=api_host, port=api_port),
+        p2p=dataclasses.replace(P2PSection(), host=api_host, port=p2p_port, peers=peers),
+    )
+    write_config(root, cfg)
+    return InitializedNode(home=root, node_id=identity.id, api_url=f"http://{api_host}:{api_port}")

@@ -8,42 +8,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from node.devtools.bench import prepare
 from node.devtools.cluster import Cluster, http_json, running_pid
-from node.core.encoding import canonical
+from tests.helpers import api_height as height, submit_txs as submit, wait_until
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_until(cond, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)  # polling interval of the condition
-
-
-def height(url: str) -> int:
-    try:
-        return int(http_json(url + "/v1/status", timeout=1.0)["height"])
-    except (OSError, ValueError):
-        return -1
-
-
-def submit(url: str, txs) -> None:
-    body = canonical([[t.chain_id, t.type, t.sender, t.nonce, t.body, t.signature] for t in txs])
-    req = urllib.request.Request(url + "/v1/txs", data=body, method="POST", headers={"Content-Type": "application/msgpack"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        assert resp.status == 202
 
 
 def test_devnet_up_keeps_the_others_running_and_restarts_a_node_that_exits(tmp_path):

@@ -7,8 +7,6 @@ deadline."""
 from __future__ import annotations
 
 import json
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,10 +14,9 @@ import pytest
 from node.chain.tx import Transaction
 from node.client import Client
 from node.core.crypto import Identity
-from node.core.encoding import canonical
 from node.devtools.cluster import Cluster, ClusterNode, free_ports, http_json
 from node.home.keys import write_key_file
-from tests.helpers import cli
+from tests.helpers import cli, submit_txs, wait_until
 
 pytestmark = pytest.mark.slow
 INTERVAL = 5
@@ -28,18 +25,7 @@ INTERVAL = 5
 def submit_patients(url: str, chain_id: str, count: int, seed: int) -> None:
     txs = [Transaction.create(Identity.from_seed((seed * 100_000 + i).to_bytes(32, "big")), chain_id=chain_id,
                               type="identity.register", nonce=1, body={"role": "patient"}) for i in range(count)]
-    body = canonical([[t.chain_id, t.type, t.sender, t.nonce, t.body, t.signature] for t in txs])
-    req = urllib.request.Request(url + "/v1/txs", data=body, method="POST", headers={"Content-Type": "application/msgpack"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        assert resp.status == 202
-
-
-def wait_until(cond, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := cond()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)  # polling interval of the condition
-    return value
+    submit_txs(url, txs)
 
 
 def test_a_new_institution_joins_a_devnet_from_a_snapshot(tmp_path: Path):
