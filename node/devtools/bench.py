@@ -239,6 +239,8 @@ async def run_bench(cfg: BenchConfig, progress: Callable[[int, int], None] | Non
         "submitted": cfg.txs,
         "committed": committed,
         "failed": cfg.txs - committed,
+        "refused": failed,  # not acknowledged: a node answered with an error, or could not be reached
+        "unconfirmed": max(0, cfg.txs - committed - failed),  # acknowledged, not seen committed in time
         "seconds": round(seconds, 3),
         "tx_per_s": round(committed / seconds, 1) if seconds > 0 else 0.0,
         "latency_ms_p50": round(percentile(lat, 50), 1),
