@@ -105,14 +105,20 @@ def validator_rotate(key_file: str, new_key_file: str, node_url: str, passphrase
 @node_option
 @json_option
 def validators(node_url: str, as_json: bool) -> None:
-    """Show the validator set (ids, names, addresses, since which height), the sets scheduled and
-    the pending proposals. In the JSON, `epoch` is the number of validator-set changes in force.
+    """Show the validator set (ids, names, addresses, since which height), the sets scheduled, the
+    pending proposals and the protocol upgrades scheduled. In the JSON, `epoch` is the number of
+    validator-set changes in force; `upgrades` is what GET /v1/upgrades says (`protocol_version`
+    of the next height, `scheduled`, `pending`).
 
     \b
     Example:
       medledger validators --node http://127.0.0.1:8700 --json
     """
-    v = run_client(lambda: Client(node_url).validators())
+    client = Client(node_url)
+    v = run_client(client.validators)
+    u = run_client(client.upgrades)
+    v["upgrades"] = {"protocol_version": u.get("protocol_version"), "scheduled": u.get("scheduled", []),
+                     "pending": u.get("pending", [])}
 
     def text() -> str:
         lines = [f"validators: {len(v['validators'])} at height {v['height'] + 1} (epoch {v['epoch']}, since height {v['since']})"]
@@ -124,6 +130,9 @@ def validators(node_url: str, as_json: bool) -> None:
             lines.append(f"pending: {p['kind']} {p['target'][:16]}... approvals {p['counted']} of {p['needed']}")
         if not v.get("pending"):
             lines.append("pending: none")
+        ups = v["upgrades"]
+        lines.append(f"protocol version: {ups['protocol_version']}")
+        lines += [f"upgrade scheduled: version {x['version']} from height {x['height']}" for x in ups["scheduled"]]
         return "\n".join(lines)
 
     emit(as_json, v, text)

@@ -35,6 +35,7 @@ async def test_validators_and_an_approved_addition(api, tmp_path: Path):
     doc = json.loads(shown.stdout)
     assert [v["id"] for v in doc["validators"]] == [node.identity.public_key.hex()]
     assert doc["epoch"] == 0 and doc["pending"] == []
+    assert doc["upgrades"] == {"protocol_version": 1, "scheduled": [], "pending": []}
     # the only validator cannot be removed: the refusal says what to do
     refused = await _cli("validator", "remove", "--key", me, "--validator", node.identity.public_key.hex(), "--node", url)
     assert refused.exit_code != 0 and "validator_set_too_small" in refused.output and "Traceback" not in refused.output
@@ -118,3 +119,17 @@ async def test_status_shows_the_number_of_validators_and_lists_them(api):
     assert "validators:  1\n" in shown.stdout and node.identity.id[:16] in shown.stdout
     doc = json.loads((await _cli("status", "--node", url, "--json")).stdout)
     assert doc["validators"] == 1 and doc["validator_set"][0]["id"] == node.identity.id and doc["epoch"] == 0
+
+
+async def test_validators_shows_a_scheduled_upgrade(api, tmp_path: Path):
+    client, node = api
+    url = str(client.make_url("")).rstrip("/")
+    at = node.store.height + 50
+    scheduled = await _cli("node", "upgrade-schedule", "--key", _keyfile(tmp_path, "validator", node.identity),
+                           "--version", "2", "--height", str(at), "--node", url, "--json")
+    assert scheduled.exit_code == 0, scheduled.output
+    doc = json.loads((await _cli("validators", "--node", url, "--json")).stdout)
+    assert doc["upgrades"]["protocol_version"] == 1
+    assert [(u["version"], u["height"]) for u in doc["upgrades"]["scheduled"]] == [(2, at)]
+    text = (await _cli("validators", "--node", url)).stdout
+    assert "protocol version: 1" in text and f"upgrade scheduled: version 2 from height {at}" in text
