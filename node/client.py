@@ -216,7 +216,9 @@ class Client:
         "message"}. The ledger takes a sender's transactions only in rising nonce order, so two
         processes using one key at once (each picking its own nonce) may see one of theirs
         refused or committed as `nonce_replayed`: such a transaction had no effect, so it is
-        signed again with a fresh nonce, up to NONCE_RETRIES times."""
+        signed again with a fresh nonce, up to NONCE_RETRIES times. Two such calls with the same
+        body in the same millisecond sign the same bytes; the one refused as `already_committed`
+        reports the other's commit, which is its own transaction."""
         for attempt in range(NONCE_RETRIES + 1):
             tx = self.make_tx(identity, tx_type, body)
             try:
@@ -224,6 +226,10 @@ class Client:
             except ApiError as exc:
                 if exc.code == "nonce_replayed" and attempt < NONCE_RETRIES:
                     continue
+                if exc.code == "already_committed" and wait:
+                    # the very same bytes (same key, body and nonce: a parallel call in the same
+                    # millisecond) are on the chain already: that commit is this call's outcome
+                    return outcome(tx.hash_hex, self.wait(tx.hash_hex, timeout))
                 return {"tx_hash": exc.body.get("hash", tx.hash_hex), "status": exc.code, "result": exc.code,
                         "message": exc.message, "height": None}
             if not wait:
