@@ -90,3 +90,26 @@ async def test_join_refused_until_admitted_then_a_verified_home(snapshotting, tm
         assert list(opened.store.state_items(b"")) == list(node.store.state_items(b""))
     finally:
         opened.store.close()
+
+
+async def test_no_one_but_an_institution_reads_a_snapshot_chunk(snapshotting):
+    """A researcher (attested by this institution), a patient and a key the ledger does not know
+    are each refused the listing and the chunk bytes (the state holds patient-linkable metadata)."""
+    from node.app.types.identity import attest
+
+    client, node = snapshotting
+    poster = TxPoster(client)
+    patient = Identity.from_seed(b"q" * 32)
+    researcher = Identity.from_seed(b"r" * 32)
+    stranger = Identity.from_seed(b"s" * 32)
+    assert (await poster.tx(patient, "identity.register", {"role": "patient"}))["status"] == "committed"
+    body = {"role": "researcher", "institution": node.identity.public_key,
+            "attestation": attest(node.identity, chain_id=CHAIN, registrant=researcher.public_key, role="researcher")}
+    assert (await poster.tx(researcher, "identity.register", body))["status"] == "committed"
+    own = await client.get("/v1/snapshots", headers=signed(node.identity, node.identity.id, "/v1/snapshots"))
+    height = (await own.json())["snapshots"][0]["height"]
+    chunk = f"/v1/snapshots/{height}/chunks/0"
+    for who in (researcher, patient, stranger):
+        for path in ("/v1/snapshots", chunk):
+            resp = await client.get(path, headers=signed(who, node.identity.id, path))
+            assert resp.status in (401, 403), (who.id, path, resp.status)
