@@ -1,0 +1,10 @@
+"""MedLedger as a FHIR R4 server (`/fhir/R4`), authorised by SMART Backend Services.
+
+A layer above the API's common parts, the records and research services and the runtime; the
+daemon mounts its routes. Every read is decided on the ledger for the token's identity and
+purpose and audited there; health data is decrypted only at the node of the requester's own
+institution (docs/fhir.md).
+
+- principal.py: who a request acts for (the bearer token's identity, scopes and purpose), the token store
+- outcome.py: refusals as OperationOutcome (FhirError)
+"""
