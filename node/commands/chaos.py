@@ -24,9 +24,12 @@ from node.commands.output import EXIT_REFUSED, EXIT_USAGE, emit, fail
                    "replay, withhold, invalid-block, impersonate, relabel.")
 @click.option("--rate", default=20.0, show_default=True, type=click.FloatRange(1, 5000), help="Offered load in tx/s.")
 @click.option("--dir", "root", default=None, type=click.Path(file_okay=False), help="Keep the node homes and logs here (default: a scratch directory).")
+@click.option("--reconfigure", is_flag=True,
+              help="Also change the validator set during the run: two institutions join and are voted in, a validator "
+                   "is voted out and stopped, one rotates its key (a seeded order). --faults '' for these alone.")
 @json_option
 def chaos(nodes: int, duration: float, seed: int, faults: str, byzantine_count: int, byzantine_mode: str, rate: float,
-          root: str | None, as_json: bool) -> None:
+          root: str | None, reconfigure: bool, as_json: bool) -> None:
     """Run a local network under load and a seeded schedule of faults; check nothing was lost.
 
     Faults hit one honest validator at a time (SIGKILL and restart, SIGSTOP/SIGCONT, partitions
@@ -39,13 +42,14 @@ def chaos(nodes: int, duration: float, seed: int, faults: str, byzantine_count: 
     Examples:
       medledger chaos --nodes 4 --duration 120 --seed 7 --json
       medledger chaos --nodes 7 --duration 120 --faults kill,pause,partition,lag,byzantine --byzantine 2
+      medledger chaos --nodes 4 --duration 120 --reconfigure --faults '' --rate 150
     """
     from node.devtools.chaos import ChaosConfig, ChaosError, run_chaos
 
     cfg = ChaosConfig(nodes=nodes, duration_s=duration, seed=seed, rate=rate,
                       faults=tuple(x.strip() for x in faults.split(",") if x.strip()),
                       byzantine=byzantine_count, byzantine_mode=byzantine_mode,
-                      root=Path(root) if root else None)
+                      root=Path(root) if root else None, reconfigure=reconfigure)
     try:
         report = run_chaos(cfg, progress=None if as_json else lambda msg: click.echo(msg, err=True))
     except ChaosError as exc:
@@ -65,7 +69,9 @@ def chaos(nodes: int, duration: float, seed: int, faults: str, byzantine_count: 
         console = Console()
         console.print(table)
         for key in ("faults_injected", "submitted", "acknowledged", "lost", "duplicated", "safety_violations",
-                    "max_recovery_s", "unrecovered", "final_height", "evidence"):
+                    "max_recovery_s", "unrecovered", "final_height", "evidence", "validators", "epoch",
+                    "validators_not_compared", "membership_failed", "membership_skipped"):
             console.print(f"{key:>18}: {report[key]}")
-    if report["lost"] or report["duplicated"] or report["safety_violations"]:
+    if (report["lost"] or report["duplicated"] or report["safety_violations"] or report["validators_not_compared"]
+            or report["membership_failed"]):
         sys.exit(EXIT_REFUSED)

@@ -14,6 +14,12 @@ time, chosen by a seeded RNG:
 |           | restart it: it must sync the missing blocks                                   |
 | byzantine | up to f validators run a Byzantine mode (node/devtools/byzantine.py) for the whole run |
 
+With `reconfigure`, the schedule also changes the validator set, in a seeded order
+(node/devtools/membership.py): two institutions join and are voted in, an honest validator is
+voted out and its process stopped, and one rotates its key and restarts with the new key once
+the block before the switch height is committed. The checks then cover the set at the end:
+every validator in it must be one of the nodes compared.
+
 After each fault heals the runner measures the recovery: the seconds until every honest
 validator has committed a block beyond the highest height any of them had when the fault
 healed (measured right after the heal). Faults only hit honest validators; Byzantine ones lie
@@ -49,6 +55,8 @@ from node.chain.tx import Transaction
 
 FAULTS: tuple[str, ...] = ("kill", "pause", "partition", "lag", "byzantine")
 SCHEDULED = ("kill", "pause", "partition", "lag")
+MEMBERSHIP = ("join", "leave", "rotate")  # with --reconfigure (node/devtools/membership.py)
+MEMBERSHIP_S = 10.0  # time kept for each change of the set still planned
 FAULT_MIN_S, FAULT_MAX_S = 3.0, 8.0
 GAP_MIN_S, GAP_MAX_S = 2.0, 5.0
 LAG_BLOCKS = 50
@@ -74,6 +82,7 @@ class ChaosConfig:
     rate: float = 20.0  # offered transactions a second
     recovery_timeout_s: float = 60.0
     root: Path | None = None  # where the node homes go (a scratch directory if None)
+    reconfigure: bool = False  # also join, remove and rotate validators (node/devtools/membership.py)
 
     def check(self) -> None:
         f = (self.nodes - 1) // 3
@@ -86,6 +95,8 @@ class ChaosConfig:
             raise ChaosError(f"unknown Byzantine mode {self.byzantine_mode!r} (mixed or one of {', '.join(MODES)})")
         if self.nodes < 1 or self.duration_s <= 0 or self.rate <= 0:
             raise ChaosError("nodes, duration and rate must be positive")
+        if self.reconfigure and self.nodes < 4:
+            raise ChaosError("--reconfigure needs at least 4 validators (a change never leaves fewer)")
 
 
 @dataclass(slots=True)
@@ -218,6 +229,12 @@ class ChaosRun:
         self.rng.shuffle(modes)
         self.modes = {i: (modes[j % len(modes)] if cfg.byzantine_mode == "mixed" else cfg.byzantine_mode)
                       for j, i in enumerate(self.byzantine)}
+        self.plan: list[str] = []
+        if cfg.reconfigure:
+            from node.devtools.membership import membership_plan
+
+            self.plan = membership_plan(random.Random(cfg.seed + 7), n, len(self.byzantine))
+        self.left: list[int] = []  # validators voted out (and stopped)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
@@ -255,7 +272,7 @@ class ChaosRun:
                 raise
             finally:
                 load.stop_submit.set()
-                for i in range(cfg.nodes):  # whatever the schedule left behind: everyone back
+                for i in self.honest + self.byzantine:  # whatever the schedule left behind: everyone back
                     self._revive(cluster, i)
                 with load.lock:
                     load.available = set(self.honest)
@@ -273,10 +290,15 @@ class ChaosRun:
         kinds = [k for k in cfg.faults if k in SCHEDULED]
         end = cfg.duration_s
         self._wait_progress(cluster, 30.0)  # the first block, before any fault
-        while kinds and self.elapsed() < end - FAULT_MIN_S:
+        while (kinds or self.plan) and self.elapsed() < end - FAULT_MIN_S:
             self.rng_sleep(GAP_MIN_S, GAP_MAX_S, end)
             if self.elapsed() >= end - FAULT_MIN_S:
                 break
+            # a change of the set half the time, and always once the time left is short for the rest
+            if self.plan and (not kinds or len(self.plan) * MEMBERSHIP_S > end - self.elapsed()
+                              or self.rng.random() < 0.5):
+                self._membership(cluster, load, self.plan.pop(0))
+                continue
             kind = self.rng.choice(kinds)
             target = self.rng.choice(self.honest)
             record = FaultRecord(kind, target, self.elapsed())
@@ -288,6 +310,71 @@ class ChaosRun:
             self.progress(f"{self.elapsed():6.1f}s healed; recovery {record.recovery_s}")
         while self.elapsed() < end:
             load.stop.wait(min(1.0, end - self.elapsed()))
+
+    def _membership(self, cluster: Cluster, load: Load, step: str) -> None:
+        """One change of the validator set (module docstring), recorded like a fault: it heals
+        when the change is in force (and the node it concerns is back)."""
+        from node.client import HealthClient
+        from node.core.crypto import Identity
+        from node.devtools import membership
+        from node.devtools.grow import GrowError, add_node
+
+        client = HealthClient(cluster.nodes[self.honest[0]].api_url, timeout=10.0)
+        originals = [i for i in self.honest if i < self.cfg.nodes and i != self.honest[0]]
+        target = len(cluster.nodes) if step == "join" else self.rng.choice(originals)
+        record = FaultRecord(step, target, self.elapsed())
+        self.faults.append(record)
+        self.progress(f"{record.started_s:6.1f}s {step} node{target}")
+
+        def start_new(home: Path) -> None:
+            cluster.discover()
+            cluster.start(len(cluster.nodes) - 1)
+
+        try:
+            if step == "join":
+                added = add_node(cluster.root, validator=True, starter=start_new, timeout=90.0)
+                effective = added.effective_height or 0
+                self._wait_height(cluster, effective)
+                self.honest.append(added.index)
+                with load.lock:
+                    load.available.add(added.index)
+                record.detail = f"votes from height {effective}"
+            elif step == "leave":
+                effective = membership.remove_validator(cluster.root, client, cluster.nodes[target].node_id)
+                self._wait_height(cluster, effective)
+                with load.lock:
+                    load.available.discard(target)
+                cluster.stop(target)
+                self.honest.remove(target)
+                self.left.append(target)
+                record.detail = f"out from height {effective}, stopped"
+            else:
+                new = Identity.generate()
+                effective = membership.rotate_validator(cluster.nodes[target].home, client, new)
+                self._wait_height(cluster, effective - 1, [target])
+                with load.lock:
+                    load.available.discard(target)
+                cluster.stop(target)
+                membership.install_key(cluster.nodes[target].home, new)
+                cluster.nodes[target].node_id = new.id
+                self._revive(cluster, target)
+                with load.lock:
+                    load.available.add(target)
+                record.detail = f"new key {new.id[:16]}... from height {effective}"
+        except GrowError as exc:
+            record.detail = f"failed: {exc}"
+            self.progress(f"{self.elapsed():6.1f}s {step} failed: {exc}")
+            return
+        healed = time.monotonic()
+        record.healed_s = healed - self.t0
+        record.recovery_s = self._recovery(cluster, healed)
+        self.progress(f"{self.elapsed():6.1f}s {record.detail}; recovery {record.recovery_s}")
+
+    def _wait_height(self, cluster: Cluster, height: int, nodes: list[int] | None = None) -> None:
+        """Until the nodes (the honest ones by default) have committed `height`, or the recovery timeout."""
+        deadline = time.monotonic() + self.cfg.recovery_timeout_s
+        while time.monotonic() < deadline and min(self._heights(cluster, nodes or self.honest)) < height:
+            threading.Event().wait(0.2)
 
     def rng_sleep(self, lo: float, hi: float, end: float) -> None:
         pause = min(self.rng.uniform(lo, hi), max(0.0, end - self.elapsed()))
@@ -426,7 +513,10 @@ class ChaosRun:
         for i in honest:
             s = cluster.nodes[i].status() or {}
             evidence.append(s.get("evidence", 0))
-        recoveries = [f.recovery_s for f in self.faults if f.type in SCHEDULED]
+        recoveries = [f.recovery_s for f in self.faults if f.type in SCHEDULED + MEMBERSHIP]
+        status = cluster.nodes[honest[0]].status() or {}
+        compared = {cluster.nodes[i].node_id for i in honest + self.byzantine}
+        final_set = [str(v["id"]) if isinstance(v, dict) else str(v) for v in status.get("validator_set", [])]
         measured = [r for r in recoveries if r is not None]
         return {
             "nodes": self.cfg.nodes,
@@ -435,6 +525,12 @@ class ChaosRun:
             "fault_types": [k for k in self.cfg.faults],
             "byzantine": {str(i): m for i, m in self.modes.items()},
             "faults_injected": len(self.faults),
+            "reconfigure": self.cfg.reconfigure,
+            "validators": len(final_set),
+            "epoch": status.get("epoch"),
+            "validators_not_compared": sum(1 for v in final_set if v not in compared),
+            "membership_failed": sum(1 for f in self.faults if f.type in MEMBERSHIP and f.healed_s is None),
+            "membership_skipped": len(self.plan),  # planned changes the duration left no time for
             "submitted": len(load.sent_at),
             "acknowledged": len(acknowledged),
             "lost": lost,

@@ -133,9 +133,10 @@ def _wait(cond: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 def add_node(root: Path, *, name: str | None = None, validator: bool = False, timeout: float = 60.0,
-             say: Callable[[str], None] = lambda _m: None) -> AddedNode:
+             say: Callable[[str], None] = lambda _m: None, starter: Callable[[Path], None] | None = None) -> AddedNode:
     """Make, admit and start one more institution's node in the devnet at `root` (module
-    docstring); `say` hears the progress. Raises GrowError."""
+    docstring); `say` hears the progress. `starter(home)`, when given, starts the new node
+    instead (a caller that owns the devnet's processes, as `medledger chaos`). Raises GrowError."""
     try:
         cluster = Cluster.open(root)
     except ClusterError:
@@ -193,7 +194,12 @@ def add_node(root: Path, *, name: str | None = None, validator: bool = False, ti
         say(f"node{index}: home made from the genesis (it follows the chain by block sync)")
     node = ClusterNode(index, home, api_url, identity.id)
     supervisor = running_supervisor(root)
-    if supervisor is not None:
+    pid: int | None
+    if starter is not None:
+        started_by = "the caller"
+        starter(home)
+        pid = running_pid(home)
+    elif supervisor is not None:
         started_by = "devnet up"
         pid = _wait(lambda: running_pid(home), timeout, f"the running devnet up (pid {supervisor}) did not start node{index}")
     else:

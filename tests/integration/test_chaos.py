@@ -37,3 +37,22 @@ def test_chaos_refuses_more_than_f_byzantine_validators():
     r = subprocess.run([sys.executable, "-m", "cli", "chaos", "--nodes", "4", "--duration", "10", "--byzantine", "2"],
                        capture_output=True, text=True, timeout=60, cwd=str(ROOT))
     assert r.returncode == 2 and "at most f = 1" in r.stderr
+
+
+def test_the_validator_set_changing_under_load_loses_nothing(tmp_path):
+    # --reconfigure: institutions join and are voted in, a validator is voted out and stopped, one
+    # rotates its key and restarts with it, while the load runs (node/devtools/membership.py).
+    r = subprocess.run([sys.executable, "-m", "cli", "chaos", "--nodes", "4", "--duration", "25", "--seed", "3",
+                        "--faults", "", "--reconfigure", "--rate", "40", "--dir", str(tmp_path / "net"), "--json"],
+                       capture_output=True, text=True, timeout=300, cwd=str(ROOT))
+    assert r.returncode == 0, r.stderr[-2000:] + r.stdout[-2000:]
+    out = json.loads(r.stdout)
+    done = [f for f in out["faults"] if f["healed_s"] is not None]
+    assert out["membership_failed"] == 0 and len(done) == len(out["faults"]) >= 2
+    assert {f["type"] for f in done} <= {"join", "leave", "rotate"}
+    assert out["lost"] == 0 and out["duplicated"] == 0 and out["safety_violations"] == 0
+    assert out["acknowledged"] == out["submitted"] > 100
+    joins, leaves = (sum(1 for f in done if f["type"] == t) for t in ("join", "leave"))
+    assert out["validators"] == 4 + joins - leaves and out["validators_not_compared"] == 0
+    assert out["epoch"] == len(done)  # each change in force is one epoch
+    assert len(set(out["final_heights"])) == 1 and len(out["final_heights"]) == 4 + joins - leaves
