@@ -1,7 +1,8 @@
 """What nodes ask of each other and how the answers are used, without the IO: answering the
 STATUS and BLOCKS requests from a store, decoding a gossiped transaction batch, and catching up
 from peers' sync answers. The peer network (gossip.py) runs these over p2p/; the runtime test
-harness (tests/harness) runs them over an in-memory queue.
+harness (tests/harness) runs them over an in-memory queue. The same BLOCKS request also
+fetches the blocks before a snapshot for a node with `[storage] keep_history` (`fetch_history`).
 
 Requests (answered):
     STATUS     -> [height, last block hash]
@@ -91,6 +92,32 @@ def decode_tx_batch(payload: bytes, *, chain_id: str, skip: Callable[[bytes], bo
             if exc.code in ("malformed_msgpack", "malformed_tx", "wrong_chain"):
                 faults.append(f"bad gossiped transaction: {exc.code}")
     return txs, faults
+
+
+async def fetch_history(node: Node, peers: Sequence[bytes], request: Request, penalize: Penalize) -> int:
+    """Fetch one batch of the blocks before this node's lowest block (node/runtime/history.py)
+    with the block-sync request, asking `peers` in turn until one holds them; returns how many
+    blocks were stored. A peer whose answer does not check out is penalized as in block sync."""
+    history = node.history
+    for pid in history.peer_order(peers):
+        wanted = history.next_range()
+        if wanted is None:
+            break
+        start, count = wanted
+        try:
+            raw = await request(pid, REQ_BLOCKS, canonical([start, count]))
+            items = decode(raw, max_bytes=SYNC_MAX_BYTES * 2, max_items=SYNC_RANGE * 2 + 8)
+        except (P2PError, DecodeError) as exc:
+            log.info("history fetch from %s failed: %s", pid.hex()[:16], exc)
+            continue
+        try:
+            stored = history.receive(start, items)
+        except (BlockInvalid, ValueError) as exc:
+            penalize(pid, f"invalid block in history answer: {exc}", 5)
+            continue
+        if stored:
+            return stored
+    return 0
 
 
 async def sync_from(node: Node, heights: Sequence[tuple[int, bytes]], request: Request, penalize: Penalize) -> None:

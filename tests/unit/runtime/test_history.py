@@ -1,0 +1,199 @@
+"""`[storage] keep_history` on the harness (node/runtime/history.py): a node joined from a snapshot
+at height 8 fetches blocks 1..7 from its peers in small batches on its clock while it follows
+the chain, checks each one (hash chain down from the snapshot's block, commit certificate of
+its height's set), stores it without executing it, resumes after a restart and stops at block 1.
+A peer that sends a tampered block or a wrong certificate is refused and penalized; without
+keep_history nothing is fetched."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from consensus.certificate import CommitCertificate
+
+from node.api.common import ApiError
+from node.api.routes_chain import block_or_404
+from node.chain.block import Block, decode_block
+from node.core.crypto import Identity
+from node.core.encoding import canonical, decode
+from node.home.config import build_config
+from node.net.protocol import REQ_BLOCKS, fetch_history
+from node.runtime.runtime import Node
+from node.runtime.snapshots import start_from_snapshot
+from storage.chain import ChainStore
+from storage.kv import LevelDBStore, MemoryStore
+from storage.snapshots import load_snapshot
+from tests.harness.cluster import Cluster
+from tests.harness.network import run_now
+from tests.unit.runtime.test_snapshots import all_attestations, chunks_of, commit, with_snapshots
+
+SNAPSHOT = 8
+Tamper = Callable[[bytes, bytes], bytes]
+
+
+@pytest.fixture
+def snapshotted(tmp_path: Path):
+    """A 4-validator cluster at height 10 whose validators took a snapshot at height 8."""
+    c = Cluster(4)
+    with_snapshots(c, tmp_path)
+    c.start()
+    commit(c, blocks=10, per_block=3, tag=b"before")
+    try:
+        yield c, tmp_path
+    finally:
+        c.stop()
+
+
+def joined_store(c: Cluster, root: Path, store: ChainStore | None = None) -> ChainStore:
+    store = store or ChainStore(MemoryStore())
+    info = load_snapshot(root / "snap0", SNAPSHOT)
+    start_from_snapshot(store, genesis=c.genesis, info=info, chunks=chunks_of(root / "snap0", SNAPSHOT),
+                        attestations=all_attestations(root, 4, SNAPSHOT))
+    return store
+
+
+class Joiner:
+    """An observer started on `store`, on the cluster's network, whose history requests (the
+    BLOCKS request of block sync, run by node.net.protocol.fetch_history) are recorded and may
+    be altered by `tamper(peer, answer)`."""
+
+    def __init__(self, c: Cluster, store: ChainStore, *, keep_history: bool, batch: int = 3,
+                 tamper: Tamper | None = None) -> None:
+        config = build_config({"node": {"observer": True}, "storage": {"keep_history": keep_history}}, env={})
+        self.c = c
+        self.node = node = Node(config=config, genesis=c.genesis, identity=Identity.from_seed(b"j" * 32),
+                                store=store, clock=c.clock)
+        node.history.batch = batch
+        self.requests: list[tuple[int, int]] = []
+        self.tamper = tamper
+        c.net.add(node)
+        node.attach_transport(node.transport, on_need_history=lambda: run_now(self._fetch()))
+        node.start()
+
+    async def _request(self, peer: bytes, kind: int, payload: bytes) -> bytes:
+        assert kind == REQ_BLOCKS
+        start, count = decode(payload)
+        self.requests.append((start, count))
+        raw = await self.c.net.request(self.node.identity.public_key, peer, kind, payload)
+        return self.tamper(peer, raw) if self.tamper else raw
+
+    def _penalize(self, peer: bytes, reason: str, weight: int) -> None:
+        self.c.net.penalties.append((peer, self.node.identity.public_key, reason))
+
+    async def _fetch(self) -> None:
+        nid = self.node.identity.public_key
+        await fetch_history(self.node, self.c.net.peers_of(nid), self._request, self._penalize)
+
+    def stop(self) -> None:
+        self.node.stop()
+        self.c.net.remove(self.node.identity.public_key)
+
+
+def same_blocks(c: Cluster, store: ChainStore, heights: range) -> bool:
+    """`store` holds the validators' blocks at `heights`, each with a certificate of its own
+    (each validator keeps the 2f + 1 signatures it collected: certificates differ between them)."""
+    ref = c.nodes[0].store
+
+    def certified(h: int) -> bool:
+        raw = store.certificate(h)
+        return raw is not None and CommitCertificate.decode(raw).digest == decode_block(ref.block_bytes(h) or b"").hash
+
+    return all(store.block_bytes(h) == ref.block_bytes(h) is not None and certified(h) for h in heights)
+
+
+def test_a_joined_node_fetches_the_blocks_before_its_snapshot_while_it_follows_the_chain(snapshotted):
+    c, root = snapshotted
+    j = Joiner(c, joined_store(c, root), keep_history=True)
+    node = j.node
+    try:
+        assert node.status()["history"] == {"keep_history": True, "lowest_block": SNAPSHOT, "complete": False,
+                                            "fetching": True, "fetched": 0}
+        with pytest.raises(ApiError):
+            block_or_404(node, 3)
+        commit(c, blocks=2, per_block=2, tag=b"during")  # it follows the chain meanwhile
+        assert c.run_until(lambda: node.history.complete and node.store.height == c.nodes[0].store.height)
+        # newest first, at most `batch` blocks a request, each range just below the lowest held
+        assert j.requests[:3] == [(5, 3), (2, 3), (1, 1)]
+        assert same_blocks(c, node.store, range(1, c.nodes[0].store.height + 1))
+        assert node.store.state_root == c.nodes[0].store.state_root and node.store.base_height == SNAPSHOT
+        assert node.status()["history"] == {"keep_history": True, "lowest_block": 1, "complete": True,
+                                            "fetching": False, "fetched": SNAPSHOT - 1}
+        raw = block_or_404(node, 3)  # what GET /v1/blocks/3 serves
+        assert decode_block(raw).header.height == 3
+        assert c.net.penalties == []
+        asked = len(j.requests)
+        c.clock.advance(120)  # complete: nothing more is asked
+        assert len(j.requests) == asked
+    finally:
+        j.stop()
+
+
+def test_without_keep_history_nothing_is_fetched(snapshotted):
+    c, root = snapshotted
+    j = Joiner(c, joined_store(c, root), keep_history=False)
+    try:
+        c.clock.advance(60)
+        commit(c, blocks=1, per_block=1, tag=b"after")
+        assert c.run_until(lambda: j.node.store.height == c.nodes[0].store.height)
+        assert j.requests == [] and j.node.store.lowest_height == SNAPSHOT
+        assert j.node.store.block_bytes(SNAPSHOT - 1) is None
+        assert j.node.status()["history"]["fetching"] is False
+    finally:
+        j.stop()
+
+
+def _retimed(raw_block: bytes) -> bytes:
+    block = decode_block(raw_block)
+    header = dataclasses.replace(block.header, timestamp_ms=block.header.timestamp_ms + 1)
+    return Block(header=header, txs=block.txs).encode()
+
+
+def test_a_tampered_block_or_a_wrong_certificate_from_a_peer_is_refused(snapshotted):
+    c, root = snapshotted
+    liar, forger = c.id(0), c.id(1)
+
+    def tamper(peer: bytes, raw: bytes) -> bytes:
+        items = decode(raw)
+        if peer == liar and items:  # its last block, altered: it no longer hashes to the parent hash above it
+            items[-1][0] = _retimed(items[-1][0])
+        elif peer == forger and items:  # a genuine block under the certificate of another block
+            other = c.nodes[0].store.certificate(SNAPSHOT)
+            assert other is not None
+            items[0][1] = other
+        return canonical(items)
+
+    j = Joiner(c, joined_store(c, root), keep_history=True, tamper=tamper)
+    try:
+        assert c.run_until(lambda: j.node.history.complete)
+        assert same_blocks(c, j.node.store, range(1, SNAPSHOT + 1))
+        reasons = {(peer, reason) for peer, by, reason in c.net.penalties if by == j.node.identity.public_key}
+        assert any(p == liar and "is not the parent of block" in r for p, r in reasons), reasons
+        assert any(p == forger and "certificate is for another block" in r for p, r in reasons), reasons
+        assert {p for p, _ in reasons} == {liar, forger}
+        assert j.node.history.refused >= 2
+    finally:
+        j.stop()
+
+
+def test_the_fetch_resumes_after_a_restart(snapshotted, tmp_path: Path):
+    c, root = snapshotted
+    store = joined_store(c, root, ChainStore(LevelDBStore(tmp_path / "joiner")))
+    j = Joiner(c, store, keep_history=True)
+    assert c.run_until(lambda: store.lowest_height < SNAPSHOT)
+    j.stop()
+    store.close()
+    assert j.requests == [(5, 3)]
+
+    reopened = ChainStore(LevelDBStore(tmp_path / "joiner"))
+    assert reopened.lowest_height == 5 and reopened.base_height == SNAPSHOT  # the integrity check accepts it
+    again = Joiner(c, reopened, keep_history=True)
+    try:
+        assert c.run_until(lambda: again.node.history.complete)
+        assert again.requests[0] == (2, 3)
+        assert same_blocks(c, reopened, range(1, SNAPSHOT + 1))
+    finally:
+        again.stop()
+        reopened.close()
