@@ -20,7 +20,9 @@ from node.chain.block import Block, decode_block
 from node.core.crypto import Identity
 from node.core.encoding import canonical, decode
 from node.home.config import build_config
-from node.net.protocol import REQ_BLOCKS, fetch_history
+from node.net.gossip import NetworkService
+from node.net.protocol import REQ_BLOCKS, answer_request, fetch_history
+from node.runtime.history import PAUSE_S
 from node.runtime.runtime import Node
 from node.runtime.snapshots import start_from_snapshot
 from storage.chain import ChainStore
@@ -28,6 +30,8 @@ from storage.kv import LevelDBStore, MemoryStore
 from storage.snapshots import load_snapshot
 from tests.harness.cluster import Cluster
 from tests.harness.network import run_now
+from tests.unit.runtime.test_snapshot_sets import _start as start_joined
+from tests.unit.runtime.test_snapshot_sets import changed  # noqa: F401  (a fixture)
 from tests.unit.runtime.test_snapshots import all_attestations, chunks_of, commit, with_snapshots
 
 SNAPSHOT = 8
@@ -178,6 +182,47 @@ def test_a_tampered_block_or_a_wrong_certificate_from_a_peer_is_refused(snapshot
         j.stop()
 
 
+def test_an_answer_cut_short_by_the_byte_cap_is_asked_again_smaller(snapshotted):
+    """A peer sends at most what fits its answer's byte cap from the first height asked: an
+    answer without the top blocks cannot be linked to the stored ones, so the same peers are
+    asked for as many blocks as came, and the batch grows back after a full answer."""
+    c, root = snapshotted
+    j = Joiner(c, joined_store(c, root), keep_history=True, tamper=lambda peer, raw: canonical(decode(raw)[:2]))
+    try:
+        assert c.run_until(lambda: j.node.history.complete)
+        assert j.requests == [(5, 3), (6, 2), (3, 3), (4, 2), (1, 3), (2, 2), (1, 1)]
+        assert same_blocks(c, j.node.store, range(1, SNAPSHOT + 1)) and c.net.penalties == []
+    finally:
+        j.stop()
+
+
+def test_the_fetch_waits_while_the_node_catches_up_and_slows_down_while_no_peer_answers(snapshotted):
+    c, root = snapshotted
+    j = Joiner(c, joined_store(c, root), keep_history=True)
+    node = j.node
+    try:
+        node.syncing = True  # block sync is catching up with the head: the history waits
+        assert node.history.busy()
+        node.syncing = False
+        catching_up = [True]
+        node.history.busy = lambda: catching_up[0]
+        c.clock.advance(10)
+        assert j.requests == []
+        c.net.isolate(node.identity.public_key)  # no peer to ask: each batch brings nothing
+        catching_up[0] = False
+        asked = []
+        node.attach_transport(node.transport, on_need_history=lambda: asked.append(c.clock.monotonic()))
+        c.clock.advance(120)
+        gaps = [round(b - a, 2) for a, b in zip(asked, asked[1:])]
+        assert gaps[:4] == [0.25, 0.5, 1.0, 2.0] and max(gaps) == 30.0  # the pause doubles, up to 30 s
+        node.attach_transport(node.transport, on_need_history=lambda: run_now(j._fetch()))
+        c.net.heal(node.identity.public_key)
+        assert c.run_until(lambda: node.history.complete)
+        assert same_blocks(c, node.store, range(1, SNAPSHOT + 1))
+    finally:
+        j.stop()
+
+
 def test_the_fetch_resumes_after_a_restart(snapshotted, tmp_path: Path):
     c, root = snapshotted
     store = joined_store(c, root, ChainStore(LevelDBStore(tmp_path / "joiner")))
@@ -197,3 +242,66 @@ def test_the_fetch_resumes_after_a_restart(snapshotted, tmp_path: Path):
     finally:
         again.stop()
         reopened.close()
+
+
+def test_blocks_before_validator_set_changes_verify_against_the_set_of_their_height(changed):
+    """On a chain that voted in a fifth validator and rotated a key before the snapshot, each
+    fetched block's certificate is checked against the set of its own height (four validators,
+    then five, then five with the new key), so every block down to 1 is accepted."""
+    c, root, info, evidence = changed
+    assert len({c.nodes[0].membership.at(h) for h in range(1, info.height + 1)}) == 3
+    j = Joiner(c, start_joined(c, root, info, evidence), keep_history=True, batch=50)
+    try:
+        assert c.run_until(lambda: j.node.history.complete, max_steps=500)
+        assert same_blocks(c, j.node.store, range(1, info.height + 1))
+        assert c.net.penalties == [] and j.node.history.refused == 0
+        assert len(j.requests) == -(-(info.height - 1) // 50)
+    finally:
+        j.stop()
+
+
+async def test_the_network_service_fetches_one_batch_at_a_time_over_its_block_requests(snapshotted, monkeypatch):
+    """node.net.gossip: each batch the clock asks for is one task running fetch_history over the
+    peers' BLOCKS request; while it runs no other starts; a wrong answer is penalized."""
+    c, root = snapshotted
+    j = Joiner(c, joined_store(c, root), keep_history=True)
+    svc = NetworkService(j.node, host="127.0.0.1", port=0, peers={})  # its hooks replace the harness's
+    liar, honest = c.id(0), c.id(1)
+    asked: list[tuple[bytes, bytes]] = []
+    penalties: list[tuple[bytes, str, int]] = []
+
+    async def request(peer: bytes, kind: int, payload: bytes, timeout: float) -> bytes:
+        asked.append((peer, payload))
+        raw = answer_request(c.node(peer).store, kind, payload)
+        return canonical([[_retimed(b), cert] for b, cert in decode(raw)]) if peer == liar else raw
+
+    monkeypatch.setattr(svc.net, "request", request)
+    monkeypatch.setattr(svc.net, "penalize", lambda peer, reason, weight=1: penalties.append((peer, reason, weight)))
+    monkeypatch.setattr(svc, "connected_peers", lambda: [liar, honest])
+    calls, tasks = [0], set()
+
+    def fetch() -> None:
+        calls[0] += 1
+        svc.fetch_history()
+        tasks.add(svc._history_task)
+
+    j.node.attach_transport(svc, on_need_history=fetch)
+    try:
+        for _ in range(10):
+            before = calls[0]
+            for _ in range(100):  # two ticks of the history's clock, the task not run meanwhile
+                if calls[0] >= before + 2:
+                    break
+                c.clock.advance(PAUSE_S)
+            task = svc._history_task
+            assert task is not None and calls[0] >= before + 2
+            await task
+            if j.node.history.complete:
+                break
+        assert None not in tasks and len(tasks) <= calls[0] // 2  # a tick while one runs starts none
+        assert j.node.history.complete and same_blocks(c, j.node.store, range(1, SNAPSHOT + 1))
+        assert {p for p, _, w in penalties} == {liar} and all(w == 5 for _, _, w in penalties)
+        assert all("invalid block in history answer" in r for _, r, _ in penalties)
+    finally:
+        await svc.stop()
+        j.stop()
