@@ -25,8 +25,8 @@ from node.net.protocol import REQ_BLOCKS, answer_request, fetch_history
 from node.runtime.history import PAUSE_S
 from node.runtime.runtime import Node
 from node.runtime.snapshots import start_from_snapshot
-from storage.chain import ChainStore
-from storage.kv import LevelDBStore, MemoryStore
+from storage.chain import P_BLOCK, ChainStore, StoreCorrupted, u64
+from storage.kv import LevelDBStore, MemoryStore, WriteBatch
 from storage.snapshots import load_snapshot
 from tests.harness.cluster import Cluster
 from tests.harness.network import run_now
@@ -305,3 +305,18 @@ async def test_the_network_service_fetches_one_batch_at_a_time_over_its_block_re
     finally:
         await svc.stop()
         j.stop()
+
+
+def test_the_start_up_check_refuses_a_store_whose_lowest_fetched_block_is_lost(snapshotted):
+    c, root = snapshotted
+    store = joined_store(c, root)
+    ref = c.nodes[0].store
+    store.store_history([(h, decode_block(ref.block_bytes(h) or b"").hash, ref.block_bytes(h) or b"",
+                          ref.certificate(h) or b"") for h in range(5, SNAPSHOT)])
+    config = build_config({"node": {"observer": True}, "storage": {"keep_history": True}}, env={})
+    Node(config=config, genesis=c.genesis, identity=Identity.from_seed(b"j" * 32), store=store, clock=c.clock)
+    lost = WriteBatch()
+    lost.delete(P_BLOCK + u64(5))
+    store.kv.write(lost)
+    with pytest.raises(StoreCorrupted, match="block 5 is missing"):
+        Node(config=config, genesis=c.genesis, identity=Identity.from_seed(b"j" * 32), store=store, clock=c.clock)
