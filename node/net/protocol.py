@@ -94,6 +94,16 @@ def decode_tx_batch(payload: bytes, *, chain_id: str, skip: Callable[[bytes], bo
     return txs, faults
 
 
+async def ask_blocks(request: Request, pid: bytes, start: int, count: int, what: str) -> object:
+    """A peer's decoded answer to BLOCKS [start, count] (None when there is none: logged as `what`)."""
+    try:
+        raw = await request(pid, REQ_BLOCKS, canonical([start, count]))
+        return decode(raw, max_bytes=SYNC_MAX_BYTES * 2, max_items=SYNC_RANGE * 2 + 8)
+    except (P2PError, DecodeError) as exc:
+        log.info("%s from %s failed: %s", what, pid.hex()[:16], exc)
+        return None
+
+
 async def fetch_history(node: Node, peers: Sequence[bytes], request: Request, penalize: Penalize) -> int:
     """Fetch one batch of the blocks before this node's lowest block (node/runtime/history.py)
     with the block-sync request, asking `peers` in turn until one holds them; returns how many
@@ -104,11 +114,8 @@ async def fetch_history(node: Node, peers: Sequence[bytes], request: Request, pe
         if wanted is None:
             break
         start, count = wanted
-        try:
-            raw = await request(pid, REQ_BLOCKS, canonical([start, count]))
-            items = decode(raw, max_bytes=SYNC_MAX_BYTES * 2, max_items=SYNC_RANGE * 2 + 8)
-        except (P2PError, DecodeError) as exc:
-            log.info("history fetch from %s failed: %s", pid.hex()[:16], exc)
+        items = await ask_blocks(request, pid, start, count, "history fetch")
+        if items is None:
             continue
         try:
             stored = history.receive(start, items)
@@ -128,13 +135,7 @@ async def sync_from(node: Node, heights: Sequence[tuple[int, bytes]], request: R
     for best, pid in heights:
         while best > node.store.height:
             node.syncing = True
-            start = node.store.height + 1
-            try:
-                raw = await request(pid, REQ_BLOCKS, canonical([start, SYNC_RANGE]))
-                items = decode(raw, max_bytes=SYNC_MAX_BYTES * 2, max_items=SYNC_RANGE * 2 + 8)
-            except (P2PError, DecodeError) as exc:
-                log.info("sync from %s failed: %s", pid.hex()[:16], exc)
-                break
+            items = await ask_blocks(request, pid, node.store.height + 1, SYNC_RANGE, "sync")
             if not isinstance(items, list) or not items:
                 break
             applied = 0

@@ -2,8 +2,11 @@
 at height 8 fetches blocks 1..7 from its peers in small batches on its clock while it follows
 the chain, checks each one (hash chain down from the snapshot's block, commit certificate of
 its height's set), stores it without executing it, resumes after a restart and stops at block 1.
-A peer that sends a tampered block or a wrong certificate is refused and penalized; without
-keep_history nothing is fetched."""
+A peer that sends a tampered block or a wrong certificate is refused and penalized; an answer
+cut short by the byte cap is asked again smaller; nothing is asked while the node catches up,
+and less often while no peer answers; blocks from before validator-set changes verify against
+their own height's set; the network service runs one batch at a time; without keep_history
+nothing is fetched."""
 
 from __future__ import annotations
 
