@@ -6,13 +6,16 @@ Keys (all under one store):
     m/height, m/last_hash, m/state_root, m/genesis   metadata of the last applied block
     m/state_sum         checksum of every s/ entry (see `state_entry_sum`), checked at start
     m/base              the first stored block of a store started from a snapshot (absent: 0)
+    m/low               the lowest stored block once earlier blocks were fetched below m/base
+                        (`store_history`; absent: m/base)
     b/<height:8>        encoded block              c/<height:8>   its commit certificate
     h/<block hash>      height                     t/<tx hash>    [height, index, result code]
     s/<state key>       application state value    w/<height:8><seq:8>  consensus WAL entry
 
 A block, its certificate, its index entries, its state writes and the new metadata are written in
 ONE synced batch (`commit_block`), so after a crash the store holds either all of a block or
-none of it.
+none of it. Blocks before the base of a store started from a snapshot (`store_history`) go
+in the same way, a run at a time with the new m/low, without touching the head or the state.
 
 `crash_at` names a point in that path where a test makes the process exit on the spot
 (`os._exit`, as abrupt as SIGKILL); the daemon sets it only under `--unsafe-test-switches`.
@@ -39,6 +42,7 @@ K_STATE_ROOT = b"m/state_root"
 K_GENESIS = b"m/genesis"
 K_STATE_SUM = b"m/state_sum"
 K_BASE = b"m/base"
+K_LOW = b"m/low"
 P_BLOCK = b"b/"
 P_CERT = b"c/"
 P_BLOCK_HASH = b"h/"
@@ -132,6 +136,36 @@ class ChainStore:
         started from a snapshot at H (blocks before H are absent)."""
         raw = self.kv.get(K_BASE)
         return _U64.unpack(raw)[0] if raw else 0
+
+    @property
+    def lowest_height(self) -> int:
+        """The lowest height whose block is stored: `base_height` until earlier blocks are
+        stored by `store_history` (0 for a store begun at genesis: it holds every block)."""
+        raw = self.kv.get(K_LOW)
+        return _U64.unpack(raw)[0] if raw else self.base_height
+
+    def store_history(self, blocks: Sequence[tuple[int, bytes, bytes, bytes]]) -> None:
+        """Store blocks just below `lowest_height` of a store started from a snapshot, as
+        (height, block hash, block bytes, certificate) in ascending heights ending at
+        lowest_height - 1, in one synced batch with the new lowest height. The head, the state
+        and the transaction index stay as they are: these blocks were executed by others (the
+        state came from the snapshot), and the caller has checked that they link up to the
+        lowest stored block."""
+        low = self.lowest_height
+        if not blocks:
+            return
+        if low <= 1:
+            raise StoreCorrupted("this store already holds every block from 1 on")
+        heights = [b[0] for b in blocks]
+        if heights != list(range(low - len(blocks), low)) or heights[0] < 1:
+            raise StoreCorrupted(f"blocks {heights[0]}..{heights[-1]} do not end just below the lowest stored block {low}")
+        batch = WriteBatch()
+        for height, block_hash, block_bytes, certificate in blocks:
+            batch.put(P_BLOCK + u64(height), block_bytes)
+            batch.put(P_CERT + u64(height), certificate)
+            batch.put(P_BLOCK_HASH + block_hash, u64(height))
+        batch.put(K_LOW, u64(heights[0]))
+        self.kv.write(batch, sync=True)
 
     def init_from_snapshot(self, *, genesis_hash: bytes, height: int, block_hash: bytes, block_bytes: bytes,
                            certificate: bytes, state_root: bytes, entries: Iterable[tuple[bytes, bytes]],

@@ -100,7 +100,7 @@ class ConsensusSection:
 class StorageSection:
     snapshot_interval: int = 1_000  # a state snapshot every this many blocks (0: none)
     snapshot_dir: str = "snapshots"  # where they are written (relative: to the home)
-    keep_history: bool = False  # a node joined from a snapshot fetches earlier blocks (not supported yet)
+    keep_history: bool = False  # a node joined from a snapshot fetches the earlier blocks in the background
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -204,9 +204,6 @@ def build_config(doc: Mapping[str, Any], env: Mapping[str, str] | None = None) -
     cfg = NodeConfig(**sections)
     if cfg.consensus.max_timeout_ms < cfg.consensus.base_timeout_ms:
         raise ConfigError("consensus.max_timeout_ms must be at least consensus.base_timeout_ms")
-    if cfg.storage.keep_history:
-        raise ConfigError("storage.keep_history = true is not supported yet: a node joined from a snapshot keeps "
-                          "only the blocks from the snapshot on (set it to false)")
     for section in ("api", "p2p"):
         sec = getattr(cfg, section)
         if bool(sec.tls_cert) != bool(sec.tls_key):

@@ -17,6 +17,10 @@ peers for their height and fetches missing blocks in ranges, checks each block's
 certificate against the validator set of its height, executes it, stores it, and tells the
 engine, which then votes again from the new height.
 
+History (`[storage] keep_history`, node/runtime/history.py): the node's clock asks for one batch
+of the blocks before its snapshot at a time; the service runs `fetch_history` as a task, one at
+a time, over the same BLOCKS request.
+
 Validator-set changes: after a block that decides one, the node calls `on_validators_changed`;
 the service dials every validator of the new set whose address it did not know (or that moved),
 so a validator voted in is reached and admitted without a restart (the daemon's `allowed`
@@ -43,6 +47,7 @@ from node.net.protocol import (
     REQ_STATUS,
     answer_request,
     decode_tx_batch,
+    fetch_history,
     parse_status,
     sync_from,
 )
@@ -91,6 +96,7 @@ class NetworkService:
         self._sync_task: asyncio.Task[None] | None = None
         self._regossip_task: asyncio.Task[None] | None = None
         self._admit_task: asyncio.Task[None] | None = None
+        self._history_task: asyncio.Task[int] | None = None
         self._to_admit: deque[tuple[bytes, list[Transaction]]] = deque()
         self._to_admit_count = 0
         self._to_admit_hashes: set[bytes] = set()  # decoded, queued, not yet verified
@@ -102,7 +108,8 @@ class NetworkService:
         # test hook (node/devtools/byzantine.py, --unsafe-test-switches only): sees every incoming frame
         self.observe_frame: Callable[[bytes, int, bytes], None] | None = None
         node.attach_transport(self, on_admitted=self._queue_gossip, on_need_sync=self.request_sync,
-                              peer_ids=self.connected_peers, on_validators_changed=self.learn_validators)
+                              peer_ids=self.connected_peers, on_validators_changed=self.learn_validators,
+                              on_need_history=self.fetch_history)
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> int:
@@ -116,7 +123,7 @@ class NetworkService:
         if self._flush_handle:
             self._flush_handle.cancel()
         admit_task, self._admit_task = self._admit_task, None
-        for task in (self._sync_task, self._regossip_task, admit_task):
+        for task in (self._sync_task, self._regossip_task, admit_task, self._history_task):
             if task:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -314,5 +321,20 @@ class NetworkService:
             self.node.metrics.sync_target.set(heights[0][0])
         await sync_from(self.node, heights, self._request, self.net.penalize)
 
+    def fetch_history(self) -> None:
+        """Fetch one batch of the blocks before the snapshot, unless one is being fetched."""
+        if self._history_task is not None and not self._history_task.done():
+            return
+        peers = self.connected_peers()
+        if peers:
+            self._history_task = asyncio.create_task(
+                fetch_history(self.node, peers, self._request, self.net.penalize), name="medledger-history")
+            self._history_task.add_done_callback(_log_failure)
+
     def _request(self, peer_id: bytes, kind: int, payload: bytes) -> Awaitable[bytes]:
         return self.net.request(peer_id, kind, payload, REQUEST_TIMEOUT_S)
+
+
+def _log_failure(task: asyncio.Task[int]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("history fetch failed; retrying at the next batch", exc_info=exc)

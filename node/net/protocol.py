@@ -1,7 +1,8 @@
 """What nodes ask of each other and how the answers are used, without the IO: answering the
 STATUS and BLOCKS requests from a store, decoding a gossiped transaction batch, and catching up
 from peers' sync answers. The peer network (gossip.py) runs these over p2p/; the runtime test
-harness (tests/harness) runs them over an in-memory queue.
+harness (tests/harness) runs them over an in-memory queue. The same BLOCKS request also
+fetches the blocks before a snapshot for a node with `[storage] keep_history` (`fetch_history`).
 
 Requests (answered):
     STATUS     -> [height, last block hash]
@@ -93,6 +94,39 @@ def decode_tx_batch(payload: bytes, *, chain_id: str, skip: Callable[[bytes], bo
     return txs, faults
 
 
+async def ask_blocks(request: Request, pid: bytes, start: int, count: int, what: str) -> object:
+    """A peer's decoded answer to BLOCKS [start, count] (None when there is none: logged as `what`)."""
+    try:
+        raw = await request(pid, REQ_BLOCKS, canonical([start, count]))
+        return decode(raw, max_bytes=SYNC_MAX_BYTES * 2, max_items=SYNC_RANGE * 2 + 8)
+    except (P2PError, DecodeError) as exc:
+        log.info("%s from %s failed: %s", what, pid.hex()[:16], exc)
+        return None
+
+
+async def fetch_history(node: Node, peers: Sequence[bytes], request: Request, penalize: Penalize) -> int:
+    """Fetch one batch of the blocks before this node's lowest block (node/runtime/history.py)
+    with the block-sync request, asking `peers` in turn until one holds them; returns how many
+    blocks were stored. A peer whose answer does not check out is penalized as in block sync."""
+    history = node.history
+    for pid in history.peer_order(peers):
+        wanted = history.next_range()
+        if wanted is None:
+            break
+        start, count = wanted
+        items = await ask_blocks(request, pid, start, count, "history fetch")
+        if items is None:
+            continue
+        try:
+            stored = history.receive(start, items)
+        except (BlockInvalid, ValueError) as exc:
+            penalize(pid, f"invalid block in history answer: {exc}", 5)
+            continue
+        if stored:
+            return stored
+    return 0
+
+
 async def sync_from(node: Node, heights: Sequence[tuple[int, bytes]], request: Request, penalize: Penalize) -> None:
     """Fetch and apply the blocks this node misses from peers at (height, peer), best first.
 
@@ -101,13 +135,7 @@ async def sync_from(node: Node, heights: Sequence[tuple[int, bytes]], request: R
     for best, pid in heights:
         while best > node.store.height:
             node.syncing = True
-            start = node.store.height + 1
-            try:
-                raw = await request(pid, REQ_BLOCKS, canonical([start, SYNC_RANGE]))
-                items = decode(raw, max_bytes=SYNC_MAX_BYTES * 2, max_items=SYNC_RANGE * 2 + 8)
-            except (P2PError, DecodeError) as exc:
-                log.info("sync from %s failed: %s", pid.hex()[:16], exc)
-                break
+            items = await ask_blocks(request, pid, node.store.height + 1, SYNC_RANGE, "sync")
             if not isinstance(items, list) or not items:
                 break
             applied = 0

@@ -12,7 +12,9 @@ silently or hand bad blocks to peers:
   transactions are indexed at their place;
 - a store started from a snapshot at height B (`ChainStore.base_height`) holds no blocks
   before B, and the transactions of block B itself are not indexed (the snapshot carries the
-  state, not the index): the checks above stop at B;
+  state, not the index): the checks above stop at B; with `[storage] keep_history` it may also
+  hold blocks below B fetched from peers (node/runtime/history.py, checked when they came), and
+  of those the lowest must be there, decode and be indexed (the fetch goes on below it);
 - the application state: the checksum of every state entry equals the one kept up to date by
   each committed block (`storage.chain.state_entry_sum`), which finds an entry that was
   altered, added or lost.
@@ -103,6 +105,9 @@ def check_store(store: ChainStore, *, chain_id: str, validators_at: Callable[[in
                 loc = store.tx_location(sha256(tx))
                 if loc is None or (loc.height, loc.index) != (h, index):
                     raise _damaged(f"transaction {index} of block {h} is missing from the transaction index")
+    low = store.lowest_height
+    if 1 <= low < store.base_height:
+        _certificate(store, low, _block(store, low).hash)
     scanned = store.scan_state_sum()
     stored = store.stored_state_sum()
     if stored is None:

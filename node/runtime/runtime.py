@@ -7,7 +7,8 @@ synced write batch, run timers on the clock (clock.py). Everything runs on one t
 asyncio loop in production, the test's own in tests/harness), so engine calls never interleave.
 Actions that need an answer (a proposal, a block validation) are answered by feeding the engine
 a new event through the same queue, never by recursion. Admission and waiters live in
-admission.py, memory sampling in memory.py.
+admission.py, memory sampling in memory.py, the background fetch of the blocks before a
+snapshot (`[storage] keep_history`) in history.py.
 
 The validator set changes by vote (node/app/validator_sets.py): `membership` reads the set of
 any height from the committed state. On start the engine's schedule is rebuilt from the state;
@@ -45,6 +46,7 @@ from node.home.config import NodeConfig
 from node.runtime.admission import Admission, TxAdmission, Waiters
 from node.runtime.blocks import Blocks
 from node.runtime.clock import Clock, LoopClock, TimerHandle
+from node.runtime.history import History
 from node.runtime.integrity import check_store
 from node.runtime.membership import Membership
 from node.runtime.memory import MemorySampler
@@ -108,6 +110,8 @@ class Node:
         self.memory = MemorySampler(self.clock)
         self.snapshots = Snapshotter(store=store, chain_id=self.chain_id, identity=identity, interval=config.storage.snapshot_interval,
                                      directory=home_dir / config.storage.snapshot_dir if home_dir is not None else None)
+        self.history = History(store=store, blocks=self.blocks, clock=self.clock, enabled=config.storage.keep_history,
+                               busy=lambda: self.syncing or self.halted is not None)
         self._events: deque[Callable[[], list[Any]]] = deque()
         self._timers: dict[Any, TimerHandle] = {}
         self.evidence: deque[Any] = deque(maxlen=MAX_EVIDENCE)  # the most recent equivocation evidence
@@ -143,9 +147,11 @@ class Node:
         on_need_sync: Callable[[int], None] | None = None,
         peer_ids: Callable[[], list[bytes]] | None = None,
         on_validators_changed: Callable[[], object] | None = None,
+        on_need_history: Callable[[], None] | None = None,
     ) -> None:
         """Connect the node to its peers: frames go out through `transport`; the network hears of
-        admitted transactions and of the need to sync, and says who is connected. Hooks not
+        admitted transactions and of the need to sync (the head, or with keep_history a batch of
+        the blocks before a snapshot: `on_need_history`), and says who is connected. Hooks not
         given stay as they were (a wrapping transport, e.g. a Byzantine one, keeps the network's)."""
         self.transport = transport
         if on_admitted is not None:
@@ -156,6 +162,8 @@ class Node:
             self.peer_ids = peer_ids
         if on_validators_changed is not None:
             self.on_validators_changed = on_validators_changed
+        if on_need_history is not None:
+            self.history.on_need = on_need_history
 
     def add_commit_hook(self, hook: CommitHook) -> None:
         """Call `hook(txs, results)` after each block is committed here."""
@@ -180,6 +188,7 @@ class Node:
         if self._check_upgrade():
             return
         self.memory.start()
+        self.history.start()
         if self.is_validator:
             self._start_engine()
         log.info("node started: id=%s height=%d validator=%s", self.identity.id[:16], self.store.height, self.is_validator)
@@ -253,6 +262,7 @@ class Node:
         self.proposer.stop()
         self.waiters.cancel()
         self.snapshots.stop()
+        self.history.stop()
 
     def _check_upgrade(self) -> bool:
         """Stop, rather than fork, before a height whose protocol version this binary does not
@@ -503,6 +513,7 @@ class Node:
             "view_changes": engine_status.get("view_changes", 0),
             "peers": [p.hex() for p in self.peer_ids()],
             "syncing": self.syncing,
+            "history": self.history.status(),
             "protocol_version": self.blocks.version_at(self.store.height + 1),
             "evidence": self.evidence_total,
             "evidence_offenders": sorted({e.offender.hex() for e in self.evidence}),
