@@ -31,6 +31,7 @@ from storage.offchain import OffchainStore
 
 from node.api.app import SERVER_OPTIONS, make_app
 from node.api.middleware import QuietClientErrors
+from node.fhir.smart import install_smart
 from node.records.custodian import Custodian
 from node.research.service import ResearchService
 from node.home.config import NodeConfig, NodeHome, TlsFiles
@@ -206,7 +207,8 @@ async def serve(
         register_secret(secret)
     research = ResearchService(node, offchain, secret, client_ssl=contexts["api_client"])
     app = make_app(node, custodian=custodian, research=research, client_ssl=contexts["api_client"],
-                   extra_routes=hook.routes(node) if hook is not None else ())
+                   extra_routes=hook.routes(node) if hook is not None else (),
+                   mounts=[install_smart] if node.config.fhir.enabled else [])
     server_log = logging.getLogger("aiohttp.server")
     if not any(isinstance(f, QuietClientErrors) for f in server_log.filters):
         server_log.addFilter(QuietClientErrors())
