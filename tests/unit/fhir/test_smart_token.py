@@ -352,3 +352,13 @@ async def test_the_daemon_mounts_the_fhir_routes_unless_disabled(tmp_path):
         assert any(r.resource is not None and r.resource.canonical == TOKEN_PATH for r in app.router.routes())
     finally:
         node.store.close()
+
+
+async def test_the_worked_example_of_docs_fhir_md_builds_an_assertion_the_node_accepts(world):
+    text = (Path(__file__).resolve().parents[3] / "docs" / "fhir.md").read_text()
+    code = text.split("### Worked example", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {"__name__": "docs_fhir_example"}
+    exec(compile(code, "docs/fhir.md", "exec"), namespace)  # defines the functions; its __main__ part does not run
+    assertion = namespace["client_assertion"](DOCTOR.seed, world.url, world.node.clock_ms() // 1000)
+    status, body, _ = await world.token(token_form(assertion, "user/Observation.rs user/Patient.rs", "TREAT"))
+    assert (status, body.get("scope")) == (200, "user/Observation.rs user/Patient.rs"), body
