@@ -6,7 +6,7 @@ whose key was rotated away is refused with a 401 OperationOutcome."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -341,15 +341,17 @@ async def test_token_requests_are_rate_limited_per_address(tmp_path):
         assert int(headers["Retry-After"]) >= 1
 
 
-async def test_the_daemon_mounts_the_fhir_routes_unless_disabled(tmp_path):
-    cfg = build_config({"fhir": {"enabled": False}}, env={})
-    assert not cfg.fhir.enabled
-    node = make_node(tmp_path / "db", config=cfg, seed=SEED)
+def test_the_daemon_mounts_the_fhir_routes_unless_disabled(tmp_path):
+    from node.daemon import api_mounts
+
+    def has_token_route(cfg: Any) -> bool:
+        app = make_app(node, mounts=api_mounts(cfg))
+        return any(r.resource is not None and r.resource.canonical == TOKEN_PATH for r in app.router.routes())
+
+    node = make_node(tmp_path / "db", seed=SEED)
     try:
-        app = make_app(node, mounts=[install_smart] if cfg.fhir.enabled else [])
-        assert not any(r.resource is not None and r.resource.canonical == TOKEN_PATH for r in app.router.routes())
-        app = make_app(node, mounts=[install_smart])
-        assert any(r.resource is not None and r.resource.canonical == TOKEN_PATH for r in app.router.routes())
+        assert has_token_route(build_config({}, env={}))
+        assert not has_token_route(build_config({"fhir": {"enabled": False}}, env={}))
     finally:
         node.store.close()
 
