@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 import ssl
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,6 +31,7 @@ from storage.offchain import OffchainStore
 
 from node.api.app import SERVER_OPTIONS, make_app
 from node.api.middleware import QuietClientErrors
+from node.fhir.smart import install_smart
 from node.records.custodian import Custodian
 from node.research.service import ResearchService
 from node.home.config import NodeConfig, NodeHome, TlsFiles
@@ -134,6 +135,12 @@ def peer_allowed(node: Node, peer_id: bytes) -> bool:
     return admits_peer(peer_id, named=allowed_peers(node), state=node.state_reader(), own_id=node.identity.public_key)
 
 
+def api_mounts(config: NodeConfig) -> list[Callable[[web.Application], None]]:
+    """What the API serves beside its own routes: the FHIR server's (node/fhir/, docs/fhir.md)
+    unless `[fhir] enabled = false`."""
+    return [install_smart] if config.fhir.enabled else []
+
+
 class Service(Protocol):
     """Something a hook installs: started after the peer network, stopped before it."""
 
@@ -206,7 +213,8 @@ async def serve(
         register_secret(secret)
     research = ResearchService(node, offchain, secret, client_ssl=contexts["api_client"])
     app = make_app(node, custodian=custodian, research=research, client_ssl=contexts["api_client"],
-                   extra_routes=hook.routes(node) if hook is not None else ())
+                   extra_routes=hook.routes(node) if hook is not None else (),
+                   mounts=api_mounts(node.config))
     server_log = logging.getLogger("aiohttp.server")
     if not any(isinstance(f, QuietClientErrors) for f in server_log.filters):
         server_log.addFilter(QuietClientErrors())

@@ -10,7 +10,7 @@ The handlers live in the `routes_*` modules by area; this module only wires them
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiohttp import web
@@ -43,9 +43,11 @@ would make it inflate); a request with a Content-Encoding is refused with 415 in
 
 
 def make_app(node: Node, *, custodian: Custodian | None = None, research: ResearchService | None = None,
-             client_ssl: Any = None, extra_routes: Iterable[web.AbstractRouteDef] = ()) -> web.Application:
+             client_ssl: Any = None, extra_routes: Iterable[web.AbstractRouteDef] = (),
+             mounts: Iterable[Callable[[web.Application], None]] = ()) -> web.Application:
     """The aiohttp application serving `node`. The custodian's and research routes come with
-    `custodian` and `research`; `extra_routes` are a test hook's (node run --unsafe-test-switches)."""
+    `custodian` and `research`; `extra_routes` are a test hook's (node run --unsafe-test-switches);
+    each of `mounts` adds its routes and state to the app (the daemon's FHIR server, node/fhir/)."""
     api = node.config.api
     app = web.Application(client_max_size=api.max_body_bytes,
                           middlewares=[node.metrics.middleware(), errors_middleware, ratelimit_middleware])
@@ -66,6 +68,8 @@ def make_app(node: Node, *, custodian: Custodian | None = None, research: Resear
         router.add_post("/v1/research/extract", routes_research.post_research_extract)
         router.add_post("/v1/research/{step:prepare|record}", routes_research.post_research_step)
     router.add_routes(extra_routes)
+    for mount in mounts:
+        mount(app)
     router.add_get("/v1/status", routes_chain.get_status)
     router.add_get("/v1/validators", routes_validators.get_validators)
     router.add_get("/v1/validators/proposals/{kind}/{id}", routes_validators.get_proposal)

@@ -185,6 +185,51 @@ ADVICE: dict[str, str] = {
     "validator_set_too_small": "A change may not leave fewer than 4 validators; add a validator before removing one.",
     "validator_quorum_at_risk": "Too few validators of the new set are known to be live (approved the change) to reach "
                                 "its quorum; get the approvals of the validators that stay, then send it again.",
+    # -- FHIR: SMART Backend Services token endpoint and bearer tokens (docs/fhir.md) -----------------
+    "invalid_request": "The token request is incomplete or malformed; medledger_code says which field (docs/fhir.md, "
+                       "Authorisation).",
+    "invalid_client": "The client assertion was refused; medledger_code says why. Sign a fresh JWT with your "
+                      "identity's key (node/fhir/client_assertion.py, docs/fhir.md).",
+    "invalid_scope": "Ask for SMART scopes context/Type.perms (e.g. system/Observation.rs, patient/*.read) that your "
+                     "role may hold (GET /.well-known/smart-configuration lists them).",
+    "unsupported_grant_type": "Use grant_type=client_credentials with a signed client_assertion (SMART Backend Services).",
+    "unauthorized_client": "This identity's role is not given FHIR access tokens; use a patient's, practitioner's, "
+                           "researcher's or institution's key.",
+    "temporarily_unavailable": "The token endpoint is busy; retry after the Retry-After seconds.",
+    "form_required": "POST the token request as application/x-www-form-urlencoded.",
+    "malformed_form": "Send each form field once, percent-encoded, within the size limits (docs/fhir.md).",
+    "unsupported_assertion_type": "Set client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer.",
+    "assertion_required": "Send client_assertion: a JWT signed with your identity's Ed25519 key (docs/fhir.md).",
+    "malformed_jwt": "The client assertion is not a compact JWS (header.payload.signature, base64url JSON); build it "
+                     "with node/fhir/client_assertion.py or as docs/fhir.md shows.",
+    "unsupported_alg": "Sign the assertion with Ed25519 and set the header's alg to EdDSA; no other algorithm is accepted.",
+    "bad_jwt_signature": "Sign the assertion with the key of the identity its iss names (the key file of that id).",
+    "bad_issuer": "Set iss (and sub) to your ledger identity id, the 64 hex characters `medledger keys show` prints.",
+    "issuer_subject_mismatch": "Set sub to the same identity id as iss.",
+    "wrong_audience": "Set aud to the token endpoint URL exactly as the node publishes it (token_endpoint in "
+                      "/.well-known/smart-configuration).",
+    "assertion_time_invalid": "Give exp (and nbf, iat if any) as whole seconds since the Unix epoch.",
+    "assertion_expired": "The assertion's exp has passed; sign a new one just before asking (check this machine's clock).",
+    "assertion_exp_too_far": "Let the assertion expire within 5 minutes (exp at most now + 300 s).",
+    "assertion_not_yet_valid": "The assertion is dated ahead of the node's clock; check this machine's clock.",
+    "jti_required": "Give the assertion a jti: a fresh random string for every token request.",
+    "replayed_assertion": "Each assertion is good for one token; sign a new one with a fresh jti.",
+    "client_id_mismatch": "Leave client_id out, or set it to the identity id of the assertion's iss.",
+    "key_rotated": "This key was replaced on the ledger; sign with the identity's current key.",
+    "unknown_purpose": "Give purpose_of_use as an HL7 v3 code: TREAT, ETREAT, HPAYMT, HOPERAT or HRESCH.",
+    "purpose_required": "Give the field purpose_of_use (TREAT, ETREAT, HPAYMT, HOPERAT or HRESCH) your role may use.",
+    "purpose_not_allowed": "Your role may not ask for that purpose (a researcher: HRESCH; a patient: TREAT); see "
+                           "/.well-known/smart-configuration.",
+    "breakglass_reason_required": "purpose_of_use=ETREAT is break-glass: add the field reason with one of the ledger's "
+                                  "codes (unconscious, life_threatening, lacks_capacity, guardian_unreachable, "
+                                  "imminent_harm).",
+    "reason_without_breakglass": "Leave reason out unless purpose_of_use is ETREAT.",
+    "scope_not_granted": "None of the scopes may be held by your role (a patient: patient/...; a practitioner: user/ "
+                         "or system/; a researcher or institution: system/ read); ask for those.",
+    "token_required": "Get an access token from the token endpoint and send it as 'Authorization: Bearer <token>'.",
+    "invalid_token": "The access token is unknown or expired (they last minutes and end when the node restarts); get "
+                     "a new one from the token endpoint.",
+    "insufficient_scope": "The token's scopes do not cover this; ask for a token with a scope that does.",
 }
 
 # Codes made from a parameter's name (the API's `bad_<name>` for ids, heights, times).

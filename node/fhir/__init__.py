@@ -7,4 +7,8 @@ institution (docs/fhir.md).
 
 - principal.py: who a request acts for (the bearer token's identity, scopes and purpose), the token store
 - outcome.py: refusals as OperationOutcome (FhirError)
+- smart.py: SMART Backend Services: discovery, the token endpoint, `install_smart` (mounting)
+- jwt.py: EdDSA-signed JWTs (the client assertion); client_assertion.py: building one (client side)
+- scopes.py: SMART v1/v2 scope syntax and what each role may be granted
+- bearer.py: the bearer check (`require_principal`, `require_scope`), 401/403 OperationOutcomes
 """

@@ -64,23 +64,41 @@ PRINCIPAL_KEY = "medledger.fhir.principal"
 
 class TokenStore:
     """The access tokens this node issued: opaque random strings, each bound to one Principal,
-    kept in memory (a restart ends every token), at most `max_tokens` (the oldest go first).
+    kept in memory (a restart ends every token), at most `max_tokens` (the oldest go first) and at
+    most `max_per_identity` of one identity (its oldest go first, so one client asking again and
+    again cannot push everyone else's tokens out).
 
-    `lookup` answers None for an unknown or expired token; nothing is learnt from a refused one."""
+    `lookup` answers None for an unknown or expired token; nothing is learnt from a refused one.
+    `issue` with `now_ms` first drops the expired tokens at the front (tokens are issued with one
+    lifetime, so the oldest expire first)."""
 
-    def __init__(self, max_tokens: int = 10_000) -> None:
+    def __init__(self, max_tokens: int = 10_000, max_per_identity: int = 16) -> None:
         from collections import OrderedDict
 
+        if max_tokens < 1 or max_per_identity < 1:
+            raise ValueError("the token bounds must be at least 1")
         self.max_tokens = max_tokens
+        self.max_per_identity = max_per_identity
         self._tokens: OrderedDict[str, Principal] = OrderedDict()
+        self._held: dict[bytes, list[str]] = {}  # identity -> its tokens, oldest first
 
-    def issue(self, principal: Principal) -> str:
+    def issue(self, principal: Principal, now_ms: int | None = None) -> str:
         import secrets
 
+        if now_ms is not None:
+            while self._tokens:
+                token, first = next(iter(self._tokens.items()))
+                if now_ms < first.expires_ms:
+                    break
+                self._drop(token)
+        held = self._held.get(principal.identity, [])
+        while len(held) >= self.max_per_identity:
+            self._drop(held[0])
         token = secrets.token_urlsafe(32)
         self._tokens[token] = principal
+        self._held.setdefault(principal.identity, []).append(token)
         while len(self._tokens) > self.max_tokens:
-            self._tokens.popitem(last=False)
+            self._drop(next(iter(self._tokens)))
         return token
 
     def lookup(self, token: str, now_ms: int) -> Principal | None:
@@ -88,16 +106,27 @@ class TokenStore:
         if found is None:
             return None
         if now_ms >= found.expires_ms:
-            del self._tokens[token]
+            self._drop(token)
             return None
         return found
 
     def revoke_identity(self, identity: bytes) -> int:
         """End every token of `identity` (its key rotated, its registration withdrawn)."""
-        gone = [t for t, p in self._tokens.items() if p.identity == identity]
+        gone = list(self._held.get(identity, ()))
         for token in gone:
-            del self._tokens[token]
+            self._drop(token)
         return len(gone)
+
+    def held_by(self, identity: bytes) -> int:
+        """How many tokens of `identity` the store holds (expired ones not yet dropped included)."""
+        return len(self._held.get(identity, ()))
+
+    def _drop(self, token: str) -> None:
+        principal = self._tokens.pop(token)
+        held = self._held[principal.identity]
+        held.remove(token)
+        if not held:
+            del self._held[principal.identity]
 
     def __len__(self) -> int:
         return len(self._tokens)

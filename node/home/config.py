@@ -104,6 +104,16 @@ class StorageSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FhirSection:
+    enabled: bool = True  # serve FHIR R4 at /fhir/R4 and its SMART token endpoint (docs/fhir.md)
+    base_url: str = ""  # the API's public URL (https://node.example.org:8700): token audience, discovery
+    token_ttl_s: int = 300  # lifetime of an access token
+    token_rate_per_ip: int = 5  # token requests a second per client IP (0: no limit)
+    token_burst_per_ip: int = 20
+    max_tokens: int = 10_000  # live access tokens held (the oldest is dropped beyond)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NodeConfig:
     node: NodeSection = field(default_factory=NodeSection)
     api: ApiSection = field(default_factory=ApiSection)
@@ -111,6 +121,7 @@ class NodeConfig:
     mempool: MempoolSection = field(default_factory=MempoolSection)
     consensus: ConsensusSection = field(default_factory=ConsensusSection)
     storage: StorageSection = field(default_factory=StorageSection)
+    fhir: FhirSection = field(default_factory=FhirSection)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return {f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -141,6 +152,10 @@ _LIMITS: dict[str, tuple[int, int]] = {
     "consensus.max_timeout_ms": (50, 86_400_000),
     "consensus.max_clock_drift_ms": (0, 3_600_000),
     "storage.snapshot_interval": (0, 100_000_000),
+    "fhir.token_ttl_s": (30, 3_600),
+    "fhir.token_rate_per_ip": (0, 1_000_000),
+    "fhir.token_burst_per_ip": (1, 10_000_000),
+    "fhir.max_tokens": (16, 10_000_000),
 }
 
 
@@ -204,6 +219,10 @@ def build_config(doc: Mapping[str, Any], env: Mapping[str, str] | None = None) -
     cfg = NodeConfig(**sections)
     if cfg.consensus.max_timeout_ms < cfg.consensus.base_timeout_ms:
         raise ConfigError("consensus.max_timeout_ms must be at least consensus.base_timeout_ms")
+    base = cfg.fhir.base_url
+    if base and (not base.startswith(("http://", "https://")) or base.endswith("/") or any(c in base for c in "?# ")):
+        raise ConfigError(f"fhir.base_url: {base!r} must be the API's public URL, http(s)://host[:port][/path], "
+                          "without a trailing slash, query or fragment")
     for section in ("api", "p2p"):
         sec = getattr(cfg, section)
         if bool(sec.tls_cert) != bool(sec.tls_key):
