@@ -185,6 +185,18 @@ ADVICE: dict[str, str] = {
     "validator_set_too_small": "A change may not leave fewer than 4 validators; add a validator before removing one.",
     "validator_quorum_at_risk": "Too few validators of the new set are known to be live (approved the change) to reach "
                                 "its quorum; get the approvals of the validators that stay, then send it again.",
+    # -- FHIR transaction Bundles and research releases (issue 18) ---------------------------------------
+    "invalid_bundle": "The Bundle is not a transaction or batch this server accepts; fix what the message names "
+                      "(each entry needs resource, request.method POST or PUT and request.url; see docs/fhir.md).",
+    "too_large": "A size limit was reached (the message names it and its value); send fewer entries or smaller "
+                 "resources per request.",
+    "unresolved_reference": "A reference names no entry of the Bundle (an unknown urn:uuid:, or a patient the Bundle "
+                            "does not hold); include the entry it points to, or reference the patient as "
+                            "Patient/<ledger id>.",
+    "patient_unresolved": "Which patient this belongs to cannot be told; name the patient (a Patient/<ledger id> "
+                          "reference, or an identifier of system urn:medledger:identity on the Patient).",
+    "patient_mismatch": "The Patient's urn:medledger:identity identifier names another patient than the request; "
+                        "send each patient's resources under that patient.",
 }
 
 # Codes made from a parameter's name (the API's `bad_<name>` for ids, heights, times).
