@@ -335,8 +335,8 @@ class HealthClient(Client):
 
         try:
             resource = parse_resource(resource_json)
-        except FhirInvalid as exc:
-            raise RecordError("invalid_fhir", str(exc)) from None
+        except FhirInvalid as exc:  # invalid_fhir, or too_large for the size limit
+            raise RecordError(exc.code, str(exc)) from None
         from nacl.bindings import crypto_core_ed25519_is_valid_point
 
         try:

@@ -49,6 +49,7 @@ SOURCE_TYPE = "http://terminology.hl7.org/CodeSystem/security-source-type"
 CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
 RESOURCE_TYPES = "http://hl7.org/fhir/resource-types"
 LOINC = "http://loinc.org"
+RESEARCH_STUDY_CONTEXT = "http://hl7.org/fhir/StructureDefinition/consent-ResearchStudyContext"
 
 PURPOSE_DISPLAY = {
     "TREAT": "treatment", "HPAYMT": "healthcare payment", "HOPERAT": "healthcare operations",
@@ -179,9 +180,12 @@ def audit_event(entry: JSON, *, chain_id: str) -> JSON:
 
 
 def _grantee_reference(consent: JSON) -> JSON:
+    # R4 allows Device, Group, CareTeam, Organization, Patient, Practitioner, RelatedPerson and
+    # PractitionerRole as a provision's actor: a study's recipients are the Group of its
+    # researchers; the study itself is named by RESEARCH_STUDY_CONTEXT.
     kind, grantee = consent["grantee_kind"], consent["grantee"]
     if kind == "study":
-        return {**_ident(SYS_STUDY, grantee), "type": "ResearchStudy"}
+        return {**_ident(SYS_STUDY, grantee, f"researchers of study {grantee}"), "type": "Group"}
     return {**_ident(SYS_IDENTITY, grantee), "type": "Practitioner" if kind == "practitioner" else "Organization"}
 
 
@@ -204,6 +208,9 @@ def consent_resource(consent: JSON) -> JSON:
                    "reference": _grantee_reference(consent)}],
         "purpose": [purpose_coding(p) for p in consent["purposes"]],
     }
+    if is_study:  # the HL7 extension for the research study a research-scope Consent is for
+        common["extension"] = [{"url": RESEARCH_STUDY_CONTEXT,
+                                "valueReference": {**_ident(SYS_STUDY, consent["grantee"]), "type": "ResearchStudy"}}]
     by_type: JSON = {"type": "permit", **common}
     if types := _types(consent["resource_types"]):
         by_type["class"] = types

@@ -230,6 +230,18 @@ ADVICE: dict[str, str] = {
     "invalid_token": "The access token is unknown or expired (they last minutes and end when the node restarts); get "
                      "a new one from the token endpoint.",
     "insufficient_scope": "The token's scopes do not cover this; ask for a token with a scope that does.",
+    # -- FHIR transaction Bundles and research releases (issue 18) ---------------------------------------
+    "invalid_bundle": "The Bundle is not a transaction or batch this server accepts; fix what the message names "
+                      "(each entry needs resource, request.method POST or PUT and request.url; see docs/fhir.md).",
+    "too_large": "A size limit was reached (the message names it and its value); send fewer entries or smaller "
+                 "resources per request.",
+    "unresolved_reference": "A reference names no entry of the Bundle (an unknown urn:uuid:, or a patient the Bundle "
+                            "does not hold); include the entry it points to, or reference the patient as "
+                            "Patient/<ledger id>.",
+    "patient_unresolved": "Which patient this belongs to cannot be told; name the patient (a Patient/<ledger id> "
+                          "reference, or an identifier of system urn:medledger:identity on the Patient).",
+    "patient_mismatch": "The Patient's urn:medledger:identity identifier names another patient than the request; "
+                        "send each patient's resources under that patient.",
 }
 
 # Codes made from a parameter's name (the API's `bad_<name>` for ids, heights, times).

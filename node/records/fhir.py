@@ -25,13 +25,21 @@ GENDERS = frozenset({"male", "female", "other", "unknown"})
 
 
 class FhirInvalid(ValueError):
-    """The resource is not valid FHIR R4 (the writer's to fix)."""
+    """The resource is not valid FHIR R4 (the writer's to fix); `code` is the refusal's code."""
+
+    code = "invalid_fhir"
+
+
+class ResourceTooLarge(FhirInvalid):
+    """The resource may be valid FHIR, but it is over this node's size limit: a limit, named as one."""
+
+    code = "too_large"
 
 
 def parse_resource(data: bytes) -> dict[str, Any]:
     """Parse and validate a FHIR R4 resource given as JSON bytes; return it as a dict."""
     if len(data) > MAX_RESOURCE_BYTES:
-        raise FhirInvalid(f"resource of {len(data)} bytes exceeds {MAX_RESOURCE_BYTES}")
+        raise ResourceTooLarge(f"the resource is {len(data)} bytes, over the limit of {MAX_RESOURCE_BYTES} bytes per resource")
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:

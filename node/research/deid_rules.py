@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from node.research.pseudonyms import Pseudonyms
@@ -31,7 +31,7 @@ RESTRICTED_ZIP3 = frozenset(
 # The types released with a spec of their own; references to any other type are dropped.
 RELEASED_TYPES = frozenset(
     {"Patient", "Encounter", "Observation", "Condition", "DiagnosticReport", "MedicationRequest", "Procedure",
-     "AllergyIntolerance", "Immunization"}
+     "AllergyIntolerance", "Immunization", "CarePlan", "MedicationAdministration", "MedicationDispense"}
 )
 
 # Code systems whose displays are the terminology's own text, not something a user typed.
@@ -51,6 +51,7 @@ _ZIP3 = re.compile(r"\d{3}")
 _REFERENCE = re.compile(
     r"(?:https?://\S+?/)?([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?"
 )
+_PLACEHOLDER = re.compile(r"urn:uuid:([A-Za-z0-9\-.]{1,64})")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _YEAR_UNITS = frozenset({"a", "y", "yr", "yrs", "year", "years", "years old", "yo"})
 
@@ -65,8 +66,15 @@ class ResourceWithheld(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Context:
+    """What the rules know besides the value: the pseudonyms, the year ages are counted at, the
+    pseudonym of the patient the ledger registered the resource for (``owner``: every patient
+    link becomes it, whatever the resource said) and the type of each local id the custodian
+    holds (``types_by_id``: a ``urn:uuid:<id>`` reference is resolved through it)."""
+
     pseudonyms: Pseudonyms
     reference_year: int
+    owner: str | None = None
+    types_by_id: Mapping[str, str] = field(default_factory=dict)
 
 
 Handler = Callable[[Any, Context], Any]
@@ -279,6 +287,14 @@ def struct(spec: Spec, required: Required = ()) -> Handler:
     return handle
 
 
+def _placeholder_target(value: Mapping[str, Any], ctx: Context) -> tuple[str, str] | None:
+    # Synthea's bundles reference by urn:uuid:<the target's id>; the custodian knows its ids' types.
+    match = _PLACEHOLDER.fullmatch(value["reference"]) if isinstance(value.get("reference"), str) else None
+    if match is None or match.group(1) not in ctx.types_by_id:
+        return None
+    return ctx.types_by_id[match.group(1)], match.group(1)
+
+
 def reference_to(*types: str) -> Handler:
     allowed = frozenset(types)
     assert allowed <= RELEASED_TYPES, allowed - RELEASED_TYPES
@@ -286,7 +302,7 @@ def reference_to(*types: str) -> Handler:
     def handle(value: Any, ctx: Context) -> dict[str, str] | None:
         if not isinstance(value, dict):
             return None
-        parsed = parse_reference(value.get("reference"))
+        parsed = parse_reference(value.get("reference")) or _placeholder_target(value, ctx)
         if parsed is None or parsed[0] not in allowed:
             return None
         pseudonym = ctx.pseudonyms.pseudonym(*parsed)
@@ -311,5 +327,16 @@ SIMPLE_QTY = _quantity_with(comparator=False)
 RANGE = struct({"low": SIMPLE_QTY, "high": SIMPLE_QTY})
 RATIO = struct({"numerator": QTY, "denominator": QTY})
 PERIOD = struct({"start": YEAR, "end": YEAR})
-PATIENT_LINK = reference_to("Patient")
+_TO_PATIENT = reference_to("Patient")
+
+
+def _patient_link(value: Any, ctx: Context) -> dict[str, str] | None:
+    # The ledger's link is authoritative: the patient the record was registered for, whatever
+    # id or placeholder the submitting system wrote.
+    if ctx.owner is not None:
+        return {"reference": f"Patient/{ctx.owner}"}
+    return _TO_PATIENT(value, ctx)
+
+
+PATIENT_LINK: Handler = _patient_link
 ENCOUNTER_LINK = reference_to("Encounter")

@@ -35,7 +35,7 @@ from typing import Any
 
 from node.research.kanon import LADDER, Generalisation, QuasiIdentifiers, anonymise, merge, patient_resource, quasi_identifiers
 from node.research.pseudonyms import ExistingPseudonyms
-from node.research.release import NOT_LINKED, CustodianRelease, linked_patient
+from node.research.release import NOT_LINKED, UNKNOWN_TYPE, CustodianRelease, Withheld, count_withheld, linked_patient
 from node.research.deid_rules import ResourceWithheld
 from node.research.safe_harbor import Deidentifier
 
@@ -93,8 +93,8 @@ class _Received:
 
     custodian: str
     resources: list[tuple[str, dict[str, Any]]]  # (patient pseudonym, cleaned resource)
-    withheld: Mapping[str, int]
-    rejected: Counter[str]
+    withheld: Withheld
+    rejected: Counter[tuple[str, str]]  # (resource type, reason)
     corrected: int
 
 
@@ -102,16 +102,17 @@ def _receive(release: CustodianRelease, deidentifier: Deidentifier, eligible: Co
     received = _Received(custodian=release.custodian, resources=[], withheld=dict(release.withheld),
                          rejected=Counter(), corrected=0)
     for resource in release.resources:
+        rtype = resource["resourceType"] if isinstance(resource.get("resourceType"), str) else UNKNOWN_TYPE
         try:
             cleaned = deidentifier.resource(resource)
         except ResourceWithheld as withheld:
-            received.rejected[withheld.reason] += 1
+            received.rejected[(rtype, withheld.reason)] += 1
             continue
         owner = linked_patient(cleaned)
         if owner is None:
-            received.rejected[NOT_LINKED] += 1
+            received.rejected[(rtype, NOT_LINKED)] += 1
         elif eligible is not None and owner not in eligible:
-            received.rejected[NOT_ELIGIBLE] += 1
+            received.rejected[(rtype, NOT_ELIGIBLE)] += 1
         else:
             received.corrected += canonical_json(cleaned) != canonical_json(resource)
             received.resources.append((owner, cleaned))
@@ -197,8 +198,8 @@ def assemble_extract(
             "resources": len(item.resources),
             "patients_included": len(patients & included),
             "resources_released": sum(1 for owner, r in item.resources if owner in included and r["resourceType"] != "Patient"),
-            "resources_withheld_by_custodian": dict(sorted(item.withheld.items())),
-            "resources_rejected": dict(sorted(item.rejected.items())),
+            "resources_withheld_by_custodian": count_withheld(_flat(item.withheld)),
+            "resources_rejected": count_withheld(item.rejected),
             "resources_corrected": item.corrected,
         })
     custodian_reports.sort(key=lambda c: (c["custodian"], c["accepted"]))
@@ -225,6 +226,7 @@ def assemble_extract(
         "resources_per_type": {rtype: len(lines) for rtype, lines in sorted(by_type.items())},
         "resources_released": len(chosen),
         "duplicates_dropped": duplicates,
+        "resources_withheld": count_withheld(sum((_flat(item.withheld) + item.rejected for item in received), Counter())),
         "custodians": custodian_reports,
         "custodians_not_answering": sorted(set(custodians_asked or ()) - answered),
         "files": [{"name": name, "bytes": len(data), "resources": data.count(b"\n"),
@@ -232,6 +234,10 @@ def assemble_extract(
         "released_sha256": released_sha256(files),
     }
     return Extract(files=files, report=report)
+
+
+def _flat(withheld: Withheld) -> Counter[tuple[str, str]]:
+    return Counter({(rtype, reason): n for rtype, reasons in withheld.items() for reason, n in reasons.items()})
 
 
 def write_extract(extract: Extract, directory: Path) -> list[Path]:

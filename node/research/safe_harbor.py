@@ -41,12 +41,13 @@ idempotent, so a correct release passes through unchanged and a faulty one is cl
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from node.records.fhir import GENDERS, STATUS_CODES
+from node.records.fhir import GENDERS, MAX_RESOURCE_BYTES, STATUS_CODES
 
 from node.research.deid_rules import (
     AGE_GROUP_EXTENSION, age_group_extension, apply_spec, BOOL, CC, CODING, Context, DEC,
@@ -175,10 +176,41 @@ TYPE_RULES: dict[str, _TypeRule] = {
         "protocolApplied": struct({"targetDisease": CC, "doseNumberPositiveInt": POSINT,
                                     "seriesDosesPositiveInt": POSINT}, required=("doseNumberPositiveInt",)),
     }, required=("status", "vaccineCode", "patient", "occurrenceDateTime")),
+    "CarePlan": _TypeRule({
+        "status": one_of("draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"),
+        "intent": one_of("proposal", "plan", "order", "option"), "category": CC, "subject": PATIENT_LINK,
+        "encounter": ENCOUNTER_LINK, "period": PERIOD, "created": YEAR, "addresses": reference_to("Condition"),
+        "activity": struct({"outcomeCodeableConcept": CC, "detail": struct({
+            "kind": TOKEN, "code": CC, "reasonCode": CC,
+            "reasonReference": reference_to("Condition", "Observation", "DiagnosticReport"),
+            "status": one_of("not-started", "scheduled", "in-progress", "on-hold", "completed", "cancelled", "stopped",
+                             "unknown", "entered-in-error"),
+            "statusReason": CC, "doNotPerform": BOOL, "scheduledPeriod": PERIOD, "productCodeableConcept": CC,
+            "dailyAmount": SIMPLE_QTY, "quantity": SIMPLE_QTY}, required=("status",))}),
+    }, required=("status", "intent", "subject")),
+    "MedicationAdministration": _TypeRule({
+        "status": one_of("in-progress", "not-done", "on-hold", "completed", "entered-in-error", "stopped", "unknown"),
+        "statusReason": CC, "category": CC, "medicationCodeableConcept": CC, "subject": PATIENT_LINK,
+        "context": ENCOUNTER_LINK, "effectiveDateTime": YEAR, "effectivePeriod": PERIOD, "reasonCode": CC,
+        "reasonReference": reference_to("Condition", "Observation", "DiagnosticReport"),
+        "request": reference_to("MedicationRequest"),
+        "dosage": struct({"site": CC, "route": CC, "method": CC, "dose": SIMPLE_QTY, "rateRatio": RATIO,
+                          "rateQuantity": SIMPLE_QTY}),
+    }, required=("status", "medicationCodeableConcept", "subject", ("effectiveDateTime", "effectivePeriod"))),
+    "MedicationDispense": _TypeRule({
+        "status": one_of("preparation", "in-progress", "cancelled", "on-hold", "completed", "entered-in-error",
+                         "stopped", "declined", "unknown"),
+        "statusReasonCodeableConcept": CC, "category": CC, "medicationCodeableConcept": CC, "subject": PATIENT_LINK,
+        "context": ENCOUNTER_LINK, "authorizingPrescription": reference_to("MedicationRequest"), "type": CC,
+        "quantity": SIMPLE_QTY, "daysSupply": SIMPLE_QTY, "whenPrepared": YEAR, "whenHandedOver": YEAR,
+        "dosageInstruction": _DOSAGE,
+        "substitution": struct({"wasSubstituted": BOOL, "type": CC, "reason": CC}, required=("wasSubstituted",)),
+    }, required=("status", "medicationCodeableConcept")),
 }
 
 # Any other type: what most clinical resources share, kept only if the result is valid FHIR R4.
-DEFAULT_RULE = _TypeRule({"status": TOKEN, "category": CC, "code": CC, "subject": PATIENT_LINK,
+# Status and intent are kept because R4 requires them wherever a type has them (CarePlan.intent).
+DEFAULT_RULE = _TypeRule({"status": TOKEN, "intent": TOKEN, "category": CC, "code": CC, "subject": PATIENT_LINK,
                           "patient": PATIENT_LINK, "encounter": ENCOUNTER_LINK})
 PATIENT_LINK_ELEMENTS = ("subject", "patient")
 
@@ -270,15 +302,22 @@ def _patient(source: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     return out
 
 
-def _valid_fhir(resource: dict[str, Any]) -> bool:
+def fhir_problem(resource: dict[str, Any]) -> str | None:
+    """Why a resource is not valid FHIR R4 (the first problem fhir.resources names), or None."""
     from fhir.resources.R4B import get_fhir_model_class
     from pydantic import ValidationError
 
     try:
         get_fhir_model_class(resource["resourceType"]).model_validate(resource)
-    except (ValidationError, ValueError, KeyError):
-        return False
-    return True
+    except ValidationError as exc:
+        errors = exc.errors()
+        if not errors:
+            return "invalid"
+        where = ".".join(str(part) for part in errors[0]["loc"]) or resource["resourceType"]
+        return f"{where}: {errors[0]['msg']}"[:160]
+    except (ValueError, KeyError) as exc:
+        return str(exc) or "invalid"
+    return None
 
 
 def _is_fhir_type(resource_type: str) -> bool:
@@ -291,44 +330,77 @@ def _is_fhir_type(resource_type: str) -> bool:
     return True
 
 
+def _link_element(resource_type: str, rule: _TypeRule) -> str | None:
+    """Where a resource of this type names its patient (subject or patient), if it can."""
+    from fhir.resources.R4B import get_fhir_model_class
+
+    fields = rule.spec if rule is not DEFAULT_RULE else get_fhir_model_class(resource_type).model_fields
+    return next((name for name in PATIENT_LINK_ELEMENTS if name in fields), None)
+
+
+def too_large_reason(nbytes: int, limit: int = MAX_RESOURCE_BYTES) -> str:
+    """The withholding reason of a resource over the size limit (a limit, not invalid FHIR)."""
+    return f"too_large: {nbytes} bytes, over the limit of {limit} bytes per resource"
+
+
 class Deidentifier:
-    """Applies the Safe Harbor rules to resources, with pseudonyms from the given source."""
+    """Applies the Safe Harbor rules to resources, with pseudonyms from the given source.
+
+    ``types_by_id`` (the type of each local id the custodian holds) lets a ``urn:uuid:<id>``
+    reference be kept as the pseudonym of the resource it names."""
 
     __slots__ = ("_ctx",)
 
-    def __init__(self, pseudonyms: Pseudonyms, *, reference_year: int) -> None:
-        self._ctx = Context(pseudonyms=pseudonyms, reference_year=reference_year)
+    def __init__(self, pseudonyms: Pseudonyms, *, reference_year: int, types_by_id: Mapping[str, str] | None = None) -> None:
+        self._ctx = Context(pseudonyms=pseudonyms, reference_year=reference_year, types_by_id=dict(types_by_id or {}))
 
     @property
     def reference_year(self) -> int:
         """The year ages are counted at."""
         return self._ctx.reference_year
 
-    def resource(self, resource: Mapping[str, Any]) -> dict[str, Any]:
-        """The de-identified copy of a resource; raises ResourceWithheld if it cannot be released."""
+    def resource(self, resource: Mapping[str, Any], *, owner: str | None = None, record_id: str | None = None) -> dict[str, Any]:
+        """The de-identified copy of a resource; raises ResourceWithheld if it cannot be released.
+
+        ``owner``: the pseudonym of the patient the ledger registered the record for; when given,
+        a Patient is released under it (with or without an id of its own) and every patient link
+        points to it. ``record_id``: the ledger's record id, the original of a resource without
+        an id of its own. Every released resource validates as FHIR R4 (fhir.resources)."""
         if not isinstance(resource, Mapping) or not isinstance(resource.get("resourceType"), str):
             raise ResourceWithheld("not a FHIR resource")
         rtype = resource["resourceType"]
         if rtype not in RELEASED_TYPES and not _is_fhir_type(rtype):
             raise ResourceWithheld("not a FHIR R4 resource type")
+        nbytes = len(json.dumps(resource, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+        if nbytes > MAX_RESOURCE_BYTES:
+            raise ResourceWithheld(too_large_reason(nbytes))
         if "modifierExtension" in resource or "implicitRules" in resource:
             raise ResourceWithheld(f"{rtype} has a modifier extension or implicit rules")
-        if not isinstance(resource.get("id"), str):
-            raise ResourceWithheld(f"{rtype} has no id")
-        pseudonym = self._ctx.pseudonyms.pseudonym(rtype, resource["id"])
+        ctx = replace(self._ctx, owner=owner) if owner is not None else self._ctx
+        if rtype == "Patient" and owner is not None:
+            pseudonym: str | None = owner
+        else:
+            original = resource.get("id") if isinstance(resource.get("id"), str) else record_id
+            if original is None:
+                raise ResourceWithheld(f"{rtype} has no id")
+            pseudonym = ctx.pseudonyms.pseudonym(rtype, original)
         if pseudonym is None:
             raise ResourceWithheld(f"{rtype} id is not a pseudonym")
         if rtype == "Patient":
-            body = _patient(resource, self._ctx)
+            body = _patient(resource, ctx)
         else:
             rule = TYPE_RULES.get(rtype, DEFAULT_RULE)
-            body = apply_spec(resource, rule.spec, self._ctx)
+            body = apply_spec(resource, rule.spec, ctx)
+            link = _link_element(rtype, rule) if owner is not None else None
+            if link is not None and not any(name in body for name in PATIENT_LINK_ELEMENTS):
+                body[link] = {"reference": f"Patient/{owner}"}  # the ledger says whose it is
             missing = missing_required(body, rule.required)
             if missing is not None:
                 raise ResourceWithheld(f"{rtype}.{missing} missing after de-identification")
         out = {"resourceType": rtype, "id": pseudonym, **body}
-        if rtype not in RELEASED_TYPES and not _valid_fhir(out):
-            raise ResourceWithheld(f"{rtype} not valid after de-identification")
+        problem = fhir_problem(out)
+        if problem is not None:
+            raise ResourceWithheld(f"{rtype} not valid after de-identification ({problem})")
         return out
 
 

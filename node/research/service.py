@@ -47,7 +47,7 @@ from node.records.envelope import EnvelopeError, decrypt, unwrap_key
 from node.records.protocol import ProtocolError
 from node.research.extract import assemble_extract
 from node.research.pseudonyms import KeyedPseudonyms, derive_study_key
-from node.research.release import CustodianRelease, ReleaseInvalid, deidentify_for_study, linked_patient
+from node.research.release import CustodianRelease, HeldRecord, ReleaseInvalid, deidentify_for_study, linked_patient
 from node.research.replay import StepGuard
 from node.chain.tx import Transaction
 
@@ -195,8 +195,7 @@ class ResearchService:
         study = self._authorise_step("prepare", req, coordinator)
         me = self.node.identity.public_key.hex()
         state = self.node.state_reader()
-        resources: list[dict[str, Any]] = []
-        persons: dict[str, str] = {}
+        records: list[HeldRecord] = []
         for consent in self._consenting(req):
             patient = bytes.fromhex(consent["patient"])
             allowed, denied = set(consent["resource_types"]), set(consent["deny_types"])
@@ -210,11 +209,10 @@ class ResearchService:
                 doc = self._open(bytes.fromhex(rec["id"]))
                 if doc is None:
                     continue
-                if doc.get("resourceType") == "Patient" and isinstance(doc.get("id"), str):
-                    persons[doc["id"]] = consent["patient"]
-                resources.append(doc)
-        release = deidentify_for_study(resources, study=req.study, study_key=self._study_key(req.study), custodian=me,
-                                       persons=persons, reference_year=self._reference_year(study))
+                # the ledger's record.add names the patient: that link decides, not the resource's ids
+                records.append(HeldRecord(patient=consent["patient"], resource=doc, record_id=rec["id"]))
+        release = deidentify_for_study(records, study=req.study, study_key=self._study_key(req.study), custodian=me,
+                                       reference_year=self._reference_year(study))
         counts: dict[str, int] = {}
         for resource in release.resources:
             owner = linked_patient(resource)

@@ -89,6 +89,16 @@ def test_consents_map(story):
     r3 = consent_resource(queries.consent(ledger.state, c3, ledger.now))
     assert r3["scope"]["coding"][0]["code"] == "research"
     assert r3["provision"]["actor"][0]["reference"]["identifier"] == {"system": "urn:medledger:study", "value": "S1"}
+    # R4 allows no ResearchStudy as a provision's actor: the study's researchers as a Group, the
+    # study itself in the HL7 extension made for it
+    actor_types = {"Device", "Group", "CareTeam", "Organization", "Patient", "Practitioner", "RelatedPerson", "PractitionerRole"}
+    for consent in (r1, r2, r3):
+        for provision in _provisions(consent["provision"]):
+            assert all(a["reference"]["type"] in actor_types for a in provision.get("actor", []))
+    assert r3["provision"]["actor"][0]["reference"]["type"] == "Group"
+    assert r3["provision"]["extension"] == [{
+        "url": "http://hl7.org/fhir/StructureDefinition/consent-ResearchStudyContext",
+        "valueReference": {"identifier": {"system": "urn:medledger:study", "value": "S1"}, "type": "ResearchStudy"}}]
     assert r3["provision"]["purpose"][0]["code"] == "HRESCH"
     expired = consent_resource(queries.consent(ledger.state, c1, ledger.now + 365 * DAY))
     assert expired["status"] == "inactive"

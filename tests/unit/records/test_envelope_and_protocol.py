@@ -42,8 +42,18 @@ def test_fhir_validation_messages():
         (json.dumps({"resourceType": "Patient", "gender": "robot"}).encode(), "gender"),
     ]
     for data, needle in bad:
-        with pytest.raises(FhirInvalid, match=needle):
+        with pytest.raises(FhirInvalid, match=needle) as err:
             parse_resource(data)
+        assert err.value.code == "invalid_fhir"
+
+
+def test_a_resource_over_the_size_limit_is_refused_as_too_large_not_as_invalid():
+    from node.records.fhir import MAX_RESOURCE_BYTES, ResourceTooLarge
+
+    big = json.dumps({**OBS, "note": [{"text": "x" * MAX_RESOURCE_BYTES}]}).encode()
+    with pytest.raises(ResourceTooLarge, match=f"over the limit of {MAX_RESOURCE_BYTES} bytes") as err:
+        parse_resource(big)
+    assert err.value.code == "too_large"
 
 
 def test_upload_signed_by_author():

@@ -56,3 +56,22 @@ def values_at(value: Any, key: str) -> list[Any]:
         for item in value:
             found.extend(values_at(item, key))
     return found
+
+
+def held_records(resources: list[dict[str, Any]], persons: dict[str, str]) -> list[Any]:
+    """The records a custodian holds, each with the patient the ledger registered it for: the
+    person whose local Patient (in ``persons``: local id -> person key) the resource names, as
+    the writer's `record.add` said. Resources of patients not in ``persons`` are not given (the
+    custodian only opens consenting patients' records); a Medication goes with the first patient."""
+    from node.research.release import HeldRecord, linked_patient
+
+    first = next(iter(persons.values()), "")
+    out = []
+    for resource in resources:
+        if resource.get("resourceType") == "Medication":
+            out.append(HeldRecord(patient=first, resource=resource))
+            continue
+        local = linked_patient(resource)
+        if local in persons:
+            out.append(HeldRecord(patient=persons[local], resource=resource))
+    return out

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from node.research.extract import NO_PATIENT, NOT_ELIGIBLE, assemble_extract, canonical_json, write_extract
 from node.research.pseudonyms import KeyedPseudonyms
-from node.research.release import NOT_LINKED, CustodianRelease, ReleaseInvalid, deidentify_for_study
+from node.research.release import FORMAT_V1, NOT_LINKED, CustodianRelease, ReleaseInvalid, deidentify_for_study
 from node.research.synthetic import CLINICIANS, REGIONS, SyntheticData, generate
-from tests.unit.research.support import assert_valid_r4, strings_in, values_at
+from tests.unit.research.support import assert_valid_r4, held_records, strings_in, values_at
 
 KEY = b"k" * 16 + b"study-diabetes-2024"
 STUDY = "study-diabetes-2024"
@@ -32,8 +32,8 @@ def releases_for(data: SyntheticData, consenting: set[str], *, key: bytes = KEY)
     for index, resources in sorted(data.institutions.items()):
         persons = {pid: person for person, places in data.persons.items() if person in consenting
                    for institution, pid in places.items() if institution == index}
-        releases.append(deidentify_for_study(resources, study=STUDY, study_key=key, custodian=f"hospital-{index + 1}",
-                                             persons=persons, reference_year=YEAR))
+        releases.append(deidentify_for_study(held_records(resources, persons), study=STUDY, study_key=key,
+                                             custodian=f"hospital-{index + 1}", reference_year=YEAR))
     return releases
 
 
@@ -253,13 +253,16 @@ def hand_release(custodian: str = "hospital-9", study: str = STUDY, **extra: Any
 
 
 def test_a_faulty_release_is_cleaned_again_and_counted():
-    extract = assemble_extract([hand_release(withheld={"x": 2})], study=STUDY, k=1, reference_year=YEAR)
+    extract = assemble_extract([hand_release(withheld={"CarePlan": {"x": 2}})], study=STUDY, k=1, reference_year=YEAR)
     everything = b"".join(extract.files.values()) + extract.report_json()
     assert b"Leakington" not in everything and not re.search(rb"\d{4}-\d{2}", everything)
     custodian = extract.report["custodians"][0]
     assert custodian["resources_corrected"] == 2  # the Patient (name, full date) and the Observation (note, timestamp)
-    assert custodian["resources_rejected"] == {"Observation id is not a pseudonym": 1, NOT_LINKED: 1}
-    assert custodian["resources_withheld_by_custodian"] == {"x": 2}
+    assert custodian["resources_rejected"] == {"Observation": {"Observation id is not a pseudonym": 1, NOT_LINKED: 1}}
+    assert custodian["resources_withheld_by_custodian"] == {"CarePlan": {"x": 2}}
+    # what was left out, per type and reason, whoever left it out
+    assert extract.report["resources_withheld"] == {
+        "CarePlan": {"x": 2}, "Observation": {"Observation id is not a pseudonym": 1, NOT_LINKED: 1}}
     # The patient "e..." has an Observation but no Patient resource: suppressed, counted.
     assert {"pseudonym": "e" * 32, "reason": NO_PATIENT} in extract.report["patients_suppressed"]
     assert extract.report["patients_eligible"] == 2 and extract.report["patients_included"] == 1
@@ -271,7 +274,8 @@ def test_releases_for_another_study_twice_from_one_custodian_or_for_ineligible_p
     custodians = {(c["custodian"], c["accepted"]): c for c in extract.report["custodians"]}
     assert custodians[("h2", False)]["reason"] == "release for another study"
     assert custodians[("hospital-9", False)]["reason"] == "more than one release from this custodian"
-    assert custodians[("hospital-9", True)]["resources_rejected"][NOT_ELIGIBLE] == 2
+    assert custodians[("hospital-9", True)]["resources_rejected"]["Observation"][NOT_ELIGIBLE] == 1
+    assert custodians[("hospital-9", True)]["resources_rejected"]["Patient"][NOT_ELIGIBLE] == 1
     assert extract.report["patients_eligible"] == 1 and extract.refusal is not None
 
 
@@ -292,23 +296,27 @@ def test_the_custodian_releases_only_consenting_patients_and_counts_what_it_with
         {"resourceType": "MedicationRequest", "id": "mr1", "status": "active", "intent": "order",
          "subject": {"reference": "Patient/p1"}, "medicationReference": {"reference": "Medication/med1"}},
     ]
-    release = deidentify_for_study(resources, study=STUDY, study_key=KEY, custodian="h1", persons={"p1": "person-1"},
-                                   reference_year=YEAR)
+    release = deidentify_for_study(held_records(resources, {"p1": "person-1"}), study=STUDY, study_key=KEY,
+                                   custodian="h1", reference_year=YEAR)
     assert [r["resourceType"] for r in release.resources] == ["MedicationRequest", "Patient"]
     assert release.resources[1]["id"] == KeyedPseudonyms(KEY).person("person-1")
     assert release.resources[0]["medicationCodeableConcept"]["coding"][0]["code"] == "314076"
-    assert release.withheld == {"Observation.code missing after de-identification": 1, NOT_LINKED: 1}
+    assert release.withheld == {"Observation": {"Observation.code missing after de-identification": 1}}
     assert "p2" not in json.dumps(release.to_dict()) and "female" not in json.dumps(release.to_dict())
 
 
 def test_a_release_travels_as_json_and_malformed_ones_are_refused():
-    release = hand_release(withheld={"reason": 1})
+    release = hand_release(withheld={"CarePlan": {"reason": 1}})
     assert CustodianRelease.from_dict(json.loads(json.dumps(release.to_dict()))) == release
     good = release.to_dict()
     for bad in (None, [], {**good, "format": "other"}, {**good, "study": ""}, {**good, "resources": [1]},
-                {**good, "resources": "x"}, {**good, "withheld": {"r": -1}}, {**good, "withheld": {"r": True}}):
+                {**good, "resources": "x"}, {**good, "withheld": {"CarePlan": {"r": -1}}},
+                {**good, "withheld": {"CarePlan": {"r": True}}}, {**good, "withheld": {"r": 1}}):
         with pytest.raises(ReleaseInvalid):
             CustodianRelease.from_dict(bad)
+    # a custodian still on the first format: its counts are kept, their type unknown
+    old = CustodianRelease.from_dict({**good, "format": FORMAT_V1, "withheld": {"reason": 3}})
+    assert old.withheld == {"unknown": {"reason": 3}}
 
 
 # --- properties over other populations -------------------------------------------------------------

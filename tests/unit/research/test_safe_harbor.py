@@ -383,7 +383,7 @@ def test_pseudonyms_are_deterministic_keyed_and_distinct(first, second):
 def test_each_released_type_has_a_rule():
     assert set(TYPE_RULES) | {"Patient"} == {
         "Patient", "Observation", "Condition", "Encounter", "DiagnosticReport", "MedicationRequest", "Procedure",
-        "AllergyIntolerance", "Immunization"}
+        "AllergyIntolerance", "Immunization", "CarePlan", "MedicationAdministration", "MedicationDispense"}
 
 
 def test_medication_request_named_only_by_reference_is_withheld():
