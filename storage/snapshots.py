@@ -284,3 +284,11 @@ def verify_chunks(info: SnapshotInfo, chunks: Iterable[bytes]) -> Iterator[tuple
     if count != info.entries or digest.digest() != info.entries_hash:
         raise SnapshotInvalid("the snapshot's entries do not add up to the manifest's entry hash")
 
+
+
+def snapshot_bytes(root: Path, height: int) -> int:
+    """The size of the snapshot at `height` on disk: its chunks and manifest (0: none there)."""
+    folder = _dir(root, height)
+    if not folder.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in folder.iterdir() if p.name == MANIFEST or p.name.startswith("chunk-"))

@@ -35,11 +35,17 @@ from node.commands.output import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, emi
               help="Before measuring, commit this many record.add transactions so the state holds that many records.")
 @click.option("--catch-up", "catch_up", is_flag=True, help="With --nodes (at least 4): stop the last node, measure on the "
               "others, then restart it and report how fast it catches up (catchup_tx_per_s).")
+@click.option("--join", "join", is_flag=True, help="With --nodes: after the load, time a new institution joining by a "
+              "full replay from the genesis and one joining from a snapshot of the tip (join_* fields).")
+@click.option("--snapshot-interval", default=50, show_default=True, type=click.IntRange(1, 100_000),
+              help="With --join: the validators take a snapshot every this many blocks (the chain is driven to the "
+              "next one after the load).")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for every commit.")
 @json_option
 def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | None, rate: float, mix: bool, tx_bytes: int,
           institution_key: str | None, seed: str | None, sweep: bool, sweep_rates: str, sweep_seconds: float, plot_path: str,
-          preload_records: int, catch_up: bool, timeout: float, as_json: bool) -> None:
+          preload_records: int, catch_up: bool, join: bool, snapshot_interval: int, timeout: float,
+          as_json: bool) -> None:
     """Measure committed throughput and latency against this machine's limit.
 
     Keys and signatures are prepared before the clock starts (and, with --mix, the
@@ -49,6 +55,11 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | Non
     reports the ceiling limit_tx_per_s = cores x verify_per_s / nodes (every node verifies every
     transaction once) and ratio = tx_per_s / limit_tx_per_s.
 
+    With --join it then times two new institutions joining the loaded chain, one after the other:
+    one replaying every block from the genesis (join_replay_s), one from the validators' snapshot
+    of the tip (join_snapshot_s, fetching and checking it included); join_time_ratio is the second
+    over the first (docs/benchmarks.md, "Joining from a snapshot").
+
     \b
     Examples:
       medledger bench --nodes 4 --txs 20000 --json
@@ -57,6 +68,7 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | Non
       medledger bench --nodes 4 --sweep --sweep-rates 1000,2000,4000 --plot sweep.png
       medledger bench --nodes 4 --txs 20000 --preload-records 1000000 --json
       medledger bench --nodes 4 --txs 100000 --catch-up --json
+      medledger bench --nodes 4 --txs 200000 --join --json
     """
     from node.devtools.bench import BenchError, sweep_rates as parse_rates
     from node.devtools.bench_run import BenchRun, TargetsUnreachable, run_benchmark
@@ -73,6 +85,8 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | Non
              EXIT_USAGE)
     if catch_up and (own_nodes is None or own_nodes < 4 or sweep):
         fail("--catch-up needs --nodes 4 or more (the others keep committing while one is down) and no --sweep", EXIT_USAGE)
+    if join and (own_nodes is None or sweep):
+        fail("--join needs --nodes N (the bench starts the joiners beside its own network) and no --sweep", EXIT_USAGE)
     try:
         rates = parse_rates(sweep_rates) if sweep else []
     except ValueError as exc:
@@ -80,7 +94,7 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | Non
     run = BenchRun(own_nodes=own_nodes, targets=tuple(t.strip() for t in str(targets).split(",") if t.strip()) if targets else (),
                    txs=txs, batch=batch, rate=rate, mix=mix, tx_bytes=tx_bytes, seed=seed, rates=tuple(rates),
                    sweep_seconds=sweep_seconds, plot_path=plot_path, preload_records=preload_records, catch_up=catch_up,
-                   timeout=timeout, show_progress=not as_json)
+                   timeout=timeout, show_progress=not as_json, join=join, snapshot_interval=snapshot_interval)
     try:
         result = run_benchmark(run, institution_key=lambda: load_identity(str(institution_key), None),
                                say=(lambda m: None) if as_json else (lambda m: click.echo(m, err=True)))

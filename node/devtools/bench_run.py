@@ -1,5 +1,6 @@
 """The runs of `medledger bench`: a local network or given targets, a workload, a preload, a
-single measurement or a sweep of offered loads, and the catch-up of a node kept down.
+single measurement or a sweep of offered loads, the catch-up of a node kept down, and a new
+institution joining by replay and from a snapshot (node/devtools/bench_join.py).
 
 The command (node/commands/bench.py) checks its options and renders the result; everything
 between the two is here: the network it starts, the seeds of every step's keys, the setup that
@@ -23,6 +24,7 @@ from node.devtools.bench import (
     BenchConfig, BenchError, add_ceiling, chain_status, commit_setup, measure_verify_rate, node_peak_rss, run_bench,
     write_sweep,
 )
+from node.devtools.bench_join import committed_txs, interval_env, measure_join
 from node.devtools.cluster import Cluster, ClusterError, http_json
 from node.devtools.workload import mix_workload, preload_phases, register_workload
 from node.home.keys import load_key_file
@@ -47,6 +49,8 @@ class BenchRun:
     catch_up: bool
     timeout: float
     show_progress: bool
+    join: bool = False  # after the load, time a new institution joining by replay and from a snapshot
+    snapshot_interval: int = 0  # with join: the validators' snapshot interval (blocks)
 
 
 class TargetsUnreachable(BenchError):
@@ -71,13 +75,7 @@ def measure_catch_up(cluster: Any, lagging: int, from_height: int, timeout: floa
     else:
         raise BenchError(f"the restarted node reached height {status.get('height')} of {target} in {timeout:.0f} s")
     seconds = time.perf_counter() - ready
-    synced_txs, since = 0, from_height + 1
-    while since <= target:
-        blocks = http_json(f"{cluster.nodes[others[0]].api_url}/v1/commits?since={since}&limit=1000", timeout=30)["blocks"]
-        if not blocks:
-            break
-        synced_txs += sum(len(b["txs"]) for b in blocks if b["height"] <= target)
-        since = blocks[-1]["height"] + 1
+    synced_txs = committed_txs(cluster.nodes[others[0]].api_url, from_height + 1, target)
     return {"catchup_blocks": target - from_height, "catchup_txs": synced_txs, "catchup_s": round(seconds, 2),
             "catchup_tx_per_s": round(synced_txs / seconds, 1) if seconds > 0 else 0.0,
             "catchup_rss_mb": int(status.get("peak_rss_mb", 0)),
@@ -131,7 +129,8 @@ def run_benchmark(run: BenchRun, *, institution_key: Callable[[], Identity],
     try:
         if run.own_nodes:
             assert scratch is not None
-            cluster = Cluster.create(Path(scratch.name), run.own_nodes)
+            env = interval_env(run.snapshot_interval) if run.join else {}
+            cluster = Cluster.create(Path(scratch.name), run.own_nodes, extra_env=env)
             cluster.start()
             try:
                 cluster.wait_ready(60)
@@ -185,6 +184,9 @@ def run_benchmark(run: BenchRun, *, institution_key: Callable[[], Identity],
                 result["validators"] = len(cluster.nodes)
                 result.update(measure_catch_up(cluster, lagging, stopped_at, run.timeout))
                 urls = tuple(n.api_url for n in cluster.nodes)
+            if run.join:
+                assert cluster is not None
+                result.update(measure_join(cluster, interval=run.snapshot_interval, seed=base_seed, say=say))
         except OSError as exc:
             raise TargetsUnreachable(str(exc)) from exc
         result["peak_rss_mb"], result["peak_rss_anon_mb"] = asyncio.run(node_peak_rss(urls))
