@@ -189,7 +189,7 @@ def measure_join(cluster: Cluster, *, interval: int, seed: bytes, timeout: float
     snap = _run_joiner(root, snap_home, snap_id, urls[0], snapshot_home, "snapshot", timeout)
     node0_snapshots = cluster.nodes[0].home / "snapshots"
     listing = HealthClient(urls[0], timeout=10.0).snapshots(snap_id).get("snapshots") or []
-    used = next((s for s in listing if s.get("height") == snap_height), {})
+    used: dict[str, Any] = next((s for s in listing if s.get("height") == snap_height), {})
     return {
         "join_tip_height": replay["tip"],
         "join_chain_txs": committed_txs(urls[0], 1, replay["tip"]),
