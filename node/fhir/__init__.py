@@ -11,4 +11,7 @@ institution (docs/fhir.md).
 - jwt.py: EdDSA-signed JWTs (the client assertion); client_assertion.py: building one (client side)
 - scopes.py: SMART v1/v2 scope syntax and what each role may be granted
 - bearer.py: the bearer check (`require_principal`, `require_scope`), 401/403 OperationOutcomes
+- catalog.py: the resource types served and their search parameters; search.py: parsing and matching
+  searches, searchset Bundles with paging; resources.py: a ledger record as a FHIR resource (ids,
+  meta, patient references rewritten to the ledger patient)
 """
