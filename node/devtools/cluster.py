@@ -227,7 +227,7 @@ class Cluster:
             node.process = subprocess.Popen(
                 [sys.executable, "-m", "cli", "node", "run", "--home", str(node.home.resolve())]
                 + (["--unsafe-test-switches"] if self.test_switches else []),
-                stdout=node.log_file, stderr=subprocess.STDOUT, env=env, cwd=str(Path(__file__).resolve().parent.parent),
+                stdout=node.log_file, stderr=subprocess.STDOUT, env=env, cwd=str(Path(__file__).resolve().parents[2]),  # the repository root: from node/, node/fhir would shadow fhir.resources
                 start_new_session=True,
             )
             try:
