@@ -242,6 +242,11 @@ ADVICE: dict[str, str] = {
                           "reference, or an identifier of system urn:medledger:identity on the Patient).",
     "patient_mismatch": "The Patient's urn:medledger:identity identifier names another patient than the request; "
                         "send each patient's resources under that patient.",
+    # -- FHIR search (node/fhir/search.py) --------------------------------------------------------------
+    "unsupported_type": "This server does not serve that resource type; see /fhir/R4/metadata.",
+    "invalid_search": "A search parameter's value is malformed (dates YYYY[-MM[-DD[Thh:mm[:ss]Z]]] with an optional prefix, tokens system|code); fix it.",
+    "unsupported_search_parameter": "That search parameter is not supported; see /fhir/R4/metadata for those that are.",
+    "unsupported_format": "This server answers in JSON only; ask for application/fhir+json.",
 }
 
 # Codes made from a parameter's name (the API's `bad_<name>` for ids, heights, times).
