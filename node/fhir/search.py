@@ -259,12 +259,7 @@ def parse_search(resource_type: str | None, query: Sequence[tuple[str, str]], no
     ignored: list[str] = []
     seen: set[str] = set()
     for name, value in query:
-        if ":" in name:
-            raise invalid(f"search modifiers are not supported ({name[:40]!r})")
-        if name in IGNORED_PARAMS:
-            if name == "_format" and value not in JSON_FORMATS:
-                raise FhirError(406, "unsupported_format", "this server answers in JSON only (application/fhir+json)",
-                                issue="not-supported")
+        if _passes_over(name, value):
             continue
         if name in RESULT_PARAMS:
             if name in seen:
@@ -311,6 +306,20 @@ def parse_search(resource_type: str | None, query: Sequence[tuple[str, str]], no
                   ignored=tuple(ignored))
 
 
+
+def _passes_over(name: str, value: str) -> bool:
+    """Refuse a modifier (`name:exact`) or a `_format` other than JSON; True for a parameter that
+    changes nothing here (IGNORED_PARAMS), which the caller skips."""
+    if ":" in name:
+        raise invalid(f"search modifiers are not supported ({name[:40]!r})")
+    if name in IGNORED_PARAMS:
+        if name == "_format" and value not in JSON_FORMATS:
+            raise FhirError(406, "unsupported_format", "this server answers in JSON only (application/fhir+json)",
+                            issue="not-supported")
+        return True
+    return False
+
+
 def parse_plain(query: Sequence[tuple[str, str]], allowed: Sequence[str], now_ms: int, *,
                 strict: bool = False) -> tuple[Search, dict[str, list[str]]]:
     """Parse a search of a type that is not a record (AuditEvent, Consent, Provenance): the
@@ -323,13 +332,9 @@ def parse_plain(query: Sequence[tuple[str, str]], allowed: Sequence[str], now_ms
     ignored: list[str] = []
     count, offset = DEFAULT_COUNT, 0
     for name, value in query:
-        if ":" in name:
-            raise invalid(f"search modifiers are not supported ({name[:40]!r})")
-        if name in IGNORED_PARAMS:
-            if name == "_format" and value not in JSON_FORMATS:
-                raise FhirError(406, "unsupported_format", "this server answers in JSON only (application/fhir+json)",
-                                issue="not-supported")
-        elif name == "_count":
+        if _passes_over(name, value):
+            continue
+        if name == "_count":
             count = _int(value, name, MAX_COUNT)
         elif name == "_offset":
             offset = _int(value, name, MAX_OFFSET)
