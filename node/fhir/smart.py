@@ -317,8 +317,9 @@ def issue_token(request: web.Request, node: Node, form: dict[str, str]) -> dict[
                           expires_ms=now_ms + ttl_s * 1000, token_id=secrets.token_hex(8))
     token = request.app[TOKENS_KEY].issue(principal, now_ms)
     scope = " ".join(text for text, _ in granted)
-    log.info("issued FHIR access token %s to %s (%s), purpose %s, scope %s", principal.token_id, identity.hex()[:16],
-             role, code, scope)
+    # a patient's id stays out of the log: when a patient signs in is theirs (the ledger audits what is read)
+    log.info("issued FHIR access token %s to %s (%s), purpose %s, scope %s", principal.token_id,
+             "a patient" if role == PATIENT else identity.hex()[:16], role, code, scope)
     answer: dict[str, Any] = {"access_token": token, "token_type": "bearer", "expires_in": ttl_s, "scope": scope,
                               "purpose_of_use": code}
     if reason is not None:

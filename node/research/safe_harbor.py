@@ -313,10 +313,11 @@ def fhir_problem(resource: dict[str, Any]) -> str | None:
         errors = exc.errors()
         if not errors:
             return "invalid"
-        where = ".".join(str(part) for part in errors[0]["loc"]) or resource["resourceType"]
+        # the element's path and pydantic's message only: never the value (the report leaves the custodian)
+        where = ".".join(str(part)[:40] for part in errors[0]["loc"]) or resource["resourceType"]
         return f"{where}: {errors[0]['msg']}"[:160]
-    except (ValueError, KeyError) as exc:
-        return str(exc) or "invalid"
+    except (ValueError, KeyError):
+        return "invalid"
     return None
 
 

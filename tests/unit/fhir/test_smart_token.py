@@ -5,6 +5,8 @@ whose key was rotated away is refused with a 401 OperationOutcome."""
 
 from __future__ import annotations
 
+import logging
+
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -131,6 +133,18 @@ async def test_a_patient_gets_a_token_naming_itself_as_the_patient(world):
     assert (status, who["role"], who["institution"], who["purpose"]) == (200, "patient", None, "treatment")
     status, body = await world.ask(PATIENT, "patient/*.read", "HRESCH")
     assert refused(status, body, 400, "invalid_request", "purpose_not_allowed")
+
+
+async def test_the_log_says_a_token_was_issued_but_not_to_which_patient(world, caplog):
+    with caplog.at_level(logging.INFO, logger="medledger"):
+        status, body = await world.ask(PATIENT, "patient/*.read")
+        assert status == 200, body
+        status, body = await world.ask(DOCTOR, "user/Observation.rs", "TREAT")
+        assert status == 200, body
+    issued = [r.getMessage() for r in caplog.records if "issued FHIR access token" in r.getMessage()]
+    assert len(issued) == 2
+    assert all(PATIENT.id[:16] not in line for line in caplog.messages) and "a patient (patient)" in issued[0]
+    assert DOCTOR.id[:16] in issued[1] and all(body["access_token"] not in line for line in caplog.messages)
 
 
 async def test_the_granted_scopes_are_the_requested_ones_the_role_may_hold(world):
