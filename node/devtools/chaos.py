@@ -56,7 +56,7 @@ from node.chain.tx import Transaction
 FAULTS: tuple[str, ...] = ("kill", "pause", "partition", "lag", "byzantine")
 SCHEDULED = ("kill", "pause", "partition", "lag")
 MEMBERSHIP = ("join", "leave", "rotate")  # with --reconfigure (node/devtools/membership.py)
-MEMBERSHIP_S = 10.0  # time kept for each change of the set still planned
+MEMBERSHIP_S = 30.0  # time kept for each change of the set still planned (a lag fault may take 25 s)
 FAULT_MIN_S, FAULT_MAX_S = 3.0, 8.0
 GAP_MIN_S, GAP_MAX_S = 2.0, 5.0
 LAG_BLOCKS = 50
