@@ -5,6 +5,8 @@ Keys (all under one store):
 
     m/height, m/last_hash, m/state_root, m/genesis   metadata of the last applied block
     m/state_sum         checksum of every s/ entry (see `state_entry_sum`), checked at start
+    m/state_checked     set by init_from_snapshot: the base height at which every s/ entry was
+                        checked as it was written (taken, and removed, by the first start)
     m/base              the first stored block of a store started from a snapshot (absent: 0)
     m/low               the lowest stored block once earlier blocks were fetched below m/base
                         (`store_history`; absent: m/base)
@@ -43,6 +45,7 @@ K_GENESIS = b"m/genesis"
 K_STATE_SUM = b"m/state_sum"
 K_BASE = b"m/base"
 K_LOW = b"m/low"
+K_STATE_CHECKED = b"m/state_checked"
 P_BLOCK = b"b/"
 P_CERT = b"c/"
 P_BLOCK_HASH = b"h/"
@@ -169,23 +172,31 @@ class ChainStore:
 
     def init_from_snapshot(self, *, genesis_hash: bytes, height: int, block_hash: bytes, block_bytes: bytes,
                            certificate: bytes, state_root: bytes, entries: Iterable[tuple[bytes, bytes]],
-                           batch_entries: int = 10_000) -> None:
+                           state_sum: int | None = None, batch_entries: int = 10_000) -> None:
         """Start an empty store at `height` from a snapshot: the state `entries` (state keys in
         key order, already checked by the caller), block `height` and its certificate; head =
         height, no blocks before it. The entries go in batches as they come; the metadata that
         makes the store initialised is written last in one synced batch, so a store whose
-        initialisation was interrupted is never taken for a complete one."""
+        initialisation was interrupted is never taken for a complete one.
+
+        `state_sum` is the checksum of the entries when the caller has checked it while
+        iterating (storage.snapshots.verify_chunks with check_state_sum: the iteration raises
+        before the end if they do not add up); without it the checksum is computed here. Either
+        way the store is marked as checked at its base (K_STATE_CHECKED), so its first start need
+        not read every entry again (node/runtime/integrity.py)."""
         if self.initialized or next(iter(self.kv.iterate(b"")), None) is not None:
             raise StoreCorrupted("a store can start from a snapshot only when it is empty")
         total = 0
         batch = WriteBatch()
         for key, value in entries:
             batch.put(P_STATE + key, value)
-            total += state_entry_sum(key, value)
+            if state_sum is None:
+                total += state_entry_sum(key, value)
             if len(batch) >= batch_entries:
                 self.kv.write(batch)
                 batch = WriteBatch()
-        batch.put(K_STATE_SUM, (total % _SUM_MOD).to_bytes(32, "big"))
+        batch.put(K_STATE_SUM, ((total if state_sum is None else state_sum) % _SUM_MOD).to_bytes(32, "big"))
+        batch.put(K_STATE_CHECKED, u64(height))
         batch.put(P_BLOCK + u64(height), block_bytes)
         batch.put(P_CERT + u64(height), certificate)
         batch.put(P_BLOCK_HASH + block_hash, u64(height))
@@ -195,6 +206,17 @@ class ChainStore:
         batch.put(K_STATE_ROOT, state_root)
         batch.put(K_GENESIS, genesis_hash)
         self.kv.write(batch, sync=True)
+
+    def take_state_checked(self) -> int | None:
+        """The height at which init_from_snapshot checked every state entry it wrote, if no start
+        has used that check yet; the mark is removed, so only the first start may rely on it."""
+        raw = self.kv.get(K_STATE_CHECKED)
+        if raw is None:
+            return None
+        batch = WriteBatch()
+        batch.delete(K_STATE_CHECKED)
+        self.kv.write(batch, sync=True)
+        return _U64.unpack(raw)[0]
 
     # -- blocks -----------------------------------------------------------------------------
     def commit_block(

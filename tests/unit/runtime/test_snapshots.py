@@ -164,3 +164,35 @@ def test_a_corrupted_chunk_is_refused_and_the_store_stays_empty(snapshotted):
         start_from_snapshot(store, genesis=c.genesis, info=info, chunks=chunks,
                             attestations=all_attestations(root, 4, INTERVAL))
     assert not store.initialized
+
+
+def test_the_first_start_relies_on_the_check_made_while_writing_and_later_starts_scan(snapshotted, tmp_path: Path):
+    """init computed the state checksum from the entries it wrote and compared it with the
+    attested one, so the first start skips the full scan; a later start scans and finds an
+    entry damaged on disk in between."""
+    from storage.chain import P_STATE, StoreCorrupted
+    from storage.kv import WriteBatch
+
+    c, root, info = snapshotted
+    kv = MemoryStore()
+    store = ChainStore(kv)
+    start_from_snapshot(store, genesis=c.genesis, info=info, chunks=chunks_of(root / "snap0", INTERVAL),
+                        attestations=all_attestations(root, 4, INTERVAL))
+    config = build_config({"node": {"observer": True}}, env={})
+
+    def start() -> None:
+        Node(config=config, genesis=c.genesis, identity=Identity.from_seed(b"j" * 32), store=store, clock=c.clock)
+
+    scans: list[int] = []
+    real_scan = store.scan_state_sum
+    store.scan_state_sum = lambda: scans.append(1) or real_scan()  # type: ignore[method-assign]
+    start()
+    assert scans == []  # the first start: checked while written
+    start()
+    assert scans == [1]  # every later one scans
+    key = next(k for k, _ in kv.iterate(P_STATE))
+    damage = WriteBatch()
+    damage.put(key, b"altered")
+    kv.write(damage)
+    with pytest.raises(StoreCorrupted, match="checksum"):
+        start()

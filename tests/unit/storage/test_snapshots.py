@@ -141,3 +141,33 @@ def test_a_view_does_not_see_later_writes(tmp_path: Path, make):
     assert list(view.iterate()) == [(b"a", b"1")]
     view.close()
     kv.close()
+
+
+def test_the_state_checksum_is_checked_in_the_same_pass_as_the_entries(tmp_path: Path):
+    from dataclasses import replace
+
+    from storage.chain import state_entry_sum
+
+    items = entries(400)
+    total = sum(state_entry_sum(k, v) for k, v in items) % (1 << 256)
+    info = write(tmp_path, 10, items, chunk_bytes=8 * 1024)
+    info = replace(info, state_sum=total.to_bytes(32, "big"))
+    assert list(verify_chunks(info, chunks(tmp_path, 10), check_state_sum=True)) == items
+    wrong = replace(info, state_sum=(total + 1).to_bytes(32, "big"))
+    assert list(verify_chunks(wrong, chunks(tmp_path, 10))) == items  # not asked: not checked
+    with pytest.raises(SnapshotInvalid, match="state checksum"):
+        list(verify_chunks(wrong, chunks(tmp_path, 10), check_state_sum=True))
+    # a store fed the checked entries keeps the checksum it was given, the one a scan finds
+    store = ChainStore(MemoryStore())
+    store.init_from_snapshot(genesis_hash=b"g" * 32, height=10, block_hash=info.block_hash, block_bytes=b"",
+                             certificate=b"", state_root=info.state_root, state_sum=total,
+                             entries=verify_chunks(info, chunks(tmp_path, 10), check_state_sum=True))
+    assert store.stored_state_sum() == store.scan_state_sum() == total
+
+
+def test_only_the_first_start_may_rely_on_the_check_made_while_writing(tmp_path: Path):
+    store = ChainStore(MemoryStore())
+    store.init_from_snapshot(genesis_hash=b"g" * 32, height=7, block_hash=b"h" * 32, block_bytes=b"",
+                             certificate=b"", state_root=b"r" * 32, entries=entries(20))
+    assert store.take_state_checked() == 7
+    assert store.take_state_checked() is None  # used once, then gone
