@@ -171,30 +171,28 @@ class ChainStore:
         self.kv.write(batch, sync=True)
 
     def init_from_snapshot(self, *, genesis_hash: bytes, height: int, block_hash: bytes, block_bytes: bytes,
-                           certificate: bytes, state_root: bytes, entries: Iterable[tuple[bytes, bytes]],
-                           state_sum: int | None = None, batch_entries: int = 10_000) -> None:
-        """Start an empty store at `height` from a snapshot: the state `entries` (state keys in
-        key order, already checked by the caller), block `height` and its certificate; head =
-        height, no blocks before it. The entries go in batches as they come; the metadata that
-        makes the store initialised is written last in one synced batch, so a store whose
-        initialisation was interrupted is never taken for a complete one.
+                           certificate: bytes, state_root: bytes, runs: Iterable[Sequence[Sequence[bytes]]],
+                           state_sum: int | None = None) -> None:
+        """Start an empty store at `height` from a snapshot: the state entries in `runs` (each a
+        sequence of [key, value] in key order, as a snapshot chunk holds them, already checked by
+        the caller), block `height` and its certificate; head = height, no blocks before it. Each
+        run goes in one batch as it comes; the metadata that makes the store initialised is
+        written last in one synced batch, so a store whose initialisation was interrupted is never
+        taken for a complete one.
 
         `state_sum` is the checksum of the entries when the caller has checked it while
-        iterating (storage.snapshots.verify_chunks with check_state_sum: the iteration raises
+        iterating (storage.snapshots.verify_chunk_runs with check_state_sum: the iteration raises
         before the end if they do not add up); without it the checksum is computed here. Either
         way the store is marked as checked at its base (K_STATE_CHECKED), so its first start need
         not read every entry again (node/runtime/integrity.py)."""
         if self.initialized or next(iter(self.kv.iterate(b"")), None) is not None:
             raise StoreCorrupted("a store can start from a snapshot only when it is empty")
         total = 0
-        batch = WriteBatch()
-        for key, value in entries:
-            batch.put(P_STATE + key, value)
+        for run in runs:
+            self.kv.put_run(P_STATE, run)
             if state_sum is None:
-                total += state_entry_sum(key, value)
-            if len(batch) >= batch_entries:
-                self.kv.write(batch)
-                batch = WriteBatch()
+                total += sum(state_entry_sum(key, value) for key, value in run)
+        batch = WriteBatch()
         batch.put(K_STATE_SUM, ((total if state_sum is None else state_sum) % _SUM_MOD).to_bytes(32, "big"))
         batch.put(K_STATE_CHECKED, u64(height))
         batch.put(P_BLOCK + u64(height), block_bytes)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import plyvel
@@ -57,6 +57,11 @@ class KeyValueStore(Protocol):
     def iterate(self, prefix: bytes = b"", *, start: bytes | None = None, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]: ...
 
     def write(self, batch: WriteBatch, *, sync: bool = False) -> None: ...
+
+    def put_run(self, prefix: bytes, pairs: Iterable[Sequence[bytes]]) -> None:
+        """Put every [key, value] of `pairs` under `prefix` + key, in one unsynced batch (a
+        snapshot chunk going into an empty store: no deletes, no ordering among them)."""
+        ...
 
     def compact(self, start: bytes | None = None, stop: bytes | None = None) -> None: ...
 
@@ -122,6 +127,12 @@ class MemoryStore:
                 if key not in self._data:
                     bisect.insort(self._keys, key)
                 self._data[key] = value
+
+    def put_run(self, prefix: bytes, pairs: Iterable[Sequence[bytes]]) -> None:
+        batch = WriteBatch()
+        for key, value in pairs:
+            batch.put(prefix + key, value)
+        self.write(batch)
 
     def compact(self, start: bytes | None = None, stop: bytes | None = None) -> None:
         self._check()
@@ -193,6 +204,13 @@ class LevelDBStore:
                 wb.delete(key)
             else:
                 wb.put(key, value)
+        wb.write()
+
+    def put_run(self, prefix: bytes, pairs: Iterable[Sequence[bytes]]) -> None:
+        wb = self._db.write_batch()
+        put = wb.put
+        for key, value in pairs:
+            put(prefix + key, value)
         wb.write()
 
     def compact(self, start: bytes | None = None, stop: bytes | None = None) -> None:

@@ -248,53 +248,64 @@ def attestations(root: Path, height: int) -> list[tuple[bytes, bytes]]:
     return [(bytes(s), bytes(sig)) for s, sig in doc if isinstance(s, bytes) and isinstance(sig, bytes)]
 
 
-def decode_chunk(data: bytes, expected_hash: bytes, index: int) -> list[tuple[bytes, bytes]]:
-    """The entries of one chunk, after checking its hash."""
-    if len(data) > MAX_CHUNK_BYTES:
-        raise SnapshotInvalid(f"snapshot chunk {index} is larger than {MAX_CHUNK_BYTES} bytes")
-    if chunk_hash(data) != expected_hash:
-        raise SnapshotInvalid(f"snapshot chunk {index} does not match its hash in the manifest (damaged or altered)")
-    doc = _unpack(data, f"snapshot chunk {index}")
-    if not isinstance(doc, list) or not all(
-            isinstance(e, list) and len(e) == 2 and isinstance(e[0], bytes) and isinstance(e[1], bytes) for e in doc):
-        raise SnapshotInvalid(f"snapshot chunk {index} is not a list of [key, value] pairs")
-    return [(k, v) for k, v in doc]
-
-
-def verify_chunks(info: SnapshotInfo, chunks: Iterable[bytes], *, check_state_sum: bool = False) -> Iterator[tuple[bytes, bytes]]:
-    """Yield the snapshot's entries from its chunks (in order), checking each chunk's hash, that
-    keys strictly ascend, and at the end that the count and `entries_hash` are the manifest's;
-    with `check_state_sum`, also the store's checksum of the entries (`state_sum`, the sum of
-    the SHA-256 of each length-prefixed entry, as storage.chain.state_entry_sum), computed in
-    the same pass from the same bytes. Raises SnapshotInvalid; a consumer must not keep the
-    entries unless the iteration ends."""
+def verify_chunk_runs(info: SnapshotInfo, chunks: Iterable[bytes], *,
+                      check_state_sum: bool = False) -> Iterator[list[list[bytes]]]:
+    """Yield the snapshot's entries chunk by chunk (each a list of [key, value], in order),
+    checking each chunk's size and hash, that every entry is a pair of byte strings, that keys
+    strictly ascend, and at the end that the count and `entries_hash` are the manifest's; with
+    `check_state_sum`, also the store's checksum of the entries (`state_sum`: the sum of the
+    SHA-256 of each length-prefixed entry, as storage.chain.state_entry_sum), computed in the
+    same pass from the same bytes. Raises SnapshotInvalid; a consumer must not keep the entries
+    unless the iteration ends. A joiner runs the inner loop once for every entry of the state:
+    it holds no call it can do without (a plain loop measured faster here than whole-list
+    comprehensions and `map`)."""
     digest = hashlib.sha256()
+    update = digest.update
     sha256 = hashlib.sha256
     from_bytes = int.from_bytes
     pack = _U64.pack
     total = 0
     count = 0
-    last: bytes | None = None
+    last = b""
     index = -1
     for index, data in enumerate(chunks):
         if index >= len(info.chunk_hashes):
             raise SnapshotInvalid(f"the snapshot has more chunks than its manifest's {len(info.chunk_hashes)}")
-        for key, value in decode_chunk(data, info.chunk_hashes[index], index):
-            if last is not None and key <= last:
+        if len(data) > MAX_CHUNK_BYTES:
+            raise SnapshotInvalid(f"snapshot chunk {index} is larger than {MAX_CHUNK_BYTES} bytes")
+        if chunk_hash(data) != info.chunk_hashes[index]:
+            raise SnapshotInvalid(f"snapshot chunk {index} does not match its hash in the manifest (damaged or altered)")
+        doc = _unpack(data, f"snapshot chunk {index}")
+        if type(doc) is not list:
+            raise SnapshotInvalid(f"snapshot chunk {index} is not a list of [key, value] pairs")
+        for pair in doc:
+            if type(pair) is not list or len(pair) != 2:
+                raise SnapshotInvalid(f"snapshot chunk {index} is not a list of [key, value] pairs")
+            key, value = pair
+            if type(key) is not bytes or type(value) is not bytes:
+                raise SnapshotInvalid(f"snapshot chunk {index} is not a list of [key, value] pairs")
+            if key <= last and count:
                 raise SnapshotInvalid(f"snapshot chunk {index}: keys are not in ascending order")
             last = key
-            entry = pack(len(key)) + key + value  # _entry_bytes, inlined: this loop runs once per state entry
-            digest.update(entry)
+            entry = pack(len(key)) + key + value  # _entry_bytes
+            update(entry)
             if check_state_sum:
                 total += from_bytes(sha256(entry).digest(), "big")
             count += 1
-            yield key, value
+        yield doc
     if index + 1 != len(info.chunk_hashes):
         raise SnapshotInvalid(f"the snapshot has {index + 1} chunks, its manifest {len(info.chunk_hashes)}")
     if count != info.entries or digest.digest() != info.entries_hash:
         raise SnapshotInvalid("the snapshot's entries do not add up to the manifest's entry hash")
     if check_state_sum and total % (1 << 256) != from_bytes(info.state_sum, "big"):
         raise SnapshotInvalid("the snapshot's entries do not give the state checksum its manifest names")
+
+
+def verify_chunks(info: SnapshotInfo, chunks: Iterable[bytes], *, check_state_sum: bool = False) -> Iterator[tuple[bytes, bytes]]:
+    """The entries of `verify_chunk_runs`, one by one, as (key, value)."""
+    for run in verify_chunk_runs(info, chunks, check_state_sum=check_state_sum):
+        for key, value in run:
+            yield key, value
 
 
 def snapshot_bytes(root: Path, height: int) -> int:

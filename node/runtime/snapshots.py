@@ -39,7 +39,7 @@ from typing import Any
 
 from consensus.certificate import CommitCertificate, verify_certificate
 from consensus.validators import ValidatorSet
-from storage.chain import P_STATE, ChainStore, state_entry_sum
+from storage.chain import P_STATE, ChainStore
 from storage.kv import StoreView
 from storage.snapshots import (
     KEEP_SNAPSHOTS,
@@ -47,7 +47,7 @@ from storage.snapshots import (
     SnapshotInvalid,
     add_attestation,
     attestation_message,
-    verify_chunks,
+    verify_chunk_runs,
     write_snapshot,
 )
 
@@ -320,19 +320,21 @@ def start_from_snapshot(store: ChainStore, *, genesis: Genesis, info: SnapshotIn
     verify_snapshot(info, genesis=genesis, attestations=attestations, changes=changes)
     verified = [(e, list(s.validators)) for e, s in verify_changes(genesis, changes) if e <= info.height]
 
-    def checked() -> Iterator[tuple[bytes, bytes]]:
+    def checked() -> Iterator[list[list[bytes]]]:
         recorded = [(1, [v.id for v in genesis.validators])]  # no history entry: the genesis set
-        for key, value in verify_chunks(info, chunks, check_state_sum=True):
-            if key == keys.VALIDATOR_SETS:
-                try:
-                    recorded = [(int(e), list(ids)) for e, ids in decode(value)]
-                except (DecodeError, TypeError, ValueError):
-                    raise SnapshotInvalid("the snapshot's history of validator sets does not decode") from None
-            yield key, value
+        for run in verify_chunk_runs(info, chunks, check_state_sum=True):
+            if run and run[0][0] <= keys.VALIDATOR_SETS <= run[-1][0]:  # keys ascend: only this run can hold it
+                for key, value in run:
+                    if key == keys.VALIDATOR_SETS:
+                        try:
+                            recorded = [(int(e), list(ids)) for e, ids in decode(value)]
+                        except (DecodeError, TypeError, ValueError):
+                            raise SnapshotInvalid("the snapshot's history of validator sets does not decode") from None
+            yield run
         if [(e, ids) for e, ids in recorded if e <= info.height] != verified:
             raise SnapshotInvalid("the snapshot's history of validator sets differs from the verified one "
                                   "(a change is missing from the evidence, or the snapshot is forged)")
 
     store.init_from_snapshot(genesis_hash=genesis.hash(), height=info.height, block_hash=info.block_hash,
                              block_bytes=info.block, certificate=info.certificate, state_root=info.state_root,
-                             entries=checked(), state_sum=int.from_bytes(info.state_sum, "big"))
+                             runs=checked(), state_sum=int.from_bytes(info.state_sum, "big"))

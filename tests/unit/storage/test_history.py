@@ -17,7 +17,7 @@ STATE = [(b"k1", b"v1"), (b"k2", b"v2")]
 
 def joined(store: ChainStore, height: int = 10) -> ChainStore:
     store.init_from_snapshot(genesis_hash=b"g" * 32, height=height, block_hash=b"h" * 32, block_bytes=b"blk10",
-                             certificate=b"crt10", state_root=b"r" * 32, entries=STATE)
+                             certificate=b"crt10", state_root=b"r" * 32, runs=[STATE])
     return store
 
 

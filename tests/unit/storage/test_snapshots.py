@@ -19,6 +19,7 @@ from storage.snapshots import (
     list_snapshots,
     load_snapshot,
     read_chunk,
+    verify_chunk_runs,
     verify_chunks,
     write_snapshot,
 )
@@ -95,7 +96,8 @@ def test_a_store_starts_at_a_snapshot_height(tmp_path: Path):
     store = ChainStore(LevelDBStore(tmp_path / "db"))
     try:
         store.init_from_snapshot(genesis_hash=b"g" * 32, height=500, block_hash=b"h" * 32, block_bytes=b"blk",
-                                 certificate=b"crt", state_root=b"r" * 32, entries=items, batch_entries=64)
+                                 certificate=b"crt", state_root=b"r" * 32,
+                                 runs=[items[i:i + 64] for i in range(0, len(items), 64)])
         assert (store.height, store.base_height, store.last_hash, store.state_root) == (500, 500, b"h" * 32, b"r" * 32)
         assert store.block_bytes(500) == b"blk" and store.block_bytes(499) is None
         assert store.height_of_block(b"h" * 32) == 500
@@ -112,7 +114,7 @@ def test_only_an_empty_store_starts_from_a_snapshot():
     kv.write(batch)
     with pytest.raises(StoreCorrupted, match="only when it is empty"):
         ChainStore(kv).init_from_snapshot(genesis_hash=b"g" * 32, height=5, block_hash=b"h" * 32, block_bytes=b"",
-                                          certificate=b"", state_root=b"r" * 32, entries=[])
+                                          certificate=b"", state_root=b"r" * 32, runs=[])
 
 
 def test_a_refused_snapshot_leaves_the_store_uninitialised(tmp_path: Path):
@@ -122,8 +124,7 @@ def test_a_refused_snapshot_leaves_the_store_uninitialised(tmp_path: Path):
     store = ChainStore(MemoryStore())
     with pytest.raises(SnapshotInvalid):
         store.init_from_snapshot(genesis_hash=b"g" * 32, height=10, block_hash=info.block_hash, block_bytes=b"",
-                                 certificate=b"", state_root=info.state_root, entries=verify_chunks(info, data),
-                                 batch_entries=50)
+                                 certificate=b"", state_root=info.state_root, runs=verify_chunk_runs(info, data))
     assert not store.initialized and store.height == 0
 
 
@@ -161,13 +162,13 @@ def test_the_state_checksum_is_checked_in_the_same_pass_as_the_entries(tmp_path:
     store = ChainStore(MemoryStore())
     store.init_from_snapshot(genesis_hash=b"g" * 32, height=10, block_hash=info.block_hash, block_bytes=b"",
                              certificate=b"", state_root=info.state_root, state_sum=total,
-                             entries=verify_chunks(info, chunks(tmp_path, 10), check_state_sum=True))
+                             runs=verify_chunk_runs(info, chunks(tmp_path, 10), check_state_sum=True))
     assert store.stored_state_sum() == store.scan_state_sum() == total
 
 
 def test_only_the_first_start_may_rely_on_the_check_made_while_writing(tmp_path: Path):
     store = ChainStore(MemoryStore())
     store.init_from_snapshot(genesis_hash=b"g" * 32, height=7, block_hash=b"h" * 32, block_bytes=b"",
-                             certificate=b"", state_root=b"r" * 32, entries=entries(20))
+                             certificate=b"", state_root=b"r" * 32, runs=[entries(20)])
     assert store.take_state_checked() == 7
     assert store.take_state_checked() is None  # used once, then gone
