@@ -22,7 +22,8 @@ refused (`since_not_supported`: a release is the consenting patients' records as
 not changes since a time), and so is any other parameter (`unsupported_parameter`).
 
 Jobs live in memory only (`BulkJobs`), never on disk: at most `max_jobs` in all and
-`max_jobs_per_identity` per researcher (running or finished and not yet expired), the files of
+`max_jobs_per_identity` per researcher (running or finished and not yet expired), at most
+`max_running` extracts running at once, the files of
 all jobs together at most `max_bytes`; a finished job and its files are dropped `ttl_ms` after
 it finished, or at once on DELETE. A job's status and files are served only to the identity that
 started it (any other token gets 404, as for a job that does not exist); the URLs hold a random
@@ -50,7 +51,7 @@ from node.chain.tx import TxRejected
 from node.core.errors import CodedError
 from node.fhir.bearer import require_principal, require_scope
 from node.fhir.catalog import BASE_PATH, FHIR_JSON, TYPES
-from node.fhir.outcome import FhirError, outcome_of
+from node.fhir.outcome import FhirError, operation_outcome, outcome_of
 from node.fhir.principal import Principal
 from node.fhir.smart import public_base
 from node.research.deid_rules import RELEASED_TYPES
@@ -79,13 +80,14 @@ Clock = Callable[[], int]
 class BulkLimits:
     """The bounds of the export jobs this node keeps in memory."""
 
-    max_jobs: int = 32
+    max_jobs: int = 32  # held: running, or finished and not expired
     max_jobs_per_identity: int = 2
+    max_running: int = 4  # extracts coordinated at once (each asks every custodian)
     max_bytes: int = 256 << 20
     ttl_ms: int = 3_600_000
 
     def __post_init__(self) -> None:
-        if min(self.max_jobs, self.max_jobs_per_identity, self.max_bytes, self.ttl_ms) < 1:
+        if min(self.max_jobs, self.max_jobs_per_identity, self.max_running, self.max_bytes, self.ttl_ms) < 1:
             raise ValueError("the bulk export bounds must be at least 1")
 
 
@@ -179,8 +181,9 @@ class BulkJobs:
             raise FhirError(429, "too_many_exports", f"you hold {held} export jobs (at most "
                             f"{self.limits.max_jobs_per_identity}): fetch their files and DELETE their status URLs, "
                             "or wait until they expire", issue="throttled")
-        if len(self._jobs) >= self.limits.max_jobs:
-            raise FhirError(429, "export_capacity", "this node runs as many export jobs as it holds; retry later",
+        running = sum(1 for job in self._jobs.values() if job.state == "running")
+        if len(self._jobs) >= self.limits.max_jobs or running >= self.limits.max_running:
+            raise FhirError(429, "export_capacity", "this node holds or runs as many export jobs as it may; retry later",
                             issue="throttled")
         job = Job(id=secrets.token_hex(16), request=request, started_ms=self.clock())
         self._jobs[job.id] = job
@@ -373,6 +376,11 @@ def _check_delegable(request: web.Request, principal: Principal, study: str) -> 
     service.delegable(principal.identity, study)  # CustodianRefusal: not on the study, study ended...
 
 
+def outcome_of_info(code: str, message: str) -> dict[str, Any]:
+    """An OperationOutcome that only informs (the body of a 202)."""
+    return operation_outcome(code, message, issue="informational", severity="information")
+
+
 @fhir_errors
 async def get_export(request: web.Request) -> web.StreamResponse:
     """GET /fhir/R4/Group/<study>/$export: start an export job (202, Content-Location)."""
@@ -389,12 +397,6 @@ async def get_export(request: web.Request) -> web.StreamResponse:
     status_url = base + BASE_PATH + f"/$export-status/{job.id}"
     return web.json_response(outcome_of_info("export_started", "the export runs; poll the Content-Location URL"),
                              status=202, content_type=FHIR_JSON, headers={"Content-Location": status_url})
-
-
-def outcome_of_info(code: str, message: str) -> dict[str, Any]:
-    from node.fhir.outcome import operation_outcome
-
-    return operation_outcome(code, message, issue="informational", severity="information")
 
 
 @fhir_errors

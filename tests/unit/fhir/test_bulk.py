@@ -395,6 +395,16 @@ async def test_jobs_are_bounded_per_researcher_and_in_total(tmp_path):
         world.extractor.gate.set()
 
 
+async def test_extracts_running_at_once_are_bounded(tmp_path):
+    async with running(tmp_path, BulkLimits(max_running=1)) as world:
+        world.extractor.gate.clear()
+        first = await world.started()
+        assert is_outcome(*(await world.kickoff(COLLEAGUE))[:2], 429, "export_capacity")
+        world.extractor.gate.set()
+        await world.finished(first)
+        await world.started(COLLEAGUE)  # finished jobs do not count as running
+
+
 async def test_files_are_bounded_in_bytes(tmp_path):
     async with running(tmp_path, BulkLimits(max_bytes=10_000)) as world:
         status_url = await world.started()
