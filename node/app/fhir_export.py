@@ -129,6 +129,9 @@ def audit_event(entry: JSON, *, chain_id: str) -> JSON:
     if entry.get("researcher"):
         agents.append({"type": {"coding": [{"system": V3_PARTICIPATION, "code": "IRCP", "display": "information recipient"}]},
                        "who": _ident(SYS_IDENTITY, entry["researcher"]), "requestor": False})
+    if entry.get("via"):  # a delegated research extract: the researcher's institution asked for them
+        agents.append({"type": {"coding": [{"system": V3_PARTICIPATION, "code": "RESP", "display": "responsible party"}]},
+                       "who": _ident(SYS_IDENTITY, entry["via"]), "requestor": True})
     if entry.get("grantee") and entry.get("grantee_kind") != "study":
         agents.append({"type": {"coding": [{"system": V3_PARTICIPATION, "code": "IRCP", "display": "information recipient"}]},
                        "who": _ident(SYS_IDENTITY, entry["grantee"]), "requestor": False})
