@@ -31,6 +31,7 @@ from storage.offchain import OffchainStore
 
 from node.api.app import SERVER_OPTIONS, make_app
 from node.api.middleware import QuietClientErrors
+from node.fhir.bulk import install_bulk
 from node.fhir.smart import install_smart
 from node.records.custodian import Custodian
 from node.research.service import ResearchService
@@ -136,9 +137,9 @@ def peer_allowed(node: Node, peer_id: bytes) -> bool:
 
 
 def api_mounts(config: NodeConfig) -> list[Callable[[web.Application], None]]:
-    """What the API serves beside its own routes: the FHIR server's (node/fhir/, docs/fhir.md)
-    unless `[fhir] enabled = false`."""
-    return [install_smart] if config.fhir.enabled else []
+    """What the API serves beside its own routes: the FHIR server's (node/fhir/, docs/fhir.md:
+    SMART authorisation, Bulk Data export) unless `[fhir] enabled = false`."""
+    return [install_smart, install_bulk] if config.fhir.enabled else []
 
 
 class Service(Protocol):

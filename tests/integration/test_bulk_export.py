@@ -9,10 +9,6 @@ are in it, nothing identifying from the source, every Patient group reaches the 
 included patient's audit trail, naming the researcher and the institution that asked (`via`).
 Another researcher of the institution who is not on the study is refused; the files are served
 to nobody else; DELETE removes them.
-
-Until the daemon mounts node/fhir/bulk.py itself (`api_mounts` in node/daemon.py), each node
-process gets it from a `sitecustomize` on its PYTHONPATH that adds `install_bulk` to the
-daemon's mounts; once the daemon has it, that shim adds nothing.
 """
 
 from __future__ import annotations
@@ -47,22 +43,6 @@ pytestmark = pytest.mark.slow
 STUDY = "BULK-2027"
 K = 6  # above the study's minimum (the network floor, 5)
 
-SHIM = '''\
-"""Test shim (tests/integration/test_bulk_export.py): mount the FHIR bulk export in the daemon."""
-import node.daemon as _daemon
-from node.fhir.bulk import install_bulk as _install_bulk
-
-_plain = _daemon.api_mounts
-
-
-def _api_mounts(config):
-    mounts = _plain(config)
-    return mounts if not mounts or _install_bulk in mounts else [*mounts, _install_bulk]
-
-
-_daemon.api_mounts = _api_mounts
-'''
-
 
 def http(method: str, url: str, *, token: str | None = None, headers: dict[str, str] | None = None,
          data: bytes | None = None) -> tuple[int, bytes, Any]:
@@ -88,12 +68,8 @@ def outcome_code(body: bytes) -> str:
 
 
 def test_bulk_export_of_a_study(tmp_path: Path) -> None:
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    (shim / "sitecustomize.py").write_text(SHIM)
     data = generate(40, 18, institutions=3)  # seed: at least 14 patients released at k=6 for any year 2026-2031
     with Cluster.create(tmp_path / "net", 4) as c:
-        c.extra_env = {"PYTHONPATH": str(shim)}
         c.start()
         c.wait_ready(60)
         url = [n.api_url for n in c.nodes]
