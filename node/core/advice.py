@@ -247,6 +247,9 @@ ADVICE: dict[str, str] = {
     "invalid_search": "A search parameter's value is malformed (dates YYYY[-MM[-DD[Thh:mm[:ss]Z]]] with an optional prefix, tokens system|code); fix it.",
     "unsupported_search_parameter": "That search parameter is not supported; see /fhir/R4/metadata for those that are.",
     "unsupported_format": "This server answers in JSON only; ask for application/fhir+json.",
+    # -- an institution acting for its practitioners (docs/ledger.md, "On behalf of a practitioner") --
+    "not_our_practitioner": "The institution may act only for practitioners registered under it; use the practitioner's "
+                            "own institution (or the practitioner's key).",
 }
 
 # Codes made from a parameter's name (the API's `bad_<name>` for ids, heights, times).
