@@ -250,6 +250,9 @@ ADVICE: dict[str, str] = {
     # -- an institution acting for its practitioners (docs/ledger.md, "On behalf of a practitioner") --
     "not_our_practitioner": "The institution may act only for practitioners registered under it; use the practitioner's "
                             "own institution (or the practitioner's key).",
+    "version_mismatch": "A new version must keep the patient, resource type and custodian of the record it supersedes; "
+                        "write a new record instead.",
+    "not_latest_version": "Someone superseded that record already; read its latest version and supersede that one.",
 }
 
 # Codes made from a parameter's name (the API's `bad_<name>` for ids, heights, times).

@@ -12,9 +12,20 @@ patient who finds a record it does not recognise contests it (`record.contest`).
 An institution may add a record for one of its practitioners (`on_behalf_of`, the practitioner's
 id; node/app/roles.py `acting_staff`): the practitioner is then the author, every check above
 applies to it, and the record and its audit entry also name the institution (`via`).
+
+Versions. A record may replace an earlier one (`supersedes`: its record id): the superseded
+record must exist ("unknown_record"), be of the same patient, resource type and custodian
+("version_mismatch"), not be erased ("erased") and be the latest version of its logical record
+("not_latest_version": nothing supersedes it yet, also not earlier in the same block). The new
+record's metadata gets `version_of` (the record id of the first version: the logical id) and
+`version` (the previous version's + 1); a record without `supersedes` has neither (version 1).
+The versions are indexed (`keys.VERSION`, `keys.VERSION_LATEST`) so `queries.record_versions`
+and `queries.latest_version` read a prefix, never the whole chain. Erasure stays per record.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from node.chain.tx import Transaction
 
@@ -30,11 +41,29 @@ from node.app.stored import read, write
 def _check(tx: Transaction) -> None:
     body = tx.body
     require_fields(body, {"record": bytes, "patient": bytes, "resource_type": str, "hash": bytes, "custodian": bytes},
-                   {"on_behalf_of": bytes})
+                   {"on_behalf_of": bytes, "supersedes": bytes})
     for name in ("record", "patient", "hash", "custodian"):
         check_id(body, name)
     check_on_behalf_of(body)
+    if "supersedes" in body:
+        check_id(body, "supersedes")
     check_resource_type(body["resource_type"])
+
+
+def _next_version(ctx: ExecContext, body: dict[str, Any]) -> dict[str, Any]:
+    """`version_of` and `version` of a record superseding `body["supersedes"]` (see above)."""
+    previous = read(ctx.state, keys.record(body["supersedes"]))
+    if previous is None:
+        raise ExecFailed("unknown_record", "supersedes names no record on the chain")
+    if any(previous[name] != body[name] for name in ("patient", "resource_type", "custodian")):
+        raise ExecFailed("version_mismatch", "a new version must have the patient, resource type and custodian "
+                         "of the record it supersedes")
+    if "erased_ms" in previous:
+        raise ExecFailed("erased", "the record to supersede was erased at the patient's request")
+    first = previous.get("version_of", body["supersedes"])
+    if (ctx.state.get(keys.VERSION_LATEST + first) or first) != body["supersedes"]:
+        raise ExecFailed("not_latest_version", "a later version supersedes that record already; supersede the latest")
+    return {"version_of": first, "version": previous.get("version", 1) + 1}
 
 
 def _execute(ctx: ExecContext) -> None:
@@ -57,6 +86,10 @@ def _execute(ctx: ExecContext) -> None:
     }
     if via is not None:
         meta["via"] = via
+    if "supersedes" in body:
+        meta.update(_next_version(ctx, body))
+        ctx.state.put(keys.VERSION + meta["version_of"] + meta["version"].to_bytes(4, "big"), body["record"])
+        ctx.state.put(keys.VERSION_LATEST + meta["version_of"], body["record"])
     write(ctx, keys.record(body["record"]), meta)
     ctx.state.put(keys.PATIENT_RECORD + body["patient"] + ctx.position, body["record"])
     custodian_key = keys.PATIENT_CUSTODIAN + body["patient"] + body["custodian"]

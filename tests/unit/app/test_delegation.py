@@ -115,3 +115,51 @@ def test_delegated_breakglass_counts_for_the_practitioner():
     assert decision["rule"] == "breakglass" and decision["review"] is True
     pending = queries.breakglass_pending(ledger.state, ident("A").public_key)
     assert [p["requester"] for p in pending] == [doc_b.public_key.hex()]
+
+
+# -- versions (supersedes) ---------------------------------------------------------------------
+
+def test_versions_chain_and_queries(world):
+    ledger, pat, doc_a, *_, obs = world
+    assert ledger.send(doc_a, "record.add", add_body(pat.public_key, "v2", supersedes=obs)) == "ok"
+    assert ledger.send(ident("A"), "record.add", add_body(pat.public_key, "v3", supersedes=rid("v2"),
+                                                          on_behalf_of=doc_a.public_key)) == "ok"
+    v2, v3 = queries.record(ledger.state, rid("v2")), queries.record(ledger.state, rid("v3"))
+    assert (v2["version_of"], v2["version"]) == (obs.hex(), 2)
+    assert (v3["version_of"], v3["version"]) == (obs.hex(), 3)
+    first = queries.record(ledger.state, obs)
+    assert "version_of" not in first and "version" not in first
+    for any_version in (obs, rid("v2"), rid("v3")):
+        assert [v["id"] for v in queries.record_versions(ledger.state, any_version)] == [
+            obs.hex(), rid("v2").hex(), rid("v3").hex()]
+        assert queries.latest_version(ledger.state, any_version)["id"] == rid("v3").hex()
+    assert queries.record_versions(ledger.state, rid("nope")) == []
+    assert queries.latest_version(ledger.state, rid("nope")) is None
+    alone = ledger.add_record(doc_a, pat, "alone")
+    assert [v["id"] for v in queries.record_versions(ledger.state, alone)] == [alone.hex()]
+    assert queries.latest_version(ledger.state, alone)["id"] == alone.hex()
+
+
+def test_supersedes_refusals(world):
+    ledger, pat, doc_a, *_, obs = world
+    other = ledger.patient("other")
+    assert ledger.send(doc_a, "record.add", add_body(pat.public_key, "x", supersedes=rid("nope"))) == "unknown_record"
+    assert ledger.send(doc_a, "record.add", add_body(other.public_key, "x", supersedes=obs)) == "version_mismatch"
+    assert ledger.send(doc_a, "record.add", {**add_body(pat.public_key, "x", supersedes=obs),
+                                             "resource_type": "Condition"}) == "version_mismatch"
+    assert ledger.send(doc_a, "record.add", add_body(pat.public_key, "v2", supersedes=obs)) == "ok"
+    assert ledger.send(doc_a, "record.add", add_body(pat.public_key, "x", supersedes=obs)) == "not_latest_version"
+    assert ledger.send(pat, "record.erase", {"record": rid("v2")}) == "ok"
+    assert ledger.send(doc_a, "record.add", add_body(pat.public_key, "x", supersedes=rid("v2"))) == "erased"
+    with pytest.raises(TxRejected):
+        check_tx_body(ledger.tx(doc_a, "record.add", add_body(pat.public_key, "x", supersedes=b"short"), nonce=1))
+
+
+def test_two_new_versions_of_one_record_in_a_block(world):
+    ledger, pat, doc_a, *_, obs = world
+    first = ledger.tx(doc_a, "record.add", add_body(pat.public_key, "v2a", supersedes=obs))
+    second = ledger.tx(ident("A"), "record.add", add_body(pat.public_key, "v2b", supersedes=obs,
+                                                          on_behalf_of=doc_a.public_key))
+    assert ledger.block(first, second) == ["ok", "not_latest_version"]
+    assert queries.record(ledger.state, rid("v2b")) is None
+    assert queries.latest_version(ledger.state, obs)["id"] == rid("v2a").hex()
