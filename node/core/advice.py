@@ -253,6 +253,8 @@ ADVICE: dict[str, str] = {
     "version_mismatch": "A new version must keep the patient, resource type and custodian of the record it supersedes; "
                         "write a new record instead.",
     "not_latest_version": "Someone superseded that record already; read its latest version and supersede that one.",
+    "too_many_items": "Too many records in one request; send them in smaller batches.",
+    "commit_timeout": "The ledger did not commit the transaction in time; it may still commit: check it again shortly.",
 }
 
 # Codes made from a parameter's name (the API's `bad_<name>` for ids, heights, times).
