@@ -244,7 +244,7 @@ class NodeDelegate:
         now = self.node.now_ms()
         answers: dict[bytes, bytes | CodedError] = {}
         meta: dict[bytes, dict[str, Any]] = {}
-        grant_height: dict[bytes, int] = {}  # records granted by this call: the height of the grant
+        grant_tx: dict[bytes, bytes] = {}  # records granted by this call: the granting transaction
         to_ask: list[bytes] = []
         for record_id in dict.fromkeys(record_ids):
             found = queries.record(state, record_id)
@@ -268,8 +268,8 @@ class NodeDelegate:
             elif outcome.result != "ok":
                 answers[record_id] = DelegateRefusal(str(outcome.result), "the ledger refused the access request")
             else:
-                assert outcome.height is not None
-                grant_height[record_id] = outcome.height
+                assert outcome.tx is not None
+                grant_tx[record_id] = outcome.tx.hash
         granted = [r for r in meta if r not in answers]
         remote = [r for r in granted if meta[r]["custodian"] != self.institution.hex()]
         for record_id in granted:
@@ -280,11 +280,11 @@ class NodeDelegate:
             except CodedError as exc:
                 answers[record_id] = exc
         if remote:
-            answers.update(await self._fetch_remote(reader, remote, meta, grant_height))
+            answers.update(await self._fetch_remote(reader, remote, meta, grant_tx))
         return [answers[r] for r in record_ids]
 
     async def _fetch_remote(self, reader: bytes, record_ids: list[bytes], meta: dict[bytes, dict[str, Any]],
-                            grant_height: dict[bytes, int]) -> dict[bytes, bytes | CodedError]:
+                            grant_tx: dict[bytes, bytes]) -> dict[bytes, bytes | CodedError]:
         """Delegated fetches from the records' custodians, at most REMOTE_FETCHES at once."""
         import aiohttp
 
@@ -296,13 +296,13 @@ class NodeDelegate:
                 while queue:
                     record_id = queue.pop()
                     out[record_id] = await self._fetch_one(session, reader, record_id, meta[record_id],
-                                                           grant_height.get(record_id))
+                                                           grant_tx.get(record_id))
 
             await asyncio.gather(*(worker() for _ in range(min(REMOTE_FETCHES, len(record_ids)))))
         return out
 
     async def _fetch_one(self, session: Any, reader: bytes, record_id: bytes, meta: dict[str, Any],
-                         granted_at: int | None) -> bytes | CodedError:
+                         granted_by: bytes | None) -> bytes | CodedError:
         import aiohttp
 
         api = custodian_api(self.node, meta["custodian"])
@@ -310,8 +310,8 @@ class NodeDelegate:
             return DelegateRefusal("custodian_unknown", "the record's custodian publishes no API address")
         ssl_arg: ssl.SSLContext | bool = self.client_ssl if self.client_ssl is not None else True
         try:
-            if granted_at is not None:  # a grant of this call: the custodian must have its block first
-                await self._wait_custodian(session, api, granted_at, ssl_arg)
+            if granted_by is not None:  # a grant of this call: the custodian must have committed it first
+                await self._wait_custodian(session, api, granted_by, ssl_arg)
             fetch = DelegatedFetch.create(self.node.identity, chain_id=self.node.chain_id, record_id=record_id,
                                           practitioner=reader, timestamp_ms=self.node.clock_ms())
             async with session.post(f"{api}/v1/records/{record_id.hex()}/fetch-delegated", data=fetch.to_wire(),
@@ -336,19 +336,12 @@ class NodeDelegate:
         except EnvelopeError as exc:
             return DelegateRefusal("cannot_decrypt", str(exc), 502)
 
-    async def _wait_custodian(self, session: Any, api: str, height: int, ssl_arg: ssl.SSLContext | bool) -> None:
-        """Until the custodian's node reports `height` (it committed the grant), within the
-        fetch timeout: each ask waits for the next block there (`/v1/txs/...?wait` is per tx,
-        so this asks the status, one block interval apart at most)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + FETCH_TIMEOUT_S
-        while loop.time() < deadline:
-            async with session.get(f"{api}/v1/status", ssl=ssl_arg) as resp:
-                doc = await resp.json(content_type=None)
-            if isinstance(doc, dict) and isinstance(doc.get("height"), int) and doc["height"] >= height:
-                return
-            # our own next block is theirs too (one chain): wait for it rather than spin
-            await self.node.wait_height(self.node.store.height + 1, max(0.0, deadline - loop.time()))
+    async def _wait_custodian(self, session: Any, api: str, tx_hash: bytes, ssl_arg: ssl.SSLContext | bool) -> None:
+        """Until the custodian's node committed `tx_hash` (the grant), or the fetch timeout: its
+        API long-polls for the commit (`GET /v1/txs/{hash}?wait=`). Validators commit a block at
+        about the same time, so this rarely waits."""
+        async with session.get(f"{api}/v1/txs/{tx_hash.hex()}?wait={int(FETCH_TIMEOUT_S) - 1}", ssl=ssl_arg) as resp:
+            await resp.read()
 
 
 def _error_answer(status: int, raw: bytes) -> CodedError:
