@@ -123,6 +123,9 @@ def audit_event(entry: JSON, *, chain_id: str) -> JSON:
     if entry.get("on_behalf"):  # a guardian acted for the patient
         actor["role"] = [{"coding": [{"system": V3_ROLE, "code": "GUARD", "display": "guardian"}]}]
     agents = [actor]
+    if entry.get("via"):  # an institution signed for its practitioner (on_behalf_of)
+        agents.append({"type": {"coding": [{"system": V3_PARTICIPATION, "code": "RESP", "display": "responsible party"}]},
+                       "who": _ident(SYS_IDENTITY, entry["via"]), "requestor": False})
     if entry.get("custodian") and entry["custodian"] != entry["actor"]:
         agents.append({"type": {"coding": [{"system": V3_PARTICIPATION, "code": "CST", "display": "custodian"}]},
                        "who": _ident(SYS_IDENTITY, entry["custodian"]), "requestor": False})

@@ -163,3 +163,27 @@ def test_two_new_versions_of_one_record_in_a_block(world):
     assert ledger.block(first, second) == ["ok", "not_latest_version"]
     assert queries.record(ledger.state, rid("v2b")) is None
     assert queries.latest_version(ledger.state, obs)["id"] == rid("v2a").hex()
+
+
+def test_fhir_audit_event_names_the_institution_too(world):
+    from node.app.fhir_export import audit_event
+
+    ledger, pat, _, doc_b, _, obs = world
+    assert ledger.send(ident("B"), "access.request", {"record": obs, "purpose": "treatment",
+                                                      "on_behalf_of": doc_b.public_key}) == "denied"
+    entry = queries.patient_audit(ledger.state, pat.public_key)[-1]
+    event = audit_event(entry, chain_id="test-chain")
+    who = [(a["who"]["identifier"]["value"], a["requestor"]) for a in event["agent"]]
+    assert (doc_b.public_key.hex(), True) in who and (ident("B").public_key.hex(), False) in who
+
+
+def test_the_practitioner_acted_for_reads_the_whole_transaction(world):
+    from node.api.explorer import entitled
+
+    ledger, pat, _, doc_b, doc_c, obs = world
+    t = ledger.tx(ident("B"), "access.request", {"record": obs, "purpose": "treatment", "on_behalf_of": doc_b.public_key})
+    ledger.block(t)
+    node_key = ident("D").public_key
+    assert entitled(ledger.state, doc_b.public_key, t, node_key)
+    assert entitled(ledger.state, ident("B").public_key, t, node_key)
+    assert not entitled(ledger.state, doc_c.public_key, t, node_key)
