@@ -46,7 +46,7 @@ from node.core.crypto import sha256
 from node.core.encoding import DecodeError, decode
 from node.core.errors import CodedError
 from node.records.custodian import Custodian
-from node.records.delegate import NewRecord, StoredRecord
+from node.records.delegate import NewRecord, RecordAccess, StoredRecord
 from node.records.envelope import EnvelopeError, decrypt, seal_record, unwrap_key
 from node.records.protocol import DelegatedFetch, ProtocolError, Release
 from node.research.service import custodian_api
@@ -316,8 +316,10 @@ class NodeDelegate:
                                           practitioner=reader, timestamp_ms=self.node.clock_ms())
             async with session.post(f"{api}/v1/records/{record_id.hex()}/fetch-delegated", data=fetch.to_wire(),
                                     ssl=ssl_arg, headers={"Content-Type": "application/msgpack"}) as resp:
-                raw = await resp.content.read(MAX_RELEASE_BYTES + 1)
                 status = resp.status
+                raw = await _read_bounded(resp, MAX_RELEASE_BYTES)
+                if raw is None:
+                    return DelegateRefusal("bad_answer", f"the custodian's answer is over {MAX_RELEASE_BYTES} bytes")
         except (aiohttp.ClientError, TimeoutError) as exc:
             return DelegateRefusal("custodian_unreachable", f"the record's custodian did not answer: {exc}")
         if status != 200:
@@ -344,6 +346,18 @@ class NodeDelegate:
             await resp.read()
 
 
+async def _read_bounded(resp: Any, limit: int) -> bytes | None:
+    """The whole body of an answer, or None once it passes `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _error_answer(status: int, raw: bytes) -> CodedError:
     """A custodian's JSON refusal as a CodedError with its code and status."""
     import json
@@ -355,3 +369,7 @@ def _error_answer(status: int, raw: bytes) -> CodedError:
     if not isinstance(doc, dict):
         doc = {}
     return CodedError(str(doc.get("error", f"http_{status}"))[:64], str(doc.get("message", ""))[:512], status)
+
+
+def _is_record_access(delegate: NodeDelegate) -> RecordAccess:
+    return delegate  # mypy checks here that NodeDelegate implements the FHIR layer's interface

@@ -45,6 +45,7 @@ class Network:
     def __init__(self, nodes: list[Node]) -> None:
         self.nodes = nodes
         self.nonces: dict[bytes, int] = {}
+        self.last_hash = b""
 
     async def send(self, who: Identity, tx_type: str, body: dict[str, Any]) -> str:
         """Submit to node A; wait until every node committed it; the result."""
@@ -55,6 +56,7 @@ class Network:
         assert verdict.error is None, verdict
         for node in self.nodes:
             assert await node.wait_committed(tx.hash, 30), f"{tx_type} not committed"
+        self.last_hash = tx.hash
         return str(self.nodes[0].tx_status(tx.hash)["result"])
 
     async def register(self, role: str, institution: Identity) -> Identity:
@@ -118,6 +120,7 @@ async def test_store_at_a_refused_then_read_at_b_after_consent(network: Network,
     assert await network.send(patient, "consent.grant", {
         "grantee_kind": "practitioner", "grantee": doc_b.public_key, "purposes": ["treatment"],
         "resource_types": ["Observation"], "valid_until": node_a.clock_ms() + 3_600_000}) == "ok"
+    consent_id = network.last_hash
     assert delegate_b.predict(doc_b.public_key, rid, "treatment") is None
     assert await delegate_b.read_for(doc_b.public_key, [rid], "treatment") == [OBS]
 
@@ -132,3 +135,14 @@ async def test_store_at_a_refused_then_read_at_b_after_consent(network: Network,
     ]
     [disclosed] = queries.disclosures(node_a.state_reader(), inst_a.public_key, 0, node_a.now_ms() + 60_000)
     assert disclosed["actor"] == doc_b.public_key.hex() and disclosed["via"] == inst_b.public_key.hex()
+
+    # the patient revokes: the standing grant falls with its consent, a new request is denied;
+    # once erased, the record is gone for everyone
+    assert await network.send(patient, "consent.revoke", {"consent": consent_id}) == "ok"
+    assert delegate_b.predict(doc_b.public_key, rid, "treatment") == "consent_revoked"
+    [revoked] = await delegate_b.read_for(doc_b.public_key, [rid], "treatment")
+    assert isinstance(revoked, CodedError) and (revoked.code, revoked.status) == ("consent_revoked", 403)
+    assert await network.send(patient, "record.erase", {"record": rid}) == "ok"
+    [erased] = await delegate_b.read_for(doc_b.public_key, [rid], "treatment")
+    assert isinstance(erased, CodedError) and (erased.code, erased.status) == ("erased", 410)
+    assert delegate_b.predict(doc_b.public_key, rid, "treatment") == "erased"
