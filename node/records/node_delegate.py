@@ -18,11 +18,9 @@ its own key, `on_behalf_of` the practitioner (docs/ledger.md, "On behalf of a pr
 - predicting (`predict`): the ledger's decision (`access_request.assess`) on the committed
   state, written nowhere.
 
-Nonces. The ledger refuses a sender's nonce at or below its last one, and the mempool hands
-transactions to blocks in arrival order, so `NonceAllocator` hands out rising nonces (above the
-ledger's last, the last it gave, and the clock in ms, as node/client.py does, so a CLI using the
-same key meanwhile does not overtake them) and each batch is signed and admitted while its lock
-is held: allocation order is submission order.
+Nonces come from the node's allocator for its own key (`node.own_nonces`,
+node/runtime/own_nonces.py, shared with the research coordinator); each chunk is signed and
+admitted while its lock is held, so allocation order is submission order.
 """
 
 from __future__ import annotations
@@ -31,13 +29,11 @@ import asyncio
 import logging
 import os
 import ssl
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from node.app import breakglass, queries
-from node.app.executor import read_nonce
 from node.app.registry import ExecFailed
 from node.app.roles import practitioner_of
 from node.app.types.access_request import RESULT_DENIED, assess, check_request
@@ -50,6 +46,7 @@ from node.records.delegate import NewRecord, RecordAccess, StoredRecord
 from node.records.envelope import EnvelopeError, decrypt, seal_record, unwrap_key
 from node.records.protocol import DelegatedFetch, ProtocolError, Release
 from node.research.service import custodian_api
+from node.runtime.own_nonces import OwnNonces
 
 log = logging.getLogger("medledger.delegate")
 
@@ -79,22 +76,6 @@ class DelegateRefusal(CodedError):
         super().__init__(code, message, status if status is not None else STATUS.get(code, 422))
 
 
-class NonceAllocator:
-    """Rising nonces for one identity's transactions (thread- and task-safe)."""
-
-    def __init__(self, node: Any) -> None:
-        self.node = node
-        self.lock = threading.Lock()  # held by the caller from allocation to admission
-        self._last = 0
-
-    def take(self, count: int) -> list[int]:
-        """`count` fresh nonces, rising; call with `lock` held (`with allocator.lock:`)."""
-        ledger = read_nonce(self.node.state_reader(), self.node.identity.public_key)
-        first = max(ledger, self._last, self.node.clock_ms()) + 1
-        self._last = first + count - 1
-        return list(range(first, first + count))
-
-
 @dataclass(frozen=True, slots=True)
 class _Outcome:
     """One transaction of a batch: committed with its result and height, or refused before."""
@@ -114,7 +95,7 @@ class NodeDelegate:
         self.custodian = custodian
         self.client_ssl = client_ssl
         self.commit_timeout_s = commit_timeout_s
-        self.nonces = NonceAllocator(node)
+        self.nonces: OwnNonces = node.own_nonces  # shared with the node's other services
 
     @property
     def institution(self) -> bytes:

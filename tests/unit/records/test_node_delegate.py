@@ -165,10 +165,5 @@ async def test_refusals_per_item(world):
     assert delegate.predict(author.public_key, second.record_id, "emergency") == "reason_required"
 
 
-async def test_nonces_rise_above_the_ledger_and_the_clock(world):
-    allocator = world.delegate.nonces
-    with allocator.lock:
-        first = allocator.take(3)
-        then = allocator.take(2)
-    assert first == sorted(first) and len(set(first + then)) == 5 and then[0] == first[-1] + 1
-    assert first[0] > world.node.clock_ms() - 1_000  # above the clock's ms: a CLI's nonce made before is below
+async def test_the_delegate_shares_the_nodes_nonces(world):
+    assert world.delegate.nonces is world.node.own_nonces  # the research coordinator signs with them too
