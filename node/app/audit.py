@@ -24,6 +24,8 @@ state and hex in the query answers:
     practitioner, until_ms               a break-glass suspension: who, until when (block time)
     reason                               also a record contest's coded reason
     study, researcher, resources, release_hash    a research release (disclosures: patients, a count)
+    via                                  a research release asked for by the researcher's institution
+                                         (else the institution that signed for `actor`, above)
 """
 
 from __future__ import annotations

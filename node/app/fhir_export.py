@@ -123,15 +123,17 @@ def audit_event(entry: JSON, *, chain_id: str) -> JSON:
     if entry.get("on_behalf"):  # a guardian acted for the patient
         actor["role"] = [{"coding": [{"system": V3_ROLE, "code": "GUARD", "display": "guardian"}]}]
     agents = [actor]
-    if entry.get("via"):  # an institution signed for its practitioner (on_behalf_of)
-        agents.append({"type": {"coding": [{"system": V3_PARTICIPATION, "code": "RESP", "display": "responsible party"}]},
-                       "who": _ident(SYS_IDENTITY, entry["via"]), "requestor": False})
     if entry.get("custodian") and entry["custodian"] != entry["actor"]:
         agents.append({"type": {"coding": [{"system": V3_PARTICIPATION, "code": "CST", "display": "custodian"}]},
                        "who": _ident(SYS_IDENTITY, entry["custodian"]), "requestor": False})
     if entry.get("researcher"):
         agents.append({"type": {"coding": [{"system": V3_PARTICIPATION, "code": "IRCP", "display": "information recipient"}]},
                        "who": _ident(SYS_IDENTITY, entry["researcher"]), "requestor": False})
+    if entry.get("via"):
+        # a delegated research extract: the researcher's institution asked for them (a requestor);
+        # else an institution signed for its practitioner (on_behalf_of), the practitioner being the actor
+        agents.append({"type": {"coding": [{"system": V3_PARTICIPATION, "code": "RESP", "display": "responsible party"}]},
+                       "who": _ident(SYS_IDENTITY, entry["via"]), "requestor": event == "research.released"})
     if entry.get("grantee") and entry.get("grantee_kind") != "study":
         agents.append({"type": {"coding": [{"system": V3_PARTICIPATION, "code": "IRCP", "display": "information recipient"}]},
                        "who": _ident(SYS_IDENTITY, entry["grantee"]), "requestor": False})

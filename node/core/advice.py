@@ -255,6 +255,32 @@ ADVICE: dict[str, str] = {
     "not_latest_version": "Someone superseded that record already; read its latest version and supersede that one.",
     "too_many_items": "Too many records in one request; send them in smaller batches.",
     "commit_timeout": "The ledger did not commit the transaction in time; it may still commit: check it again shortly.",
+    # -- FHIR Bulk Data export of a study's release and the delegated extract (docs/research.md) -------
+    "respond_async_required": "A bulk export kick-off is asynchronous: send the header 'Prefer: respond-async'.",
+    "unsupported_accept": "Send 'Accept: application/fhir+json' with a bulk export kick-off (or no Accept header).",
+    "since_not_supported": "Leave out _since: an export is the study's whole release as it stands now.",
+    "unsupported_parameter": "A kick-off takes only _type, _outputFormat and k, each once; leave the others out.",
+    "unsupported_output_format": "Leave out _outputFormat or give application/fhir+ndjson: only NDJSON is served.",
+    "invalid_k": "Give k as a whole number from 1 to 1000; the study's minimum k applies if it is larger.",
+    "type_not_exportable": "List in _type only the types a research release holds (docs/research.md, Bulk export).",
+    "purpose_not_research": "Ask the token endpoint for a token with purpose_of_use=HRESCH to export a study.",
+    "researcher_of_another_institution": "Ask your own institution's node: an institution exports only for the "
+                                         "researchers registered under it.",
+    "too_many_exports": "Fetch your finished exports' files and DELETE their status URLs (or wait until they expire), "
+                        "then start another.",
+    "export_capacity": "This node holds as many export jobs as it may; retry in a few minutes.",
+    "export_too_large": "Ask for fewer types (_type), or retry once other exports have been fetched and deleted.",
+    "export_failed": "The export failed on the node; its operator finds the reason in the node's log.",
+    "unknown_export": "No such export job for your identity: it expired or was deleted; start a new export.",
+    "unknown_export_file": "Fetch only the URLs listed in the export's manifest (its output).",
+    "delegate_not_institution": "Only a registered institution's node may ask for an extract on a researcher's behalf.",
+    "delegate_not_coordinator": "A delegated extract is coordinated by the institution that signed it; run it at that "
+                                "institution's node.",
+    "delegated_request_not_accepted": "Sign the extract request with your own key (`medledger research extract`), or "
+                                      "use the FHIR bulk export at your institution's node.",
+    "via_not_institution": "A release's via names the institution that asked for the researcher: a registered institution.",
+    "researcher_not_delegated": "A release asked for by an institution (via) must be for a researcher registered under "
+                                "that institution.",
 }
 
 # Codes made from a parameter's name (the API's `bad_<name>` for ids, heights, times).

@@ -21,6 +21,16 @@
    files and the report. A custodian records only what it prepared for this very request: the
    patients it released and the count of their resources come from its own prepared release,
    not from the coordinator, and a request is recorded once.
+
+A delegated request (`via` set) is signed not by the researcher but by the institution the
+researcher is registered under, whose node acts for the researcher (the FHIR Bulk Data export,
+node/fhir/bulk.py, where the researcher authenticates with a SMART token and the node holds no
+researcher key): `ResearchService.extract_on_behalf`. Every step accepts it only when `via` is a
+registered institution, the researcher is registered under it (`check_delegation`) and `via` is
+the coordinator itself, so the institution that vouches for the request is the node that
+receives the data. It is otherwise treated exactly as the researcher's own (same k, same
+checks) and each `research.release` names the researcher and `via`. A delegated request is
+never accepted from outside (`POST /v1/research/extract`): only the institution's own node makes one.
 """
 
 from __future__ import annotations
@@ -54,7 +64,8 @@ from node.chain.tx import Transaction
 log = logging.getLogger("medledger.research")
 MAX_TYPES = 32
 MAX_PREPARED = 256  # prepared releases awaiting their record step (the oldest is forgotten first)
-_FIELDS = ("chain_id", "study", "types", "k", "researcher", "coordinator", "timestamp_ms", "nonce")
+_FIELDS = ("chain_id", "study", "types", "k", "researcher", "coordinator", "timestamp_ms", "nonce", "via")
+DELEGATED_DOMAIN = "medledger-extract-delegated-v1"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,15 +79,27 @@ class ExtractRequest:
     timestamp_ms: int
     nonce: bytes
     signature: bytes = b""
+    via: bytes | None = None  # a delegated request: the researcher's institution signed it for them
+
+    @property
+    def signer(self) -> bytes:
+        """Whose key signs the request: the researcher's, or for a delegated one its institution's."""
+        return self.researcher if self.via is None else self.via
 
     def signing_bytes(self) -> bytes:
+        if self.via is not None:
+            return canonical([DELEGATED_DOMAIN, self.chain_id, self.study, list(self.types), self.k, self.researcher,
+                              self.via, self.coordinator, self.timestamp_ms, self.nonce])
         return canonical(["medledger-extract-v2", self.chain_id, self.study, list(self.types), self.k,
                           self.researcher, self.coordinator, self.timestamp_ms, self.nonce])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"study": self.study, "types": list(self.types), "k": self.k, "researcher": self.researcher,
-                "coordinator": self.coordinator, "timestamp_ms": self.timestamp_ms, "nonce": self.nonce,
-                "signature": self.signature}
+        out: dict[str, Any] = {"study": self.study, "types": list(self.types), "k": self.k, "researcher": self.researcher,
+                               "coordinator": self.coordinator, "timestamp_ms": self.timestamp_ms, "nonce": self.nonce,
+                               "signature": self.signature}
+        if self.via is not None:
+            out["via"] = self.via
+        return out
 
     @classmethod
     def create(cls, researcher: Identity, *, chain_id: str, study: str, types: list[str], k: int, coordinator: bytes,
@@ -86,12 +109,24 @@ class ExtractRequest:
         return cls(**{**{f: getattr(unsigned, f) for f in _FIELDS}, "signature": researcher.sign(unsigned.signing_bytes())})
 
     @classmethod
+    def create_delegated(cls, institution: Identity, *, researcher: bytes, chain_id: str, study: str, types: list[str],
+                         k: int, timestamp_ms: int) -> "ExtractRequest":
+        """A request the researcher's institution signs for them; its own node coordinates it."""
+        unsigned = cls(chain_id=chain_id, study=study, types=tuple(types), k=k, researcher=researcher,
+                       coordinator=institution.public_key, timestamp_ms=timestamp_ms, nonce=os.urandom(16),
+                       via=institution.public_key)
+        return cls(**{**{f: getattr(unsigned, f) for f in _FIELDS}, "signature": institution.sign(unsigned.signing_bytes())})
+
+    @classmethod
     def from_dict(cls, doc: Any, chain_id: str) -> "ExtractRequest":
         if not isinstance(doc, dict):
             raise ProtocolError("malformed_request", "an extract request is a map")
         study, types, k = doc.get("study"), doc.get("types"), doc.get("k")
         researcher, ts, nonce, sig = doc.get("researcher"), doc.get("timestamp_ms"), doc.get("nonce"), doc.get("signature")
-        coordinator = doc.get("coordinator")
+        coordinator, via = doc.get("coordinator"), doc.get("via")
+        if via is not None and not (isinstance(via, bytes) and len(via) == KEY_SIZE):
+            raise ProtocolError("malformed_request", "via, when given, is the 32-byte id of the institution that signed "
+                                                     "for the researcher")
         if not (isinstance(study, str) and 0 < len(study) <= 64 and isinstance(types, list) and 0 < len(types) <= MAX_TYPES
                 and all(isinstance(t, str) and 0 < len(t) <= 64 for t in types)
                 and isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= K_MAX
@@ -102,10 +137,27 @@ class ExtractRequest:
             raise ProtocolError("malformed_request", "study, types (1-32), k (1-1000), researcher, coordinator, timestamp_ms, "
                                                      "nonce and signature are required")
         req = cls(chain_id=chain_id, study=study, types=tuple(types), k=k, researcher=researcher, coordinator=coordinator,
-                  timestamp_ms=ts, nonce=nonce, signature=sig)
-        if not verify(researcher, req.signing_bytes(), sig):
-            raise ProtocolError("bad_signature", "the extract request is not signed by the researcher")
+                  timestamp_ms=ts, nonce=nonce, signature=sig, via=via)
+        if not verify(req.signer, req.signing_bytes(), sig):
+            raise ProtocolError("bad_signature", "the extract request is not signed by the researcher" if via is None
+                                else "the delegated extract request is not signed by the institution it names (via)")
         return req
+
+
+def check_delegation(state: Any, *, researcher: bytes, institution: bytes) -> None:
+    """Refuse (CustodianRefusal 403) unless `institution` is a registered institution and
+    `researcher` a researcher registered under it: only then may it sign an extract for them."""
+    found = queries.identity(state, institution)
+    if not found or found.get("role") != "institution":
+        raise CustodianRefusal(403, "delegate_not_institution",
+                               "only a registered institution may sign an extract request for a researcher")
+    person = queries.identity(state, researcher)
+    if not person or person.get("role") != "researcher":
+        raise CustodianRefusal(403, "not_a_researcher", "the identity is not a registered researcher")
+    if person.get("institution") != institution.hex():
+        raise CustodianRefusal(403, "researcher_of_another_institution",
+                               "the researcher is registered under another institution: only their own institution's "
+                               "node may ask for an extract on their behalf")
 
 
 def custodian_api(node: Any, custodian_hex: str) -> str | None:
@@ -162,6 +214,11 @@ class ResearchService:
         if req.coordinator != coordinator:
             raise CustodianRefusal(403, "coordinator_not_named",
                                    "the researcher named another coordinator in this request; nothing is prepared")
+        if req.via is not None:
+            if req.via != coordinator:
+                raise CustodianRefusal(403, "delegate_not_coordinator",
+                                       "a delegated request is coordinated by the institution that signed it, no other")
+            check_delegation(self.node.state_reader(), researcher=req.researcher, institution=req.via)
         study = self._study_for(req)
         self._may_coordinate(req, study, coordinator)
         try:
@@ -256,13 +313,15 @@ class ResearchService:
         )
         if not patients:
             return None
+        body: dict[str, Any] = {"study": req.study, "custodian": self.node.identity.public_key, "researcher": req.researcher,
+                                "patients": patients, "resources": max(1, resources), "release_hash": release_hash}
+        if req.via is not None:
+            body["via"] = req.via  # the audit names the institution that asked for the researcher
         # the node's own nonces (node/runtime/own_nonces.py): other services sign with this key too
         with self.node.own_nonces.lock:
             [nonce] = self.node.own_nonces.take(1)
             tx = Transaction.create(self.node.identity, chain_id=self.node.chain_id, type="research.release", nonce=nonce,
-                                    body={"study": req.study, "custodian": self.node.identity.public_key,
-                                          "researcher": req.researcher, "patients": patients, "resources": max(1, resources),
-                                          "release_hash": release_hash})
+                                    body=body)
             [admission] = self.node.admit([[tx.chain_id, tx.type, tx.sender, tx.nonce, tx.body, tx.signature]])
         if admission.error is not None:
             raise CustodianRefusal(409, "release_refused", f"the release record was refused: {admission.error}: {admission.message}")
@@ -276,7 +335,35 @@ class ResearchService:
     # -- coordinator -----------------------------------------------------------------------------
     async def coordinate(self, req: ExtractRequest) -> dict[str, Any]:
         """Run an extract for the researcher: prepare at every custodian, k-anonymity across
-        them, record every part on the ledger, and only then answer with the data."""
+        them, record every part on the ledger, and only then answer with the data. A delegated
+        request is refused here: only this node's own `extract_on_behalf` makes and runs one."""
+        if req.via is not None:
+            raise CustodianRefusal(403, "delegated_request_not_accepted",
+                                   "a delegated extract request is run only by the node of the institution that signs it")
+        return await self._coordinate(req)
+
+    def delegable(self, researcher: bytes, study_id: str) -> dict[str, Any]:
+        """The study, if this node's institution may ask for an extract of it on `researcher`'s
+        behalf: the researcher is registered under this institution and on the study, the study
+        is active and this node has the research secret (CustodianRefusal otherwise)."""
+        me = self.node.identity.public_key
+        check_delegation(self.node.state_reader(), researcher=researcher, institution=me)
+        probe = ExtractRequest(chain_id=self.node.chain_id, study=study_id, types=("Patient",), k=1, researcher=researcher,
+                               coordinator=me, timestamp_ms=0, nonce=b"\0" * 16, via=me)
+        study = self._study_for(probe)
+        self._may_coordinate(probe, study, me)
+        return study
+
+    async def extract_on_behalf(self, researcher: bytes, *, study: str, types: list[str], k: int) -> dict[str, Any]:
+        """Run an extract for a researcher of this institution who has no key here (a SMART
+        token's identity): this node signs a delegated request (`via` itself) and coordinates it."""
+        me = self.node.identity
+        check_delegation(self.node.state_reader(), researcher=researcher, institution=me.public_key)
+        req = ExtractRequest.create_delegated(me, researcher=researcher, chain_id=self.node.chain_id, study=study,
+                                              types=types, k=k, timestamp_ms=self.node.clock_ms())
+        return await self._coordinate(req)
+
+    async def _coordinate(self, req: ExtractRequest) -> dict[str, Any]:
         me = self.node.identity.public_key
         if req.coordinator != me:
             raise CustodianRefusal(403, "coordinator_not_named",
