@@ -20,6 +20,7 @@ from node.api import routes_snapshots, routes_upgrades
 from node.api.common import (
     CLIENT_SSL_KEY,
     CUSTODIAN_KEY,
+    DELEGATED_FETCH_ROUTE,
     FETCH_ROUTE,
     IP_LIMIT_KEY,
     NODE_KEY,
@@ -62,6 +63,8 @@ def make_app(node: Node, *, custodian: Custodian | None = None, research: Resear
         app[CUSTODIAN_KEY] = custodian
         router.add_post("/v1/records", routes_records.post_record)
         router.add_post("/v1/records/{rid}/fetch", routes_records.post_record_fetch, name=FETCH_ROUTE)
+        router.add_post("/v1/records/{rid}/fetch-delegated", routes_records.post_record_fetch_delegated,
+                        name=DELEGATED_FETCH_ROUTE)
         router.add_delete("/v1/records/{rid}/upload", routes_records.delete_record_upload)
     if research is not None:
         app[RESEARCH_KEY] = research

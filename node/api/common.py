@@ -29,6 +29,8 @@ NONCES_KEY = web.AppKey("nonces", ReplayGuard)
 CLIENT_SSL_KEY = web.AppKey("client_ssl", ssl.SSLContext)
 FETCH_ROUTE = "record_fetch"
 """The name of the record fetch route, which the per-address rate limit leaves to its handler."""
+DELEGATED_FETCH_ROUTE = "record_fetch_delegated"
+"""The delegated fetch's route (an institution for its practitioners), limited the same way."""
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/octet-stream")
 MAX_WAIT_S = 30.0
 

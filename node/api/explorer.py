@@ -65,6 +65,9 @@ def _hex_key(value: Any) -> bytes | None:
     return raw if len(raw) == 32 else None
 
 
+STAFF_DELEGATED_TYPES = ("record.add", "access.request")  # on_behalf_of names a practitioner there
+
+
 def concerned_patients(state: StateReader, tx: Transaction) -> set[bytes]:
     """The patients a transaction is about (read through the committed state where the body
     names a record or an access request rather than the patient)."""
@@ -106,6 +109,8 @@ def entitled(state: StateReader, signer: bytes | None, tx: Transaction, node_key
         return False
     if signer in (tx.sender, node_key):
         return True
+    if tx.type in STAFF_DELEGATED_TYPES and signer == _as_key(tx.body.get("on_behalf_of")):
+        return True  # the practitioner its institution acted for
     if tx.type in MULTI_PATIENT_TYPES:
         return False
     if tx.type == "patient.set_guardian" and signer == _as_key(tx.body.get("guardian")):

@@ -18,7 +18,7 @@ from aiohttp import HttpVersion11, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from node.api.common import FETCH_ROUTE, IP_LIMIT_KEY, NODE_KEY, ApiError, rate_limited
+from node.api.common import DELEGATED_FETCH_ROUTE, FETCH_ROUTE, IP_LIMIT_KEY, NODE_KEY, ApiError, rate_limited
 from node.core.errors import CodedError
 
 log = logging.getLogger("medledger.api")
@@ -90,7 +90,7 @@ def take_address_token(request: web.Request) -> None:
 async def ratelimit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Each client IP gets `api.rate_per_ip` requests a second (burst `api.burst_per_ip`); a
     record fetch is counted by its route instead (by signer, see post_record_fetch)."""
-    if request.match_info.route.name != FETCH_ROUTE:
+    if request.match_info.route.name not in (FETCH_ROUTE, DELEGATED_FETCH_ROUTE):
         take_address_token(request)
     return await handler(request)
 

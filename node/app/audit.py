@@ -9,7 +9,9 @@ An entry is a map with the fields below (absent when they do not apply); ids are
 state and hex in the query answers:
 
     event      what happened (AUDIT_EVENTS)
-    patient    whose trail it is          actor      who sent the transaction
+    patient    whose trail it is          actor      who sent the transaction, or the practitioner
+                                                     an institution acted for (then `via`)
+    via        the institution that signed for `actor` (`on_behalf_of`, node/app/roles.py)
     tx         transaction hash           height, index, time_ms   where and when (block time)
     record, resource_type, custodian     the record concerned
     purpose, reason                      the request's purpose of use and stated reason
@@ -23,6 +25,7 @@ state and hex in the query answers:
     reason                               also a record contest's coded reason
     study, researcher, resources, release_hash    a research release (disclosures: patients, a count)
     via                                  a research release asked for by the researcher's institution
+                                         (else the institution that signed for `actor`, above)
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ AUDIT_EVENTS = (
 def _entry(ctx: ExecContext, event: str, fields: dict[str, Any]) -> dict[str, Any]:
     assert event in AUDIT_EVENTS, event
     entry = {k: v for k, v in fields.items() if v is not None}
-    entry.update(event=event, actor=ctx.tx.sender, tx=ctx.tx.hash, height=ctx.height, index=ctx.index,
+    entry.update(event=event, actor=entry.get("actor", ctx.tx.sender), tx=ctx.tx.hash, height=ctx.height, index=ctx.index,
                  time_ms=ctx.timestamp_ms)
     return entry
 

@@ -35,6 +35,22 @@ def _live(ctx: ExecContext, prefix: bytes) -> list[tuple[bytes, dict[str, Any]]]
     return live
 
 
+def standing_at(state: StateReader, practitioner: bytes, patient: bytes, now_ms: int) -> BreakglassStanding:
+    """What `standing` would find at block time `now_ms`, without pruning anything (a prediction
+    on the committed state)."""
+    horizon = now_ms - BREAKGLASS_LIMIT_WINDOW_MS
+
+    def live(prefix: bytes) -> list[dict[str, Any]]:
+        return [v for v in (decode_stored(raw) for _, raw in state.items(prefix)) if v["time_ms"] >= horizon]
+
+    mine, theirs = live(keys.BREAKGLASS_BY + practitioner), live(keys.BREAKGLASS_FOR + patient)
+    until = suspended_until(state, practitioner)
+    return BreakglassStanding(
+        requester_grants=len(mine), requester_patients=frozenset(v["patient"] for v in mine),
+        patient_grants=len(theirs), suspended=until is not None and now_ms <= until,
+    )
+
+
 def suspended_until(state: StateReader, practitioner: bytes) -> int | None:
     """The block time until which `practitioner` is suspended from break-glass, if ever."""
     value = read(state, keys.BREAKGLASS_SUSPENDED + practitioner)

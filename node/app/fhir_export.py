@@ -129,9 +129,11 @@ def audit_event(entry: JSON, *, chain_id: str) -> JSON:
     if entry.get("researcher"):
         agents.append({"type": {"coding": [{"system": V3_PARTICIPATION, "code": "IRCP", "display": "information recipient"}]},
                        "who": _ident(SYS_IDENTITY, entry["researcher"]), "requestor": False})
-    if entry.get("via"):  # a delegated research extract: the researcher's institution asked for them
+    if entry.get("via"):
+        # a delegated research extract: the researcher's institution asked for them (a requestor);
+        # else an institution signed for its practitioner (on_behalf_of), the practitioner being the actor
         agents.append({"type": {"coding": [{"system": V3_PARTICIPATION, "code": "RESP", "display": "responsible party"}]},
-                       "who": _ident(SYS_IDENTITY, entry["via"]), "requestor": True})
+                       "who": _ident(SYS_IDENTITY, entry["via"]), "requestor": event == "research.released"})
     if entry.get("grantee") and entry.get("grantee_kind") != "study":
         agents.append({"type": {"coding": [{"system": V3_PARTICIPATION, "code": "IRCP", "display": "information recipient"}]},
                        "who": _ident(SYS_IDENTITY, entry["grantee"]), "requestor": False})

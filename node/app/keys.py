@@ -16,6 +16,8 @@ holds the raw 32-byte id it points to.
     record/<record>                                  record metadata (and its erasure)
     patient_record/<patient><pos>                    -> record id
     patient_custodian/<patient><custodian>           the custodian holds (or held) a record of the patient
+    version/<first record><version:4>                -> record id of version 2, 3, ... of a logical record
+    version_latest/<first record>                    -> record id of its latest version (absent: version 1)
     erasure/<custodian><pos>                         -> record id (the custodian's deletion list)
     consent/<consent>                                a consent rule (id = granting tx hash)
     consent_grantee/<patient><grantee><pos>          -> consent id (access decisions)
@@ -54,6 +56,8 @@ RECORD = b"record/"
 PATIENT_RECORD = b"patient_record/"
 PATIENT_CUSTODIAN = b"patient_custodian/"
 ERASURE = b"erasure/"
+VERSION = b"version/"
+VERSION_LATEST = b"version_latest/"
 CONSENT = b"consent/"
 CONSENT_GRANTEE = b"consent_grantee/"
 PATIENT_CONSENT = b"patient_consent/"

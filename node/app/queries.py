@@ -66,6 +66,26 @@ def record(state: StateReader, record_id: bytes) -> JSON | None:
     return {"id": _hex(record_id), "erased": "erased_ms" in value, "contested": "contested_ms" in value, **jsonable(value)}
 
 
+def record_versions(state: StateReader, record_id: bytes) -> list[JSON]:
+    """Every version of the logical record `record_id` belongs to (any of its versions' ids),
+    oldest first, erased ones included (marked); [] for an unknown record."""
+    value = read(state, keys.record(record_id))
+    if value is None:
+        return []
+    first = value.get("version_of", record_id)
+    head = record(state, first)
+    return ([head] if head is not None else []) + _indexed(state, keys.VERSION + first, lambda r: record(state, r))
+
+
+def latest_version(state: StateReader, record_id: bytes) -> JSON | None:
+    """The latest version of the logical record `record_id` belongs to, or None if unknown."""
+    value = read(state, keys.record(record_id))
+    if value is None:
+        return None
+    first = value.get("version_of", record_id)
+    return record(state, state.get(keys.VERSION_LATEST + first) or first)
+
+
 def patient_records(state: StateReader, patient: bytes) -> list[JSON]:
     """A patient's records in the order they were added (erased ones included, marked)."""
     return _indexed(state, keys.PATIENT_RECORD + patient, lambda record_id: record(state, record_id))

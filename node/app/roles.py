@@ -3,6 +3,12 @@ patient-side transaction acts for (the patient itself, or the patient's guardian
 
 The role of each identity decides which transaction types it may send (docs/ledger.md has the
 table); a sender with the wrong role gets the result code "role_not_allowed".
+
+An institution may act for one of its practitioners (`acting_staff`): the transaction names the
+practitioner in `on_behalf_of` and is signed by the institution, which must be the one the
+practitioner is registered under ("not_our_practitioner" otherwise). The ledger then applies
+its rules to the practitioner, and the records and audit entries name both (`via`: the
+institution).
 """
 
 from __future__ import annotations
@@ -39,6 +45,25 @@ def sender_as(ctx: ExecContext, *roles: str) -> dict[str, Any]:
     if found["role"] not in roles:
         raise ExecFailed("role_not_allowed", f"a {found['role']} may not send {ctx.tx.type}")
     return found
+
+
+def practitioner_of(state: StateReader, institution: bytes, practitioner: bytes) -> dict[str, Any]:
+    """`practitioner`'s identity, which must be a practitioner registered under `institution`."""
+    found = identity_of(state, practitioner)
+    if found is None or found.get("role") != PRACTITIONER or found.get("institution") != institution:
+        raise ExecFailed("not_our_practitioner", "on_behalf_of is not a practitioner registered under the sending institution")
+    return found
+
+
+def acting_staff(ctx: ExecContext, *roles: str) -> tuple[bytes, dict[str, Any], bytes | None]:
+    """Who a staff transaction acts for: (id, identity, via). Without `on_behalf_of`, the sender,
+    which must hold one of `roles` (via None); with it, the practitioner it names, for the
+    sending institution (via: the institution's id)."""
+    practitioner = ctx.tx.body.get("on_behalf_of")
+    if practitioner is None:
+        return ctx.tx.sender, sender_as(ctx, *roles), None
+    sender_as(ctx, INSTITUTION)
+    return practitioner, practitioner_of(ctx.state, ctx.tx.sender, practitioner), ctx.tx.sender
 
 
 def require_institution(state: StateReader, ident: bytes, code: str = "unknown_institution") -> None:

@@ -247,6 +247,14 @@ ADVICE: dict[str, str] = {
     "invalid_search": "A search parameter's value is malformed (dates YYYY[-MM[-DD[Thh:mm[:ss]Z]]] with an optional prefix, tokens system|code); fix it.",
     "unsupported_search_parameter": "That search parameter is not supported; see /fhir/R4/metadata for those that are.",
     "unsupported_format": "This server answers in JSON only; ask for application/fhir+json.",
+    # -- an institution acting for its practitioners (docs/ledger.md, "On behalf of a practitioner") --
+    "not_our_practitioner": "The institution may act only for practitioners registered under it; use the practitioner's "
+                            "own institution (or the practitioner's key).",
+    "version_mismatch": "A new version must keep the patient, resource type and custodian of the record it supersedes; "
+                        "write a new record instead.",
+    "not_latest_version": "Someone superseded that record already; read its latest version and supersede that one.",
+    "too_many_items": "Too many records in one request; send them in smaller batches.",
+    "commit_timeout": "The ledger did not commit the transaction in time; it may still commit: check it again shortly.",
     # -- FHIR Bulk Data export of a study's release and the delegated extract (docs/research.md) -------
     "respond_async_required": "A bulk export kick-off is asynchronous: send the header 'Prefer: respond-async'.",
     "unsupported_accept": "Send 'Accept: application/fhir+json' with a bulk export kick-off (or no Accept header).",

@@ -18,6 +18,14 @@ the chain and releases them only against a committed access grant.
   same refusal as a record without a grant (403 `no_grant`), so a stranger learns nothing of what
   exists. The data key is unwrapped with the institution's key and re-wrapped for the requester;
   the answer is signed by the institution.
+- A delegated fetch (`DelegatedFetch`) is an institution asking for one of its practitioners
+  (the institution's node serves a FHIR client that authenticated the practitioner with a
+  bearer token). It is served only if it is signed by that institution, fresh and not replayed,
+  the practitioner is registered under that institution (403 `not_our_practitioner`), and the
+  ledger holds an active grant for the *practitioner* and the record; the data key is re-wrapped
+  for the institution, so the plaintext exists only at the practitioner's own institution. The
+  same checks guard this node's own practitioners' reads and writes in-process
+  (`open_for`, `accept_local`: node/records/node_delegate.py).
 - When a block erasing a record held here is committed, the ciphertext and every wrapped key are
   deleted and the key range compacted.
 """
@@ -36,8 +44,8 @@ from node.app import queries
 from node.core.crypto import sha256
 from node.core.errors import CodedError
 from node.core.encoding import canonical, decode
-from node.records.envelope import EnvelopeError, unwrap_key, wrap_key
-from node.records.protocol import Fetch, Release, Upload
+from node.records.envelope import EnvelopeError, decrypt, unwrap_key, wrap_key
+from node.records.protocol import DelegatedFetch, Fetch, Release, Upload
 from node.core.replay import ReplayGuard, ReplayRefused
 
 log = logging.getLogger("medledger.custodian")
@@ -113,35 +121,49 @@ class Custodian:
         return self.node.identity.public_key
 
     def accept_upload(self, upload: Upload) -> None:
+        """Keep a practitioner's signed upload (its signature was checked on decoding)."""
+        self._accept(upload.record_id, upload.author, upload.patient, upload.resource_type, upload.ciphertext,
+                     upload.wrapped, signed_ms=upload.timestamp_ms)
+
+    def accept_local(self, record_id: bytes, author: bytes, patient: bytes, resource_type: str, ciphertext: bytes,
+                     wrapped: dict[str, bytes]) -> None:
+        """Keep a record this node's institution encrypted for `author`, one of its practitioners
+        (a `record.add` on behalf of the author announces it): the checks and the entry of an
+        upload, without the author's signature."""
+        self._accept(record_id, author, patient, resource_type, ciphertext, wrapped, signed_ms=None)
+
+    def _accept(self, record_id: bytes, author_id: bytes, patient_id: bytes, resource_type: str, ciphertext: bytes,
+                wrapped: dict[str, bytes], *, signed_ms: int | None) -> None:
         state = self.node.state_reader()
-        author = queries.identity(state, upload.author)
+        author = queries.identity(state, author_id)
         if author is None or author.get("role") != "practitioner":
             raise CustodianRefusal(403, "not_a_practitioner", "the author is not a registered practitioner")
         if author.get("institution") != self.institution.hex():
             raise CustodianRefusal(403, "wrong_custodian", "the author is not registered under this node's institution")
-        patient = queries.identity(state, upload.patient)
+        patient = queries.identity(state, patient_id)
         if patient is None or patient.get("role") != "patient":
             raise CustodianRefusal(404, "unknown_patient", "the patient is not registered on the ledger")
         now = self.node.clock_ms()
-        try:
-            self.guard.check_time(upload.timestamp_ms, now)
-        except ReplayRefused as exc:
-            raise CustodianRefusal(401, exc.code, exc.message) from None
-        if queries.record(state, upload.record_id) is not None or self.store.has(upload.record_id):
+        if signed_ms is not None:
+            try:
+                self.guard.check_time(signed_ms, now)
+            except ReplayRefused as exc:
+                raise CustodianRefusal(401, exc.code, exc.message) from None
+        if queries.record(state, record_id) is not None or self.store.has(record_id):
             raise CustodianRefusal(409, "record_exists", "a record with this id already exists")
         self.expire_uploads(now)
-        count, size = self._pending_of.get(upload.author, (0, 0))
-        if count >= self.limits.max_pending or size + len(upload.ciphertext) > self.limits.max_pending_bytes:
+        count, size = self._pending_of.get(author_id, (0, 0))
+        if count >= self.limits.max_pending or size + len(ciphertext) > self.limits.max_pending_bytes:
             raise CustodianRefusal(429, "too_many_uploads",
                                    f"this author has {count} upload(s), {size} bytes, waiting for their record.add (at most "
                                    f"{self.limits.max_pending} and {self.limits.max_pending_bytes} bytes): announce them "
                                    "on the ledger first")
-        store_entry(self.store, upload.record_id, {
-            "patient": upload.patient, "resource_type": upload.resource_type, "ciphertext": upload.ciphertext,
-            "wrapped": upload.wrapped, "author": upload.author, "sha256": sha256(upload.ciphertext),
+        store_entry(self.store, record_id, {
+            "patient": patient_id, "resource_type": resource_type, "ciphertext": ciphertext,
+            "wrapped": wrapped, "author": author_id, "sha256": sha256(ciphertext),
             "received_ms": now,
         })
-        self._add_pending(upload.record_id, upload.author, upload.patient, len(upload.ciphertext), now)
+        self._add_pending(record_id, author_id, patient_id, len(ciphertext), now)
 
     # -- uploads waiting for their announcement --------------------------------------------------
     def _add_pending(self, record_id: bytes, author: bytes, patient: bytes, size: int, received_ms: int) -> None:
@@ -215,40 +237,86 @@ class Custodian:
             self._timer = None
 
     def serve(self, fetch: Fetch, now_ms: int) -> Release:
+        """A reader's own signed fetch (its signature was checked on decoding)."""
+        self._check_fresh(fetch.timestamp_ms, now_ms)
+        meta = self._granted(fetch.requester, fetch.record_id)
+        self._remember(fetch.requester, fetch.nonce, now_ms)
+        return self._release(meta, fetch.record_id, fetch.requester, fetch.nonce)
+
+    def serve_delegated(self, fetch: DelegatedFetch, now_ms: int) -> Release:
+        """An institution's fetch for one of its practitioners (its signature was checked on
+        decoding): the grant must be the practitioner's; the key is re-wrapped for the institution."""
+        self._check_fresh(fetch.timestamp_ms, now_ms)
+        self._check_practitioner(fetch.institution, fetch.practitioner)
+        meta = self._granted(fetch.practitioner, fetch.record_id)
+        self._remember(fetch.institution, fetch.nonce, now_ms)
+        return self._release(meta, fetch.record_id, fetch.institution, fetch.nonce)
+
+    def open_for(self, practitioner: bytes, record_id: bytes) -> bytes:
+        """The plaintext of a record held here for one of this institution's practitioners, after
+        the checks of a delegated fetch (no message: the caller is this node)."""
+        self._check_practitioner(self.institution, practitioner)
+        meta = self._granted(practitioner, record_id)
+        entry, key = self._data_key(meta, record_id)
         try:
-            self.guard.check_time(fetch.timestamp_ms, now_ms)
+            return decrypt(entry["ciphertext"], key)
+        except EnvelopeError:
+            log.error("record %s does not open with its own data key", record_id.hex()[:16])
+            raise CustodianRefusal(500, "key_unavailable", "the custodian cannot open this record's data") from None
+
+    def _check_fresh(self, timestamp_ms: int, now_ms: int) -> None:
+        try:
+            self.guard.check_time(timestamp_ms, now_ms)
         except ReplayRefused as exc:
             raise CustodianRefusal(401, exc.code, exc.message) from None
+
+    def _check_practitioner(self, institution: bytes, practitioner: bytes) -> None:
+        found = queries.identity(self.node.state_reader(), practitioner)
+        if found is None or found.get("role") != "practitioner" or found.get("institution") != institution.hex():
+            raise CustodianRefusal(403, "not_our_practitioner", "the practitioner is not registered under the "
+                                   "institution that asks for it")
+
+    def _granted(self, reader: bytes, record_id: bytes) -> dict[str, Any]:
+        """The ledger's record, held here, with a committed grant for `reader`, not erased."""
         state = self.node.state_reader()
-        meta = queries.record(state, fetch.record_id)
+        meta = queries.record(state, record_id)
         if meta is None:
             raise no_grant()
         if meta.get("custodian") != self.institution.hex():
             raise CustodianRefusal(421, "not_custodian", "this node does not hold that record")
-        grant = queries.active_grant(state, fetch.requester, fetch.record_id, self.node.now_ms())
+        grant = queries.active_grant(state, reader, record_id, self.node.now_ms())
         if grant is None:
             raise no_grant()
         if meta.get("erased"):
             raise CustodianRefusal(410, "erased", "the record was erased at the patient's request")
+        return meta
+
+    def _remember(self, signer: bytes, nonce: bytes, now_ms: int) -> None:
         try:
-            self.guard.remember(fetch.requester, fetch.nonce, now_ms)
+            self.guard.remember(signer, nonce, now_ms)
         except ReplayRefused as exc:
             raise CustodianRefusal(429 if exc.code == "busy" else 401, exc.code, exc.message) from None
-        entry = load_entry(self.store, fetch.record_id)
+
+    def _data_key(self, meta: dict[str, Any], record_id: bytes) -> tuple[dict[str, Any], bytes]:
+        """The stored entry of a record and its data key, opened with the institution's key."""
+        entry = load_entry(self.store, record_id)
         if entry is None:
             raise CustodianRefusal(410, "erased", "the record's data is not held here any more")
         if not matches_ledger(entry, meta):
             log.warning("record %s: the upload held here differs from its record.add; not serving it",
-                        fetch.record_id.hex()[:16])
+                        record_id.hex()[:16])
             raise CustodianRefusal(409, "record_mismatch", "the data held for this record is not what the ledger "
                                    "announces (author, patient, type or hash); ask its author to write it again")
         try:
-            key = unwrap_key(entry["wrapped"]["custodian"], self.node.identity)
+            return entry, unwrap_key(entry["wrapped"]["custodian"], self.node.identity)
         except EnvelopeError:
-            log.error("cannot unwrap the data key of record %s", fetch.record_id.hex()[:16])
+            log.error("cannot unwrap the data key of record %s", record_id.hex()[:16])
             raise CustodianRefusal(500, "key_unavailable", "the custodian cannot open this record's data key") from None
-        return Release(chain_id=self.node.chain_id, record_id=fetch.record_id, requester=fetch.requester,
-                       nonce=fetch.nonce, ciphertext=entry["ciphertext"], wrapped_key=wrap_key(key, fetch.requester),
+
+    def _release(self, meta: dict[str, Any], record_id: bytes, reader: bytes, nonce: bytes) -> Release:
+        entry, key = self._data_key(meta, record_id)
+        return Release(chain_id=self.node.chain_id, record_id=record_id, requester=reader, nonce=nonce,
+                       ciphertext=entry["ciphertext"], wrapped_key=wrap_key(key, reader),
                        custodian=self.institution).signed_by(self.node.identity)
 
     def on_block_committed(self, txs: list[Any], results: list[str]) -> None:
@@ -273,7 +341,8 @@ class Custodian:
         entry = load_entry(self.store, rid)
         if entry is None:
             return
-        meta = {"author": tx.sender.hex(), "patient": tx.body["patient"].hex(),
+        author = tx.body.get("on_behalf_of", tx.sender)  # an institution's record.add for its practitioner
+        meta = {"author": author.hex(), "patient": tx.body["patient"].hex(),
                 "resource_type": tx.body["resource_type"], "hash": tx.body["hash"].hex()}
         if not matches_ledger(entry, meta):
             log.warning("record %s: the upload differs from its record.add (author, patient, type or hash); deleted",

@@ -5,6 +5,10 @@ UPLOAD    the author sends ciphertext and wrapped keys to its institution's node
 FETCH     a reader asks the custodian for a record it has a committed access grant for; signed by
           the reader, timestamped and with a random nonce, so a stale or replayed request is
           refused.
+DELEGATED FETCH  an institution asks for a record on behalf of one of its practitioners, who
+          holds the committed grant (the institution's node serves a FHIR client authenticated
+          by a bearer token, node/fhir/); signed by the institution, timestamped and with a
+          random nonce. The custodian re-wraps the data key for the institution.
 RELEASE   the custodian's answer: ciphertext and the data key re-wrapped for the reader, signed by
           the custodian (a SealedBox does not say who sealed it; the signature does).
 
@@ -129,6 +133,34 @@ class Fetch(SignedMessage):
         f = cls(chain_id=chain_id, record_id=_id(doc, "record_id"), requester=_id(doc, "requester"),
                 timestamp_ms=doc["timestamp_ms"], nonce=_id(doc, "nonce", NONCE_SIZE), signature=_id(doc, "signature", SIGNATURE_SIZE))
         return f.verified(f.requester, "the request is not signed by its requester")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DelegatedFetch(SignedMessage):
+    record_id: bytes
+    institution: bytes
+    practitioner: bytes
+    timestamp_ms: int
+    nonce: bytes
+
+    def signing_bytes(self) -> bytes:
+        return canonical(["medledger-fetch-delegated-v1", self.chain_id, self.record_id, self.institution,
+                          self.practitioner, self.timestamp_ms, self.nonce])
+
+    @classmethod
+    def create(cls, institution: Identity, *, chain_id: str, record_id: bytes, practitioner: bytes,
+               timestamp_ms: int) -> "DelegatedFetch":
+        return cls(chain_id=chain_id, record_id=record_id, institution=institution.public_key, practitioner=practitioner,
+                   timestamp_ms=timestamp_ms, nonce=os.urandom(NONCE_SIZE)).signed_by(institution)
+
+    @classmethod
+    def from_wire(cls, doc: Any, chain_id: str) -> "DelegatedFetch":
+        _need(doc, {"record_id": bytes, "institution": bytes, "practitioner": bytes, "timestamp_ms": int,
+                    "nonce": bytes, "signature": bytes})
+        f = cls(chain_id=chain_id, record_id=_id(doc, "record_id"), institution=_id(doc, "institution"),
+                practitioner=_id(doc, "practitioner"), timestamp_ms=doc["timestamp_ms"], nonce=_id(doc, "nonce", NONCE_SIZE),
+                signature=_id(doc, "signature", SIGNATURE_SIZE))
+        return f.verified(f.institution, "the request is not signed by the institution it names")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -51,6 +51,7 @@ from node.runtime.integrity import check_store
 from node.runtime.membership import Membership
 from node.runtime.memory import MemorySampler
 from node.runtime.mempool import Mempool
+from node.runtime.own_nonces import OwnNonces
 from node.runtime.metrics import NodeMetrics
 from node.runtime.proposer import Proposer
 from node.runtime.snapshots import Snapshotter
@@ -107,6 +108,8 @@ class Node:
         self.admission = TxAdmission(chain_id=self.chain_id, store=store, mempool=self.mempool,
                                      state_reader=self.blocks.state_reader, admitted=self._admitted)
         self.waiters = Waiters(store)
+        # nonces of what this node signs with its own key (node/runtime/own_nonces.py)
+        self.own_nonces = OwnNonces(identity.public_key, self.blocks.state_reader, lambda: self.clock_ms())
         self.memory = MemorySampler(self.clock)
         self.snapshots = Snapshotter(store=store, chain_id=self.chain_id, identity=identity, interval=config.storage.snapshot_interval,
                                      directory=home_dir / config.storage.snapshot_dir if home_dir is not None else None)

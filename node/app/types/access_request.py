@@ -10,6 +10,13 @@ Only practitioners read records this way. A researcher never receives a patient'
 research data leaves only as a de-identified extract (`medledger research extract`), so a
 researcher's request fails with "research_extract_only" and nothing is granted.
 
+An institution may ask for one of its practitioners (`on_behalf_of`, node/app/roles.py
+`acting_staff`): the request is decided exactly as if the practitioner had signed it (grantees:
+the practitioner and its institution), the grant is the practitioner's (`queries.active_grant`
+for the practitioner), and the decision, the audit entry and the disclosure name the
+institution as `via`. `assess` is the decision without writing, which a node also uses to
+predict one (node/records/node_delegate.py).
+
 The body holds no free text. An emergency request names a coded reason (`reason`, one of
 `access.BREAKGLASS_REASONS`); the practitioner's own words stay off the chain, in its
 institution's notes, and the chain may carry their commitment (`note_hash`: SHA-256 of a random
@@ -18,17 +25,21 @@ salt followed by the text), so the custodian reviewing the access can check the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from node.chain.tx import Transaction, TxRejected
 
 from node.app import breakglass, keys
-from node.app.access import BREAKGLASS_REASONS, FRESH, Grantee, Record, Request, decide
+from node.app.access import (BREAKGLASS_REASONS, FRESH, BreakglassStanding, Decision, Grantee, Record, Request,
+                             decide)
 from node.app.audit import audit, disclose
 from node.app.consents import candidate_consents
-from node.app.fields import check_id, check_purpose
+from node.app.fields import check_id, check_on_behalf_of, check_purpose
 from node.app.registry import ExecContext, ExecFailed, TxType, register, require_fields
-from node.app.roles import PRACTITIONER, RESEARCHER, sender_as
+from node.app.roles import PRACTITIONER, RESEARCHER, acting_staff
+from node.app.state import StateReader
 from node.app.stored import read, write
 
 RESULT_DENIED = "denied"
@@ -39,10 +50,11 @@ def _present(value: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in value.items() if v is not None}
 
 
-def _check(tx: Transaction) -> None:
-    body = tx.body
-    require_fields(body, {"record": bytes, "purpose": str}, {"reason": str, "note_hash": bytes})
+def check_request(body: dict[str, Any]) -> None:
+    """The stateless checks of an `access.request` body (TxRejected with the code)."""
+    require_fields(body, {"record": bytes, "purpose": str}, {"reason": str, "note_hash": bytes, "on_behalf_of": bytes})
     check_id(body, "record")
+    check_on_behalf_of(body)
     check_purpose(body["purpose"])
     reason = body.get("reason", "")
     if body["purpose"] == "emergency" and not reason.strip():
@@ -57,53 +69,82 @@ def _check(tx: Transaction) -> None:
         raise TxRejected("invalid_body", f"note_hash must be {NOTE_HASH_SIZE} bytes (a SHA-256)")
 
 
+def _check(tx: Transaction) -> None:
+    check_request(tx.body)
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """A practitioner's request as the ledger decides it: the stored record, the decision's inputs
+    and the decision."""
+
+    stored: dict[str, Any]
+    record: Record
+    request: Request
+    decision: Decision
+
+
+def assess(state: StateReader, requester: bytes, identity: dict[str, Any], record_id: bytes, purpose: str,
+           reason: str, now_ms: int, standing: Callable[[bytes], BreakglassStanding]) -> Assessment:
+    """Decide a practitioner's request for `record_id` at block time `now_ms` without writing
+    anything: what `access.request` records, and what a node predicts before asking
+    (node/records/node_delegate.py). `standing(patient)` is the requester's break-glass use.
+    Raises ExecFailed("unknown_record")."""
+    stored = read(state, keys.record(record_id))
+    if stored is None:
+        raise ExecFailed("unknown_record", "no record with this id")
+    patient = stored["patient"]
+    grantees: set[Grantee] = {("practitioner", requester)}
+    if identity.get("institution") is not None:
+        grantees.add(("institution", identity["institution"]))
+    record = Record(id=record_id, patient=patient, resource_type=stored["resource_type"],
+                    author=stored["author"], erased="erased_ms" in stored)
+    request = Request(requester=requester, role=identity["role"], grantees=frozenset(grantees), purpose=purpose,
+                      reason=reason, now_ms=now_ms)
+    consents = candidate_consents(state, patient, sorted(grantees, key=lambda g: keys.grantee_part(*g)))
+    opted_out = state.get(keys.OPTOUT + patient) is not None
+    breakglass_use = standing(patient) if purpose == "emergency" else FRESH
+    return Assessment(stored, record, request, decide(request, record, consents, opted_out=opted_out,
+                                                      standing=breakglass_use))
+
+
 def _execute(ctx: ExecContext) -> str | None:
     body = ctx.tx.body
-    requester = sender_as(ctx, PRACTITIONER, RESEARCHER)
+    requester_id, requester, via = acting_staff(ctx, PRACTITIONER, RESEARCHER)
     role, purpose = requester["role"], body["purpose"]
     if role == RESEARCHER:
         if purpose != "research":
             raise ExecFailed("purpose_not_allowed", "a researcher may request access for research only")
         raise ExecFailed("research_extract_only", "a researcher never reads a raw record: research data leaves "
                          "only as a de-identified extract (medledger research extract)")
-    stored = read(ctx.state, keys.record(body["record"]))
-    if stored is None:
-        raise ExecFailed("unknown_record", "no record with this id")
-    patient = stored["patient"]
-    grantees: set[Grantee] = {("practitioner", ctx.tx.sender)}
-    if requester.get("institution") is not None:
-        grantees.add(("institution", requester["institution"]))
-    record = Record(id=body["record"], patient=patient, resource_type=stored["resource_type"],
-                    author=stored["author"], erased="erased_ms" in stored)
-    request = Request(requester=ctx.tx.sender, role=role, grantees=frozenset(grantees), purpose=purpose,
-                      reason=body.get("reason", ""), now_ms=ctx.timestamp_ms)
-    consents = candidate_consents(ctx.state, patient, sorted(grantees, key=lambda g: keys.grantee_part(*g)))
-    opted_out = ctx.state.get(keys.OPTOUT + patient) is not None
-    standing = breakglass.standing(ctx, ctx.tx.sender, patient) if purpose == "emergency" else FRESH
-    decision = decide(request, record, consents, opted_out=opted_out, standing=standing)
+    found = assess(ctx.state, requester_id, requester, body["record"], purpose, body.get("reason", ""),
+                   ctx.timestamp_ms, lambda patient: breakglass.standing(ctx, requester_id, patient))
+    stored, record, request, decision = found.stored, found.record, found.request, found.decision
+    patient = record.patient
 
     custodian = stored["custodian"]
     outcome = "granted" if decision.granted else "denied"
     write(ctx, keys.access(ctx.tx.hash), _present({
-        "requester": ctx.tx.sender, "requester_role": role, "requester_institution": requester.get("institution"),
-        "record": record.id, "patient": patient, "custodian": custodian, "resource_type": record.resource_type,
-        "purpose": purpose, "reason": request.reason, "note_hash": body.get("note_hash"), "decision": outcome,
-        "rule": decision.rule, "consent": decision.consent, "expires_ms": decision.expires_ms, "review": decision.review,
+        "requester": requester_id, "requester_role": role, "requester_institution": requester.get("institution"),
+        "via": via, "record": record.id, "patient": patient, "custodian": custodian,
+        "resource_type": record.resource_type, "purpose": purpose, "reason": request.reason,
+        "note_hash": body.get("note_hash"), "decision": outcome, "rule": decision.rule, "consent": decision.consent,
+        "expires_ms": decision.expires_ms, "review": decision.review,
         "height": ctx.height, "index": ctx.index, "time_ms": ctx.timestamp_ms,
     }))
     event = "access.breakglass" if decision.rule == "breakglass" else f"access.{outcome}"
     details = dict(record=record.id, resource_type=record.resource_type, custodian=custodian, purpose=purpose,
                    reason=request.reason or None, decision=outcome, rule=decision.rule, consent=decision.consent,
-                   expires_ms=decision.expires_ms)
+                   expires_ms=decision.expires_ms, actor=requester_id, via=via)
     audit(ctx, patient, event, **details)
     if not decision.granted:
         return RESULT_DENIED
-    ctx.state.put(keys.GRANT + ctx.tx.sender + record.id + ctx.position, ctx.tx.hash)
+    ctx.state.put(keys.GRANT + requester_id + record.id + ctx.position, ctx.tx.hash)
     disclose(ctx, custodian, event, patient=patient, requester_institution=requester.get("institution"), **details)
     if decision.review:
         assert decision.expires_ms is not None
         ctx.state.put(keys.BREAKGLASS_PENDING + custodian + ctx.position, ctx.tx.hash)
-        breakglass.note_grant(ctx, ctx.tx.sender, patient, record.id, custodian, decision.expires_ms)
+        breakglass.note_grant(ctx, requester_id, patient, record.id, custodian, decision.expires_ms)
     return None
 
 
