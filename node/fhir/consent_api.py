@@ -72,7 +72,7 @@ def search(state: StateReader, principal: Principal, query: Sequence[tuple[str, 
     if principal.role == "patient":
         patients = patients or {principal.identity.hex()}
     if not patients:
-        raise FhirError(400, "patient_required", "name the patient (patient=Patient/<id>)")
+        raise FhirError(400, "search_patient_required", "name the patient (patient=Patient/<id>)")
     ids = None
     for value in values.get("_id", []):
         given = {v.strip().lower() for v in value.split(",") if v.strip()}

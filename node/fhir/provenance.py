@@ -91,7 +91,7 @@ def search(state: StateReader, delegate: RecordAccess, principal: Principal, que
            base: str, now_ms: int, *, strict: bool) -> JSON:
     found, values = parse_plain(query, LEDGER_TYPES["Provenance"], now_ms, strict=strict)
     if not values:
-        raise FhirError(400, "patient_required", "name the record (target=<Type>/<id>) or the patient (patient=)")
+        raise FhirError(400, "search_patient_required", "name the record (target=<Type>/<id>) or the patient (patient=)")
     selected: dict[str, JSON] | None = None
     for text in values.get("target", []):
         metas = {m["id"]: m for m in _target(state, text)}

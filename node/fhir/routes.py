@@ -304,7 +304,7 @@ def search_patients(state: StateReader, principal: Principal, search: Search) ->
             elif (meta := record_meta(state, key)) is not None:
                 found[meta["patient"]] = None
         return list(found)
-    raise FhirError(400, "patient_required", "name the patient (patient=Patient/<id>, or subject=) or the ids (_id=) to "
+    raise FhirError(400, "search_patient_required", "name the patient (patient=Patient/<id>, or subject=) or the ids (_id=) to "
                                              "search: a search over every patient's records is not supported")
 
 

@@ -165,7 +165,7 @@ async def test_a_patient_token_searches_its_own_records_only(world):
 async def test_search_refusals_and_ignored_parameters(world):
     token = await world.token(DOCTOR, DOCTOR_SCOPE, "TREAT")
     status, body, _ = await world.call("GET", f"{B}/Observation", token)
-    assert status == 400 and code_of(body) == "patient_required"
+    assert status == 400 and code_of(body) == "search_patient_required"
     status, body, _ = await world.call("GET", f"{B}/Observation?patient={PATIENT.id}&date=yesterday", token)
     assert status == 400 and code_of(body) == "invalid_search"
     status, body, _ = await world.call("GET", f"{B}/Observation?patient={PATIENT.id}&code:text=x", token)
