@@ -35,6 +35,7 @@ from node.fhir.ledger import ledger_id, not_found
 from node.fhir.outcome import FhirError
 from node.fhir.principal import Principal
 from node.fhir.search import parse_plain, patient_id, searchset
+from node.records.fhir import FhirInvalid, validate_resource
 
 TX_HEADER = "X-MedLedger-Transaction"
 COMMIT_WAIT_S = 15.0
@@ -135,6 +136,10 @@ async def create(request: web.Request, principal: Principal, consent: JSON) -> w
     named = patient.get("reference") if isinstance(patient, dict) else None
     if named != f"Patient/{principal.identity.hex()}":
         raise FhirError(422, "patient_mismatch", "Consent.patient must be Patient/<your ledger id>")
+    try:
+        validate_resource(consent)
+    except FhirInvalid as exc:
+        raise FhirError(422, exc.code, str(exc)) from None
     body = grant_body(consent)
     if tx.body != body:
         raise FhirError(422, "transaction_mismatch", "the transaction's body is not the Consent's consent.grant: sign "

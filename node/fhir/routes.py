@@ -68,6 +68,7 @@ from node.fhir.smart import TOKEN_PATH, public_base
 from node.fhir.transaction import (
     IDENTITY_SYSTEM,
     MAX_BUNDLE_BYTES,
+    MAX_ENTRIES,
     EntryFailure,
     Plan,
     parse_bundle,
@@ -444,9 +445,14 @@ async def post_type(request: web.Request) -> web.StreamResponse:
     if not is_patient(state_of(request), patient):
         raise FhirError(422, "unknown_patient", "the resource's patient is not a registered patient of this ledger")
     resource = prepared(doc, rtype, patient, patient.hex() if rtype == "Patient" else None)
-    meta = await store_one(request, principal, NewRecord(patient, rtype, encoded(resource)))
+    previous = latest_patient_record(state_of(request), patient.hex()) if rtype == "Patient" else None
+    if previous is not None:
+        require_scope(principal, rtype, "u")
+    meta = await store_one(request, principal, NewRecord(patient, rtype, encoded(resource),
+                                                         supersedes=bytes.fromhex(previous["id"]) if previous else None))
     served = to_fhir(resource, meta)
-    return fhir_response(served, 201, version_headers(request, served, RecordView.of(meta), location=True))
+    status = 200 if previous is not None else 201
+    return fhir_response(served, status, version_headers(request, served, RecordView.of(meta), location=True))
 
 
 def if_match(request: web.Request) -> int | None:
@@ -508,23 +514,61 @@ async def delete_instance(request: web.Request) -> web.StreamResponse:
 
 
 # -- transaction and batch ------------------------------------------------------------------------
+def bundle_updates(state: StateReader, bundle: JSON) -> dict[int, JSON]:
+    """By entry index, the latest version of each resource a PUT entry names (`Type/<id>`) that the
+    ledger holds already: the entry is its next version (a Patient's, see latest_patient_record)."""
+    out: dict[int, JSON] = {}
+    entries = bundle.get("entry")
+    for index, entry in enumerate(entries[:MAX_ENTRIES] if isinstance(entries, list) else []):
+        asked = entry.get("request") if isinstance(entry, dict) else None
+        url = asked.get("url") if isinstance(asked, dict) and asked.get("method") == "PUT" else None
+        rtype, _, fid = url.partition("/") if isinstance(url, str) else ("", "", "")
+        if rtype in TYPES and rtype != "Patient" and fid:
+            try:
+                held = versions(state, rtype, fid)
+            except FhirError:
+                continue
+            if held:
+                out[index] = held[-1]
+    return out
+
+
+def latest_patient_record(state: StateReader, patient: str) -> JSON | None:
+    """The latest version of the patient's Patient record, None when it has none: a Patient stored
+    again (its id is always the patient's) is that record's next version."""
+    key = ledger_id(patient)
+    held = versions(state, "Patient", patient) if key is not None and is_patient(state, key) else []
+    return held[-1] if held else None
+
+
 @fhir_route
 async def post_bundle(request: web.Request) -> web.StreamResponse:
     """POST /fhir/R4 with a transaction or batch Bundle."""
     principal = require_principal(request)
     check_content_type(request)
     bundle = parse_bundle(await read_body(request, MAX_BUNDLE_BYTES))
-    plan = plan_bundle(bundle, assign=lambda index, rtype: secrets.token_hex(32))
     state = state_of(request)
+    updates = bundle_updates(state, bundle)
+    plan = plan_bundle(bundle, assign=lambda index, rtype: RecordView.of(updates[index]).logical_id
+                       if index in updates else secrets.token_hex(32))
     failures = list(plan.failures)
     kept = []
+    supersedes: dict[int, bytes] = {}
     for entry in plan.entries:
         problem: FhirError | None = None
+        previous = updates.get(entry.index) if entry.resource_type != "Patient" else latest_patient_record(state, entry.patient)
+        if previous is not None:
+            supersedes[entry.index] = bytes.fromhex(previous["id"])
+        perm = "u" if previous is not None else "c"
         if entry.resource_type not in TYPES:
             problem = FhirError(422, "unsupported_type", f"this server does not store {entry.resource_type} resources")
-        elif not principal.may(entry.resource_type, "c"):
-            problem = FhirError(403, "insufficient_scope", f"the access token's scopes do not allow create on "
-                                                           f"{entry.resource_type}")
+        elif not principal.may(entry.resource_type, perm):
+            problem = FhirError(403, "insufficient_scope", f"the access token's scopes do not allow "
+                                                           f"{'update' if perm == 'u' else 'create'} on {entry.resource_type}")
+        elif previous is not None and previous["patient"] != entry.patient:
+            problem = FhirError(422, "patient_mismatch", f"this {entry.resource_type} belongs to another patient on the ledger")
+        elif previous is not None and previous.get("erased"):
+            problem = FhirError(410, "erased", f"this {entry.resource_type} was erased at the patient's request")
         elif not is_patient(state, bytes.fromhex(entry.patient)):
             problem = FhirError(422, "unknown_patient", "the entry's patient is not a registered patient of this ledger")
         if problem is None:
@@ -534,7 +578,8 @@ async def post_bundle(request: web.Request) -> web.StreamResponse:
                             problem.issue)
         else:
             failures.append(EntryFailure(entry.index, problem))
-    items = [NewRecord(bytes.fromhex(e.patient), e.resource_type, encoded(e.resource)) for e in kept]
+    items = [NewRecord(bytes.fromhex(e.patient), e.resource_type, encoded(e.resource), supersedes=supersedes.get(e.index))
+             for e in kept]
     results: Sequence[StoredRecord | CodedError] = await delegate_of(request).store_for(principal.identity, items) \
         if items else []
     stored: list[Any] = []
@@ -557,7 +602,7 @@ async def post_bundle(request: web.Request) -> web.StreamResponse:
         stored.append(dataclasses.replace(entry, record_id=got.record_id.hex(), fhir_id=view.fhir_id))
     answered = Plan(kind=plan.kind, entries=tuple(stored), failures=tuple(sorted(failures, key=lambda f: f.index)),
                     size=plan.size)
-    return fhir_response(response_bundle(answered, versions=versions_of,
+    return fhir_response(response_bundle(answered, versions=versions_of, updated=frozenset(supersedes),
                                          last_modified=instant(last_ms) if last_ms else None))
 
 

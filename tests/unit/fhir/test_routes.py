@@ -267,3 +267,23 @@ async def test_a_batch_keeps_what_it_can_and_says_why_not_for_the_rest(world):
     assert status == 422 and code_of(answer) == "invalid_fhir"
     status, found, _ = await world.call("GET", f"{B}/Observation?patient={PATIENT.id}", token)
     assert found["total"] == 1  # the refused transaction stored nothing
+
+
+async def test_put_entries_of_resources_on_the_ledger_and_a_patient_stored_again_are_new_versions(world):
+    token = await world.token(DOCTOR, DOCTOR_SCOPE, "TREAT")
+    made = await create(world, token, observation(PATIENT, value=60))
+    patient = {"resourceType": "Patient", "identifier": [{"system": "urn:medledger:identity", "value": PATIENT.id}]}
+    first = await create(world, token, patient)
+    assert first["meta"]["versionId"] == "1"
+    changed = {**made, "valueQuantity": {"value": 61, "unit": "/min"}}
+    sent = bundle("transaction",
+                  {"resource": changed, "request": {"method": "PUT", "url": f"Observation/{made['id']}"}},
+                  {"resource": {**patient, "gender": "other"}, "request": {"method": "POST", "url": "Patient"}})
+    status, answer, _ = await world.call("POST", B, token, body=sent)
+    assert status == 200, answer
+    assert [(e["response"]["status"], e["response"]["location"]) for e in answer["entry"]] == [
+        ("200 OK", f"Observation/{made['id']}/_history/2"), ("200 OK", f"Patient/{PATIENT.id}/_history/2")]
+    status, read, _ = await world.call("GET", f"{B}/Patient/{PATIENT.id}", token)
+    assert read["gender"] == "other" and read["meta"]["versionId"] == "2"
+    status, read, _ = await world.call("GET", f"{B}/Observation/{made['id']}", token)
+    assert read["valueQuantity"]["value"] == 61 and read["meta"]["versionId"] == "2"
