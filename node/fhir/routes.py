@@ -34,6 +34,7 @@ records service (DELEGATE_KEY).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -63,11 +64,12 @@ from node.fhir.record_writes import delete_instance, post_bundle, post_type, put
 from node.fhir.resources import RecordView, minimal_patient
 from node.fhir.search import parse_search
 from node.fhir.smart import TOKEN_PATH, public_base
+from node.records.delegate import RecordAccess
 
 MAX_FORM_BYTES = 16 * 1024  # a POST _search body
 TYPE_PART = r"{type:[A-Z][A-Za-z]{1,63}}"
 ID_PART = r"{id:[A-Za-z0-9\-.]{1,64}}"
-__all__ = ["DELEGATE_KEY", "fhir_routes", "install_fhir"]
+__all__ = ["DELEGATE_KEY", "fhir_mount", "fhir_routes", "install_fhir"]
 
 
 # -- metadata -------------------------------------------------------------------------------------
@@ -224,3 +226,14 @@ def install_fhir(app: web.Application) -> None:
     if missing:
         raise RuntimeError(f"install_fhir needs on the app: {', '.join(missing)}")
     app.router.add_routes(fhir_routes())
+
+
+def fhir_mount(records: RecordAccess) -> Callable[[web.Application], None]:
+    """A mount for `make_app(..., mounts=[install_smart, fhir_mount(records)])`: puts the records
+    service on the app and mounts the routes."""
+
+    def mount(app: web.Application) -> None:
+        app[DELEGATE_KEY] = records
+        install_fhir(app)
+
+    return mount

@@ -20,7 +20,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from fhir.resources.R4B import get_fhir_model_class
 
@@ -32,7 +31,7 @@ from node.core.crypto import Identity, sha256
 from node.core.encoding import decode
 from node.core.errors import CodedError
 from node.fhir.client_assertion import make_assertion, token_form
-from node.fhir.routes import DELEGATE_KEY, install_fhir
+from node.fhir.routes import fhir_mount
 from node.fhir.smart import TOKEN_PATH, install_smart
 from node.home.config import build_config
 from node.records.delegate import NewRecord, StoredRecord
@@ -207,11 +206,7 @@ async def running(tmp_path: Path, monkeypatch: Any) -> AsyncIterator[World]:
     records = FakeRecords(node, {DOCTOR.public_key: DOCTOR, COLLEAGUE.public_key: COLLEAGUE}, nonces)
     monkeypatch.setattr(queries, "record", records.versioned(queries.record))
 
-    def mount(app: web.Application) -> None:
-        app[DELEGATE_KEY] = records
-        install_fhir(app)
-
-    app = make_app(node, mounts=[install_smart, mount])
+    app = make_app(node, mounts=[install_smart, fhir_mount(records)])
     client = TestClient(TestServer(app))
     await client.start_server()
     node.start()

@@ -165,9 +165,24 @@ async def test_a_patient_searches_its_audit_trail_each_event_naming_its_transact
 
 async def test_staff_search_their_institutions_disclosures(world):
     doctor = await world.token(DOCTOR, DOCTOR_SCOPE, "TREAT")
-    await create(world, doctor, observation(PATIENT))
+    made = await create(world, doctor, observation(PATIENT))
     status, found, _ = await world.call("GET", f"{B}/AuditEvent?patient={PATIENT.id}", doctor)
-    assert status == 200 and found["total"] == 0  # no access was disclosed yet (the fake records service grants off-ledger)
+    assert status == 200 and found["total"] == 0  # nothing of the patient's was disclosed yet
+    # the patient consents and the colleague's access is granted on the ledger: a disclosure by the custodian
+    consent = consent_for(COLLEAGUE.id)
+    assert (await world.tx(PATIENT, "consent.grant", grant_body(consent)))["result"] == "ok"
+    access = await world.tx(COLLEAGUE, "access.request", {"record": bytes.fromhex(made["id"]), "purpose": "treatment"})
+    assert access["result"] == "ok", access
+    status, found, _ = await world.call("GET", f"{B}/AuditEvent?patient={PATIENT.id}&agent={COLLEAGUE.id}", doctor)
+    assert status == 200 and found["total"] == 1
+    event = found["entry"][0]["resource"]
+    assert event["subtype"][-1]["code"] == "access.granted"
+    assert any(e["what"]["identifier"] == {"system": SYS_TX, "value": access["hash"]} for e in event["entity"])
+    status, found, _ = await world.call("GET", f"{B}/AuditEvent?patient={OTHER_PATIENT.id}", doctor)
+    assert found["total"] == 0
+    patient = await world.token(PATIENT, "patient/*.read")  # the patient sees the same access in its own trail
+    status, found, _ = await world.call("GET", f"{B}/AuditEvent?agent={COLLEAGUE.id}", patient)
+    assert [e["resource"]["subtype"][-1]["code"] for e in found["entry"]] == ["consent.granted", "access.granted"]
     no_scope = await world.token(DOCTOR, "user/Observation.rs", "TREAT")
     status, body, _ = await world.call("GET", f"{B}/AuditEvent", no_scope)
     assert status == 403 and code_of(body) == "insufficient_scope"
