@@ -98,9 +98,9 @@ def signed_transaction(request: web.Request, principal: Principal, tx_type: str)
                                                      f"encoding, in the header {TX_HEADER}")
     if len(text) > MAX_TX_BYTES * 4 // 3 + 8:
         raise FhirError(413, "too_large", f"the transaction in {TX_HEADER} is over {MAX_TX_BYTES} bytes")
+    cleaned = text.strip().replace("-", "+").replace("_", "/")  # URL-safe base64 too, padding optional
     try:
-        raw = base64.b64decode(text.strip() + "=" * (-len(text.strip()) % 4), altchars=b"-_" if "-" in text or "_" in text
-                               else None, validate=True)
+        raw = base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise FhirError(400, "malformed_transaction", f"{TX_HEADER} must be base64 (standard or URL-safe)") from None
     node = request.app[NODE_KEY]

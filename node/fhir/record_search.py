@@ -25,6 +25,7 @@ from node.fhir.principal import Principal
 from node.fhir.resources import RecordView, latest_versions, minimal_patient, to_fhir
 from node.fhir.search import Search, matches_content, matches_meta, searchset
 
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Candidate:
     """A search candidate: a record's latest version, or a patient known without a Patient record."""
@@ -52,11 +53,14 @@ def search_patients(state: StateReader, principal: Principal, search: Search) ->
             elif (meta := record_meta(state, key)) is not None:
                 found[meta["patient"]] = None
         return list(found)
-    raise FhirError(400, "search_patient_required", "name the patient (patient=Patient/<id>, or subject=) or the ids (_id=) to "
-                                             "search: a search over every patient's records is not supported")
+    raise FhirError(400, "search_patient_required", "name the patient (patient=Patient/<id>, or subject=) or the ids "
+                                                    "(_id=) to search: a search over every patient's records is not "
+                                                    "supported")
 
 
 def candidates(state: StateReader, principal: Principal, search: Search) -> list[Candidate]:
+    """The current versions the ledger's metadata selects (erased records left out), in the order
+    the records were registered, and the minimal Patient of a patient without a Patient record."""
     out: list[Candidate] = []
     for patient in search_patients(state, principal, search):
         metas = [m for m in latest_versions(patient_metas(state, bytes.fromhex(patient))) if not m.get("erased")]

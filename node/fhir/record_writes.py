@@ -149,6 +149,20 @@ def if_match(request: web.Request) -> int | None:
     return int(found.group(1))
 
 
+def updated_patient(doc: JSON, rtype: str, fid: str, latest: RecordView | None) -> bytes:
+    """The patient of an update: a Patient's is its id, any other resource's the ledger's patient of
+    its latest version; a body naming another patient is refused (422 patient_mismatch)."""
+    patient = bytes.fromhex(fid.lower()) if rtype == "Patient" else bytes.fromhex(latest.patient) if latest else b""
+    if rtype == "Patient":
+        idents = doc.get("identifier")
+        named = isinstance(idents, list) and any(isinstance(i, dict) and i.get("system") == IDENTITY_SYSTEM for i in idents)
+    else:
+        named = doc.get(TYPES[rtype].patient_element or "subject") is not None
+    if named and patient_named(doc, rtype) != patient:
+        raise FhirError(422, "patient_mismatch", f"this {rtype} belongs to another patient on the ledger")
+    return patient
+
+
 @fhir_route
 async def put_instance(request: web.Request) -> web.StreamResponse:
     """PUT /fhir/R4/<Type>/<id>: a new version of the resource."""
@@ -170,13 +184,7 @@ async def put_instance(request: web.Request) -> web.StreamResponse:
     if wanted is not None and wanted != (latest.version if latest else 0):
         raise FhirError(412, "version_conflict", f"If-Match names version {wanted}, the latest is "
                                                  f"{latest.version if latest else 'none'}: read it again and retry")
-    patient = patient_named(doc, rtype) if rtype == "Patient" or latest is None else bytes.fromhex(latest.patient)
-    if rtype == "Patient" and patient.hex() != fid.lower():
-        raise FhirError(422, "patient_mismatch", "a Patient's ledger id identifier must be its id")
-    if latest is not None and rtype != "Patient":
-        named = doc.get(TYPES[rtype].patient_element or "subject")
-        if named is not None and patient_named(doc, rtype) != patient:
-            raise FhirError(422, "patient_mismatch", f"this {rtype} belongs to another patient on the ledger")
+    patient = updated_patient(doc, rtype, fid, latest)
     if not is_patient(state, patient):
         raise FhirError(422, "unknown_patient", "the resource's patient is not a registered patient of this ledger")
     resource = prepared(doc, rtype, patient, latest.fhir_id if latest else patient.hex())

@@ -102,6 +102,12 @@ async def test_a_patient_without_a_patient_record_has_a_minimal_one_and_can_be_g
     assert status == 201 and body["id"] == PATIENT.id and body["meta"]["versionId"] == "1", body
     status, body, _ = await world.call("GET", f"{B}/Patient/{PATIENT.id}", token)
     assert status == 200 and body["name"] == [{"family": "Doe"}]
+    renamed = {k: v for k, v in body.items() if k != "identifier"} | {"name": [{"family": "Roe"}]}
+    status, body, _ = await world.call("PUT", f"{B}/Patient/{PATIENT.id}", token, body=renamed)
+    assert status == 200 and body["meta"]["versionId"] == "2" and body["identifier"][0]["value"] == PATIENT.id, body
+    other = {**renamed, "identifier": [{"system": "urn:medledger:identity", "value": OTHER_PATIENT.id}]}
+    status, body, _ = await world.call("PUT", f"{B}/Patient/{PATIENT.id}", token, body=other)
+    assert status == 422 and code_of(body) == "patient_mismatch"
     status, body, _ = await world.call("GET", f"{B}/Patient/{'ab' * 32}", token)
     assert status == 404 and code_of(body) == "not_found"
 
