@@ -206,6 +206,16 @@ async def delete_instance(request: web.Request) -> web.StreamResponse:
 
 
 # -- transaction and batch ------------------------------------------------------------------------
+def bundle_patient(state: StateReader, given: str | None) -> str | None:
+    """The patient a Bundle's request names (`?patient=Patient/<id>` or `<id>`): a registered patient."""
+    if given is None:
+        return None
+    key = ledger_id(given.removeprefix("Patient/"))
+    if key is None or not is_patient(state, key):
+        raise FhirError(422, "unknown_patient", "?patient= must name a registered patient by its ledger id (64 hex)")
+    return key.hex()
+
+
 def bundle_updates(state: StateReader, bundle: JSON) -> dict[int, JSON]:
     """By entry index, the latest version of each resource a PUT entry names (`Type/<id>`) that the
     ledger holds already: the entry is its next version (a Patient's, see latest_patient_record)."""
@@ -235,14 +245,16 @@ def latest_patient_record(state: StateReader, patient: str) -> JSON | None:
 
 @fhir_route
 async def post_bundle(request: web.Request) -> web.StreamResponse:
-    """POST /fhir/R4 with a transaction or batch Bundle."""
+    """POST /fhir/R4 with a transaction or batch Bundle; `?patient=<ledger id>` names the Bundle's
+    patient when its Patient carries no urn:medledger:identity identifier (a Synthea export)."""
     principal = require_principal(request)
     check_content_type(request)
-    bundle = parse_bundle(await read_body(request, MAX_BUNDLE_BYTES))
     state = state_of(request)
+    patient = bundle_patient(state, request.query.get("patient"))
+    bundle = parse_bundle(await read_body(request, MAX_BUNDLE_BYTES))
     updates = bundle_updates(state, bundle)
     plan = plan_bundle(bundle, assign=lambda index, rtype: RecordView.of(updates[index]).logical_id
-                       if index in updates else secrets.token_hex(32))
+                       if index in updates else secrets.token_hex(32), patient=patient)
     failures = list(plan.failures)
     kept = []
     supersedes: dict[int, bytes] = {}
