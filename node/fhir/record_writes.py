@@ -6,6 +6,11 @@ identifier of system urn:medledger:identity); it is validated, given the server'
 and stored with `store_for` for the token's practitioner. A new version supersedes the latest
 (`NewRecord.supersedes`): an update, a PUT entry naming a resource on the ledger, and a Patient
 stored again (its id is always the patient's). `If-Match` naming another version: 412.
+
+The entries of a Bundle reference each other by the ids `plan_bundle` assigns before anything is
+stored, so a new entry (not a Patient, not a new version) goes to `store_for` with that id as the
+resource's `id` (64 hex), and the records service is to register it under that record id: the
+references then hold. (`NewRecord` carries no record id of its own yet; see docs/fhir.md.)
 """
 
 from __future__ import annotations
