@@ -10,7 +10,7 @@ stored again (its id is always the patient's). `If-Match` naming another version
 The entries of a Bundle reference each other by the ids `plan_bundle` assigns before anything is
 stored, so a new entry (not a Patient, not a new version) goes to `store_for` with that id as the
 resource's `id` (64 hex), and the records service is to register it under that record id: the
-references then hold. (`NewRecord` carries no record id of its own yet; see docs/fhir.md.)
+references then hold (`NewRecord` carries no record id of its own).
 """
 
 from __future__ import annotations
