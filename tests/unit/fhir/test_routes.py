@@ -153,6 +153,10 @@ async def test_search_by_patient_code_date_and_paging(world):
     assert status == 200 and [e["resource"]["id"] for e in found["entry"]] == [made[2]["id"]]
     status, found, _ = await world.call("GET", f"{B}?_type=Observation,Patient&patient={PATIENT.id}", token)
     assert status == 200 and {e["resource"]["resourceType"] for e in found["entry"]} == {"Observation", "Patient"}
+    status, found, _ = await world.call("GET", f"{B}/Observation?patient={PATIENT.id}&_lastUpdated=lt2000", token)
+    assert status == 200 and found["total"] == 0
+    status, found, _ = await world.call("GET", f"{B}/Observation?patient={PATIENT.id}&_lastUpdated=gt2000", token)
+    assert found["total"] == 3
     status, found, _ = await world.call("GET", f"{B}/Observation?_id={made[0]['id']},{made[2]['id']}", token)
     assert status == 200 and {e["resource"]["id"] for e in found["entry"]} == {made[0]["id"], made[2]["id"]}
 
@@ -191,6 +195,11 @@ async def test_every_refusal_is_an_operation_outcome_with_its_status(world):
     token = await world.token(DOCTOR, DOCTOR_SCOPE, "TREAT")
     status, body, headers = await world.call("GET", f"{B}/Observation/{'ab' * 32}")
     assert status == 401 and code_of(body) == "token_required" and "Bearer" in headers["WWW-Authenticate"]
+    status, body, headers = await world.call("GET", f"{B}/Observation/{'ab' * 32}", "not-a-token")
+    assert status == 401 and code_of(body) == "invalid_token" and 'error="invalid_token"' in headers["WWW-Authenticate"]
+    status, body, _ = await world.call("POST", f"{B}/Observation/_search", token, data="patient=" + "x" * 20_000,
+                                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 413 and code_of(body) == "too_large"
     reader = await world.token(DOCTOR, "user/Observation.rs", "TREAT")
     status, body, _ = await world.call("POST", f"{B}/Observation", reader, body=observation(PATIENT))
     assert status == 403 and code_of(body) == "insufficient_scope"
