@@ -281,6 +281,22 @@ ADVICE: dict[str, str] = {
     "via_not_institution": "A release's via names the institution that asked for the researcher: a registered institution.",
     "researcher_not_delegated": "A release asked for by an institution (via) must be for a researcher registered under "
                                 "that institution.",
+    # -- FHIR REST routes (node/fhir/routes.py, consent_api.py, audit_api.py) ----------------------------
+    "malformed_json": "The request body is not one JSON object; send the FHIR resource as application/fhir+json.",
+    "unsupported_interaction": "This server does not offer that interaction on that type; see /fhir/R4/metadata.",
+    "search_patient_required": "Name the patient (patient=Patient/<id>) or the ids (_id=) in the search.",
+    "type_mismatch": "The body's resourceType must be the type in the URL.",
+    "id_mismatch": "The resource's id must be the id in the URL of the PUT.",
+    "invalid_if_match": "Send If-Match as the version ETag the server gave, W/\"<version>\".",
+    "version_conflict": "The resource changed since you read it: read it again and send the update with its new ETag.",
+    "not_committed": "The ledger has not committed it yet; read the resource again in a few seconds.",
+    "audit_not_allowed": "Patients search their own audit trail; staff their institution's disclosures: use such a token.",
+    "invalid_consent": "The Consent does not map onto a consent.grant; see docs/fhir.md, Consent through FHIR.",
+    "patient_only": "Only the patient grants and revokes its consents: use the patient's token and signature.",
+    "transaction_required": "Send the patient-signed transaction, base64 of its encoding, in X-MedLedger-Transaction.",
+    "malformed_transaction": "X-MedLedger-Transaction must be base64 of the transaction's msgpack encoding.",
+    "transaction_mismatch": "Sign exactly the body the message names (node.fhir.consent_map.grant_body of the Consent).",
+    "signer_mismatch": "Sign the transaction with the key of the patient the token was issued to.",
 }
 
 # Codes made from a parameter's name (the API's `bad_<name>` for ids, heights, times).

@@ -72,7 +72,7 @@ IGNORED_PARAMS = ("_format", "_pretty")
 LEDGER_TYPES: dict[str, tuple[str, ...]] = {
     "AuditEvent": ("patient", "date", "agent"),
     "Consent": ("patient", "_id"),
-    "Provenance": ("target",),
+    "Provenance": ("target", "patient"),
 }
 """Types served from the ledger itself (no record behind them) and their search parameters:
 the audit trail, the consents, the provenance of each record."""
@@ -100,7 +100,7 @@ RECORD_INTERACTIONS = ("read", "vread", "search-type", "create", "update")
 INTERACTIONS: dict[str, tuple[str, ...]] = {
     **{name: RECORD_INTERACTIONS for name in TYPES},
     "AuditEvent": ("search-type",),
-    "Consent": ("read", "search-type"),
+    "Consent": ("read", "search-type", "create", "delete"),
     "Provenance": ("read", "search-type"),
 }
 """The FHIR interactions served on each type; routes.py mounts exactly these (and the
