@@ -57,6 +57,8 @@ ADVICE: dict[str, str] = {
     "not_your_record": "Only the record's patient (or guardian) may do that; use the patient's key.",
     "already_erased": "The record is erased already; nothing more to do.",
     "not_custodian": "This node is not the record's custodian; send the request to the custodian institution's node.",
+    "held_elsewhere": "A patient reads its own records at their custodian's node: get a token there and read it there "
+                      "(the record's `custodian` on the ledger names the institution).",
     "not_custodian_staff": "Only the custodian institution (or its staff) may do that; use that institution's key.",
     "custodian_unknown": "The record's custodian is not known to this node; ask the custodian's node directly.",
     "custodian_unreachable": "The record's custodian node cannot be reached; retry later or ask it directly with --node.",

@@ -8,9 +8,8 @@ and stored with `store_for` for the token's practitioner. A new version supersed
 stored again (its id is always the patient's). `If-Match` naming another version: 412.
 
 The entries of a Bundle reference each other by the ids `plan_bundle` assigns before anything is
-stored, so a new entry (not a Patient, not a new version) goes to `store_for` with that id as the
-resource's `id` (64 hex), and the records service is to register it under that record id: the
-references then hold (`NewRecord` carries no record id of its own).
+stored, so a new entry (not a new version) goes to `store_for` with that id as its
+`NewRecord.record_id`, and the records service registers it under it: the references then hold.
 """
 
 from __future__ import annotations
@@ -287,7 +286,10 @@ async def post_bundle(request: web.Request) -> web.StreamResponse:
                             problem.issue)
         else:
             failures.append(EntryFailure(entry.index, problem))
-    items = [NewRecord(bytes.fromhex(e.patient), e.resource_type, encoded(e.resource), supersedes=supersedes.get(e.index))
+    # a new entry is registered under the id the plan gave it (other entries' references name it);
+    # a new version gets a fresh record id (its logical id, the one referenced, is its first version's)
+    items = [NewRecord(bytes.fromhex(e.patient), e.resource_type, encoded(e.resource), supersedes=supersedes.get(e.index),
+                       record_id=None if e.index in supersedes else bytes.fromhex(e.record_id))
              for e in kept]
     results: Sequence[StoredRecord | CodedError] = await delegate_of(request).store_for(principal.identity, items) \
         if items else []

@@ -41,6 +41,7 @@ from typing import Any
 from storage.offchain import MAX_RECORD_BYTES, OffchainStore
 
 from node.app import queries
+from node.app.roles import guardian_of
 from node.core.crypto import sha256
 from node.core.errors import CodedError
 from node.core.encoding import canonical, decode
@@ -192,8 +193,6 @@ class Custodian:
         """An upload not announced yet may be discarded by its patient, the patient's guardian or
         its author; an unknown or announced one by nobody here (a record on the ledger is erased
         with `record.erase`)."""
-        from node.app.roles import guardian_of
-
         entry = self._pending.get(record_id)
         if entry is None:
             return False
@@ -257,6 +256,37 @@ class Custodian:
         the checks of a delegated fetch (no message: the caller is this node)."""
         self._check_practitioner(self.institution, practitioner)
         meta = self._granted(practitioner, record_id)
+        entry, key = self._data_key(meta, record_id)
+        try:
+            return decrypt(entry["ciphertext"], key)
+        except EnvelopeError:
+            log.error("record %s does not open with its own data key", record_id.hex()[:16])
+            raise CustodianRefusal(500, "key_unavailable", "the custodian cannot open this record's data") from None
+
+    def own_refusal(self, patient: bytes, record_id: bytes) -> CustodianRefusal | None:
+        """Why a patient (or its guardian) may not read `record_id` here, or None: the record
+        must be the patient's, held here and not erased. A record of another patient gets the
+        refusal of an unknown one, so a patient learns nothing of what others have."""
+        state = self.node.state_reader()
+        meta = queries.record(state, record_id)
+        if meta is None or (meta.get("patient") != patient.hex() and guardian_of(state, bytes.fromhex(meta["patient"])) != patient):
+            return CustodianRefusal(404, "unknown_record", "no record of yours with this id")
+        if meta.get("custodian") != self.institution.hex():
+            return CustodianRefusal(421, "held_elsewhere", "this node does not hold that record: read it at its "
+                                    "custodian's node (its `custodian` on the ledger)")
+        if meta.get("erased"):
+            return CustodianRefusal(410, "erased", "the record was erased at the patient's request")
+        return None
+
+    def open_own(self, patient: bytes, record_id: bytes) -> bytes:
+        """The plaintext of a record held here for its own patient (or the patient's guardian),
+        who proved its key to this node (a SMART token): the record's key is wrapped for the
+        patient anyway, so no grant is needed and none is asked for (no caller but this node)."""
+        refused = self.own_refusal(patient, record_id)
+        if refused is not None:
+            raise refused
+        meta = queries.record(self.node.state_reader(), record_id)
+        assert meta is not None
         entry, key = self._data_key(meta, record_id)
         try:
             return decrypt(entry["ciphertext"], key)

@@ -24,12 +24,15 @@ from node.core.errors import CodedError
 class NewRecord:
     """One resource to store for its author: validated FHIR JSON (bytes, as the author wrote it,
     the patient reference already the ledger's), for a registered patient. `supersedes` is the
-    record id of the version this one replaces (its latest version), or None for a new record."""
+    record id of the version this one replaces (its latest version), or None for a new record.
+    `record_id` is the id to register it under (32 bytes: a transaction Bundle's entries refer
+    to each other by the ids the server gave them before storing), or None for a fresh one."""
 
     patient: bytes
     resource_type: str
     resource_json: bytes
     supersedes: bytes | None = None
+    record_id: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,8 @@ class RecordAccess(Protocol):
 
     def predict(self, reader: bytes, record_id: bytes, purpose: str, *, reason: str | None = None) -> str | None:
         """Without writing anything: None if `access.request` by `reader` (through this node's
-        institution) would be granted at the current state, else the refusal's code. Lets a search
+        institution) would be granted at the current state, else the refusal's code. A patient
+        reader (or its guardian) may read its own records held by this node's institution. Lets a search
         leave out what it may not show without filling the patient's audit trail with denials."""
         ...
 

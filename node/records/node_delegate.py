@@ -16,7 +16,11 @@ its own key, `on_behalf_of` the practitioner (docs/ledger.md, "On behalf of a pr
   checked against the ledger's hash and decrypted here. So the plaintext exists only at the
   reader's own institution, and only for what the ledger granted the reader;
 - predicting (`predict`): the ledger's decision (`access_request.assess`) on the committed
-  state, written nowhere.
+  state, written nowhere;
+- a patient (or its guardian) reading its own records: served from this node's custodian store
+  only (`Custodian.open_own`), without a grant (the record's key is wrapped for the patient
+  anyway); a record held at another institution is refused `held_elsewhere` (read it at that
+  custodian's node, which issues tokens to patients too).
 
 Nonces come from the node's allocator for its own key (`node.own_nonces`,
 node/runtime/own_nonces.py, shared with the research coordinator); each chunk is signed and
@@ -35,7 +39,7 @@ from typing import Any
 
 from node.app import breakglass, queries
 from node.app.registry import ExecFailed
-from node.app.roles import practitioner_of
+from node.app.roles import PATIENT, practitioner_of, role_of
 from node.app.types.access_request import RESULT_DENIED, assess, check_request
 from node.chain.tx import Transaction, TxRejected
 from node.core.crypto import sha256
@@ -63,7 +67,7 @@ STATUS = {
     "unknown_patient": 404, "unknown_record": 404,
     "record_exists": 409, "not_latest_version": 409, "nonce_replayed": 409, "record_mismatch": 409,
     "erased": 410, "too_many_uploads": 429, "sender_limit": 429, "mempool_full": 503, "busy": 503,
-    "commit_timeout": 504, "custodian_unreachable": 502, "custodian_unknown": 502, "bad_answer": 502,
+    "held_elsewhere": 421, "commit_timeout": 504, "custodian_unreachable": 502, "custodian_unknown": 502, "bad_answer": 502,
 }
 DENIED_STATUS = 403  # every access decision's refusal (no_consent, consent_revoked, breakglass_...)
 
@@ -139,8 +143,15 @@ class NodeDelegate:
         return out
 
     # -- predict -------------------------------------------------------------------------------
+    def _is_patient(self, reader: bytes) -> bool:
+        return role_of(self.node.state_reader(), reader) == PATIENT
+
     def predict(self, reader: bytes, record_id: bytes, purpose: str, *, reason: str | None = None) -> str | None:
-        """None if a delegated `access.request` by `reader` would be granted now, else its code."""
+        """None if a delegated `access.request` by `reader` would be granted now, else its code
+        (for a patient: whether it may read its own record here)."""
+        if self._is_patient(reader):
+            refused = self.custodian.own_refusal(reader, record_id)
+            return None if refused is None else refused.code
         body = self._request_body(reader, record_id, purpose, reason)
         try:
             check_request(body)
@@ -180,7 +191,7 @@ class NodeDelegate:
             if patient is None or patient.get("role") != "patient":
                 answers[i] = DelegateRefusal("unknown_patient", "the patient is not registered on the ledger")
                 continue
-            record_id = os.urandom(32)
+            record_id = item.record_id if item.record_id is not None else os.urandom(32)
             ciphertext, wrapped = seal_record(item.resource_json, {"patient": item.patient, "custodian": self.institution})
             try:
                 self.custodian.accept_local(record_id, author, item.patient, item.resource_type, ciphertext, wrapped)
@@ -213,6 +224,8 @@ class NodeDelegate:
         """Decide, fetch and decrypt each record for `reader` (see the module's docstring)."""
         if len(record_ids) > MAX_ITEMS:
             raise DelegateRefusal("too_many_items", f"at most {MAX_ITEMS} records per call", 413)
+        if self._is_patient(reader):
+            return [self._open_own(reader, r) for r in record_ids]
         not_ours = self._ours(reader)
         if not_ours is not None:
             return [not_ours for _ in record_ids]
@@ -263,6 +276,12 @@ class NodeDelegate:
         if remote:
             answers.update(await self._fetch_remote(reader, remote, meta, grant_tx))
         return [answers[r] for r in record_ids]
+
+    def _open_own(self, patient: bytes, record_id: bytes) -> bytes | CodedError:
+        try:
+            return self.custodian.open_own(patient, record_id)
+        except CodedError as exc:
+            return exc
 
     async def _fetch_remote(self, reader: bytes, record_ids: list[bytes], meta: dict[bytes, dict[str, Any]],
                             grant_tx: dict[bytes, bytes]) -> dict[bytes, bytes | CodedError]:
