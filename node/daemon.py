@@ -30,10 +30,13 @@ from storage.kv import LevelDBStore
 from storage.offchain import OffchainStore
 
 from node.api.app import SERVER_OPTIONS, make_app
+from node.api.common import CLIENT_SSL_KEY, CUSTODIAN_KEY, NODE_KEY
 from node.api.middleware import QuietClientErrors
 from node.fhir.bulk import install_bulk
+from node.fhir.routes import DELEGATE_KEY, install_fhir
 from node.fhir.smart import install_smart
 from node.records.custodian import Custodian
+from node.records.node_delegate import NodeDelegate
 from node.research.service import ResearchService
 from node.home.config import NodeConfig, NodeHome, TlsFiles
 from node.core.crypto import parse_id
@@ -138,8 +141,16 @@ def peer_allowed(node: Node, peer_id: bytes) -> bool:
 
 def api_mounts(config: NodeConfig) -> list[Callable[[web.Application], None]]:
     """What the API serves beside its own routes: the FHIR server's (node/fhir/, docs/fhir.md:
-    SMART authorisation, Bulk Data export) unless `[fhir] enabled = false`."""
-    return [install_smart, install_bulk] if config.fhir.enabled else []
+    SMART authorisation, Bulk Data export, the REST routes) unless `[fhir] enabled = false`.
+    The order matters: the REST routes answer every other path under /fhir/R4."""
+    return [install_smart, install_bulk, install_fhir_records] if config.fhir.enabled else []
+
+
+def install_fhir_records(app: web.Application) -> None:
+    """The FHIR REST routes acting through this node's records service: a NodeDelegate over the
+    app's custodian, calling other custodians with the app's client TLS context."""
+    app[DELEGATE_KEY] = NodeDelegate(app[NODE_KEY], app[CUSTODIAN_KEY], client_ssl=app.get(CLIENT_SSL_KEY))
+    install_fhir(app)
 
 
 class Service(Protocol):

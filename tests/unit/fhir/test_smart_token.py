@@ -357,15 +357,18 @@ async def test_token_requests_are_rate_limited_per_address(tmp_path):
 
 def test_the_daemon_mounts_the_fhir_routes_unless_disabled(tmp_path):
     from node.daemon import api_mounts
+    from node.records.custodian import Custodian
+    from storage.kv import MemoryStore
+    from storage.offchain import OffchainStore
 
-    def has_token_route(cfg: Any) -> bool:
-        app = make_app(node, mounts=api_mounts(cfg))
-        return any(r.resource is not None and r.resource.canonical == TOKEN_PATH for r in app.router.routes())
+    def routes(cfg: Any) -> set[str]:
+        app = make_app(node, custodian=Custodian(node, OffchainStore(MemoryStore())), mounts=api_mounts(cfg))
+        return {r.resource.canonical for r in app.router.routes() if r.resource is not None}
 
     node = make_node(tmp_path / "db", seed=SEED)
     try:
-        assert has_token_route(build_config({}, env={}))
-        assert not has_token_route(build_config({"fhir": {"enabled": False}}, env={}))
+        assert {TOKEN_PATH, "/fhir/R4/metadata"} <= routes(build_config({}, env={}))
+        assert not {r for r in routes(build_config({"fhir": {"enabled": False}}, env={})) if r.startswith("/fhir")}
     finally:
         node.store.close()
 
