@@ -1,6 +1,7 @@
 """The runs of `medledger bench`: a local network or given targets, a workload, a preload, a
 single measurement or a sweep of offered loads, the catch-up of a node kept down, and a new
-institution joining by replay and from a snapshot (node/devtools/bench_join.py).
+institution joining by replay and from a snapshot (node/devtools/bench_join.py), and the load of
+FHIR transaction Bundles through every node's FHIR API (node/devtools/bench_fhir.py).
 
 The command (node/commands/bench.py) checks its options and renders the result; everything
 between the two is here: the network it starts, the seeds of every step's keys, the setup that
@@ -51,6 +52,9 @@ class BenchRun:
     show_progress: bool
     join: bool = False  # after the load, time a new institution joining by replay and from a snapshot
     snapshot_interval: int = 0  # with join: the validators' snapshot interval (blocks)
+    fhir: int = 0  # load this many patients' transaction Bundles through the FHIR API instead of transactions
+    fhir_loaders: int = 2  # with fhir: loaders (practitioners, one request at a time each) per node
+    fhir_per_bundle: int = 5  # with fhir: patients per transaction Bundle
 
 
 class TargetsUnreachable(BenchError):
@@ -174,6 +178,17 @@ def run_benchmark(run: BenchRun, *, institution_key: Callable[[], Identity],
                             f"{'mix' if run.mix else 'identity.register'}")
                 result = {"nodes": len(urls), "sweep": rows, "plot": run.plot_path, "table": csv_path,
                           "verify_per_s": verify_per_s, "cores": cores}
+            elif run.fhir:
+                assert cluster is not None
+                from node.devtools.bench_fhir import FhirBenchError, measure_fhir
+
+                try:
+                    result = {"nodes": len(urls), "cores": cores, **measure_fhir(
+                        cluster, patients=run.fhir, loaders=run.fhir_loaders, per_bundle=run.fhir_per_bundle,
+                        seed=base_seed, timeout=run.timeout)}
+                except FhirBenchError as exc:
+                    raise BenchError(str(exc)) from exc
+                result["submitted"] = result["committed"] = result["fhir_resources"]
             else:
                 result = add_ceiling(measure(urls, run.txs, run.rate, 0, run.show_progress), verify_per_s, cores)
             if run.preload_records:

@@ -228,6 +228,15 @@ def test_bench_mix_commits_every_type_with_granted_and_denied_access(tmp_path):
                               "identity.register: ok": 20, "record.add: ok": 60}
 
 
+def test_bench_fhir_loads_bundles_through_the_fhir_api_and_reads_them_back(tmp_path):
+    r = cli("bench", "--nodes", "1", "--fhir", "3", "--loaders", "1", "--per-bundle", "2", "--seed", "f", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    # 3 patients in 2 bundles, every resource registered on the ledger; a sample read back as sent
+    assert out["fhir_bundles"] == 2 and out["fhir_resources"] > 3 * 10 and out["committed"] == out["fhir_resources"]
+    assert out["fhir_read_back"] > 0 and out["resources_per_s"] > 0
+
+
 def test_bench_sweep_writes_the_plot_and_its_table(tmp_path):
     plot = tmp_path / "sweep.png"
     r = cli("bench", "--nodes", "1", "--sweep", "--sweep-rates", "100,300", "--sweep-seconds", "1", "--plot", str(plot), "--json")
