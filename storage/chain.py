@@ -204,6 +204,7 @@ class ChainStore:
         batch.put(K_STATE_ROOT, state_root)
         batch.put(K_GENESIS, genesis_hash)
         self.kv.write(batch, sync=True)
+        self.kv.flush()  # the node's first start then opens the store without replaying the load's log
 
     def take_state_checked(self) -> int | None:
         """The height at which init_from_snapshot checked every state entry it wrote, if no start

@@ -7,7 +7,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,6 +170,28 @@ def join_identity(root: Path) -> Identity:
     return identity
 
 
+SNAPSHOT_PREFETCH = 4  # snapshot chunks fetched ahead of the one being checked and written (each at most a few MiB)
+
+
+def prefetched(fetch: Callable[[int], bytes], count: int, depth: int = SNAPSHOT_PREFETCH) -> Iterator[bytes]:
+    """`fetch(0)`, ..., `fetch(count - 1)` in order, up to `depth` of them under way ahead on two
+    threads: the network and the serving node work while this thread checks and writes the chunk
+    before. At most `depth` chunks are held; a consumer that stops early waits only for those."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="snapshot-fetch") as pool:
+        window = deque(pool.submit(fetch, i) for i in range(min(depth, count)))
+        following = len(window)
+        try:
+            while window:
+                data = window.popleft().result()
+                if following < count:
+                    window.append(pool.submit(fetch, following))
+                    following += 1
+                yield data
+        finally:
+            for waiting in window:
+                waiting.cancel()
+
+
 def join_network(root: Path, url: str, *, api_host: str = "127.0.0.1", api_port: int = 8700,
                  p2p_port: int = 8800, name: str = "institution", ca_file: str | None = None,
                  observer: bool = True) -> JoinedNode:
@@ -237,7 +261,7 @@ def join_network(root: Path, url: str, *, api_host: str = "127.0.0.1", api_port:
     data_dir.mkdir(parents=True)
     store = ChainStore(LevelDBStore(data_dir / "chain"))
     try:
-        chunks = (client.snapshot_chunk(info.height, i, identity) for i in range(len(info.chunk_hashes)))
+        chunks = prefetched(lambda i: client.snapshot_chunk(info.height, i, identity), len(info.chunk_hashes))
         start_from_snapshot(store, genesis=genesis, info=info, chunks=chunks, attestations=signed, changes=changes)
     except (SnapshotInvalid, ClientError) as exc:
         store.close()
