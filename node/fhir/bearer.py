@@ -29,13 +29,16 @@ from node.app import validator_sets
 from node.app.roles import identity_of
 from node.app.state import StateReader
 from node.fhir.outcome import operation_outcome
-from node.fhir.principal import PRINCIPAL_KEY, Principal, TokenStore
+from node.fhir.principal import Principal, TokenStore
 
 TOKENS_KEY = web.AppKey("fhir_tokens", TokenStore)
 REALM = "medledger-fhir"
 FHIR_JSON = "application/fhir+json"
 MAX_TOKEN_CHARS = 512
 _B64TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")  # RFC 6750, section 2.1
+
+# Where the bearer check leaves the request's Principal (a typed request key: aiohttp >= 3.14).
+PRINCIPAL_KEY = web.RequestKey("medledger.fhir.principal", Principal)
 
 
 def standing(state: StateReader, identity: bytes) -> tuple[str, str] | None:

@@ -58,10 +58,6 @@ class Principal:
         return any(s.allows(resource_type, perm) for s in self.scopes)
 
 
-# The aiohttp request key under which the bearer check leaves the request's Principal.
-PRINCIPAL_KEY = "medledger.fhir.principal"
-
-
 class TokenStore:
     """The access tokens this node issued: opaque random strings, each bound to one Principal,
     kept in memory (a restart ends every token), at most `max_tokens` (the oldest go first) and at

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from fhirpy import AsyncFHIRClient  # in the test extras: CI installs it, so this test always runs
+from fhirpy.base.exceptions import ForbiddenError
 
 from node.fhir.consent_map import grant_body
 
@@ -16,8 +18,6 @@ from tests.unit.fhir.routes_world import COLLEAGUE, DOCTOR, PATIENT, World, obse
 from tests.unit.fhir.test_routes import B, DOCTOR_SCOPE, code_of
 from tests.unit.fhir.test_routes_ledger import consent_for
 
-fhirpy = pytest.importorskip("fhirpy", reason="fhirpy is in the test extras (pip install -e '.[test]')")
-from fhirpy.base.exceptions import ForbiddenError  # noqa: E402
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
 
 async def test_fhirpy_creates_reads_and_searches_and_is_refused_until_the_patient_consents(world):
     base = str(world.client.make_url(B))
-    doctor = fhirpy.AsyncFHIRClient(base, authorization=f"Bearer {await world.token(DOCTOR, DOCTOR_SCOPE, 'TREAT')}")
+    doctor = AsyncFHIRClient(base, authorization=f"Bearer {await world.token(DOCTOR, DOCTOR_SCOPE, 'TREAT')}")
     obs = doctor.resource("Observation", **observation(PATIENT, value=64))
     await obs.save()
     assert obs.id and len(obs.id) == 64 and obs["meta"]["versionId"] == "1"
@@ -37,7 +37,7 @@ async def test_fhirpy_creates_reads_and_searches_and_is_refused_until_the_patien
     found = await doctor.resources("Observation").search(patient=PATIENT.id, code="http://loinc.org|8867-4").fetch()
     assert [r.id for r in found] == [obs.id]
 
-    colleague = fhirpy.AsyncFHIRClient(base, authorization=f"Bearer {await world.token(COLLEAGUE, DOCTOR_SCOPE, 'TREAT')}")
+    colleague = AsyncFHIRClient(base, authorization=f"Bearer {await world.token(COLLEAGUE, DOCTOR_SCOPE, 'TREAT')}")
     with pytest.raises(ForbiddenError) as refused:
         await colleague.reference("Observation", obs.id).to_resource()
     assert code_of(json.loads(str(refused.value))) == "no_consent"
