@@ -180,9 +180,10 @@ class ChainStore:
         written last in one synced batch, so a store whose initialisation was interrupted is never
         taken for a complete one.
 
-        `state_sum` is the checksum of the entries when the caller has checked it while
-        iterating (storage.snapshots.verify_chunk_runs with check_state_sum: the iteration raises
-        before the end if they do not add up); without it the checksum is computed here. Either
+        `state_sum` is the checksum of the entries when the caller knows it: attested by f + 1
+        validators with the entries' hash the iteration checks, or checked while iterating
+        (storage.snapshots.verify_chunk_runs with check_state_sum: the iteration raises before
+        the end if they do not add up); without it the checksum is computed here. Either
         way the store is marked as checked at its base (K_STATE_CHECKED), so its first start need
         not read every entry again (node/runtime/integrity.py)."""
         if self.initialized or next(iter(self.kv.iterate(b"")), None) is not None:

@@ -25,6 +25,7 @@ BLOCK_CACHE_BYTES = 32 * 1024 * 1024
 # 100,000 registrations committed at 1,467 a second; with 64 MB, at 2,510. It costs up to two
 # buffers of memory (the one filling and the one being written out).
 WRITE_BUFFER_BYTES = 64 * 1024 * 1024
+LOAD_WRITE_BUFFER_BYTES = 4 * 1024 * 1024  # LevelDB's default: for a bulk load, see LevelDBStore
 
 
 class StorageError(Exception):
@@ -174,11 +175,15 @@ class _MemoryView:
 class LevelDBStore:
     """KeyValueStore on LevelDB via plyvel."""
 
-    def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True,
+                 write_buffer_bytes: int = WRITE_BUFFER_BYTES) -> None:
+        """`write_buffer_bytes`: how much LevelDB holds in memory (and in its log) before it
+        writes a table in the background; a bulk load (a snapshot's state) takes a small one, so
+        the tables are written while the load goes on rather than all at its end."""
         try:
             self._db = plyvel.DB(os.fspath(path), create_if_missing=create, paranoid_checks=True,
                                 bloom_filter_bits=BLOOM_FILTER_BITS, lru_cache_size=BLOCK_CACHE_BYTES,
-                                write_buffer_size=WRITE_BUFFER_BYTES)
+                                write_buffer_size=write_buffer_bytes)
         except plyvel.IOError as exc:
             msg = str(exc)
             if "lock" in msg.lower():

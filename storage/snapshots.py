@@ -35,7 +35,8 @@ CHUNK_BYTES = 1024 * 1024
 MAX_CHUNK_BYTES = 4 * CHUNK_BYTES  # what a reader accepts (one entry may make a chunk overflow)
 KEEP_SNAPSHOTS = 2
 FORMAT_VERSION = 1
-ATTESTATION_DOMAIN = "medledger-snapshot-v1"
+ATTESTATION_DOMAIN = "medledger-snapshot-v2"
+LEGACY_ATTESTATION_DOMAIN = "medledger-snapshot-v1"  # without the state checksum: still accepted for the entries
 MANIFEST = "manifest"
 ATTESTATIONS = "attestations"
 _PARTIAL = ".partial"
@@ -122,8 +123,17 @@ class SnapshotInfo:
 
 
 def attestation_message(info: SnapshotInfo) -> bytes:
-    """The bytes a validator signs to say "the state at this block is these entries"."""
+    """The bytes a validator signs to say "the state at this block is these entries, and their
+    checksum is this" (the store's running checksum, storage.chain.state_entry_sum): a joiner
+    holding f + 1 such signatures need not hash every entry again to know the checksum."""
     return _pack([ATTESTATION_DOMAIN, info.chain_id, info.height, info.block_hash, info.state_root,
+                  info.entries, info.entries_hash, info.state_sum])
+
+
+def legacy_attestation_message(info: SnapshotInfo) -> bytes:
+    """What validators of the previous version signed: the entries without their checksum (a
+    joiner counting these checks the checksum itself)."""
+    return _pack([LEGACY_ATTESTATION_DOMAIN, info.chain_id, info.height, info.block_hash, info.state_root,
                   info.entries, info.entries_hash])
 
 

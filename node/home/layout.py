@@ -205,7 +205,7 @@ def join_network(root: Path, url: str, *, api_host: str = "127.0.0.1", api_port:
     from node.client import ApiError, Client, ClientError
     from node.runtime.snapshots import SetChange, start_from_snapshot
     from storage.chain import ChainStore
-    from storage.kv import LevelDBStore
+    from storage.kv import LOAD_WRITE_BUFFER_BYTES, LevelDBStore
     from storage.snapshots import SnapshotInfo, SnapshotInvalid
 
     identity = join_identity(root)
@@ -259,7 +259,7 @@ def join_network(root: Path, url: str, *, api_host: str = "127.0.0.1", api_port:
     if data_dir.exists():
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True)
-    store = ChainStore(LevelDBStore(data_dir / "chain"))
+    store = ChainStore(LevelDBStore(data_dir / "chain", write_buffer_bytes=LOAD_WRITE_BUFFER_BYTES))
     try:
         chunks = prefetched(lambda i: client.snapshot_chunk(info.height, i, identity), len(info.chunk_hashes))
         start_from_snapshot(store, genesis=genesis, info=info, chunks=chunks, attestations=signed, changes=changes)

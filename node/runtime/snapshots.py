@@ -47,6 +47,7 @@ from storage.snapshots import (
     SnapshotInvalid,
     add_attestation,
     attestation_message,
+    legacy_attestation_message,
     verify_chunk_runs,
     write_snapshot,
 )
@@ -278,10 +279,19 @@ def validators_at(genesis: Genesis, height: int, changes: Sequence[SetChange] = 
     return _set_of(verify_changes(genesis, changes), height)
 
 
+@dataclass(frozen=True, slots=True)
+class VerifiedSnapshot:
+    """A snapshot whose block, certificate and attestations were checked: its block, and whether
+    f + 1 validators attested its state checksum too (else only its entries: older validators)."""
+
+    block: Block
+    state_sum_attested: bool
+
+
 def verify_snapshot(info: SnapshotInfo, *, genesis: Genesis, attestations: Sequence[tuple[bytes, bytes]],
-                    validators: ValidatorSet | None = None, changes: Sequence[SetChange] = ()) -> Block:
+                    validators: ValidatorSet | None = None, changes: Sequence[SetChange] = ()) -> VerifiedSnapshot:
     """Check the snapshot's block, certificate and attestations (not its chunks: see
-    `start_from_snapshot`); return the block. Raises SnapshotInvalid saying what is wrong."""
+    `start_from_snapshot`). Raises SnapshotInvalid saying what is wrong."""
     if info.chain_id != genesis.chain_id:
         raise SnapshotInvalid(f"the snapshot is of chain {info.chain_id!r}, not {genesis.chain_id!r}")
     vset = validators if validators is not None else validators_at(genesis, info.height, changes)
@@ -303,12 +313,13 @@ def verify_snapshot(info: SnapshotInfo, *, genesis: Genesis, attestations: Seque
             cert, chain_id=genesis.chain_id, validators=vset, verifier=verifier):
         raise SnapshotInvalid(f"block {info.height} of the snapshot lacks a commit certificate of a quorum of "
                               f"the validators of that height")
-    message = attestation_message(info)
-    signers = {s for s, sig in attestations if s in vset and verifier.verify(s, message, sig)}
+    message, legacy = attestation_message(info), legacy_attestation_message(info)
+    with_sum = {s for s, sig in attestations if s in vset and verifier.verify(s, message, sig)}
+    signers = with_sum | {s for s, sig in attestations if s in vset and s not in with_sum and verifier.verify(s, legacy, sig)}
     if len(signers) < vset.weak_quorum:
         raise SnapshotInvalid(f"only {len(signers)} validators attest the snapshot's entries at height {info.height}; "
                               f"{vset.weak_quorum} (f + 1) are needed")
-    return block
+    return VerifiedSnapshot(block, state_sum_attested=len(with_sum) >= vset.weak_quorum)
 
 
 def start_from_snapshot(store: ChainStore, *, genesis: Genesis, info: SnapshotInfo, chunks: Iterable[bytes],
@@ -317,12 +328,14 @@ def start_from_snapshot(store: ChainStore, *, genesis: Genesis, info: SnapshotIn
     write it into the empty `store` (head = its height). The snapshot's own history of sets must
     agree with the verified one up to its height: a change left out of `changes` is refused too.
     On SnapshotInvalid the store may hold part of the entries but is not initialised: discard it."""
-    verify_snapshot(info, genesis=genesis, attestations=attestations, changes=changes)
+    # f + 1 validators (one honest at least) sign the entries' hash and their checksum: with the
+    # entries checked against that hash, the checksum needs no hash of each entry here
+    attested = verify_snapshot(info, genesis=genesis, attestations=attestations, changes=changes).state_sum_attested
     verified = [(e, list(s.validators)) for e, s in verify_changes(genesis, changes) if e <= info.height]
 
     def checked() -> Iterator[list[list[bytes]]]:
         recorded = [(1, [v.id for v in genesis.validators])]  # no history entry: the genesis set
-        for run in verify_chunk_runs(info, chunks, check_state_sum=True):
+        for run in verify_chunk_runs(info, chunks, check_state_sum=not attested):
             if run and run[0][0] <= keys.VALIDATOR_SETS <= run[-1][0]:  # keys ascend: only this run can hold it
                 for key, value in run:
                     if key == keys.VALIDATOR_SETS:

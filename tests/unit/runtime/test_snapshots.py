@@ -155,6 +155,37 @@ def test_a_wrong_state_root_or_block_is_refused(snapshotted):
         verify_snapshot(dataclasses.replace(info, certificate=wrong_cert), genesis=c.genesis, attestations=signed)
 
 
+def test_the_attested_checksum_is_trusted_and_a_forged_one_refused(snapshotted):
+    """Validators sign the state checksum with the entries' hash: a joiner holding f + 1 such
+    signatures does not hash every entry for it; a manifest whose checksum was altered no longer
+    matches the signatures and is refused."""
+    c, root, info = snapshotted
+    signed = all_attestations(root, 4, INTERVAL)
+    assert verify_snapshot(info, genesis=c.genesis, attestations=signed).state_sum_attested
+    forged = dataclasses.replace(info, state_sum=(int.from_bytes(info.state_sum, "big") + 1).to_bytes(32, "big"))
+    with pytest.raises(SnapshotInvalid, match="only 0 validators attest"):
+        verify_snapshot(forged, genesis=c.genesis, attestations=signed)
+
+
+def test_attestations_of_older_validators_cover_the_entries_and_the_checksum_is_then_computed(snapshotted):
+    """Signatures in the previous form (no checksum) still attest the entries; the joiner then
+    computes the checksum from the entries and refuses a manifest whose checksum differs."""
+    from storage.snapshots import legacy_attestation_message
+
+    c, root, info = snapshotted
+    legacy = [(ident.public_key, ident.sign(legacy_attestation_message(info))) for ident in c.idents[:2]]
+    assert not verify_snapshot(info, genesis=c.genesis, attestations=legacy).state_sum_attested
+    store = ChainStore(MemoryStore())
+    start_from_snapshot(store, genesis=c.genesis, info=info, chunks=chunks_of(root / "snap0", INTERVAL),
+                        attestations=legacy)
+    assert store.initialized and store.scan_state_sum() == int.from_bytes(info.state_sum, "big")
+    forged = dataclasses.replace(info, state_sum=(int.from_bytes(info.state_sum, "big") + 1).to_bytes(32, "big"))
+    legacy_forged = [(ident.public_key, ident.sign(legacy_attestation_message(forged))) for ident in c.idents[:2]]
+    with pytest.raises(SnapshotInvalid, match="state checksum"):
+        start_from_snapshot(ChainStore(MemoryStore()), genesis=c.genesis, info=forged,
+                            chunks=chunks_of(root / "snap0", INTERVAL), attestations=legacy_forged)
+
+
 def test_a_corrupted_chunk_is_refused_and_the_store_stays_empty(snapshotted):
     c, root, info = snapshotted
     chunks = chunks_of(root / "snap0", INTERVAL)
@@ -167,8 +198,8 @@ def test_a_corrupted_chunk_is_refused_and_the_store_stays_empty(snapshotted):
 
 
 def test_the_first_start_relies_on_the_check_made_while_writing_and_later_starts_scan(snapshotted, tmp_path: Path):
-    """init computed the state checksum from the entries it wrote and compared it with the
-    attested one, so the first start skips the full scan; a later start scans and finds an
+    """init checked the entries it wrote against the attested hash and took their checksum from
+    the same attestations, so the first start skips the full scan; a later start scans and finds an
     entry damaged on disk in between."""
     from storage.chain import P_STATE, StoreCorrupted
     from storage.kv import WriteBatch
