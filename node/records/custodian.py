@@ -260,12 +260,7 @@ class Custodian:
         the checks of a delegated fetch (no message: the caller is this node)."""
         self._check_practitioner(self.institution, practitioner)
         meta = self._granted(practitioner, record_id)
-        entry, key = self._data_key(meta, record_id)
-        try:
-            return decrypt(entry["ciphertext"], key)
-        except EnvelopeError:
-            log.error("record %s does not open with its own data key", record_id.hex()[:16])
-            raise CustodianRefusal(500, "key_unavailable", "the custodian cannot open this record's data") from None
+        return self._plaintext(meta, record_id)
 
     def own_refusal(self, patient: bytes, record_id: bytes) -> CustodianRefusal | None:
         """Why a patient (or its guardian) may not read `record_id` here, or None: the record
@@ -291,6 +286,9 @@ class Custodian:
             raise refused
         meta = queries.record(self.node.state_reader(), record_id)
         assert meta is not None
+        return self._plaintext(meta, record_id)
+
+    def _plaintext(self, meta: dict[str, Any], record_id: bytes) -> bytes:
         entry, key = self._data_key(meta, record_id)
         try:
             return decrypt(entry["ciphertext"], key)
