@@ -257,10 +257,11 @@ def study_consenting_patients(state: StateReader, study_id: str, now_ms: int) ->
 
 
 def admission(state: StateReader, candidate: bytes) -> JSON | None:
-    """A governance admission of `candidate`: its name, the approving validators, the quorum
-    needed, and the height it was admitted at (absent while pending)."""
+    """A governance admission of `candidate`: its name and kind ("unspecified" when proposed
+    without), the approving validators, the quorum needed, and the height it was admitted at
+    (absent while pending)."""
     value = read(state, keys.ADMISSION + candidate)
     if value is None:
         return None
     voters = validators(state)
-    return {"institution": _hex(candidate), **jsonable(value), "quorum": quorum(voters) if voters else None}
+    return {"institution": _hex(candidate), "kind": UNSPECIFIED, **jsonable(value), "quorum": quorum(voters) if voters else None}
