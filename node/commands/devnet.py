@@ -46,10 +46,15 @@ def devnet_init(nodes: int, directory: str, base_port: int, chain_id: str, tls: 
         cluster = Cluster.create(Path(directory), nodes, base_port=base_port, chain_id=chain_id, tls=tls)
     except (HomeExists, KeyFileError) as exc:
         fail(str(exc), EXIT_USAGE)
+    from node.chain.genesis import Genesis
+
+    named = {i.id.hex(): i for i in Genesis.load(cluster.nodes[0].home / "genesis.json").institutions}
     data = [{"node": f"node{n.index}", "home": str(n.home), "node_id": n.node_id, "api_url": n.api_url,
-             "key": str(n.home / "institution.key")} for n in cluster.nodes]
+             "key": str(n.home / "institution.key"), "name": named[n.node_id].name, "kind": named[n.node_id].kind}
+            for n in cluster.nodes]
     emit(as_json, {"dir": directory, "nodes": data, "ca": str(cluster.ca_file) if cluster.ca_file else None},
-         lambda: "\n".join(f"{d['node']}  {d['api_url']}  {d['node_id'][:16]}...  key {d['key']}" for d in data))
+         lambda: "\n".join(f"{d['node']}  {d['name']:<10} {d['api_url']}  {d['node_id'][:16]}...  key {d['key']}" for d in data)
+         + f"\n(every institution's name, kind and id: medledger devnet ids --dir {directory})")
 
 
 @devnet.command("up", context_settings=CONTEXT)

@@ -22,7 +22,9 @@ def test_devnet_ids_reads_the_homes_and_the_genesis(tmp_path: Path) -> None:
     root = tmp_path / "devnet"
     r = run("devnet", "init", "--nodes", "5", "--dir", str(root), "--base-port", "23700", "--json")
     assert r.exit_code == 0, r.output
-    ids = {n["node"]: n["node_id"] for n in json.loads(r.output)["nodes"]}
+    made = json.loads(r.output)["nodes"]
+    ids = {n["node"]: n["node_id"] for n in made}
+    assert [(n["name"], n["kind"]) for n in made][:2] == [("hospital", "hospital"), ("clinic", "clinic")]
     r = run("devnet", "ids", "--dir", str(root), "--json", "--files-only")  # whatever listens on those ports
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output)
