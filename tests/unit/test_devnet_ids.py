@@ -75,3 +75,12 @@ def test_identity_register_refuses_a_bad_profession_before_any_request(tmp_path:
     assert r.exit_code == 2 and "practitioners only" in r.output
     r = run("identity", "register", "--key", str(key), "--role", "practitioner", "--profession", "nurse", "--node", unreachable)
     assert r.exit_code == 2 and "--institution-key" in r.output
+
+
+def test_node_init_writes_the_kind_it_is_given(tmp_path: Path) -> None:
+    r = run("node", "init", "--home", str(tmp_path / "h"), "--name", "st-marys", "--kind", "hospital", "--json")
+    assert r.exit_code == 0, r.output
+    [inst] = Genesis.load(tmp_path / "h" / "genesis.json").institutions
+    assert (inst.name, inst.kind) == ("st-marys", "hospital")
+    r = run("node", "init", "--home", str(tmp_path / "h2"), "--kind", "spa")
+    assert r.exit_code == 2 and "hospital" in r.output and not (tmp_path / "h2").exists()
