@@ -308,15 +308,19 @@ class HealthClient(Client):
         return self.send(identity, tx_type, body, timeout=timeout)
 
     # identities
-    def register(self, identity: Identity, role: str, *, institution: Identity | None = None, label: str = "") -> dict[str, Any]:
+    def register(self, identity: Identity, role: str, *, institution: Identity | None = None, label: str = "",
+                 profession: str | None = None) -> dict[str, Any]:
         from node.app.types.identity import attest
 
         body: dict[str, Any] = {"role": role}
         if label:
             body["label"] = label
+        if profession is not None:
+            body["profession"] = profession
         if institution is not None:
             body["institution"] = institution.public_key
-            body["attestation"] = attest(institution, chain_id=self.chain_id, registrant=identity.public_key, role=role)
+            body["attestation"] = attest(institution, chain_id=self.chain_id, registrant=identity.public_key, role=role,
+                                         profession=profession)
         return self.transact(identity, "identity.register", body)
 
     # records

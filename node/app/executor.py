@@ -32,6 +32,7 @@ from node.core.crypto import sha256
 from node.core.encoding import canonical
 from node.core.merkle import merkle_root
 from node.chain.genesis import Genesis
+from node.chain.vocabulary import UNSPECIFIED
 from node.chain.tx import Transaction, TxRejected, check_signature, decode_tx
 
 from node.app import keys
@@ -84,11 +85,15 @@ def genesis_writes(genesis: Genesis) -> list[tuple[bytes, bytes | None]]:
     validator set whose quorum admits new institutions (`governance.admit_institution`)."""
     overlay = Overlay(EmptyState())
     overlay.put(keys.VALIDATORS, canonical([v.id for v in genesis.validators]))
-    members = {inst.id: inst.name for inst in genesis.institutions}
+    members = {inst.id: (inst.name, inst.kind) for inst in genesis.institutions}
     for v in genesis.validators:
-        members.setdefault(v.id, v.name)
-    for member_id, name in members.items():
-        overlay.put(identity_key(member_id), canonical({"role": "institution", "label": name[:64], "height": 0}))
+        members.setdefault(v.id, (v.name, UNSPECIFIED))
+    for member_id, (name, kind) in members.items():
+        # the kind only when the genesis names one: a genesis without kinds keeps its state root
+        record: dict[str, object] = {"role": "institution", "label": name[:64], "height": 0}
+        if kind != UNSPECIFIED:
+            record["kind"] = kind
+        overlay.put(identity_key(member_id), canonical(record))
     return overlay.sorted_writes()
 
 

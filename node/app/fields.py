@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from node.chain.tx import TxRejected
+from node.chain.vocabulary import INSTITUTION_KINDS as INSTITUTION_KINDS
+from node.chain.vocabulary import PROFESSIONS as PROFESSIONS
+from node.chain.vocabulary import UNSPECIFIED as UNSPECIFIED
 from node.app.registry import require_fields
 
 ID_SIZE = 32
@@ -24,6 +27,9 @@ PURPOSE_CODES = {
     "emergency": "ETREAT",
 }
 PURPOSES = tuple(PURPOSE_CODES)
+
+# What an institution is and what a practitioner does: node/chain/vocabulary.py (the genesis
+# file names kinds too); re-exported here beside the other vocabularies of bodies.
 
 MAX_TEXT = 256
 MAX_LIST = 64
@@ -59,6 +65,16 @@ def check_time(body: dict[str, Any], name: str) -> None:
 def check_purpose(value: Any) -> None:
     if value not in PURPOSE_CODES:
         raise TxRejected("invalid_purpose", f"purpose must be one of {', '.join(PURPOSES)}")
+
+
+def check_kind(value: Any) -> None:
+    if value not in INSTITUTION_KINDS:
+        raise TxRejected("invalid_kind", f"an institution's kind is one of {', '.join(INSTITUTION_KINDS)}")
+
+
+def check_profession(value: Any) -> None:
+    if value not in PROFESSIONS:
+        raise TxRejected("invalid_profession", f"a practitioner's profession is one of {', '.join(PROFESSIONS)}")
 
 
 def check_resource_type(value: Any, *, allow_any: bool = False) -> None:

@@ -16,7 +16,8 @@ from node.chain.tx import jsonable
 
 from node.app import keys
 from node.app.consents import load_consent
-from node.app.roles import guardian_of, identity_of
+from node.app.fields import UNSPECIFIED
+from node.app.roles import INSTITUTION, PRACTITIONER, guardian_of, identity_of
 from node.app.state import StateReader
 from node.app.stored import read
 from node.app.studies import load_study, study_active
@@ -41,11 +42,16 @@ def _indexed(state: StateReader, prefix: bytes, lookup: Callable[[bytes], JSON |
 
 def identity(state: StateReader, ident: bytes) -> JSON | None:
     """An identity's role and label, its institution (staff) or attesting institution (patient);
+    an institution's kind and a practitioner's profession ("unspecified" when recorded without);
     for a patient its guardian and break-glass choice; for anyone the patients it is guardian of."""
     found = identity_of(state, ident)
     if found is None:
         return None
     out: JSON = {"id": _hex(ident), **jsonable(found)}
+    if found["role"] == INSTITUTION:
+        out["kind"] = found.get("kind", UNSPECIFIED)
+    elif found["role"] == PRACTITIONER:
+        out["profession"] = found.get("profession", UNSPECIFIED)
     if found["role"] == "patient":
         guardian = guardian_of(state, ident)
         out["guardian"] = _hex(guardian) if guardian else None
@@ -251,10 +257,11 @@ def study_consenting_patients(state: StateReader, study_id: str, now_ms: int) ->
 
 
 def admission(state: StateReader, candidate: bytes) -> JSON | None:
-    """A governance admission of `candidate`: its name, the approving validators, the quorum
-    needed, and the height it was admitted at (absent while pending)."""
+    """A governance admission of `candidate`: its name and kind ("unspecified" when proposed
+    without), the approving validators, the quorum needed, and the height it was admitted at
+    (absent while pending)."""
     value = read(state, keys.ADMISSION + candidate)
     if value is None:
         return None
     voters = validators(state)
-    return {"institution": _hex(candidate), **jsonable(value), "quorum": quorum(voters) if voters else None}
+    return {"institution": _hex(candidate), "kind": UNSPECIFIED, **jsonable(value), "quorum": quorum(voters) if voters else None}

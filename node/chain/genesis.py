@@ -15,6 +15,7 @@ from typing import Any
 
 from node.core.crypto import parse_id, sha256
 from node.core.encoding import canonical
+from node.chain.vocabulary import INSTITUTION_KINDS, UNSPECIFIED
 
 
 class GenesisError(ValueError):
@@ -36,9 +37,14 @@ class ValidatorInfo:
 class InstitutionInfo:
     id: bytes
     name: str
+    kind: str = UNSPECIFIED  # one of INSTITUTION_KINDS; a genesis file without one: unspecified
 
     def to_json(self) -> dict[str, str]:
-        return {"id": self.id.hex(), "name": self.name}
+        # no "kind" when unspecified: a genesis file written before kinds keeps its hash
+        out = {"id": self.id.hex(), "name": self.name}
+        if self.kind != UNSPECIFIED:
+            out["kind"] = self.kind
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,7 +103,10 @@ class Genesis:
                 iid = parse_id(str(inst.get("id", "")))
             except ValueError as exc:
                 raise GenesisError(f"genesis: institutions[{i}].id: {exc}") from None
-            institutions.append(InstitutionInfo(id=iid, name=inst["name"]))
+            kind = inst.get("kind", UNSPECIFIED)
+            if kind not in INSTITUTION_KINDS and "kind" in inst:
+                raise GenesisError(f"genesis: institutions[{i}].kind must be one of {', '.join(INSTITUTION_KINDS)}")
+            institutions.append(InstitutionInfo(id=iid, name=inst["name"], kind=kind))
         return cls(chain_id=chain_id, genesis_time_ms=ts, validators=tuple(validators), institutions=tuple(institutions))
 
     @classmethod

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from node.chain.vocabulary import INSTITUTION_KINDS
 from node.commands.options import CONTEXT, command_group, json_option
 from node.commands.output import EXIT_REFUSED, EXIT_USAGE, emit, fail
 from node.home.keys import KeyFileError
@@ -45,10 +46,15 @@ def devnet_init(nodes: int, directory: str, base_port: int, chain_id: str, tls: 
         cluster = Cluster.create(Path(directory), nodes, base_port=base_port, chain_id=chain_id, tls=tls)
     except (HomeExists, KeyFileError) as exc:
         fail(str(exc), EXIT_USAGE)
+    from node.chain.genesis import Genesis
+
+    named = {i.id.hex(): i for i in Genesis.load(cluster.nodes[0].home / "genesis.json").institutions}
     data = [{"node": f"node{n.index}", "home": str(n.home), "node_id": n.node_id, "api_url": n.api_url,
-             "key": str(n.home / "institution.key")} for n in cluster.nodes]
+             "key": str(n.home / "institution.key"), "name": named[n.node_id].name, "kind": named[n.node_id].kind}
+            for n in cluster.nodes]
     emit(as_json, {"dir": directory, "nodes": data, "ca": str(cluster.ca_file) if cluster.ca_file else None},
-         lambda: "\n".join(f"{d['node']}  {d['api_url']}  {d['node_id'][:16]}...  key {d['key']}" for d in data))
+         lambda: "\n".join(f"{d['node']}  {d['name']:<10} {d['api_url']}  {d['node_id'][:16]}...  key {d['key']}" for d in data)
+         + f"\n(every institution's name, kind and id: medledger devnet ids --dir {directory})")
 
 
 @devnet.command("up", context_settings=CONTEXT)
@@ -175,12 +181,14 @@ def devnet_stop(index: int, directory: str, hard: bool) -> None:
 @devnet.command("add", context_settings=CONTEXT)
 @click.option("--dir", "directory", default="devnet", show_default=True, type=click.Path(file_okay=False),
               help="The running devnet's node homes; the new one is DIR/node<N> after the last.")
-@click.option("--name", default=None, help="The new institution's name (default institution-<N>).")
+@click.option("--name", default=None, help="The new institution's name (default: its kind, as the devnet names them).")
+@click.option("--kind", type=click.Choice(INSTITUTION_KINDS), default=None,
+              help="The new institution's kind (default: the next of hospital, clinic, pharmacy, insurer, research, lab).")
 @click.option("--validator", is_flag=True, help="Also have the validators vote it into the validator set (validator.add).")
 @click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(1, 3600),
               help="How long to wait for the node to start (and, with --validator, to catch up), in seconds.")
 @json_option
-def devnet_add(directory: str, name: str | None, validator: bool, timeout: float, as_json: bool) -> None:
+def devnet_add(directory: str, name: str | None, kind: str | None, validator: bool, timeout: float, as_json: bool) -> None:
     """Add one more institution to a running devnet: make its home on the next API and peer
     ports, have the devnet's validators admit it (their keys DIR/node<i>/institution.key), and
     start its node, which follows the chain as an observer (from the newest snapshot if there
@@ -201,13 +209,13 @@ def devnet_add(directory: str, name: str | None, validator: bool, timeout: float
     from node.devtools.grow import GrowError, add_node
 
     try:
-        added = add_node(Path(directory), name=name, validator=validator, timeout=timeout,
+        added = add_node(Path(directory), name=name, kind=kind, validator=validator, timeout=timeout,
                          say=lambda m: click.echo(m, err=True))
     except (GrowError, HomeExists, KeyFileError) as exc:
         fail(str(exc), EXIT_REFUSED)
 
     def text() -> str:
-        lines = [f"node{added.index}  {added.api_url}  {added.node_id[:16]}...  {added.name}  "
+        lines = [f"node{added.index}  {added.api_url}  {added.node_id[:16]}...  {added.name} ({added.kind})  "
                  f"(started by {added.started_by}, pid {added.pid})"]
         if added.effective_height is not None:
             lines.append(f"voted in as a validator: it votes from height {added.effective_height}")
@@ -216,6 +224,47 @@ def devnet_add(directory: str, name: str | None, validator: bool, timeout: float
         return "\n".join(lines)
 
     emit(as_json, added.as_json(), text)
+
+
+@devnet.command("ids", context_settings=CONTEXT)
+@click.option("--dir", "directory", default="devnet", show_default=True, type=click.Path(file_okay=False),
+              help="The devnet's node homes (DIR/node0 ...).")
+@click.option("--files-only", is_flag=True, help="Read the homes and the genesis only; do not ask a running node.")
+@json_option
+def devnet_ids(directory: str, files_only: bool, as_json: bool) -> None:
+    """Print every institution of a devnet: its name, kind, id, API URL and whether it validates.
+
+    Read from the node homes and the genesis under DIR; when a node answers, the ledger's view
+    too (institutions admitted since the genesis, e.g. by `devnet add`, and the current
+    validator set). The last line says which it used. With --json: {"institutions": [{"name",
+    "kind", "id", "api", "validator", "node", "admitted"}], "source": "ledger"|"files", ...}.
+
+    \b
+    Examples:
+      medledger devnet init --dir ./devnet
+      medledger devnet ids --dir ./devnet
+      medledger devnet ids --dir ./devnet --json | jq -r '.institutions[] | select(.kind == "pharmacy") | .id'
+    """
+    from node.devtools.ids import IdsError, devnet_ids as read_ids
+
+    try:
+        found = read_ids(Path(directory), ask=not files_only)
+    except IdsError as exc:
+        fail(str(exc), EXIT_USAGE)
+
+    def text() -> str:
+        rows = [(r.node, r.name, r.kind, r.id, r.api, "validator" if r.validator else ("admitted" if r.admitted else "not admitted"))
+                for r in found.institutions]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+        if found.source == "ledger":
+            lines.append(f"(homes and genesis checked against the ledger at {found.asked})")
+        else:
+            why = "--files-only" if files_only else "no node answered"
+            lines.append(f"(read the homes and the genesis only: {why}; institutions admitted since are not shown as admitted)")
+        return "\n".join(lines)
+
+    emit(as_json, found.to_json(), text)
 
 
 def devnet_table(cluster: Any, supervisor: Any = None) -> Any:

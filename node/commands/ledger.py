@@ -13,9 +13,10 @@ from node.commands.args import load_identity, reader_identity, tx_hash_arg
 from node.commands.options import (
     CONTEXT, command_group, explorer_options, json_option, node_option, passphrase_env_option, signed_command,
 )
-from node.commands.output import EXIT_REFUSED, emit, fail, refusal_message, run_client
+from node.commands.output import EXIT_REFUSED, EXIT_USAGE, emit, fail, refusal_message, run_client
 from node.core.advice import explain
 from node.core.crypto import Identity
+from node.chain.vocabulary import PROFESSIONS
 
 ROLES = ["patient", "practitioner", "researcher"]
 
@@ -73,26 +74,38 @@ identity = command_group("identity", "Register identities on the ledger.")
 @node_option
 @click.option("--institution-key", type=click.Path(dir_okay=False, exists=True),
               help="Key of the institution that attests this identity (required for practitioners and researchers).")
+@click.option("--profession", type=click.Choice(PROFESSIONS),
+              help="A practitioner's profession, attested by the institution (without it the ledger shows 'unspecified').")
 @passphrase_env_option
 @click.option("--no-wait", is_flag=True, help="Return once accepted instead of waiting for the commit.")
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the commit.")
 @json_option
-def identity_register(key_file: str, role: str, label: str, institution_key: str | None, node_url: str, passphrase_env: str | None,
-                      no_wait: bool, timeout: float, as_json: bool) -> None:
+def identity_register(key_file: str, role: str, label: str, institution_key: str | None, profession: str | None, node_url: str,
+                      passphrase_env: str | None, no_wait: bool, timeout: float, as_json: bool) -> None:
     """Register KEY's identity with ROLE; waits for the commit and prints the outcome.
 
     Practitioners and researchers are registered under an institution, which signs an
-    attestation with its key (--institution-key). Patients register with their own key alone.
+    attestation with its key (--institution-key); for a practitioner the institution attests
+    its --profession too (one of physician, nurse, pharmacist, claims-officer, lab-technician,
+    administrator). Patients register with their own key alone.
 
     \b
     Examples:
       medledger keys new --out alice.key
       medledger identity register --key alice.key --role patient --node http://127.0.0.1:8700
-      medledger identity register --key drb.key --role practitioner --label "Dr B" \\
+      medledger identity register --key drb.key --role practitioner --label "Dr B" --profession physician \\
           --institution-key devnet/node1/institution.key --node http://127.0.0.1:8701
     """
+    if profession is not None and role != "practitioner":
+        fail(f"--profession is for practitioners only (not a {role})", EXIT_USAGE)
+    if profession is not None and not institution_key:
+        fail("--profession needs --institution-key: the institution attests the profession", EXIT_USAGE)
+    if role == "practitioner" and profession is None:
+        click.echo("note: no --profession given; the ledger will show this practitioner's profession as 'unspecified'", err=True)
     ident = load_identity(key_file, passphrase_env)
     body: dict[str, Any] = {"role": role}
+    if profession is not None:
+        body["profession"] = profession
     if label:
         body["label"] = label
     if institution_key:
@@ -101,7 +114,8 @@ def identity_register(key_file: str, role: str, label: str, institution_key: str
         inst = load_identity(institution_key, passphrase_env)
         client = Client(node_url)
         body["institution"] = inst.public_key
-        body["attestation"] = run_client(lambda: attest(inst, chain_id=client.chain_id, registrant=ident.public_key, role=role))
+        body["attestation"] = run_client(lambda: attest(inst, chain_id=client.chain_id, registrant=ident.public_key, role=role,
+                                                        profession=profession))
     submit_and_report(Client(node_url), ident, "identity.register", body, wait=not no_wait, timeout=timeout, as_json=as_json)
 
 

@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 import click
 
 from node.chain.genesis import GenesisError
+from node.chain.vocabulary import INSTITUTION_KINDS
 from node.commands.args import load_identity, passphrase_for
 from node.commands.options import (
     CONTEXT, client_options, command_group, json_option, key_option, node_option, passphrase_env_option,
@@ -34,13 +35,15 @@ node = command_group("node", "Initialise and run a node.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--chain-id", default="medledger-local", show_default=True, help="Name of the new network.")
 @click.option("--name", default="institution-0", show_default=True, help="Name of this institution.")
+@click.option("--kind", type=click.Choice(INSTITUTION_KINDS), default=None,
+              help="What this institution is, in the new genesis (without it: 'unspecified').")
 @click.option("--observer", is_flag=True, help="Follow the chain without voting (replace genesis.json with the network's).")
 @click.option("--join", "join_url", metavar="URL", default=None,
               help="Join the network of the node at URL from its newest verified state snapshot (an observer until voted in).")
 @click.option("--ca", "ca_file", type=click.Path(dir_okay=False, exists=True), default=None,
               help="With --join over https: the CA the network's API certificates chain to.")
 @json_option
-def node_init(home: str, api_port: int, p2p_port: int, host: str, chain_id: str, name: str, observer: bool,
+def node_init(home: str, api_port: int, p2p_port: int, host: str, chain_id: str, name: str, kind: str | None, observer: bool,
               join_url: str | None, ca_file: str | None, as_json: bool) -> None:
     """Create a one-validator network in HOME: key, config and genesis; with --join, a home
     for a new institution of an existing network, started from its newest snapshot.
@@ -48,6 +51,7 @@ def node_init(home: str, api_port: int, p2p_port: int, host: str, chain_id: str,
     \b
     Examples:
       medledger node init --home ./node-home
+      medledger node init --home ./st-marys --name st-marys --kind hospital
       medledger node run --home ./node-home
       medledger node init --home ./new-home --join https://node0.example:8700 --ca ca.pem
     """
@@ -56,7 +60,7 @@ def node_init(home: str, api_port: int, p2p_port: int, host: str, chain_id: str,
               as_json=as_json)
         return
     try:
-        [made] = init_network([Path(home)], chain_id=chain_id, names=[name], api_host=host,
+        [made] = init_network([Path(home)], chain_id=chain_id, names=[name], kinds=[kind] if kind else None, api_host=host,
                               api_ports=[api_port], p2p_ports=[p2p_port], observer=observer)
     except (HomeExists, KeyFileError) as exc:
         fail(str(exc), EXIT_USAGE)

@@ -39,6 +39,11 @@ ADVICE: dict[str, str] = {
     "not_a_validator": "Only a validator's institution key may vote on admissions; use devnet/node<N>/institution.key.",
     "already_approved": "This validator already approved that admission; other validators must approve it too.",
     "name_mismatch": "Every approval must give the same --name for the institution; use the name the first approval gave.",
+    "kind_mismatch": "Every approval must give the same --kind for the institution; use the kind the first approval "
+                     "gave (`medledger devnet ids` or GET /v1/identities/<id> once admitted).",
+    "invalid_kind": "An institution's --kind is one of hospital, clinic, pharmacy, insurer, lab, research.",
+    "invalid_profession": "A practitioner's --profession is one of physician, nurse, pharmacist, claims-officer, "
+                          "lab-technician, administrator (and only practitioners take one).",
     "upgrade_too_soon": "Schedule the upgrade further ahead: at least 5 blocks after the current height, better far "
                         "more, so operators can install the new binary (`medledger status` shows the height).",
     "upgrade_conflict": "Another version is scheduled at or after that height; see `GET /v1/upgrades` and approve that "

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from node.chain.vocabulary import devnet_kinds, devnet_names
 from node.home.layout import init_network
 
 
@@ -166,7 +167,8 @@ class Cluster:
     def create(cls, root: Path, n: int, *, base_port: int | None = None, chain_id: str = "medledger-devnet",
                observers: int = 0, tls: bool = False, **kw: Any) -> "Cluster":
         """Initialise n validator homes (node0..) and `observers` observer homes after them
-        (with `tls`, under a local CA written to root/ca.pem)."""
+        (with `tls`, under a local CA written to root/ca.pem). The institutions are named by
+        kind (`vocabulary.devnet_names`: hospital, clinic, pharmacy, insurer, research, ...)."""
         total = n + observers
         if base_port is None:
             ports = free_ports(2 * total)
@@ -175,7 +177,7 @@ class Cluster:
             api_ports = [base_port + i for i in range(total)]
             p2p_ports = [base_port + 100 + i for i in range(total)]
         dirs = [root / f"node{i}" for i in range(total)]
-        made = init_network(dirs[:n], chain_id=chain_id, names=[f"institution-{i}" for i in range(n)],
+        made = init_network(dirs[:n], chain_id=chain_id, names=devnet_names(n), kinds=devnet_kinds(n),
                             api_ports=api_ports[:n], p2p_ports=p2p_ports[:n], observer_dirs=dirs[n:],
                             observer_api_ports=api_ports[n:], observer_p2p_ports=p2p_ports[n:], tls=tls)
         if tls:

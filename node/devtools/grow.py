@@ -25,6 +25,7 @@ from typing import Any
 from node.client import ApiError, ClientError, HealthClient as Client
 from node.core.crypto import Identity
 from node.chain.genesis import Genesis
+from node.chain.vocabulary import devnet_kinds, devnet_names
 from node.devtools.cluster import Cluster, ClusterError, ClusterNode, home_config, running_pid, running_supervisor
 from node.home.keys import load_key_file
 from node.home.layout import add_node_home, join_identity, join_network
@@ -40,6 +41,7 @@ class AddedNode:
     home: Path
     node_id: str
     name: str
+    kind: str  # node/chain/vocabulary.py INSTITUTION_KINDS
     api_url: str
     address: str  # the peer address HOST:PORT
     started_by: str  # "devnet up" (the running supervisor) or "its own process"
@@ -49,7 +51,7 @@ class AddedNode:
 
     def as_json(self) -> dict[str, Any]:
         return {"node": f"node{self.index}", "home": str(self.home), "node_id": self.node_id, "name": self.name,
-                "api_url": self.api_url, "address": self.address, "started_by": self.started_by, "pid": self.pid,
+                "kind": self.kind, "api_url": self.api_url, "address": self.address, "started_by": self.started_by, "pid": self.pid,
                 "snapshot_height": self.snapshot_height, "validator": self.effective_height is not None,
                 "effective_height": self.effective_height}
 
@@ -132,11 +134,13 @@ def _wait(cond: Callable[[], Any], timeout: float, what: str) -> Any:
     return value
 
 
-def add_node(root: Path, *, name: str | None = None, validator: bool = False, timeout: float = 60.0,
+def add_node(root: Path, *, name: str | None = None, kind: str | None = None, validator: bool = False, timeout: float = 60.0,
              say: Callable[[str], None] = lambda _m: None, starter: Callable[[Path], None] | None = None) -> AddedNode:
     """Make, admit and start one more institution's node in the devnet at `root` (module
     docstring); `say` hears the progress. `starter(home)`, when given, starts the new node
-    instead (a caller that owns the devnet's processes, as `medledger chaos`). Raises GrowError."""
+    instead (a caller that owns the devnet's processes, as `medledger chaos`). Without `kind` and
+    `name`, the next ones of the devnet's order (`vocabulary.devnet_names`: the fifth node is
+    the research centre). Raises GrowError."""
     try:
         cluster = Cluster.open(root)
     except ClusterError:
@@ -160,11 +164,12 @@ def add_node(root: Path, *, name: str | None = None, validator: bool = False, ti
         raise GrowError(f"none of the validators' keys is under {root}: the devnet's own validators must approve")
     index = len(cluster.nodes)
     home = root / f"node{index}"
-    name = name or f"institution-{index}"
+    kind = kind or devnet_kinds(index + 1)[index]
+    name = name or devnet_names(index + 1)[index]
     api_port, p2p_port = _ports(cluster)
     identity = join_identity(home)
-    say(f"node{index}: institution {identity.id[:16]}... ({name}); asking {len(voters)} validators to admit it")
-    _vote(client, voters, "governance.admit_institution", {"institution": identity.public_key, "name": name},
+    say(f"node{index}: institution {identity.id[:16]}... ({name}, {kind}); asking {len(voters)} validators to admit it")
+    _vote(client, voters, "governance.admit_institution", {"institution": identity.public_key, "name": name, "kind": kind},
           _admitted(client, identity), "admission")
     try:
         snapshots = client.snapshots(identity).get("snapshots") or []
@@ -228,7 +233,7 @@ def add_node(root: Path, *, name: str | None = None, validator: bool = False, ti
 
         _vote(client, voters, "validator.add", body, voted_in, "validator.add")
         effective = reached["height"]
-    return AddedNode(index=index, home=home, node_id=identity.id, name=name, api_url=api_url,
+    return AddedNode(index=index, home=home, node_id=identity.id, name=name, kind=kind, api_url=api_url,
                      address=f"127.0.0.1:{p2p_port}", started_by=started_by, pid=pid,
                      snapshot_height=snapshot_height, effective_height=effective)
 

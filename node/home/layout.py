@@ -16,6 +16,7 @@ from pathlib import Path
 from node.home.config import ApiSection, NodeConfig, NodeHome, NodeSection, P2PSection, TlsFiles, dump_toml
 from node.core.crypto import Identity
 from node.chain.genesis import Genesis, InstitutionInfo, ValidatorInfo
+from node.chain.vocabulary import UNSPECIFIED
 from node.home.keys import write_key_file
 
 
@@ -40,6 +41,7 @@ def init_network(
     *,
     chain_id: str,
     names: list[str],
+    kinds: Sequence[str] | None = None,
     api_host: str = "127.0.0.1",
     api_ports: list[int],
     p2p_ports: list[int],
@@ -53,7 +55,9 @@ def init_network(
     """Write keys, configs and one shared genesis for the given node homes (and observers).
 
     Every validator listens on `api_host`, or with `hosts` on its own address (one per
-    directory: institutions on separate hosts), and the genesis lists that address.
+    directory: institutions on separate hosts), and the genesis lists that address. `kinds`
+    (one per directory, node/chain/vocabulary.py) are the institutions' kinds in the genesis;
+    without them every kind is "unspecified".
 
     With `tls`, the parent directory of the first home gets `ca.pem` (a fresh CA whose key is
     never written), and every home gets `tls.crt`, `tls.key` and `ca.pem`: its API serves https
@@ -63,6 +67,9 @@ def init_network(
     hosts = list(hosts) if hosts is not None else [api_host] * len(dirs)
     if len(hosts) != len(dirs):
         raise ValueError("give one host per validator directory")
+    kinds = list(kinds) if kinds is not None else [UNSPECIFIED] * len(dirs)
+    if len(kinds) != len(dirs):
+        raise ValueError("give one kind per validator directory")
     scheme = "https" if tls else "http"
     ca = None
     if tls:
@@ -94,7 +101,8 @@ def init_network(
             ValidatorInfo(id=ident.public_key, name=name, address=f"{host}:{p2p}", api=f"{scheme}://{host}:{api}")
             for ident, name, host, api, p2p in zip(identities, names, hosts, api_ports, p2p_ports, strict=True)
         ),
-        institutions=tuple(InstitutionInfo(id=ident.public_key, name=name) for ident, name in zip(identities, names, strict=True)),
+        institutions=tuple(InstitutionInfo(id=ident.public_key, name=name, kind=kind)
+                           for ident, name, kind in zip(identities, names, kinds, strict=True)),
     )
     out = []
     for d, ident, name, host, api, p2p in zip(dirs, identities, names, hosts, api_ports, p2p_ports, strict=True):

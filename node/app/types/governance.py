@@ -1,8 +1,12 @@
 """`governance.admit_institution`: the validators vote a new institution in.
 
 Each validator of the current set (`validator_sets.validator_ids_at` the block's height; the
-genesis set until a change) sends one approval for a candidate key and name. The first
-approval fixes the name; an approval for another name is refused ("name_mismatch"). When the
+genesis set until a change) sends one approval for a candidate key, name and kind (one of
+`fields.INSTITUTION_KINDS`; optional, for clients older than kinds: absent is "unspecified").
+The first approval fixes the name and the kind; an approval for another name is refused
+("name_mismatch"), one for another kind ("kind_mismatch": approvals for different kinds never
+add up). The kind is stored on the proposal and the identity only when given, so chains made
+before kinds replay to the same state. When the
 number of distinct approving validators reaches the quorum of the validator set (the formula of
 `consensus.validators.ValidatorSet.quorum`: floor((n + f) / 2) + 1 with f = (n - 1) // 3, i.e.
 2f + 1 when n = 3f + 1), the candidate is registered with the role institution in the same
@@ -18,7 +22,7 @@ from typing import Any
 from node.chain.tx import Transaction
 
 from node.app import keys
-from node.app.fields import check_id, check_text
+from node.app.fields import UNSPECIFIED, check_id, check_kind, check_text
 from node.app.registry import ExecContext, ExecFailed, TxType, register, require_fields
 from node.app.roles import INSTITUTION, identity_of
 from node.app.state import StateReader
@@ -56,9 +60,11 @@ def add_approval(ctx: ExecContext, proposal: dict[str, Any], voters: list[bytes]
 
 
 def _check(tx: Transaction) -> None:
-    require_fields(tx.body, {"institution": bytes, "name": str})
+    require_fields(tx.body, {"institution": bytes, "name": str}, {"kind": str})
     check_id(tx.body, "institution")
     check_text(tx.body, "name", limit=MAX_NAME, required=True)
+    if "kind" in tx.body:
+        check_kind(tx.body["kind"])
 
 
 def _execute(ctx: ExecContext) -> None:
@@ -67,12 +73,23 @@ def _execute(ctx: ExecContext) -> None:
     if identity_of(ctx.state, candidate) is not None:
         raise ExecFailed("already_registered", "this identity is already registered")
     key = keys.ADMISSION + candidate
-    proposal = read(ctx.state, key) or {"name": name, "approvals": [], "height": ctx.height}
+    kind = ctx.tx.body.get("kind", UNSPECIFIED)
+    proposal = read(ctx.state, key)
+    if proposal is None:
+        proposal = {"name": name, "approvals": [], "height": ctx.height}
+        if kind != UNSPECIFIED:
+            proposal["kind"] = kind
     if proposal["name"] != name:
         raise ExecFailed("name_mismatch", f"the candidate was proposed as {proposal['name']!r}")
+    proposed_kind = proposal.get("kind", UNSPECIFIED)
+    if proposed_kind != kind:
+        raise ExecFailed("kind_mismatch", f"the candidate was proposed as kind {proposed_kind!r}, not {kind!r}")
     if add_approval(ctx, proposal, voters, "the candidate"):
         proposal.update(admitted_height=ctx.height, admitted_ms=ctx.timestamp_ms)
-        write(ctx, keys.identity(candidate), {"role": INSTITUTION, "label": name, "height": ctx.height})
+        record: dict[str, Any] = {"role": INSTITUTION, "label": name, "height": ctx.height}
+        if kind != UNSPECIFIED:
+            record["kind"] = kind
+        write(ctx, keys.identity(candidate), record)
     write(ctx, key, proposal)
 
 

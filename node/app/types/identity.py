@@ -5,8 +5,14 @@ Roles and who decides them:
   (`institution` + `attestation`), recorded as `attested_by`. A patient's registration carries no
   label: nothing that names a person belongs on the chain.
 - practitioner, researcher: need `institution` and `attestation`, the institution's Ed25519
-  signature over `attestation_message(chain_id, registrant, role, institution)`. The signature
-  is verified at admission (once per node); at execution the institution must be registered.
+  signature over `attestation_message(chain_id, registrant, role, institution, profession)`. The
+  signature is verified at admission (once per node); at execution the institution must be
+  registered.
+- a practitioner may carry a `profession` (one of `fields.PROFESSIONS`), which the institution
+  attests too: with one, the message is the v2 one (domain "medledger-attest-v2", the profession
+  last), so an attestation given without a profession cannot be reused with one. Without one
+  (clients older than professions) the v1 message, and the ledger shows "unspecified". Only a
+  practitioner takes a profession ("invalid_body" otherwise).
 - institution: never through this type ("role_not_allowed"); only the genesis file or
   `governance.admit_institution`.
 
@@ -24,7 +30,7 @@ from node.core.encoding import canonical
 from node.chain.tx import Transaction, TxRejected
 
 from node.app import keys
-from node.app.fields import check_id
+from node.app.fields import check_id, check_profession
 from node.app.registry import ExecContext, ExecFailed, TxType, register, require_fields
 from node.app.roles import (
     INSTITUTION,
@@ -38,6 +44,7 @@ from node.app.roles import (
 from node.app.stored import write
 
 ATTEST_DOMAIN = "medledger-attest-v1"
+ATTEST_DOMAIN_V2 = "medledger-attest-v2"  # the attestation that names the practitioner's profession
 MAX_LABEL = 64
 PREFIX = keys.IDENTITY
 SELF_REGISTERED = (PATIENT, PRACTITIONER, RESEARCHER)
@@ -48,19 +55,24 @@ def identity_key(public_key: bytes) -> bytes:
     return keys.identity(public_key)
 
 
-def attestation_message(chain_id: str, registrant: bytes, role: str, institution: bytes) -> bytes:
-    """What an institution signs to vouch for a registrant in a role on one chain."""
-    return canonical([ATTEST_DOMAIN, chain_id, registrant, role, institution])
+def attestation_message(chain_id: str, registrant: bytes, role: str, institution: bytes,
+                        profession: str | None = None) -> bytes:
+    """What an institution signs to vouch for a registrant in a role (and, for a practitioner,
+    a profession) on one chain."""
+    if profession is None:
+        return canonical([ATTEST_DOMAIN, chain_id, registrant, role, institution])
+    return canonical([ATTEST_DOMAIN_V2, chain_id, registrant, role, institution, profession])
 
 
-def attest(institution: Identity, *, chain_id: str, registrant: bytes, role: str) -> bytes:
-    """The attestation signature `institution` gives `registrant` for `role` (client side)."""
-    return institution.sign(attestation_message(chain_id, registrant, role, institution.public_key))
+def attest(institution: Identity, *, chain_id: str, registrant: bytes, role: str, profession: str | None = None) -> bytes:
+    """The attestation signature `institution` gives `registrant` for `role` (and `profession`;
+    client side)."""
+    return institution.sign(attestation_message(chain_id, registrant, role, institution.public_key, profession))
 
 
 def _check(tx: Transaction) -> None:
     body = tx.body
-    require_fields(body, {"role": str}, {"label": str, "institution": bytes, "attestation": bytes})
+    require_fields(body, {"role": str}, {"label": str, "institution": bytes, "attestation": bytes, "profession": str})
     role = body["role"]
     if role not in ROLES:
         raise TxRejected("invalid_role", f"role must be one of {', '.join(SELF_REGISTERED)}")
@@ -69,14 +81,22 @@ def _check(tx: Transaction) -> None:
         raise TxRejected("invalid_body", f"label longer than {MAX_LABEL} characters")
     if label and role == PATIENT:
         raise TxRejected("invalid_body", "patients are pseudonymous: a patient registration takes no label")
+    profession = body.get("profession")
+    if profession is not None:
+        if role != PRACTITIONER:
+            raise TxRejected("invalid_body", "only a practitioner registers with a profession")
+        check_profession(profession)
+        if "institution" not in body:
+            raise TxRejected("invalid_body", "a profession is attested by the practitioner's institution")
     if ("institution" in body) != ("attestation" in body):
         raise TxRejected("invalid_body", "institution and attestation go together")
     if "institution" in body:
         check_id(body, "institution")
         sig = body["attestation"]
-        message = attestation_message(tx.chain_id, tx.sender, role, body["institution"])
+        message = attestation_message(tx.chain_id, tx.sender, role, body["institution"], profession)
         if len(sig) != SIGNATURE_SIZE or not verify(body["institution"], message, sig):
-            raise TxRejected("bad_attestation", "the attestation is not the institution's signature for this registrant and role")
+            raise TxRejected("bad_attestation", "the attestation is not the institution's signature for this registrant and role"
+                             + (" and profession" if profession is not None else ""))
 
 
 def _execute(ctx: ExecContext) -> None:
@@ -93,6 +113,8 @@ def _execute(ctx: ExecContext) -> None:
     if institution is not None:
         require_institution(ctx.state, institution)
         record["institution" if role in STAFF else "attested_by"] = institution
+    if "profession" in body:
+        record["profession"] = body["profession"]
     write(ctx, keys.identity(ctx.tx.sender), record)
 
 
