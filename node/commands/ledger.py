@@ -100,7 +100,7 @@ def identity_register(key_file: str, role: str, label: str, institution_key: str
         fail(f"--profession is for practitioners only (not a {role})", EXIT_USAGE)
     if profession is not None and not institution_key:
         fail("--profession needs --institution-key: the institution attests the profession", EXIT_USAGE)
-    if role == "practitioner" and profession is None:
+    if role == "practitioner" and profession is None and not as_json:  # --json output stays one document
         click.echo("note: no --profession given; the ledger will show this practitioner's profession as 'unspecified'", err=True)
     ident = load_identity(key_file, passphrase_env)
     body: dict[str, Any] = {"role": role}
