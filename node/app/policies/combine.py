@@ -8,15 +8,18 @@ is a standing permission the patient opted in to: a permit statement of a policy
 named (its id, with its version) grants on its own. Break-glass is decided before this, by
 node/app/access.py, and stays the only way past consent.
 
-    1. a statement of the policies erred          -> denied, "policy_error" (fail closed)
-    2. a forbid matched                           -> denied, "policy_forbids"
-    3. consent granted, and either no policy is in
-       force for the request or a permit matched  -> granted, "consent" (naming the permits)
-    4. consent granted, policies in force, none
-       permits                                    -> denied, "policy_not_permitted"
-    5. consent refused, and a permit of a policy
-       the patient opted in to matched            -> granted, "standing_permission"
-    6. consent refused                            -> denied, with the consent's own rule
+    consent granted:
+      1. a policy statement erred                 -> denied, "policy_error" (fail closed)
+      2. a forbid matched                         -> denied, "policy_forbids"
+      3. no policy in force for the request, or a
+         permit matched                           -> granted, with the consent's rule
+      4. policies in force, none permits          -> denied, "policy_not_permitted"
+    consent refused:
+      5. no permit of a policy the patient opted
+         in to matched                            -> denied, with the consent's own rule
+      6. one did, but a statement erred or a
+         forbid matched                           -> denied, "policy_error" / "policy_forbids"
+      7. otherwise                                -> granted, "standing_permission"
 """
 
 from __future__ import annotations
@@ -43,15 +46,19 @@ def combine(*, consent_granted: bool, consent_rule: str, policies_in_force: bool
     """Consent AND policies; `standing` holds the ids of the policies the patient opted in to as
     standing permissions; `policies_in_force` says whether any policy applied to the request
     (with none, consent alone decides)."""
-    if decision.errors:
-        return Outcome(granted=False, rule="policy_error", statements=decision.errors)
-    if decision.forbids:
-        return Outcome(granted=False, rule="policy_forbids", statements=decision.forbids)
     if consent_granted:
+        if decision.errors:
+            return Outcome(granted=False, rule="policy_error", statements=decision.errors)
+        if decision.forbids:
+            return Outcome(granted=False, rule="policy_forbids", statements=decision.forbids)
         if not policies_in_force or decision.permits:
             return Outcome(granted=True, rule=consent_rule, statements=decision.permits)
         return Outcome(granted=False, rule="policy_not_permitted")
     standing_permits = tuple(s for s in decision.permits if s.rpartition("#")[0] in standing)
-    if standing_permits:
-        return Outcome(granted=True, rule="standing_permission", statements=standing_permits)
-    return Outcome(granted=False, rule=consent_rule)
+    if not standing_permits:
+        return Outcome(granted=False, rule=consent_rule)
+    if decision.errors:
+        return Outcome(granted=False, rule="policy_error", statements=decision.errors)
+    if decision.forbids:
+        return Outcome(granted=False, rule="policy_forbids", statements=decision.forbids)
+    return Outcome(granted=True, rule="standing_permission", statements=standing_permits)
