@@ -32,10 +32,9 @@ def policy_check(file: Path, as_json: bool) -> None:
     from node.core.advice import explain
 
     with file.open("rb") as f:
-        raw = f.read(MAX_POLICY_BYTES + 1)
-        more = f.read(1)
+        raw = f.read(MAX_POLICY_BYTES + 1)  # no further than the limit: the size alone refuses it
     text = ""
-    if more:  # read no further than the limit: the size alone refuses it
+    if len(raw) > MAX_POLICY_BYTES:
         errors = [PolicyError("policy_too_large", f"the policy is over the limit of {MAX_POLICY_BYTES} bytes")]
     else:
         try:
