@@ -9,6 +9,7 @@ mode. Each error carries the engine's own message, so the author sees what Cedar
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -84,3 +85,34 @@ def require_valid(text: Any) -> dict[str, Any]:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise PolicyRefused(first.code, f"{first}{more}")
     return parse_statements(text)[0]
+
+
+def canonical_form(text: Any) -> str:
+    """The form of a valid policy to store and hash: its statements in Cedar's JSON form, in
+    order, with sorted keys and without comments or annotations (free text stays off the chain).
+    Two texts that differ only in layout, comments or annotations have the same form."""
+    statements = require_valid(text)
+    ordered = [statements[k] for k in sorted(statements, key=lambda k: int(k.removeprefix("policy")))]
+    for statement in ordered:
+        statement.pop("annotations", None)
+    return json.dumps({"statements": ordered}, sort_keys=True, separators=(",", ":"))
+
+
+def policy_digest(text: Any) -> bytes:
+    """SHA-256 of `canonical_form(text)`: what an agreement's co-signatures and a patient's
+    standing opt-in can name."""
+    return hashlib.sha256(canonical_form(text).encode("utf-8")).digest()
+
+
+def statements_of(policy: Any) -> dict[str, Any]:
+    """The statements of a policy given as Cedar text or as its canonical form, checked either
+    way (`PolicyRefused` when invalid): what the evaluation reads."""
+    if isinstance(policy, str) and policy.startswith('{"statements":'):
+        try:
+            ordered = json.loads(policy)["statements"]
+            document = {"staticPolicies": {f"policy{n}": s for n, s in enumerate(ordered)}, "templates": {},
+                        "templateLinks": []}
+            policy = cedarpy.policies_from_json_str(json.dumps(document, sort_keys=True))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PolicyRefused("invalid_policy", f"the canonical form does not decode: {exc}") from None
+    return require_valid(policy)

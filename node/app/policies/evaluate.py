@@ -24,7 +24,7 @@ from typing import Any
 import cedarpy
 
 from node.app.policies import bounds
-from node.app.policies.check import PolicyRefused, require_valid
+from node.app.policies.check import PolicyRefused, statements_of
 from node.app.policies.engine import check_engine
 from node.app.policies.inputs import Entity, Ref, Request
 from node.app.policies.schema import SCHEMA
@@ -35,7 +35,8 @@ _IN_MESSAGE = re.compile(r"policy `([^`]+)`")
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """A policy document in force: its id (an agreement's id and version, e.g. `<hex>@2`) and text."""
+    """A policy document in force: its id (an agreement's id and version, e.g. `<hex>@2`) and its
+    text, in Cedar or in its canonical form (node/app/policies/check.py, `canonical_form`)."""
 
     id: str
     text: str
@@ -84,7 +85,7 @@ def _policy_set(policies: tuple[Policy, ...]) -> tuple[cedarpy.PolicySet, frozen
     statements. A pure function of its argument, so caching it changes no answer."""
     statements: dict[str, Any] = {}
     for policy in policies:
-        parsed = require_valid(policy.text)
+        parsed = statements_of(policy.text)
         for n, name in enumerate(sorted(parsed, key=lambda k: int(k.removeprefix("policy")))):
             statements[f"{policy.id}#{n}"] = parsed[name]
     document = {"staticPolicies": statements, "templates": {}, "templateLinks": []}

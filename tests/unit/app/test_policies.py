@@ -255,3 +255,69 @@ def test_adding_a_policy_never_grants_what_consent_refused(world, extra_text, co
                            decision=evaluate([*policies, extra], request, entities)).granted
     if after.granted and after.rule == "standing_permission":
         assert all(s.rpartition("#")[0] in standing for s in after.statements)
+
+
+# -- the canonical form: what is stored and hashed ------------------------------------------------------------
+
+def test_the_canonical_form_drops_layout_comments_and_annotations_and_decides_alike():
+    from node.app.policies.check import canonical_form, policy_digest
+
+    plain = 'permit(principal,action,resource)when{context.purpose=="treatment"};'
+    dressed = '// agreed with the pharmacy\n@id("free text here")\npermit (principal, action, resource)\n' \
+              'when { context.purpose == "treatment" };\n'
+    assert canonical_form(plain) == canonical_form(dressed) and "free text" not in canonical_form(dressed)
+    assert policy_digest(plain) == policy_digest(dressed) != policy_digest(plain.replace("treatment", "payment"))
+    stored = Policy(PAYER.id, canonical_form(PAYER.text))
+    for what, claim in (("enc", "claim"), ("enc-other", "claim"), ("obs", "claim"), ("rx", None)):
+        request = _ask("officer-1", what, "payment", claim)
+        assert evaluate([stored], request, _world()) == evaluate([PAYER], request, _world())
+    with pytest.raises(PolicyRefused) as refused:
+        canonical_form("permit(principal, action, resource) when { principal.nope };")
+    assert refused.value.code == "policy_type_error"
+    with pytest.raises(PolicyRefused):
+        evaluate([Policy("x", '{"statements": [{"effect": "permit"}]}')], _ask("officer-1", "enc"), _world())
+
+
+# -- two processes, two hash seeds: the same decisions -------------------------------------------------------
+
+SEEDED_WORLDS = '''
+import json, random, sys
+from node.app.policies.evaluate import Policy, evaluate
+from node.app.policies.inputs import Ref, Request, institution, patient, practitioner, record
+rng = random.Random(19)
+out = []
+for n in range(40):
+    atoms = ['principal.profession == "pharmacist"', 'resource.resource_type == "Claim"', 'context.purpose == "payment"',
+             'principal.institution == resource.custodian', 'principal in Institution::"i1"', "context.now_ms < 10"]
+    texts = [f"{rng.choice(['permit', 'forbid'])}(principal, action, resource) when {{ {' && '.join(rng.sample(atoms, 2))} }};"
+             for _ in range(rng.randint(1, 6))]
+    policies = [Policy(f"ag{k}@1", t) for k, t in enumerate(texts)]
+    entities = [institution(i, rng.choice(["hospital", "pharmacy"])) for i in ("i0", "i1")]
+    entities += [practitioner(f"p{k}", rng.choice(["pharmacist", "physician"]), rng.choice(["i0", "i1"])) for k in range(2)]
+    entities += [patient("pt"), *(record(f"r{k}", rng.choice(["Claim", "Encounter"]), "pt", rng.choice(["i0", "i1"]))
+                                  for k in range(2))]
+    rng.shuffle(policies)
+    rng.shuffle(entities)
+    request = Request(principal=Ref("Practitioner", f"p{rng.randint(0, 1)}"), action="read",
+                      resource=Ref("Record", f"r{rng.randint(0, 1)}"), purpose=rng.choice(["treatment", "payment"]),
+                      now_ms=rng.randint(0, 20))
+    out.append(evaluate(policies, request, entities).to_json())
+json.dump(out, sys.stdout, sort_keys=True)
+'''
+
+
+def test_two_processes_with_different_hash_seeds_decide_alike():
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[3]
+    runs = []
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run([sys.executable, "-c", SEEDED_WORLDS], cwd=root, env=env, capture_output=True, text=True,
+                              timeout=120, check=True)
+        runs.append(done.stdout)
+    assert runs[0] == runs[1]
+    decisions = __import__("json").loads(runs[0])
+    assert len(decisions) == 40 and {d["allowed"] for d in decisions} == {True, False}
