@@ -18,6 +18,7 @@ import cedarpy
 
 from node.core.errors import CodedError
 from node.app.policies import bounds
+from node.app.policies.engine import ENGINE, ENGINE_VERSION, installed_version
 from node.app.policies.schema import SCHEMA
 
 
@@ -67,6 +68,10 @@ def parse_statements(text: Any) -> tuple[dict[str, Any], list[PolicyError]]:
 
 def check_policy(text: Any) -> list[PolicyError]:
     """Every error that refuses `text`; an empty list when it may be stored and evaluated."""
+    found_engine = installed_version()
+    if found_engine != ENGINE_VERSION:  # another engine may judge differently from the ledger's
+        return [PolicyError("policy_engine_mismatch",
+                            f"{ENGINE} {ENGINE_VERSION} is required to check policies, found {found_engine or 'none'}")]
     _statements, errors = parse_statements(text)
     if errors:
         return errors

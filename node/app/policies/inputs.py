@@ -120,7 +120,8 @@ class Entity:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Request:
     """One access to decide: who (a practitioner), which action, on which record, why (a purpose
-    of use), at which block time, and for a payment read the Claim it is made under."""
+    of use), at which block time, and the Claim (a payment read) or the referral (a read by the
+    clinic referred to) it is made under."""
 
     principal: Ref
     action: str
@@ -128,26 +129,29 @@ class Request:
     purpose: str
     now_ms: int
     claim: Ref | None = None
+    referral: Ref | None = None
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
             raise _refuse(f"unknown action {self.action!r}; the schema has {', '.join(ACTIONS)}")
         if self.principal.type != "Practitioner" or self.resource.type != "Record":
             raise _refuse("a request is made by a Practitioner on a Record")
-        if self.claim is not None and self.claim.type != "Record":
-            raise _refuse("the claim of a request is a Record")
+        if any(r is not None and r.type != "Record" for r in (self.claim, self.referral)):
+            raise _refuse("the claim or referral of a request is a Record")
         if not isinstance(self.purpose, str) or not _ID.fullmatch(self.purpose):
             raise _refuse(f"purpose {self.purpose!r} is not a code")
         canonical_value(self.now_ms, "now_ms")
 
     def referenced(self) -> tuple[Ref, ...]:
         """The entities the request names: they must be in the entity set."""
-        return (self.principal, self.resource) + ((self.claim,) if self.claim is not None else ())
+        return (self.principal, self.resource) + tuple(r for r in (self.claim, self.referral) if r is not None)
 
     def to_json(self) -> dict[str, Any]:
         context: dict[str, Any] = {"purpose": self.purpose, "now_ms": self.now_ms}
         if self.claim is not None:
             context["claim"] = {"__entity": self.claim.to_json()}
+        if self.referral is not None:
+            context["referral"] = {"__entity": self.referral.to_json()}
         return {"principal": self.principal.to_json(), "action": {"type": "Action", "id": self.action},
                 "resource": self.resource.to_json(), "context": context}
 
@@ -171,8 +175,10 @@ def patient(id: str, *, nominated_pharmacy: str | None = None, insurer: str | No
 
 
 def record(id: str, resource_type: str, patient_id: str, custodian: str, *, payer: str | None = None,
-           lists: Iterable[str] = ()) -> Entity:
+           recipient: str | None = None, until_ms: int | None = None, lists: Iterable[str] = ()) -> Entity:
     return Entity.of(Ref("Record", id), {
         "resource_type": resource_type, "patient": Ref("Patient", patient_id), "custodian": Ref("Institution", custodian),
-        "payer": Ref("Institution", payer) if payer else None, "lists": frozenset(Ref("Record", r) for r in lists),
+        "payer": Ref("Institution", payer) if payer else None,
+        "recipient": Ref("Institution", recipient) if recipient else None, "until_ms": until_ms,
+        "lists": frozenset(Ref("Record", r) for r in lists),
     })

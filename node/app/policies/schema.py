@@ -10,9 +10,12 @@ is an entity attribute, only codes (kinds, professions, resource types, purposes
                   a member of its institution (`principal in Institution::"..."`)
     Patient       nominated_pharmacy?, insurer? (institutions the patient named)
     Record        resource_type (FHIR), patient, custodian; payer? (the insurer a Claim is
-                  submitted to), lists (the records a Claim or a referral lists)
+                  submitted to), recipient? (the institution a referral or an order is addressed
+                  to, once the patient accepted it), until_ms? (the end of a referral's period),
+                  lists (the records a Claim or a referral lists)
     actions       read, write; context: purpose (a purpose of use), now_ms (block time),
-                  claim? (the Claim a payment read is made under)
+                  claim? (the Claim a payment read is made under), referral? (the referral a
+                  treatment read is made under)
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ entity Record = {
   patient: Patient,
   custodian: Institution,
   payer?: Institution,
+  recipient?: Institution,
+  until_ms?: Long,
   lists: Set<Record>,
 };
 action read, write appliesTo {
@@ -48,6 +53,7 @@ action read, write appliesTo {
     purpose: String,
     now_ms: Long,
     claim?: Record,
+    referral?: Record,
   },
 };
 """

@@ -20,6 +20,7 @@ from node.app.policies.inputs import Entity, Ref, Request, institution, patient,
 EXAMPLES = Path(__file__).resolve().parents[3] / "docs" / "examples" / "policies"
 NOMINATION = Policy("pharmacy-nomination@1", (EXAMPLES / "pharmacy-nomination.cedar").read_text())
 PAYER = Policy("payer-minimum-necessary@1", (EXAMPLES / "payer-minimum-necessary.cedar").read_text())
+REFERRAL = Policy("referral@1", (EXAMPLES / "referral.cedar").read_text())
 
 
 # -- check_policy: refused with the engine's message ----------------------------------------------------
@@ -55,7 +56,12 @@ def test_templates_empty_oversized_and_crowded_policies_are_refused():
 
 
 def test_the_example_policies_check():
-    assert check_policy(NOMINATION.text) == [] and check_policy(PAYER.text) == []
+    assert check_policy(NOMINATION.text) == [] and check_policy(PAYER.text) == [] and check_policy(REFERRAL.text) == []
+
+
+def test_another_engine_version_refuses_to_check(monkeypatch):
+    monkeypatch.setattr("node.app.policies.check.installed_version", lambda: None)
+    assert [e.code for e in check_policy(NOMINATION.text)] == ["policy_engine_mismatch"]
 
 
 # -- the example policies decide as docs/policies.md says -----------------------------------------------
@@ -121,6 +127,26 @@ def test_the_claims_officer_reads_only_the_claim_and_the_encounter_and_procedure
     assert _payment("enc", consent=False) == Outcome(granted=False, rule="no_consent")  # the policy only routes consent
     other_payer = _world(record("claim-2", "Claim", PATIENT, HOSPITAL, payer=HOSPITAL, lists=["enc"]))
     assert not evaluate([PAYER], _ask("officer-1", "enc", "payment", "claim-2"), other_payer).allowed
+
+
+def test_the_referred_clinics_physicians_read_the_referral_and_its_summary_until_it_ends():
+    clinic = "f6" * 32
+    world = _world(institution(clinic, "clinic"), practitioner("clinician-1", "physician", clinic),
+                   practitioner("nurse-1", "nurse", clinic), record("summary", "Composition", PATIENT, HOSPITAL),
+                   record("referral", "ServiceRequest", PATIENT, HOSPITAL, recipient=clinic, until_ms=1_000,
+                          lists=["summary"]),
+                   record("pending", "ServiceRequest", PATIENT, HOSPITAL, until_ms=1_000, lists=["summary"]))
+
+    def reads(who: str, what: str, referral: str = "referral", at: int = 500) -> bool:
+        request = Request(principal=Ref("Practitioner", who), action="read", resource=Ref("Record", what),
+                          purpose="treatment", now_ms=at, referral=Ref("Record", referral))
+        return evaluate([REFERRAL], request, world).allowed
+
+    assert reads("clinician-1", "summary") and reads("clinician-1", "referral") and reads("clinician-1", "summary", at=1_000)
+    assert not reads("clinician-1", "summary", at=1_001)  # the referral ended
+    assert not reads("clinician-1", "obs")  # not listed
+    assert not reads("nurse-1", "summary") and not reads("physician-1", "summary")  # not a physician of the clinic
+    assert not reads("clinician-1", "summary", referral="pending")  # not accepted yet: no recipient
 
 
 def test_with_no_policy_in_force_consent_alone_decides():
