@@ -45,9 +45,12 @@ class Policy:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Decision:
     """What the policies say of one request. `permits` and `forbids` are the statements
-    (`<policy id>#<n>`) that matched, `errors` those whose evaluation erred; all sorted."""
+    (`<policy id>#<n>`) that matched, `errors` those whose evaluation erred; all sorted.
+    `routes` says whether the set has any permit statement at all (a set of forbids only
+    narrows and never routes)."""
 
     allowed: bool
+    routes: bool = False
     permits: tuple[str, ...] = ()
     forbids: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
@@ -58,7 +61,7 @@ class Decision:
         return tuple(sorted({s.rpartition("#")[0] for s in self.permits}))
 
     def to_json(self) -> dict[str, Any]:
-        return {"allowed": self.allowed, "permits": list(self.permits), "forbids": list(self.forbids),
+        return {"allowed": self.allowed, "routes": self.routes, "permits": list(self.permits), "forbids": list(self.forbids),
                 "errors": list(self.errors)}
 
 
@@ -126,6 +129,6 @@ def evaluate(policies: Iterable[Policy], request: Request, entities: Iterable[En
     reasons = set(result.diagnostics.reasons)
     erred = {m.group(1) for e in result.diagnostics.errors for m in _IN_MESSAGE.finditer(e)}
     erred &= permit_ids | forbid_ids
-    return Decision(allowed=result.decision == cedarpy.Decision.Allow,
+    return Decision(allowed=result.decision == cedarpy.Decision.Allow, routes=bool(permit_ids),
                     permits=tuple(sorted(reasons & permit_ids)), forbids=tuple(sorted(reasons & forbid_ids)),
                     errors=tuple(sorted(erred)))

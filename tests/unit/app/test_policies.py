@@ -92,14 +92,16 @@ def _ask(who: str, what: str, purpose: str = "treatment", claim: str | None = No
 
 
 def _standing(decision: Decision, nominated: bool) -> Outcome:
-    """The nomination as a standing permission: no consent, the patient opted in (or not)."""
-    return combine(consent_granted=False, consent_rule="no_consent", policies_in_force=True, decision=decision,
-                   standing=frozenset({NOMINATION.id}) if nominated else frozenset())
+    """The nomination as a standing permission: no consent, the patient opted in (or not: then
+    the nomination is at most an agreement, which cannot grant without consent)."""
+    if nominated:
+        return combine(consent_granted=False, consent_rule="no_consent", standing=decision)
+    return combine(consent_granted=False, consent_rule="no_consent", agreements=decision)
 
 
 def test_the_nominated_pharmacys_pharmacist_reads_the_prescriptions_and_nothing_else():
     allowed = evaluate([NOMINATION], _ask("pharmacist-1", "rx"), _world())
-    assert allowed == Decision(allowed=True, permits=("pharmacy-nomination@1#0",))
+    assert allowed == Decision(allowed=True, routes=True, permits=("pharmacy-nomination@1#0",))
     assert _standing(allowed, nominated=True) == Outcome(granted=True, rule="standing_permission",
                                                          statements=("pharmacy-nomination@1#0",))
     assert _standing(allowed, nominated=False) == Outcome(granted=False, rule="no_consent")  # not opted in
@@ -113,8 +115,7 @@ def test_the_nominated_pharmacys_pharmacist_reads_the_prescriptions_and_nothing_
 
 def _payment(what: str, claim: str | None = "claim", *, consent: bool = True) -> Outcome:
     decision = evaluate([PAYER], _ask("officer-1", what, purpose="payment", claim=claim), _world())
-    return combine(consent_granted=consent, consent_rule="consent" if consent else "no_consent",
-                   policies_in_force=True, decision=decision)
+    return combine(consent_granted=consent, consent_rule="consent" if consent else "no_consent", agreements=decision)
 
 
 def test_the_claims_officer_reads_only_the_claim_and_the_encounter_and_procedure_it_lists():
@@ -152,8 +153,20 @@ def test_the_referred_clinics_physicians_read_the_referral_and_its_summary_until
 def test_with_no_policy_in_force_consent_alone_decides():
     nothing = evaluate([], _ask("physician-1", "obs"), _world())
     assert nothing == Decision(allowed=False)
-    assert combine(consent_granted=True, consent_rule="consent", policies_in_force=False, decision=nothing).granted
-    assert not combine(consent_granted=False, consent_rule="no_consent", policies_in_force=False, decision=nothing).granted
+    assert combine(consent_granted=True, consent_rule="consent").granted
+    assert combine(consent_granted=True, consent_rule="consent", agreements=nothing).granted
+    assert not combine(consent_granted=False, consent_rule="no_consent", agreements=nothing, standing=nothing).granted
+    # an agreement of forbids only narrows: what it does not forbid, consent still allows
+    only_forbids = evaluate([Policy("no-research@1", 'forbid(principal, action, resource) when { context.purpose == "research" };')],
+                            _ask("physician-1", "obs"), _world())
+    assert not only_forbids.routes
+    assert combine(consent_granted=True, consent_rule="consent", agreements=only_forbids).granted
+    # an agreement's forbid applies to a standing permission too
+    standing = evaluate([NOMINATION], _ask("pharmacist-1", "rx"), _world())
+    veto = evaluate([Policy("no-pharmacists@1", 'forbid(principal, action, resource) when { principal.profession == "pharmacist" };')],
+                    _ask("pharmacist-1", "rx"), _world())
+    assert combine(consent_granted=False, consent_rule="no_consent", agreements=veto, standing=standing) == \
+        Outcome(granted=False, rule="policy_forbids", statements=("no-pharmacists@1#0",))
 
 
 # -- bounded, canonical inputs ------------------------------------------------------------------------------
@@ -265,22 +278,27 @@ def test_two_validators_agree_whatever_the_order_of_policies_and_entities(world,
 @given(worlds(), POLICY_TEXT, st.booleans(), st.lists(st.integers(0, 4), max_size=3))
 def test_adding_a_policy_never_grants_what_consent_refused(world, extra_text, consent, opted):
     policies, request, entities = world
-    standing = frozenset(f"ag{n}" for n in opted) & {p.id for p in policies}
+    chosen = {f"ag{n}" for n in opted}
+    standing_policies = [p for p in policies if p.id.partition("@")[0] in chosen]  # what the patient opted in to
+    agreements = [p for p in policies if p not in standing_policies]
     extra = Policy("extra@1", extra_text)
+    standing = evaluate(standing_policies, request, entities) if standing_policies else None
 
-    def outcome(policy_set: list[Policy]) -> Outcome:
+    def outcome(agreement_set: list[Policy]) -> Outcome:
         return combine(consent_granted=consent, consent_rule="consent" if consent else "no_consent",
-                       policies_in_force=bool(policy_set), decision=evaluate(policy_set, request, entities),
+                       agreements=evaluate(agreement_set, request, entities) if agreement_set else None,
                        standing=standing)
 
-    before, after = outcome(policies), outcome([*policies, extra])
+    before, after = outcome(agreements), outcome([*agreements, extra])
     if not consent:
         # only a standing permission the patient opted in to grants without consent; `extra` is not one
         assert not (after.granted and not before.granted)
-        assert not combine(consent_granted=False, consent_rule="no_consent", policies_in_force=True,
-                           decision=evaluate([*policies, extra], request, entities)).granted
+        assert not combine(consent_granted=False, consent_rule="no_consent",
+                           agreements=evaluate([*policies, extra], request, entities)).granted
     if after.granted and after.rule == "standing_permission":
-        assert all(s.rpartition("#")[0] in standing for s in after.statements)
+        assert standing is not None and set(after.statements) <= set(standing.permits)
+    if after.granted:
+        assert consent or after.rule == "standing_permission"
 
 
 # -- the canonical form: what is stored and hashed ------------------------------------------------------------
