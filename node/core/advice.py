@@ -304,6 +304,30 @@ ADVICE: dict[str, str] = {
     "malformed_transaction": "X-MedLedger-Transaction must be base64 of the transaction's msgpack encoding.",
     "transaction_mismatch": "Sign exactly the body the message names (node.fhir.consent_map.grant_body of the Consent).",
     "signer_mismatch": "Sign the transaction with the key of the patient the token was issued to.",
+    # -- data-sharing policies in Cedar (node/app/policies, docs/policies.md) ----------------------------
+    "invalid_policy": "The policy is not valid Cedar; fix the line the message names and run "
+                      "`medledger policy check FILE` until it prints ok (docs/policies.md).",
+    "policy_type_error": "The policy does not type-check against MedLedger's schema (attribute names, types, "
+                         "`has` before an optional attribute); see the schema in docs/policies.md.",
+    "policy_template": "Templates (?principal, ?resource) are not supported; name the principal and resource "
+                       "in the policy's conditions.",
+    "policy_too_large": "The policy is over 8 KiB; split it into smaller policies.",
+    "too_many_statements": "A policy holds at most 16 permit/forbid statements; split it into several policies.",
+    "too_many_policies": "More policies apply to this request than one decision evaluates; revoke agreements "
+                         "that are no longer needed.",
+    "too_many_entities": "The decision would need more entities than the limit; this is a ledger bug, report it.",
+    "policy_input_invalid": "The facts handed to the policy engine do not fit the schema; this is a ledger bug, "
+                            "report it with the request.",
+    "policy_engine_mismatch": "Install the exact policy engine the protocol pins (`pip install cedarpy==4.12.2`, "
+                              "as pyproject.toml says) and restart the node.",
+    "policy_error": "A policy statement failed while deciding, so access was refused (fail closed); the "
+                    "institution that proposed the policy should test it with `medledger policy check`.",
+    "policy_forbids": "A data-sharing agreement forbids this access; the decision names the policy. Ask the "
+                      "institution that holds the agreement.",
+    "standing_permission": "Granted by a standing permission the patient opted in to (e.g. a pharmacy nomination); "
+                           "the patient withdraws it to stop it.",
+    "policy_not_permitted": "The patient's consent covers this, but the agreement in force does not let this "
+                            "practitioner use it (wrong profession, resource type or purpose); see the policy.",
 }
 
 # Codes made from a parameter's name (the API's `bad_<name>` for ids, heights, times).
