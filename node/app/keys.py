@@ -42,6 +42,10 @@ holds the raw 32-byte id it points to.
     admission/<candidate>                            a governance admission and its approvals
     upgrade/<height:8>                               the protocol version scheduled from that height on
     upgrade_proposal/<height:8><version:4>           a proposed upgrade and its approvals
+    agreement/<agreement><version:4>                 a data-sharing agreement's version (id length-prefixed)
+    agreement_latest/<agreement>                     <version:4> of its latest proposal
+    agreement_current/<agreement>                    <version:4> of its version in force (absent: none)
+    agreement_in_force/<institution><agreement>      <version:4>: the version in force naming the institution
 """
 
 from __future__ import annotations
@@ -80,6 +84,10 @@ VALIDATOR_PROPOSAL = b"validator_proposal/"
 ADMISSION = b"admission/"
 UPGRADE = b"upgrade/"
 UPGRADE_PROPOSAL = b"upgrade_proposal/"
+AGREEMENT = b"agreement/"
+AGREEMENT_LATEST = b"agreement_latest/"
+AGREEMENT_CURRENT = b"agreement_current/"
+AGREEMENT_IN_FORCE = b"agreement_in_force/"
 
 POSITION_SIZE = 12  # height:8 + index:4
 
@@ -125,3 +133,8 @@ def access(request_tx: bytes) -> bytes:
 
 def study(study_id: str) -> bytes:
     return STUDY + study_part(study_id)
+
+
+def agreement(agreement_id: str, version: int) -> bytes:
+    """A data-sharing agreement's version: the id length-prefixed (as a study's), then 4 bytes."""
+    return AGREEMENT + study_part(agreement_id) + version.to_bytes(4, "big")

@@ -14,6 +14,7 @@ from typing import Any
 from node.core.encoding import decode
 from node.chain.tx import jsonable
 
+from node.app import agreements as _agreements
 from node.app import keys
 from node.app.consents import load_consent
 from node.app.fields import UNSPECIFIED
@@ -265,3 +266,29 @@ def admission(state: StateReader, candidate: bytes) -> JSON | None:
         return None
     voters = validators(state)
     return {"institution": _hex(candidate), "kind": UNSPECIFIED, **jsonable(value), "quorum": quorum(voters) if voters else None}
+
+
+def _agreement_view(state: StateReader, value: dict[str, Any], now_ms: int | None) -> JSON:
+    return {**jsonable(value), "status": _agreements.status_of(state, value, now_ms),
+            "policy_id": _agreements.policy_id(value)}
+
+
+def agreement(state: StateReader, agreement_id: str, version: int | None = None, now_ms: int | None = None) -> JSON | None:
+    """A data-sharing agreement's version (the latest proposed when `version` is None) with its
+    status (proposed, in_force, revoked, superseded; expired with `now_ms` past its end), parties,
+    signatures, policy and digest, the height it was proposed at, and `in_force_version` (the
+    agreement's version in force, or None). None for an unknown id or version."""
+    if version is None:
+        version = _agreements.latest_version(state, agreement_id)
+        if version is None:
+            return None
+    value = _agreements.load_agreement(state, agreement_id, version)
+    if value is None:
+        return None
+    return {**_agreement_view(state, value, now_ms), "in_force_version": _agreements.current_version(state, agreement_id)}
+
+
+def agreements_of(state: StateReader, institution: bytes, now_ms: int | None = None) -> list[JSON]:
+    """The agreement versions in force naming `institution`, by agreement id (at most
+    `agreements.MAX_IN_FORCE`); with `now_ms`, ended ones left out."""
+    return [_agreement_view(state, v, now_ms) for v in _agreements.in_force_of(state, institution, now_ms)]

@@ -328,6 +328,25 @@ ADVICE: dict[str, str] = {
                            "the patient withdraws it to stop it.",
     "policy_not_permitted": "The patient's consent covers this, but the agreement in force does not let this "
                             "practitioner use it (wrong profession, resource type or purpose); see the policy.",
+    # -- data-sharing agreements (docs/policies.md, "Agreements on the ledger") ----------------------------
+    "invalid_agreement_id": "An agreement --id is 1-64 characters of letters, digits and . _ - (e.g. pharmacy-2026).",
+    "invalid_version": "An agreement --version is a whole number from 1; `medledger policy show --id ID` shows the latest.",
+    "wrong_agreement_version": "Propose version 1 for a new id, else exactly the latest + 1 (`medledger policy show --id ID`).",
+    "invalid_parties": "--parties lists 2 to 8 distinct institution ids, yours among them (`medledger devnet ids`).",
+    "policy_not_canonical": "The ledger stores a policy in its canonical form; `medledger policy propose --file` "
+                            "computes it from your .cedar file.",
+    "policy_free_text": "An agreement's strings must be codes and ids (letters, digits, . _ : @ -), never names or "
+                        "notes; remove the text from the policy.",
+    "unknown_agreement": "No agreement with that id and version; `medledger policy show --id ID` lists what exists.",
+    "not_a_party": "Only the agreement's parties may sign, revoke or propose its next version; use a party's "
+                   "institution key.",
+    "agreement_revoked": "That version was revoked; propose a new version (`medledger policy propose --version N+1`).",
+    "agreement_superseded": "A later version exists; sign or revoke the latest (`medledger policy show --id ID`).",
+    "already_signed": "This party already signed that version; the other parties must sign it too.",
+    "digest_mismatch": "The digest is not that of this version's policy; check the version with `medledger policy show` "
+                       "and sign again (the CLI signs the stored digest).",
+    "agreement_expired": "The agreement's period ended before every party signed; propose a new version.",
+    "too_many_agreements": "An institution is party to at most 16 agreements in force; revoke one it no longer needs.",
 }
 
 # Codes made from a parameter's name (the API's `bad_<name>` for ids, heights, times).
