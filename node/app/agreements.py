@@ -47,7 +47,9 @@ PROPOSED, IN_FORCE, REVOKED, SUPERSEDED, EXPIRED = "proposed", "in_force", "revo
 
 _AGREEMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _LITERAL = re.compile(r"[A-Za-z0-9._:@-]{0,128}")  # codes and ids: no spaces, no quotes, no free text
-_LITERAL_KEYS = ("Value", "Literal", "id")  # a literal value, a `like` pattern's text, an entity's id
+# a literal value, a `like` pattern's text, an entity's id, an attribute named (`has`, `.`); and
+# the keys of a record literal (`{"k": 1}`), which Cedar lets a condition build from any string
+_LITERAL_KEYS = ("Value", "Literal", "id", "attr")
 
 
 class AgreementRefused(PolicyRefused):
@@ -66,8 +68,11 @@ def check_version(value: Any) -> None:
 
 
 def _literals(node: Any, key: str = "") -> Iterable[str]:
-    """Every string a policy's JSON form holds as a literal, a pattern or an entity id."""
+    """Every string a policy's JSON form holds as a literal, a pattern, an entity id, an
+    attribute name or a record literal's key."""
     if isinstance(node, dict):
+        if key == "Record":
+            yield from node
         for k, v in node.items():
             yield from _literals(v, k)
     elif isinstance(node, list):

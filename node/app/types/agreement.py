@@ -16,6 +16,7 @@ Everything is decided from the transaction and the state; time is the block's.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from node.chain.tx import Transaction, TxRejected
@@ -95,7 +96,8 @@ def _execute_propose(ctx: ExecContext) -> None:
     value: dict[str, Any] = {
         "agreement": agreement_id, "version": version, "proposer": ctx.tx.sender, "parties": body["parties"],
         "purposes": sorted(body["purposes"], key=PURPOSES.index), "policy": body["policy"],
-        "digest": ag.check_stored_policy(body["policy"]), "signatures": [ctx.tx.sender], "status": ag.PROPOSED,
+        "digest": hashlib.sha256(body["policy"].encode("utf-8")).digest(),  # the policy: checked by check_body
+        "signatures": [ctx.tx.sender], "status": ag.PROPOSED,
         "height": ctx.height, "time_ms": ctx.timestamp_ms,
     }
     if "valid_until_ms" in body:

@@ -81,6 +81,9 @@ def test_a_policy_must_be_canonical_valid_and_without_free_text():
     assert propose(ledger, policy='{"statements":[{"effect":"permit"}]}') == "invalid_policy"
     prose = canonical_form('permit (principal, action, resource) when { principal.profession == "patient Jane Doe" };')
     assert propose(ledger, policy=prose) == "policy_free_text"
+    for hidden in ('principal has "Jane Doe HIV"', '{"Jane Doe": 1} has "x"', '{"x": 1}["x"] == 1 && principal has "a b"'):
+        smuggled = canonical_form(f"permit (principal, action, resource) when {{ {hidden} }};")
+        assert propose(ledger, policy=smuggled) == "policy_free_text", hidden
     ident_literal = canonical_form('permit (principal in Institution::"ab12", action, resource) '
                                    'when { principal.profession == "claims-officer" };')
     assert propose(ledger, policy=ident_literal) == "ok"
