@@ -346,7 +346,8 @@ ADVICE: dict[str, str] = {
     "digest_mismatch": "The digest is not that of this version's policy; check the version with `medledger policy show` "
                        "and sign again (the CLI signs the stored digest).",
     "agreement_expired": "The agreement's period ended before every party signed; propose a new version.",
-    "too_many_agreements": "An institution is party to at most 16 agreements in force; revoke one it no longer needs.",
+    "too_many_agreements": "An institution is party to at most 16 agreements in force (ended ones count until "
+                           "revoked); revoke one it no longer needs (`medledger policy revoke`).",
 }
 
 # Codes made from a parameter's name (the API's `bad_<name>` for ids, heights, times).

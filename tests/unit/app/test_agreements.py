@@ -243,6 +243,28 @@ def test_an_institution_is_party_to_at_most_max_in_force_agreements(monkeypatch:
     assert revoke(ledger, A, agreement="a2") == "ok" and sign(ledger, B, agreement="a3") == "ok"
 
 
+def test_an_ended_agreement_keeps_its_place_until_revoked(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(ag, "MAX_IN_FORCE", 1)
+    ledger = Ledger()
+    end = ledger.now + 2000
+    assert propose(ledger, agreement="short", valid_until_ms=end) == "ok" and sign(ledger, B, agreement="short") == "ok"
+    ledger.block(at_ms=end + 1000)
+    assert propose(ledger, agreement="next") == "ok"
+    assert sign(ledger, B, agreement="next") == "too_many_agreements"
+    assert revoke(ledger, B, agreement="short") == "ok"  # an ended version is still revocable
+    assert sign(ledger, B, agreement="next") == "ok"
+
+
+def test_revoking_a_new_proposal_leaves_the_version_in_force():
+    ledger = Ledger()
+    assert propose(ledger) == "ok" and sign(ledger, B) == "ok"
+    assert propose(ledger, version=2, policy=PAYER) == "ok"
+    assert revoke(ledger, B, version=2) == "ok"
+    assert status(ledger, 1) == "in_force" and status(ledger, 2) == "revoked"
+    assert [p.id for p in ag.policies_in_force(ledger.state, [B.public_key], now_ms=ledger.now)] == ["pharm-1@1"]
+    assert propose(ledger, version=3) == "ok"  # the next version after a revoked one
+
+
 def test_the_same_agreement_transactions_give_the_same_state_root():
     roots = []
     for _ in range(2):
