@@ -7,6 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from node.app.executor import UnregisteredSender, execute_transactions
+from node.app.agreements import check_stored_policy
+from node.app.policies.check import canonical_form
 from node.app.types.identity import identity_key
 from node.app.registry import check_tx_body, load_types
 from node.chain.tx import TxRejected
@@ -14,6 +16,10 @@ from node.chain.tx import TxRejected
 from tests.unit.app.harness import DAY, Ledger, ident, rid
 
 NAMES = ["pat", "pat2", "doc-a", "doc-b", "res", "A", "B", "E", "ghost"]
+
+
+POLICY = canonical_form('permit (principal, action == Action::"read", resource) when { principal.profession == "nurse" };')
+AB = sorted([ident("A").public_key, ident("B").public_key])
 
 
 def build_world() -> Ledger:
@@ -29,6 +35,8 @@ def build_world() -> Ledger:
     ledger.grant(pat, ident("B").public_key, types=["*"], deny=["Condition"])
     ledger.send(pat, "patient.set_guardian", {"guardian": pat2.public_key})
     ledger.request(doc_b, rid("r1"), purpose="emergency", reason="unconscious")
+    ledger.send(ident("A"), "agreement.propose", {"agreement": "G", "version": 1, "parties": AB, "purposes": ["treatment"],
+                                                  "policy": POLICY})
     return ledger
 
 
@@ -64,6 +72,10 @@ TEMPLATES = {
     "validator.rotate": ({"new_key": ident("E").public_key, "proof": bytes(64)}, {}),
     "governance.admit_institution": ({"institution": ident("E").public_key, "name": "E"}, {}),
     "governance.schedule_upgrade": ({"version": 2, "height": 100}, {}),
+    "agreement.propose": ({"agreement": "G", "version": 2, "parties": AB, "purposes": ["treatment"], "policy": POLICY},
+                          {"valid_until_ms": 1 << 50}),
+    "agreement.sign": ({"agreement": "G", "version": 1, "digest": check_stored_policy(POLICY)}, {}),
+    "agreement.revoke": ({"agreement": "G", "version": 1}, {}),
 }
 
 
