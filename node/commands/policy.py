@@ -14,7 +14,8 @@ import click
 from node.commands.options import CONTEXT, client_options, command_group, json_option, node_option, signed_command
 from node.commands.output import EXIT_REFUSED, EXIT_USAGE, emit, fail, report_tx, run_client
 
-policy = command_group("policy", "Write and test data-sharing policies (Cedar) before proposing them.")
+policy = command_group("policy", "Write and test data-sharing policies (Cedar), then propose, sign, revoke and show "
+                                 "agreements on the ledger.")
 
 
 @policy.command("check", context_settings=CONTEXT)
