@@ -78,7 +78,10 @@ CONSENT_FAILURES = (  # in the order a consent is checked: a later failure came 
 )
 BREAKGLASS_DENIALS = ("breakglass_not_allowed", "reason_required", "breakglass_opted_out", "breakglass_suspended",
                       "breakglass_limit_practitioner", "breakglass_limit_patient")
-DENIED_RULES = ("erased", *CONSENT_FAILURES, *BREAKGLASS_DENIALS)
+# the refusals of an agreement's policy, after this decision (node/app/agreement_access.py,
+# node/app/policies/combine.py POLICY_DENIALS): decide never returns them
+POLICY_DENIALS = ("policy_error", "policy_forbids", "policy_not_permitted")
+DENIED_RULES = ("erased", *CONSENT_FAILURES, *BREAKGLASS_DENIALS, *POLICY_DENIALS)
 MATCH = "match"
 _RANK = {reason: min(rank, 4) for rank, reason in enumerate(CONSENT_FAILURES)}  # status reasons rank equal
 

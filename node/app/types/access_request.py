@@ -32,11 +32,12 @@ from typing import Any
 from node.chain.tx import Transaction, TxRejected
 
 from node.app import breakglass, keys
+from node.app.agreement_access import narrow
 from node.app.access import (BREAKGLASS_REASONS, FRESH, BreakglassStanding, Decision, Grantee, Record, Request,
                              decide)
 from node.app.audit import audit, disclose
 from node.app.consents import candidate_consents
-from node.app.fields import check_id, check_on_behalf_of, check_purpose
+from node.app.fields import UNSPECIFIED, check_id, check_on_behalf_of, check_purpose
 from node.app.registry import ExecContext, ExecFailed, TxType, register, require_fields
 from node.app.roles import PRACTITIONER, RESEARCHER, acting_staff
 from node.app.state import StateReader
@@ -48,6 +49,10 @@ NOTE_HASH_SIZE = 32
 
 def _present(value: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in value.items() if v is not None}
+
+
+def _listed(policies: tuple[str, ...] | None) -> list[str] | None:
+    return None if policies is None else list(policies)
 
 
 def check_request(body: dict[str, Any]) -> None:
@@ -75,13 +80,15 @@ def _check(tx: Transaction) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Assessment:
-    """A practitioner's request as the ledger decides it: the stored record, the decision's inputs
-    and the decision."""
+    """A practitioner's request as the ledger decides it: the stored record, the decision's inputs,
+    the decision (consent, then the agreements in force) and the policy statements it rests on
+    (None: no agreement applied)."""
 
     stored: dict[str, Any]
     record: Record
     request: Request
     decision: Decision
+    policies: tuple[str, ...] | None = None
 
 
 def assess(state: StateReader, requester: bytes, identity: dict[str, Any], record_id: bytes, purpose: str,
@@ -104,8 +111,10 @@ def assess(state: StateReader, requester: bytes, identity: dict[str, Any], recor
     consents = candidate_consents(state, patient, sorted(grantees, key=lambda g: keys.grantee_part(*g)))
     opted_out = state.get(keys.OPTOUT + patient) is not None
     breakglass_use = standing(patient) if purpose == "emergency" else FRESH
-    return Assessment(stored, record, request, decide(request, record, consents, opted_out=opted_out,
-                                                      standing=breakglass_use))
+    decision = decide(request, record, consents, opted_out=opted_out, standing=breakglass_use)
+    narrowed = narrow(state, decision, record, request, requester_institution=identity.get("institution"),
+                      profession=str(identity.get("profession", UNSPECIFIED)), custodian=stored["custodian"])
+    return Assessment(stored, record, request, narrowed.decision, narrowed.policies)
 
 
 def _execute(ctx: ExecContext) -> str | None:
@@ -129,13 +138,13 @@ def _execute(ctx: ExecContext) -> str | None:
         "via": via, "record": record.id, "patient": patient, "custodian": custodian,
         "resource_type": record.resource_type, "purpose": purpose, "reason": request.reason,
         "note_hash": body.get("note_hash"), "decision": outcome, "rule": decision.rule, "consent": decision.consent,
-        "expires_ms": decision.expires_ms, "review": decision.review,
+        "policies": _listed(found.policies), "expires_ms": decision.expires_ms, "review": decision.review,
         "height": ctx.height, "index": ctx.index, "time_ms": ctx.timestamp_ms,
     }))
     event = "access.breakglass" if decision.rule == "breakglass" else f"access.{outcome}"
     details = dict(record=record.id, resource_type=record.resource_type, custodian=custodian, purpose=purpose,
                    reason=request.reason or None, decision=outcome, rule=decision.rule, consent=decision.consent,
-                   expires_ms=decision.expires_ms, actor=requester_id, via=via)
+                   policies=_listed(found.policies), expires_ms=decision.expires_ms, actor=requester_id, via=via)
     audit(ctx, patient, event, **details)
     if not decision.granted:
         return RESULT_DENIED
