@@ -1,10 +1,14 @@
 """`access.request`: a practitioner asks to read a record; the ledger decides.
 
-The decision (`node.app.access.decide`) is recorded whichever way it goes: result "ok" when
-granted, "denied" when not (its writes are kept: the decision, the patient's audit entry). A
+The decision (`node.app.access.decide`, then the data-sharing agreements in force for the
+requester's institution or the custodian, `node.app.agreement_access.narrow`, which may refuse a
+consent or author grant and never widens one; break-glass is not narrowed) is recorded whichever
+way it goes: result "ok" when granted, "denied" when not (its writes are kept: the decision, the
+patient's audit entry). A
 granted decision is indexed for the custodian (`queries.active_grant`), logged as a disclosure
 of the custodian institution, and, for break-glass, queued for the custodian's review and
-counted against the break-glass limits (`node.app.breakglass`).
+counted against the break-glass limits (`node.app.breakglass`). When an agreement applied, the
+decision and the audit entry name its statements (`policies`: `<agreement>@<version>#<n>`).
 
 Only practitioners read records this way. A researcher never receives a patient's raw record:
 research data leaves only as a de-identified extract (`medledger research extract`), so a

@@ -13,6 +13,7 @@ import pytest
 from node.app import agreement_access, queries
 from node.app.executor import execute_block, genesis_state_root, genesis_writes
 from node.app.policies.check import canonical_form
+from node.app.state import FuncReader
 from node.app.types.identity import attest
 from node.chain.genesis import Genesis, InstitutionInfo
 from node.core.crypto import Identity
@@ -21,7 +22,6 @@ from tests.unit.app.harness import CHAIN, DAY, Ledger, ident, make_genesis
 from tests.unit.app.test_agreements import policy_digest_of
 from storage.chain import ChainStore
 from storage.kv import MemoryStore
-from node.app.state import FuncReader
 
 KINDS = {"A": "hospital", "B": "clinic", "C": "pharmacy", "D": "insurer"}
 A, B, C = (ident(n) for n in "ABC")
@@ -160,8 +160,6 @@ def test_predict_gives_the_ledgers_answer(world):
     ledger = world["ledger"]
     in_force(ledger, "nurses", NURSES, A, B)
     nurse = world["nurse"].public_key
-    identity = queries.identity(ledger.state, nurse)
-    assert identity is not None
     found = assess(ledger.state, nurse, {"role": "practitioner", "institution": B.public_key, "profession": "nurse"},
                    world["obs"], "treatment", "", ledger.now + 1, lambda p: breakglass.standing_at(ledger.state, nurse, p, ledger.now))
     assert (found.decision.granted, found.decision.rule, found.policies) == (False, "policy_forbids", ("nurses@1#0",))
@@ -180,3 +178,12 @@ def test_the_same_block_executed_twice_gives_the_same_root(world):
                           committed=ledger.store.has_tx) for _ in range(2)]
     assert runs[0].results == ["denied", "ok", "denied"]
     assert runs[0].state_root == runs[1].state_root and runs[0].writes == runs[1].writes
+
+
+def test_the_policy_denials_are_known_denial_rules_with_advice():
+    from node.app.access import DENIED_RULES, POLICY_DENIALS
+    from node.app.policies import combine
+    from node.core.advice import ADVICE
+
+    assert POLICY_DENIALS == combine.POLICY_DENIALS
+    assert set(POLICY_DENIALS) <= set(DENIED_RULES) and all(r in ADVICE for r in POLICY_DENIALS)
