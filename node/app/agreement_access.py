@@ -1,7 +1,7 @@
 """The agreements' say on one access decision: the consent decision narrowed by the policies in force.
 
-`narrow` takes the consent decision of `node.app.access.decide` and, when it granted by consent
-or authorship, the policies of the agreements in force at block time for the requester's
+`narrow` takes the consent decision of `node.app.access.decide` and, when it granted by consent,
+the policies of the agreements in force at block time for the requester's
 institution or the record's custodian (for the request's purpose, `policies_in_force`). With
 none in force it returns the decision untouched and evaluates nothing, so a ledger without
 agreements pays one index read per institution. Otherwise it builds the entities the decision
@@ -10,7 +10,8 @@ the record with its type, patient and custodian, the custodian with its kind, th
 without attributes), evaluates them (`node.app.policies.evaluate`) and combines the answer with
 the consent (`combine`: policies only narrow). A denial keeps the consent it overrode and names
 the statements that refused it; an input the engine refuses fails closed ("policy_error",
-naming the policies). Break-glass and denials are never touched: a denial stays the consent's
+naming the policies). Break-glass, an author's read of its own record and denials are never
+touched: a denial stays the consent's
 own, and break-glass stays flagged and reviewable. Standing permissions (a patient's opt-in)
 are not evaluated yet (`standing=None`).
 """
@@ -30,7 +31,9 @@ from node.app.policies.evaluate import Policy, evaluate
 from node.app.roles import identity_of
 from node.app.state import StateReader
 
-NARROWED_RULES = ("author", "consent")  # the grants agreements can narrow (break-glass is not narrowed)
+# the grants agreements can narrow: a consent's. Break-glass stays the reviewable exception, and
+# an author reads back what it wrote itself (an agreement has nothing to withhold from it)
+NARROWED_RULES = ("consent",)
 
 
 @dataclass(frozen=True, slots=True)

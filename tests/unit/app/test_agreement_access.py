@@ -143,6 +143,17 @@ def test_revoking_the_agreement_restores_the_consent_only_decision(world):
     assert (found["decision"], found["rule"]) == ("granted", "consent") and "policies" not in found
 
 
+def test_an_author_reads_back_its_own_record_whatever_the_agreements(world):
+    ledger = world["ledger"]
+    hospital = canonical_form("""
+forbid (principal, action == Action::"read", resource)
+when { principal.institution.kind == "hospital" };
+""")
+    in_force(ledger, "hospital", hospital, A, B)
+    found = decided(ledger, world["doc"], world["obs"])  # doc-a wrote it at hospital A
+    assert (found["decision"], found["rule"]) == ("granted", "author") and "policies" not in found
+
+
 def test_break_glass_is_not_narrowed(world):
     ledger = world["ledger"]
     in_force(ledger, "nurses", NURSES, A, B, purposes=("treatment", "emergency"))
