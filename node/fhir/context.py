@@ -19,7 +19,7 @@ from node.app.state import StateReader
 from node.core.errors import CodedError
 from node.fhir.answer import JSON, base_url
 from node.fhir.catalog import BASE_PATH, INTERACTIONS
-from node.fhir.ledger import patient_metas
+from node.fhir.ledger import not_found, patient_metas
 from node.fhir.outcome import FhirError
 from node.fhir.principal import Principal
 from node.fhir.resources import RecordView, etag, to_fhir
@@ -69,11 +69,13 @@ def version_headers(request: web.Request, served: JSON, view: RecordView, *, loc
 async def read_one(request: web.Request, principal: Principal, meta: JSON) -> JSON:
     """The served resource of one record version, read for the principal (audited on the ledger)."""
     view = RecordView.of(meta)
-    if view.erased:
-        raise FhirError(410, "erased", f"this {view.resource_type} was erased at the patient's request")
+    # the records service decides, erasure included: it tells another patient's token nothing
+    # (unknown_record), which is answered exactly as an id that does not exist
     [got] = await delegate_of(request).read_for(principal.identity, [bytes.fromhex(view.record_id)], principal.purpose,
                                                 reason=principal.reason)
     if isinstance(got, CodedError):
+        if got.code == "unknown_record":
+            raise not_found(view.resource_type, view.fhir_id)
         raise got
     return to_fhir(json.loads(got), meta)
 

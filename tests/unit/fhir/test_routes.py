@@ -302,3 +302,35 @@ async def test_put_entries_of_resources_on_the_ledger_and_a_patient_stored_again
     assert read["gender"] == "other" and read["meta"]["versionId"] == "2"
     status, read, _ = await world.call("GET", f"{B}/Observation/{made['id']}", token)
     assert read["valueQuantity"]["value"] == 61 and read["meta"]["versionId"] == "2"
+
+
+async def test_strangers_to_a_record_are_refused_and_learn_nothing(world):
+    """Another patient's token reads a record by its id as if it did not exist; a researcher's
+    token (research data leaves only as a de-identified export), an unknown token and no token
+    are refused; none of them is given the content. (A practitioner of another institution is
+    refused by the records service: tests/unit/records/test_node_delegate.py.)"""
+    from node.app.types.identity import attest
+    from node.core.crypto import Identity
+
+    from tests.unit.fhir.routes_world import INSTITUTION
+    from tests.helpers import CHAIN
+
+    doctor = await world.token(DOCTOR, DOCTOR_SCOPE, "TREAT")
+    made = await create(world, doctor, observation(PATIENT))
+    other = await world.token(OTHER_PATIENT, "patient/*.read")
+    status, body, _ = await world.call("GET", f"{B}/Observation/{made['id']}", other)
+    missing, unknown, _ = await world.call("GET", f"{B}/Observation/{'0' * 64}", other)
+    assert (status, code_of(body)) == (missing, code_of(unknown)) and status == 404, body
+
+    researcher = Identity.from_seed(b"\x65" * 32)
+    body_r = {"role": "researcher", "institution": INSTITUTION.public_key,
+              "attestation": attest(INSTITUTION, chain_id=CHAIN, registrant=researcher.public_key, role="researcher")}
+    assert (await world.tx(researcher, "identity.register", body_r))["result"] == "ok"
+    research = await world.token(researcher, "system/Observation.rs", "HRESCH")
+    status, body, _ = await world.call("GET", f"{B}/Observation/{made['id']}", research)
+    assert status == 403 and "valueQuantity" not in body, body
+
+    status, body, _ = await world.call("GET", f"{B}/Observation/{made['id']}", "not-a-token")
+    assert status == 401 and code_of(body) == "invalid_token"
+    status, body, _ = await world.call("GET", f"{B}/Observation/{made['id']}")
+    assert status == 401
