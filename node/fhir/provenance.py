@@ -69,6 +69,8 @@ def read(state: StateReader, delegate: RecordAccess, principal: Principal, fid: 
     if meta is None:
         raise not_found("Provenance", fid)
     code = refusal(delegate, principal, meta)
+    if code == "unknown_record":  # another patient's record, to a patient's token: as if it did not exist
+        raise not_found("Provenance", fid)
     if code is not None:
         raise FhirError(403, code, "the ledger would not let this identity read the record this Provenance is about")
     return provenance_resource(meta)

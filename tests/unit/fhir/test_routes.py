@@ -321,6 +321,9 @@ async def test_strangers_to_a_record_are_refused_and_learn_nothing(world):
     status, body, _ = await world.call("GET", f"{B}/Observation/{made['id']}", other)
     missing, unknown, _ = await world.call("GET", f"{B}/Observation/{'0' * 64}", other)
     assert (status, code_of(body)) == (missing, code_of(unknown)) and status == 404, body
+    status, body, _ = await world.call("GET", f"{B}/Provenance/{made['id']}", other)
+    missing, unknown, _ = await world.call("GET", f"{B}/Provenance/{'0' * 64}", other)
+    assert (status, code_of(body)) == (missing, code_of(unknown)) and status == 404, body
 
     researcher = Identity.from_seed(b"\x65" * 32)
     body_r = {"role": "researcher", "institution": INSTITUTION.public_key,
