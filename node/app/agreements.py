@@ -82,6 +82,21 @@ def _literals(node: Any, key: str = "") -> Iterable[str]:
         yield node
 
 
+PATIENT_LINKED_TYPES = ("Patient", "Record")  # an agreement speaks of kinds of data and staff, never of one patient
+
+
+def _entity_types(node: Any) -> Iterable[str]:
+    """The type of every entity a policy's JSON form names (`{"type": ..., "id": ...}`)."""
+    if isinstance(node, dict):
+        if isinstance(node.get("type"), str) and isinstance(node.get("id"), str):
+            yield node["type"]
+        for v in node.values():
+            yield from _entity_types(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _entity_types(v)
+
+
 def canonical_statements(text: str) -> str:
     """The canonical form of statements given in canonical form: what `canonical_form` gives."""
     statements = statements_of(text)
@@ -104,7 +119,12 @@ def check_stored_policy(policy: Any) -> bytes:
         raise AgreementRefused("policy_not_canonical", "an agreement stores a policy in its canonical form (canonical_form)")
     if canonical_statements(policy) != policy:
         raise AgreementRefused("policy_not_canonical", "the policy is not in its canonical form (canonical_form)")
-    for literal in _literals(json.loads(policy)):
+    doc = json.loads(policy)
+    named = sorted(set(_entity_types(doc)) & set(PATIENT_LINKED_TYPES))
+    if named:
+        raise AgreementRefused("policy_names_patient", f"the policy names a {named[0]}: an agreement is public and "
+                                                       "speaks of kinds of staff and data, never of one patient or record")
+    for literal in _literals(doc):
         if not _LITERAL.fullmatch(literal):
             raise AgreementRefused("policy_free_text", f"string {literal[:32]!r} is not a code or an id: an agreement's "
                                                        "strings are codes and ids only (A-Z a-z 0-9 . _ : @ -)")

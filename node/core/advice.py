@@ -335,6 +335,9 @@ ADVICE: dict[str, str] = {
     "invalid_parties": "--parties lists 2 to 8 distinct institution ids, yours among them (`medledger devnet ids`).",
     "policy_not_canonical": "The ledger stores a policy in its canonical form; `medledger policy propose --file` "
                             "computes it from your .cedar file.",
+    "policy_names_patient": "Write the agreement about kinds of staff and data (profession, institution kind, resource "
+                            "type, purpose): naming one patient or record would publish who is in it; a patient's own "
+                            "choices are the patient's consents.",
     "policy_free_text": "An agreement's strings must be codes and ids (letters, digits, . _ : @ -), never names or "
                         "notes; remove the text from the policy.",
     "unknown_agreement": "No agreement with that id and version; `medledger policy show --id ID` lists what exists.",

@@ -87,6 +87,12 @@ def test_a_policy_must_be_canonical_valid_and_without_free_text():
     ident_literal = canonical_form('permit (principal in Institution::"ab12", action, resource) '
                                    'when { principal.profession == "claims-officer" };')
     assert propose(ledger, policy=ident_literal) == "ok"
+    for linked in ('permit (principal, action, resource == Record::"ab12");',
+                   'permit (principal, action, resource) when { [Record::"ab12", Record::"cd34"].contains(resource) };'):
+        named = canonical_form(linked)  # an agreement is public: naming a record would publish who is in it
+        assert propose(ledger, policy=named) == "policy_names_patient", linked
+    one_patient = canonical_form('forbid (principal, action, resource) when { resource.patient == Patient::"ab12" };')
+    assert propose(ledger, policy=one_patient) == "policy_names_patient"
     assert propose(ledger, policy="x" * (ag.MAX_CANONICAL_BYTES + 1)) == "policy_too_large"
     with pytest.raises(PolicyRefused) as refused:
         ag.check_stored_policy('{"statements":[1]}')
