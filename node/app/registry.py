@@ -87,11 +87,17 @@ def get_type(name: str) -> TxType | None:
     return _REGISTRY.get(name)
 
 
-def check_tx_body(tx: Transaction) -> TxType:
-    """Stateless check of a transaction's type and body; raise TxRejected if invalid."""
+def known_type(tx: Transaction) -> TxType:
+    """The transaction's type; TxRejected("unknown_type") if there is none such."""
     tx_type = get_type(tx.type)
     if tx_type is None:
         raise TxRejected("unknown_type", f"unknown transaction type {tx.type[:64]!r}")
+    return tx_type
+
+
+def check_tx_body(tx: Transaction) -> TxType:
+    """Stateless check of a transaction's type and body; raise TxRejected if invalid."""
+    tx_type = known_type(tx)
     tx_type.check_body(tx)
     return tx_type
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from node.app.executor import REGISTRATION, read_nonce
-from node.app.registry import check_tx_body
+from node.app.registry import known_type
 from node.app.state import FuncReader
 from node.app.types.identity import identity_key
 from node.chain.tx import Transaction, TxRejected, check_signature, tx_from_value
@@ -95,12 +95,16 @@ class TxAdmission:
         if self.store.has_tx(tx.hash):
             return Admission(tx.hash, "already_committed", "this transaction is already on the chain")
         try:
-            check_tx_body(tx)
+            # its type, who sends it, its signature, then its body: a body check may cost more than
+            # a signature (an agreement's policy is parsed and type-checked), so a stranger's or a
+            # forger's transaction is refused before it can make the node do that work
+            tx_type = known_type(tx)
             state = self.state_reader()
             if tx.nonce <= read_nonce(state, tx.sender):
                 raise TxRejected("nonce_replayed", "nonce already used by this sender")
             self.check_sender(state, tx)
             check_signature(tx)
+            tx_type.check_body(tx)
             self.mempool.add(tx)
         except TxRejected as exc:
             return Admission(None, exc.code, exc.message)

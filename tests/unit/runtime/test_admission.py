@@ -72,3 +72,28 @@ def test_a_peer_gossiping_bad_signatures_is_penalized(cluster: Cluster):
     assert len(cluster.nodes[0].mempool) == 1  # the good one (a gossiped transaction is not forwarded)
     assert all(f.kind != FRAME_TXS for f in cluster.net.frames)
     assert cluster.net.penalties == [(cluster.id(1), cluster.id(0), "1 gossiped transactions with bad signatures")]
+
+
+def test_a_strangers_or_forgers_costly_body_is_not_checked(cluster: Cluster, monkeypatch):
+    """A body check may cost more than a signature (an agreement's policy is parsed and
+    type-checked): an unregistered sender, or a forged signature, is refused before it."""
+    from node.app import agreements
+    from node.app.policies.check import canonical_form
+
+    checked: list[str] = []
+    real = agreements.check_stored_policy
+    monkeypatch.setattr(agreements, "check_stored_policy", lambda policy: checked.append(policy) or real(policy))
+
+    def propose(sender: Identity) -> Transaction:
+        body = {"agreement": "a1", "version": 1, "parties": sorted([sender.public_key, b"\x01" * 32]),
+                "purposes": ["treatment"], "policy": canonical_form("permit (principal, action, resource);")}
+        return Transaction.create(sender, chain_id=CHAIN, type="agreement.propose", nonce=10**12, body=body)
+
+    stranger = Identity.from_seed(b"\x09" * 32)
+    [verdict] = cluster.nodes[0].admit([wire(propose(stranger))])
+    assert verdict.error == "not_registered" and checked == []
+    institution = cluster.idents[0]  # registered by the genesis
+    [verdict] = cluster.nodes[0].admit([with_bad_signature(propose(institution))])
+    assert verdict.error == "bad_signature" and checked == []
+    [verdict] = cluster.nodes[0].admit([wire(propose(institution))])
+    assert verdict.error is None and len(checked) == 1  # its own: checked, once
