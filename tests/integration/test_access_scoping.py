@@ -195,7 +195,7 @@ async def test_a_breakglass_sweep_in_one_http_request_stops_at_the_limit_and_a_r
     for record in more:
         assert (await send(WRITER, "record.add", record_body(record, NODE)))[0] == "ok"
     # JUNK, at an unrelated institution, breaks the glass 43 times in one HTTP request; reason "x" is refused
-    free = Transaction.create(JUNK, chain_id=CHAIN, type="access.request", nonce=1,
+    free = Transaction.create(JUNK, chain_id=CHAIN, type="access.request", nonce=10**12,  # a fresh nonce: refused for its body
                               body={"record": real, "purpose": "emergency", "reason": "x"})
     resp = await client.post("/v1/txs", data=free.encoded, headers=MSGPACK)
     assert resp.status == 400 and (await resp.json())["error"] == "reason_not_coded"
