@@ -66,7 +66,9 @@ BREAKGLASS_REASONS = {
     "imminent_harm": "there is an imminent risk of serious harm to the patient or others",
 }
 
-GRANTED_RULES = ("author", "consent", "breakglass")
+# "standing_permission": granted after this decision, by a standing policy the patient opted in to
+# (node/app/agreement_access.py); decide never returns it
+GRANTED_RULES = ("author", "consent", "breakglass", "standing_permission")
 CONSENT_FAILURES = (  # in the order a consent is checked: a later failure came closer to matching
     "no_consent",
     "out_of_scope",

@@ -60,6 +60,9 @@ def check_agreement_id(value: Any) -> None:
     if not isinstance(value, str) or not _AGREEMENT_ID.fullmatch(value):
         raise TxRejected("invalid_agreement_id",
                          "an agreement id is 1-64 characters of A-Z a-z 0-9 . _ - (starting with a letter or digit)")
+    if value.startswith("standing."):  # the protocol's standing policies are named so (node/app/standing.py)
+        raise TxRejected("invalid_agreement_id", "agreement ids starting with 'standing.' are reserved for the "
+                         "protocol's standing policies")
 
 
 def check_version(value: Any) -> None:

@@ -24,6 +24,9 @@ state and hex in the query answers:
     practitioner, until_ms               a break-glass suspension: who, until when (block time)
     reason                               also a record contest's coded reason
     study, researcher, resources, release_hash    a research release (disclosures: patients, a count)
+    permission, grantee                  a standing permission granted or revoked (standing.py)
+    record, grantee, until_ms            a referral or lab order accepted (request_accept.py)
+    standing                             an access decision: the standing permission it rests on
     via                                  a research release asked for by the researcher's institution
                                          (else the institution that signed for `actor`, above)
 """
@@ -53,6 +56,9 @@ AUDIT_EVENTS = (
     "research.released",
     "guardian.set",
     "guardian.cleared",
+    "standing.granted",
+    "standing.revoked",
+    "request.accepted",
 )
 
 

@@ -75,6 +75,9 @@ _EVENTS: dict[str, tuple[tuple[str, str], str, str | None]] = {
     "research.released": (("110106", "Export"), "R", "disclose"),
     "guardian.set": (("110110", "Patient Record"), "U", None),
     "guardian.cleared": (("110110", "Patient Record"), "U", None),
+    "standing.granted": (("110110", "Patient Record"), "C", None),
+    "standing.revoked": (("110110", "Patient Record"), "U", None),
+    "request.accepted": (("110110", "Patient Record"), "U", None),
 }
 
 

@@ -46,6 +46,10 @@ holds the raw 32-byte id it points to.
     agreement_latest/<agreement>                     <version:4> of its latest proposal
     agreement_current/<agreement>                    <version:4> of its version in force (absent: none)
     agreement_in_force/<institution><agreement>      <version:4>: the version in force naming the institution
+    workflow/<record>                                an order's workflow state: status, acceptance (node/app/care.py)
+    inbox/<institution><pos>                         -> record id addressed to the institution (care.py)
+    standing/<patient>                               the patient's standing permissions: nominated pharmacy, insurer
+    referral_to/<institution><patient><record>       an accepted referral's end (treatment basis "referral")
 """
 
 from __future__ import annotations
@@ -88,6 +92,10 @@ AGREEMENT = b"agreement/"
 AGREEMENT_LATEST = b"agreement_latest/"
 AGREEMENT_CURRENT = b"agreement_current/"
 AGREEMENT_IN_FORCE = b"agreement_in_force/"
+WORKFLOW = b"workflow/"
+INBOX = b"inbox/"
+STANDING = b"standing/"
+REFERRAL_TO = b"referral_to/"
 
 POSITION_SIZE = 12  # height:8 + index:4
 

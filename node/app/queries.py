@@ -15,6 +15,7 @@ from node.core.encoding import decode
 from node.chain.tx import jsonable
 
 from node.app import agreements as _agreements
+from node.app import care as _care
 from node.app import keys
 from node.app.consents import load_consent
 from node.app.fields import UNSPECIFIED
@@ -70,7 +71,11 @@ def record(state: StateReader, record_id: bytes) -> JSON | None:
     value = read(state, keys.record(record_id))
     if value is None:
         return None
-    return {"id": _hex(record_id), "erased": "erased_ms" in value, "contested": "contested_ms" in value, **jsonable(value)}
+    out = {"id": _hex(record_id), "erased": "erased_ms" in value, "contested": "contested_ms" in value, **jsonable(value)}
+    state_of = _care.workflow(state, record_id)
+    if state_of is not None:
+        out["workflow"] = jsonable(state_of)
+    return out
 
 
 def record_versions(state: StateReader, record_id: bytes) -> list[JSON]:
@@ -96,6 +101,32 @@ def latest_version(state: StateReader, record_id: bytes) -> JSON | None:
 def patient_records(state: StateReader, patient: bytes) -> list[JSON]:
     """A patient's records in the order they were added (erased ones included, marked)."""
     return _indexed(state, keys.PATIENT_RECORD + patient, lambda record_id: record(state, record_id))
+
+
+INBOX_LIMIT = 500
+
+
+def inbox(state: StateReader, institution: bytes, *, after_height: int = 0, limit: int = INBOX_LIMIT) -> list[JSON]:
+    """What is addressed to `institution` (node/app/care.py), oldest first, from blocks after
+    `after_height`, at most `limit` (default and cap INBOX_LIMIT): each record's metadata with
+    its workflow state, as `record` answers it."""
+    out: list[JSON] = []
+    prefix = keys.INBOX + institution
+    start = prefix + keys.position(after_height + 1, 0) if after_height > 0 else prefix
+    for key, record_id in state.items(prefix):
+        if key < start:
+            continue
+        found = record(state, record_id)
+        if found is not None:
+            out.append(found)
+        if len(out) >= min(limit, INBOX_LIMIT):
+            break
+    return out
+
+
+def standing(state: StateReader, patient: bytes) -> JSON:
+    """The patient's standing permissions: {permission: {institution, height, time_ms}}."""
+    return {name: jsonable(entry) for name, entry in sorted(_care.standing_of(state, patient).items())}
 
 
 def consent_status(value: dict[str, Any], now_ms: int | None) -> str:
@@ -172,8 +203,9 @@ def active_grant(state: StateReader, requester: bytes, record_id: bytes, now_ms:
     `access.request` of the requester for this record was granted, has not expired
     (now_ms <= expires_ms), was not revoked (an `unjustified` break-glass review revokes), was
     not made to a researcher (research data leaves only as a de-identified extract; grants a
-    researcher got before that rule are void) and, if it rests on a consent, that consent is not
-    revoked. Of several such grants, the one that expires last (then the newest) is returned.
+    researcher got before that rule are void), if it rests on a consent, that consent is not
+    revoked, and if it rests on a nomination (a standing permission), the patient has not
+    withdrawn or replaced it. Of several such grants, the one that expires last (then the newest) is returned.
     """
     stored = read(state, keys.record(record_id))
     if stored is None or "erased_ms" in stored:
@@ -195,6 +227,10 @@ def active_grant(state: StateReader, requester: bytes, record_id: bytes, now_ms:
         if value["rule"] == "consent":
             rule = load_consent(state, value["consent"])
             if rule is None or "revoked_ms" in rule:
+                continue
+        if isinstance(value.get("standing"), dict):  # a nomination's grant lasts as long as the nomination
+            entry = _care.standing_of(state, stored["patient"]).get(value["standing"]["permission"])
+            if not isinstance(entry, dict) or entry["height"] != value["standing"]["height"]:
                 continue
         rank = (value["expires_ms"], key)
         if best is None or rank > best:

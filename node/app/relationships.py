@@ -6,6 +6,7 @@ A practitioner P of institution I treats patient X, at block time t, when one of
 - "registered": X registered with I's attestation (I vouched for X as its patient);
 - "consent": X (or X's guardian) gave a consent naming P or I, for the purpose treatment or
   emergency, in force at t (not revoked, valid_from <= t <= valid_until);
+- "referral": X accepted a referral to I whose period includes t (node/app/care.py);
 - "breakglass": P holds a break-glass grant on one of X's records, open at t and not revoked
   (the emergency documentation of the care it gave).
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 from node.core.encoding import decode_stored
 
 from node.app import keys
+from node.app.care import referred
 from node.app.consents import candidate_consents
 from node.app.registry import ExecContext
 from node.app.roles import identity_of
@@ -38,6 +40,8 @@ def treatment_basis(ctx: ExecContext, practitioner: bytes, institution: bytes, p
             continue
         if consent.purposes & TREATING_PURPOSES:
             return "consent"
+    if referred(ctx.state, institution, patient, now):
+        return "referral"
     for _, raw in ctx.state.items(keys.BREAKGLASS_BY + practitioner):
         entry = decode_stored(raw)
         if entry["patient"] != patient or entry["expires_ms"] < now:

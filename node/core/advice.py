@@ -328,6 +328,32 @@ ADVICE: dict[str, str] = {
                            "the patient withdraws it to stop it.",
     "policy_not_permitted": "The patient's consent covers this, but the agreement in force does not let this "
                             "practitioner use it (wrong profession, resource type or purpose); see the policy.",
+    # -- care workflows (docs/care.md) ---------------------------------------------------------------------
+    "invalid_workflow": "Workflow fields go with their record types: --payer and --covers on a Claim, --to/--until and "
+                        "--summary on a ServiceRequest, --prescription/--order/--claim on the record fulfilling it; see "
+                        "`medledger care --help`.",
+    "invalid_listed_record": "A Claim or a referral lists records of the same patient that your institution keeps "
+                             "(`medledger record list --patient ID`), none erased.",
+    "workflow_mismatch": "Fulfil the right order: a MedicationDispense a MedicationRequest, a ClaimResponse a Claim with "
+                         "a payer, a DiagnosticReport or Observation a lab order, all of the same patient.",
+    "not_nominated_pharmacy": "Only the pharmacy the patient nominated dispenses; the patient nominates with "
+                              "`medledger care nominate --pharmacy ID`.",
+    "not_the_payer": "Only the insurer the Claim was submitted to answers it; use a claims officer of that insurer.",
+    "not_the_recipient": "Only the institution the order is addressed to posts its results.",
+    "order_not_accepted": "The patient accepts the order first (`medledger care accept --request ID`, with the patient's key).",
+    "already_dispensed": "This prescription was dispensed already; a prescription is dispensed once "
+                         "(`medledger care status --record ID`).",
+    "already_completed": "This Claim was answered already (`medledger care status --record ID`).",
+    "not_an_insurer": "A Claim's --payer is an institution of kind insurer (`medledger devnet ids`).",
+    "invalid_recipient": "A referral goes to another clinic or hospital, a lab order to a lab (`medledger devnet ids` "
+                         "lists each institution's kind).",
+    "referral_needs_until": "Give the referral's end with --until YYYY-MM-DD.",
+    "referral_ended": "The referral's period is over; the referring physician writes a new referral.",
+    "not_a_request": "Only a referral or a lab order addressed to an institution is accepted (`medledger care inbox`).",
+    "already_accepted": "You accepted this request already; nothing more to do.",
+    "invalid_permission": "A nomination is --pharmacy ID or --insurer ID.",
+    "no_standing_permission": "You have no such nomination; `medledger care standing` shows yours.",
+    "under_mismatch": "--under names a Claim with a payer or a referral of the same patient as the record.",
     # -- data-sharing agreements (docs/policies.md, "Agreements on the ledger") ----------------------------
     "invalid_agreement_id": "An agreement --id is 1-64 characters of letters, digits and . _ - (e.g. pharmacy-2026).",
     "invalid_version": "An agreement --version is a whole number from 1; `medledger policy show --id ID` shows the latest.",

@@ -175,10 +175,13 @@ def patient(id: str, *, nominated_pharmacy: str | None = None, insurer: str | No
 
 
 def record(id: str, resource_type: str, patient_id: str, custodian: str, *, payer: str | None = None,
-           recipient: str | None = None, until_ms: int | None = None, lists: Iterable[str] = ()) -> Entity:
+           recipient: str | None = None, until_ms: int | None = None, lists: Iterable[str] = (),
+           author: str | None = None, based_on: str | None = None) -> Entity:
     return Entity.of(Ref("Record", id), {
         "resource_type": resource_type, "patient": Ref("Patient", patient_id), "custodian": Ref("Institution", custodian),
         "payer": Ref("Institution", payer) if payer else None,
         "recipient": Ref("Institution", recipient) if recipient else None, "until_ms": until_ms,
         "lists": frozenset(Ref("Record", r) for r in lists),
+        "author": Ref("Practitioner", author) if author else None,
+        "based_on": Ref("Record", based_on) if based_on else None,
     })

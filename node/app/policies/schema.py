@@ -12,7 +12,9 @@ is an entity attribute, only codes (kinds, professions, resource types, purposes
     Record        resource_type (FHIR), patient, custodian; payer? (the insurer a Claim is
                   submitted to), recipient? (the institution a referral or an order is addressed
                   to, once the patient accepted it), until_ms? (the end of a referral's period),
-                  lists (the records a Claim or a referral lists)
+                  lists (the records a Claim or a referral lists), author? (the practitioner
+                  who wrote it), based_on? (the order it fulfils: a prescription, a lab order,
+                  a Claim)
     actions       read, write; context: purpose (a purpose of use), now_ms (block time),
                   claim? (the Claim a payment read is made under), referral? (the referral a
                   treatment read is made under)
@@ -45,6 +47,8 @@ entity Record = {
   recipient?: Institution,
   until_ms?: Long,
   lists: Set<Record>,
+  author?: Practitioner,
+  based_on?: Record,
 };
 action read, write appliesTo {
   principal: [Practitioner],

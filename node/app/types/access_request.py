@@ -9,6 +9,10 @@ granted decision is indexed for the custodian (`queries.active_grant`), logged a
 of the custodian institution, and, for break-glass, queued for the custodian's review and
 counted against the break-glass limits (`node.app.breakglass`). When an agreement applied, the
 decision and the audit entry name its statements (`policies`: `<agreement>@<version>#<n>`).
+A consent refusal may still be granted by a standing permission the patient opted in to
+(rule "standing_permission", its statements named the same way: `standing.<name>@<version>#<n>`,
+node/app/standing.py). A request may be made under a Claim or a referral of the same patient
+(`under`), which the policies then see as the request's context.
 
 Only practitioners read records this way. A researcher never receives a patient's raw record:
 research data leaves only as a de-identified extract (`medledger research extract`), so a
@@ -36,7 +40,7 @@ from typing import Any
 from node.chain.tx import Transaction, TxRejected
 
 from node.app import breakglass, keys
-from node.app.agreement_access import narrow
+from node.app.agreement_access import Subject, narrow
 from node.app.access import (BREAKGLASS_REASONS, FRESH, BreakglassStanding, Decision, Grantee, Record, Request,
                              decide)
 from node.app.audit import audit, disclose
@@ -61,8 +65,11 @@ def _listed(policies: tuple[str, ...] | None) -> list[str] | None:
 
 def check_request(body: dict[str, Any]) -> None:
     """The stateless checks of an `access.request` body (TxRejected with the code)."""
-    require_fields(body, {"record": bytes, "purpose": str}, {"reason": str, "note_hash": bytes, "on_behalf_of": bytes})
+    require_fields(body, {"record": bytes, "purpose": str},
+                   {"reason": str, "note_hash": bytes, "on_behalf_of": bytes, "under": bytes})
     check_id(body, "record")
+    if "under" in body:
+        check_id(body, "under")
     check_on_behalf_of(body)
     check_purpose(body["purpose"])
     reason = body.get("reason", "")
@@ -93,10 +100,26 @@ class Assessment:
     request: Request
     decision: Decision
     policies: tuple[str, ...] | None = None
+    standing: dict[str, Any] | None = None
+
+
+def _under(state: StateReader, under: bytes | None, patient: bytes) -> tuple[bytes, dict[str, Any]] | None:
+    """The Claim or referral a request is made under: of the same patient ("under_mismatch");
+    an erased one counts as none."""
+    if under is None:
+        return None
+    found = read(state, keys.record(under))
+    if found is None:
+        raise ExecFailed("unknown_record", "under names no record on the chain")
+    if found["patient"] != patient or (found["resource_type"], bool({"payer", "recipient"} & found.keys())) \
+            not in (("Claim", True), ("ServiceRequest", True)):
+        raise ExecFailed("under_mismatch", "under names a Claim or a referral of the same patient")
+    return None if "erased_ms" in found else (under, found)
 
 
 def assess(state: StateReader, requester: bytes, identity: dict[str, Any], record_id: bytes, purpose: str,
-           reason: str, now_ms: int, standing: Callable[[bytes], BreakglassStanding]) -> Assessment:
+           reason: str, now_ms: int, standing: Callable[[bytes], BreakglassStanding],
+           under: bytes | None = None) -> Assessment:
     """Decide a practitioner's request for `record_id` at block time `now_ms` without writing
     anything: what `access.request` records, and what a node predicts before asking
     (node/records/node_delegate.py). `standing(patient)` is the requester's break-glass use.
@@ -116,9 +139,10 @@ def assess(state: StateReader, requester: bytes, identity: dict[str, Any], recor
     opted_out = state.get(keys.OPTOUT + patient) is not None
     breakglass_use = standing(patient) if purpose == "emergency" else FRESH
     decision = decide(request, record, consents, opted_out=opted_out, standing=breakglass_use)
+    subject = Subject(stored, _under(state, under, patient))
     narrowed = narrow(state, decision, record, request, requester_institution=identity.get("institution"),
-                      profession=str(identity.get("profession", UNSPECIFIED)), custodian=stored["custodian"])
-    return Assessment(stored, record, request, narrowed.decision, narrowed.policies)
+                      profession=str(identity.get("profession", UNSPECIFIED)), subject=subject)
+    return Assessment(stored, record, request, narrowed.decision, narrowed.policies, narrowed.standing)
 
 
 def _execute(ctx: ExecContext) -> str | None:
@@ -131,7 +155,7 @@ def _execute(ctx: ExecContext) -> str | None:
         raise ExecFailed("research_extract_only", "a researcher never reads a raw record: research data leaves "
                          "only as a de-identified extract (medledger research extract)")
     found = assess(ctx.state, requester_id, requester, body["record"], purpose, body.get("reason", ""),
-                   ctx.timestamp_ms, lambda patient: breakglass.standing(ctx, requester_id, patient))
+                   ctx.timestamp_ms, lambda patient: breakglass.standing(ctx, requester_id, patient), body.get("under"))
     stored, record, request, decision = found.stored, found.record, found.request, found.decision
     patient = record.patient
 
@@ -142,13 +166,14 @@ def _execute(ctx: ExecContext) -> str | None:
         "via": via, "record": record.id, "patient": patient, "custodian": custodian,
         "resource_type": record.resource_type, "purpose": purpose, "reason": request.reason,
         "note_hash": body.get("note_hash"), "decision": outcome, "rule": decision.rule, "consent": decision.consent,
-        "policies": _listed(found.policies), "expires_ms": decision.expires_ms, "review": decision.review,
+        "policies": _listed(found.policies), "standing": found.standing, "under": body.get("under"), "expires_ms": decision.expires_ms, "review": decision.review,
         "height": ctx.height, "index": ctx.index, "time_ms": ctx.timestamp_ms,
     }))
     event = "access.breakglass" if decision.rule == "breakglass" else f"access.{outcome}"
     details = dict(record=record.id, resource_type=record.resource_type, custodian=custodian, purpose=purpose,
                    reason=request.reason or None, decision=outcome, rule=decision.rule, consent=decision.consent,
-                   policies=_listed(found.policies), expires_ms=decision.expires_ms, actor=requester_id, via=via)
+                   policies=_listed(found.policies), standing=(found.standing or {}).get("permission"), under=body.get("under"),
+                   expires_ms=decision.expires_ms, actor=requester_id, via=via)
     audit(ctx, patient, event, **details)
     if not decision.granted:
         return RESULT_DENIED

@@ -13,6 +13,11 @@ An institution may add a record for one of its practitioners (`on_behalf_of`, th
 id; node/app/roles.py `acting_staff`): the practitioner is then the author, every check above
 applies to it, and the record and its audit entry also name the institution (`via`).
 
+Workflows. A record may carry workflow fields (`based_on`, `recipient`, `until_ms`, `payer`,
+`lists`: a prescription dispensed, a Claim to its insurer, a referral, a lab order and its
+results), checked and applied by node/app/care.py. A record fulfilling an order needs no other
+treatment relationship: the order is its basis ("prescription", "claim", "order").
+
 Versions. A record may replace an earlier one (`supersedes`: its record id): the superseded
 record must exist ("unknown_record"), be of the same patient, resource type and custodian
 ("version_mismatch"), not be erased ("erased") and be the latest version of its logical record
@@ -29,7 +34,7 @@ from typing import Any
 
 from node.chain.tx import Transaction
 
-from node.app import keys
+from node.app import care, keys
 from node.app.audit import audit
 from node.app.fields import check_id, check_on_behalf_of, check_resource_type
 from node.app.registry import ExecContext, ExecFailed, TxType, register, require_fields
@@ -41,13 +46,14 @@ from node.app.stored import read, write
 def _check(tx: Transaction) -> None:
     body = tx.body
     require_fields(body, {"record": bytes, "patient": bytes, "resource_type": str, "hash": bytes, "custodian": bytes},
-                   {"on_behalf_of": bytes, "supersedes": bytes})
+                   {"on_behalf_of": bytes, "supersedes": bytes, **care.WORKFLOW_FIELDS})
     for name in ("record", "patient", "hash", "custodian"):
         check_id(body, name)
     check_on_behalf_of(body)
     if "supersedes" in body:
         check_id(body, "supersedes")
     check_resource_type(body["resource_type"])
+    care.check_fields(body)
 
 
 def _next_version(ctx: ExecContext, body: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +81,8 @@ def _execute(ctx: ExecContext) -> None:
         raise ExecFailed("unknown_patient", "the record's patient is not a registered patient")
     if read(ctx.state, keys.record(body["record"])) is not None:
         raise ExecFailed("record_exists", "a record with this id is already on the chain")
-    basis = treatment_basis(ctx, author_id, body["custodian"], body["patient"])
+    basis = care.fulfilment_basis(ctx, body, body["custodian"]) or \
+        treatment_basis(ctx, author_id, body["custodian"], body["patient"])
     if basis is None:
         raise ExecFailed("no_treatment_relationship", "the author has no treatment relationship with this patient: "
                          "the patient registers at your institution or grants it (or you) consent for treatment first")
@@ -86,6 +93,7 @@ def _execute(ctx: ExecContext) -> None:
     }
     if via is not None:
         meta["via"] = via
+    meta.update(care.apply_add(ctx, body, body["record"]))
     if "supersedes" in body:
         meta.update(_next_version(ctx, body))
         ctx.state.put(keys.VERSION + meta["version_of"] + meta["version"].to_bytes(4, "big"), body["record"])

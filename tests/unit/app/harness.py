@@ -5,7 +5,7 @@ executor and committed to a real ChainStore, read back through the reader the ru
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from node.app import queries
@@ -35,17 +35,22 @@ def rid(name: str) -> bytes:
     return sha256(b"record/" + name.encode())
 
 
-def make_genesis(validators: Sequence[str] = ("A", "B", "C", "D")) -> Genesis:
+# the kinds a care test gives the institutions (`Ledger(kinds=CARE_KINDS)`)
+CARE_KINDS = {"A": "hospital", "B": "clinic", "C": "pharmacy", "D": "insurer", "E": "lab", "F": "pharmacy"}
+
+
+def make_genesis(validators: Sequence[str] = ("A", "B", "C", "D"), kinds: Mapping[str, str] | None = None) -> Genesis:
     return Genesis(
         chain_id=CHAIN, genesis_time_ms=GENESIS_MS,
         validators=tuple(ValidatorInfo(id=ident(n).public_key, name=f"inst-{n}", address="") for n in validators),
-        institutions=tuple(InstitutionInfo(id=ident(n).public_key, name=f"inst-{n}") for n in validators),
+        institutions=tuple(InstitutionInfo(id=ident(n).public_key, name=f"inst-{n}",
+                                           **({"kind": kinds[n]} if kinds and n in kinds else {})) for n in validators),
     )
 
 
 class Ledger:
-    def __init__(self, validators: Sequence[str] = ("A", "B", "C", "D")) -> None:
-        self.genesis = make_genesis(validators)
+    def __init__(self, validators: Sequence[str] = ("A", "B", "C", "D"), kinds: Mapping[str, str] | None = None) -> None:
+        self.genesis = make_genesis(validators, kinds)
         self.store = ChainStore(MemoryStore())
         self.store.init_genesis(self.genesis.hash(), genesis_writes(self.genesis), genesis_state_root(self.genesis))
         self.state = FuncReader(self.store.state_get, self.store.state_items)

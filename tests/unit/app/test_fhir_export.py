@@ -12,13 +12,13 @@ from node.app import queries
 from node.app.audit import AUDIT_EVENTS
 from node.app.fhir_export import audit_event, bundle, consent_resource, instant
 
-from tests.unit.app.harness import CHAIN, DAY, Ledger, ident
+from tests.unit.app.harness import CARE_KINDS, CHAIN, DAY, Ledger, ident, rid
 
 
 @pytest.fixture(scope="module")
 def story():
     """A ledger where every kind of audit event happened to one patient (and some to another)."""
-    ledger = Ledger()
+    ledger = Ledger(kinds=CARE_KINDS)
     pat, parent = ledger.patient("pat"), ledger.patient("parent")
     doc_a, doc_b, doc_c = ledger.staff("doc-a", "A"), ledger.staff("doc-b", "B"), ledger.staff("doc-c", "C")
     res = ledger.staff("res", "A", "researcher")
@@ -43,6 +43,12 @@ def story():
     _, c3 = ledger.grant(pat, "S1", kind="study", purposes=["research"], types=["*"])
     ledger.send(ident("A"), "research.release", {"study": "S1", "custodian": ident("A").public_key, "researcher": res.public_key,
                                                  "patients": [pat.public_key], "resources": 3, "release_hash": bytes(32)})
+    ledger.send(pat, "standing.grant", {"permission": "pharmacy", "institution": ident("C").public_key})
+    ledger.send(pat, "standing.revoke", {"permission": "pharmacy"})
+    ref = {"record": rid("ref-1"), "patient": pat.public_key, "resource_type": "ServiceRequest", "hash": bytes(32),
+           "custodian": ident("A").public_key, "recipient": ident("B").public_key, "until_ms": ledger.now + DAY}
+    assert ledger.send(doc_a, "record.add", ref) == "ok"
+    ledger.send(pat, "request.accept", {"record": rid("ref-1")})
     ledger.send(pat, "record.erase", {"record": obs})
     ledger.send(pat, "patient.set_guardian", {"guardian": None})
     return ledger, pat, (c1, c2, c3)

@@ -53,14 +53,14 @@ TEMPLATES = {
     "identity.register": ({"role": "patient"}, {"label": "x", "institution": ident("A").public_key, "attestation": bytes(64)}),
     "patient.set_guardian": ({"guardian": ident("pat2").public_key}, {"on_behalf_of": P}),
     "record.add": ({"record": rid("new"), "patient": P, "resource_type": "Observation", "hash": bytes(32),
-                    "custodian": ident("A").public_key}, {}),
+                    "custodian": ident("A").public_key}, {"based_on": R1}),
     "record.erase": ({"record": R1}, {"on_behalf_of": P}),
     "consent.grant": ({"grantee_kind": "institution", "grantee": ident("B").public_key, "purposes": ["treatment"],
                        "resource_types": ["*"], "valid_until": 1 << 50},
                       {"record_ids": [R1], "deny_types": ["Condition"], "valid_from": 0, "on_behalf_of": P}),
     "consent.revoke": ({"consent": bytes(32)}, {"on_behalf_of": P}),
     "consent.breakglass": ({"opt_out": True}, {"on_behalf_of": P}),
-    "access.request": ({"record": R1, "purpose": "treatment"}, {"note_hash": bytes(32)}),
+    "access.request": ({"record": R1, "purpose": "treatment"}, {"note_hash": bytes(32), "under": R1}),
     "breakglass.review": ({"access": bytes(32), "outcome": "justified"}, {"note_hash": bytes(32)}),
     "record.contest": ({"record": R1}, {"reason": "not_my_record", "on_behalf_of": P}),
     "study.register": ({"study": "T", "title": "t", "ethics_ref": "e", "until_ms": 1 << 50}, {}),
@@ -76,6 +76,9 @@ TEMPLATES = {
                           {"valid_until_ms": 1 << 50}),
     "agreement.sign": ({"agreement": "G", "version": 1, "digest": check_stored_policy(POLICY)}, {}),
     "agreement.revoke": ({"agreement": "G", "version": 1}, {}),
+    "standing.grant": ({"permission": "pharmacy", "institution": ident("C").public_key}, {"on_behalf_of": P}),
+    "standing.revoke": ({"permission": "insurer"}, {"on_behalf_of": P}),
+    "request.accept": ({"record": R1}, {"on_behalf_of": P}),
 }
 
 
