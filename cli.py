@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from node.client import ClientError
-from node.commands import audit, bench, chaos, consent, devnet, fuzz, governance, keys, ledger, node, policy, records, research, sim, validator
+from node.commands import audit, bench, care, chaos, consent, devnet, fuzz, governance, keys, ledger, node, policy, records, research, sim, validator
 from node.commands.options import CONTEXT
 from node.commands.output import EXIT_REFUSED, EXIT_UNREACHABLE, fail
 from node.home.logs import setup_logging
@@ -69,6 +69,7 @@ main.add_command(ledger.identity)
 main.add_command(ledger.tx)
 main.add_command(ledger.block)
 main.add_command(records.record)
+main.add_command(care.care)
 main.add_command(consent.consent)
 main.add_command(audit.audit)
 main.add_command(consent.patient)

@@ -325,10 +325,11 @@ class HealthClient(Client):
 
     # records
     def put_record(self, author: Identity, patient_id: str, resource_json: bytes, *,
-                   subject: str | None = None) -> dict[str, Any]:
+                   subject: str | None = None, workflow: dict[str, Any] | None = None) -> dict[str, Any]:
         """Validate, check that the resource is the patient's (`subject`: a local reference the
         writer says is this patient, see node/records/subject.py), encrypt, store at the custodian
-        (this node's institution), announce on the ledger."""
+        (this node's institution), announce on the ledger. `workflow`: the record's workflow
+        fields (node/app/care.py: based_on, recipient, payer and lists as hex ids, until_ms)."""
         import os as _os
 
         from node.core.crypto import parse_id, sha256
@@ -360,19 +361,23 @@ class HealthClient(Client):
         upload = Upload.create(author, chain_id=self.chain_id, record_id=record_id, patient=patient,
                                resource_type=resource["resourceType"], ciphertext=ciphertext, wrapped=wrapped,
                                timestamp_ms=time.time_ns() // 1_000_000)
+        fields = workflow_fields(workflow or {})
         self._post_msgpack("/v1/records", upload.to_wire())
         out = self.transact(author, "record.add", {"record": record_id, "patient": patient, "resource_type": resource["resourceType"],
-                                                    "hash": sha256(ciphertext), "custodian": custodian})
+                                                    "hash": sha256(ciphertext), "custodian": custodian, **fields})
         out["record_id"] = record_id.hex()
         out["resource_type"] = resource["resourceType"]
         return out
 
     def request_access(self, identity: Identity, record_id: str, purpose: str, reason: str = "",
-                       note_hash: bytes | None = None) -> dict[str, Any]:
-        """`reason`: a break-glass reason code; `note_hash`: the commitment to an off-chain note."""
+                       note_hash: bytes | None = None, under: str | None = None) -> dict[str, Any]:
+        """`reason`: a break-glass reason code; `note_hash`: the commitment to an off-chain note;
+        `under`: the Claim or referral (record id) the read is made under."""
         from node.core.crypto import parse_id
 
         body: dict[str, Any] = {"record": parse_id(record_id), "purpose": purpose}
+        if under:
+            body["under"] = parse_id(under)
         if reason:
             body["reason"] = reason
         if note_hash is not None:
@@ -384,6 +389,40 @@ class HealthClient(Client):
             except ApiError:
                 out["decision"] = None
         return out
+
+    # care workflows (node/app/care.py)
+    def nominate(self, patient: Identity, permission: str, institution_id: str, *,
+                 on_behalf_of: str | None = None) -> dict[str, Any]:
+        """A patient names its pharmacy or insurer (`standing.grant`)."""
+        from node.core.crypto import parse_id
+
+        body: dict[str, Any] = {"permission": permission, "institution": parse_id(institution_id)}
+        if on_behalf_of:
+            body["on_behalf_of"] = parse_id(on_behalf_of)
+        return self.transact(patient, "standing.grant", body)
+
+    def withdraw_nomination(self, patient: Identity, permission: str, *, on_behalf_of: str | None = None) -> dict[str, Any]:
+        from node.core.crypto import parse_id
+
+        body: dict[str, Any] = {"permission": permission}
+        if on_behalf_of:
+            body["on_behalf_of"] = parse_id(on_behalf_of)
+        return self.transact(patient, "standing.revoke", body)
+
+    def accept_request(self, patient: Identity, record_id: str, *, on_behalf_of: str | None = None) -> dict[str, Any]:
+        """A patient accepts a referral or a lab order addressed to an institution (`request.accept`)."""
+        from node.core.crypto import parse_id
+
+        body: dict[str, Any] = {"record": parse_id(record_id)}
+        if on_behalf_of:
+            body["on_behalf_of"] = parse_id(on_behalf_of)
+        return self.transact(patient, "request.accept", body)
+
+    def inbox(self, reader: Identity, institution_id: str, *, after_height: int = 0) -> dict[str, Any]:
+        return self.get(f"/v1/institutions/{institution_id}/inbox?after_height={after_height}", signer=reader)
+
+    def standing(self, reader: Identity, patient_id: str) -> dict[str, Any]:
+        return self.get(f"/v1/patients/{patient_id}/standing", signer=reader)
 
     def fetch_record(self, identity: Identity, record_id: str) -> bytes:
         """Fetch, check against the ledger and decrypt a record this identity holds a grant for."""
@@ -414,3 +453,21 @@ class HealthClient(Client):
         if sha256(release.ciphertext).hex() != meta["hash"]:
             raise RecordError("hash_mismatch", "the ciphertext does not match the hash on the ledger; not decrypting")
         return release
+
+
+def workflow_fields(workflow: dict[str, Any]) -> dict[str, Any]:
+    """A record's workflow fields for `record.add`, from hex ids (node/app/care.py)."""
+    from node.core.crypto import parse_id
+
+    out: dict[str, Any] = {}
+    for name in ("based_on", "recipient", "payer"):
+        if workflow.get(name):
+            out[name] = parse_id(workflow[name])
+    if workflow.get("until_ms") is not None:
+        out["until_ms"] = int(workflow["until_ms"])
+    if workflow.get("lists"):
+        out["lists"] = [parse_id(r) for r in workflow["lists"]]
+    unknown = set(workflow) - {"based_on", "recipient", "payer", "until_ms", "lists"}
+    if unknown:
+        raise ValueError(f"unknown workflow field {sorted(unknown)[0]!r}")
+    return out

@@ -92,6 +92,8 @@ def make_app(node: Node, *, custodian: Custodian | None = None, research: Resear
     router.add_get("/v1/patients/{id}/audit", routes_ledger.get_patient_audit)
     router.add_get("/v1/institutions/{id}/disclosures", routes_ledger.get_disclosures)
     router.add_get("/v1/institutions/{id}/breakglass", routes_ledger.get_breakglass)
+    router.add_get("/v1/institutions/{id}/inbox", routes_ledger.get_inbox)
+    router.add_get("/v1/patients/{id}/standing", routes_ledger.get_standing)
     router.add_get("/v1/access/{hash}", routes_ledger.get_access)
     router.add_get("/v1/agreements/{id}", routes_agreements.get_agreement)
     router.add_get("/v1/institutions/{id}/agreements", routes_agreements.get_institution_agreements)

@@ -193,6 +193,15 @@ def may_read_access(state: StateReader, signer: bytes, request_tx: bytes) -> boo
     return signer.hex() in allowed
 
 
+def may_read_inbox(state: StateReader, signer: bytes, institution: bytes) -> bool:
+    """An institution's inbox (what care workflows address to it): the institution and its
+    practitioners (the pharmacist dispensing, the claims officer paying, the clinic's physician)."""
+    if signer == institution:
+        return True
+    found = queries.identity(state, signer)
+    return found is not None and found.get("role") == "practitioner" and found.get("institution") == institution.hex()
+
+
 def may_read_institution(signer: bytes, institution: bytes) -> bool:
     """An institution's disclosures and pending break-glass reviews: its own key only."""
     return signer == institution

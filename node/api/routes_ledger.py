@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from node.api import auth
-from node.api.common import NODE_KEY, ApiError, hash_param, id_param, json_response, ms_param
+from node.api.common import NODE_KEY, ApiError, hash_param, id_param, int_param, json_response, ms_param
 from node.api.signed import signed
 from node.app import queries
 from node.runtime.runtime import Node
@@ -52,6 +52,10 @@ def _may_read_access(request: web.Request, signer: bytes) -> bool:
 
 def _is_institution(request: web.Request, signer: bytes) -> bool:
     return auth.may_read_institution(signer, id_param(request))
+
+
+def _may_read_inbox(request: web.Request, signer: bytes) -> bool:
+    return auth.may_read_inbox(request.app[NODE_KEY].state_reader(), signer, id_param(request))
 
 
 def _audit_bundle(node: Node, entries: list[dict[str, Any]]) -> web.Response:
@@ -130,3 +134,24 @@ async def get_access(request: web.Request) -> web.Response:
     if found is None:
         raise ApiError(404, "unknown_access_request", "no committed access request with that transaction hash")
     return json_response(found)
+
+
+@signed(_may_read_inbox)
+async def get_inbox(request: web.Request) -> web.Response:
+    """What care workflows address to an institution (node/app/care.py): Claims to its payer,
+    accepted referrals and lab orders, prescriptions for the pharmacy a patient nominated, results
+    and dispenses posted back; oldest first, from blocks after `after_height`, at most `limit`."""
+    node = request.app[NODE_KEY]
+    after = int_param(request.query.get("after_height", "0"), "after_height")
+    limit = max(1, int_param(request.query.get("limit", str(queries.INBOX_LIMIT)), "limit"))
+    entries = queries.inbox(node.state_reader(), id_param(request), after_height=after, limit=limit)
+    return json_response({"institution": request.match_info["id"], "after_height": after, "entries": entries,
+                          "more": len(entries) >= min(limit, queries.INBOX_LIMIT)})
+
+
+@signed(_may_read_patient)
+async def get_standing(request: web.Request) -> web.Response:
+    """A patient's standing permissions (the pharmacy and insurer it nominated)."""
+    node = request.app[NODE_KEY]
+    return json_response({"patient": request.match_info["id"],
+                          "standing": queries.standing(node.state_reader(), id_param(request))})

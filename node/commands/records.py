@@ -47,6 +47,17 @@ def record_put(key_file: str, patient: str, resource_file: str, subject: str | N
     Example:
       medledger record put --key drA.key --patient <patient id> --file obs.json --node http://127.0.0.1:8700
     """
+    put_resource(key_file, patient, resource_file, subject, node_url, passphrase_env, as_json)
+
+
+def put_resource(key_file: str, patient: str, resource_file: str, subject: str | None, node_url: str,
+                 passphrase_env: str | None, as_json: bool, *, workflow: dict[str, Any] | None = None,
+                 expect: tuple[str, ...] = (), text: str = "") -> None:
+    """`record put`, and the care commands' writes: validate, encrypt, store, announce, report.
+    `expect`: the resource types the command writes (a file of another type is refused);
+    `workflow`: the record's workflow fields (node/app/care.py)."""
+    import json as _json
+
     from node.client import HealthClient, RecordError
 
     identity_arg(patient, "--patient")
@@ -55,11 +66,19 @@ def record_put(key_file: str, patient: str, resource_file: str, subject: str | N
         data = Path(resource_file).read_bytes()
     except OSError as exc:
         fail(f"--file: cannot read {resource_file}: {exc.strerror or exc}", EXIT_USAGE)
+    if expect:
+        try:
+            found = _json.loads(data).get("resourceType")
+        except (ValueError, AttributeError):
+            found = None
+        if found not in expect:
+            fail(f"--file: this command writes a {' or '.join(expect)}, the file holds a {found or 'non-FHIR document'}",
+                 EXIT_USAGE)
 
     def put() -> Any:
         # a RecordError is a ClientError: catch it before run_client takes it for an unreachable node
         try:
-            return HealthClient(node_url).put_record(author, patient, data, subject=subject)
+            return HealthClient(node_url).put_record(author, patient, data, subject=subject, workflow=workflow)
         except RecordError as exc:
             return exc
 
@@ -70,7 +89,7 @@ def record_put(key_file: str, patient: str, resource_file: str, subject: str | N
         if result.code == "wrong_patient":
             fail(f"--file: {result.message}", EXIT_USAGE)  # the file is the writer's to fix
         fail(explain(result.code, result.message), EXIT_REFUSED)
-    report_tx(result, as_json, result.get("record_id", ""))
+    report_tx(result, as_json, f"{text}{result.get('record_id', '')}" if text else result.get("record_id", ""))
 
 
 @signed_command(record, "get", "The reader's key.")
@@ -82,9 +101,12 @@ def record_put(key_file: str, patient: str, resource_file: str, subject: str | N
 @click.option("--note", default="", help="Your own account of the emergency: it stays OFF the chain (keep it in your "
               "notes); only its salted SHA-256 goes on the chain, and the salt is printed for the review.")
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False), help="Where to write the decrypted resource.")
+@click.option("--under", default=None, metavar="RECORD",
+              help="The Claim (purpose payment) or the referral (purpose treatment) this read is made under: what an "
+              "insurer reads of a claim, or a referred clinic of a referral's summary (docs/care.md).")
 @client_options
-def record_get(key_file: str, record_id: str, purpose: str, reason: str, note: str, out_file: str, node_url: str,
-               passphrase_env: str | None, as_json: bool) -> None:
+def record_get(key_file: str, record_id: str, purpose: str, reason: str, note: str, out_file: str, under: str | None,
+               node_url: str, passphrase_env: str | None, as_json: bool) -> None:
     """Ask the ledger for access, then fetch, verify and decrypt the record.
 
     The access request is decided on the ledger by the patient's consents (or break-glass for
@@ -100,10 +122,12 @@ def record_get(key_file: str, record_id: str, purpose: str, reason: str, note: s
     from node.app.notes import commit_note
 
     record_arg(record_id)
+    if under:
+        record_arg(under, "--under")
     reader = load_identity(key_file, passphrase_env)
     client = HealthClient(node_url)
     note_salt, note_hash = commit_note(note) if note else (None, None)
-    result = run_client(lambda: client.request_access(reader, record_id, purpose, reason, note_hash))
+    result = run_client(lambda: client.request_access(reader, record_id, purpose, reason, note_hash, under))
     if note_salt is not None:
         result.update(note_salt=note_salt.hex(), note_hash=note_hash.hex() if note_hash else None)
     decision = result.get("decision") or {}
