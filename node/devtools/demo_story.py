@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node.client import ApiError, HealthClient, RecordError
+from node.client import ApiError, HealthClient, RecordError, outcome
 from node.core.crypto import Identity
 from node.devtools.cluster import Cluster, ClusterError
 from node.home.keys import load_key_file, write_key_file
@@ -93,6 +93,15 @@ class DemoContext:
 
     def client(self, kind: str) -> HealthClient:
         return HealthClient(self.nodes[kind].api_url, timeout=WAIT_S, ca_file=self.cluster.ca_file)
+
+    def settle(self) -> None:
+        """Wait until every node has the blocks the furthest one has: a step that writes at one
+        node and reads at another (the custodian, the coordinator) reads the same ledger."""
+        top = max((h for h in self.cluster.heights() if h is not None), default=0)
+        try:
+            self.cluster.wait_for_height(top, WAIT_S)
+        except ClusterError as exc:
+            raise StepFailed(str(exc)) from None
 
     def new_key(self, name: str) -> Identity:
         """A fresh identity, its key written to DIR/keys/<name>.key (mode 0600)."""
@@ -177,8 +186,6 @@ def _send_all(client: HealthClient, items: list[tuple[Identity, str, dict[str, A
         client.submit_many(txs)
     outs = []
     for tx in txs:
-        from node.client import outcome
-
         outs.append(_committed(outcome(tx.hash_hex, client.wait(tx.hash_hex, WAIT_S)), what))
     return outs
 
@@ -337,6 +344,7 @@ def records_written(ctx: DemoContext) -> str:
 
 
 def access_refused(ctx: DemoContext) -> str:
+    ctx.settle()  # the records were written at the hospital; the clinic asks
     asked = _ask(ctx.client("clinic"), ctx.practitioners["clinic-physician"], ctx.records["Observation"], "treatment")
     if asked["status"] == "committed" or asked["rule"] != "no_consent":
         raise StepFailed(f"expected denied no_consent, got {asked['status']} {asked['rule']}")
@@ -349,10 +357,12 @@ def access_allowed(ctx: DemoContext) -> str:
         "grantee_kind": "institution", "grantee": ctx.institutions["clinic"].public_key, "purposes": ["treatment"],
         "resource_types": ["Observation"], "valid_until": FOREVER_MS}), "granting the clinic a consent")
     ctx.facts["consent"] = grant["tx_hash"]
+    ctx.settle()
     clinic, doctor, rid = ctx.client("clinic"), ctx.practitioners["clinic-physician"], ctx.records["Observation"]
     asked = _ask(clinic, doctor, rid, "treatment")
     if asked["status"] != "committed":
         raise StepFailed(f"after the consent the request was {asked['status']} {asked['rule']}")
+    ctx.settle()  # the custodian serves on the grant it has seen
     plain = clinic.fetch_record(doctor, rid)
     if plain != ctx.written[rid]:
         raise StepFailed("the decrypted Observation differs from what was written")
@@ -365,6 +375,7 @@ def breakglass_read(ctx: DemoContext) -> str:
     asked = _ask(clinic, doctor, rid, "emergency", "unconscious")
     if asked["status"] != "committed" or asked["rule"] != "breakglass":
         raise StepFailed(f"expected a break-glass grant, got {asked['status']} {asked['rule']}")
+    ctx.settle()
     clinic.fetch_record(doctor, rid)
     ctx.facts["breakglass_tx"] = asked["tx_hash"]
     return f"the clinic physician opened the Condition in an emergency (reason unconscious, tx {asked['tx_hash'][:12]}...): flagged for review"
@@ -376,6 +387,7 @@ def breakglass_reviewed(ctx: DemoContext) -> str:
     def pending() -> set[str]:
         return {str(p.get("request_tx", "")) for p in hospital.breakglass_pending(inst)["pending"]}
 
+    ctx.settle()  # the access was asked at the clinic; the hospital reviews
     if access not in pending():
         raise StepFailed("the break-glass access is not in the hospital's review queue")
     _committed(hospital.transact(inst, "breakglass.review", {"access": bytes.fromhex(access), "outcome": "justified"}),
@@ -386,6 +398,7 @@ def breakglass_reviewed(ctx: DemoContext) -> str:
 
 
 def research_extract(ctx: DemoContext) -> str:
+    ctx.settle()
     research, centre = ctx.client("research"), ctx.institutions["research"]
     researcher = ctx.practitioners["researcher"]
     _committed(research.transact(centre, "study.register", {
@@ -402,6 +415,7 @@ def research_extract(ctx: DemoContext) -> str:
     _send_all(hospital, [(p, "consent.grant", {"grantee_kind": "study", "grantee": STUDY, "purposes": ["research"],
                                                "resource_types": STUDY_TYPES, "valid_until": FOREVER_MS}) for p in cohort],
               "consenting to the study")
+    ctx.settle()  # the consents went in at the hospital; the research centre coordinates
     report = _extract(research, researcher, ctx.nodes["research"].node_id, ctx.root / "extract")
     ctx.facts["extract"] = report
     if report.get("patients_included", 0) < STUDY_K:
@@ -432,6 +446,7 @@ def _extract(client: HealthClient, researcher: Identity, coordinator_hex: str, o
 
 
 def record_erased(ctx: DemoContext) -> str:
+    ctx.settle()
     rid = ctx.records["Procedure"]
     _committed(ctx.client("hospital").transact(ctx.patients["A"], "record.erase", {"record": bytes.fromhex(rid)}),
                "erasing the Procedure")
