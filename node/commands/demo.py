@@ -141,6 +141,8 @@ def demo(directory: str, base_port: int, stop_after: bool, as_json: bool) -> Non
 
     ctx = DemoContext(root=root, cluster=cluster, say=say)
     stopping = threading.Event()
+    # SIGTERM during the story ends it as Ctrl-C does: the nodes (in sessions of their own) are stopped on the way out
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with cluster:
         with progress:
             results = run_steps(STORY, ctx, on_start=on_start, on_done=on_done)
