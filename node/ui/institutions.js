@@ -45,7 +45,7 @@ export function institutionsView({ items, truncated }) {
   const order = [...KINDS.map(([k]) => k).filter((k) => groups.has(k)),
     ...[...groups.keys()].filter((k) => !KINDS.some(([known]) => known === k)).sort()];
   const out = order.map((kind) => {
-    const members = groups.get(kind).sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
+    const members = groups.get(kind).sort((x, y) => x.name.localeCompare(y.name) || x.id.localeCompare(y.id));
     const rows = members.map((i) => el("tr", { dataset: { institution: i.id, kind: i.kind } },
       el("td", { class: "inst-name" }, i.name || "(no name)"),
       el("td", {}, el("span", { class: "id", title: i.id }, short(i.id))),

@@ -14,7 +14,6 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,9 +35,8 @@ from node.core.crypto import Identity  # noqa: E402
 from node.core.encoding import canonical  # noqa: E402
 from node.home.keys import load_key_file, write_key_file  # noqa: E402
 from node.app.agreements import check_stored_policy  # noqa: E402
-from node.app.policies.check import canonical_form  # noqa: E402
 from node.chain.tx import Transaction  # noqa: E402
-from tests.browser.story import Story, committed, launch_chromium, populate, sign_in  # noqa: E402
+from tests.browser.story import NOMINATION_POLICY, Story, agreement_in_force, launch_chromium, populate, sign_in  # noqa: E402
 
 pytestmark = pytest.mark.slow
 WAIT_MS = 60_000
@@ -80,8 +78,6 @@ def page(browser: Any) -> Iterator[Any]:
 
 NODE = "22" * 32  # the node a request is signed for (medledger-request-v2 names it)
 VECTOR_NODE = "11" * 32  # the node of the test vector in docs/api.md
-NOMINATION_POLICY = canonical_form((Path(__file__).resolve().parents[2] / "docs/examples/policies/pharmacy-nomination.cedar")
-                                   .read_text())
 
 
 def contract_message(chain_id: str, node_id: str, method: str, path_and_query: str, timestamp: str, nonce: str,
@@ -141,12 +137,8 @@ def test_network_page_shows_institutions_by_kind_and_the_agreements_in_force(dev
     agreement = "nomination-1"
     page.wait_for_selector("#agreements #agreements-empty")  # the module's devnet has none before this test
     assert page.text_content("#agreements") == "No data-sharing agreements in force."
-    body = {"agreement": agreement, "version": 1, "parties": sorted([hospital.public_key, pharmacy.public_key]),
-            "purposes": ["treatment"], "policy": NOMINATION_POLICY}
-    committed(HealthClient(story.urls[0]).transact(hospital, "agreement.propose", body))
+    signed = agreement_in_force(cluster, agreement)
     digest = check_stored_policy(NOMINATION_POLICY)
-    signed = committed(HealthClient(story.urls[2]).transact(pharmacy, "agreement.sign",
-                                                            {"agreement": agreement, "version": 1, "digest": digest}))
     page.reload()  # the page reads the listings on load, then every 10 s
     row = page.wait_for_selector(f"#agreement-table tr[data-agreement='{agreement}'][data-version='1']")
     parties = row.query_selector_all(".party")
