@@ -124,11 +124,11 @@ def test_network_page_shows_institutions_by_kind_and_the_agreements_in_force(dev
     cluster, story = devnet
     page.goto(story.urls[0] + "/ui/")
     page.wait_for_selector("#institutions .kind-group")
-    # the devnet's four institutions, one per kind, each a validator
+    # the devnet's four institutions, one per kind, each a validator (the next test admits a lab)
     kinds = page.eval_on_selector_all("#institutions .kind-group", "gs => gs.map(g => g.dataset.kind)")
-    assert kinds == ["hospital", "clinic", "pharmacy", "insurer"]
+    assert kinds[:4] == ["hospital", "clinic", "pharmacy", "insurer"] and set(kinds[4:]) <= {"lab"}
     ids = [load_key_file(n.home / "institution.key").id for n in cluster.nodes]
-    for node_id, kind in zip(ids, kinds):
+    for node_id, kind in zip(ids, kinds[:4]):
         row = page.locator(f"#institutions .kind-group[data-kind='{kind}'] tr[data-institution='{node_id}']")
         assert row.locator(".inst-name").text_content() == kind  # the devnet names them by kind
         assert row.locator(".inst-validator").text_content() == "validator"
@@ -156,6 +156,26 @@ def test_network_page_shows_institutions_by_kind_and_the_agreements_in_force(dev
     pre = row.wait_for_selector("pre.policy:not(:text-is('loading…'))")
     assert json.loads(pre.text_content()) == json.loads(NOMINATION_POLICY)
     assert pre.evaluate("p => p.children.length") == 0
+
+
+def test_an_admitted_institution_shows_under_its_kind_named_as_text(devnet, page):
+    """An institution voted in (not a validator) joins its kind's table; its name, whatever it
+    holds, is shown as text, never as markup."""
+    cluster, story = devnet
+    lab = Identity.generate()
+    name = '<img src=x data-bad="1">Lab & Co'
+    body = {"institution": lab.public_key, "name": name, "kind": "lab"}
+    for node in cluster.nodes[:3]:  # the quorum of four validators
+        out = HealthClient(node.api_url).transact(load_key_file(node.home / "institution.key"),
+                                                  "governance.admit_institution", body)
+        assert out["status"] == "committed" and out["result"] == "ok", out
+    page.goto(story.urls[0] + "/ui/")
+    row = page.wait_for_selector(f"#institutions .kind-group[data-kind='lab'] tr[data-institution='{lab.id}']")
+    assert row.query_selector(".inst-name").text_content() == name
+    assert row.query_selector(".inst-validator").text_content() == "no"
+    assert row.query_selector(".inst-agreements").text_content() == "0"
+    assert page.locator("#institutions img, [data-bad]").count() == 0
+    assert "Laboratories" in page.text_content("#institutions .kind-group[data-kind='lab'] h3")
 
 
 def test_explorer_opens_a_block_and_verifies_a_merkle_proof(devnet, page):
