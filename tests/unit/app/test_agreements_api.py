@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from node.api.app import make_app
 from node.app import queries
-from node.app.agreements import check_stored_policy
+from node.app.agreements import MAX_IN_FORCE, check_stored_policy
 from node.app.policies.check import canonical_form
 from node.chain.genesis import Genesis, InstitutionInfo, ValidatorInfo
 from node.core.crypto import Identity
@@ -237,3 +237,19 @@ def every_count(ledger: Ledger, now_ms: int) -> dict[str, int]:
         counts.update((i["id"], i["agreements_in_force"]) for i in page)
         if after is None:
             return counts
+
+
+def test_an_institution_counts_at_most_the_ledgers_sixteen_agreements_in_force() -> None:
+    ledger = Ledger()
+    hub, *others = admit_many(ledger, MAX_IN_FORCE + 2)
+    ids = [f"hub-{i:02d}" for i in range(len(others))]
+    assert set(ledger.block(*[ledger.tx(hub, "agreement.propose", {
+        "agreement": ids[i], "version": 1, "parties": pair(hub, other), "purposes": ["treatment"], "policy": POLICY})
+        for i, other in enumerate(others)])) == {"ok"}
+    results = ledger.block(*[ledger.tx(other, "agreement.sign", {"agreement": ids[i], "version": 1,
+                                                                 "digest": check_stored_policy(POLICY)})
+                             for i, other in enumerate(others)])
+    assert results == ["ok"] * MAX_IN_FORCE + ["too_many_agreements"]
+    assert every_count(ledger, ledger.now)[hub.public_key.hex()] == MAX_IN_FORCE
+    listed, nxt = queries.agreements_in_force(ledger.state, ledger.now)
+    assert [a["id"] for a in listed] == ids[:MAX_IN_FORCE] and nxt is None
