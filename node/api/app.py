@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from node.api import routes_chain, routes_identity, routes_ledger, routes_records, routes_research, routes_txs
-from node.api import routes_agreements, routes_snapshots, routes_upgrades
+from node.api import routes_agreements, routes_institutions, routes_snapshots, routes_upgrades
 from node.api.common import (
     CLIENT_SSL_KEY,
     CUSTODIAN_KEY,
@@ -95,6 +95,8 @@ def make_app(node: Node, *, custodian: Custodian | None = None, research: Resear
     router.add_get("/v1/institutions/{id}/inbox", routes_ledger.get_inbox)
     router.add_get("/v1/patients/{id}/standing", routes_ledger.get_standing)
     router.add_get("/v1/access/{hash}", routes_ledger.get_access)
+    router.add_get("/v1/institutions", routes_institutions.get_institutions)
+    router.add_get("/v1/agreements", routes_agreements.get_agreements)
     router.add_get("/v1/agreements/{id}", routes_agreements.get_agreement)
     router.add_get("/v1/institutions/{id}/agreements", routes_agreements.get_institution_agreements)
     router.add_get("/v1/studies/{study}", routes_research.get_study)

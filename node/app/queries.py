@@ -8,7 +8,7 @@ custodian's, since queries run outside the state machine). Unknown things give N
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from node.core.encoding import decode
@@ -328,3 +328,109 @@ def agreements_of(state: StateReader, institution: bytes, now_ms: int | None = N
     """The agreement versions in force naming `institution`, by agreement id (at most
     `agreements.MAX_IN_FORCE`); with `now_ms`, ended ones left out."""
     return [_agreement_view(state, v, now_ms) for v in _agreements.in_force_of(state, institution, now_ms)]
+
+
+# -- the network's institutions and the agreements in force (the dashboard's network page) -------
+
+MAX_PAGE = 100  # institutions or agreements in one answer of `institutions` / `agreements_in_force`
+
+
+def institution_ids(state: StateReader, genesis_ids: Iterable[bytes]) -> list[bytes]:
+    """Every institution of the ledger, sorted by id: those of the genesis (`genesis_ids`: its
+    institutions and validators, which the genesis registers as institutions) and those admitted
+    by a governance vote (`admission/` entries with an `admitted_height`; pending ones left out).
+    These are the only two ways an identity becomes an institution."""
+    found = {i for i in genesis_ids if (identity_of(state, i) or {}).get("role") == INSTITUTION}
+    for key, _ in state.items(keys.ADMISSION):
+        candidate = key[len(keys.ADMISSION):]
+        value = read(state, key)
+        if isinstance(value, dict) and "admitted_height" in value:
+            found.add(candidate)
+    return sorted(found)
+
+
+def _in_force_versions(state: StateReader, institution: bytes, now_ms: int | None,
+                       cache: dict[tuple[str, int], dict[str, Any] | None]) -> list[dict[str, Any]]:
+    """`agreements.in_force_of`, each stored version loaded once per `cache` (one answer's)."""
+    found = []
+    prefix = keys.AGREEMENT_IN_FORCE + institution
+    for key, raw in state.items(prefix):
+        part = key[len(prefix):]
+        ref = (part[1:1 + part[0]].decode("ascii"), int.from_bytes(raw, "big"))
+        if ref not in cache:
+            cache[ref] = _agreements.load_agreement(state, *ref)
+        value = cache[ref]
+        if value is not None and _agreements.status_of(state, value, now_ms) == _agreements.IN_FORCE:
+            found.append(value)
+    return found
+
+
+def party(state: StateReader, ident: bytes) -> JSON:
+    """An institution as an agreement's party is shown: id, name (its label) and kind."""
+    found = identity_of(state, ident) or {}
+    return {"id": _hex(ident), "name": found.get("label", ""), "kind": found.get("kind", UNSPECIFIED)}
+
+
+def institutions(state: StateReader, genesis_ids: Iterable[bytes], validator_ids: Collection[bytes],
+                 now_ms: int | None = None, *, after: bytes | None = None,
+                 limit: int = MAX_PAGE) -> tuple[list[JSON], bytes | None]:
+    """A page of the ledger's institutions (`institution_ids`) sorted by id, from the first id
+    above `after`: each one's id, name, kind ("unspecified" when recorded without), whether it
+    is in `validator_ids` (the set deciding the next block), and how many agreement versions in
+    force name it at `now_ms` (at most `agreements.MAX_IN_FORCE`). With the page, the id to pass
+    as `after` for the next one (None: this was the last). At most `MAX_PAGE` a page."""
+    size = max(1, min(limit, MAX_PAGE))
+    ids = [i for i in institution_ids(state, genesis_ids) if after is None or i > after]
+    page, rest = ids[:size], ids[size:]
+    cache: dict[tuple[str, int], dict[str, Any] | None] = {}
+    out = [{**party(state, i), "validator": i in validator_ids,
+            "agreements_in_force": len(_in_force_versions(state, i, now_ms, cache))} for i in page]
+    return out, (page[-1] if page and rest else None)
+
+
+def agreement_summary(state: StateReader, value: dict[str, Any], now_ms: int | None,
+                      parties: dict[bytes, JSON] | None = None) -> JSON:
+    """A stored agreement version as a listing shows it, without its policy text (GET
+    /v1/agreements/{id}?version=N has it): id, version, policy_id, status, the parties with
+    their names and kinds, proposer, purposes, signatures, digest, the size of the policy's
+    canonical form, and the heights and times it was proposed at and came into force (None while
+    not), `valid_until_ms` (None: no end). `parties` caches the party views across a listing."""
+    cache = {} if parties is None else parties
+    for p in value["parties"]:
+        if p not in cache:
+            cache[p] = party(state, p)
+    return {
+        "id": value["agreement"], "version": value["version"], "policy_id": _agreements.policy_id(value),
+        "status": _agreements.status_of(state, value, now_ms), "parties": [cache[p] for p in value["parties"]],
+        "proposer": _hex(value["proposer"]), "purposes": list(value["purposes"]),
+        "signatures": [_hex(s) for s in value["signatures"]], "digest": _hex(value["digest"]),
+        "policy_bytes": len(value["policy"].encode("utf-8")),
+        "height": value["height"], "time_ms": value["time_ms"],
+        "in_force_height": value.get("in_force_height"), "in_force_ms": value.get("in_force_ms"),
+        "valid_until_ms": value.get("valid_until_ms"),
+    }
+
+
+def agreements_in_force(state: StateReader, now_ms: int | None = None, *, after: str | None = None,
+                        limit: int = MAX_PAGE) -> tuple[list[JSON], str | None]:
+    """A page of the agreements in force at `now_ms` (one version each: the one in force;
+    with `now_ms`, those past their `valid_until_ms` left out) as `agreement_summary` shows them,
+    in the ledger's key order (shorter ids first, then by id), from the first after the
+    agreement id `after`. With the page, the id to pass as `after` for the next (None: the last).
+    At most `MAX_PAGE` a page; the scan is bounded as the agreements in force are (at most
+    `agreements.MAX_IN_FORCE` per institution)."""
+    size = max(1, min(limit, MAX_PAGE))
+    start = None if after is None else keys.AGREEMENT_CURRENT + keys.study_part(after)
+    parties: dict[bytes, JSON] = {}
+    out: list[JSON] = []
+    for key, raw in state.items(keys.AGREEMENT_CURRENT):
+        if start is not None and key <= start:
+            continue
+        part = key[len(keys.AGREEMENT_CURRENT):]
+        value = _agreements.load_agreement(state, part[1:1 + part[0]].decode("ascii"), int.from_bytes(raw, "big"))
+        if value is None or _agreements.status_of(state, value, now_ms) != _agreements.IN_FORCE:
+            continue
+        if len(out) == size:
+            return out, (out[-1]["id"] if out else None)
+        out.append(agreement_summary(state, value, now_ms, parties))
+    return out, None

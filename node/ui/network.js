@@ -1,7 +1,9 @@
 // Network page: this node's status, every validator's height/view/peers read from the API
-// address it publishes, and a live chart of committed transactions per second.
+// address it publishes, a live chart of committed transactions per second, the institutions by
+// kind and the data-sharing agreements in force (institutions.js).
 
 import { el, fetchJSON, header, idCell, replace, showError, table } from "./common.js";
+import { agreementsView, fetchAgreements, fetchInstitutions, institutionsView } from "./institutions.js";
 
 const WINDOW_S = 60;       // seconds shown on the chart
 const HISTORY_BLOCKS = 400; // blocks read back on load
@@ -46,6 +48,36 @@ async function validatorRow(v, self) {
 async function refreshValidators(self) {
   const rows = await Promise.all(self.validator_set.map((v) => validatorRow(v, self)));
   replace("#validators", table(["name", "id", "API", "height", "view", "peers", "state"], rows, { id: "validator-table" }));
+}
+
+// the last answers shown, so that a refresh with nothing new keeps an opened policy open
+const shown = { institutions: null, agreements: null };
+
+async function refreshListing(key, target, fetchAll, view) {
+  let found;
+  try {
+    found = await fetchAll();
+  } catch (exc) {
+    shown[key] = null;
+    showError(target, exc);
+    return;
+  }
+  const text = JSON.stringify(found);
+  if (text === shown[key]) return;
+  shown[key] = text;
+  replace(target, view(found));
+}
+
+let listingsInFlight = false;
+async function refreshLedgerParties() {
+  if (listingsInFlight) return;
+  listingsInFlight = true;
+  try {
+    await Promise.all([refreshListing("institutions", "#institutions", fetchInstitutions, institutionsView),
+      refreshListing("agreements", "#agreements", fetchAgreements, agreementsView)]);
+  } finally {
+    listingsInFlight = false;
+  }
 }
 
 async function pollCommits() {
@@ -110,6 +142,7 @@ async function main() {
         await pollCommits();
         if (tick % 2 === 0) await refreshValidators(self);
       }
+      if (tick % 10 === 0) refreshLedgerParties(); // not awaited: the chart keeps its pace
     } catch (exc) {
       console.warn(exc);
     }

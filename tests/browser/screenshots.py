@@ -4,8 +4,8 @@
     python tests/browser/screenshots.py --out DIR  # somewhere else
 
 Starts a 4-node devnet in a temporary directory, plays the story of tests/browser/story.py,
-commits a few batches of registrations so the throughput chart has something to draw, and
-photographs each page in Debian's headless chromium. Nothing here is needed at run time.
+puts a data-sharing agreement in force (the network page lists it, its policy opened), commits a
+few batches of registrations so the throughput chart has something to draw, and photographs each page in Debian's headless chromium. Nothing here is needed at run time.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 from node.client import HealthClient  # noqa: E402
 from node.devtools.cluster import Cluster  # noqa: E402
 from node.core.crypto import Identity  # noqa: E402
-from tests.browser.story import launch_chromium, populate, sign_in  # noqa: E402
+from tests.browser.story import agreement_in_force, launch_chromium, populate, sign_in  # noqa: E402
 
 WAIT_MS = 60_000
 
@@ -46,6 +46,7 @@ def shoot(out: Path) -> list[Path]:
         cluster.start()
         cluster.wait_ready(60)
         story = populate(cluster, Path(tmp))
+        agreement_in_force(cluster, "pharmacy-nomination")
         base = story.urls[0] + "/ui"
         grant = HealthClient(story.urls[0]).tx(story.consent_id)
         with sync_playwright() as p:
@@ -64,6 +65,8 @@ def shoot(out: Path) -> list[Path]:
             height = HealthClient(story.urls[0]).status()["height"]
             page.wait_for_function(
                 "h => [...document.querySelectorAll('#validator-table td.v-height')].every(c => Number(c.textContent) >= h)", arg=height)
+            page.click("#agreement-table details.policy-details summary")
+            page.wait_for_selector("#agreement-table pre.policy:not(:text-is('loading…'))")
             snap("network")
             page.goto(f"{base}/explorer.html#block={grant['height']}")
             page.wait_for_selector("#block-txs")

@@ -3,7 +3,9 @@
 `populate` registers a patient, three practitioners at three institutions, writes one
 encrypted record, grants a consent, reads the record under it (a disclosure) and opens it by
 break-glass (awaiting review at the custodian): every page of the dashboard then has something
-to show. `launch_chromium` starts Debian's chromium through Playwright.
+to show. `agreement_in_force` has the hospital and the pharmacy (nodes 0 and 2) agree on the
+pharmacy nomination policy, for the network page's agreements. `launch_chromium` starts Debian's
+chromium through Playwright.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from node.app.agreements import check_stored_policy
+from node.app.policies.check import canonical_form
 from node.client import HealthClient
 from node.devtools.cluster import Cluster
 from node.core.crypto import Identity
@@ -24,6 +28,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-backg
 OBSERVATION = {"resourceType": "Observation", "status": "final", "code": {"text": "Heart rate"},
                "valueQuantity": {"value": 72, "unit": "beats/min"}}
 UNTIL_2099_MS = 4_070_908_800_000  # 2099-01-01T00:00:00Z
+NOMINATION_POLICY = canonical_form((Path(__file__).resolve().parents[2] / "docs/examples/policies/pharmacy-nomination.cedar")
+                                   .read_text())
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,18 @@ def populate(cluster: Cluster, workdir: Path) -> Story:
     glass = committed(HealthClient(urls[2]).request_access(night_doc, record_id, "emergency", "unconscious"))
     return Story(urls=urls, patient=patient, patient_key=patient_key, reader=er_doc, institution_key=cluster.nodes[0].home / "institution.key",
                  consent_id=consent_id, record_id=record_id, breakglass_tx=glass["tx_hash"])
+
+
+def agreement_in_force(cluster: Cluster, agreement: str) -> dict[str, Any]:
+    """Version 1 of `agreement` (the pharmacy nomination policy, for treatment) proposed by node
+    0's institution (the devnet's hospital) and co-signed by node 2's (the pharmacy); the
+    signature's commit (its `height` is the one the agreement came into force at)."""
+    hospital, pharmacy = (load_key_file(cluster.nodes[i].home / "institution.key") for i in (0, 2))
+    body = {"agreement": agreement, "version": 1, "parties": sorted([hospital.public_key, pharmacy.public_key]),
+            "purposes": ["treatment"], "policy": NOMINATION_POLICY}
+    committed(HealthClient(cluster.nodes[0].api_url).transact(hospital, "agreement.propose", body))
+    sign = {"agreement": agreement, "version": 1, "digest": check_stored_policy(NOMINATION_POLICY)}
+    return committed(HealthClient(cluster.nodes[2].api_url).transact(pharmacy, "agreement.sign", sign))
 
 
 def launch_chromium(playwright: Any) -> Any:

@@ -33,9 +33,10 @@ from node.client import HealthClient  # noqa: E402
 from node.devtools.cluster import Cluster  # noqa: E402
 from node.core.crypto import Identity  # noqa: E402
 from node.core.encoding import canonical  # noqa: E402
-from node.home.keys import write_key_file  # noqa: E402
+from node.home.keys import load_key_file, write_key_file  # noqa: E402
+from node.app.agreements import check_stored_policy  # noqa: E402
 from node.chain.tx import Transaction  # noqa: E402
-from tests.browser.story import Story, launch_chromium, populate, sign_in  # noqa: E402
+from tests.browser.story import NOMINATION_POLICY, Story, agreement_in_force, launch_chromium, populate, sign_in  # noqa: E402
 
 pytestmark = pytest.mark.slow
 WAIT_MS = 60_000
@@ -117,6 +118,64 @@ def test_ui_is_served_and_the_network_page_shows_heights_rising(devnet, page):
     assert page.text_content("#validator-count") == "4"  # /v1/status `validators` is the number
     page.wait_for_function("() => Number(document.querySelector('#chart').dataset.blocks) >= 1")
     assert "tx/s" in page.text_content("#tps-note")
+
+
+def test_network_page_shows_institutions_by_kind_and_the_agreements_in_force(devnet, page):
+    cluster, story = devnet
+    page.goto(story.urls[0] + "/ui/")
+    page.wait_for_selector("#institutions .kind-group")
+    # the devnet's four institutions, one per kind, each a validator (the next test admits a lab)
+    kinds = page.eval_on_selector_all("#institutions .kind-group", "gs => gs.map(g => g.dataset.kind)")
+    assert kinds[:4] == ["hospital", "clinic", "pharmacy", "insurer"] and set(kinds[4:]) <= {"lab"}
+    ids = [load_key_file(n.home / "institution.key").id for n in cluster.nodes]
+    for node_id, kind in zip(ids, kinds[:4]):
+        row = page.locator(f"#institutions .kind-group[data-kind='{kind}'] tr[data-institution='{node_id}']")
+        assert row.locator(".inst-name").text_content() == kind  # the devnet names them by kind
+        assert row.locator(".inst-validator").text_content() == "validator"
+    # an agreement between the hospital and the pharmacy, proposed and co-signed by the Python client
+    hospital, pharmacy = (load_key_file(cluster.nodes[i].home / "institution.key") for i in (0, 2))
+    agreement = "nomination-1"
+    page.wait_for_selector("#agreements #agreements-empty")  # the module's devnet has none before this test
+    assert page.text_content("#agreements") == "No data-sharing agreements in force."
+    signed = agreement_in_force(cluster, agreement)
+    digest = check_stored_policy(NOMINATION_POLICY)
+    page.reload()  # the page reads the listings on load, then every 10 s
+    row = page.wait_for_selector(f"#agreement-table tr[data-agreement='{agreement}'][data-version='1']")
+    parties = row.query_selector_all(".party")
+    assert [(p.get_attribute("data-party"), p.get_attribute("data-kind")) for p in parties] == sorted(
+        [(hospital.id, "hospital"), (pharmacy.id, "pharmacy")])
+    assert all(p.text_content().startswith(p.get_attribute("data-kind")) for p in parties)  # "pharmacy pharmacy 1a2b…"
+    assert row.query_selector(".agreement-purposes").text_content() == "treatment"
+    assert int(row.query_selector(".agreement-since").text_content()) == signed["height"]
+    assert row.query_selector(".agreement-digest").get_attribute("title") == digest.hex()
+    for kind in ("hospital", "pharmacy"):
+        count = page.locator(f"#institutions .kind-group[data-kind='{kind}'] .inst-agreements").text_content()
+        assert int(count) >= 1
+    # the policy opens as text: the canonical form, pretty-printed, in a <pre> with no markup inside
+    row.query_selector("details.policy-details summary").click()
+    pre = row.wait_for_selector("pre.policy:not(:text-is('loading…'))")
+    assert json.loads(pre.text_content()) == json.loads(NOMINATION_POLICY)
+    assert pre.evaluate("p => p.children.length") == 0
+
+
+def test_an_admitted_institution_shows_under_its_kind_named_as_text(devnet, page):
+    """An institution voted in (not a validator) joins its kind's table; its name, whatever it
+    holds, is shown as text, never as markup."""
+    cluster, story = devnet
+    lab = Identity.generate()
+    name = '<img src=x data-bad="1">Lab & Co'
+    body = {"institution": lab.public_key, "name": name, "kind": "lab"}
+    for node in cluster.nodes[:3]:  # the quorum of four validators
+        out = HealthClient(node.api_url).transact(load_key_file(node.home / "institution.key"),
+                                                  "governance.admit_institution", body)
+        assert out["status"] == "committed" and out["result"] == "ok", out
+    page.goto(story.urls[0] + "/ui/")
+    row = page.wait_for_selector(f"#institutions .kind-group[data-kind='lab'] tr[data-institution='{lab.id}']")
+    assert row.query_selector(".inst-name").text_content() == name
+    assert row.query_selector(".inst-validator").text_content() == "no"
+    assert row.query_selector(".inst-agreements").text_content() == "0"
+    assert page.locator("#institutions img, [data-bad]").count() == 0
+    assert "Laboratories" in page.text_content("#institutions .kind-group[data-kind='lab'] h3")
 
 
 def test_explorer_opens_a_block_and_verifies_a_merkle_proof(devnet, page):

@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 
 from node.api.routes_ui import UI_DIR
+from node.app import queries
+from node.app.agreements import check_stored_policy, load_agreement
+from node.app.policies.check import canonical_form
+from tests.unit.app.harness import Ledger, ident
 
 PAGES = ("index.html", "explorer.html", "compliance.html", "patient.html")
 
@@ -54,6 +58,54 @@ def test_every_page_loads_only_its_own_files_under_a_strict_policy():
         for ref in re.findall(r'(?:src|href)="([^"]+)"', html):
             assert ref.startswith("data:") or (UI_DIR / ref).is_file(), (page, ref)
     assert (UI_DIR / "vendor" / "LICENSE.libsodium").is_file()
+
+
+def test_no_page_writes_markup_from_strings():
+    """Every page builds its DOM with common.js `el` (text nodes only): nothing a transaction, an
+    institution's name or an agreement's policy carries can run as markup."""
+    for script in UI_DIR.glob("*.js"):
+        code = re.sub(r"//[^\n]*", "", script.read_text())  # comments may name what is never done
+        assert not re.search(r"\.(innerHTML|outerHTML)\s*=|insertAdjacentHTML|document\.write", code), script.name
+
+
+def test_network_page_has_the_institutions_and_agreements_cards():
+    html = (UI_DIR / "index.html").read_text()
+    assert 'id="institutions"' in html and 'id="agreements"' in html
+    script = (UI_DIR / "institutions.js").read_text()
+    assert "No data-sharing agreements in force." in script  # the empty state, worded plainly
+    assert '"/v1/institutions"' in script and '"/v1/agreements?in_force=1"' in script
+    assert 'from "./institutions.js"' in (UI_DIR / "network.js").read_text()
+
+
+def fields_read(script: str, variable: str) -> set[str]:
+    """The members institutions.js reads of its one-letter `variable` (i: an institution, a: an
+    agreement, p: a party)."""
+    return set(re.findall(rf"\b{variable}\.([a-z_]+)", script))
+
+
+async def test_every_field_the_network_page_reads_is_in_the_listings(api):
+    """institutions.js reads only fields the listings answer (docs/api.md): an institution's from
+    GET /v1/institutions, an agreement's and its parties' from the summary GET /v1/agreements serves."""
+    client, _ = api
+    script = (UI_DIR / "institutions.js").read_text()
+    doc = await (await client.get("/v1/institutions")).json()
+    (institution,) = doc["institutions"]  # the fixture's one validator
+    assert fields_read(script, "i") <= set(institution) and institution["validator"] is True and doc["next"] is None
+    empty = await (await client.get("/v1/agreements?in_force=1")).json()
+    assert empty["agreements"] == [] and empty["next"] is None
+    ledger = Ledger()  # an agreement in force, summarised as the route summarises it
+    a, b = ident("A"), ident("B")
+    policy = canonical_form((Path(__file__).resolve().parents[2] / "docs/examples/policies/referral.cedar").read_text())
+    body = {"agreement": "referral", "version": 1, "parties": sorted([a.public_key, b.public_key]),
+            "purposes": ["treatment"], "policy": policy}
+    assert ledger.send(a, "agreement.propose", body) == "ok"
+    assert ledger.send(b, "agreement.sign", {"agreement": "referral", "version": 1,
+                                             "digest": check_stored_policy(policy)}) == "ok"
+    (summary,), _ = queries.agreements_in_force(ledger.state, ledger.now)
+    assert fields_read(script, "a") <= set(summary)
+    assert all(fields_read(script, "p") <= set(party) for party in summary["parties"])
+    stored = load_agreement(ledger.state, "referral", 1)
+    assert stored is not None and summary["digest"] == stored["digest"].hex()
 
 
 @pytest.mark.slow
