@@ -127,7 +127,8 @@ def care_pay(key_file: str, claim_id: str, patient: str | None, resource_file: s
 @signed_command(care, "refer", "The referring physician's key.")
 @click.option("--patient", required=True, help="The patient's identity id.")
 @click.option("--to", "recipient", required=True, help="The clinic (or hospital) referred to: its institution id.")
-@click.option("--until", required=True, metavar="YYYY-MM-DD", help="The referral's last day (UTC).")
+@click.option("--until", required=True, metavar="YYYY-MM-DD", help="The referral's last day (UTC), or an instant "
+              "(2027-03-31T17:00:00Z).")
 @click.option("--summary", default=None, metavar="RECORD,...", help="The records sent with it (your institution's).")
 @_file_options
 @client_options

@@ -27,7 +27,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,10 +165,11 @@ class Cluster:
     # -- creation -----------------------------------------------------------------------------
     @classmethod
     def create(cls, root: Path, n: int, *, base_port: int | None = None, chain_id: str = "medledger-devnet",
-               observers: int = 0, tls: bool = False, **kw: Any) -> "Cluster":
+               observers: int = 0, tls: bool = False, kinds: Sequence[str] | None = None, **kw: Any) -> "Cluster":
         """Initialise n validator homes (node0..) and `observers` observer homes after them
         (with `tls`, under a local CA written to root/ca.pem). The institutions are named by
-        kind (`vocabulary.devnet_names`: hospital, clinic, pharmacy, insurer, research, ...)."""
+        kind (`vocabulary.devnet_names`: hospital, clinic, pharmacy, insurer, research, ...), or
+        have the `kinds` given (one per validator; a repeated kind is numbered: pharmacy-2)."""
         total = n + observers
         if base_port is None:
             ports = free_ports(2 * total)
@@ -177,7 +178,12 @@ class Cluster:
             api_ports = [base_port + i for i in range(total)]
             p2p_ports = [base_port + 100 + i for i in range(total)]
         dirs = [root / f"node{i}" for i in range(total)]
-        made = init_network(dirs[:n], chain_id=chain_id, names=devnet_names(n), kinds=devnet_kinds(n),
+        if kinds is not None and len(kinds) != n:
+            raise ValueError(f"{len(kinds)} kinds for {n} validators")
+        chosen = list(kinds) if kinds is not None else devnet_kinds(n)
+        names = [k if chosen[:i].count(k) == 0 else f"{k}-{chosen[:i].count(k) + 1}" for i, k in enumerate(chosen)] \
+            if kinds is not None else devnet_names(n)
+        made = init_network(dirs[:n], chain_id=chain_id, names=names, kinds=chosen,
                             api_ports=api_ports[:n], p2p_ports=p2p_ports[:n], observer_dirs=dirs[n:],
                             observer_api_ports=api_ports[n:], observer_p2p_ports=p2p_ports[n:], tls=tls)
         if tls:
