@@ -31,13 +31,21 @@ The story, in `STORY`:
    records, and consent to the study; the researcher's extract (k = 5) is released;
 10. record_erased: patient A erases the Procedure; a read of it afterwards is refused `erased`.
 
-Where the care workflows go (issue 19, point 3, built on main): a pharmacy nomination and a
-prescription dispensed belong after access_allowed (they need records_written and the
-pharmacist of practitioners_registered); a claim paid after them (the insurer's claims
-officer, the Encounter and Procedure of records_written); a referral accepted before
-breakglass_read (the clinic physician). Each is one more `Step(...)` in `STORY` with its
-`needs`; nothing else changes: the command, its --json output and the tests take the list as
-it is. Helpers a step needs that the client lacks live here (`_register_batch`,
+After access_allowed come the care workflows (docs/care.md):
+
+a. pharmacy_nominated: patient A nominates the pharmacy (a standing permission);
+b. prescription_dispensed: the hospital physician prescribes metformin; the pharmacist reads it
+   by the nomination (rule standing_permission) and dispenses it; a second dispense is refused
+  `already_dispensed`;
+c. claim_paid: A names the insurer; the hospital submits a Claim listing the Encounter and the
+   Procedure; the claims officer reads the claim and the Encounter under it, is refused the
+   HbA1c Observation (not listed), and pays (ClaimResponse);
+d. referral_accepted: the hospital physician refers A to the clinic for 30 days with the
+   Encounter; A accepts; the clinic physician reads the referral and the Encounter under it;
+
+then breakglass_read, breakglass_reviewed, research_extract and record_erased as above. A step
+is one more `Step(...)` in `STORY` with its `needs`; the command, its --json output and the
+tests take the list as it is. Helpers the client lacks live here (`_register_batch`,
 `_send_all`, `_extract`).
 
 No real person is in the story: the patients are fresh keys, their data made up.
@@ -272,10 +280,59 @@ def cohort_condition(pid: str) -> dict[str, Any]:
     return doc
 
 
-def _put(ctx: DemoContext, author: Identity, patient: Identity, resource: dict[str, Any]) -> str:
+def medication_request(pid: str) -> dict[str, Any]:
+    return {"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+            "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "860975",
+                                                      "display": "metformin hydrochloride 500 MG Oral Tablet"}]},
+            "subject": {"reference": f"Patient/{pid}"}, "authoredOn": "2026-11-02",
+            "dosageInstruction": [{"text": "one tablet twice a day with meals"}],
+            "dispenseRequest": {"quantity": {"value": 60, "unit": "tablet"}}}
+
+
+def medication_dispense(pid: str) -> dict[str, Any]:
+    return {"resourceType": "MedicationDispense", "status": "completed",
+            "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "860975",
+                                                      "display": "metformin hydrochloride 500 MG Oral Tablet"}]},
+            "subject": {"reference": f"Patient/{pid}"}, "quantity": {"value": 60, "unit": "tablet"},
+            "whenHandedOver": "2026-11-02T15:10:00Z"}
+
+
+def claim(pid: str) -> dict[str, Any]:
+    return {"resourceType": "Claim", "status": "active", "use": "claim", "created": "2026-11-02",
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
+            "patient": {"reference": f"Patient/{pid}"}, "provider": {"display": "the hospital"},
+            "priority": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/processpriority", "code": "normal"}]},
+            "insurance": [{"sequence": 1, "focal": True, "coverage": {"display": "patient A's coverage"}}],
+            "item": [{"sequence": 1, "productOrService": {"coding": [{"system": "http://snomed.info/sct", "code": "36228007",
+                                                                      "display": "Ophthalmic examination and evaluation"}]},
+                      "net": {"value": 120, "currency": "EUR"}}],
+            "total": {"value": 120, "currency": "EUR"}}
+
+
+def claim_response(pid: str) -> dict[str, Any]:
+    return {"resourceType": "ClaimResponse", "status": "active", "use": "claim", "created": "2026-11-03",
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
+            "patient": {"reference": f"Patient/{pid}"}, "insurer": {"display": "the insurer"}, "outcome": "complete",
+            "payment": {"amount": {"value": 120, "currency": "EUR"}, "date": "2026-11-03",
+                        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/ex-paymenttype",
+                                             "code": "complete"}]}}}
+
+
+def referral(pid: str) -> dict[str, Any]:
+    return {"resourceType": "ServiceRequest", "status": "active", "intent": "order",
+            "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "3457005", "display": "Patient referral"}]}],
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "183515008", "display": "Referral to physician"}]},
+            "subject": {"reference": f"Patient/{pid}"}, "authoredOn": "2026-11-02",
+            "reasonCode": [{"coding": [{"system": "http://snomed.info/sct", "code": "44054006",
+                                        "display": "Diabetes mellitus type 2"}]}]}
+
+
+def _put(ctx: DemoContext, author: Identity, patient: Identity, resource: dict[str, Any], *, at: str = "hospital",
+         workflow: dict[str, Any] | None = None) -> str:
+    """Write `resource` at the `at` institution's node (its custodian), with its workflow fields."""
     raw = json.dumps(resource, indent=1).encode()
     try:
-        out = ctx.client("hospital").put_record(author, patient.id, raw)
+        out = ctx.client(at).put_record(author, patient.id, raw, workflow=workflow)
     except RecordError as exc:
         raise StepFailed(f"writing a {resource['resourceType']}: {exc}") from None
     _committed(out, f"writing a {resource['resourceType']}")
@@ -368,6 +425,74 @@ def access_allowed(ctx: DemoContext) -> str:
         raise StepFailed("the decrypted Observation differs from what was written")
     return (f"patient A consented (Observation, treatment, consent {grant['tx_hash'][:12]}...); the clinic physician's "
             f"read was granted ({asked['rule']}) and decrypts to the {len(plain)} bytes written")
+
+
+def pharmacy_nominated(ctx: DemoContext) -> str:
+    patient, pharmacy = ctx.patients["A"], ctx.institutions["pharmacy"]
+    _committed(ctx.client("hospital").nominate(patient, "pharmacy", pharmacy.id), "nominating the pharmacy")
+    return f"patient A nominated the pharmacy ({pharmacy.id[:12]}...): its pharmacists see A's prescriptions, nothing else"
+
+
+def prescription_dispensed(ctx: DemoContext) -> str:
+    patient, doctor, pharmacist = ctx.patients["A"], ctx.practitioners["hospital-physician"], ctx.practitioners["pharmacist"]
+    rx = _put(ctx, doctor, patient, medication_request(patient.id))
+    ctx.records["MedicationRequest"] = rx
+    ctx.settle()
+    pharmacy = ctx.client("pharmacy")
+    asked = _ask(pharmacy, pharmacist, rx, "treatment")
+    if asked["status"] != "committed" or asked["rule"] != "standing_permission":
+        raise StepFailed(f"the nominated pharmacy's read was {asked['status']} {asked['rule']}, not granted by the nomination")
+    ctx.settle()
+    if pharmacy.fetch_record(pharmacist, rx) != ctx.written[rx]:
+        raise StepFailed("the pharmacist's copy of the prescription differs from what was written")
+    dispense = _put(ctx, pharmacist, patient, medication_dispense(patient.id), at="pharmacy", workflow={"based_on": rx})
+    ctx.records["MedicationDispense"] = dispense
+    raw = json.dumps(medication_dispense(patient.id)).encode()
+    again = pharmacy.put_record(pharmacist, patient.id, raw, workflow={"based_on": rx})
+    if again.get("status") != "already_dispensed":
+        raise StepFailed(f"a second dispense was {again.get('status')}, not refused already_dispensed")
+    return (f"the hospital physician prescribed metformin ({rx[:12]}...); the pharmacist read it by A's nomination "
+            f"(standing_permission), dispensed it ({dispense[:12]}...); a second dispense: refused, already_dispensed")
+
+
+def claim_paid(ctx: DemoContext) -> str:
+    patient, doctor, officer = ctx.patients["A"], ctx.practitioners["hospital-physician"], ctx.practitioners["claims-officer"]
+    insurer = ctx.institutions["insurer"]
+    _committed(ctx.client("hospital").nominate(patient, "insurer", insurer.id), "naming the insurer")
+    covers = [ctx.records["Encounter"], ctx.records["Procedure"]]
+    cid = _put(ctx, doctor, patient, claim(patient.id), workflow={"payer": insurer.id, "lists": covers})
+    ctx.records["Claim"] = cid
+    ctx.settle()
+    client = ctx.client("insurer")
+    for rid, under in ((cid, None), (covers[0], cid)):
+        out = client.request_access(officer, rid, "payment", under=under)
+        if out.get("status") != "committed":
+            raise StepFailed(f"the claims officer's read of {rid[:12]}... was {out.get('status')}")
+    outside = client.request_access(officer, ctx.records["Observation"], "payment", under=cid)
+    if outside.get("status") == "committed":
+        raise StepFailed("the insurer read the HbA1c result, which the claim does not list")
+    paid = _put(ctx, officer, patient, claim_response(patient.id), at="insurer", workflow={"based_on": cid})
+    return (f"the hospital claimed EUR 120 from A's insurer for the eye exam ({cid[:12]}...), listing the Encounter and "
+            f"the Procedure; the claims officer read the claim and the Encounter, was refused the HbA1c result "
+            f"({(outside.get('decision') or {}).get('rule', outside.get('status'))}), and paid ({paid[:12]}...)")
+
+
+def referral_accepted(ctx: DemoContext) -> str:
+    patient, doctor, clinician = ctx.patients["A"], ctx.practitioners["hospital-physician"], ctx.practitioners["clinic-physician"]
+    until = int(time.time() * 1000) + 30 * 24 * 3600 * 1000
+    rid = _put(ctx, doctor, patient, referral(patient.id),
+               workflow={"recipient": ctx.institutions["clinic"].id, "until_ms": until, "lists": [ctx.records["Encounter"]]})
+    ctx.records["ServiceRequest"] = rid
+    _committed(ctx.client("hospital").accept_request(patient, rid), "accepting the referral")
+    ctx.settle()
+    clinic = ctx.client("clinic")
+    for record, under in ((rid, None), (ctx.records["Encounter"], rid)):
+        asked = clinic.request_access(clinician, record, "treatment", under=under)
+        rule = (asked.get("decision") or {}).get("rule")
+        if asked.get("status") != "committed" or rule != "standing_permission":
+            raise StepFailed(f"the clinic's read under the referral was {asked.get('status')} {rule}")
+    return (f"the hospital physician referred A to the clinic for 30 days ({rid[:12]}...) with the visit's Encounter; "
+            "A accepted; the clinic physician read the referral and the Encounter under it")
 
 
 def breakglass_read(ctx: DemoContext) -> str:
@@ -469,8 +594,14 @@ STORY: tuple[Step, ...] = (
          "The clinic physician asks for the HbA1c result; the patient has not consented."),
     Step("access_allowed", access_allowed, ("access_refused",),
          "Patient A grants the clinic a consent for observations; the clinic asks again."),
-    # the care workflows go here (module docstring): pharmacy nomination, prescription dispensed, claim paid
-    # a referral accepted goes here, before the emergency
+    Step("pharmacy_nominated", pharmacy_nominated, ("patients_registered", "network_started"),
+         "Patient A names the pharmacy she uses: a standing permission for her prescriptions."),
+    Step("prescription_dispensed", prescription_dispensed, ("pharmacy_nominated", "records_written"),
+         "The hospital physician prescribes; the nominated pharmacy sees it and dispenses it, once."),
+    Step("claim_paid", claim_paid, ("records_written",),
+         "The hospital bills A's insurer; the insurer sees the claim and only what it lists."),
+    Step("referral_accepted", referral_accepted, ("records_written",),
+         "The hospital physician refers A to the clinic; once A accepts, the clinic sees the referral."),
     Step("breakglass_read", breakglass_read, ("records_written",),
          "Patient A arrives unconscious at the clinic: the physician breaks the glass for the diagnosis."),
     Step("breakglass_reviewed", breakglass_reviewed, ("breakglass_read",),

@@ -17,7 +17,7 @@ from tests.helpers import cli
 pytestmark = pytest.mark.slow
 
 EXPECTED = ["network_started", "patients_registered", "practitioners_registered", "records_written", "access_refused",
-            "access_allowed", "breakglass_read", "breakglass_reviewed", "research_extract", "record_erased"]
+            "access_allowed", "pharmacy_nominated", "prescription_dispensed", "claim_paid", "referral_accepted", "breakglass_read", "breakglass_reviewed", "research_extract", "record_erased"]
 
 
 def free_base_port() -> int:
@@ -40,7 +40,8 @@ def test_demo_json_exit(tmp_path: Path) -> None:
     assert doc["ok"] is True and doc["running"] is False and doc["dir"] == str(root)
     assert [n["kind"] for n in doc["nodes"]] == ["hospital", "clinic", "pharmacy", "insurer", "research"]
     assert all(n["api"].startswith("http://127.0.0.1:") and len(n["id"]) == 64 for n in doc["nodes"])
-    assert sorted(doc["records"]) == ["Condition", "Encounter", "Observation", "Procedure"]
+    assert sorted(doc["records"]) == ["Claim", "Condition", "Encounter", "MedicationDispense", "MedicationRequest",
+                                      "Observation", "Procedure", "ServiceRequest"]
     assert (root / "keys" / "patient-a.key").exists() and (root / "keys" / "clinic-physician.key").exists()
     report = json.loads((root / "extract" / "report.json").read_text())
     assert report["patients_included"] >= 5

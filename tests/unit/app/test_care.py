@@ -36,15 +36,18 @@ def read(ledger: Ledger, who: Any, name: str, purpose: str = "treatment", under:
     return ledger.decision(t.hash)
 
 
+STAFF = (("doc", "A", "physician"), ("doc2", "A", "physician"), ("clin", "B", "physician"), ("nurse", "B", "nurse"),
+         ("pharm", "C", "pharmacist"), ("pharm-f", "F", "pharmacist"), ("officer", "D", "claims-officer"),
+         ("tech", "E", "lab-technician"))
+
+
 @pytest.fixture()
 def care() -> dict[str, Any]:
     """A hospital A (physicians doc, doc2), clinic B (physician, nurse), pharmacies C and F, an
     insurer D (claims officer), a lab E (technician); a patient registered at A."""
     ledger = Ledger(validators=("A", "B", "C", "D", "E", "F"), kinds=CARE_KINDS)
     w: dict[str, Any] = dict(ledger=ledger, pat=ledger.patient("pat"))
-    for name, inst, profession in (("doc", "A", "physician"), ("doc2", "A", "physician"), ("clin", "B", "physician"),
-                                   ("nurse", "B", "nurse"), ("pharm", "C", "pharmacist"), ("pharm-f", "F", "pharmacist"),
-                                   ("officer", "D", "claims-officer"), ("tech", "E", "lab-technician")):
+    for name, inst, profession in STAFF:
         w[name] = staff(ledger, name, inst, profession)
     return w
 
@@ -207,3 +210,40 @@ def test_workflow_fields_are_checked_at_admission(care):
     assert put(ledger, doc, pat, "s", "ServiceRequest", "A", recipient=ident("A").public_key) == "invalid_recipient"
     assert put(ledger, doc, pat, "s", "ServiceRequest", "A", recipient=ident("B").public_key, until_ms=ledger.now - 1) \
         == "referral_ended"
+
+
+# every workflow above, as one script: its state root and its decisions, printed as JSON
+CARE_SCRIPT = """
+import json
+from tests.unit.app import test_care as t
+from tests.unit.app.harness import CARE_KINDS, Ledger
+from tests.unit.app.test_agreement_access import staff
+out = []
+for test in (t.test_prescription_goes_to_the_nominated_pharmacy_and_is_dispensed_once,
+             t.test_the_insurer_sees_the_claim_and_only_what_it_lists,
+             t.test_a_referral_is_read_by_the_clinic_once_accepted_and_while_it_lasts,
+             t.test_a_lab_order_and_its_result_back_to_the_orderer):
+    ledger = Ledger(validators=("A", "B", "C", "D", "E", "F"), kinds=CARE_KINDS)
+    w = dict(ledger=ledger, pat=ledger.patient("pat"))
+    for name, inst, profession in t.STAFF:
+        w[name] = staff(ledger, name, inst, profession)
+    test(w)
+    out.append(ledger.store.state_root.hex())
+print(json.dumps(out))
+"""
+
+
+def test_two_validators_with_different_hash_seeds_reach_the_same_roots():
+    """The workflows' decisions (standing policies, entities built from state) do not depend on
+    the process: two interpreters with different hash seeds end every workflow at the same root."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    runs = [subprocess.run([sys.executable, "-c", CARE_SCRIPT], cwd=root, env={**os.environ, "PYTHONHASHSEED": seed},
+                           capture_output=True, text=True, timeout=120, check=True).stdout for seed in ("1", "2")]
+    assert runs[0] == runs[1]
+    assert len(set(json.loads(runs[0]))) == 4
