@@ -51,10 +51,12 @@ def busy_ports(ports: list[int]) -> list[int]:
     return taken
 
 
-def where_to_look(root: Path, nodes: list[dict[str, Any]], observation: str | None) -> list[str]:
+def where_to_look(root: Path, nodes: list[dict[str, Any]], observation: str | None,
+                  prescription: str | None = None) -> list[str]:
     """The pages and commands that show what the story did."""
     by_kind = {n["kind"]: n for n in nodes}
     hospital, clinic = by_kind.get("hospital", nodes[0]), by_kind.get("clinic", nodes[0])
+    pharmacy = by_kind.get("pharmacy", nodes[0])
     today = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
     keys, hospital_key = root / "keys", root / hospital["node"] / "institution.key"
     return [
@@ -66,6 +68,9 @@ def where_to_look(root: Path, nodes: list[dict[str, Any]], observation: str | No
         f"medledger audit breakglass --key {hospital_key} --node {hospital['api']}",
         f"medledger record get --key {keys / 'clinic-physician.key'} --record {observation or '<record id>'} "
         f"--purpose treatment --out observation.json --node {clinic['api']}   (under patient A's consent)",
+        f"medledger care inbox --key {keys / 'pharmacist.key'} --node {pharmacy['api']}   (the prescriptions addressed to the pharmacy)",
+        f"medledger care status --key {keys / 'hospital-physician.key'} --record {prescription or '<record id>'} "
+        f"--node {hospital['api']}   (the prescription: completed, by which dispense)",
         f"the research extract: {root / 'extract'} (report.json and one .ndjson per type)",
     ]
 
@@ -82,7 +87,8 @@ def demo(directory: str, base_port: int, stop_after: bool, as_json: bool) -> Non
 
     A hospital, a clinic, a pharmacy, an insurer and a research centre: patients register,
     staff are vouched for, records are written, an access is refused and then allowed by
-    consent, a break-glass read is reviewed, a research extract is released, a record is
+    consent, a pharmacy is nominated and a prescription dispensed, a claim is paid, a referral
+    accepted, a break-glass read is reviewed, a research extract is released, a record is
     erased. Then it prints where to look (the dashboard, audit commands) and keeps the network
     up until Ctrl-C, or stops it with --exit. With --json: one JSON object on stdout
     ({"steps": [{"name", "ok", "detail"}], "ok", "dir", "nodes", ...}), no narration.
@@ -147,7 +153,7 @@ def demo(directory: str, base_port: int, stop_after: bool, as_json: bool) -> Non
         with progress:
             results = run_steps(STORY, ctx, on_start=on_start, on_done=on_done)
         ok = all(r.ok for r in results)
-        look = where_to_look(root, nodes, ctx.records.get("Observation"))
+        look = where_to_look(root, nodes, ctx.records.get("Observation"), ctx.records.get("MedicationRequest"))
         running = not stop_after
         if as_json:
             doc = {"steps": [r.to_json() for r in results], "ok": ok, "dir": str(root), "base_port": base_port,
