@@ -247,3 +247,15 @@ def test_two_validators_with_different_hash_seeds_reach_the_same_roots():
                            capture_output=True, text=True, timeout=120, check=True).stdout for seed in ("1", "2")]
     assert runs[0] == runs[1]
     assert len(set(json.loads(runs[0]))) == 4
+
+
+def test_the_documented_standing_policies_are_the_protocols():
+    """docs/examples/policies holds the standing policies as the ledger evaluates them."""
+    from pathlib import Path
+
+    from node.app import standing
+
+    examples = Path(__file__).resolve().parents[3] / "docs" / "examples" / "policies"
+    for name, policy in (("pharmacy-nomination", standing.NOMINATED_PHARMACY), ("insurer", standing.INSURER),
+                         ("referral", standing.REFERRAL), ("lab-order", standing.LAB_ORDER)):
+        assert canonical_form((examples / f"{name}.cedar").read_text()) == canonical_form(policy.text), name
