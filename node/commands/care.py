@@ -60,7 +60,7 @@ def care_prescribe(key_file: str, patient: str, resource_file: str, subject: str
       medledger care prescribe --key drA.key --patient <patient id> --file docs/examples/medicationrequest.json --subject Patient/example
     """
     put_resource(key_file, patient, resource_file, subject, node_url, passphrase_env, as_json,
-                 expect=("MedicationRequest",), text="prescription ")
+                 expect=("MedicationRequest",))
 
 
 @signed_command(care, "dispense", "The pharmacist's key (at the pharmacy the patient nominated).")
@@ -79,7 +79,7 @@ def care_dispense(key_file: str, prescription: str, patient: str | None, resourc
     record_arg(prescription, "--prescription")
     pid = _patient_of(node_url, key_file, passphrase_env, prescription, patient, "--prescription")
     put_resource(key_file, pid, resource_file, subject, node_url, passphrase_env, as_json,
-                 workflow={"based_on": prescription}, expect=("MedicationDispense",), text="dispensed: ")
+                 workflow={"based_on": prescription}, expect=("MedicationDispense",))
 
 
 @signed_command(care, "claim", "The key of the hospital's staff member submitting the claim.")
@@ -102,7 +102,7 @@ def care_claim(key_file: str, patient: str, insurer: str, covers: str, resource_
     for rid in listed:
         record_arg(rid, "--covers")
     put_resource(key_file, patient, resource_file, subject, node_url, passphrase_env, as_json,
-                 workflow={"payer": insurer, "lists": listed}, expect=("Claim",), text="claim ")
+                 workflow={"payer": insurer, "lists": listed}, expect=("Claim",))
 
 
 @signed_command(care, "pay", "The insurer's claims officer's key.")
@@ -121,7 +121,7 @@ def care_pay(key_file: str, claim_id: str, patient: str | None, resource_file: s
     record_arg(claim_id, "--claim")
     pid = _patient_of(node_url, key_file, passphrase_env, claim_id, patient, "--claim")
     put_resource(key_file, pid, resource_file, subject, node_url, passphrase_env, as_json,
-                 workflow={"based_on": claim_id}, expect=("ClaimResponse",), text="claim answered: ")
+                 workflow={"based_on": claim_id}, expect=("ClaimResponse",))
 
 
 @signed_command(care, "refer", "The referring physician's key.")
@@ -149,7 +149,7 @@ def care_refer(key_file: str, patient: str, recipient: str, until: str, summary:
     if listed:
         workflow["lists"] = listed
     put_resource(key_file, patient, resource_file, subject, node_url, passphrase_env, as_json,
-                 workflow=workflow, expect=("ServiceRequest",), text="referral ")
+                 workflow=workflow, expect=("ServiceRequest",))
 
 
 @signed_command(care, "order", "The ordering physician's key.")
@@ -168,7 +168,7 @@ def care_order(key_file: str, patient: str, lab: str, resource_file: str, subjec
     """
     identity_arg(lab, "--lab")
     put_resource(key_file, patient, resource_file, subject, node_url, passphrase_env, as_json,
-                 workflow={"recipient": lab}, expect=("ServiceRequest",), text="lab order ")
+                 workflow={"recipient": lab}, expect=("ServiceRequest",))
 
 
 @signed_command(care, "result", "The lab technician's key.")
@@ -187,7 +187,7 @@ def care_result(key_file: str, order_id: str, patient: str | None, resource_file
     record_arg(order_id, "--order")
     pid = _patient_of(node_url, key_file, passphrase_env, order_id, patient, "--order")
     put_resource(key_file, pid, resource_file, subject, node_url, passphrase_env, as_json,
-                 workflow={"based_on": order_id}, expect=("DiagnosticReport", "Observation"), text="result ")
+                 workflow={"based_on": order_id}, expect=("DiagnosticReport", "Observation"))
 
 
 @signed_command(care, "nominate", "The patient's (or guardian's) key.")

@@ -52,10 +52,11 @@ def record_put(key_file: str, patient: str, resource_file: str, subject: str | N
 
 def put_resource(key_file: str, patient: str, resource_file: str, subject: str | None, node_url: str,
                  passphrase_env: str | None, as_json: bool, *, workflow: dict[str, Any] | None = None,
-                 expect: tuple[str, ...] = (), text: str = "") -> None:
+                 expect: tuple[str, ...] = ()) -> None:
     """`record put`, and the care commands' writes: validate, encrypt, store, announce, report.
     `expect`: the resource types the command writes (a file of another type is refused);
-    `workflow`: the record's workflow fields (node/app/care.py)."""
+    `workflow`: the record's workflow fields (node/app/care.py). Prints the record id (the JSON
+    answer with --json), so a script can keep it: RID=$(medledger record put ...)."""
     import json as _json
 
     from node.client import HealthClient, RecordError
@@ -89,7 +90,7 @@ def put_resource(key_file: str, patient: str, resource_file: str, subject: str |
         if result.code == "wrong_patient":
             fail(f"--file: {result.message}", EXIT_USAGE)  # the file is the writer's to fix
         fail(explain(result.code, result.message), EXIT_REFUSED)
-    report_tx(result, as_json, f"{text}{result.get('record_id', '')}" if text else result.get("record_id", ""))
+    report_tx(result, as_json, result.get("record_id", ""))
 
 
 @signed_command(record, "get", "The reader's key.")

@@ -67,8 +67,12 @@ def test_readme_tour_runs_start_to_end_as_written(tmp_path):
         assert r.returncode == 0, f"the tour stopped:\nstdout:\n{r.stdout[-4000:]}\nstderr:\n{r.stderr[-4000:]}"
         assert "Traceback" not in r.stderr
     expected_refusals = script.count('|| echo "refused, as expected')
-    assert r.stdout.count("refused, as expected") == expected_refusals == 2, r.stdout
+    assert r.stdout.count("refused, as expected") == expected_refusals == 3, r.stdout
     assert "access denied: no_consent" in r.stderr and "access denied: consent_revoked" in r.stderr
+    assert "already dispensed" in r.stderr.lower() or "dispensed already" in r.stderr.lower(), r.stderr
+    # the pharmacist's copy of the prescription is what Dr A wrote
+    written = json.loads((ROOT / "docs" / "examples" / "medicationrequest.json").read_text())
+    assert json.loads((work / "rx.json").read_text())["medicationCodeableConcept"] == written["medicationCodeableConcept"]
     assert re.search(r"loaded \d+ records of 40 patients on devnet; 40 consents to study:DIAB-2027", r.stdout), r.stdout
     # what the tour promises is there: the decrypted record, the extract with its report
     assert json.loads((work / "b.json").read_text()) == json.loads((work / "obs.json").read_text())
