@@ -131,7 +131,34 @@ def check_stored_policy(policy: Any) -> bytes:
         if not _LITERAL.fullmatch(literal):
             raise AgreementRefused("policy_free_text", f"string {literal[:32]!r} is not a code or an id: an agreement's "
                                                        "strings are codes and ids only (A-Z a-z 0-9 . _ : @ -)")
+    check_not_widening(doc["statements"])
     return hashlib.sha256(raw).digest()
+
+
+# the purposes whose reads go by their own controlled path, which no agreement may open: an
+# emergency read is break-glass (flagged, limited, reviewed), research data leaves only as a
+# de-identified extract
+CLOSED_PURPOSES = ("emergency", "research")
+
+
+def check_not_widening(statements: list[dict[str, Any]]) -> None:
+    """Refuse ("policy_widens") the permits that read as opening access beyond the patient's
+    consent: one with no scope and no condition ("everyone may read everything"), and one about
+    an emergency or research read. An agreement cannot grant without consent in any case
+    (node/app/policies/combine.py); the refusal tells its authors so before it is signed."""
+    for n, statement in enumerate(statements):
+        if statement.get("effect") != "permit":
+            continue
+        unscoped = all(statement.get(part, {}).get("op") == "All" for part in ("principal", "resource"))
+        if unscoped and not statement.get("conditions"):
+            raise AgreementRefused("policy_widens", f"statement {n} permits every read to everyone: an agreement never "
+                                   "grants beyond the patient's consent, it routes it; say which staff (profession, "
+                                   "institution kind) may use a consent for which data, or narrow with a forbid")
+        closed = sorted(set(_literals(statement)) & set(CLOSED_PURPOSES))
+        if closed:
+            raise AgreementRefused("policy_widens", f"statement {n} permits {closed[0]} reads: an emergency read is "
+                                   "break-glass and research data leaves only as a de-identified extract; no agreement "
+                                   "opens either")
 
 
 def _version_at(state: StateReader, key: bytes) -> int | None:

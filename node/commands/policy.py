@@ -22,8 +22,9 @@ policy = command_group("policy", "Write and test data-sharing policies (Cedar), 
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @json_option
 def policy_check(file: Path, as_json: bool) -> None:
-    """Check a policy FILE: it must parse, have no template slots, stay within the size limits and
-    type-check against MedLedger's schema. Prints "ok" (exit 0) or each error with the Cedar
+    """Check a policy FILE: it must parse, have no template slots, stay within the size limits,
+    type-check against MedLedger's schema, and be what an agreement may hold (no Patient or
+    Record named, no free text, no permit that reads as widening access beyond consent). Prints "ok" (exit 0) or each error with the Cedar
     engine's message (exit 1).
 
     \b
@@ -43,7 +44,7 @@ def policy_check(file: Path, as_json: bool) -> None:
     else:
         try:
             text = raw.decode("utf-8")
-            errors = check_policy(text)
+            errors = check_policy(text) or _agreement_errors(text)
         except UnicodeDecodeError as exc:
             errors = [PolicyError("invalid_policy", f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})")]
     statements = 0 if errors else len(parse_statements(text)[0])
@@ -53,6 +54,19 @@ def policy_check(file: Path, as_json: bool) -> None:
     emit(as_json, data, "\n".join(lines))
     if errors:
         raise SystemExit(EXIT_REFUSED)
+
+
+def _agreement_errors(text: str) -> list[Any]:
+    """What `agreement.propose` would refuse of a valid policy besides the engine's checks: a
+    Patient or Record named, free text, a permit that reads as widening access."""
+    from node.app.agreements import check_stored_policy
+    from node.app.policies.check import PolicyError, PolicyRefused, canonical_form
+
+    try:
+        check_stored_policy(canonical_form(text))
+    except PolicyRefused as exc:
+        return [PolicyError(exc.code, exc.message)]
+    return []
 
 
 @policy.command("schema", context_settings=CONTEXT)

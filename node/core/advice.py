@@ -364,6 +364,9 @@ ADVICE: dict[str, str] = {
     "policy_names_patient": "Write the agreement about kinds of staff and data (profession, institution kind, resource "
                             "type, purpose): naming one patient or record would publish who is in it; a patient's own "
                             "choices are the patient's consents.",
+    "policy_widens": "An agreement routes or narrows what the patient consented to, it never grants beyond it: scope "
+                     "each permit (profession, institution kind, resource type, treatment/payment/operations), or "
+                     "narrow with a forbid; emergency reads are break-glass, research goes by extracts.",
     "policy_free_text": "An agreement's strings must be codes and ids (letters, digits, . _ : @ -), never names or "
                         "notes; remove the text from the policy.",
     "unknown_agreement": "No agreement with that id and version; `medledger policy show --id ID` lists what exists.",

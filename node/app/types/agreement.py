@@ -58,6 +58,9 @@ def _check_propose(tx: Transaction) -> None:
         raise TxRejected("invalid_purpose", "an agreement names at least one purpose")
     for p in purposes:
         check_purpose(p)
+        if p in ag.CLOSED_PURPOSES:
+            raise TxRejected("policy_widens", f"an agreement governs treatment, payment or operations, not {p}: an "
+                             "emergency read is break-glass, research data leaves only as a de-identified extract")
     if "valid_until_ms" in body:
         check_time(body, "valid_until_ms")
     try:

@@ -99,6 +99,26 @@ def test_a_policy_must_be_canonical_valid_and_without_free_text():
     assert refused.value.code == "invalid_policy"
 
 
+def test_a_policy_that_reads_as_widening_access_is_refused():
+    """An agreement cannot grant beyond consent (combine ANDs it); a permit written as if it could
+    is refused at submission, with the reason, and so is one about emergency or research reads."""
+    ledger = Ledger()
+    everything = canonical_form("permit (principal, action, resource);")
+    assert propose(ledger, policy=everything) == "policy_widens"
+    for closed in ("emergency", "research"):
+        text = canonical_form(f'permit (principal, action, resource) when {{ context.purpose == "{closed}" }};')
+        assert propose(ledger, policy=text) == "policy_widens", closed
+        assert propose(ledger, purposes=[closed]) == "policy_widens", closed
+    with pytest.raises(PolicyRefused) as refused:
+        ag.check_stored_policy(everything)
+    assert "never grants beyond the patient's consent" in refused.value.message
+    # a forbid may say anything (it only narrows), and a scoped permit routes
+    assert propose(ledger, policy=canonical_form('forbid (principal, action, resource) when '
+                                                 '{ context.purpose == "emergency" };')) == "ok"
+    assert propose(ledger, agreement="route-1", policy=canonical_form(
+        'permit (principal, action, resource) when { principal.profession == "pharmacist" };')) == "ok"
+
+
 def test_propose_checks_its_body():
     ledger = Ledger()
     assert propose(ledger, agreement="bad id") == "invalid_agreement_id"

@@ -51,3 +51,18 @@ def test_the_schema_command_prints_the_schema_the_check_uses():
     result = CliRunner().invoke(main, ["policy", "schema"])
     assert result.exit_code == 0 and "entity Practitioner in [Institution]" in result.output
     assert "medledger policy check" in CliRunner().invoke(main, ["policy", "check", "--help"]).output
+
+
+def test_check_refuses_what_an_agreement_would_refuse(tmp_path):
+    """`policy check` answers as `agreement.propose` will: a widening permit, a named record, free text."""
+    for name, text, code in (
+            ("wide", "permit (principal, action, resource);", "policy_widens"),
+            ("record", 'permit (principal, action, resource == Record::"ab12");', "policy_names_patient"),
+            ("prose", 'forbid (principal, action, resource) when { principal.profession == "Dr Jane Doe" };', "policy_free_text")):
+        path = tmp_path / f"{name}.cedar"
+        path.write_text(text)
+        result = CliRunner().invoke(main, ["policy", "check", str(path), "--json"])
+        assert result.exit_code == 1, name
+        assert json.loads(result.output)["errors"][0]["code"] == code, name
+    for standing in ("pharmacy-nomination", "insurer", "referral", "lab-order"):  # the protocol's texts pass too
+        assert CliRunner().invoke(main, ["policy", "check", str(EXAMPLES / f"{standing}.cedar")]).exit_code == 0, standing
