@@ -305,8 +305,12 @@ def admission(state: StateReader, candidate: bytes) -> JSON | None:
 
 
 def _agreement_view(state: StateReader, value: dict[str, Any], now_ms: int | None) -> JSON:
+    """A version as answered: its fields, its status, its policy id, and the parties whose
+    signature it still awaits (`awaiting`: it takes effect only when that list is empty)."""
+    signed = set(value.get("signatures", ()))
     return {**jsonable(value), "status": _agreements.status_of(state, value, now_ms),
-            "policy_id": _agreements.policy_id(value)}
+            "policy_id": _agreements.policy_id(value),
+            "awaiting": [_hex(p) for p in value.get("parties", ()) if p not in signed]}
 
 
 def agreement(state: StateReader, agreement_id: str, version: int | None = None, now_ms: int | None = None) -> JSON | None:

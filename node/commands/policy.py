@@ -106,7 +106,10 @@ def _agreement_lines(a: dict[str, Any]) -> str:
     return (f"{a.get('agreement')} version {a.get('version')}  {a.get('status')}  (policy id {a.get('policy_id')})\n"
             f"  purposes {','.join(a.get('purposes', []))}   digest {a.get('digest')}\n"
             f"  proposed at height {a.get('height')}; in force: version {a.get('in_force_version') or '-'}\n"
-            f"  parties:\n{parties}")
+            f"  parties:\n{parties}"
+            + (f"\n  not in force: it takes effect when {len(a['awaiting'])} more part"
+               f"{'y signs' if len(a['awaiting']) == 1 else 'ies sign'} (medledger policy sign)"
+               if a.get("awaiting") and a.get("status") == "proposed" else ""))
 
 
 def _fetch(node_url: str, agreement_id: str, version: int | None) -> dict[str, Any]:

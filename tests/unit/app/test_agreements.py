@@ -155,6 +155,7 @@ def test_in_force_once_every_party_signed_the_digest():
     found = queries.agreement(ledger.state, "pharm-1")
     assert found is not None
     assert found["status"] == "proposed" and found["signatures"] == [A.public_key.hex()]
+    assert found["awaiting"] == [p.hex() for p in parties(B, C)]  # not in force until they sign
     assert found["parties"] == [p.hex() for p in parties(A, B, C)] and found["policy_id"] == "pharm-1@1"
     assert found["digest"] == ag.check_stored_policy(NOMINATION).hex() and found["in_force_version"] is None
     assert sign(ledger, D) == "not_a_party"
@@ -167,6 +168,7 @@ def test_in_force_once_every_party_signed_the_digest():
     assert sign(ledger, C) == "ok"
     found = queries.agreement(ledger.state, "pharm-1", 1)
     assert found is not None and found["status"] == "in_force" and found["in_force_version"] == 1
+    assert found["awaiting"] == []
     assert found["in_force_height"] == ledger.store.height
     assert [a["policy_id"] for a in queries.agreements_of(ledger.state, C.public_key)] == ["pharm-1@1"]
     assert queries.agreements_of(ledger.state, D.public_key) == []
