@@ -9,6 +9,9 @@ resource its author wrote:
 - the ledger's link is authoritative: the element naming the patient (catalog.TYPES) is set to
   `Patient/<ledger patient id>` whatever the writer wrote there (a local id, a `urn:uuid:`),
   and every other reference that used the writer's form of the patient is rewritten alike;
+- an order the ledger completed (a MedicationRequest dispensed, a ServiceRequest whose result
+  came back: node/app/care.py) is served with `status` completed, whatever status it was written
+  with;
 - a Patient is served under the patient's ledger id, with the identifier of system
   `urn:medledger:identity`; a patient without a Patient record still has a minimal Patient.
 """
@@ -132,7 +135,13 @@ def to_fhir(resource: JSON, meta: JSON) -> JSON:
         out = link_patient(resource, view.patient)
     out["id"] = view.fhir_id
     out["meta"] = _meta(out, view)
+    workflow = meta.get("workflow")
+    if view.resource_type in COMPLETED_BY_LEDGER and isinstance(workflow, dict) and workflow.get("status") == "completed":
+        out["status"] = "completed"
     return out
+
+
+COMPLETED_BY_LEDGER = ("MedicationRequest", "ServiceRequest")  # request.status: the ledger's completion is the truth
 
 
 def ledger_identifier(patient: str) -> JSON:

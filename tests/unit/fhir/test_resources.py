@@ -75,3 +75,16 @@ def test_of_each_logical_record_only_its_latest_version_in_first_registration_or
     view = RecordView.of(metas[2])
     assert (view.logical_id, view.version, view.fhir_id) == (R1, 2, R1)
     assert RecordView.of(meta(R1, "Patient")).fhir_id == P
+
+
+def test_an_order_the_ledger_completed_is_served_completed() -> None:
+    written = {"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+               "medicationCodeableConcept": {"text": "metformin"}, "subject": {"reference": "Patient/example"}}
+    assert to_fhir(written, meta(R1, "MedicationRequest"))["status"] == "active"
+    active = meta(R1, "MedicationRequest", workflow={"status": "active"})
+    assert to_fhir(written, active)["status"] == "active"
+    done = to_fhir(written, meta(R1, "MedicationRequest", workflow={"status": "completed", "completed_by": R2}))
+    assert done["status"] == "completed" and written["status"] == "active"
+    valid(done)
+    claim = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": f"Patient/{P}"}}
+    assert to_fhir(claim, meta(R3, workflow={"status": "completed"}))["status"] == "final"  # only requests
