@@ -15,7 +15,8 @@ gets ids, codes and times only, never the resource's content):
                 a clinic or hospital (a referral). It takes effect when the patient accepts it
                 (`request.accept`): only then do the recipient's staff see it (policy
                 `recipient`, below) and may its physicians add to the chart ("referral" basis).
-    until_ms    on a referral: the end of its period (required; block time, inclusive).
+    until_ms    on a referral: the end of its period (required; block time, inclusive; at most
+                MAX_REFERRAL_MS after the block that registers it).
     payer       on a Claim: the insurer it is submitted to (an institution of kind insurer).
     lists       on a Claim, the records it covers (what the insurer may see with it); on a
                 referral, the summary sent with it: at most MAX_LISTED ids of records of the same
@@ -44,6 +45,7 @@ from node.app.state import StateReader
 from node.app.stored import read, write
 
 MAX_LISTED = 32
+MAX_REFERRAL_MS = 366 * 24 * 60 * 60 * 1000  # a referral lasts at most a year: a longer one is a new referral
 WORKFLOW_FIELDS = {"based_on": bytes, "recipient": bytes, "until_ms": int, "payer": bytes, "lists": list}
 
 # which record type may be based on which order, and whether one fulfilment completes it for good
@@ -184,6 +186,8 @@ def apply_add(ctx: ExecContext, body: dict[str, Any], record_id: bytes) -> dict[
             raise ExecFailed("referral_needs_until", "a referral needs its end (until_ms)")
         if "until_ms" in body and body["until_ms"] < ctx.timestamp_ms:
             raise ExecFailed("referral_ended", "the referral's end is already past")
+        if "until_ms" in body and body["until_ms"] - ctx.timestamp_ms > MAX_REFERRAL_MS:
+            raise ExecFailed("referral_too_long", "a referral lasts at most a year; refer again when it ends")
         _listed(ctx, body)
         meta.update(recipient=body["recipient"], lists=list(body.get("lists", ())))
         if "until_ms" in body:

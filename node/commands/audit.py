@@ -176,7 +176,7 @@ def audit_breakglass(key_file: str, node_url: str, passphrase_env: str | None, a
     inst = load_identity(key_file, passphrase_env)
     doc = run_client(lambda: HealthClient(node_url).breakglass_pending(inst))
     emit(as_json, doc, lambda: "\n".join(
-        f"{p.get('tx', p.get('access', ''))}  h{p.get('height', '?')} by {str(p.get('requester', p.get('actor', '')))[:16]} reason: {p.get('reason', '')}"
+        f"{p.get('request_tx', p.get('tx', ''))}  h{p.get('height', '?')} by {str(p.get('requester', p.get('actor', '')))[:16]} reason: {p.get('reason', '')}"
         for p in doc["pending"]) or "nothing awaits review")
 
 

@@ -242,8 +242,27 @@ def care_accept(key_file: str, request_id: str, for_patient: str | None, node_ur
       medledger care accept --key alice.key --request <record id>
     """
     body = {"record": record_arg(request_id, "--request")}
-    result = transact(node_url, load_identity(key_file, passphrase_env), "request.accept", body, for_patient)
-    report_tx(result, as_json, f"accepted {request_id}")
+    patient = load_identity(key_file, passphrase_env)
+    result = transact(node_url, patient, "request.accept", body, for_patient)
+    meta: dict[str, Any] = {}
+    if result.get("status") == "committed":
+        found = run_client(lambda: HealthClient(node_url).record_meta(patient, request_id))
+        meta = found if isinstance(found, dict) else {}
+        result.update({k: meta[k] for k in ("recipient", "until_ms", "lists") if k in meta})
+    report_tx(result, as_json, _accepted_text(request_id, meta))
+
+
+def _accepted_text(request_id: str, meta: dict[str, Any]) -> str:
+    """What accepting let happen, in words: who sees what, until when."""
+    import datetime as _dt
+
+    who = str(meta.get("recipient", "?"))[:16] + "..."
+    if "until_ms" not in meta:
+        return f"accepted {request_id}: the lab {who} sees this order and posts its results back"
+    until = _dt.datetime.fromtimestamp(int(meta["until_ms"]) / 1000, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    listed = len(meta.get("lists", ()))
+    return (f"accepted {request_id}: the physicians of {who} see this referral and the {listed} record"
+            f"{'' if listed == 1 else 's'} it lists, and may add to your chart, until {until}")
 
 
 @signed_command(care, "standing", "The patient's (or guardian's) key.")

@@ -348,6 +348,7 @@ ADVICE: dict[str, str] = {
     "invalid_recipient": "A referral goes to another clinic or hospital, a lab order to a lab (`medledger devnet ids` "
                          "lists each institution's kind).",
     "referral_needs_until": "Give the referral's end with --until YYYY-MM-DD.",
+    "referral_too_long": "A referral lasts at most a year (--until); write a new referral when it ends.",
     "referral_ended": "The referral's period is over; the referring physician writes a new referral.",
     "not_a_request": "Only a referral or a lab order addressed to an institution is accepted (`medledger care inbox`).",
     "already_accepted": "You accepted this request already; nothing more to do.",

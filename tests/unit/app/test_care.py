@@ -210,6 +210,8 @@ def test_workflow_fields_are_checked_at_admission(care):
     assert put(ledger, doc, pat, "s", "ServiceRequest", "A", recipient=ident("A").public_key) == "invalid_recipient"
     assert put(ledger, doc, pat, "s", "ServiceRequest", "A", recipient=ident("B").public_key, until_ms=ledger.now - 1) \
         == "referral_ended"
+    assert put(ledger, doc, pat, "s", "ServiceRequest", "A", recipient=ident("B").public_key,
+               until_ms=ledger.now + 400 * DAY) == "referral_too_long"
 
 
 # every workflow above, as one script: its state root and its decisions, printed as JSON
