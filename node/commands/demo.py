@@ -71,6 +71,7 @@ def where_to_look(root: Path, nodes: list[dict[str, Any]], observation: str | No
         f"medledger care inbox --key {keys / 'pharmacist.key'} --node {pharmacy['api']}   (the prescriptions addressed to the pharmacy)",
         f"medledger care status --key {keys / 'hospital-physician.key'} --record {prescription or '<record id>'} "
         f"--node {hospital['api']}   (the prescription: completed, by which dispense)",
+        f"medledger policy show --id payer-minimum-2027 --node {hospital['api']}   (the payer agreement in force)",
         f"the research extract: {root / 'extract'} (report.json and one .ndjson per type)",
     ]
 

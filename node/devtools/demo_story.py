@@ -37,10 +37,12 @@ a. pharmacy_nominated: patient A nominates the pharmacy (a standing permission);
 b. prescription_dispensed: the hospital physician prescribes metformin; the pharmacist reads it
    by the nomination (rule standing_permission) and dispenses it; a second dispense is refused
   `already_dispensed`;
-c. claim_paid: A names the insurer; the hospital submits a Claim listing the Encounter and the
+c. agreement_signed: the hospital proposes a payer agreement (a Cedar forbid: payment reads by an
+  insurer see Claims, Encounters and Procedures only), the insurer co-signs it, it is in force;
+d. claim_paid: A names the insurer; the hospital submits a Claim listing the Encounter and the
    Procedure; the claims officer reads the claim and the Encounter under it, is refused the
    HbA1c Observation (not listed), and pays (ClaimResponse);
-d. referral_accepted: the hospital physician refers A to the clinic for 30 days with the
+e. referral_accepted: the hospital physician refers A to the clinic for 30 days with the
    Encounter; A accepts; the clinic physician reads the referral and the Encounter under it;
 
 then breakglass_read, breakglass_reviewed, research_extract and record_erased as above. A step
@@ -455,6 +457,35 @@ def prescription_dispensed(ctx: DemoContext) -> str:
             f"(standing_permission), dispensed it ({dispense[:12]}...); a second dispense: refused, already_dispensed")
 
 
+# the payer agreement the hospital and the insurer sign: payment reads by the insurer's staff see
+# Claims, Encounters and Procedures, never anything else (docs/policies.md, "The payer minimum necessary")
+PAYER_AGREEMENT = "payer-minimum-2027"
+PAYER_POLICY = """
+forbid (principal, action == Action::"read", resource)
+when { context.purpose == "payment" && principal.institution.kind == "insurer" &&
+       !(["Claim", "Encounter", "Procedure"].contains(resource.resource_type)) };
+"""
+
+
+def agreement_signed(ctx: DemoContext) -> str:
+    from node.app.policies.check import canonical_form, policy_digest
+
+    hospital, insurer = ctx.institutions["hospital"], ctx.institutions["insurer"]
+    policy = canonical_form(PAYER_POLICY)
+    _committed(ctx.client("hospital").transact(hospital, "agreement.propose", {
+        "agreement": PAYER_AGREEMENT, "version": 1, "parties": sorted([hospital.public_key, insurer.public_key]),
+        "purposes": ["payment"], "policy": policy}), "proposing the payer agreement")
+    ctx.settle()
+    _committed(ctx.client("insurer").transact(insurer, "agreement.sign", {
+        "agreement": PAYER_AGREEMENT, "version": 1, "digest": policy_digest(PAYER_POLICY)}), "co-signing it")
+    ctx.settle()
+    found = ctx.client("hospital").get(f"/v1/agreements/{PAYER_AGREEMENT}")
+    if found.get("status") != "in_force":
+        raise StepFailed(f"the payer agreement is {found.get('status')}, not in force")
+    return (f"the hospital proposed the payer agreement {PAYER_AGREEMENT} (payment reads by the insurer: Claims, "
+            f"Encounters, Procedures only); the insurer co-signed; in force (digest {found['digest'][:12]}...)")
+
+
 def claim_paid(ctx: DemoContext) -> str:
     patient, doctor, officer = ctx.patients["A"], ctx.practitioners["hospital-physician"], ctx.practitioners["claims-officer"]
     insurer = ctx.institutions["insurer"]
@@ -598,6 +629,8 @@ STORY: tuple[Step, ...] = (
          "Patient A names the pharmacy she uses: a standing permission for her prescriptions."),
     Step("prescription_dispensed", prescription_dispensed, ("pharmacy_nominated", "records_written"),
          "The hospital physician prescribes; the nominated pharmacy sees it and dispenses it, once."),
+    Step("agreement_signed", agreement_signed, ("network_started",),
+         "The hospital and the insurer sign a payer agreement: the minimum necessary, as a Cedar policy on the ledger."),
     Step("claim_paid", claim_paid, ("records_written",),
          "The hospital bills A's insurer; the insurer sees the claim and only what it lists."),
     Step("referral_accepted", referral_accepted, ("records_written",),

@@ -17,7 +17,7 @@ from tests.helpers import cli
 pytestmark = pytest.mark.slow
 
 EXPECTED = ["network_started", "patients_registered", "practitioners_registered", "records_written", "access_refused",
-            "access_allowed", "pharmacy_nominated", "prescription_dispensed", "claim_paid", "referral_accepted", "breakglass_read", "breakglass_reviewed", "research_extract", "record_erased"]
+            "access_allowed", "pharmacy_nominated", "prescription_dispensed", "agreement_signed", "claim_paid", "referral_accepted", "breakglass_read", "breakglass_reviewed", "research_extract", "record_erased"]
 
 
 def free_base_port() -> int:
