@@ -183,6 +183,9 @@ def narrow(state: StateReader, decision: Decision, record: Record, request: Requ
 def _standing(state: StateReader, decision: Decision, record: Record, request: Request, requester_institution: bytes,
               profession: str, subject: Subject) -> Narrowed:
     nominations = care.standing_of(state, record.patient)
+    context = subject.under[1] if subject.under is not None else subject.stored
+    if not nominations and "based_on" not in subject.stored and "recipient" not in context:
+        return Narrowed(decision)  # no opt-in can apply: nothing is built or evaluated
     given = _inputs(state, record, subject, request, requester_institution, profession, nominations)
     chosen = opted_in(set(nominations), accepted_request=given.accepted_request, fulfils_order=given.fulfils_order)
     if not chosen:
