@@ -50,6 +50,10 @@ holds the raw 32-byte id it points to.
     inbox/<institution><pos>                         -> record id addressed to the institution (care.py)
     standing/<patient>                               the patient's standing permissions: nominated pharmacy, insurer
     referral_to/<institution><patient><record>       an accepted referral's end (treatment basis "referral")
+    trial/<trial>                                    a clinical trial (node/app/trials.py; id length-prefixed)
+    trial_query/<trial><query>                       a feasibility query and the sites' counts
+    trial_participant/<trial><pseudonym>             a participant: site, consented versions, enrolled, withdrawn
+    trial_submission/<trial><pos>                    a data submission's anchor
 """
 
 from __future__ import annotations
@@ -96,6 +100,10 @@ WORKFLOW = b"workflow/"
 INBOX = b"inbox/"
 STANDING = b"standing/"
 REFERRAL_TO = b"referral_to/"
+TRIAL = b"trial/"
+TRIAL_QUERY = b"trial_query/"
+TRIAL_PARTICIPANT = b"trial_participant/"
+TRIAL_SUBMISSION = b"trial_submission/"
 
 POSITION_SIZE = 12  # height:8 + index:4
 

@@ -10,6 +10,9 @@ staff read what the role needs without a consent per record:
               written for the patient, for treatment, and dispense them
     insurer   the insurer's claims officers read a Claim submitted to it for the patient, and
               the records that Claim lists, for payment (the minimum necessary)
+    screening the institution may screen the patient's records it keeps for clinical trials:
+              count the patient in feasibility queries and invite it (node/app/trials.py); it
+              reads nothing new and tells the sponsor nothing but counts
 
 The institution must be of the role's kind ("kind_mismatch"). Naming another replaces the
 earlier one; revoking stops it, and grants made under it are no longer honoured by custodians
@@ -28,7 +31,8 @@ from node.app.registry import ExecContext, ExecFailed, TxType, register, require
 from node.app.roles import acting_patient
 from node.app.stored import write
 
-PERMISSIONS = {"pharmacy": "pharmacy", "insurer": "insurer"}  # permission -> the institution kind it names
+# permission -> the institution kinds it may name
+PERMISSIONS = {"pharmacy": ("pharmacy",), "insurer": ("insurer",), "screening": ("hospital", "clinic", "lab", "research")}
 
 
 def _check_permission(tx: Transaction) -> None:
@@ -55,9 +59,9 @@ def _grant(ctx: ExecContext) -> None:
     kind = kind_of(ctx.state, body["institution"])
     if kind is None:
         raise ExecFailed("unknown_institution", "the institution named is not a registered institution")
-    if kind != wanted:
-        raise ExecFailed("kind_mismatch", f"a {body['permission']} nomination names an institution of kind {wanted}, "
-                         f"not {kind}")
+    if kind not in wanted:
+        raise ExecFailed("kind_mismatch", f"a {body['permission']} nomination names an institution of kind "
+                         f"{' or '.join(wanted)}, not {kind}")
     standing = standing_of(ctx.state, patient)
     standing[body["permission"]] = {"institution": body["institution"], "height": ctx.height, "time_ms": ctx.timestamp_ms}
     write(ctx, keys.STANDING + patient, standing)

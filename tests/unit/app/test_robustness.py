@@ -79,6 +79,18 @@ TEMPLATES = {
     "standing.grant": ({"permission": "pharmacy", "institution": ident("C").public_key}, {"on_behalf_of": P}),
     "standing.revoke": ({"permission": "insurer"}, {"on_behalf_of": P}),
     "request.accept": ({"record": R1}, {"on_behalf_of": P}),
+    "trial.register": ({"trial": "T", "registry_id": "NCT1", "ethics_ref": "IRB-1", "protocol_hash": bytes(32),
+                        "sites": [ident("A").public_key], "until_ms": 1 << 50,
+                        "criteria": '{"age":{"min":18},"version":1}'}, {"threshold": 10, "investigators": []}),
+    "trial.amend": ({"trial": "T", "version": 2, "protocol_hash": bytes(32), "reconsent": True}, {}),
+    "trial.feasibility": ({"trial": "T", "query": bytes(32)}, {}),
+    "trial.count": ({"trial": "T", "query": bytes(32), "count": 12}, {}),
+    "trial.invited": ({"trial": "T", "count": 3}, {}),
+    "trial.consent": ({"trial": "T", "version": 1, "pseudonym": P, "signature": bytes(64)}, {}),
+    "trial.enrol": ({"trial": "T", "pseudonym": P}, {}),
+    "trial.withdraw": ({"trial": "T", "pseudonym": P, "signature": bytes(64)}, {}),
+    "trial.submit": ({"trial": "T", "pseudonym": P, "submission": bytes(32), "hash": bytes(32), "resource_type": "Observation"}, {}),
+    "trial.lock": ({"trial": "T"}, {}),
 }
 
 
