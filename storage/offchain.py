@@ -10,6 +10,7 @@ from __future__ import annotations
 from .kv import KeyValueStore, WriteBatch
 
 P_RECORD = b"r/"
+P_TRIAL = b"t/"  # a trial site's own items: invitations, participant links, submissions (sealed by the node)
 MAX_RECORD_BYTES = 2 * 1024 * 1024
 # Two keys that bracket every record key. LevelDB's manual compaction rewrites the levels above
 # the deepest one holding a key range, never that deepest level itself; if a record and its
@@ -52,6 +53,24 @@ class OffchainStore:
         # See SENTINELS for why this compaction reliably removes the bytes.
         self.kv.compact(key, key + b"\xff")
         return existed
+
+    def put_trial_item(self, key: bytes, value: bytes) -> None:
+        """Keep one of a trial site's items (the caller seals what it puts: node/research/trial_site.py)."""
+        batch = WriteBatch()
+        batch.put(P_TRIAL + key, value)
+        self.kv.write(batch, sync=True)
+
+    def trial_item(self, key: bytes) -> bytes | None:
+        return self.kv.get(P_TRIAL + key)
+
+    def trial_items(self, prefix: bytes, limit: int = 10_000) -> list[tuple[bytes, bytes]]:
+        """A trial site's items under `prefix`, in key order, at most `limit`."""
+        found = []
+        for key, value in self.kv.iterate(P_TRIAL + prefix):
+            found.append((key[len(P_TRIAL):], value))
+            if len(found) >= limit:
+                break
+        return found
 
     def record_ids(self) -> list[bytes]:
         return [k[len(P_RECORD):] for k, _ in self.kv.iterate(P_RECORD)]

@@ -50,6 +50,7 @@ holds the raw 32-byte id it points to.
     inbox/<institution><pos>                         -> record id addressed to the institution (care.py)
     standing/<patient>                               the patient's standing permissions: nominated pharmacy, insurer
     referral_to/<institution><patient><record>       an accepted referral's end (treatment basis "referral")
+    screening/<institution><patient>                 the patient lets the institution screen it for trials
     trial/<trial>                                    a clinical trial (node/app/trials.py; id length-prefixed)
     trial_query/<trial><query>                       a feasibility query and the sites' counts
     trial_participant/<trial><pseudonym>             a participant: site, consented versions, enrolled, withdrawn
@@ -101,6 +102,7 @@ INBOX = b"inbox/"
 STANDING = b"standing/"
 REFERRAL_TO = b"referral_to/"
 TRIAL = b"trial/"
+SCREENING = b"screening/"
 TRIAL_QUERY = b"trial_query/"
 TRIAL_PARTICIPANT = b"trial_participant/"
 TRIAL_SUBMISSION = b"trial_submission/"

@@ -124,6 +124,47 @@ def inbox(state: StateReader, institution: bytes, *, after_height: int = 0, limi
     return out
 
 
+def screened_patients(state: StateReader, institution: bytes, limit: int = 100_000) -> list[bytes]:
+    """The patients who let `institution` screen them for clinical trials (standing permission
+    "screening"), in id order, at most `limit`."""
+    prefix = keys.SCREENING + institution
+    found = []
+    for key, _ in state.items(prefix):
+        found.append(key[len(prefix):])
+        if len(found) >= limit:
+            break
+    return found
+
+
+def trial(state: StateReader, trial_id: str) -> JSON | None:
+    """A clinical trial as answered: its registration, versions, counts of invitations and
+    submissions, and its lock (node/app/trials.py)."""
+    from node.app.trials import load_trial
+
+    found = load_trial(state, trial_id)
+    return None if found is None else {"trial": trial_id, **jsonable(found)}
+
+
+def trial_submissions(state: StateReader, trial_id: str) -> list[JSON]:
+    from node.app.trials import submissions
+
+    return [jsonable(s) for s in submissions(state, trial_id)]
+
+
+def trial_participant(state: StateReader, trial_id: str, pseudonym: bytes) -> JSON | None:
+    from node.app.trials import load_participant
+
+    found = load_participant(state, trial_id, pseudonym)
+    return None if found is None else jsonable(found)
+
+
+def trial_query(state: StateReader, trial_id: str, query: bytes) -> JSON | None:
+    from node.app.trials import query_key
+
+    found = read(state, query_key(trial_id, query))
+    return None if found is None else jsonable(found)
+
+
 def standing(state: StateReader, patient: bytes) -> JSON:
     """The patient's standing permissions: {permission: {institution, height, time_ms}}."""
     return {name: jsonable(entry) for name, entry in sorted(_care.standing_of(state, patient).items())}

@@ -63,6 +63,10 @@ def _grant(ctx: ExecContext) -> None:
         raise ExecFailed("kind_mismatch", f"a {body['permission']} nomination names an institution of kind "
                          f"{' or '.join(wanted)}, not {kind}")
     standing = standing_of(ctx.state, patient)
+    if body["permission"] == "screening":
+        if "screening" in standing:
+            ctx.state.delete(keys.SCREENING + standing["screening"]["institution"] + patient)
+        ctx.state.put(keys.SCREENING + body["institution"] + patient, b"\x01")
     standing[body["permission"]] = {"institution": body["institution"], "height": ctx.height, "time_ms": ctx.timestamp_ms}
     write(ctx, keys.STANDING + patient, standing)
     audit(ctx, patient, "standing.granted", permission=body["permission"], grantee=body["institution"],
@@ -76,6 +80,8 @@ def _revoke(ctx: ExecContext) -> None:
     if body["permission"] not in standing:
         raise ExecFailed("no_standing_permission", f"you have no {body['permission']} nomination to revoke")
     gone = standing.pop(body["permission"])
+    if body["permission"] == "screening":
+        ctx.state.delete(keys.SCREENING + gone["institution"] + patient)
     if standing:
         write(ctx, keys.STANDING + patient, standing)
     else:

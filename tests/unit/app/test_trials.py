@@ -159,3 +159,19 @@ def test_amendment_reconsent_withdrawal_and_lock(world):
     assert [s["version"] for s in listed] == [1, 2, 2]
     assert submit(ledger, a, p1, "late") == "trial_locked"
     assert ledger.send(sponsor, "trial.lock", {"trial": T}) == "trial_locked"
+
+
+def test_a_screening_opt_in_is_indexed_for_its_institution(world):
+    from node.app import queries
+
+    ledger, a, b = world["ledger"], world["a"], world["b"]
+    pat = ledger.patient("pat")
+    assert ledger.send(pat, "standing.grant", {"permission": "screening", "institution": world["c"].public_key}) \
+        == "kind_mismatch"  # a pharmacy does not screen for trials
+    assert ledger.send(pat, "standing.grant", {"permission": "screening", "institution": a.public_key}) == "ok"
+    assert queries.screened_patients(ledger.state, a.public_key) == [pat.public_key]
+    assert ledger.send(pat, "standing.grant", {"permission": "screening", "institution": b.public_key}) == "ok"
+    assert queries.screened_patients(ledger.state, a.public_key) == []
+    assert queries.screened_patients(ledger.state, b.public_key) == [pat.public_key]
+    assert ledger.send(pat, "standing.revoke", {"permission": "screening"}) == "ok"
+    assert queries.screened_patients(ledger.state, b.public_key) == []
