@@ -16,7 +16,7 @@ import click
 
 from node.client import ClientError
 from node.commands import (audit, bench, care, chaos, consent, demo, devnet, fuzz, governance, keys, ledger, node, policy,
-                           records, research, sim, validator)
+                           records, research, sim, trial, validator)
 from node.commands.options import CONTEXT
 from node.commands.output import EXIT_REFUSED, EXIT_UNREACHABLE, fail
 from node.home.logs import setup_logging
@@ -80,6 +80,7 @@ main.add_command(validator.validators)
 main.add_command(research.demo_data)
 main.add_command(research.study)
 main.add_command(research.research)
+main.add_command(trial.trial)
 main.add_command(devnet.devnet)
 main.add_command(demo.demo)
 main.add_command(sim.sim)

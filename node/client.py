@@ -424,6 +424,94 @@ class HealthClient(Client):
     def standing(self, reader: Identity, patient_id: str) -> dict[str, Any]:
         return self.get(f"/v1/patients/{patient_id}/standing", signer=reader)
 
+    # clinical trials (node/api/routes_trials.py)
+    def trial(self, trial_id: str) -> dict[str, Any]:
+        return self.get(f"/v1/trials/{trial_id}")
+
+    def trial_submissions(self, trial_id: str) -> dict[str, Any]:
+        return self.get(f"/v1/trials/{trial_id}/submissions")
+
+    def trial_query(self, trial_id: str, query: str) -> dict[str, Any]:
+        return self.get(f"/v1/trials/{trial_id}/queries/{query}")
+
+    def trial_participant(self, trial_id: str, pseudonym: str) -> dict[str, Any]:
+        return self.get(f"/v1/trials/{trial_id}/participants/{pseudonym}")
+
+    def _signed_post(self, signer: Identity, path: str, doc: dict[str, Any]) -> Any:
+        from node.core.encoding import canonical
+
+        return self._request("POST", path, canonical(doc), "application/msgpack", signer=signer)
+
+    def site_count(self, sponsor: Identity, trial_id: str, query: str) -> dict[str, Any]:
+        """Ask this node (a site) to count its matching patients for the sponsor's query."""
+        return self._signed_post(sponsor, f"/v1/trials/{trial_id}/count?query={query}", {})
+
+    def site_invite(self, sponsor: Identity, trial_id: str, summary: str = "") -> dict[str, Any]:
+        return self._signed_post(sponsor, f"/v1/trials/{trial_id}/invite", {"summary": summary})
+
+    def invitations(self, patient: Identity) -> dict[str, Any]:
+        return self.get(f"/v1/patients/{patient.id}/invitations", signer=patient)
+
+    def trial_respond(self, patient: Identity, trial_id: str, *, accept: bool, version: int | None = None) -> dict[str, Any]:
+        """Answer an invitation kept at this node. Accepting sends the patient's trial pseudonym
+        (derived from its key for this trial alone: `trial_pseudonym`) and its consent signature."""
+        from node.app.trials import consent_message
+
+        doc: dict[str, Any] = {"accept": accept}
+        if accept:
+            if version is None:
+                version = int(self.trial(trial_id)["versions"][-1]["version"])
+            pseudonym = trial_pseudonym(patient, self.chain_id, trial_id)
+            doc.update(pseudonym=pseudonym.public_key, version=version,
+                       signature=pseudonym.sign(consent_message(self.chain_id, trial_id, version, pseudonym.public_key)))
+        return self._signed_post(patient, f"/v1/trials/{trial_id}/respond", doc)
+
+    def trial_withdraw(self, patient: Identity, trial_id: str) -> dict[str, Any]:
+        from node.app.trials import withdraw_message
+
+        pseudonym = trial_pseudonym(patient, self.chain_id, trial_id)
+        doc = {"pseudonym": pseudonym.public_key,
+               "signature": pseudonym.sign(withdraw_message(self.chain_id, trial_id, pseudonym.public_key))}
+        return self._signed_post(patient, f"/v1/trials/{trial_id}/withdraw", doc)
+
+    def trial_submit(self, investigator: Identity, trial_id: str, pseudonym: str, resource: dict[str, Any]) -> dict[str, Any]:
+        """Encrypt a trial resource for this site and the sponsor, keep it at this site, anchor its
+        salted hash on the ledger (`trial.submit`)."""
+        from node.app.trials import submission_hash
+        from node.core.crypto import parse_id
+        from node.core.encoding import canonical
+        from node.records.envelope import seal_record
+
+        trial = self.trial(trial_id)
+        salt, submission = os.urandom(16), os.urandom(32)
+        body = resource_bytes(resource)
+        ciphertext, wrapped = seal_record(canonical({"salt": salt, "resource": body}),
+                                          {"custodian": parse_id(self.status()["node_id"]),
+                                           "sponsor": bytes.fromhex(trial["sponsor"])})
+        self._signed_post(investigator, f"/v1/trials/{trial_id}/submissions",
+                          {"submission": submission, "pseudonym": parse_id(pseudonym), "ciphertext": ciphertext,
+                           "wrapped": wrapped})
+        out = self.transact(investigator, "trial.submit", {
+            "trial": trial_id, "pseudonym": parse_id(pseudonym), "submission": submission,
+            "hash": submission_hash(salt, body), "resource_type": str(resource.get("resourceType", ""))})
+        out["submission"] = submission.hex()
+        return out
+
+    def trial_export(self, sponsor: Identity, trial_id: str) -> list[dict[str, Any]]:
+        """This site's submissions of the trial, decrypted with the sponsor's key: each
+        {submission, pseudonym, salt, resource} (hex ids; the resource as JSON)."""
+        from node.core.encoding import decode
+        from node.records.envelope import decrypt, unwrap_key
+
+        doc = self.get(f"/v1/trials/{trial_id}/export", signer=sponsor)
+        out = []
+        for entry in doc["submissions"]:
+            inner = decode(decrypt(bytes.fromhex(entry["ciphertext"]), unwrap_key(bytes.fromhex(entry["wrapped"]), sponsor)),
+                           max_bytes=1024 * 1024)
+            out.append({"submission": entry["submission"], "pseudonym": entry["pseudonym"], "salt": inner["salt"].hex(),
+                        "resource": json.loads(inner["resource"])})
+        return out
+
     def fetch_record(self, identity: Identity, record_id: str) -> bytes:
         """Fetch, check against the ledger and decrypt a record this identity holds a grant for."""
         from node.records.envelope import EnvelopeError, decrypt, unwrap_key
@@ -471,3 +559,24 @@ def workflow_fields(workflow: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown workflow field {sorted(unknown)[0]!r}")
     return out
+
+
+PSEUDONYM_DOMAIN = b"medledger-trial-pseudonym-v1"
+
+
+def trial_pseudonym(patient: Identity, chain_id: str, trial_id: str) -> Identity:
+    """The patient's pseudonym in one trial: an Ed25519 key derived from the patient's key and
+    the trial, so the patient can always derive it again and no two trials share one. Nobody
+    without the patient's key can link it to the patient."""
+    import hashlib
+    import hmac
+
+    seed = hmac.new(patient.seed, PSEUDONYM_DOMAIN + b"/" + chain_id.encode() + b"/" + trial_id.encode(),
+                    hashlib.sha256).digest()
+    return Identity.from_seed(seed)
+
+
+def resource_bytes(resource: dict[str, Any]) -> bytes:
+    """The bytes of a trial resource its hash is taken over: canonical JSON (sorted keys, no
+    spaces), so an auditor recomputes it from the exported JSON."""
+    return json.dumps(resource, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

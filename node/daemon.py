@@ -29,6 +29,7 @@ from storage.chain import ChainStore
 from storage.kv import LevelDBStore
 from storage.offchain import OffchainStore
 
+from node.api.routes_trials import install_trials
 from node.api.app import SERVER_OPTIONS, make_app
 from node.api.common import CLIENT_SSL_KEY, CUSTODIAN_KEY, NODE_KEY
 from node.api.middleware import QuietClientErrors
@@ -140,10 +141,12 @@ def peer_allowed(node: Node, peer_id: bytes) -> bool:
 
 
 def api_mounts(config: NodeConfig) -> list[Callable[[web.Application], None]]:
-    """What the API serves beside its own routes: the FHIR server's (node/fhir/, docs/fhir.md:
-    SMART authorisation, Bulk Data export, the REST routes) unless `[fhir] enabled = false`.
+    """What the API serves beside its own routes: a clinical trial site's (node/api/routes_trials.py),
+    and the FHIR server's (node/fhir/, docs/fhir.md: SMART authorisation, Bulk Data export, the
+    REST routes) unless `[fhir] enabled = false`.
     The order matters: the REST routes answer every other path under /fhir/R4."""
-    return [install_smart, install_bulk, install_fhir_records] if config.fhir.enabled else []
+    fhir = [install_smart, install_bulk, install_fhir_records] if config.fhir.enabled else []
+    return [install_trials, *fhir]
 
 
 def install_fhir_records(app: web.Application) -> None:

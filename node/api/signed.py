@@ -62,6 +62,14 @@ def signed(authorize: Authorize) -> Callable[[Handler], Handler]:
     return wrap
 
 
+async def signer_of(request: web.Request, authorize: Authorize) -> bytes:
+    """The verified signer of a signed request that `authorize` lets through (else 401/403), for
+    the routes that act on who asked (node/api/routes_trials.py)."""
+    signer = await _signed_read(request, authorize, refuse=True)
+    assert signer is not None  # refuse=True: an unauthorised signer raised
+    return signer
+
+
 def _known_signer(request: web.Request, signer: bytes) -> bool:
     """A key with an identity on the ledger, or this node's own."""
     node = request.app[NODE_KEY]

@@ -376,6 +376,11 @@ ADVICE: dict[str, str] = {
     "not_enrolled": "Enrol the participant first (trial enrol).",
     "reconsent_required": "The protocol was amended with re-consent: the participant consents to the current version first.",
     "too_many_submissions": "The trial holds the most submissions a trial may; lock it and register a follow-up trial.",
+    "not_invited": "This site has no invitation of yours to that trial; `medledger trial invitations --node <your site>` lists yours.",
+    "another_pseudonym": "You accepted this trial under another pseudonym: answer with the same key you accepted with.",
+    "not_an_investigator": "Only an investigator of the participant's site submits its trial data.",
+    "submission_exists": "A submission with that id is kept already; submit again (a new id is drawn each time).",
+    "not_committed": "The node did not see its transaction committed in time; check the network (medledger status) and retry.",
     "trial_locked": "The trial's data set is locked; nothing more changes it.",
     "wrong_version": "Use the version the command names (the next amendment, or the current version for consent).",
     # -- data-sharing agreements (docs/policies.md, "Agreements on the ledger") ----------------------------
