@@ -194,19 +194,23 @@ def care_result(key_file: str, order_id: str, patient: str | None, resource_file
 @click.option("--pharmacy", default=None, help="Your pharmacy's institution id: its pharmacists see your prescriptions.")
 @click.option("--insurer", default=None, help="Your insurer's institution id: its claims officers see claims sent to "
               "it and what they list.")
+@click.option("--screening", default=None, help="The institution that may screen your records for clinical trials "
+              "(it counts you in feasibility queries and may invite you; docs/trials.md).")
 @patient_client_options
-def care_nominate(key_file: str, pharmacy: str | None, insurer: str | None, for_patient: str | None, node_url: str,
-                  passphrase_env: str | None, as_json: bool) -> None:
-    """Nominate your pharmacy or your insurer (a standing permission; replaces an earlier one).
+def care_nominate(key_file: str, pharmacy: str | None, insurer: str | None, screening: str | None,
+                  for_patient: str | None, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
+    """Nominate your pharmacy, your insurer, or the institution that screens you for trials (a
+    standing permission; replaces an earlier one of the same kind).
 
     \b
     Example:
       medledger care nominate --key alice.key --pharmacy <pharmacy id>
     """
-    if (pharmacy is None) == (insurer is None):
-        fail("give one of --pharmacy ID or --insurer ID", EXIT_USAGE)
-    permission, institution = ("pharmacy", pharmacy) if pharmacy else ("insurer", insurer)
-    assert institution is not None
+    given = [(name, value) for name, value in (("pharmacy", pharmacy), ("insurer", insurer), ("screening", screening))
+             if value is not None]
+    if len(given) != 1:
+        fail("give one of --pharmacy ID, --insurer ID or --screening ID", EXIT_USAGE)
+    permission, institution = given[0]
     body = {"permission": permission, "institution": identity_arg(institution, f"--{permission}")}
     result = transact(node_url, load_identity(key_file, passphrase_env), "standing.grant", body, for_patient)
     report_tx(result, as_json, f"{permission} nominated: {institution}")
@@ -215,6 +219,7 @@ def care_nominate(key_file: str, pharmacy: str | None, insurer: str | None, for_
 @signed_command(care, "withdraw", "The patient's (or guardian's) key.")
 @click.option("--pharmacy", "what", flag_value="pharmacy", help="Withdraw your pharmacy's nomination.")
 @click.option("--insurer", "what", flag_value="insurer", help="Withdraw your insurer's nomination.")
+@click.option("--screening", "what", flag_value="screening", help="Withdraw your trial-screening opt-in.")
 @patient_client_options
 def care_withdraw(key_file: str, what: str | None, for_patient: str | None, node_url: str, passphrase_env: str | None,
                   as_json: bool) -> None:
@@ -225,7 +230,7 @@ def care_withdraw(key_file: str, what: str | None, for_patient: str | None, node
       medledger care withdraw --key alice.key --pharmacy
     """
     if what is None:
-        fail("give --pharmacy or --insurer", EXIT_USAGE)
+        fail("give --pharmacy, --insurer or --screening", EXIT_USAGE)
     result = transact(node_url, load_identity(key_file, passphrase_env), "standing.revoke", {"permission": what}, for_patient)
     report_tx(result, as_json, f"{what} nomination withdrawn")
 

@@ -192,6 +192,12 @@ def test_a_trial_from_feasibility_to_a_verified_lock(world: Any) -> None:
             listed = site_client.invitations(patient)["invitations"]
             assert (len(listed) == 1) == (pid in truth[site]), patient.id
     hospital_invitees = sorted(truth[0])
+    # the screening opt-in as a patient gives it (the bulk ones above are the same transaction)
+    newcomer = Identity.generate()
+    assert HealthClient(url[0]).register(newcomer, "patient", institution=inst[0])["status"] == "committed"
+    ok("care", "nominate", "--key", patient_key(world, newcomer), "--screening", inst[0].id, "--node", url[0])
+    assert ok("care", "standing", "--key", patient_key(world, newcomer), "--node", url[0])["standing"]["screening"][
+        "institution"] == inst[0].id
     accepter, decliner, leaver = (everyone[p] for p in hospital_invitees[:3])
     shown = ok("trial", "invitations", "--key", patient_key(world, accepter), "--node", url[0])["invitations"]
     assert [(i["trial"], i["registry_id"], i["status"]) for i in shown] == [(T, "NCT01234567", "open")]
