@@ -136,7 +136,7 @@ export function openReview(panel, signer, g, { onDone, onCancel }) {
   replace(panel,
     el("h3", { id: "review-title", tabindex: "-1" }, `Review the break-glass access by ${who.name}`),
     el("dl", { class: "wb-fields", id: "review-fields" },
-      decisionFields(g).map(([term, value]) => [el("dt", {}, term), el("dd", {}, value)])),
+      decisionFields(g).flatMap(([term, value]) => [el("dt", {}, term), el("dd", {}, value)])),
     form);
   panel.hidden = false;
   panel.querySelector("#review-title").focus();
