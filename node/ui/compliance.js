@@ -16,6 +16,9 @@ let signer = null;
 let pending = [];
 let period = null; // {sinceMs, untilMs} of the disclosures loaded
 let disclosures = [];
+const reviews = new Map(); // break-glass request tx -> its access decision (review_outcome, reviewed_ms...)
+const MAX_REVIEW_LOOKUPS = 200; // break-glass rows of a period whose review state is looked up
+const LOOKUPS_AT_ONCE = 6;
 
 /** A table that stacks into labelled blocks on a phone (compliance.css): rows of {attrs, cells}. */
 function stackTable(head, rows, attrs = {}) {
@@ -54,7 +57,7 @@ function drawBreakglass() {
       windowText(g.expires_ms),
       el("button", { type: "button", class: "wb-review-open", dataset: { request: g.request_tx },
         "aria-label": `Review the access by ${person(g.requester).name} at ${utcText(g.time_ms)}`,
-        onclick: () => startReview(g) }, "Review")],
+        "aria-controls": "review-panel", onclick: () => startReview(g) }, "Review")],
   })), { id: "breakglass-table" }));
 }
 
@@ -94,9 +97,39 @@ function recordText(d) {
   return "";
 }
 
-function ruleText(d) {
-  if (d.rule === "breakglass") return `break-glass · ${reasonText(d.reason)}`;
-  return d.rule || "";
+/** The review state of a break-glass disclosure: "justified", "unjustified", "awaiting" or "" (unknown). */
+function reviewState(d) {
+  if (d.rule !== "breakglass") return "";
+  const found = reviews.get(d.tx);
+  if (!found) return "";
+  return found.review_outcome || "awaiting";
+}
+
+function ruleCell(d) {
+  if (d.rule !== "breakglass") return d.rule || "";
+  const state = reviewState(d);
+  const found = reviews.get(d.tx);
+  const words = state === "awaiting" ? "awaiting review" : state ? `reviewed: ${state}` : "review state not read";
+  return [`break-glass · ${reasonText(d.reason)}`, el("br"),
+    el("span", { class: `badge ${state === "unjustified" ? "bad" : state === "awaiting" ? "pending" : ""}` }, words),
+    found && found.reviewed_ms ? el("span", { class: "wb-sub" }, ` ${utcText(found.reviewed_ms)}`) : null];
+}
+
+/** Read the access decision of each break-glass disclosure (signed: the custodian may), a few at a time. */
+async function loadReviews(rows) {
+  const wanted = rows.filter((d) => d.rule === "breakglass").slice(-MAX_REVIEW_LOOKUPS).map((d) => d.tx);
+  let next = 0;
+  const worker = async () => {
+    while (next < wanted.length) {
+      const tx = wanted[next++];
+      try {
+        reviews.set(tx, await signer.get(`/v1/access/${tx}`));
+      } catch (exc) {
+        reviews.delete(tx);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: LOOKUPS_AT_ONCE }, worker));
 }
 
 async function loadDisclosures() {
@@ -117,7 +150,7 @@ async function loadDisclosures() {
   const doc = await signer.get(`/v1/institutions/${signer.id}/disclosures?${query}`);
   period = read;
   disclosures = doc.disclosures;
-  await resolve(disclosures.flatMap((d) => [d.actor, d.requester_institution, d.via]));
+  await Promise.all([resolve(disclosures.flatMap((d) => [d.actor, d.requester_institution, d.via])), loadReviews(disclosures)]);
   replace("#period-text", periodText(read.sinceMs, read.untilMs));
   fillPractitioners();
   drawDisclosures();
@@ -145,10 +178,10 @@ function drawDisclosures() {
   const rows = filtered();
   const head = ["when", "outcome", "to (requester)", "patient", "record", "purpose", "rule", "block"];
   replace("#disclosures", stackTable(head, rows.map((d) => ({
-    attrs: { dataset: { event: d.event, tx: d.tx } },
+    attrs: { dataset: { event: d.event, tx: d.tx, ...(reviewState(d) ? { review: reviewState(d) } : {}) } },
     cells: [timeCell(d.time_ms), el("span", { class: `badge ${outcomeOf(d)}` }, OUTCOME_WORDS[outcomeOf(d)] || d.event),
       personCell(d.actor, d.requester_institution), patientCell(d.patient), recordText(d), purposeText(d.purpose),
-      ruleText(d), el("a", { href: `explorer.html#tx=${d.tx}`, "aria-label": `block ${d.height}, transaction ${short(d.tx)}` },
+      ruleCell(d), el("a", { href: `explorer.html#tx=${d.tx}`, "aria-label": `block ${d.height}, transaction ${short(d.tx)}` },
         String(d.height))],
   })), { id: "disclosure-table" }));
   const notes = [`Showing ${rows.length} of ${disclosures.length} disclosures in the period.`];
@@ -163,14 +196,15 @@ function drawDisclosures() {
 
 const CSV_HEAD = ["time_utc", "time_local", "event", "outcome", "requester_id", "requester_name", "requester_role",
   "requester_institution_id", "requester_institution", "patient", "record", "resource_type", "study", "purpose", "rule",
-  "reason", "reason_text", "expires_utc", "block", "tx"];
+  "reason", "reason_text", "expires_utc", "review", "reviewed_utc", "block", "tx"];
 
 function csvRow(d) {
   const p = person(d.actor, d.requester_institution);
   return [new Date(d.time_ms).toISOString(), localText(d.time_ms), d.event, outcomeOf(d), d.actor, p.name, p.role,
     d.requester_institution || "", d.requester_institution ? institutionName(d.requester_institution) : "",
     d.patient || "", d.record || "", d.resource_type || "", d.study || "", d.purpose || "", d.rule || "", d.reason || "",
-    d.reason ? reasonText(d.reason) : "", d.expires_ms ? new Date(d.expires_ms).toISOString() : "", d.height, d.tx];
+    d.reason ? reasonText(d.reason) : "", d.expires_ms ? new Date(d.expires_ms).toISOString() : "", reviewState(d),
+    reviews.get(d.tx)?.reviewed_ms ? new Date(reviews.get(d.tx).reviewed_ms).toISOString() : "", d.height, d.tx];
 }
 
 function exportName(ext) {

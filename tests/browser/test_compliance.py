@@ -204,6 +204,7 @@ def test_filters_narrow_the_disclosures(devnet, page):
     glass = page.locator("#disclosure-table tr[data-event='access.breakglass']")
     assert "Dr Bailey" in glass.text_content() and "pharmacy" in glass.text_content()
     assert "the patient is unconscious or unresponsive" in glass.text_content()
+    assert glass.get_attribute("data-review") in ("awaiting", "justified")  # the review test may have run
 
     page.select_option("#filter-outcome", "breakglass")
     assert rows(page) == ["access.breakglass"]
@@ -239,6 +240,7 @@ def test_csv_and_fhir_exports_download_and_parse(devnet, page):
     assert glass["patient"] == story.patient.id and glass["record"] == story.record_id
     assert glass["requester_name"] == "Dr Bailey" and glass["requester_institution"] == "pharmacy"
     assert glass["reason"] == "unconscious" and glass["outcome"] == "breakglass"
+    assert glass["review"] in ("awaiting", "justified")
     assert datetime.fromisoformat(glass["time_utc"].replace("Z", "+00:00")).tzinfo is not None
 
     name, data = saved(page, "#export-fhir")
@@ -305,3 +307,8 @@ def test_officer_reviews_the_breakglass_access_on_the_page(devnet, page):
     assert NOTE not in json.dumps(tx)
     assert client.breakglass_pending(inst)["pending"] == []
     assert page.locator("#breakglass-table td.empty").count() == 1
+    # the disclosure now says it was reviewed, in the table and in the CSV
+    page.wait_for_selector(f"#disclosure-table tr[data-tx='{story.breakglass_tx}'][data-review='justified']")
+    _, data = saved(page, "#export-csv")
+    glass = next(r for r in csv.DictReader(io.StringIO(data.decode("utf-8"))) if r["tx"] == story.breakglass_tx)
+    assert glass["review"] == "justified" and glass["reviewed_utc"].endswith("Z")
