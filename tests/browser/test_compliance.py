@@ -31,6 +31,7 @@ if shutil.which("chromium") is None:
 
 from node.client import HealthClient  # noqa: E402
 from node.devtools.cluster import Cluster  # noqa: E402
+from node.core.crypto import Identity  # noqa: E402
 from node.home.keys import load_key_file  # noqa: E402
 from tests.browser.a11y import DESKTOP, PHONE, overflow, serious_violations  # noqa: E402
 from tests.browser.story import Story, launch_chromium, populate, sign_in  # noqa: E402
@@ -312,3 +313,34 @@ def test_officer_reviews_the_breakglass_access_on_the_page(devnet, page):
     _, data = saved(page, "#export-csv")
     glass = next(r for r in csv.DictReader(io.StringIO(data.decode("utf-8"))) if r["tx"] == story.breakglass_tx)
     assert glass["review"] == "justified" and glass["reviewed_utc"].endswith("Z")
+
+
+def test_an_unjustified_finding_can_suspend_the_practitioner(devnet, page):
+    cluster, story = devnet
+    inst = load_key_file(story.institution_key)
+    clinic = load_key_file(cluster.nodes[1].home / "institution.key")
+    karev = Identity.generate()
+    at_clinic = HealthClient(story.urls[1])
+    assert at_clinic.register(karev, "practitioner", institution=clinic, label="Dr Karev")["status"] == "committed"
+    glass = at_clinic.request_access(karev, story.record_id, "emergency", "imminent_harm")
+    assert glass["status"] == "committed" and glass["decision"]["rule"] == "breakglass", glass
+    officer(page, story)
+    row = page.wait_for_selector(f"#breakglass-table tr[data-request='{glass['tx_hash']}']")
+    assert "Dr Karev" in row.text_content() and "clinic" in row.text_content()
+    row.query_selector("button.wb-review-open").click()
+    described = page.wait_for_selector("#review-fields").text_content()
+    assert "imminent_harm: there is an imminent risk of serious harm" in described
+    page.check("#review-form input[value=unjustified]")
+    page.check("#review-suspend")
+    cli = page.text_content("#review-cli")
+    assert "--outcome unjustified" in cli and "--suspend" in cli and "--note" not in cli
+    page.click("#review-submit")
+    outcome = page.wait_for_selector("#review-outcome")
+    assert outcome.get_attribute("data-result") == "ok", outcome.text_content()
+    assert "practitioner suspended" in outcome.text_content()
+    assert page.locator("#note-download").count() == 0  # no note, nothing to keep
+
+    decision = HealthClient(story.urls[0]).access_decision(inst, glass["tx_hash"])
+    assert decision["review_outcome"] == "unjustified" and "revoked_ms" in decision and "review_note_hash" not in decision
+    again = at_clinic.request_access(karev, story.record_id, "emergency", "unconscious")
+    assert again["result"] == "denied" and again["decision"]["rule"] == "breakglass_suspended", again
