@@ -74,7 +74,7 @@ function startReview(g) {
     onDone: async (out) => {
       closeReview();
       replace("#breakglass-outcome", reviewOutcome(out));
-      $("#review-outcome").focus?.();
+      $("#review-outcome").focus();
       try {
         await Promise.all([loadBreakglass(), loadDisclosures()]);
       } catch (exc) {

@@ -147,7 +147,7 @@ export function reviewOutcome(out) {
   const text = out.ok
     ? `Review recorded: ${out.outcome}${out.suspend ? " (practitioner suspended)" : ""}, block ${out.height}, transaction ${short(out.hash)}.`
     : `The review was not applied: ${out.result || out.status}.`;
-  const items = [el("p", { id: "review-outcome", class: out.ok ? "ok" : "error", role: out.ok ? "status" : "alert",
+  const items = [el("p", { id: "review-outcome", tabindex: "-1", class: out.ok ? "ok" : "error", role: out.ok ? "status" : "alert",
     dataset: { tx: out.hash, result: out.result || out.status, request: out.request } }, text)];
   if (out.keep) {
     const name = `review-note-${out.request.slice(0, 12)}.json`;

@@ -140,7 +140,10 @@ def saved(page: Any, button: str) -> tuple[str, bytes]:
         return download.suggested_filename, f.read()
 
 
-@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["390px", "1280px"])
+NARROW = {"width": 360, "height": 740}  # the narrowest phone the page is made for
+
+
+@pytest.mark.parametrize("viewport", [NARROW, PHONE, DESKTOP], ids=["360px", "390px", "1280px"])
 def test_layout_and_accessibility_signed_in(devnet, browser, viewport):
     _, story = devnet
     context, page, errors = open_page(browser, viewport)
