@@ -250,6 +250,16 @@ $("#period").addEventListener("submit", (event) => {
   event.preventDefault();
   loadDisclosures().catch((exc) => showError("#disclosures", exc));
 });
+for (const id of ["#since", "#until"]) {
+  // a period that cannot be is said at once; a valid one is read when "Show period" is pressed,
+  // or at once when it replaces a refused one
+  $(id).addEventListener("change", () => {
+    const refused = $("#period-problem") !== null;
+    if (readPeriod($("#since").value, $("#until").value).error || refused) {
+      loadDisclosures().catch((exc) => showError("#disclosures", exc));
+    }
+  });
+}
 $("#filters").addEventListener("submit", (event) => event.preventDefault());
 for (const id of ["#filter-patient", "#filter-practitioner", "#filter-outcome"]) {
   $(id).addEventListener("input", () => { if (period) drawDisclosures(); });

@@ -176,6 +176,7 @@ def test_a_start_after_the_end_is_explained_and_periods_are_shown_in_utc_and_loc
     assert " UTC" in when and "local:" in when and ("GMT-3" in when or "BRT" in when), when
     page.fill("#since", "2026-03-10")
     page.fill("#until", "2026-03-09")
+    problem = page.wait_for_selector("#period-problem")  # said as soon as the date changes
     page.click("#period button[type=submit]")
     problem = page.wait_for_selector("#period-problem")
     assert "after the end date" in problem.text_content() and "2026-03-10" in problem.text_content()
