@@ -348,3 +348,21 @@ def test_an_unjustified_finding_can_suspend_the_practitioner(devnet, page):
     assert decision["review_outcome"] == "unjustified" and "revoked_ms" in decision and "review_note_hash" not in decision
     again = at_clinic.request_access(karev, story.record_id, "emergency", "unconscious")
     assert again["result"] == "denied" and again["decision"]["rule"] == "breakglass_suspended", again
+
+
+def test_the_pages_vocabularies_are_the_ledgers():
+    """workbench-review.js repeats the coded reasons and purposes in words: the same codes and
+    texts as node/app/access.py and node/app/fields.py."""
+    import re
+    from pathlib import Path
+
+    from node.app.access import BREAKGLASS_REASONS, BREAKGLASS_SUSPENSION_MS
+    from node.app.fields import PURPOSE_CODES
+
+    js = (Path(__file__).resolve().parents[2] / "node/ui/workbench-review.js").read_text()
+    reasons = dict(re.findall(r'^\s+(\w+): "([^"]+)",$', js.split("export const BREAKGLASS_REASONS")[1].split("};")[0], re.M))
+    assert reasons == BREAKGLASS_REASONS
+    purposes = dict(re.findall(r'(\w+): "[^"]*\(HL7 (\w+)\)"', js.split("export const PURPOSES")[1].split("};")[0]))
+    assert purposes == PURPOSE_CODES
+    days = int(re.search(r"const SUSPENSION_DAYS = (\d+);", js).group(1))
+    assert days * 86_400_000 == BREAKGLASS_SUSPENSION_MS
