@@ -86,7 +86,7 @@ def test_a_strangers_or_forgers_costly_body_is_not_checked(cluster: Cluster, mon
 
     def propose(sender: Identity) -> Transaction:
         body = {"agreement": "a1", "version": 1, "parties": sorted([sender.public_key, b"\x01" * 32]),
-                "purposes": ["treatment"], "policy": canonical_form("permit (principal, action, resource);")}
+                "purposes": ["treatment"], "policy": canonical_form('permit (principal, action, resource) when { principal.profession == "pharmacist" };')}
         return Transaction.create(sender, chain_id=CHAIN, type="agreement.propose", nonce=10**12, body=body)
 
     stranger = Identity.from_seed(b"\x09" * 32)
