@@ -202,14 +202,26 @@ def test_a_store_damaged_on_disk_is_refused_at_start_with_a_clear_message(tmp_pa
     chain_dir = node.home / "data" / "chain"
     pristine = tmp_path / "pristine"
     shutil.copytree(chain_dir, pristine)
-    for name, (how, message) in DAMAGES.items():
-        shutil.rmtree(chain_dir)
-        shutil.copytree(pristine, chain_dir)
-        _damage(chain_dir, how)
-        r = subprocess.run([sys.executable, "-m", "cli", "node", "run", "--home", str(node.home)],
-                           capture_output=True, text=True, timeout=60, cwd=str(Path(__file__).resolve().parents[2]))
-        assert r.returncode == 2, (name, r.stderr[-1000:])
-        assert "the data directory is damaged" in r.stderr and message in r.stderr, (name, r.stderr[-1000:])
+    # each damage in its own copy of the home, and the nodes started on them all at once (each is
+    # refused before it opens a port; one after the other, the interpreters' start-ups added up)
+    runs = {}
+    for k, (name, (how, message)) in enumerate(DAMAGES.items()):
+        home = tmp_path / f"damaged{k}"
+        shutil.copytree(node.home, home)
+        _damage(home / "data" / "chain", how)
+        runs[name] = subprocess.Popen([sys.executable, "-m", "cli", "node", "run", "--home", str(home)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      cwd=str(Path(__file__).resolve().parents[2]))
+    try:
+        for name, (how, message) in DAMAGES.items():
+            _, stderr = runs[name].communicate(timeout=60)
+            assert runs[name].returncode == 2, (name, stderr[-1000:])
+            assert "the data directory is damaged" in stderr and message in stderr, (name, stderr[-1000:])
+    finally:
+        for proc in runs.values():  # a node that started after all (the check missed a damage)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
     # the undamaged copy still starts (the check does not refuse a sound store)
     shutil.rmtree(chain_dir)
     shutil.copytree(pristine, chain_dir)
