@@ -262,10 +262,12 @@ def test_bench_sweep_writes_the_plot_and_its_table(tmp_path):
 
 
 def test_bench_preloads_records_and_times_a_lagging_node_catching_up():
-    r = cli("bench", "--nodes", "4", "--txs", "600", "--preload-records", "150", "--catch-up", "--seed", "c", "--json")
+    # half the load it was (600 transactions, 150 records): what is checked is that the options
+    # work and report, and the lagging node still has every transaction to fetch
+    r = cli("bench", "--nodes", "4", "--txs", "300", "--preload-records", "75", "--catch-up", "--seed", "c", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert out["preload_records"] == 150 and out["committed"] == 600
+    assert out["preload_records"] == 75 and out["committed"] == 300
     assert out["validators"] == 4 and out["nodes"] == 3  # measured on three while the fourth was down
-    assert out["catchup_txs"] >= 600 and out["catchup_tx_per_s"] > 0 and out["catchup_rss_mb"] > 0
+    assert out["catchup_txs"] >= 300 and out["catchup_tx_per_s"] > 0 and out["catchup_rss_mb"] > 0
     assert 0 < out["catchup_rss_anon_mb"] <= out["catchup_rss_mb"]
