@@ -172,7 +172,8 @@ def test_an_engine_that_remembers_view_changes_by_signature_alone_is_caught(monk
     # withholding, targeted delays and 30 % loss make a block final at one validator first.
     for module in (engine_module, view_change_module):
         monkeypatch.setattr(module, "verified_key", lambda vc: vc.signature)
-    report = run_sim(**RELABEL_PROBE, seeds=range(300))
+    # seeds 1 and 17 catch it (deterministic per seed; the next is 247): 300 seeds were 15 times the work
+    report = run_sim(**RELABEL_PROBE, seeds=range(20))
     assert report["safety_violations"] > 0
     assert any("finalized" in v for f in report["failures"] for v in f["safety"])
 
@@ -181,7 +182,8 @@ def test_an_engine_whose_quorum_is_one_short_is_caught(monkeypatch: pytest.Monke
     # floor((n + f) / 2) instead of floor((n + f) / 2) + 1: at n = 7 two quorums of 4 may share
     # only Byzantine validators (f + 1 at n = 4 is the older test in test_simulation.py).
     monkeypatch.setattr(ValidatorSet, "quorum", property(lambda self: (self.n + self.f) // 2))
-    report = run_sim(**QUORUM_PROBE, seeds=range(30))
+    # seeds 9, 12 and 14 catch it (deterministic per seed)
+    report = run_sim(**QUORUM_PROBE, seeds=range(15))
     assert report["safety_violations"] > 0
 
 

@@ -152,9 +152,10 @@ def test_an_engine_that_forgets_prepared_blocks_is_caught(monkeypatch: pytest.Mo
     # Mutation check: NEW-VIEW ignores prepared certificates. A seed needs a block final at <= f
     # validators followed by a view change without them; withholding and double-voting
     # validators with 30 % loss get there in a few seeds per hundred, so this runs many seeds
-    # (the same configuration with the real engine is in the next test).
+    # (the same configuration with the real engine is in the next test). Seeds 95 and 167 catch
+    # it (the simulation is deterministic per seed): the range holds two, not just one.
     monkeypatch.setattr(view_change_module, "highest_prepared", lambda view_changes: None)
-    report = run_sim(**LOCK_PROBE, seeds=range(300))
+    report = run_sim(**LOCK_PROBE, seeds=range(168))
     assert report["safety_violations"] > 0
 
 
@@ -165,15 +166,17 @@ def test_the_lock_probe_configuration_is_clean_with_the_real_engine() -> None:
 
 def test_an_engine_with_too_small_a_quorum_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     # Mutation check: quorum f + 1 instead of floor((n + f) / 2) + 1; quorums no longer intersect.
+    # seeds 0, 14 and 36 catch it (deterministic per seed); 100 seeds were three times the work
     monkeypatch.setattr(ValidatorSet, "quorum", property(lambda self: self.f + 1))
-    report = run_sim(validators=4, byzantine=1, behaviours=ALL, drop=0.2, partition=True, seeds=range(100))
+    report = run_sim(validators=4, byzantine=1, behaviours=ALL, drop=0.2, partition=True, seeds=range(37))
     assert report["safety_violations"] > 0
 
 
 def test_an_engine_that_ignores_its_wal_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     # Mutation check: a restarted validator forgets what it signed; it then signs conflicting votes.
+    # seeds 4, 5 and 9 catch it (deterministic per seed); 60 seeds were six times the work
     monkeypatch.setattr(engine_module.Engine, "_restore", lambda self, h: self._restored.pop(h.height, None))
-    report = run_sim(validators=4, byzantine=0, behaviours=[], drop=0.2, partition=True, seeds=range(60))
+    report = run_sim(validators=4, byzantine=0, behaviours=[], drop=0.2, partition=True, seeds=range(10))
     assert report["safety_violations"] > 0
     assert any("signed two different" in v for f in report["failures"] for v in f["safety"])
 
