@@ -13,7 +13,7 @@ import { grantForm } from "./portal-grant.js";
 import { idsOf, granteeText, sentence, unreviewed } from "./portal-events.js";
 import { institutionName, personText, resolve, setSelfId } from "./portal-people.js";
 import { idleTimer, poller, sessionSettings } from "./portal-session.js";
-import { capitalise, listWords, localDay, localTime, purposeWords, timeZone, typesPlural, typeWords, utcTime } from "./portal-words.js";
+import { capitalise, formOrder, listWords, localDay, localTime, purposeWords, timeZone, typesPlural, typeWords, utcTime } from "./portal-words.js";
 
 const IDLE_HASH = "#signed-out-idle";
 const STATUS_WORDS = { active: "in force", revoked: "withdrawn", expired: "ended", not_yet_valid: "not started yet" };
@@ -143,9 +143,9 @@ function renderTrail(freshKeys = new Set()) {
 }
 
 function consentWhat(c) {
-  const parts = c.resource_types.map(typesPlural);
+  const parts = formOrder(c.resource_types).map(typesPlural);
   if (c.record_ids.length) parts.push(c.record_ids.length === 1 ? "one chosen record" : `${c.record_ids.length} chosen records`);
-  const except = c.deny_types.length ? ` except ${listWords(c.deny_types.map(typesPlural))}` : "";
+  const except = c.deny_types.length ? ` except ${listWords(formOrder(c.deny_types).map(typesPlural))}` : "";
   return `${capitalise(listWords(parts))}${except}`;
 }
 
@@ -172,7 +172,7 @@ function revokeCell(c) {
 function renderConsents() {
   replace("#consents", stackTable(["Who may read", "What", "For", "Until", "Status", ""],
     consents.slice().reverse().map((c) => el("tr", { dataset: { consent: c.id, status: c.status } },
-      el("td", {}, granteeText(c.grantee_kind, c.grantee)),
+      el("td", {}, capitalise(granteeText(c.grantee_kind, c.grantee))),
       el("td", {}, consentWhat(c)),
       el("td", {}, capitalise(listWords(c.purposes.map(purposeWords)))),
       el("td", {}, el("time", { datetime: new Date(c.valid_until).toISOString(), title: utcTime(c.valid_until) }, localDay(c.valid_until))),

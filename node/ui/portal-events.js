@@ -3,7 +3,7 @@
 // institution), what (the kind of record in words), why (purpose, reason) — the time is shown
 // beside it. Names must be resolved first (portal-people.js `resolve(idsOf(entries))`).
 
-import { capitalise, denialWords, grantedBecause, listWords, localDay, purposeWords, reasonWords, STANDING_WORDS, typesPlural, typeWords }
+import { capitalise, denialWords, formOrder, grantedBecause, listWords, localDay, purposeWords, reasonWords, STANDING_WORDS, typesPlural, typeWords }
   from "./portal-words.js";
 import { institutionName, personText } from "./portal-people.js";
 
@@ -19,10 +19,10 @@ export function idsOf(entries) {
 /** The consent's scope in words ("test results and measurements"), when the page knows the consent. */
 function consentScope(consent) {
   if (!consent) return "your records";
-  const parts = consent.resource_types.map(typesPlural);
+  const parts = formOrder(consent.resource_types).map(typesPlural);
   if (consent.record_ids.length) parts.push(consent.record_ids.length === 1 ? "one chosen record" : `${consent.record_ids.length} chosen records`);
   let s = parts.length ? `your ${listWords(parts)}` : "your records";
-  if (consent.deny_types.length) s += `, except ${listWords(consent.deny_types.map(typesPlural))}`;
+  if (consent.deny_types.length) s += `, except ${listWords(formOrder(consent.deny_types).map(typesPlural))}`;
   return s;
 }
 

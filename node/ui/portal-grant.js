@@ -6,7 +6,7 @@
 import { $, el, hexToBytes, replace, showError } from "./common.js";
 import { submitAndWait } from "./keys.js";
 import { allInstitutions, identityOf, knownPractitioners, personText } from "./portal-people.js";
-import { endOfLocalDay, GRANTABLE, listWords, localDateInput, localDay, PURPOSE_WORDS, purposeWords, typesPlural } from "./portal-words.js";
+import { endOfLocalDay, formOrder, GRANTABLE, listWords, localDateInput, localDay, PURPOSE_WORDS, purposeWords, typesPlural } from "./portal-words.js";
 
 const OTHER = "other";
 const GRANT_PURPOSES = ["treatment", "payment", "operations", "research"];
@@ -94,7 +94,7 @@ export function grantForm({ getSigner, onGranted }) {
     if (problems.length) { replace("#grant-error", el("p", { class: "error" }, problems.join(" "))); return; }
     const body = { grantee_kind: who.kind, grantee: hexToBytes(who.id), purposes, resource_types: types, valid_until: validUntil };
     const name = personText(who.id);
-    const what = types.includes("*") ? "every kind of record you have" : `your ${listWords(types.map(typesPlural))}`;
+    const what = types.includes("*") ? "every kind of record you have" : `your ${listWords(formOrder(types).map(typesPlural))}`;
     const whole = who.kind === "institution" ? ` Anyone working for ${name} may use it.` : "";
     const preview = el("div", { class: "preview", id: "grant-preview-box", tabindex: "-1" },
       el("h3", {}, "What this consent allows"),

@@ -55,11 +55,18 @@ export function typesPlural(type) {
   return special[w] || (w.endsWith("y") && !/[aeiou]y$/.test(w) ? `${w.slice(0, -1)}ies` : `${w}s`);
 }
 
-/** "a, b and c" */
+/** "a, b and c"; "a and b, and c" when an item has an "and" of its own. */
 export function listWords(items) {
   const xs = items.filter(Boolean);
   if (xs.length <= 1) return xs.join("");
-  return `${xs.slice(0, -1).join(", ")} and ${xs[xs.length - 1]}`;
+  const comma = xs.some((x) => x.includes(" and ")) ? "," : "";
+  return `${xs.slice(0, -1).join(", ")}${comma} and ${xs[xs.length - 1]}`;
+}
+
+/** Resource types in the consent form's order (the others after them, by name). */
+export function formOrder(types) {
+  const rank = (t) => (t === "*" ? -1 : GRANTABLE.includes(t) ? GRANTABLE.indexOf(t) : GRANTABLE.length);
+  return types.slice().sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 }
 
 // purposes of use (node/app/fields.py PURPOSE_CODES)
