@@ -115,7 +115,7 @@ function renderPending() {
     const wf = r.workflow || {};
     if (r.resource_type !== "ServiceRequest" || !r.recipient || r.erased || wf.accepted_ms || wf.status === "completed") continue;
     if (typeof r.until_ms === "number" && r.until_ms < now) continue;
-    const kind = wf.kind === "referral" ? "A referral" : wf.kind === "lab-order" ? "A test order" : "A request";
+    const kind = wf.kind === "referral" ? "A referral" : wf.kind === "order" ? "A test order" : "A request";
     const accept = el("button", { type: "button", dataset: { action: "accept", record: r.id } }, "Accept");
     const li = el("li", { class: "pending-item", dataset: { pending: "request", record: r.id } },
       el("p", {}, `${kind} from ${personText(r.author)} to ${institutionName(r.recipient)} waits for your answer`,

@@ -11,9 +11,12 @@ signing in again, and the page signs the patient out after a short idle time (`?
 
 from __future__ import annotations
 
+import json
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -35,6 +38,7 @@ from tests.browser.story import Story, committed, launch_chromium, populate, sig
 
 pytestmark = pytest.mark.slow
 WAIT_MS = 30_000
+REFERRAL = json.loads((Path(__file__).resolve().parents[2] / "docs/examples/servicerequest-referral.json").read_text())
 ZONE = "Asia/Tokyo"  # UTC+9, no summer time: a local time that cannot pass for UTC
 
 
@@ -91,7 +95,8 @@ def trail_text(page: Any) -> str:
 
 
 @pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["390px", "1280px"])
-def test_the_portal_speaks_plainly_fits_the_screen_and_passes_axe(devnet, open_page, viewport):
+def test_the_portal_speaks_plainly_fits_the_screen_and_passes_axe(devnet: tuple[Cluster, Story], open_page: Callable[[dict[str, int]], Any],
+                                                                  viewport: dict[str, int]) -> None:
     cluster, story = devnet
     page = open_page(viewport)
     signed_in(page, story)
@@ -135,7 +140,7 @@ def test_the_portal_speaks_plainly_fits_the_screen_and_passes_axe(devnet, open_p
     row.locator("button:has-text('Keep it')").click()
 
 
-def test_patient_gives_a_consent_from_the_page_then_withdraws_it(devnet, open_page):
+def test_patient_gives_a_consent_from_the_page_then_withdraws_it(devnet: tuple[Cluster, Story], open_page: Callable[[dict[str, int]], Any]) -> None:
     cluster, story = devnet
     page = open_page(PHONE)
     clinic = institution(cluster, 1)
@@ -199,7 +204,7 @@ def test_patient_gives_a_consent_from_the_page_then_withdraws_it(devnet, open_pa
     assert "You withdrew the consent given to the clinic: no more reads under it." in trail_text(page)
 
 
-def test_new_events_appear_without_signing_in_again(devnet, open_page):
+def test_new_events_appear_without_signing_in_again(devnet: tuple[Cluster, Story], open_page: Callable[[dict[str, int]], Any]) -> None:
     cluster, story = devnet
     page = open_page(DESKTOP)
     signed_in(page, story, "?poll=1")
@@ -226,10 +231,28 @@ def test_new_events_appear_without_signing_in_again(devnet, open_page):
     page.wait_for_selector("#audit-table tr[data-event='standing.granted']")
     assert ("You chose the pharmacy as your pharmacy: its pharmacists may read the prescriptions written for you,"
             " to dispense them.") in trail_text(page)
+    # a referral from the hospital to the clinic waits for the patient's answer, accepted on the page
+    dr_kim = Identity.generate()
+    committed(HealthClient(story.urls[0]).register(dr_kim, "practitioner", institution=hospital, label="Dr Kim",
+                                                   profession="physician"))
+    until_ms = int(time.time() * 1000) + 30 * 24 * 3600 * 1000
+    referral = {**REFERRAL, "subject": {"reference": f"Patient/{story.patient.id}"}}
+    record_id = committed(HealthClient(story.urls[0]).put_record(dr_kim, story.patient.id, json.dumps(referral).encode(),
+                                                                 workflow={"recipient": clinic.id, "until_ms": until_ms}))["record_id"]
+    item = page.wait_for_selector(f"#pending-list li[data-pending='request'][data-record='{record_id}']")
+    assert item.text_content().startswith("A referral from Dr Kim (physician at the hospital) to the clinic waits for your answer")
+    item.query_selector("button[data-action=accept]").click()
+    accepted = page.wait_for_selector("#accept-outcome")
+    assert accepted.get_attribute("data-result") == "ok", accepted.text_content()
+    page.wait_for_selector(f"#pending-list li[data-record='{record_id}']", state="detached")
+    meta = HealthClient(story.urls[0]).record_meta(story.patient, record_id)
+    assert meta["workflow"]["accepted_ms"] > 0
+    page.wait_for_selector("#audit-table tr[data-event='request.accepted']")
+    assert "You accepted a referral or test order to the clinic: it may now see it, until" in trail_text(page)
     assert page.is_hidden("#signin")
 
 
-def test_the_page_signs_out_after_a_spell_without_activity(devnet, open_page):
+def test_the_page_signs_out_after_a_spell_without_activity(devnet: tuple[Cluster, Story], open_page: Callable[[dict[str, int]], Any]) -> None:
     _, story = devnet
     page = open_page(PHONE)
     signed_in(page, story, "?idle=6")
