@@ -128,18 +128,30 @@ function renderPending() {
     : el("p", { class: "empty", id: "pending-empty" }, "Nothing needs your attention."));
 }
 
-function renderTrail(freshKeys = new Set()) {
-  const byId = new Map(consents.map((c) => [c.id, c]));
-  const rows = trail.entries.slice().reverse().map((e) => {
-    const { text, tone } = sentence(e, byId);
-    return el("tr", { class: [tone, freshKeys.has(entryKey(e)) ? "new" : ""].filter(Boolean).join(" ") || null,
-      dataset: { event: e.event, tx: e.tx } },
+function trailRow(e, byId, fresh) {
+  const { text, tone } = sentence(e, byId);
+  return el("tr", { class: [tone, fresh ? "new" : ""].filter(Boolean).join(" ") || null, dataset: { event: e.event, tx: e.tx } },
     el("td", { class: "when" }, when(e.time_ms)),
     el("td", { class: "what" }, text),
     el("td", { class: "proof" }, el("a", { href: `explorer.html#tx=${e.tx}`, "aria-label": `block ${e.height} in the explorer` }, `block ${e.height}`)));
-  });
+}
+
+const TRAIL_HEAD = ["When", "What happened", "On the ledger"];
+
+/** The whole trail, newest first; with `fresh` entries only, those are added at the top (so the
+ *  rows below, and the keyboard focus in them, stay as they were). */
+function renderTrail(fresh = null) {
+  const byId = new Map(consents.map((c) => [c.id, c]));
+  const body = $("#audit-table tbody");
+  if (fresh && body) {
+    for (const row of body.querySelectorAll("tr.new")) row.classList.remove("new");
+    for (const row of body.querySelectorAll("td.empty")) row.parentElement.remove();
+    const rows = stackTable(TRAIL_HEAD, fresh.slice().reverse().map((e) => trailRow(e, byId, true)), {}).querySelectorAll("tbody tr");
+    body.prepend(...rows);
+    return;
+  }
   replace("#audit-zone", `Newest first. Times in ${timeZone()}.`);
-  replace("#audit", stackTable(["When", "What happened", "On the ledger"], rows, { id: "audit-table" }));
+  replace("#audit", stackTable(TRAIL_HEAD, trail.entries.slice().reverse().map((e) => trailRow(e, byId, false)), { id: "audit-table" }));
 }
 
 function consentWhat(c) {
@@ -157,7 +169,11 @@ function revokeCell(c) {
   start.addEventListener("click", () => {
     const confirm = el("button", { class: "danger", type: "button", dataset: { action: "confirm-revoke" } }, "Yes, withdraw it");
     const cancel = el("button", { class: "secondary", type: "button" }, "Keep it");
-    cancel.addEventListener("click", () => { replace(cell, start); start.focus(); });
+    cancel.addEventListener("click", () => {
+      replace(cell, start);
+      if (consentsStale) renderConsents();
+      else start.focus();
+    });
     confirm.addEventListener("click", () => revoke(c, cell));
     const text = el("p", { class: "revoke-effect", id: `revoke-effect-${c.id.slice(0, 12)}` },
       `Withdraw this consent? From the next block on, ${name} can no longer read your records under it. `,
@@ -169,7 +185,12 @@ function revokeCell(c) {
   return cell;
 }
 
+let consentsStale = false;
+
 function renderConsents() {
+  // a poll must not close the confirmation the patient is reading: render when it closes
+  consentsStale = Boolean($("#consent-table .confirm"));
+  if (consentsStale) return;
   replace("#consents", stackTable(["Who may read", "What", "For", "Until", "Status", ""],
     consents.slice().reverse().map((c) => el("tr", { dataset: { consent: c.id, status: c.status } },
       el("td", {}, capitalise(granteeText(c.grantee_kind, c.grantee))),
@@ -192,9 +213,9 @@ function renderRecords() {
     { id: "record-table" }));
 }
 
-function renderAll(freshKeys) {
+function renderAll(fresh = null) {
   renderPending();
-  renderTrail(freshKeys);
+  renderTrail(fresh);
   renderConsents();
   renderRecords();
 }
@@ -207,7 +228,7 @@ async function refresh() {
   if (fresh.some((e) => RELOAD_ON.test(e.event))) await readConsentsAndRecords();
   await resolveNames();
   if (!signer) return; // signed out meanwhile
-  renderAll(new Set(fresh.map(entryKey)));
+  renderAll(fresh);
   if (grant) await grant.refresh();
   replace("#live-status", fresh.length === 1 ? "1 new event in your trail." : `${fresh.length} new events in your trail.`);
 }

@@ -100,7 +100,9 @@ export function grantForm({ getSigner, onGranted }) {
       el("h3", {}, "What this consent allows"),
       el("p", { id: "grant-preview-text" },
         `${name[0].toUpperCase()}${name.slice(1)} will be able to read ${what}, for ${listWords(purposes.map(purposeWords))}, from now until the end of ${localDay(validUntil)}.${whole}`),
-      el("p", { class: "note" }, "They can read, not change or delete, your records. Every read is in your trail above. You can withdraw the consent at any time: reads stop from then on, but what was already read stays with the reader."),
+      el("p", { class: "note", id: "grant-preview-note" }, "They may read these records, not change or erase them. ",
+        purposes.includes("treatment") ? "Because it is for your care, they may also add new records to your file while it is in force. " : "",
+        "Every read is in your trail above. You can withdraw the consent at any time: reads stop from then on, but what was already read stays with the reader."),
       el("div", { class: "row-actions" },
         el("button", { type: "button", id: "grant-confirm" }, "Sign and give this consent"),
         el("button", { type: "button", class: "secondary", id: "grant-cancel" }, "Change")));

@@ -51,7 +51,7 @@ export function person(id) {
   if (id === selfId) return { name: "you", detail: "", role: "patient", self: true };
   const found = known.get(id);
   if (!isId(id)) return { name: String(id ?? "someone"), detail: "", role: "" };
-  if (!found) return { name: `someone not on the ledger (${short(id)})`, detail: "", role: "unknown" };
+  if (!found) return { name: `an unknown identity (${short(id)})`, detail: "", role: "unknown" };
   if (found.role === "institution") {
     const name = found.label || `institution ${short(id)}`;
     return { name: institutionName(id), detail: found.kind && found.kind !== name && found.kind !== "unspecified" ? found.kind : "",

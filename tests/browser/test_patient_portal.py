@@ -162,7 +162,8 @@ def test_patient_gives_a_consent_from_the_page_then_withdraws_it(devnet: tuple[C
     preview = page.text_content("#grant-preview-text")
     assert preview == ("The clinic will be able to read your test results and measurements, and prescriptions, for your care,"
                        " from now until the end of June 30, 2027. Anyone working for the clinic may use it.")
-    assert "what was already read stays with the reader" in page.text_content("#grant-preview")
+    note = page.text_content("#grant-preview-note")
+    assert "what was already read stays with the reader" in note and "may also add new records to your file" in note
     assert overflow(page) == 0
     page.click("#grant-confirm")
     outcome = page.wait_for_selector("#grant-outcome")
