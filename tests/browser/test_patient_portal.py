@@ -28,6 +28,10 @@ pytest.importorskip("axe_playwright_python", reason="axe-playwright-python is no
 if shutil.which("chromium") is None:
     pytest.skip("Debian's chromium is not on PATH (.ci/run installs it: apt-get install -y chromium)", allow_module_level=True)
 
+from node.app.access import BREAKGLASS_REASONS, DENIED_RULES  # noqa: E402
+from node.app.audit import AUDIT_EVENTS  # noqa: E402
+from node.app.fields import PURPOSES  # noqa: E402
+from node.app.types.standing import PERMISSIONS  # noqa: E402
 from node.chain.tx import Transaction, check_signature, decode_tx  # noqa: E402
 from node.client import HealthClient  # noqa: E402
 from node.core.crypto import Identity  # noqa: E402
@@ -165,6 +169,7 @@ def test_patient_gives_a_consent_from_the_page_then_withdraws_it(devnet: tuple[C
     note = page.text_content("#grant-preview-note")
     assert "what was already read stays with the reader" in note and "may also add new records to your file" in note
     assert overflow(page) == 0
+    assert serious_violations(page) == []  # the form and its preview
     page.click("#grant-confirm")
     outcome = page.wait_for_selector("#grant-outcome")
     assert outcome.get_attribute("data-result") == "ok", outcome.text_content()
@@ -208,6 +213,8 @@ def test_patient_gives_a_consent_from_the_page_then_withdraws_it(devnet: tuple[C
 def test_new_events_appear_without_signing_in_again(devnet: tuple[Cluster, Story], open_page: Callable[[dict[str, int]], Any]) -> None:
     cluster, story = devnet
     page = open_page(DESKTOP)
+    requests: list[Any] = []
+    page.on("request", lambda r: requests.append(r))
     signed_in(page, story, "?poll=1")
     hospital, clinic, pharmacy = (institution(cluster, i) for i in range(3))
     # a new physician at the clinic opens the record in an emergency
@@ -251,6 +258,12 @@ def test_new_events_appear_without_signing_in_again(devnet: tuple[Cluster, Story
     page.wait_for_selector("#audit-table tr[data-event='request.accepted']")
     assert "You accepted a referral or test order to the clinic: it may now see it, until" in trail_text(page)
     assert page.is_hidden("#signin")
+    # the polls were signed reads of what is new (since the newest entry's time), never of content
+    polls = [r for r in requests if "/audit?since_ms=" in r.url]
+    assert len(polls) >= 3
+    assert all(r.headers.get("x-medledger-signer") == story.patient.id and len(r.headers.get("x-medledger-signature", "")) == 128
+               for r in polls)
+    assert not [r.url for r in requests if "/fetch" in r.url]
 
 
 def test_the_page_signs_out_after_a_spell_without_activity(devnet: tuple[Cluster, Story], open_page: Callable[[dict[str, int]], Any]) -> None:
@@ -263,3 +276,24 @@ def test_the_page_signs_out_after_a_spell_without_activity(devnet: tuple[Cluster
     assert page.is_hidden("#patient") and page.is_visible("#signin")
     assert page.locator("#audit-table").count() == 0
     assert page.evaluate("() => window.medledgerPortal === undefined")
+
+
+def test_every_code_the_ledger_writes_has_words(devnet: tuple[Cluster, Story], open_page: Callable[[dict[str, int]], Any]) -> None:
+    """Each audit event, purpose, break-glass reason, refusal and nomination the ledger knows has
+    its own words in the portal (a new one would otherwise be shown as its code)."""
+    _, story = devnet
+    page = open_page(DESKTOP)
+    page.goto(story.urls[0] + "/ui/patient.html")
+    got = page.evaluate("""async () => {
+        const w = await import('/ui/portal-words.js');
+        const ev = await import('/ui/portal-events.js');
+        return { purposes: Object.keys(w.PURPOSE_WORDS), reasons: Object.keys(w.REASON_WORDS),
+                 denials: Object.keys(w.DENIAL_WORDS), standing: Object.keys(w.STANDING_WORDS),
+                 sentences: Object.fromEntries(%s.map((e) => [e, ev.sentence({ event: e, actor: 'ab'.repeat(32) }).text])) };
+    }""" % json.dumps(list(AUDIT_EVENTS)))
+    assert set(got["purposes"]) >= set(PURPOSES)
+    assert set(got["reasons"]) >= set(BREAKGLASS_REASONS)
+    assert set(got["denials"]) >= set(DENIED_RULES)
+    assert set(got["standing"]) >= set(PERMISSIONS)
+    for event, text in got["sentences"].items():
+        assert event not in text, f"{event} has no sentence: {text}"
