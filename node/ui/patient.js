@@ -17,6 +17,7 @@ import { capitalise, formOrder, listWords, localDay, localTime, purposeWords, ti
 
 const IDLE_HASH = "#signed-out-idle";
 const STATUS_WORDS = { active: "in force", revoked: "withdrawn", expired: "ended", not_yet_valid: "not started yet" };
+const STATUS_EVERY_MS = 60000; // consents and records are read again at least this often
 const RELOAD_ON = /^(record|consent|standing|request|access\.revoked|breakglass)/;
 
 const settings = sessionSettings();
@@ -53,10 +54,15 @@ function stackTable(head, rows, attrs) {
 
 // -- reads ------------------------------------------------------------------------------------
 
+let readAt = 0;
+
 async function readConsentsAndRecords() {
+  readAt = Date.now();
   const [c, r] = await Promise.all([signer.get(`/v1/patients/${signer.id}/consents`), signer.get(`/v1/patients/${signer.id}/records`)]);
+  const changed = JSON.stringify([c.consents, r.records]) !== JSON.stringify([consents, records]);
   consents = c.consents;
   records = r.records;
+  return changed;
 }
 
 /** The trail's entries since the newest one known (block times never go back); the new ones. */
@@ -224,10 +230,15 @@ function renderAll(fresh = null) {
 
 async function refresh() {
   const fresh = await readTrail();
-  if (!fresh.length) return;
-  if (fresh.some((e) => RELOAD_ON.test(e.event))) await readConsentsAndRecords();
+  const stale = Date.now() - readAt >= STATUS_EVERY_MS; // a consent ends, a referral's period passes
+  if (!fresh.length && !stale) return;
+  const changed = (stale || fresh.some((e) => RELOAD_ON.test(e.event))) && await readConsentsAndRecords();
   await resolveNames();
   if (!signer) return; // signed out meanwhile
+  if (!fresh.length) {
+    if (changed) { renderPending(); renderConsents(); renderRecords(); }
+    return;
+  }
   renderAll(fresh);
   if (grant) await grant.refresh();
   replace("#live-status", fresh.length === 1 ? "1 new event in your trail." : `${fresh.length} new events in your trail.`);
