@@ -202,7 +202,6 @@ def trial_invitations(key_file: str, node_url: str, passphrase_env: str | None, 
     Example:
       medledger trial invitations --key alice.key --node http://127.0.0.1:8700
     """
-    from node.core.encoding import decode
     from node.records.envelope import EnvelopeError, decrypt, unwrap_key
 
     patient = load_identity(key_file, passphrase_env)
@@ -210,8 +209,7 @@ def trial_invitations(key_file: str, node_url: str, passphrase_env: str | None, 
     listed = []
     for item in doc["invitations"]:
         try:
-            letter = decode(decrypt(bytes.fromhex(item["ciphertext"]), unwrap_key(bytes.fromhex(item["wrapped"]), patient)),
-                            max_bytes=64 * 1024)
+            letter = json.loads(decrypt(bytes.fromhex(item["ciphertext"]), unwrap_key(bytes.fromhex(item["wrapped"]), patient)))
         except (EnvelopeError, ValueError):
             continue
         listed.append({"trial": item["trial"], "status": item["status"], "site": item["site"],

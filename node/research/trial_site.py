@@ -17,7 +17,8 @@ wrapped for the site and for the sponsor; the ledger anchors each submission's s
 
 Off-chain items (storage/offchain.py, trial items), every value sealed or ciphertext:
 
-    i/<patient><trial>        an invitation: sealed to the patient, and its status (open, accepted, declined)
+    i/<patient><trial>        an invitation (a JSON letter) sealed to the patient, and its status (open,
+                              accepted, declined)
     p/<trial><pseudonym>      the patient behind a pseudonym, sealed to this node
     s/<trial><submission>     a submission: the pseudonym, its ciphertext and wrapped keys
 """
@@ -141,10 +142,10 @@ class TrialSite:
             key = self._invitation_key(patient, trial_id)
             if self.store.trial_item(key) is not None:
                 continue
-            letter = canonical({"trial": trial_id, "registry_id": found["registry_id"], "ethics_ref": found["ethics_ref"],
-                                "protocol_version": version, "protocol_hash": found["versions"][-1]["protocol_hash"],
-                                "site": self.me, "sponsor": found["sponsor"], "summary": summary,
-                                "invited_ms": self.node.clock_ms()})
+            letter = json.dumps({"trial": trial_id, "registry_id": found["registry_id"], "ethics_ref": found["ethics_ref"],
+                                 "protocol_version": version, "protocol_hash": found["versions"][-1]["protocol_hash"].hex(),
+                                 "site": self.me.hex(), "sponsor": found["sponsor"].hex(), "summary": summary,
+                                 "invited_ms": self.node.clock_ms()}, sort_keys=True).encode("utf-8")
             data_key = new_data_key()
             self.store.put_trial_item(key, canonical({"ciphertext": encrypt(letter, data_key),
                                                       "wrapped": wrap_key(data_key, patient), "status": "open"}))

@@ -104,9 +104,12 @@ export class Signer {
     return new Signer(id, privateKey);
   }
 
-  static async fromKeyFile(text, passphrase) {
+  static async fromKeyFile(text, passphrase, { withTrialKeys = false } = {}) {
     const { id, seed } = await readKeyFile(text, passphrase);
-    return Signer.fromSeed(id, seed);
+    const trials = withTrialKeys ? await TrialKeys.fromSeed(seed.slice()) : null;
+    const signer = await Signer.fromSeed(id, seed);
+    signer.trials = trials;
+    return signer;
   }
 
   async sign(bytes) {
@@ -136,6 +139,57 @@ export class Signer {
     const { chain_id: chainId, node_id: nodeId } = await nodeStatus();
     return fetchJSON(pathAndQuery, { headers: await this.requestHeaders(chainId, nodeId, "GET", pathAndQuery) });
   }
+}
+
+/** What a patient needs of its key for clinical trials (docs/trials.md), kept while it is signed
+ *  in: an HMAC key (non-extractable) deriving its pseudonym in each trial, as node/client.py
+ *  trial_pseudonym does, and its X25519 key opening the invitations sealed to it. */
+export class TrialKeys {
+  constructor(hmacKey, boxPublic, boxSecret, sodium) {
+    this.hmacKey = hmacKey; this.boxPublic = boxPublic; this.boxSecret = boxSecret; this.sodium = sodium;
+  }
+
+  /** From the key file's seed (a copy: the caller wipes its own). */
+  static async fromSeed(seed) {
+    const sodium = await loadSodium();
+    const hmacKey = await crypto.subtle.importKey("raw", seed, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+    const pair = sodium.crypto_sign_seed_keypair(seed);
+    const boxSecret = sodium.crypto_sign_ed25519_sk_to_curve25519(pair.privateKey);
+    const boxPublic = sodium.crypto_sign_ed25519_pk_to_curve25519(pair.publicKey);
+    pair.privateKey.fill(0);
+    seed.fill(0);
+    return new TrialKeys(hmacKey, boxPublic, boxSecret, sodium);
+  }
+
+  /** The pseudonym of this patient in `trial`: {id (hex), signer}. */
+  async pseudonym(chainId, trial) {
+    const label = new TextEncoder().encode(`medledger-trial-pseudonym-v1/${chainId}/${trial}`);
+    const seed = new Uint8Array(await crypto.subtle.sign("HMAC", this.hmacKey, label));
+    const id = bytesToHex(this.sodium.crypto_sign_seed_keypair(seed).publicKey);
+    return { id, signer: await Signer.fromSeed(id, seed) };
+  }
+
+  /** Open a letter sealed to this patient (node/research/trial_site.py): PyNaCl's SealedBox for
+   *  the data key, SecretBox (nonce || box) for the text. */
+  open(ciphertextHex, wrappedHex) {
+    const key = this.sodium.crypto_box_seal_open(hexToBytes(wrappedHex), this.boxPublic, this.boxSecret);
+    const box = hexToBytes(ciphertextHex);
+    const n = this.sodium.crypto_secretbox_NONCEBYTES;
+    try {
+      return this.sodium.crypto_secretbox_open_easy(box.subarray(n), box.subarray(0, n), key);
+    } finally {
+      key.fill(0);
+    }
+  }
+
+  wipe() { this.boxSecret.fill(0); }
+}
+
+/** A signed POST of msgpack `bytes` to `pathAndQuery` on this node, as JSON. */
+export async function signedPost(signer, pathAndQuery, bytes) {
+  const { chain_id: chainId, node_id: nodeId } = await nodeStatus();
+  const headers = await signer.requestHeaders(chainId, nodeId, "POST", pathAndQuery, bytes);
+  return fetchJSON(pathAndQuery, { method: "POST", headers: { ...headers, "Content-Type": "application/msgpack" }, body: bytes });
 }
 
 /** Sign a transaction: {encoded (wire bytes), hash (hex)}, as node/chain/tx.py Transaction.create. */

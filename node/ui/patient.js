@@ -13,6 +13,7 @@ import { grantForm } from "./portal-grant.js";
 import { idsOf, granteeText, sentence, unreviewed } from "./portal-events.js";
 import { institutionName, personText, resolve, setSelfId } from "./portal-people.js";
 import { idleTimer, poller, sessionSettings } from "./portal-session.js";
+import { answer, invitationItem, readInvitations } from "./portal-trials.js";
 import { capitalise, formOrder, listWords, localDay, localTime, purposeWords, timeZone, typesPlural, typeWords, utcTime } from "./portal-words.js";
 
 const IDLE_HASH = "#signed-out-idle";
@@ -27,6 +28,7 @@ let grant = null;
 const trail = { entries: [], keys: new Set(), lastMs: 0 };
 let consents = [];
 let records = [];
+let invitations = []; // trial invitations kept at this node for the patient (portal-trials.js)
 
 const entryKey = (e) => [e.tx, e.event, e.record || "", e.request || "", e.consent || ""].join("|");
 
@@ -58,10 +60,12 @@ let readAt = 0;
 
 async function readConsentsAndRecords() {
   readAt = Date.now();
-  const [c, r] = await Promise.all([signer.get(`/v1/patients/${signer.id}/consents`), signer.get(`/v1/patients/${signer.id}/records`)]);
-  const changed = JSON.stringify([c.consents, r.records]) !== JSON.stringify([consents, records]);
+  const [c, r, inv] = await Promise.all([signer.get(`/v1/patients/${signer.id}/consents`), signer.get(`/v1/patients/${signer.id}/records`),
+    readInvitations(signer).catch(() => invitations)]);
+  const changed = JSON.stringify([c.consents, r.records, inv]) !== JSON.stringify([consents, records, invitations]);
   consents = c.consents;
   records = r.records;
+  invitations = inv;
   return changed;
 }
 
@@ -128,6 +132,11 @@ function renderPending() {
         typeof r.until_ms === "number" ? ` (it would last until ${localDay(r.until_ms)})` : "", "."),
       el("p", { class: "note" }, `Accepting lets ${institutionName(r.recipient)} see it and what it lists. `, accept));
     accept.addEventListener("click", () => acceptRequest(r, li));
+    items.push(li);
+  }
+  for (const inv of invitations) {
+    if (inv.status !== "open") continue;
+    const li = invitationItem(inv, (accept) => answerInvitation(inv, li, accept));
     items.push(li);
   }
   replace("#pending", items.length ? el("ul", { class: "pending-list", id: "pending-list" }, items)
@@ -278,7 +287,22 @@ async function acceptRequest(r, li) {
   await afterTransaction().catch((exc) => showError("#action", exc));
 }
 
+async function answerInvitation(inv, li, accept) {
+  replace(li, el("p", { class: "note", role: "status" }, accept ? "signing your consent and sending it to your site…" : "sending your answer…"));
+  try {
+    const out = await answer(signer, inv.trial, accept);
+    replace("#action", el("p", { id: "trial-outcome", class: "ok", role: "status", dataset: { trial: inv.trial, status: out.status, pseudonym: out.pseudonym || "" } },
+      accept ? `You take part in ${inv.letter ? inv.letter.registry_id : inv.trial} under the pseudonym ${short(out.pseudonym)}, for protocol version ${out.version}. `
+        + "You can withdraw at any time (medledger trial withdraw)."
+        : `You said no to ${inv.letter ? inv.letter.registry_id : inv.trial}. Nothing was sent to the sponsor.`));
+  } catch (exc) {
+    showError("#action", exc);
+  }
+  await afterTransaction().catch((exc) => showError("#action", exc));
+}
+
 function signOut(idle) {
+  if (signer && signer.trials) signer.trials.wipe();
   signer = null;
   if (session) { session.poll.stop(); session.idle.stop(); }
   // a reload drops the key and everything read with it; the hash tells the next load why
@@ -317,5 +341,5 @@ if (location.hash === IDLE_HASH) {
     "You were signed out because the page was not used for a while. Sign in again to continue."));
   history.replaceState(null, "", location.pathname + location.search);
 }
-signInForm(["patient"], signedIn);
+signInForm(["patient"], signedIn, { withTrialKeys: true });
 $("#signout").addEventListener("click", () => signOut(false));

@@ -115,6 +115,7 @@ export const denialWords = (rule) => DENIAL_WORDS[rule] || String(rule ?? "refus
 export const STANDING_WORDS = {
   pharmacy: { as: "your pharmacy", allows: "its pharmacists may read the prescriptions written for you, to dispense them" },
   insurer: { as: "your insurer", allows: "its claims officers may read the claims sent to it for you, and the records each claim lists" },
+  screening: { as: "the institution that screens you for clinical trials", allows: "it may check the records it keeps of you against trials' criteria, count you, and invite you; the sponsors learn only numbers" },
 };
 
 /** Why a granted read was allowed, from the audit entry's rule, standing and policies. */

@@ -5,8 +5,9 @@ import { $, el, fetchJSON, replace, showError } from "./common.js";
 import { Signer } from "./keys.js";
 
 /** Wire the #signin-form; `onSignedIn(signer, identity)` gets the signer and its ledger identity.
- *  `roles` lists the ledger roles allowed on this page. */
-export function signInForm(roles, onSignedIn) {
+ *  `roles` lists the ledger roles allowed on this page; `withTrialKeys` keeps what the patient
+ *  page needs for trial invitations (signer.trials, keys.js TrialKeys). */
+export function signInForm(roles, onSignedIn, { withTrialKeys = false } = {}) {
   const form = $("#signin-form");
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -17,7 +18,7 @@ export function signInForm(roles, onSignedIn) {
     button.disabled = true;
     button.textContent = "Signing in…";
     try {
-      const signer = await Signer.fromKeyFile(await file.text(), $("#passphrase").value);
+      const signer = await Signer.fromKeyFile(await file.text(), $("#passphrase").value, { withTrialKeys });
       $("#passphrase").value = "";
       $("#keyfile").value = "";
       let identity;
