@@ -205,19 +205,37 @@ def trial_invitations(key_file: str, node_url: str, passphrase_env: str | None, 
     from node.records.envelope import EnvelopeError, decrypt, unwrap_key
 
     patient = load_identity(key_file, passphrase_env)
-    doc = run_client(lambda: HealthClient(node_url).invitations(patient))
+    client = HealthClient(node_url)
+    doc = run_client(lambda: client.invitations(patient))
     listed = []
     for item in doc["invitations"]:
         try:
             letter = json.loads(decrypt(bytes.fromhex(item["ciphertext"]), unwrap_key(bytes.fromhex(item["wrapped"]), patient)))
         except (EnvelopeError, ValueError):
             continue
-        listed.append({"trial": item["trial"], "status": item["status"], "site": item["site"],
+        status = item["status"]
+        if status == "accepted" and _reconsent_due(client, patient, item["trial"]):
+            status = "reconsent_needed"
+        listed.append({"trial": item["trial"], "status": status, "site": item["site"],
                        "registry_id": letter["registry_id"], "ethics_ref": letter["ethics_ref"],
                        "protocol_version": letter["protocol_version"], "summary": letter["summary"]})
     emit(as_json, {"invitations": listed}, lambda: "\n".join(
         f"{i['trial']}  ({i['registry_id']}, ethics {i['ethics_ref']}, protocol v{i['protocol_version']})  {i['status']}\n"
-        f"    {i['summary']}" for i in listed) or "no invitations")
+        f"    {i['summary']}" + ("\n    the protocol was amended: consent again with `trial respond --accept`"
+                                  if i["status"] == "reconsent_needed" else "") for i in listed) or "no invitations")
+
+
+def _reconsent_due(client: HealthClient, patient: Any, trial_id: str) -> bool:
+    """Whether the trial was amended with re-consent past what the patient's pseudonym consented to."""
+    from node.client import ApiError, trial_pseudonym
+
+    found = run_client(lambda: client.trial(trial_id))
+    needed = max((int(v["version"]) for v in found["versions"] if v.get("reconsent")), default=1)
+    try:
+        mine = client.trial_participant(trial_id, trial_pseudonym(patient, client.chain_id, trial_id).id)
+    except ApiError:
+        return False
+    return "withdrawn_ms" not in mine and max(mine["versions"]) < needed
 
 
 @signed_command(trial, "respond", "The patient's key.")
@@ -355,7 +373,8 @@ def trial_verify(trial_id: str, export_dir: str, node_url: str, as_json: bool) -
     """Check an exported data set against the lock, resource by resource.
 
     Each file's salted hash must be the one its submission anchored on the ledger, every anchored
-    submission must be there, and the Merkle root over them must be the lock's.
+    submission must be there (but those of participants who withdrew, which no site releases any
+    more), and the Merkle root over the anchors must be the lock's.
 
     \b
     Example:
@@ -376,11 +395,18 @@ def trial_verify(trial_id: str, export_dir: str, node_url: str, as_json: bool) -
             files[str(entry["submission"])] = entry
         except (ValueError, KeyError, TypeError):
             fail(f"{path.name}: not an exported submission", EXIT_USAGE)
-    problems = []
+    problems, withheld = [], []
+    withdrawn: dict[str, bool] = {}
     for item in anchored:
         entry = files.get(item["submission"])
         if entry is None:
-            problems.append({"submission": item["submission"], "problem": "missing from the export"})
+            pseud = item["pseudonym"]
+            if pseud not in withdrawn:
+                withdrawn[pseud] = "withdrawn_ms" in run_client(lambda: client.trial_participant(trial_id, pseud))
+            if withdrawn[pseud]:  # a participant who withdrew: the sites release no more of theirs
+                withheld.append(item["submission"])
+            else:
+                problems.append({"submission": item["submission"], "problem": "missing from the export"})
             continue
         digest = submission_hash(bytes.fromhex(entry["salt"]), resource_bytes(entry["resource"]))
         if digest.hex() != item["hash"]:
@@ -393,8 +419,11 @@ def trial_verify(trial_id: str, export_dir: str, node_url: str, as_json: bool) -
         problems.append({"problem": "the trial is not locked: nothing to verify against"})
     elif lock["root"] != root or lock["count"] != len(anchored):
         problems.append({"problem": "the ledger's submissions do not give the lock's Merkle root"})
-    out = {"trial": trial_id, "ok": not problems, "checked": len(anchored), "lock": lock, "root": root, "problems": problems}
-    emit(as_json, out, lambda: f"ok: {len(anchored)} submissions match the lock (root {root[:16]}...)" if not problems
+    out = {"trial": trial_id, "ok": not problems, "checked": len(anchored) - len(withheld), "withheld": withheld,
+           "lock": lock, "root": root, "problems": problems}
+    note = f"; {len(withheld)} of participants who withdrew are withheld (their anchors still count)" if withheld else ""
+    emit(as_json, out, lambda: f"ok: {len(anchored) - len(withheld)} submissions match the lock (root {root[:16]}...){note}"
+         if not problems
          else "\n".join(f"NOT verified: {p.get('submission', '')[:16]} {p.get('resource_type', '')}: {p['problem']}"
                         for p in problems))
     if problems:

@@ -244,10 +244,11 @@ class TrialSite:
 
     def export(self, trial_id: str, signer: bytes) -> list[dict[str, Any]]:
         """The sponsor's copy of this site's submissions anchored on the ledger: ciphertext and
-        the key wrapped for it."""
+        the key wrapped for it; none of a participant who withdrew (no further release)."""
         self._sponsor_asks(trial_id, signer)
         prefix = b"s/" + study_part(trial_id)
-        anchored = {s["submission"] for s in trials.submissions(self.node.state_reader(), trial_id) if s["site"] == self.me}
+        state = self.node.state_reader()
+        anchored = {s["submission"] for s in trials.submissions(state, trial_id) if s["site"] == self.me}
         out = []
         for key, raw in self.store.trial_items(prefix, MAX_LISTED):
             if key[len(prefix):] not in anchored:  # kept, but its anchor never made it on the ledger
@@ -255,6 +256,9 @@ class TrialSite:
             try:
                 item = decode(raw, max_bytes=MAX_SUBMISSION_BYTES * 2)
             except DecodeError:
+                continue
+            participant = trials.load_participant(state, trial_id, item["pseudonym"])
+            if participant is None or "withdrawn_ms" in participant:  # a withdrawal stops every further release
                 continue
             out.append({"submission": key[len(prefix):], "pseudonym": item["pseudonym"], "ciphertext": item["ciphertext"],
                         "wrapped": item["wrapped"]["sponsor"]})

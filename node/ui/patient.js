@@ -135,7 +135,7 @@ function renderPending() {
     items.push(li);
   }
   for (const inv of invitations) {
-    if (inv.status !== "open") continue;
+    if (inv.status !== "open" && inv.status !== "reconsent") continue;
     const li = invitationItem(inv, (accept) => answerInvitation(inv, li, accept));
     items.push(li);
   }

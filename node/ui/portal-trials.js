@@ -17,13 +17,31 @@ const CONSENT_DOMAIN = "medledger-trial-consent-v1";
 export async function readInvitations(signer) {
   if (!signer.trials) return [];
   const doc = await signer.get(`/v1/patients/${signer.id}/invitations`);
-  return doc.invitations.map((item) => {
+  const out = [];
+  for (const item of doc.invitations) {
     let letter = null;
     try {
       letter = JSON.parse(new TextDecoder().decode(signer.trials.open(item.ciphertext, item.wrapped)));
     } catch (exc) { /* not sealed to this key: shown as unreadable */ }
-    return { trial: item.trial, status: item.status, site: item.site, letter };
-  });
+    let status = item.status;
+    if (status === "accepted" && (await reconsentDue(signer, item.trial))) status = "reconsent";
+    out.push({ trial: item.trial, status, site: item.site, letter });
+  }
+  return out;
+}
+
+/** The protocol version an amendment asks the patient to consent to again, or 0 when none. */
+async function reconsentDue(signer, trial) {
+  const { chain_id: chainId } = await fetchJSON("/v1/status");
+  const found = await fetchJSON(`/v1/trials/${encodeURIComponent(trial)}`);
+  const needed = Math.max(1, ...found.versions.filter((v) => v.reconsent).map((v) => v.version));
+  const { id } = await signer.trials.pseudonym(chainId, trial);
+  try {
+    const mine = await fetchJSON(`/v1/trials/${encodeURIComponent(trial)}/participants/${id}`);
+    return !mine.withdrawn_ms && Math.max(...mine.versions) < needed ? needed : 0;
+  } catch (exc) {
+    return 0;
+  }
 }
 
 /** Answer an invitation: accept (consent under the trial pseudonym) or decline. */
@@ -47,6 +65,14 @@ export function invitationItem(inv, onAnswer) {
   const decline = el("button", { type: "button", class: "secondary", dataset: { action: "trial-decline", trial: inv.trial } }, "No, thank you");
   accept.addEventListener("click", () => onAnswer(true));
   decline.addEventListener("click", () => onAnswer(false));
+  if (inv.status === "reconsent") {
+    const again = el("button", { type: "button", dataset: { action: "trial-reconsent", trial: inv.trial } }, "Consent again");
+    again.addEventListener("click", () => onAnswer(true));
+    return el("li", { class: "pending-item attention", dataset: { pending: "trial-reconsent", trial: inv.trial } },
+      el("p", {}, `The protocol of the clinical trial ${l ? l.registry_id : inv.trial} was changed and asks for your consent again. `
+        + "Until you consent, no more of your data is collected for it."),
+      el("p", { class: "note" }, "To leave the trial instead, withdraw (medledger trial withdraw). ", again));
+  }
   if (!l) {
     return el("li", { class: "pending-item", dataset: { pending: "trial", trial: inv.trial } },
       el("p", {}, `An invitation to the clinical trial ${inv.trial} could not be opened with your key.`));

@@ -125,3 +125,22 @@ def test_a_patient_says_no_and_nothing_leaves_the_site(browser: Any, trial: dict
     page.wait_for_selector("#pending-empty, #pending-list")
     assert page.locator("[data-pending='trial']").count() == 0
     page.close()
+
+
+def test_after_an_amendment_asking_for_it_the_patient_consents_again_from_the_page(browser: Any, trial: dict[str, Any]) -> None:
+    sponsor = load_key_file(trial["cluster"].nodes[2].home / "institution.key")
+    committed(HealthClient(trial["url"][2]).transact(sponsor, "trial.amend", {
+        "trial": T, "version": 2, "protocol_hash": sha256(b"v2"), "reconsent": True}))
+    cluster = trial["cluster"]
+    cluster.wait_for_height(max(h for h in cluster.heights() if h is not None), 30)
+    page = browser.new_page(viewport=PHONE)
+    page.set_default_timeout(WAIT_MS)
+    sign_in(page, f"{trial['url'][0]}/ui/patient.html", trial["patients"]["taker"][1])
+    page.wait_for_selector(f"[data-pending='trial-reconsent'][data-trial='{T}']")
+    assert serious_violations(page) == []
+    page.click("[data-action='trial-reconsent']")
+    outcome = page.wait_for_selector("#trial-outcome")
+    assert outcome.get_attribute("data-status") == "accepted"
+    pseud = trial_pseudonym(trial["patients"]["taker"][0], trial["chain_id"], T).id
+    assert HealthClient(trial["url"][3]).trial_participant(T, pseud)["versions"] == [1, 2]
+    page.close()

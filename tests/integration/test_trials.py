@@ -236,7 +236,11 @@ def test_a_trial_from_feasibility_to_a_verified_lock(world: Any) -> None:
        "--reconsent", "--node", url[2])
     code, refused = run("trial", "submit", "--key", inv, "--id", T, "--pseudonym", pseud, "--file", str(obs), "--node", url[0])
     assert code == 1 and "reconsent_required" in str(refused), refused  # the site keeps nothing either
+    asked = ok("trial", "invitations", "--key", patient_key(world, accepter), "--node", url[0])["invitations"]
+    assert [i["status"] for i in asked] == ["reconsent_needed"]  # the patient is asked again
     assert ok("trial", "respond", "--key", patient_key(world, accepter), "--id", T, "--accept", "--node", url[0])["version"] == 2
+    assert [i["status"] for i in ok("trial", "invitations", "--key", patient_key(world, accepter), "--node", url[0])[
+        "invitations"]] == ["accepted"]
     ok("trial", "submit", "--key", inv, "--id", T, "--pseudonym", pseud, "--file", str(obs), "--node", url[0])
 
     # withdrawal, relayed by any node: nothing more is collected
@@ -250,10 +254,12 @@ def test_a_trial_from_feasibility_to_a_verified_lock(world: Any) -> None:
     lock = ok("trial", "lock", "--key", world["keys"]["sponsor"], "--id", T, "--node", url[2])["lock"]
     assert lock["count"] == 3
     export = tmp / "dataset"
+    # the leaver's submission is no longer released; its anchor still counts in the root
     assert ok("trial", "export", "--key", world["keys"]["sponsor"], "--id", T, "--out", str(export), "--node", url[2])[
-        "submissions"] == 3
-    assert ok("trial", "verify", "--id", T, "--export", str(export), "--node", url[3])["ok"] is True
-    victim = sorted(export.glob("*.json"))[1]
+        "submissions"] == 2
+    verified = ok("trial", "verify", "--id", T, "--export", str(export), "--node", url[3])
+    assert verified["ok"] is True and verified["checked"] == 2 and len(verified["withheld"]) == 1
+    victim = sorted(export.glob("*.json"))[0]
     doc = json.loads(victim.read_text())
     doc["resource"]["valueQuantity"]["value"] = 6.1
     victim.write_text(json.dumps(doc))
