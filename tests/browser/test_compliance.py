@@ -51,16 +51,6 @@ def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, 
         yield cluster, populate(cluster, root)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        b = launch_chromium(p)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 def open_page(browser: Any, viewport: dict[str, int]) -> tuple[Any, Any, list[str]]:
     context = browser.new_context(viewport=viewport, timezone_id=ZONE, locale="en-GB", accept_downloads=True)
     pg = context.new_page()

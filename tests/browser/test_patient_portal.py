@@ -55,16 +55,6 @@ def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, 
         yield cluster, populate(cluster, root)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        b = launch_chromium(p)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 @pytest.fixture
 def open_page(browser: Any) -> Iterator[Callable[[dict[str, int]], Any]]:
     """A page at a viewport, in the ZONE time zone and US English; no JavaScript error allowed."""

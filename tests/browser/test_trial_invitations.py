@@ -75,16 +75,6 @@ def trial(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         yield dict(cluster=cluster, url=url, patients=patients, chain_id=client.chain_id)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        b = launch_chromium(p)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 def open_portal(browser: Any, trial: dict[str, Any], name: str) -> Any:
     page = browser.new_page(viewport=PHONE)
     page.set_default_timeout(WAIT_MS)
