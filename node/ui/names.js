@@ -51,7 +51,8 @@ export function party(id) {
   institutionMap().then(async (known) => {
     const inst = known.get(id);
     if (inst) {
-      span.replaceChildren(`${inst.name || "(no name)"} (${inst.kind}) `, el("span", { class: "note" }, short(id)));
+      const name = inst.name || "(no name)";
+      span.replaceChildren(name === inst.kind ? `${name} ` : `${name} (${inst.kind}) `, el("span", { class: "note" }, short(id)));
       span.classList.add("named");
       return;
     }
