@@ -115,18 +115,46 @@ export async function checkCertificate(block, chainId, validators) {
     summary: `${signed} of ${n} validators of height ${H} signed this block: quorum ${quorum} reached; signatures checked in this browser.` };
 }
 
+const setKey = (validators) => validators.map((v) => v.id).sort().join();
+
+/** The other validators' nodes asked for the set of `height` (each at the API address it
+ * publishes; /v1/validators is readable from any origin): {same: [names], differ: [names],
+ * silent: count}. A node that does not answer, or does not know that height yet, is silent. */
+async function crossCheckSet(status, height, validators) {
+  const others = status.validator_set.filter((v) => v.id !== status.node_id && v.api);
+  const answers = await Promise.all(others.map((v) =>
+    fetchJSON(`${v.api.replace(/\/$/, "")}/v1/validators?height=${height}`, { timeoutMs: 2500 })
+      .then((doc) => ({ v, key: setKey(doc.validators) })).catch(() => ({ v, key: null }))));
+  const mine = setKey(validators);
+  const name = (v) => v.name || `${v.id.slice(0, 8)}…`;
+  return { same: answers.filter((a) => a.key === mine).map((a) => name(a.v)),
+    differ: answers.filter((a) => a.key !== null && a.key !== mine).map((a) => name(a.v)),
+    silent: answers.filter((a) => a.key === null).length };
+}
+
 /** The certificate section of a block (or of a transaction's block): the verdict, then each vote. */
 async function certificateView(block) {
   const out = el("div", { id: "certificate" });
-  let result;
+  let result, cross = null;
   try {
     const [status, set] = await Promise.all([nodeStatus(), fetchJSON(`/v1/validators?height=${block.height}`)]);
-    result = await checkCertificate(block, status.chain_id, set.validators);
+    [result, cross] = await Promise.all([checkCertificate(block, status.chain_id, set.validators),
+      crossCheckSet(status, block.height, set.validators)]);
+    if (cross.differ.length) {
+      result = { ...result, verified: false,
+        summary: `NOT verified: the nodes of ${cross.differ.join(", ")} answer another validator set for height ${block.height} than this node does.` };
+    }
   } catch (exc) {
     result = { verified: false, votes: [], summary: `NOT verified: the validator set of height ${block.height} could not be read (${plainError(exc)})` };
   }
   out.dataset.verified = String(result.verified);
   out.append(el("p", { id: "certificate-result", class: result.verified ? "ok" : result.absent ? "note" : "error", role: "status" }, result.summary));
+  if (cross) {
+    const parts = [`The validator set of height ${block.height} is this node's answer`];
+    if (cross.same.length) parts.push(`; the nodes of ${cross.same.join(", ")} answer the same set`);
+    if (cross.silent) parts.push(`; ${cross.silent} other validator node${cross.silent > 1 ? "s" : ""} did not answer`);
+    out.append(el("p", { class: "note", id: "certificate-set" }, parts.join(""), "."));
+  }
   if (result.votes.length) {
     out.append(table(["validator", "signature (Ed25519, COMMIT vote)"], result.votes.map((v) => el("tr", { dataset: { voter: v.id, status: v.status } },
       el("td", {}, party(v.id)),
@@ -135,7 +163,7 @@ async function certificateView(block) {
   out.append(el("p", { class: "note" }, `Checked in this page: the header's SHA-256 (canonical msgpack) is the block hash and the certified digest; `,
     `each vote is a distinct member of the validator set of height ${block.height}, and its Ed25519 signature of `,
     el("code", {}, `[${CONSENSUS_DOMAIN}, ${KIND_COMMIT}, chain id, height, view, voter, digest]`), ` verifies. `,
-    `Taken from this node: the validator set of that height (GET /v1/validators?height=${block.height}); it changes only by the validators' vote.`));
+    `The validator set of that height (GET /v1/validators?height=${block.height}) changes only by the validators' vote; it is asked of this node and of every other validator's node.`));
   return out;
 }
 

@@ -3,7 +3,8 @@
 The page checks a block's commit certificate itself (WebCrypto Ed25519 over the COMMIT votes,
 against the validator set of the block's height) and says what it checked; when one byte of one
 signature is changed in the node's answer (intercepted with Playwright's `page.route`) it says
-NOT verified and names the validator. Blocks and a block's transactions come in pages; the
+NOT verified and names the validator, and when another validator's node answers another set for
+that height it says so. Blocks and a block's transactions come in pages; the
 newest block's "next" does not end in an error; an unknown block is refused in plain words;
 institutions are named; a patient's transaction stays withheld. At 390 and 1280 px the page does
 not scroll sideways and axe-core finds no serious or critical violation. The browser's
@@ -140,6 +141,10 @@ def test_a_block_certificate_is_verified_in_the_browser(devnet, page):
     page.wait_for_function("() => document.querySelectorAll('#certificate-votes .named').length >= 3")
     assert "hospital" in " ".join(page.locator("#certificate-votes .named").all_text_contents())
     page.wait_for_function("() => document.querySelector('#block-header .named') !== null")  # the proposer
+    # the set of that height, as this node gives it, is the one the other three validators' nodes give
+    cross = page.text_content("#certificate-set")
+    assert cross.startswith(f"The validator set of height {height} is this node's answer; the nodes of ") and \
+        cross.endswith("answer the same set."), cross
     assert overflow(page) == 0
     assert serious_violations(page) == []
 
@@ -182,6 +187,28 @@ def test_a_changed_signature_byte_is_not_verified(devnet, page):
     page.wait_for_selector("#proof-result.ok")
     page.wait_for_selector("#certificate[data-verified=false]")
     assert "does not match" in page.text_content("#certificate-result")
+
+
+def test_a_validator_node_answering_another_set_is_not_verified(devnet, desktop):
+    cluster, story, _ = devnet
+    page = desktop
+    client = HealthClient(story.urls[0])
+    height = client.tx(story.consent_id)["height"]
+    other = story.urls[1]
+    name = HealthClient(other).status()["name"]
+
+    def another_set(route: Any) -> None:
+        response = route.fetch()
+        doc = response.json()
+        doc["validators"] = [{"id": Identity.generate().id, "name": "stranger"}, *doc["validators"][1:]]
+        route.fulfill(response=response, body=json.dumps(doc))
+
+    page.route(re.compile(re.escape(other) + r"/v1/validators\?height="), another_set)
+    page.goto(f"{story.urls[0]}/ui/explorer.html#block={height}")
+    page.wait_for_selector("#certificate[data-verified]")
+    assert page.get_attribute("#certificate", "data-verified") == "false"
+    assert page.text_content("#certificate-result") == (
+        f"NOT verified: the nodes of {name} answer another validator set for height {height} than this node does.")
 
 
 def test_blocks_and_a_blocks_transactions_are_paged(devnet, desktop):
