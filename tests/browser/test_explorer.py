@@ -31,7 +31,7 @@ import msgpack  # noqa: E402
 
 from consensus.certificate import CommitCertificate, verify_certificate  # noqa: E402
 from consensus.validators import ValidatorSet  # noqa: E402
-from node.client import HealthClient  # noqa: E402
+from node.client import ApiError, HealthClient  # noqa: E402
 from node.core.crypto import Ed25519Verifier, Identity  # noqa: E402
 from node.devtools.cluster import Cluster  # noqa: E402
 from tests.browser.a11y import DESKTOP, PHONE, overflow, serious_violations  # noqa: E402
@@ -235,6 +235,14 @@ def test_blocks_and_a_blocks_transactions_are_paged(devnet, desktop):
     api = client.get(f"/v1/blocks/{busy}?tx_offset=50&tx_limit=20")
     assert [t["index"] for t in api["txs"]] == list(range(50, min(70, count)))
     assert api["tx_count"] == count and api["tx_offset"] == 50
+    assert client.get(f"/v1/blocks/{busy}?tx_offset={count}")["txs"] == []
+    for bad in ("tx_offset=-1", "tx_limit=x"):
+        with pytest.raises(ApiError) as refused:
+            client.get(f"/v1/blocks/{busy}?{bad}")
+        assert refused.value.code == f"bad_{bad.split('=')[0]}"
+    # the commit feed without hashes: heights, times, proposers and counts
+    feed = client.get(f"/v1/commits?since={busy}&limit=1&hashes=0")["blocks"][0]
+    assert set(feed) == {"height", "hash", "timestamp_ms", "proposer", "tx_count"} and feed["tx_count"] == count
     # the block list pages back from the newest block
     page.wait_for_selector("#latest-blocks tbody tr")
     head = int(page.get_attribute("#latest-blocks", "data-to"))
