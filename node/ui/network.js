@@ -7,7 +7,7 @@
 // each block) and sums the counts per second of block time. On load it reads back, a page of
 // 1,000 blocks at a time, until it has the whole window.
 
-import { el, fetchJSON, header, idCell, replace, showError, table } from "./common.js";
+import { el, fetchJSON, header, idCell, plainError, replace, showError, table } from "./common.js";
 import { agreementsView, fetchAgreements, fetchInstitutions, institutionsView } from "./institutions.js";
 
 const WINDOW_S = 60;       // seconds shown on the chart
@@ -80,7 +80,7 @@ function refreshValidators(self) {
     inFlight.add(v.id);
     fetchJSON(`${v.api.replace(/\/$/, "")}/v1/status`, { timeoutMs: 2500 })
       .then((s) => { if (row()) fillRow(row(), s, null); })
-      .catch((exc) => { if (row()) fillRow(row(), null, exc.message); })
+      .catch((exc) => { if (row()) fillRow(row(), null, plainError(exc)); })
       .finally(() => inFlight.delete(v.id));
   }
 }
