@@ -163,7 +163,25 @@ export async function header(active) {
 export function table(head, rows, attrs = {}) {
   const t = el("table", attrs, el("thead", {}, el("tr", {}, head.map((h) => el("th", { scope: "col" }, h)))),
     el("tbody", {}, rows.length ? rows : [el("tr", {}, el("td", { colspan: head.length, class: "empty" }, "none"))]));
-  // a wide table scrolls inside its card, not the page (style.css .table-scroll); the wrapper is
-  // a focusable region so that a keyboard user can scroll it too
-  return el("div", { class: "table-scroll", tabindex: "0", role: "region", "aria-label": attrs["aria-label"] || head.join(", ") }, t);
+  // a wide table scrolls inside its card, not the page (style.css .table-scroll); while it does,
+  // the wrapper is a focusable, named region so that a keyboard user can scroll it too
+  const box = el("div", { class: "table-scroll", dataset: { label: attrs["aria-label"] || head.join(", ") } }, t);
+  if (scrollWatch) { scrollWatch.observe(box); scrollWatch.observe(t); }
+  return box;
 }
+
+/** Make a table's wrapper a tab stop (a named region) only while its table is wider than it. */
+function markScrollable(box) {
+  if (!box || !box.classList || !box.classList.contains("table-scroll")) return;
+  if (box.scrollWidth > box.clientWidth + 1) {
+    box.setAttribute("tabindex", "0");
+    box.setAttribute("role", "region");
+    box.setAttribute("aria-label", box.dataset.label);
+  } else {
+    for (const a of ["tabindex", "role", "aria-label"]) box.removeAttribute(a);
+  }
+}
+
+const scrollWatch = typeof ResizeObserver === "function" ? new ResizeObserver((entries) => {
+  for (const e of entries) markScrollable(e.target.classList.contains("table-scroll") ? e.target : e.target.parentElement);
+}) : null;

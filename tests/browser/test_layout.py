@@ -128,6 +128,12 @@ def test_pages_fit_their_viewport_and_pass_axe(devnet, pages, viewport):
         assert page.evaluate("document.documentElement.lang") == "en" and page.title().startswith("MedLedger · ")
         assert page.locator("header nav[aria-label] a[aria-current=page]").count() == 1
         assert page.locator("main").count() == 1
+        # a table wider than its card scrolls inside it, and is then a named tab stop; no other is
+        boxes = page.eval_on_selector_all(".table-scroll", "bs => bs.map(b => [b.scrollWidth > b.clientWidth + 1,"
+                                          " b.getAttribute('tabindex'), b.getAttribute('role'), !!b.getAttribute('aria-label')])")
+        assert all(box in ([True, "0", "region", True], [False, None, None, False]) for box in boxes), (name, boxes)
+        if viewport is not DESKTOP and name == "network":
+            assert any(box[0] for box in boxes), "the validator table should scroll inside its card on a phone"
     # at 390 px the header wraps: its links are on more than one line, or below the brand
     if viewport is PHONE:
         page = pages.open(viewport)
