@@ -1,7 +1,8 @@
 // Canonical msgpack encoding, byte-identical to node/core/encoding.py `canonical()`:
 // msgpack with binary types, map keys sorted by code point, the smallest form of every
-// integer, strings and byte strings, and no floats. Only encoding is needed in the browser:
-// the node answers reads in JSON.
+// integer, strings and byte strings, and no floats. The node answers reads in JSON; the one
+// msgpack value the browser reads is a commit certificate (`decode`, strict: what `canonical`
+// writes, nothing else, and no trailing bytes).
 
 export class EncodeError extends Error {}
 
@@ -101,4 +102,88 @@ export function canonical(value) {
   const w = new Writer();
   write(w, value, 0);
   return w.result();
+}
+
+export class DecodeError extends Error {}
+
+const utf8Strict = new TextDecoder("utf-8", { fatal: true });
+
+class Reader {
+  constructor(bytes) { this.b = bytes; this.pos = 0; }
+  need(n) { if (this.pos + n > this.b.length) throw new DecodeError("msgpack value cut short"); }
+  byte() { this.need(1); return this.b[this.pos++]; }
+  uint(size) { // big-endian unsigned of `size` bytes, as a Number when safe, else a BigInt
+    this.need(size);
+    let v = 0n;
+    for (let i = 0; i < size; i++) v = (v << 8n) | BigInt(this.b[this.pos++]);
+    return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+  }
+  take(n) { this.need(n); const out = this.b.slice(this.pos, this.pos + n); this.pos += n; return out; }
+}
+
+function signed(v, bits) { // two's complement of an unsigned read
+  const big = BigInt(v), top = 1n << BigInt(bits);
+  const s = big >= top / 2n ? big - top : big;
+  return s >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(s) : s;
+}
+
+function read(r, depth) {
+  if (depth > MAX_DEPTH) throw new DecodeError("value nested too deeply");
+  const t = r.byte();
+  if (t <= 0x7f) return t;
+  if (t >= 0xe0) return t - 0x100;
+  if ((t & 0xf0) === 0x90) return readArray(r, t & 0x0f, depth);
+  if ((t & 0xf0) === 0x80) return readMap(r, t & 0x0f, depth);
+  if ((t & 0xe0) === 0xa0) return utf8Strict.decode(r.take(t & 0x1f));
+  switch (t) {
+    case 0xc0: return null;
+    case 0xc2: return false;
+    case 0xc3: return true;
+    case 0xc4: return r.take(r.uint(1));
+    case 0xc5: return r.take(r.uint(2));
+    case 0xc6: return r.take(r.uint(4));
+    case 0xcc: return r.uint(1);
+    case 0xcd: return r.uint(2);
+    case 0xce: return r.uint(4);
+    case 0xcf: return r.uint(8);
+    case 0xd0: return signed(r.uint(1), 8);
+    case 0xd1: return signed(r.uint(2), 16);
+    case 0xd2: return signed(r.uint(4), 32);
+    case 0xd3: return signed(r.uint(8), 64);
+    case 0xd9: return utf8Strict.decode(r.take(r.uint(1)));
+    case 0xda: return utf8Strict.decode(r.take(r.uint(2)));
+    case 0xdb: return utf8Strict.decode(r.take(r.uint(4)));
+    case 0xdc: return readArray(r, r.uint(2), depth);
+    case 0xdd: return readArray(r, r.uint(4), depth);
+    case 0xde: return readMap(r, r.uint(2), depth);
+    case 0xdf: return readMap(r, r.uint(4), depth);
+    default: throw new DecodeError(`msgpack type 0x${t.toString(16)} is not used by the ledger (floats, extensions)`);
+  }
+}
+
+function readArray(r, n, depth) {
+  if (n > r.b.length - r.pos) throw new DecodeError("msgpack array longer than its bytes");
+  const out = [];
+  for (let i = 0; i < n; i++) out.push(read(r, depth + 1));
+  return out;
+}
+
+function readMap(r, n, depth) {
+  if (n > r.b.length - r.pos) throw new DecodeError("msgpack map longer than its bytes");
+  const out = Object.create(null);
+  for (let i = 0; i < n; i++) {
+    const k = read(r, depth + 1);
+    if (typeof k !== "string") throw new DecodeError("map keys must be strings");
+    out[k] = read(r, depth + 1);
+  }
+  return out;
+}
+
+/** The value of msgpack `bytes` (Uint8Array): byte strings as Uint8Array, integers as Numbers
+ * (BigInt beyond 2^53), maps as objects; any trailing byte or unknown type throws DecodeError. */
+export function decode(bytes) {
+  const r = new Reader(bytes);
+  const value = read(r, 0);
+  if (r.pos !== bytes.length) throw new DecodeError("trailing bytes after the msgpack value");
+  return value;
 }

@@ -1,12 +1,19 @@
 // Network page: this node's status, every validator's height/view/peers read from the API
 // address it publishes, a live chart of committed transactions per second, the institutions by
 // kind and the data-sharing agreements in force (institutions.js).
+//
+// The chart keeps every block whose time falls in its window, whatever the block rate: it reads
+// the commit feed without transaction hashes (GET /v1/commits?hashes=0: height, time and count of
+// each block) and sums the counts per second of block time. On load it reads back, a page of
+// 1,000 blocks at a time, until it has the whole window.
 
-import { el, fetchJSON, header, idCell, replace, showError, table } from "./common.js";
+import { el, fetchJSON, header, idCell, plainError, replace, showError, table } from "./common.js";
 import { agreementsView, fetchAgreements, fetchInstitutions, institutionsView } from "./institutions.js";
 
 const WINDOW_S = 60;       // seconds shown on the chart
-const HISTORY_BLOCKS = 400; // blocks read back on load
+const KEEP_MS = (WINDOW_S + 5) * 1000; // blocks older than this (block time against the clock) are dropped
+const FEED_PAGE = 1000;    // blocks one commit-feed answer carries at most
+const MAX_BACKFILL_PAGES = 30; // at most 30,000 blocks read back on load (500 blocks a second)
 const blocks = new Map();   // height -> {t: timestamp_ms, n: tx count}
 let nextHeight = null;
 
@@ -22,6 +29,7 @@ async function refreshStatus() {
     showError("#stats", exc);
     return null;
   }
+  updateSelfRow(s); // in the same frame as the tiles: the row of this node never lags them
   replace("#stats",
     stat("height", s.height, "height"), stat("view", s.view, "view"), stat("peers", s.peers.length, "peer-count"),
     stat("mempool", s.mempool_size, "mempool"), stat("validators", s.validators, "validator-count"),
@@ -32,22 +40,49 @@ async function refreshStatus() {
   return s;
 }
 
-async function validatorRow(v, self) {
-  let s = null, error = null;
-  if (v.id === self.node_id) s = self;
-  else if (v.api) {
-    try { s = await fetchJSON(`${v.api.replace(/\/$/, "")}/v1/status`, { timeoutMs: 2500 }); } catch (exc) { error = exc.message; }
-  } else error = "no API address published";
-  const state = s ? el("span", { class: "badge" }, s.syncing ? "syncing" : "up") : el("span", { class: "badge down", title: error || "" }, "unknown");
-  return el("tr", { dataset: { validator: v.id } },
-    el("td", {}, v.name || ""), el("td", {}, idCell(v.id)), el("td", { class: "mono" }, v.api || "—"),
-    el("td", { class: "v-height" }, s ? s.height : "—"), el("td", {}, s ? s.view : "—"),
-    el("td", {}, s ? s.peers.length : "—"), el("td", {}, state));
+function stateBadge(s, error) {
+  return s ? el("span", { class: "badge" }, s.syncing ? "syncing" : "up")
+    : el("span", { class: "badge down", title: error || "" }, "unknown");
 }
 
-async function refreshValidators(self) {
-  const rows = await Promise.all(self.validator_set.map((v) => validatorRow(v, self)));
-  replace("#validators", table(["name", "id", "API", "height", "view", "peers", "state"], rows, { id: "validator-table" }));
+function fillRow(row, s, error) {
+  row.querySelector(".v-height").textContent = s ? String(s.height) : "—";
+  row.querySelector(".v-view").textContent = s ? String(s.view) : "—";
+  row.querySelector(".v-peers").textContent = s ? String(s.peers.length) : "—";
+  row.querySelector(".v-state").replaceChildren(stateBadge(s, error));
+}
+
+let tableOf = ""; // the validator set the table was built for (ids joined)
+
+function validatorTable(self) {
+  const rows = self.validator_set.map((v) => el("tr", { dataset: { validator: v.id, self: v.id === self.node_id ? "1" : null } },
+    el("td", {}, v.name || ""), el("td", {}, idCell(v.id)), el("td", { class: "mono" }, v.api || "—"),
+    el("td", { class: "v-height" }, "—"), el("td", { class: "v-view" }, "—"),
+    el("td", { class: "v-peers" }, "—"), el("td", { class: "v-state" }, stateBadge(null, "not read yet"))));
+  replace("#validators", table(["name", "id", "API", "height", "view", "peers", "state"], rows,
+    { id: "validator-table", "aria-label": "validators" }));
+  tableOf = self.validator_set.map((v) => v.id).join();
+}
+
+function updateSelfRow(self) {
+  if (tableOf !== self.validator_set.map((v) => v.id).join()) validatorTable(self);
+  const row = document.querySelector(`#validator-table tr[data-validator="${self.node_id}"]`);
+  if (row) fillRow(row, self, null);
+}
+
+const inFlight = new Set(); // validators whose status is being read: a slow one is not asked twice
+/** Every other validator's row, each filled when its own answer comes (none waits for another). */
+function refreshValidators(self) {
+  for (const v of self.validator_set) {
+    if (v.id === self.node_id || inFlight.has(v.id)) continue;
+    const row = () => document.querySelector(`#validator-table tr[data-validator="${v.id}"]`);
+    if (!v.api) { if (row()) fillRow(row(), null, "no API address published"); continue; }
+    inFlight.add(v.id);
+    fetchJSON(`${v.api.replace(/\/$/, "")}/v1/status`, { timeoutMs: 2500 })
+      .then((s) => { if (row()) fillRow(row(), s, null); })
+      .catch((exc) => { if (row()) fillRow(row(), null, plainError(exc)); })
+      .finally(() => inFlight.delete(v.id));
+  }
 }
 
 // the last answers shown, so that a refresh with nothing new keeps an opened policy open
@@ -80,14 +115,39 @@ async function refreshLedgerParties() {
   }
 }
 
-async function pollCommits() {
-  const doc = await fetchJSON(`/v1/commits?since=${nextHeight}&limit=1000`, { timeoutMs: 5000 });
-  for (const b of doc.blocks) {
-    blocks.set(b.height, { t: b.timestamp_ms, n: b.txs.length });
-    nextHeight = Math.max(nextHeight, b.height + 1);
+const feed = (since) => fetchJSON(`/v1/commits?since=${since}&limit=${FEED_PAGE}&hashes=0`, { timeoutMs: 5000 });
+
+function keep(doc) {
+  for (const b of doc.blocks) blocks.set(b.height, { t: b.timestamp_ms, n: b.tx_count });
+}
+
+function prune() {
+  const oldest = Date.now() - KEEP_MS;
+  for (const [h, b] of blocks) if (b.t < oldest) blocks.delete(h);
+}
+
+/** On load: the blocks of the whole window, read back from `head` a page at a time. */
+async function backfill(head) {
+  const since0 = Math.max(1, head - FEED_PAGE + 1);
+  nextHeight = head + 1;
+  for (let i = 0, since = since0; i < MAX_BACKFILL_PAGES; i++, since = Math.max(1, since - FEED_PAGE)) {
+    const doc = await feed(since);
+    keep(doc);
+    const first = doc.blocks[0];
+    if (since === 1 || !first || first.timestamp_ms < Date.now() - KEEP_MS) break;
   }
-  const oldest = nextHeight - HISTORY_BLOCKS;
-  for (const h of blocks.keys()) if (h < oldest) blocks.delete(h);
+  prune();
+}
+
+/** Every block committed since the last poll (as many pages as it takes). */
+async function pollCommits() {
+  for (let i = 0; i < MAX_BACKFILL_PAGES; i++) {
+    const doc = await feed(nextHeight);
+    keep(doc);
+    for (const b of doc.blocks) nextHeight = Math.max(nextHeight, b.height + 1);
+    if (doc.blocks.length < FEED_PAGE) break;
+  }
+  prune();
 }
 
 function drawChart() {
@@ -124,23 +184,28 @@ function drawChart() {
     ctx.fillRect(left + i * bw + 1, bottom - bh, Math.max(1, bw - 2), bh);
   });
   const last10 = buckets.slice(-10).reduce((a, b) => a + b, 0) / 10;
+  const total = buckets.reduce((a, b) => a + b, 0);
   document.getElementById("tps-note").textContent =
-    `${last10.toFixed(1)} tx/s over the last 10 s · ${blocksInWindow} blocks in the last ${WINDOW_S} s (block time)`;
+    `${last10.toFixed(1)} tx/s over the last 10 s · ${total} transactions in ${blocksInWindow} blocks in the last ${WINDOW_S} s (block time)`;
   canvas.dataset.blocks = String(blocks.size);
+  // what the chart holds, for a test to compare with the API: the window is whole seconds of
+  // block time from `fromS` to `toS` (inclusive), `total` the transactions of its blocks
+  Object.assign(canvas.dataset, { total: String(total), blocksInWindow: String(blocksInWindow),
+    fromS: String(nowS - WINDOW_S + 1), toS: String(nowS), height: String(nextHeight - 1) });
+  canvas.setAttribute("aria-label", `committed transactions per second over the last ${WINDOW_S} seconds: ${total} in all, ${last10.toFixed(1)} a second over the last 10 seconds`);
 }
 
 async function main() {
   header("index.html");
   let self = await refreshStatus();
-  if (self) nextHeight = Math.max(1, self.height - HISTORY_BLOCKS + 1);
   let tick = 0;
   const loop = async () => {
     try {
       if (tick > 0) self = (await refreshStatus()) || self;
       if (self) {
-        if (nextHeight === null) nextHeight = Math.max(1, self.height - HISTORY_BLOCKS + 1);
-        await pollCommits();
-        if (tick % 2 === 0) await refreshValidators(self);
+        refreshValidators(self); // not awaited: each row fills when its validator answers
+        if (nextHeight === null) await backfill(self.height);
+        else await pollCommits();
       }
       if (tick % 10 === 0) refreshLedgerParties(); // not awaited: the chart keeps its pace
     } catch (exc) {

@@ -5,7 +5,9 @@
 
 Starts a 4-node devnet in a temporary directory, plays the story of tests/browser/story.py,
 puts a data-sharing agreement in force (the network page lists it, its policy opened), commits a
-few batches of registrations so the throughput chart has something to draw, and photographs each page in Debian's headless chromium. Nothing here is needed at run time.
+few batches of registrations so the throughput chart has something to draw, and photographs each
+page in Debian's headless chromium at two widths: 1280 px (`<name>.png`) and 390 px, a phone
+(`<name>-phone.png`). Nothing here is needed at run time.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from node.core.crypto import Identity  # noqa: E402
 from tests.browser.story import agreement_in_force, launch_chromium, populate, sign_in  # noqa: E402
 
 WAIT_MS = 60_000
+WIDTHS = (("", {"width": 1280, "height": 900}), ("-phone", {"width": 390, "height": 844}))
 
 
 def load(client: HealthClient, rounds: int = 8, per_round: int = 25) -> None:
@@ -55,9 +58,17 @@ def shoot(out: Path) -> list[Path]:
             page.set_default_timeout(WAIT_MS)
 
             def snap(name: str) -> None:
-                path = out / f"{name}.png"
-                page.screenshot(path=str(path), full_page=True)
-                shots.append(path)
+                """The page as it is, at each width (the desktop one last: the flow goes on there)."""
+                for suffix, viewport in (*WIDTHS[1:], WIDTHS[0]):
+                    page.set_viewport_size(viewport)
+                    # relaid out, and the chart (if any) redrawn at the new width
+                    page.wait_for_function("""() => new Promise((done) => requestAnimationFrame(() => {
+                        const c = document.querySelector('canvas');
+                        done(!c || c.width === Math.round(c.clientWidth * (window.devicePixelRatio || 1)));
+                    }))""")
+                    path = out / f"{name}{suffix}.png"
+                    page.screenshot(path=str(path), full_page=True)
+                    shots.append(path)
 
             page.goto(base + "/")
             page.wait_for_selector("#validator-table")
@@ -68,12 +79,17 @@ def shoot(out: Path) -> list[Path]:
             page.click("#agreement-table details.policy-details summary")
             page.wait_for_selector("#agreement-table pre.policy:not(:text-is('loading…'))")
             snap("network")
+            page.goto(f"{base}/explorer.html")
+            page.wait_for_selector("#latest-blocks tbody tr")
+            snap("explorer")
             page.goto(f"{base}/explorer.html#block={grant['height']}")
             page.wait_for_selector("#block-txs")
+            page.wait_for_selector("#certificate[data-verified]")
             snap("explorer-block")
             busy = HealthClient(story.urls[0]).block(height)["txs"]
             page.goto(f"{base}/explorer.html#tx={busy[len(busy) // 3]['hash']}")  # a proof with a few steps
             page.wait_for_selector("#proof-result")
+            page.wait_for_selector("#certificate[data-verified]")
             snap("explorer-proof")
             sign_in(page, base + "/patient.html", story.patient_key)
             page.wait_for_selector("#audit-table")
