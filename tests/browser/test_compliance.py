@@ -82,33 +82,11 @@ def rows(page: Any) -> list[str]:
 
 
 def sideways(page: Any) -> int:
-    """`overflow(page)`, the shared header set aside when it alone is too wide: the header (its
-    links and chain id) is another part of issue 20's work, in style.css and common.js; once it
-    wraps, this is exactly `overflow(page)`."""
-    full = overflow(page)
-    if full == 0:
-        return 0
-    page.evaluate("document.querySelector('header').style.display = 'none'")
-    try:
-        return overflow(page)
-    finally:
-        page.evaluate("document.querySelector('header').style.display = ''")
+    return overflow(page)
 
 
 def violations(page: Any) -> list[dict[str, Any]]:
-    """`serious_violations(page)`, less the nodes inside the shared header while it is too wide
-    for the viewport (its links then spill onto the light page: the header's own fix, see
-    `sideways`); everything in the page's main part counts."""
-    found = serious_violations(page)
-    if page.evaluate("document.querySelector('header').scrollWidth <= document.documentElement.clientWidth"):
-        return found
-    in_header = "sel => { const e = document.querySelector(sel); return !!e && !!e.closest('header'); }"
-    out = []
-    for v in found:
-        nodes = [n for n in v["nodes"] if not (len(n) == 1 and page.evaluate(in_header, n[0]))]
-        if nodes:
-            out.append({**v, "nodes": nodes})
-    return out
+    return serious_violations(page)
 
 
 def too_wide(page: Any) -> list[str]:
