@@ -141,9 +141,10 @@ export class Signer {
   }
 }
 
-/** What a patient needs of its key for clinical trials (docs/trials.md), kept while it is signed
- *  in: an HMAC key (non-extractable) deriving its pseudonym in each trial, as node/client.py
- *  trial_pseudonym does, and its X25519 key opening the invitations sealed to it. */
+/** What a patient needs of its key besides signing, kept while it is signed in: an HMAC key
+ *  (non-extractable) deriving its pseudonym in each clinical trial, as node/client.py
+ *  trial_pseudonym does (docs/trials.md), and its X25519 key opening what is sealed to it: trial
+ *  invitations, and its own records as their custodian releases them (portal-content.js). */
 export class TrialKeys {
   constructor(hmacKey, boxPublic, boxSecret, sodium) {
     this.hmacKey = hmacKey; this.boxPublic = boxPublic; this.boxSecret = boxSecret; this.sodium = sodium;
@@ -172,8 +173,13 @@ export class TrialKeys {
   /** Open a letter sealed to this patient (node/research/trial_site.py): PyNaCl's SealedBox for
    *  the data key, SecretBox (nonce || box) for the text. */
   open(ciphertextHex, wrappedHex) {
-    const key = this.sodium.crypto_box_seal_open(hexToBytes(wrappedHex), this.boxPublic, this.boxSecret);
-    const box = hexToBytes(ciphertextHex);
+    return this.openBytes(hexToBytes(ciphertextHex), hexToBytes(wrappedHex));
+  }
+
+  /** The same on bytes: a record's ciphertext and its data key wrapped for this patient
+   *  (node/records/envelope.py), as a custodian releases them to the patient. */
+  openBytes(box, wrapped) {
+    const key = this.sodium.crypto_box_seal_open(wrapped, this.boxPublic, this.boxSecret);
     const n = this.sodium.crypto_secretbox_NONCEBYTES;
     try {
       return this.sodium.crypto_secretbox_open_easy(box.subarray(n), box.subarray(0, n), key);

@@ -14,6 +14,7 @@ import { idsOf, granteeText, sentence, unreviewed } from "./portal-events.js";
 import { institutionName, personText, resolve, setSelfId } from "./portal-people.js";
 import { idleTimer, poller, sessionSettings } from "./portal-session.js";
 import { answer, invitationItem, readInvitations } from "./portal-trials.js";
+import { labelFor, loadLabels } from "./portal-content.js";
 import { capitalise, formOrder, listWords, localDay, localTime, purposeWords, timeZone, typesPlural, typeWords, utcTime } from "./portal-words.js";
 
 const IDLE_HASH = "#signed-out-idle";
@@ -220,7 +221,8 @@ function renderConsents() {
 function renderRecords() {
   replace("#records", stackTable(["Kind of record", "Kept by", "Written by", "Added", "State"],
     records.slice().reverse().map((r) => el("tr", { dataset: { record: r.id } },
-      el("td", {}, capitalise(typeWords(r.resource_type)), " ", el("span", { class: "note" }, `(${r.resource_type})`)),
+      el("td", {}, capitalise(typeWords(r.resource_type)), labelFor(r.id) ? el("span", { class: "record-label" }, `: ${labelFor(r.id)}`) : "",
+        " ", el("span", { class: "note" }, `(${r.resource_type})`)),
       el("td", {}, capitalise(institutionName(r.custodian))),
       el("td", {}, capitalise(personText(r.author))),
       el("td", {}, when(r.time_ms)),
@@ -242,6 +244,7 @@ async function refresh() {
   const stale = Date.now() - readAt >= STATUS_EVERY_MS; // a consent ends, a referral's period passes
   if (!fresh.length && !stale) return;
   const changed = (stale || fresh.some((e) => RELOAD_ON.test(e.event))) && await readConsentsAndRecords();
+  if (changed) loadLabels(signer, records).then((found) => { if (found && signer) renderAll(); }).catch(() => {});
   await resolveNames();
   if (!signer) return; // signed out meanwhile
   if (!fresh.length) {
@@ -322,6 +325,8 @@ async function signedIn(s, identity) {
   renderAll();
   grant = grantForm({ getSigner: () => signer, onGranted: afterTransaction });
   await grant.refresh();
+  // what the records are about: read in the background, the sentences told again when it is known
+  loadLabels(signer, records).then((found) => { if (found && signer) renderAll(); }).catch(() => {});
   replace("#signin-note");
   $("#signin").hidden = true;
   $("#patient").hidden = false;

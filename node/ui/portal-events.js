@@ -1,11 +1,13 @@
 // The patient's audit trail in sentences: one plain sentence per entry of
 // GET /v1/patients/{id}/audit (node/app/audit.py AUDIT_EVENTS), saying who (name, role,
-// institution), what (the kind of record in words), why (purpose, reason) — the time is shown
+// institution), what (the kind of record in words, and what it is about when the page could read
+// it: portal-content.js), why (purpose, reason) — the time is shown
 // beside it. Names must be resolved first (portal-people.js `resolve(idsOf(entries))`).
 
 import { capitalise, denialWords, formOrder, grantedBecause, listWords, localDay, purposeWords, reasonWords, STANDING_WORDS, typesPlural, typeWords }
   from "./portal-words.js";
 import { institutionName, personText } from "./portal-people.js";
+import { labelFor } from "./portal-content.js";
 
 /** Every id an entry names that a sentence may show by name. */
 export function idsOf(entries) {
@@ -42,7 +44,8 @@ const by = (e) => {
  */
 export function sentence(e, consents = new Map()) {
   const who = by(e);
-  const what = typeWords(e.resource_type);
+  const label = e.record ? labelFor(e.record) : "";
+  const what = label ? `${typeWords(e.resource_type)} "${label}"` : typeWords(e.resource_type);
   const at = e.custodian ? ` (kept by ${institutionName(e.custodian)})` : "";
   switch (e.event) {
     case "record.added":

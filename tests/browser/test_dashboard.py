@@ -212,15 +212,24 @@ def test_patient_signs_in_and_revokes_a_consent(devnet, page):
     denied = HealthClient(story.urls[1]).request_access(story.reader, story.record_id, "treatment")
     assert denied["height"] and denied["result"] == "denied" and denied["decision"]["rule"] == "consent_revoked", denied
 
-    # every read of the patient's data was a signed request that verifies under the contract,
-    # and the page never asked for a record's content
+    # every read of the patient's data was a signed request that verifies under the contract; the
+    # only content asked for is the patient's own record (what it is about: portal-content.js),
+    # by a fetch the patient signed, and nothing was uploaded
     reads = [r for r in requests if "/v1/patients/" in r.url]
     assert len(reads) >= 5  # records, consents, audit; consents and audit again after the revocation
     for r in reads:
         parts = urlsplit(r.url)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         assert check_signed(r.headers, chain_id, node_id, r.method, path) == story.patient.id
-    assert not [r.url for r in requests if "/fetch" in r.url or (r.method == "POST" and r.url.endswith("/v1/records"))]
+    assert not [r.url for r in requests if r.method == "POST" and r.url.endswith("/v1/records")]
+    from node.core.encoding import decode
+    from node.records.protocol import Fetch
+
+    fetches = [r for r in requests if "/fetch" in r.url]
+    for r in fetches:
+        assert urlsplit(r.url).path == f"/v1/records/{story.record_id}/fetch", r.url
+        signed = Fetch.from_wire(decode(r.post_data_buffer, max_bytes=4096), chain_id)  # the signature holds
+        assert signed.requester.hex() == story.patient.id
 
 
 def test_patient_key_file_with_a_passphrase(devnet, page, tmp_path):

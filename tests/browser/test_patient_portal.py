@@ -82,6 +82,8 @@ def institution(cluster: Cluster, index: int) -> Identity:
 def signed_in(page: Any, story: Story, query: str = "") -> None:
     sign_in(page, story.urls[0] + "/ui/patient.html" + query, story.patient_key)
     page.wait_for_selector("#patient:not([hidden]) #audit-table")
+    # what the record is about: read from the custodian, opened in the page with the patient's key
+    page.wait_for_selector("#record-table .record-label")
 
 
 def trail_text(page: Any) -> str:
@@ -96,12 +98,13 @@ def test_the_portal_speaks_plainly_fits_the_screen_and_passes_axe(devnet: tuple[
     signed_in(page, story)
     # who, what, why: names with role and institution, the kind of record in words, the reason
     text = trail_text(page)
-    assert ("Dr Bailey (practitioner at the pharmacy) opened your test result or measurement (kept by the hospital)"
-            " in an emergency, without your consent: you were unconscious or unresponsive.") in text
-    assert ("Dr Shepherd (practitioner at the clinic) read your test result or measurement (kept by the hospital)"
-            " for your care, under your consent.") in text
+    assert ("Dr Bailey (practitioner at the pharmacy) opened your test result or measurement \"Heart rate\" (kept by the "
+            "hospital) in an emergency, without your consent: you were unconscious or unresponsive.") in text
+    assert ("Dr Shepherd (practitioner at the clinic) read your test result or measurement \"Heart rate\" (kept by the "
+            "hospital) for your care, under your consent.") in text
     assert "You allowed Dr Shepherd (practitioner at the clinic) to read your test results and measurements, for your care" in text
-    assert "Dr Grey (practitioner at the hospital) added a test result or measurement to your records" in text
+    assert "Dr Grey (practitioner at the hospital) added a test result or measurement \"Heart rate\" to your records" in text
+    assert "Heart rate" in page.text_content("#record-table")
     for code in ("access.breakglass", "Observation", "rule ", "to practitioner"):
         assert code not in text
     # the unreviewed break-glass read is at the top, before the trail
@@ -214,7 +217,7 @@ def test_new_events_appear_without_signing_in_again(devnet: tuple[Cluster, Story
     glass = committed(HealthClient(story.urls[1]).request_access(dr_yang, story.record_id, "emergency", "life_threatening"))
     item = page.wait_for_selector(f"#pending-list li[data-request='{glass['tx_hash']}']")
     assert item.text_content().startswith("Dr Yang (physician at the clinic) opened your test result or measurement"
-                                          " (kept by the hospital) in an emergency, without your consent: a life- or"
+                                          " \"Heart rate\" (kept by the hospital) in an emergency, without your consent: a life- or"
                                           " limb-threatening condition needed treatment at once.")
     assert "new event" in page.text_content("#live-status")
     # the hospital reviews it (justified): it leaves the pending items, the review is in the trail
@@ -248,12 +251,15 @@ def test_new_events_appear_without_signing_in_again(devnet: tuple[Cluster, Story
     page.wait_for_selector("#audit-table tr[data-event='request.accepted']")
     assert "You accepted a referral or test order to the clinic: it may now see it, until" in trail_text(page)
     assert page.is_hidden("#signin")
-    # the polls were signed reads of what is new (since the newest entry's time), never of content
+    # the polls were signed reads of what is new (since the newest entry's time); the only content
+    # read is the patient's own records (what each is about), by fetches the patient signed
     polls = [r for r in requests if "/audit?since_ms=" in r.url]
     assert len(polls) >= 3
     assert all(r.headers.get("x-medledger-signer") == story.patient.id and len(r.headers.get("x-medledger-signature", "")) == 128
                for r in polls)
-    assert not [r.url for r in requests if "/fetch" in r.url]
+    own = {r["id"] for r in HealthClient(story.urls[0]).patient_records(story.patient, story.patient.id)["records"]}
+    fetched = [r.url.split("/v1/records/")[1].split("/")[0] for r in requests if "/fetch" in r.url]
+    assert fetched and set(fetched) <= own
 
 
 def test_the_page_signs_out_after_a_spell_without_activity(devnet: tuple[Cluster, Story], open_page: Callable[[dict[str, int]], Any]) -> None:
