@@ -135,7 +135,12 @@ def decode_tx(data: bytes, *, chain_id: str) -> Transaction:
     return tx_from_value(value, chain_id=chain_id, encoded=encoded)
 
 
+def signature_holds(tx: Transaction) -> bool:
+    """Whether the envelope's signature is valid (safe to call from several threads)."""
+    return verify(tx.sender, tx.signing_bytes(), tx.signature)
+
+
 def check_signature(tx: Transaction) -> None:
     """Raise TxRejected unless the envelope's signature is valid."""
-    if not verify(tx.sender, tx.signing_bytes(), tx.signature):
+    if not signature_holds(tx):
         raise TxRejected("bad_signature", "the signature does not match the sender and contents")

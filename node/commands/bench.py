@@ -47,12 +47,14 @@ from node.commands.output import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, emi
               help="With --fhir: loaders per node (practitioners, each sending one Bundle at a time).")
 @click.option("--per-bundle", "fhir_per_bundle", default=5, show_default=True, type=click.IntRange(1, 100),
               help="With --fhir: patients per transaction Bundle.")
+@click.option("--workers", "verify_workers", default=None, type=click.IntRange(1, 256),
+              help="With --nodes: threads each node verifies signatures on ([node] verify_workers; default one per core).")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for every commit.")
 @json_option
 def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | None, rate: float, mix: bool, tx_bytes: int,
           institution_key: str | None, seed: str | None, sweep: bool, sweep_rates: str, sweep_seconds: float, plot_path: str,
           preload_records: int, catch_up: bool, join: bool, snapshot_interval: int, fhir_patients: int,
-          fhir_loaders: int, fhir_per_bundle: int, timeout: float, as_json: bool) -> None:
+          fhir_loaders: int, fhir_per_bundle: int, verify_workers: int | None, timeout: float, as_json: bool) -> None:
     """Measure committed throughput and latency against this machine's limit.
 
     Keys and signatures are prepared before the clock starts (and, with --mix, the
@@ -60,7 +62,8 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | Non
     latency runs from sending a transaction's batch to its commit being visible at the node it
     was sent to. In the same run it measures this machine's Ed25519 verification rate and
     reports the ceiling limit_tx_per_s = cores x verify_per_s / nodes (every node verifies every
-    transaction once) and ratio = tx_per_s / limit_tx_per_s.
+    transaction once) and ratio = tx_per_s / limit_tx_per_s; `workers` is how many threads each
+    node verifies on (--workers, default one per core), `cores` the machine's.
 
     With --fhir N it loads N patients' FHIR transaction Bundles (Synthea-shaped, seeded) through
     the FHIR API of every node at once, each resource validated, encrypted, stored by its custodian
@@ -82,6 +85,7 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | Non
       medledger bench --nodes 4 --txs 100000 --catch-up --json
       medledger bench --nodes 4 --txs 200000 --join --json
       medledger bench --nodes 4 --fhir 400 --json
+      medledger bench --nodes 1 --workers 2 --txs 20000 --json
     """
     from node.devtools.bench import BenchError, sweep_rates as parse_rates
     from node.devtools.bench_run import BenchRun, TargetsUnreachable, run_benchmark
@@ -100,6 +104,8 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | Non
         fail("--catch-up needs --nodes 4 or more (the others keep committing while one is down) and no --sweep", EXIT_USAGE)
     if join and (own_nodes is None or sweep):
         fail("--join needs --nodes N (the bench starts the joiners beside its own network) and no --sweep", EXIT_USAGE)
+    if verify_workers is not None and own_nodes is None:
+        fail("--workers sets the verification threads of the nodes the bench starts: it goes with --nodes", EXIT_USAGE)
     if fhir_patients and (own_nodes is None or sweep or mix or catch_up or join or preload_records):
         fail("--fhir needs --nodes N and none of --sweep, --mix, --catch-up, --join, --preload-records", EXIT_USAGE)
     try:
@@ -110,7 +116,7 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | Non
                    txs=txs, batch=batch, rate=rate, mix=mix, tx_bytes=tx_bytes, seed=seed, rates=tuple(rates),
                    sweep_seconds=sweep_seconds, plot_path=plot_path, preload_records=preload_records, catch_up=catch_up,
                    timeout=timeout, show_progress=not as_json, join=join, snapshot_interval=snapshot_interval,
-                   fhir=fhir_patients, fhir_loaders=fhir_loaders, fhir_per_bundle=fhir_per_bundle)
+                   fhir=fhir_patients, fhir_loaders=fhir_loaders, fhir_per_bundle=fhir_per_bundle, workers=verify_workers)
     try:
         result = run_benchmark(run, institution_key=lambda: load_identity(str(institution_key), None),
                                say=(lambda m: None) if as_json else (lambda m: click.echo(m, err=True)))

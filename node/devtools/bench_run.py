@@ -55,6 +55,7 @@ class BenchRun:
     fhir: int = 0  # load this many patients' transaction Bundles through the FHIR API instead of transactions
     fhir_loaders: int = 2  # with fhir: loaders (practitioners, one request at a time each) per node
     fhir_per_bundle: int = 5  # with fhir: patients per transaction Bundle
+    workers: int | None = None  # with own_nodes: each node's verification threads (None: its default, one per core)
 
 
 class TargetsUnreachable(BenchError):
@@ -134,6 +135,8 @@ def run_benchmark(run: BenchRun, *, institution_key: Callable[[], Identity],
         if run.own_nodes:
             assert scratch is not None
             env = interval_env(run.snapshot_interval) if run.join else {}
+            if run.workers is not None:
+                env = {**env, "MEDLEDGER_NODE_VERIFY_WORKERS": str(run.workers)}
             cluster = Cluster.create(Path(scratch.name), run.own_nodes, extra_env=env)
             cluster.start()
             try:
@@ -205,6 +208,10 @@ def run_benchmark(run: BenchRun, *, institution_key: Callable[[], Identity],
         except OSError as exc:
             raise TargetsUnreachable(str(exc)) from exc
         result["peak_rss_mb"], result["peak_rss_anon_mb"] = asyncio.run(node_peak_rss(urls))
+        if run.own_nodes:  # the nodes' verification threads (node/runtime/admission.py verify_workers)
+            from node.runtime.admission import verify_workers
+
+            result["workers"] = verify_workers(run.workers or 0)
         return result
     finally:
         if cluster is not None:

@@ -36,6 +36,7 @@ class NodeSection:
     observer: bool = False
     log_format: str = "text"  # text | json (`node run --log-format` overrides)
     log_level: str = "info"  # debug | info | warning | error (`node run --log-level` overrides)
+    verify_workers: int = 0  # threads verifying transaction signatures in parallel; 0: one per core
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,6 +143,7 @@ _LIMITS: dict[str, tuple[int, int]] = {
     "api.max_pending_upload_bytes": (1 << 16, 1 << 40),
     "p2p.max_frames_per_s": (1, 10_000_000),
     "p2p.frames_burst": (1, 100_000_000),
+    "node.verify_workers": (0, 256),
     "mempool.max_txs": (1, 10_000_000),
     "mempool.max_bytes": (1 << 16, 1 << 34),
     "mempool.max_per_sender": (1, 10_000_000),

@@ -43,7 +43,7 @@ from node.chain.genesis import Genesis
 from node.chain.tx import Transaction
 from node.core.crypto import Ed25519Verifier, Identity
 from node.home.config import NodeConfig
-from node.runtime.admission import Admission, TxAdmission, Waiters
+from node.runtime.admission import Admission, TxAdmission, Waiters, verify_workers
 from node.runtime.blocks import Blocks
 from node.runtime.clock import Clock, LoopClock, TimerHandle
 from node.runtime.history import History
@@ -106,7 +106,8 @@ class Node:
         self.proposer = Proposer(blocks=self.blocks, proposer_id=identity.public_key, clock=self.clock,
                                  now_ms=lambda: self.clock_ms(), metrics=self.metrics, ready=self._proposal_ready)
         self.admission = TxAdmission(chain_id=self.chain_id, store=store, mempool=self.mempool,
-                                     state_reader=self.blocks.state_reader, admitted=self._admitted)
+                                     state_reader=self.blocks.state_reader, admitted=self._admitted,
+                                     workers=verify_workers(config.node.verify_workers))
         self.waiters = Waiters(store)
         # nonces of what this node signs with its own key (node/runtime/own_nonces.py)
         self.own_nonces = OwnNonces(identity.public_key, self.blocks.state_reader, lambda: self.clock_ms())

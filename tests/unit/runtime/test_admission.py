@@ -97,3 +97,50 @@ def test_a_strangers_or_forgers_costly_body_is_not_checked(cluster: Cluster, mon
     assert verdict.error == "bad_signature" and checked == []
     [verdict] = cluster.nodes[0].admit([wire(propose(institution))])
     assert verdict.error is None and len(checked) == 1  # its own: checked, once
+
+
+def test_parallel_verification_gives_every_verdict_one_worker_gives():
+    """A mixed batch (valid registrations and follow-ups, forged signatures, strangers, duplicates)
+    is admitted alike on one verification thread and on four, in the same order; a stranger's
+    signature is never checked in the parallel pass."""
+    from unittest import mock
+
+    from node.chain import tx as tx_module
+
+    batch: list[list[object]] = []
+    for n in range(60):
+        who = Identity.from_seed(sha256(b"parallel/%d" % n))
+        register = Transaction.create(who, chain_id=CHAIN, type="identity.register", nonce=1, body={"role": "patient"})
+        follow = Transaction.create(who, chain_id=CHAIN, type="consent.breakglass", nonce=2, body={"opt_out": True})
+        batch += [wire(register), with_bad_signature(follow) if n % 7 == 0 else wire(follow)]
+        if n % 11 == 0:
+            stranger = Identity.from_seed(sha256(b"stranger/%d" % n))
+            batch.append(wire(Transaction.create(stranger, chain_id=CHAIN, type="consent.breakglass", nonce=2,
+                                                 body={"opt_out": True})))
+        if n % 13 == 0:
+            batch.append(wire(register))  # a duplicate within the batch
+    outcomes = []
+    for workers in (1, 4):
+        c = Cluster(4, config={"node": {"verify_workers": workers}})
+        c.start()
+        try:
+            assert c.nodes[0].admission.workers == workers
+            checked: list[bytes] = []
+            real = tx_module.signature_holds
+
+            def spy(tx: Transaction) -> bool:
+                checked.append(tx.sender)
+                return real(tx)
+
+            with mock.patch("node.runtime.admission.signature_holds", spy):
+                verdicts = c.nodes[0].admit(batch)
+            outcomes.append([(v.hash, v.error, v.duplicate) for v in verdicts])
+            if workers > 1:
+                assert checked, "the batch was verified in the parallel pass"
+                strangers = {Identity.from_seed(sha256(b"stranger/%d" % n)).public_key for n in range(0, 60, 11)}
+                assert not strangers & set(checked)
+        finally:
+            c.stop()
+    assert outcomes[0] == outcomes[1]
+    errors = [e for _, e, _ in outcomes[0]]
+    assert errors.count("bad_signature") == 9 and errors.count("not_registered") == 6
