@@ -51,12 +51,22 @@ class NodeUnreachable(ClientError):
 class ApiError(ClientError):
     """The node answered with an error: `status` (HTTP), `code`, `message`."""
 
-    def __init__(self, status: int, code: str, message: str, body: dict[str, Any] | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, body: dict[str, Any] | None = None,
+                 retry_after: float | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.status = status
         self.code = code
         self.message = message
         self.body = body or {}
+        self.retry_after = retry_after  # seconds, from the answer's Retry-After (429, 503)
+
+
+def _seconds(value: str | None) -> float | None:
+    """A Retry-After of delta-seconds (an HTTP date is not used by the nodes), bounded."""
+    try:
+        return min(60.0, max(0.0, float(value))) if value is not None else None
+    except ValueError:
+        return None
 
 
 class Client:
@@ -105,7 +115,8 @@ class Client:
                 doc = {}
             if not isinstance(doc, dict):
                 doc = {}
-            raise ApiError(exc.code, str(doc.get("error", f"http_{exc.code}")), str(doc.get("message", exc.reason)), doc) from None
+            raise ApiError(exc.code, str(doc.get("error", f"http_{exc.code}")), str(doc.get("message", exc.reason)), doc,
+                           _seconds(exc.headers.get("Retry-After"))) from None
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise NodeUnreachable(f"cannot reach the node at {self.base_url}: {reason}") from None
@@ -197,9 +208,32 @@ class Client:
         """Submit one transaction; return {"hash", "status": "pending"} or raise ApiError."""
         return self._request("POST", "/v1/txs", tx.encoded, "application/msgpack")
 
-    def submit_many(self, txs: list[Transaction]) -> dict[str, Any]:
-        payload = canonical([_value_of(t) for t in txs])
-        return self._request("POST", "/v1/txs", payload, "application/msgpack")
+    def submit_many(self, txs: list[Transaction], *, overload_timeout: float = 60.0) -> dict[str, Any]:
+        """Submit a batch; when the node's mempool is full (503 with Retry-After) wait as it asks
+        and send the refused ones again, until `overload_timeout` passes. The answer has one
+        result per transaction, in order."""
+        deadline = time.monotonic() + overload_timeout
+        results: list[dict[str, Any] | None] = [None] * len(txs)
+        todo = list(range(len(txs)))
+        wait = 1.0
+        while True:
+            payload = canonical([_value_of(txs[i]) for i in todo])
+            try:
+                doc = self._request("POST", "/v1/txs", payload, "application/msgpack")
+                full = False
+            except ApiError as exc:
+                if exc.status != 503 or "results" not in exc.body:
+                    raise
+                doc, full, wait = exc.body, True, exc.retry_after or 1.0
+            for i, r in zip(todo, doc["results"], strict=True):
+                results[i] = r
+            todo = [i for i in todo if (results[i] or {}).get("error") == "mempool_full"]
+            if not full or not todo or time.monotonic() >= deadline:
+                break
+            time.sleep(min(max(0.05, wait), max(0.05, deadline - time.monotonic())))  # as the node asked
+        done = [r or {} for r in results]
+        accepted = sum(1 for r in done if "error" not in r)
+        return {"accepted": accepted, "rejected": len(done) - accepted, "results": done}
 
     def wait(self, tx_hash: str, timeout: float = 30.0) -> dict[str, Any]:
         """Wait until the transaction is committed (or the timeout passes); return its status."""

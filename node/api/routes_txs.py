@@ -2,7 +2,8 @@
 
 A body holds one transaction or an array of them (msgpack); each is admitted by the runtime, which
 checks it once. One refused transaction answers with its code and the status in `ADMISSION_STATUS`;
-a batch answers 202 with a result per transaction. `?wait=` long-polls for the commit.
+a batch answers 202 with a result per transaction, or 503 with `Retry-After` when the mempool was
+full for some of them (the admitted ones have their hash in the results; send the others again). `?wait=` long-polls for the commit.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from node.chain.tx import decode_tx
 from node.core.encoding import DecodeError, decode
 from node.core.merkle import inclusion_proof, leaf_hash, verify_inclusion
 
+RETRY_AFTER_S = 1  # what a full mempool asks a client to wait before sending its refused transactions again
 ADMISSION_STATUS = {"mempool_full": 503, "already_committed": 409, "nonce_replayed": 409, "already_registered": 409,
                     "not_registered": 403, "sender_limit": 429}
 """HTTP status of a refused single transaction by its code (others are 400)."""
@@ -57,7 +59,7 @@ async def post_txs(request: web.Request) -> web.Response:
         r = results[0]
         if r.error is not None:
             status = ADMISSION_STATUS.get(r.error, 400)
-            headers = {"Retry-After": "1"} if status == 429 else None
+            headers = {"Retry-After": str(RETRY_AFTER_S)} if status in (429, 503) else None
             raise ApiError(status, r.error, r.message, headers=headers, **({"hash": r.hash.hex()} if r.hash else {}))
         wait = request.query.get("wait")
         if wait is not None and r.hash is not None:
@@ -65,8 +67,13 @@ async def post_txs(request: web.Request) -> web.Response:
             return json_response(node.tx_status(r.hash), status=200)
         return json_response(rendered[0], status=202)
     accepted = sum(1 for r in results if r.error is None)
-    return json_response({"accepted": accepted, "rejected": len(results) - accepted, "results": rendered},
-                         status=202 if accepted else 400)
+    doc = {"accepted": accepted, "rejected": len(results) - accepted, "results": rendered}
+    if any(r.error == "mempool_full" for r in results):
+        # overload: what was admitted is in `results` (with its hash); the rest may come again
+        response = json_response(doc, status=503)
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
+    return json_response(doc, status=202 if accepted else 400)
 
 
 async def get_tx(request: web.Request) -> web.Response:

@@ -48,7 +48,8 @@ from node.commands.output import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, emi
 @click.option("--per-bundle", "fhir_per_bundle", default=5, show_default=True, type=click.IntRange(1, 100),
               help="With --fhir: patients per transaction Bundle.")
 @click.option("--workers", "verify_workers", default=None, type=click.IntRange(1, 256),
-              help="With --nodes: threads each node verifies signatures on ([node] verify_workers; default one per core).")
+              help="With --nodes: threads each node verifies signatures on ([node] verify_workers); default: this "
+              "machine's cores shared among the nodes.")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for every commit.")
 @json_option
 def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | None, rate: float, mix: bool, tx_bytes: int,
@@ -63,7 +64,8 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | Non
     was sent to. In the same run it measures this machine's Ed25519 verification rate and
     reports the ceiling limit_tx_per_s = cores x verify_per_s / nodes (every node verifies every
     transaction once) and ratio = tx_per_s / limit_tx_per_s; `workers` is how many threads each
-    node verifies on (--workers, default one per core), `cores` the machine's.
+    node verifies on (--workers; by default the machine's cores shared among the nodes it starts),
+    `cores` the machine's.
 
     With --fhir N it loads N patients' FHIR transaction Bundles (Synthea-shaped, seeded) through
     the FHIR API of every node at once, each resource validated, encrypted, stored by its custodian

@@ -188,6 +188,7 @@ async def run_bench(cfg: BenchConfig, progress: Callable[[int, int], None] | Non
 
         followers = [asyncio.create_task(follow(i)) for i in range(len(targets))]
         sem = asyncio.Semaphore(cfg.in_flight * len(targets))
+        overloaded = {"retries": 0}  # batches sent again after a 503 with Retry-After
 
         async def send(bi: int, batch: Sequence[Transaction]) -> None:
             nonlocal failed
@@ -198,14 +199,32 @@ async def run_bench(cfg: BenchConfig, progress: Callable[[int, int], None] | Non
                 for t in batch:
                     sent_at[t.hash] = now
                     target_of[t.hash] = ti
-                try:
-                    async with session.post(targets[ti] + "/v1/txs", data=body, headers={"Content-Type": "application/msgpack"}) as resp:
-                        doc = await resp.json()
-                    failed += sum(1 for r in doc.get("results", []) if "error" in r and not r.get("hash"))
+                pending = list(batch)
+                give_up = time.perf_counter() + cfg.timeout_s
+                while pending:
+                    try:
+                        async with session.post(targets[ti] + "/v1/txs", data=body,
+                                                headers={"Content-Type": "application/msgpack"}) as resp:
+                            doc = await resp.json()
+                            retry_after = resp.headers.get("Retry-After") if resp.status == 503 else None
+                    except (aiohttp.ClientError, asyncio.TimeoutError):
+                        failed += len(pending)
+                        break
                     if "results" not in doc:
-                        failed += len(batch)
-                except (aiohttp.ClientError, asyncio.TimeoutError):
-                    failed += len(batch)
+                        failed += len(pending)
+                        break
+                    full = [t for t, r in zip(pending, doc["results"]) if r.get("error") == "mempool_full"]
+                    failed += sum(1 for r in doc["results"] if "error" in r and not r.get("hash")) - len(full)
+                    if not full:
+                        break
+                    if retry_after is None or time.perf_counter() >= give_up:  # refused for good
+                        failed += len(full)
+                        break
+                    # the node is overloaded: wait as it asks, then send the refused ones again
+                    overloaded["retries"] += 1
+                    await asyncio.sleep(min(60.0, max(0.05, float(retry_after))))
+                    pending = full
+                    body = canonical([[t.chain_id, t.type, t.sender, t.nonce, t.body, t.signature] for t in pending])
 
         senders = []
         for bi, batch in enumerate(batches):
@@ -248,6 +267,7 @@ async def run_bench(cfg: BenchConfig, progress: Callable[[int, int], None] | Non
         "latency_ms_p99": round(percentile(lat, 99), 1),
         "results": dict(sorted(outcomes.items())),
         "view_changes": view_changes,  # the most any node went through during the run
+        "overload_retries": overloaded["retries"],  # batches a full mempool asked to send again (503, Retry-After)
     }
 
 

@@ -58,6 +58,14 @@ class BenchRun:
     workers: int | None = None  # with own_nodes: each node's verification threads (None: its default, one per core)
 
 
+def bench_workers(run: BenchRun) -> int:
+    """The verification threads of each node the bench starts: --workers, else this machine's
+    cores shared among the nodes (four validators on two cores: one each)."""
+    if run.workers is not None:
+        return run.workers
+    return max(1, (os.cpu_count() or 1) // max(1, run.own_nodes or 1))
+
+
 class TargetsUnreachable(BenchError):
     """The measurement failed on an OSError: the targets could not be reached."""
 
@@ -135,8 +143,8 @@ def run_benchmark(run: BenchRun, *, institution_key: Callable[[], Identity],
         if run.own_nodes:
             assert scratch is not None
             env = interval_env(run.snapshot_interval) if run.join else {}
-            if run.workers is not None:
-                env = {**env, "MEDLEDGER_NODE_VERIFY_WORKERS": str(run.workers)}
+            # the nodes share this machine's cores: by default each verifies on its share of them
+            env = {**env, "MEDLEDGER_NODE_VERIFY_WORKERS": str(bench_workers(run))}
             cluster = Cluster.create(Path(scratch.name), run.own_nodes, extra_env=env)
             cluster.start()
             try:
@@ -209,9 +217,7 @@ def run_benchmark(run: BenchRun, *, institution_key: Callable[[], Identity],
             raise TargetsUnreachable(str(exc)) from exc
         result["peak_rss_mb"], result["peak_rss_anon_mb"] = asyncio.run(node_peak_rss(urls))
         if run.own_nodes:  # the nodes' verification threads (node/runtime/admission.py verify_workers)
-            from node.runtime.admission import verify_workers
-
-            result["workers"] = verify_workers(run.workers or 0)
+            result["workers"] = bench_workers(run)
         return result
     finally:
         if cluster is not None:
