@@ -40,6 +40,7 @@ MAX_SITES = 32
 MAX_INVESTIGATORS = 64
 MAX_VERSIONS = 64
 MAX_SUBMISSIONS = 100_000  # per trial: the lock reads them all once
+MAX_QUERIES = 32  # feasibility queries per trial: many counts could be differenced to single out a patient
 
 
 def trial_key(trial: str) -> bytes:

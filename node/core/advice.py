@@ -363,6 +363,8 @@ ADVICE: dict[str, str] = {
     "trial_exists": "A trial with that id is registered already; choose another id.",
     "unknown_trial": "No trial with that id on the ledger; check the id the sponsor registered.",
     "not_the_sponsor": "Only the trial's sponsor institution does this; use its key.",
+    "too_many_queries": "A trial asks at most 32 feasibility queries (their counts could otherwise be differenced to "
+                        "single out a patient); use the counts already on the ledger.",
     "query_exists": "That feasibility query was asked already; ask again with a fresh query id.",
     "unknown_query": "The sponsor asked no such feasibility query.",
     "already_answered": "This site answered that query already.",

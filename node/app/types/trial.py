@@ -182,6 +182,12 @@ def _feasibility(ctx: ExecContext) -> None:
     key = trials.query_key(body["trial"], body["query"])
     if ctx.state.get(key) is not None:
         raise ExecFailed("query_exists", "this query was asked already; use a fresh query id")
+    # counts of many queries could be differenced to learn about one patient: a trial asks few,
+    # each on the chain for everyone to see
+    if found.get("queries", 0) >= trials.MAX_QUERIES:
+        raise ExecFailed("too_many_queries", f"a trial asks at most {trials.MAX_QUERIES} feasibility queries")
+    found["queries"] = found.get("queries", 0) + 1
+    write(ctx, trials.trial_key(body["trial"]), found)
     write(ctx, key, {"height": ctx.height, "time_ms": ctx.timestamp_ms, "threshold": found["threshold"], "counts": {}})
 
 

@@ -102,6 +102,9 @@ def test_feasibility_counts_hide_small_numbers(world):
     answers = read(ledger.state, trials.query_key(T, query))["counts"]
     assert answers == {a.public_key.hex(): {"count": 42}, b.public_key.hex(): {"fewer_than": 10}}
     assert ledger.send(a, "trial.invited", {"trial": T, "count": 42}) == "ok"
+    for n in range(trials.MAX_QUERIES - 1):  # the first was asked above
+        assert ledger.send(sponsor, "trial.feasibility", {"trial": T, "query": sha256(b"q-more-%d" % n)}) == "ok"
+    assert ledger.send(sponsor, "trial.feasibility", {"trial": T, "query": sha256(b"one too many")}) == "too_many_queries"
     assert trials.load_trial(ledger.state, T)["invited"] == {a.public_key.hex(): 42}
 
 
