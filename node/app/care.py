@@ -137,6 +137,8 @@ def _order_for(ctx: ExecContext, body: dict[str, Any], author_institution: bytes
     if "erased_ms" in order:
         raise ExecFailed("erased", "the order was erased at the patient's request")
     state = workflow(ctx.state, body["based_on"])
+    if state is None and order["resource_type"] == "MedicationRequest":
+        state = {"status": ACTIVE}  # never dispensed yet
     if state is None:
         raise ExecFailed("workflow_mismatch", "based_on names a record that is no order of a workflow "
                          "(a ServiceRequest without a recipient, or a Claim without a payer)")
@@ -194,7 +196,9 @@ def apply_add(ctx: ExecContext, body: dict[str, Any], record_id: bytes) -> dict[
             meta["until_ms"] = body["until_ms"]
         write(ctx, keys.WORKFLOW + record_id, {"status": ACTIVE, "kind": "order" if kind in ORDER_KINDS else "referral"})
     if rtype == "MedicationRequest":
-        write(ctx, keys.WORKFLOW + record_id, {"status": ACTIVE})
+        # a prescription is active until dispensed: its state is written only then, so a
+        # MedicationRequest added as before workflows writes what it always wrote (old chains
+        # replay to the same roots); only a nomination (new) adds an inbox entry
         pharmacy = nominated(ctx.state, patient, "pharmacy")
         if pharmacy is not None:
             to_inbox(ctx, pharmacy, record_id)

@@ -73,6 +73,8 @@ def record(state: StateReader, record_id: bytes) -> JSON | None:
         return None
     out = {"id": _hex(record_id), "erased": "erased_ms" in value, "contested": "contested_ms" in value, **jsonable(value)}
     state_of = _care.workflow(state, record_id)
+    if state_of is None and value["resource_type"] == "MedicationRequest":
+        state_of = {"status": _care.ACTIVE}  # a prescription is active until dispensed (nothing stored)
     if state_of is not None:
         out["workflow"] = jsonable(state_of)
     return out

@@ -83,6 +83,22 @@ def test_prescription_goes_to_the_nominated_pharmacy_and_is_dispensed_once(care)
     assert events.count("standing.granted") == 1 and events.count("standing.revoked") == 1
 
 
+def test_a_prescription_written_as_before_workflows_writes_what_it_wrote_then(care):
+    """Without a nomination a MedicationRequest's record.add stores no workflow state (a chain
+    of that time replays to the same roots); it reads as active, and dispensing it still works."""
+    from node.app import keys
+
+    ledger, pat = care["ledger"], care["pat"]
+    assert put(ledger, care["doc"], pat, "old-rx", "MedicationRequest", "A") == "ok"
+    assert list(ledger.state.items(keys.WORKFLOW)) == [] and list(ledger.state.items(keys.INBOX)) == []
+    assert queries.record(ledger.state, rid("old-rx"))["workflow"] == {"status": "active"}
+    assert ledger.send(pat, "standing.grant", {"permission": "pharmacy", "institution": ident("C").public_key}) == "ok"
+    assert put(ledger, care["pharm"], pat, "old-disp", "MedicationDispense", "C", based_on=rid("old-rx")) == "ok"
+    assert queries.record(ledger.state, rid("old-rx"))["workflow"]["status"] == "completed"
+    assert put(ledger, care["pharm"], pat, "old-disp-2", "MedicationDispense", "C", based_on=rid("old-rx")) \
+        == "already_dispensed"
+
+
 def test_a_nomination_names_an_institution_of_the_right_kind(care):
     ledger, pat = care["ledger"], care["pat"]
     assert ledger.send(pat, "standing.grant", {"permission": "pharmacy", "institution": ident("D").public_key}) == "kind_mismatch"
