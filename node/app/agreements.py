@@ -60,9 +60,6 @@ def check_agreement_id(value: Any) -> None:
     if not isinstance(value, str) or not _AGREEMENT_ID.fullmatch(value):
         raise TxRejected("invalid_agreement_id",
                          "an agreement id is 1-64 characters of A-Z a-z 0-9 . _ - (starting with a letter or digit)")
-    if value.startswith("standing."):  # the protocol's standing policies are named so (node/app/standing.py)
-        raise TxRejected("invalid_agreement_id", "agreement ids starting with 'standing.' are reserved for the "
-                         "protocol's standing policies")
 
 
 def check_version(value: Any) -> None:
@@ -131,7 +128,6 @@ def check_stored_policy(policy: Any) -> bytes:
         if not _LITERAL.fullmatch(literal):
             raise AgreementRefused("policy_free_text", f"string {literal[:32]!r} is not a code or an id: an agreement's "
                                                        "strings are codes and ids only (A-Z a-z 0-9 . _ : @ -)")
-    check_not_widening(doc["statements"])
     return hashlib.sha256(raw).digest()
 
 
@@ -139,6 +135,22 @@ def check_stored_policy(policy: Any) -> bytes:
 # emergency read is break-glass (flagged, limited, reviewed), research data leaves only as a
 # de-identified extract
 CLOSED_PURPOSES = ("emergency", "research")
+
+
+def check_new_agreement(agreement_id: str, policy: str, purposes: Iterable[str]) -> None:
+    """The rules a node applies to a new proposal on top of the body's checks (the admission of
+    `agreement.propose`; node/app/registry.py `check_admission`): no id of the protocol's
+    standing policies, no permit that reads as widening access, no purpose that has its own path.
+    `AgreementRefused` otherwise."""
+    if agreement_id.startswith("standing."):  # the protocol's standing policies are named so (node/app/standing.py)
+        raise AgreementRefused("invalid_agreement_id", "agreement ids starting with 'standing.' are reserved for the "
+                               "protocol's standing policies")
+    for purpose in purposes:
+        if purpose in CLOSED_PURPOSES:
+            raise AgreementRefused("policy_widens", f"an agreement governs treatment, payment or operations, not "
+                                   f"{purpose}: an emergency read is break-glass, research data leaves only as a "
+                                   "de-identified extract")
+    check_not_widening(json.loads(policy)["statements"])
 
 
 def check_not_widening(statements: list[dict[str, Any]]) -> None:

@@ -51,10 +51,17 @@ class ExecContext:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TxType:
+    """`check_admission`, when given, holds rules a node applies to a new submission on top of
+    `check_body`, but not to a block it validates: guards that tell a client early that what it
+    sends is pointless or confusing (an agreement's permit that reads as widening access), which
+    a block holding such a transaction does no harm by carrying, and which a chain written before
+    the rule must still replay past."""
+
     name: str
     summary: str
     check_body: Callable[[Transaction], None]
     execute: Callable[[ExecContext], str | None]
+    check_admission: Callable[[Transaction], None] | None = None
 
 
 _REGISTRY: dict[str, TxType] = {}
@@ -99,6 +106,14 @@ def check_tx_body(tx: Transaction) -> TxType:
     """Stateless check of a transaction's type and body; raise TxRejected if invalid."""
     tx_type = known_type(tx)
     tx_type.check_body(tx)
+    return tx_type
+
+
+def check_admission(tx: Transaction) -> TxType:
+    """`check_tx_body` and the type's admission-only rules: what a node asks of a new submission."""
+    tx_type = check_tx_body(tx)
+    if tx_type.check_admission is not None:
+        tx_type.check_admission(tx)
     return tx_type
 
 

@@ -7,6 +7,7 @@ co-signs a version by its policy digest, `revoke` ends one, `show` prints one.""
 from __future__ import annotations
 
 from pathlib import Path
+import json
 from typing import Any
 
 import click
@@ -59,11 +60,13 @@ def policy_check(file: Path, as_json: bool) -> None:
 def _agreement_errors(text: str) -> list[Any]:
     """What `agreement.propose` would refuse of a valid policy besides the engine's checks: a
     Patient or Record named, free text, a permit that reads as widening access."""
-    from node.app.agreements import check_stored_policy
+    from node.app.agreements import check_not_widening, check_stored_policy
     from node.app.policies.check import PolicyError, PolicyRefused, canonical_form
 
     try:
-        check_stored_policy(canonical_form(text))
+        canonical = canonical_form(text)
+        check_stored_policy(canonical)
+        check_not_widening(json.loads(canonical)["statements"])
     except PolicyRefused as exc:
         return [PolicyError(exc.code, exc.message)]
     return []

@@ -171,6 +171,8 @@ class TxAdmission:
             elif not signature_ok:
                 raise TxRejected("bad_signature", "the signature does not match the sender and contents")
             tx_type.check_body(tx)
+            if tx_type.check_admission is not None:  # rules for new submissions only (registry.py)
+                tx_type.check_admission(tx)
             self.mempool.add(tx)
         except TxRejected as exc:
             return Admission(None, exc.code, exc.message)

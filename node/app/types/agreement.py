@@ -58,9 +58,6 @@ def _check_propose(tx: Transaction) -> None:
         raise TxRejected("invalid_purpose", "an agreement names at least one purpose")
     for p in purposes:
         check_purpose(p)
-        if p in ag.CLOSED_PURPOSES:
-            raise TxRejected("policy_widens", f"an agreement governs treatment, payment or operations, not {p}: an "
-                             "emergency read is break-glass, research data leaves only as a de-identified extract")
     if "valid_until_ms" in body:
         check_time(body, "valid_until_ms")
     try:
@@ -178,8 +175,17 @@ def _execute_revoke(ctx: ExecContext) -> None:
     write(ctx, keys.agreement(agreement_id, value["version"]), value)
 
 
+def _admit_propose(tx: Transaction) -> None:
+    """What a node asks of a new proposal besides its body (registry.check_admission)."""
+    try:
+        ag.check_new_agreement(tx.body["agreement"], tx.body["policy"], tx.body["purposes"])
+    except PolicyRefused as exc:
+        raise TxRejected(exc.code, exc.message) from None
+
+
 AGREEMENT_PROPOSE = register(
     TxType(name="agreement.propose", summary="an institution proposes a data-sharing agreement (a Cedar policy)",
+           check_admission=_admit_propose,
            check_body=_check_propose, execute=_execute_propose)
 )
 AGREEMENT_SIGN = register(

@@ -12,7 +12,7 @@ import pytest
 from node.app import agreements as ag
 from node.app import queries
 from node.app.policies.check import PolicyRefused, canonical_form, policy_digest
-from node.app.registry import check_tx_body
+from node.app.registry import check_admission
 from node.chain.tx import TxRejected
 from node.core.crypto import Identity
 
@@ -25,10 +25,11 @@ A, B, C, D = (ident(n) for n in "ABCD")
 
 
 def checked(ledger: Ledger, who: Identity, type_: str, body: dict[str, Any]) -> str:
-    """The refusal at admission (the body's check), else the result in its own block."""
+    """The refusal at admission (the body's check and the admission-only rules), else the result
+    in its own block."""
     tx = ledger.tx(who, type_, body)
     try:
-        check_tx_body(tx)
+        check_admission(tx)
     except TxRejected as exc:
         return exc.code
     return ledger.block(tx, verify=True)[0]
@@ -105,13 +106,18 @@ def test_a_policy_that_reads_as_widening_access_is_refused():
     ledger = Ledger()
     everything = canonical_form("permit (principal, action, resource);")
     assert propose(ledger, policy=everything) == "policy_widens"
+    assert propose(ledger, agreement="standing.nominated-pharmacy") == "invalid_agreement_id"  # the protocol's names
     for closed in ("emergency", "research"):
         text = canonical_form(f'permit (principal, action, resource) when {{ context.purpose == "{closed}" }};')
         assert propose(ledger, policy=text) == "policy_widens", closed
         assert propose(ledger, purposes=[closed]) == "policy_widens", closed
     with pytest.raises(PolicyRefused) as refused:
-        ag.check_stored_policy(everything)
+        ag.check_new_agreement("x", everything, ["treatment"])
     assert "never grants beyond the patient's consent" in refused.value.message
+    # an admission rule, not a block's: a chain that holds such a proposal from before still replays
+    tx = ledger.tx(A, "agreement.propose", {"agreement": "old-wide", "version": 1, "parties": parties(A, B),
+                                            "purposes": ["treatment"], "policy": everything})
+    assert ledger.block(tx, verify=True) == ["ok"]
     # a forbid may say anything (it only narrows), and a scoped permit routes
     assert propose(ledger, policy=canonical_form('forbid (principal, action, resource) when '
                                                  '{ context.purpose == "emergency" };')) == "ok"
