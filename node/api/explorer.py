@@ -76,7 +76,8 @@ def concerned_patients(state: StateReader, tx: Transaction) -> set[bytes]:
     if tx.type == "identity.register":
         if body.get("role") == PATIENT:
             out.add(tx.sender)
-    elif tx.type in ("consent.grant", "consent.revoke", "consent.breakglass", "patient.set_guardian", "record.erase"):
+    elif tx.type in ("consent.grant", "consent.revoke", "consent.breakglass", "patient.set_guardian", "record.erase",
+                     "standing.grant", "standing.revoke", "request.accept"):
         out.add(_as_key(body.get("on_behalf_of")) or tx.sender)
     elif tx.type == "record.add":
         patient = _as_key(body.get("patient"))
@@ -86,7 +87,7 @@ def concerned_patients(state: StateReader, tx: Transaction) -> set[bytes]:
         patients = body.get("patients")
         if isinstance(patients, list):
             out.update(p for p in patients if _as_key(p))
-    if tx.type in ("record.erase", "access.request"):
+    if tx.type in ("record.erase", "access.request", "request.accept"):
         record = _as_key(body.get("record"))
         found = queries.record(state, record) if record else None
         patient = _hex_key(found.get("patient")) if found else None

@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
+from node.client import HealthClient
 from node.devtools.cluster import Cluster
 from tests.helpers import ROOT, wait_until
 
@@ -212,3 +213,34 @@ def test_lab_order_and_result_to_the_orderer(net: Net) -> None:
     assert got["conclusion"] == json.loads((EXAMPLES / "diagnosticreport.json").read_text())["conclusion"]
     code, other = net.read("doc2", HOSPITAL, report["record_id"])  # a colleague who did not order it
     assert code == 1 and net.decision(other)[:2] == ("denied", "no_consent")
+
+
+def test_strangers_are_refused_and_anonymous_readers_see_no_nomination(net: Net) -> None:
+    """Who else could call the new reads: another pharmacy's staff, the patient, a physician, an
+    anonymous reader. Each is refused; a nomination's body stays withheld in the public explorer."""
+    from node.client import ApiError
+    from node.home.keys import load_key_file
+
+    def key(name: str) -> Any:
+        return load_key_file(Path(net.keys[name]))
+
+    pharmacy = HealthClient(net.url[PHARMACY])
+    for reader in ("pharm2", "pat", "doc"):  # not staff of the pharmacy
+        with pytest.raises(ApiError) as refused:
+            pharmacy.inbox(key(reader), net.inst[PHARMACY])
+        assert refused.value.status == 403, reader
+    with pytest.raises(ApiError) as unsigned:
+        pharmacy.get(f"/v1/institutions/{net.inst[PHARMACY]}/inbox")
+    assert unsigned.value.status == 401
+    with pytest.raises(ApiError) as refused:
+        HealthClient(net.url[HOSPITAL]).standing(key("doc"), net.pat)
+    assert refused.value.status == 403
+    # the patient's nomination on the chain: its body is the patient's, withheld from anyone else
+    nominated = ok("care", "nominate", "--key", net.keys["pat"], "--pharmacy", net.inst[PHARMACY], "--node", net.url[HOSPITAL])
+    public = HealthClient(net.url[CLINIC]).block(nominated["height"])
+    tx = next(t for t in public["txs"] if t["hash"] == nominated["tx_hash"])
+    assert "body" not in tx and net.inst[PHARMACY] not in json.dumps(tx)
+    other = HealthClient(net.url[CLINIC]).block(nominated["height"], signer=key("pharm2"))
+    assert "body" not in next(t for t in other["txs"] if t["hash"] == nominated["tx_hash"])
+    mine = HealthClient(net.url[CLINIC]).block(nominated["height"], signer=key("pat"))
+    assert next(t for t in mine["txs"] if t["hash"] == nominated["tx_hash"])["body"]["permission"] == "pharmacy"

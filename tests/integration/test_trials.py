@@ -154,6 +154,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
                    doctors=doctors)
 
 
+def hospital_invitees_first(truth: dict[int, set[bytes]]) -> str:
+    return sorted(truth[0])[0].hex()
+
+
 def patient_key(world: Any, patient: Identity) -> str:
     path = world["tmp"] / f"patient-{patient.id[:12]}.key"
     if not path.exists():
@@ -202,6 +206,26 @@ def test_a_trial_from_feasibility_to_a_verified_lock(world: Any) -> None:
     shown = ok("trial", "invitations", "--key", patient_key(world, accepter), "--node", url[0])["invitations"]
     assert [(i["trial"], i["registry_id"], i["status"]) for i in shown] == [(T, "NCT01234567", "open")]
     assert "metformin" in shown[0]["summary"]
+
+    # who else might call a site's trial routes: each is refused
+    from node.client import ApiError
+
+    def refused(call: Any) -> int:
+        with pytest.raises(ApiError) as answer:
+            call()
+        return answer.value.status
+
+    site = HealthClient(url[0])
+    stranger = Identity.generate()  # no identity on the ledger
+    assert refused(lambda: site.site_count(inst[0], T, feasibility["query"])) == 403  # a site, not the sponsor
+    assert refused(lambda: site.site_count(stranger, T, feasibility["query"])) == 403
+    assert refused(lambda: site.site_invite(inst[3], T, "")) == 403  # another institution
+    assert refused(lambda: site._request("POST", f"/v1/trials/{T}/invite", b"\x80", "application/msgpack")) == 401
+    assert refused(lambda: site.trial_export(inst[1], T)) == 403  # another site
+    someone = everyone[sorted(truth[1])[0]]  # invited at the clinic, not at the hospital
+    assert refused(lambda: site.trial_respond(someone, T, accept=True)) == 404
+    assert refused(lambda: site.get(f"/v1/patients/{hospital_invitees_first(truth)}/invitations", signer=someone)) == 403
+    assert refused(lambda: site._signed_post(world["doctors"][1], f"/v1/trials/{T}/submissions", {})) == 403
 
     # nothing the sponsor received names a patient or a pseudonym yet
     chain_id = HealthClient(url[2]).chain_id
