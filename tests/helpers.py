@@ -93,6 +93,27 @@ def cli_json(*args: str) -> Any:
     return json.loads(r.stdout)
 
 
+def cli_here(*args: str) -> tuple[int, Any]:
+    """`medledger ARGS --json` in this process (click's runner): its exit code and its JSON
+    answer, or its output when that is not JSON."""
+    from click.testing import CliRunner
+
+    from cli import main
+
+    result = CliRunner().invoke(main, [*args, "--json"], catch_exceptions=False)
+    try:
+        return result.exit_code, json.loads(result.stdout)
+    except ValueError:
+        return result.exit_code, result.output
+
+
+def cli_here_ok(*args: str) -> Any:
+    """The JSON answer of `cli_here`, which must succeed."""
+    code, doc = cli_here(*args)
+    assert code == 0, (args, doc)
+    return doc
+
+
 def wait_until(cond: Any, timeout: float, what: str) -> Any:
     """Poll `cond` until it returns something true (returned), failing after `timeout` seconds."""
     end = time.monotonic() + timeout

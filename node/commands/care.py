@@ -47,6 +47,15 @@ def _patient_of(node_url: str, key_file: str, passphrase_env: str | None, record
     return str(patient)
 
 
+def _fulfil(order: str, option: str, expect: tuple[str, ...], key_file: str, patient: str | None, resource_file: str,
+            subject: str | None, node_url: str, passphrase_env: str | None, as_json: bool) -> None:
+    """Write a record fulfilling `order` (dispense, pay, result): `based_on` it, for its patient."""
+    record_arg(order, option)
+    pid = _patient_of(node_url, key_file, passphrase_env, order, patient, option)
+    put_resource(key_file, pid, resource_file, subject, node_url, passphrase_env, as_json,
+                 workflow={"based_on": order}, expect=expect)
+
+
 @signed_command(care, "prescribe", "The prescribing physician's key.")
 @click.option("--patient", required=True, help="The patient's identity id.")
 @_file_options
@@ -76,10 +85,8 @@ def care_dispense(key_file: str, prescription: str, patient: str | None, resourc
     Example:
       medledger care dispense --key pharmacist.key --prescription <record id> --file docs/examples/medicationdispense.json --subject Patient/example
     """
-    record_arg(prescription, "--prescription")
-    pid = _patient_of(node_url, key_file, passphrase_env, prescription, patient, "--prescription")
-    put_resource(key_file, pid, resource_file, subject, node_url, passphrase_env, as_json,
-                 workflow={"based_on": prescription}, expect=("MedicationDispense",))
+    _fulfil(prescription, "--prescription", ("MedicationDispense",), key_file, patient, resource_file, subject, node_url,
+            passphrase_env, as_json)
 
 
 @signed_command(care, "claim", "The key of the hospital's staff member submitting the claim.")
@@ -118,10 +125,8 @@ def care_pay(key_file: str, claim_id: str, patient: str | None, resource_file: s
     Example:
       medledger care pay --key officer.key --claim <record id> --file docs/examples/claimresponse.json --subject Patient/example
     """
-    record_arg(claim_id, "--claim")
-    pid = _patient_of(node_url, key_file, passphrase_env, claim_id, patient, "--claim")
-    put_resource(key_file, pid, resource_file, subject, node_url, passphrase_env, as_json,
-                 workflow={"based_on": claim_id}, expect=("ClaimResponse",))
+    _fulfil(claim_id, "--claim", ("ClaimResponse",), key_file, patient, resource_file, subject, node_url, passphrase_env,
+            as_json)
 
 
 @signed_command(care, "refer", "The referring physician's key.")
@@ -184,10 +189,8 @@ def care_result(key_file: str, order_id: str, patient: str | None, resource_file
     Example:
       medledger care result --key tech.key --order <record id> --file docs/examples/diagnosticreport.json --subject Patient/example
     """
-    record_arg(order_id, "--order")
-    pid = _patient_of(node_url, key_file, passphrase_env, order_id, patient, "--order")
-    put_resource(key_file, pid, resource_file, subject, node_url, passphrase_env, as_json,
-                 workflow={"based_on": order_id}, expect=("DiagnosticReport", "Observation"))
+    _fulfil(order_id, "--order", ("DiagnosticReport", "Observation"), key_file, patient, resource_file, subject, node_url,
+            passphrase_env, as_json)
 
 
 @signed_command(care, "nominate", "The patient's (or guardian's) key.")

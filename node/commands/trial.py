@@ -314,8 +314,15 @@ def trial_submit(key_file: str, trial_id: str, pseudonym: str, resource_file: st
         resource = json.loads(_read(resource_file, "--file"))
     except ValueError as exc:
         fail(f"--file: not JSON: {exc}", EXIT_USAGE)
-    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-        fail("--file: a FHIR resource is a JSON object with a resourceType", EXIT_USAGE)
+    from node.records.fhir import FhirInvalid, parse_resource
+
+    try:
+        parse_resource(_read(resource_file, "--file"))
+    except FhirInvalid as exc:
+        fail(f"--file: {exc} (a FHIR R4 resource as JSON)", EXIT_USAGE)
+    named = [k for k in ("subject", "patient", "beneficiary") if k in resource]
+    if named:  # the pseudonym identifies the participant; a reference would link the data to a patient
+        fail(f"--file: trial data names no patient (remove {named[0]!r}): the pseudonym is the participant", EXIT_USAGE)
     investigator = load_identity(key_file, passphrase_env)
     result = run_client(lambda: HealthClient(node_url).trial_submit(investigator, trial_id, pseudonym, resource))
     report_tx(result, as_json, f"submission {result.get('submission')}")

@@ -74,16 +74,6 @@ def busy_block(client: HealthClient) -> int:
     return best
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        b = launch_chromium(p)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 def open_page(browser: Any, viewport: dict[str, int]) -> tuple[Any, Any, list[str]]:
     context = browser.new_context(viewport=viewport)
     pg = context.new_page()

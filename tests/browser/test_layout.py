@@ -47,16 +47,6 @@ def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, 
         yield cluster, populate(cluster, root)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        b = launch_chromium(p)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 class Pages:
     """New pages in their own contexts, each checked for JavaScript errors when closed."""
 

@@ -16,12 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from cli import main
 from node.client import HealthClient
 from node.devtools.cluster import Cluster
-from tests.helpers import ROOT, wait_until
+from tests.helpers import ROOT, cli_here, cli_here_ok, wait_until
 
 pytestmark = pytest.mark.slow
 KINDS = ["hospital", "clinic", "pharmacy", "insurer", "lab", "pharmacy"]
@@ -30,19 +28,7 @@ EXAMPLES = ROOT / "docs" / "examples"
 SUBJECT = ("--subject", "Patient/example")
 
 
-def run(*args: str) -> tuple[int, Any]:
-    """`medledger ARGS --json`: its exit code and its JSON answer (or its output when not JSON)."""
-    result = CliRunner().invoke(main, [*args, "--json"], catch_exceptions=False)
-    try:
-        return result.exit_code, json.loads(result.stdout)
-    except ValueError:
-        return result.exit_code, result.output
-
-
-def ok(*args: str) -> Any:
-    code, doc = run(*args)
-    assert code == 0, (args, doc)
-    return doc
+run, ok = cli_here, cli_here_ok
 
 
 class Net:

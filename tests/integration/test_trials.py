@@ -21,9 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from cli import main
 from node.app.trial_criteria import SYSTEMS, matches, parse
 from node.app.types.identity import attest
 from node.client import HealthClient, trial_pseudonym
@@ -32,6 +30,8 @@ from node.devtools.cluster import Cluster
 from node.home.keys import load_key_file, write_key_file
 from node.records.envelope import seal_record
 from node.records.protocol import Upload
+
+from tests.helpers import cli_here, cli_here_ok
 
 pytestmark = pytest.mark.slow
 T = "DIAB-RX-2027"
@@ -43,18 +43,7 @@ PER_SITE = 120
 DIABETES_SHARE = {0: 0.45, 1: 0.04}  # the clinic's share is small: its count stays under the threshold
 
 
-def run(*args: str) -> tuple[int, Any]:
-    result = CliRunner().invoke(main, [*args, "--json"], catch_exceptions=False)
-    try:
-        return result.exit_code, json.loads(result.stdout)
-    except ValueError:
-        return result.exit_code, result.output
-
-
-def ok(*args: str) -> Any:
-    code, doc = run(*args)
-    assert code == 0, (args, doc)
-    return doc
+run, ok = cli_here, cli_here_ok
 
 
 def person(rng: random.Random, site: int, pid: str) -> list[dict[str, Any]]:
