@@ -114,6 +114,8 @@ function renderWho(identity) {
     `For your safety you are signed out after ${durationWords(settings.idleMs)} without activity.`);
 }
 
+let pendingShown = null;
+
 function renderPending() {
   const items = [];
   for (const e of unreviewed(trail.entries)) {
@@ -140,6 +142,11 @@ function renderPending() {
     const li = invitationItem(inv, (accept) => answerInvitation(inv, li, accept));
     items.push(li);
   }
+  // The list is rebuilt only when what it says changes: a poll that finds the same items leaves
+  // the buttons (and the keyboard focus on them) where the patient is about to press them.
+  const shown = items.map((li) => li.outerHTML).join("");
+  if (shown === pendingShown && $("#pending").childElementCount) return;
+  pendingShown = shown;
   replace("#pending", items.length ? el("ul", { class: "pending-list", id: "pending-list" }, items)
     : el("p", { class: "empty", id: "pending-empty" }, "Nothing needs your attention."));
 }
@@ -287,6 +294,7 @@ async function acceptRequest(r, li) {
   } catch (exc) {
     showError("#action", exc);
   }
+  pendingShown = null; // the item shows its progress now: the next render puts the list back as it is
   await afterTransaction().catch((exc) => showError("#action", exc));
 }
 
@@ -301,6 +309,7 @@ async function answerInvitation(inv, li, accept) {
   } catch (exc) {
     showError("#action", exc);
   }
+  pendingShown = null; // the item shows its progress now: the next render puts the list back as it is
   await afterTransaction().catch((exc) => showError("#action", exc));
 }
 

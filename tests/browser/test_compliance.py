@@ -297,9 +297,10 @@ def test_an_unjustified_finding_can_suspend_the_practitioner(devnet, page):
     glass = at_clinic.request_access(karev, story.record_id, "emergency", "imminent_harm")
     assert glass["status"] == "committed" and glass["decision"]["rule"] == "breakglass", glass
     officer(page, story)
-    row = page.wait_for_selector(f"#breakglass-table tr[data-request='{glass['tx_hash']}']")
+    page.wait_for_selector(f"#breakglass-table tr[data-request='{glass['tx_hash']}']")
+    row = page.locator(f"#breakglass-table tr[data-request='{glass['tx_hash']}']")
     assert "Dr Karev" in row.text_content() and "clinic" in row.text_content()
-    row.query_selector("button.wb-review-open").click()
+    row.locator("button.wb-review-open").click()
     described = page.wait_for_selector("#review-fields").text_content()
     assert "imminent_harm: there is an imminent risk of serious harm" in described
     page.check("#review-form input[value=unjustified]")

@@ -142,7 +142,7 @@ def test_network_page_shows_institutions_by_kind_and_the_agreements_in_force(dev
         count = page.locator(f"#institutions .kind-group[data-kind='{kind}'] .inst-agreements").text_content()
         assert int(count) >= 1
     # the policy opens as text: the canonical form, pretty-printed, in a <pre> with no markup inside
-    row.query_selector("details.policy-details summary").click()
+    row.query_selector("details.policy-details summary").click()  # the page was just loaded: no refresh before 10 s
     pre = row.wait_for_selector("pre.policy:not(:text-is('loading…'))")
     assert json.loads(pre.text_content()) == json.loads(NOMINATION_POLICY)
     assert pre.evaluate("p => p.children.length") == 0
@@ -172,7 +172,8 @@ def test_explorer_opens_a_block_and_verifies_a_merkle_proof(devnet, page):
     _, story = devnet
     status = HealthClient(story.urls[0]).tx(story.consent_id)
     page.goto(story.urls[0] + "/ui/explorer.html")
-    page.wait_for_selector(f"#latest-blocks a.block-link:text-is('{status['height']}')").click()
+    page.wait_for_selector(f"#latest-blocks a.block-link:text-is('{status['height']}')")
+    page.locator(f"#latest-blocks a.block-link:text-is('{status['height']}')").click()  # the list refreshes itself
     page.wait_for_selector(f"#block-txs tr[data-tx='{story.consent_id}']")
     row = page.locator(f"#block-txs tr[data-tx='{story.consent_id}']")
     # a patient's transaction: the public explorer shows its hash and result, not its type or sender

@@ -182,17 +182,18 @@ def test_patient_gives_a_consent_from_the_page_then_withdraws_it(devnet: tuple[C
     assert found[consent_id]["status"] == "active" and found[consent_id]["grantee"] == clinic.id
     assert found[consent_id]["resource_types"] == ["MedicationRequest", "Observation"]
     assert found[consent_id]["valid_until"] == until_ms
-    row = page.wait_for_selector(f"#consent-table tr[data-consent='{consent_id}'][data-status='active']")
-    assert row.query_selector("td").text_content() == "The clinic"
+    page.wait_for_selector(f"#consent-table tr[data-consent='{consent_id}'][data-status='active']")
+    row = page.locator(f"#consent-table tr[data-consent='{consent_id}']")
+    assert row.locator("td").first.text_content() == "The clinic"
     page.wait_for_selector(f"#audit-table tr[data-tx='{consent_id}'][data-event='consent.granted']")
     assert "You allowed the clinic to read your test results and measurements, and prescriptions, for your care," \
            " until June 30, 2027." in trail_text(page)
 
     # withdrawn from the page, told what that does; the ledger shows it revoked
-    row.query_selector("button[data-action=revoke]").click()
-    effect = row.query_selector(".revoke-effect").text_content()
+    row.locator("button[data-action=revoke]").click()
+    effect = row.locator(".revoke-effect").text_content()
     assert "the clinic can no longer read your records under it" in effect and "What was already read stays with the reader" in effect
-    row.query_selector("button[data-action=confirm-revoke]").click()
+    row.locator("button[data-action=confirm-revoke]").click()
     revoked = page.wait_for_selector("#revoke-outcome")
     assert revoked.get_attribute("data-result") == "ok", revoked.text_content()
     status = client.tx(revoked.get_attribute("data-tx"), wait_s=10)
@@ -240,9 +241,10 @@ def test_new_events_appear_without_signing_in_again(devnet: tuple[Cluster, Story
     referral = {**REFERRAL, "subject": {"reference": f"Patient/{story.patient.id}"}}
     record_id = committed(HealthClient(story.urls[0]).put_record(dr_kim, story.patient.id, json.dumps(referral).encode(),
                                                                  workflow={"recipient": clinic.id, "until_ms": until_ms}))["record_id"]
-    item = page.wait_for_selector(f"#pending-list li[data-pending='request'][data-record='{record_id}']")
+    page.wait_for_selector(f"#pending-list li[data-pending='request'][data-record='{record_id}']")
+    item = page.locator(f"#pending-list li[data-pending='request'][data-record='{record_id}']")  # found again at each use
     assert item.text_content().startswith("A referral from Dr Kim (physician at the hospital) to the clinic waits for your answer")
-    item.query_selector("button[data-action=accept]").click()
+    item.locator("button[data-action=accept]").click()
     accepted = page.wait_for_selector("#accept-outcome")
     assert accepted.get_attribute("data-result") == "ok", accepted.text_content()
     page.wait_for_selector(f"#pending-list li[data-record='{record_id}']", state="detached")
