@@ -31,6 +31,7 @@ import os
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 
 import msgpack
 
@@ -55,6 +56,12 @@ P_WAL = b"w/"
 
 
 _SUM_MOD = 1 << 256
+# State values kept in memory after a read or a commit (None included: an absent key), so what
+# admission read of a sender (its identity, its nonce) is not read from LevelDB again when its
+# transaction executes, nor what one block wrote when the next reads it. Written through at each
+# commit, after the batch is on disk; at most this many entries (about 10 MB), the oldest half
+# dropped when full.
+STATE_CACHE_ENTRIES = 1 << 16
 CRASH_POINTS: tuple[str, ...] = ("commit-before-write", "commit-after-write", "wal-after-append")
 CRASH_EXIT_CODE = 86
 
@@ -88,6 +95,10 @@ class ChainStore:
     def __init__(self, kv: KeyValueStore) -> None:
         self.kv = kv
         self.crash_at: str | None = None  # test switch: see CRASH_POINTS
+        # the head (height, last hash, state root) and recent state values, as on disk: this
+        # class is the only writer of those keys (see STATE_CACHE_ENTRIES)
+        self._head: tuple[int, bytes, bytes] | None = None
+        self._state_cache: dict[bytes, bytes | None] = {}
         self._wal_seq = 0
         for key, _ in self.kv.iterate(P_WAL, reverse=True):
             self._wal_seq = _U64.unpack(key[len(P_WAL) + 8 :])[0] + 1
@@ -98,18 +109,40 @@ class ChainStore:
     def initialized(self) -> bool:
         return self.kv.get(K_GENESIS) is not None
 
+    def _read_head(self) -> tuple[int, bytes, bytes]:
+        if self._head is None:
+            raw = self.kv.get(K_HEIGHT)
+            self._head = (_U64.unpack(raw)[0] if raw else 0, self.kv.get(K_LAST_HASH) or bytes(32),
+                          self.kv.get(K_STATE_ROOT) or bytes(32))
+        return self._head
+
     @property
     def height(self) -> int:
-        raw = self.kv.get(K_HEIGHT)
-        return _U64.unpack(raw)[0] if raw else 0
+        return self._read_head()[0]
 
     @property
     def last_hash(self) -> bytes:
-        return self.kv.get(K_LAST_HASH) or bytes(32)
+        return self._read_head()[1]
 
     @property
     def state_root(self) -> bytes:
-        return self.kv.get(K_STATE_ROOT) or bytes(32)
+        return self._read_head()[2]
+
+    def _written(self, state_writes: Iterable[tuple[bytes, bytes | None]] = (), *, forget: bool = False) -> None:
+        """A batch that changed the head (and these state entries) is on disk: the caches follow."""
+        self._head = None
+        if forget:
+            self._state_cache.clear()
+        cache = self._state_cache
+        for key, value in state_writes:
+            cache[key] = value
+        self._trim()
+
+    def _trim(self) -> None:
+        cache = self._state_cache
+        if len(cache) > STATE_CACHE_ENTRIES:
+            for key in list(islice(cache, len(cache) - STATE_CACHE_ENTRIES // 2)):
+                del cache[key]
 
     @property
     def genesis_hash(self) -> bytes | None:
@@ -132,6 +165,7 @@ class ChainStore:
         batch.put(K_STATE_ROOT, state_root)
         batch.put(K_GENESIS, genesis_hash)
         self.kv.write(batch, sync=True)
+        self._written(forget=True)
 
     @property
     def base_height(self) -> int:
@@ -205,6 +239,7 @@ class ChainStore:
         batch.put(K_STATE_ROOT, state_root)
         batch.put(K_GENESIS, genesis_hash)
         self.kv.write(batch, sync=True)
+        self._written(forget=True)
         self.kv.flush()  # the node's first start then opens the store without replaying the load's log
 
     def take_state_checked(self) -> int | None:
@@ -254,7 +289,9 @@ class ChainStore:
         batch.put(K_LAST_HASH, block_hash)
         batch.put(K_STATE_ROOT, state_root)
         self._maybe_crash("commit-before-write")
+        self._head = None
         self.kv.write(batch, sync=True)
+        self._written(state_writes)
         self._maybe_crash("commit-after-write")
 
     def _maybe_crash(self, point: str) -> None:
@@ -272,7 +309,7 @@ class ChainStore:
             elif key in known:
                 old = known[key]
             else:
-                old = self.kv.get(P_STATE + key)
+                old = self.state_get(key)
             if old is not None:
                 total -= state_entry_sum(key, old)
             if value is not None:
@@ -320,7 +357,12 @@ class ChainStore:
 
     # -- state ------------------------------------------------------------------------------
     def state_get(self, key: bytes) -> bytes | None:
-        return self.kv.get(P_STATE + key)
+        cache = self._state_cache
+        if key in cache:
+            return cache[key]
+        value = cache[key] = self.kv.get(P_STATE + key)
+        self._trim()
+        return value
 
     def state_items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         n = len(P_STATE)

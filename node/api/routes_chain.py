@@ -108,6 +108,8 @@ async def get_commits(request: web.Request) -> web.Response:
         hashes = [sha256(t) for t in block.txs]
         entry["txs"] = [h.hex() for h in hashes]
         if with_results:
-            entry["results"] = [loc.result if (loc := node.store.tx_location(h)) else None for h in hashes]
+            known = node.blocks.results_of(height)
+            entry["results"] = list(known) if known is not None else [
+                loc.result if (loc := node.store.tx_location(h)) else None for h in hashes]
         blocks.append(entry)
     return json_response({"height": node.store.height, "blocks": blocks})

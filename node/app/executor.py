@@ -111,7 +111,7 @@ class BlockExecution:
     # committed values the block read by key (None: absent), among them most of what `writes`
     # replaces; the store uses them to update its state checksum without reading them again
     previous: dict[bytes, bytes | None] = field(default_factory=dict)
-    dropped: tuple[bytes, ...] = ()  # hashes the proposer left out (drop_unregistered)
+    dropped: tuple[bytes, ...] = ()  # hashes the proposer left out (drop_unregistered): unregistered or committed
 
 
 def execute_transactions(
@@ -178,15 +178,20 @@ def execute_block(
     validators checked every transaction's signature before voting, and a node catching up
     re-executes the block (the state root must match) without verifying them all again.
     `committed(hash)` tells whether a hash is already on the chain (a block repeating one is
-    rejected). `drop_unregistered` (the proposer's mode) leaves out the transactions of senders
-    with no registered identity instead of rejecting the block: `txs` is then what the block
-    holds and `dropped` the hashes left out.
+    rejected). It is asked only of a transaction whose nonce is not above its sender's committed
+    nonce: a committed transaction always is (execution sets the sender's nonce to it, or it was
+    already at or above it, and nonces never go down), so a fresh transaction costs no lookup
+    of the transaction index. `drop_unregistered` (the proposer's mode) leaves out the
+    transactions of senders with no registered identity, and any already committed, instead of
+    rejecting the block: `txs` is then what the block holds and `dropped` the hashes left out.
     """
     txs: list[Transaction] = []
     seen: set[bytes] = set()
+    reader = RememberingReader(base)
+    stale: list[Transaction] = []
     for raw in raw_txs:
         tx_hash = sha256(raw)
-        if tx_hash in seen or committed(tx_hash):
+        if tx_hash in seen:
             raise BlockRejected(f"transaction {tx_hash.hex()[:16]} is repeated")
         seen.add(tx_hash)
         tx = known(tx_hash)
@@ -200,13 +205,19 @@ def execute_block(
                     check_signature(tx)
             except TxRejected as exc:
                 raise BlockRejected(f"invalid transaction in block: {exc.code}: {exc.message}") from None
+        if tx.nonce <= read_nonce(reader, tx.sender) and committed(tx_hash):
+            if not drop_unregistered:
+                raise BlockRejected(f"transaction {tx_hash.hex()[:16]} is repeated")
+            stale.append(tx)
+            continue
         txs.append(tx)
-    reader = RememberingReader(base)
     dropped: list[Transaction] | None = [] if drop_unregistered else None
     results, overlay = execute_transactions(reader, txs, height=height, timestamp_ms=timestamp_ms, dropped=dropped)
     if dropped:
         gone = {t.hash for t in dropped}
         txs = [t for t in txs if t.hash not in gone]
+    if stale:
+        dropped = [*stale, *(dropped or ())]
     writes = overlay.sorted_writes()
     return BlockExecution(
         previous=reader.seen,

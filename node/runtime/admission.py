@@ -155,16 +155,18 @@ class TxAdmission:
         pass checked it already (None: checked here, in its turn)."""
         if tx.hash in self.mempool:
             return Admission(tx.hash, duplicate=True)
-        if self.store.has_tx(tx.hash):
-            return Admission(tx.hash, "already_committed", "this transaction is already on the chain")
+        state = self.state_reader()
+        if tx.nonce <= read_nonce(state, tx.sender):
+            # a committed transaction's nonce is never above its sender's (executor.execute_block):
+            # only here is the transaction index asked
+            if self.store.has_tx(tx.hash):
+                return Admission(tx.hash, "already_committed", "this transaction is already on the chain")
+            return Admission(None, "nonce_replayed", "nonce already used by this sender")
         try:
             # its type, who sends it, its signature, then its body: a body check may cost more than
             # a signature (an agreement's policy is parsed and type-checked), so a stranger's or a
             # forger's transaction is refused before it can make the node do that work
             tx_type = known_type(tx)
-            state = self.state_reader()
-            if tx.nonce <= read_nonce(state, tx.sender):
-                raise TxRejected("nonce_replayed", "nonce already used by this sender")
             self.check_sender(state, tx)
             if signature_ok is None:
                 check_signature(tx)

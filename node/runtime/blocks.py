@@ -27,6 +27,7 @@ from node.runtime.mempool import Mempool
 from storage.chain import ChainStore, StoreCorrupted
 
 MAX_PENDING_CACHE = 64
+RECENT_RESULTS = 256  # blocks whose transactions' result codes are kept in memory (the commits feed reads them)
 MIN_BLOCK_TXS = 200
 INITIAL_EXEC_NS_PER_TX = 100_000  # a cautious first guess; the first blocks correct it
 # what a bad certificate is called: the one a block carries of its parent, and a synced block's
@@ -76,6 +77,7 @@ class Blocks:
         self.cost = ExecutionCost()
         self._executions: dict[bytes, tuple[Block, BlockExecution]] = {}
         self._last_ts: tuple[int, int] | None = None
+        self._recent_results: dict[int, tuple[str, ...]] = {}
         self.supported = SUPPORTED_VERSIONS  # the protocol versions this node follows (tests add one)
 
     def state_reader(self) -> FuncReader:
@@ -216,4 +218,12 @@ class Blocks:
             state_writes=execution.writes, state_root=execution.state_root, previous=execution.previous,
         )
         self._executions.clear()
+        self._recent_results[height] = tuple(execution.results)
+        if len(self._recent_results) > RECENT_RESULTS:
+            del self._recent_results[next(iter(self._recent_results))]
         return block, execution
+
+    def results_of(self, height: int) -> tuple[str, ...] | None:
+        """The result codes of a recently committed block's transactions, in its order (None:
+        not among the last RECENT_RESULTS this process committed; the transaction index has them)."""
+        return self._recent_results.get(height)

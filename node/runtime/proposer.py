@@ -87,7 +87,7 @@ class Proposer:
         """Assemble the next block from the mempool and execute it."""
         store, cfg = self.store, self.consensus
         parent_ts = self.blocks.parent_timestamp()
-        txs = [t for t in self.mempool.take(self.block_size_limit(), cfg.max_block_bytes) if not store.has_tx(t.hash)]
+        txs = self.mempool.take(self.block_size_limit(), cfg.max_block_bytes)  # execution leaves out any committed
         timestamp = max(self.now_ms(), parent_ts + 1)  # block times strictly increase (check_block)
         started = time.perf_counter_ns()
         execution = execute_block(
@@ -98,8 +98,10 @@ class Proposer:
         self.blocks.cost.observe(len(txs), time.perf_counter_ns() - started)
         if execution.dropped:
             # admitted while their sender's registration was waiting, which then failed (or is not in
-            # this block): they leave the pool; the client submits them again once registered
-            log.info("left %d transaction(s) of unregistered senders out of block %d", len(execution.dropped), height)
+            # this block), or committed already: they leave the pool; the client submits the first
+            # again once registered
+            log.info("left %d transaction(s) of unregistered senders, or committed, out of block %d",
+                     len(execution.dropped), height)
             self.mempool.remove(execution.dropped)
         txs = execution.txs
         prev_cert = (store.certificate(height - 1) or b"") if height > 1 else b""

@@ -88,8 +88,10 @@ def test_block_with_repeated_or_forged_tx_is_rejected():
     a = reg(1)
     with pytest.raises(BlockRejected, match="repeated"):
         run(Dict(), [a, a])
+    state = Dict()
+    state.apply(run(state, [a]).writes)  # committed at height 1: its sender's nonce is 1
     with pytest.raises(BlockRejected, match="repeated"):
-        run(Dict(), [a], committed={a.hash})
+        run(state, [a], height=2, committed={a.hash})
     from node.core.encoding import canonical
 
     enc = canonical([CHAIN, a.type, a.sender, a.nonce, {"role": "institution"}, a.signature])
@@ -162,3 +164,26 @@ def test_the_proposer_leaves_out_transactions_of_unregistered_senders():
     again = run(Dict(), list(ex.txs), known=False)
     assert (again.state_root, again.results_root) == (ex.state_root, ex.results_root)
     assert not any(k.endswith(txs[1].sender) for k, _ in ex.writes)  # nothing written for the dropped
+
+
+def test_the_transaction_index_is_asked_only_below_the_committed_nonce():
+    """A committed transaction's nonce is never above its sender's committed nonce, so only a
+    transaction at or below it costs a lookup of the transaction index."""
+    state = Dict()
+    first = reg(1)
+    state.apply(run(state, [first]).writes)
+    asked = []
+    later = [reg(1, nonce=2), reg(2), reg(1, nonce=1)]  # a fresh nonce, a new sender, a replayed nonce
+    ex = execute_block(state, bytes(32), [t.encoded for t in later], chain_id=CHAIN, height=2, timestamp_ms=2000,
+                       known={t.hash: t for t in later}.get, committed=lambda h: asked.append(h) or False)
+    assert asked == [later[2].hash]
+    assert ex.results == ["already_registered", "ok", "nonce_replayed"]
+
+
+def test_the_proposer_leaves_committed_transactions_out():
+    state = Dict()
+    a, b = reg(1), reg(2)
+    state.apply(run(state, [a]).writes)
+    ex = execute_block(state, bytes(32), [a.encoded, b.encoded], chain_id=CHAIN, height=2, timestamp_ms=2000,
+                       known={a.hash: a, b.hash: b}.get, committed=lambda h: h == a.hash, drop_unregistered=True)
+    assert [t.hash for t in ex.txs] == [b.hash] and ex.dropped == (a.hash,) and ex.results == ["ok"]
