@@ -8,7 +8,6 @@ full for some of them (the admitted ones have their hash in the results; send th
 
 from __future__ import annotations
 
-import asyncio
 
 from aiohttp import web
 
@@ -25,7 +24,6 @@ RETRY_AFTER_S = 1  # what a full mempool asks a client to wait before sending it
 ADMISSION_STATUS = {"mempool_full": 503, "already_committed": 409, "nonce_replayed": 409, "already_registered": 409,
                     "not_registered": 403, "sender_limit": 429}
 """HTTP status of a refused single transaction by its code (others are 400)."""
-ADMIT_CHUNK = 100  # submitted transactions verified between two turns of the event loop
 
 
 async def post_txs(request: web.Request) -> web.Response:
@@ -45,11 +43,9 @@ async def post_txs(request: web.Request) -> web.Response:
     items = [value] if single else value
     if len(items) > node.config.api.max_txs_per_request:
         raise ApiError(413, "too_many_txs", f"at most {node.config.api.max_txs_per_request} transactions per request")
-    results = []
-    for i in range(0, len(items), ADMIT_CHUNK):  # votes and proposals get the loop between chunks
-        if i:
-            await asyncio.sleep(0)
-        results.extend(node.admit(items[i : i + ADMIT_CHUNK]))
+    # the signatures are verified on the node's verification threads with the loop free; then the
+    # transactions are admitted in order, votes and proposals getting the loop between chunks
+    results = await node.admit_async(items)
     rendered = [
         {"hash": r.hash.hex(), "status": "pending"} if r.error is None and r.hash is not None
         else {"error": r.error, "message": r.message, **({"hash": r.hash.hex()} if r.hash else {})}

@@ -200,7 +200,12 @@ class NetworkService:
             self._admit_wake.set()
 
     def _admit(self, peer_id: bytes, values: list[Transaction]) -> None:
-        bad = self.node.admit_transactions(values, gossip=False)
+        self._penalize_bad(peer_id, self.node.admit_transactions(values, gossip=False))
+
+    async def _admit_async(self, peer_id: bytes, values: list[Transaction]) -> None:
+        self._penalize_bad(peer_id, await self.node.admit_transactions_async(values, gossip=False))
+
+    def _penalize_bad(self, peer_id: bytes, bad: int) -> None:
         if bad:
             self.net.penalize(peer_id, f"{bad} gossiped transactions with bad signatures", weight=bad)
 
@@ -220,7 +225,7 @@ class NetworkService:
                 self._to_admit_count -= len(values)
                 for i in range(0, len(values), ADMIT_CHUNK):
                     chunk = values[i : i + ADMIT_CHUNK]
-                    self._admit(peer_id, chunk)
+                    await self._admit_async(peer_id, chunk)
                     self._to_admit_hashes.difference_update(t.hash for t in chunk)
                     await asyncio.sleep(0)  # yield to the frames and requests waiting meanwhile
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +33,11 @@ from storage.chain import ChainStore
 MAX_WAITERS = 10_000
 MAX_PENDING_UNREGISTERED = 8  # waiting transactions of a key whose registration is not committed yet
 PARALLEL_FROM = 32  # a batch with fewer signatures to check is verified inline (threads cost more than they save)
+
+
+def _check_all(txs: Sequence[Transaction]) -> list[bool]:
+    """Run on a pool thread: each signature's verdict (libsodium verifies without the GIL)."""
+    return [signature_holds(tx) for tx in txs]
 
 
 def verify_workers(configured: int) -> int:
@@ -75,12 +80,12 @@ class TxAdmission:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _verdicts(self, txs: Sequence[Transaction]) -> list[bool | None]:
-        """Each transaction's signature verdict from the parallel pass (None: not checked there;
-        `admit_one` then checks it itself, if it gets that far)."""
-        verdicts: list[bool | None] = [None] * len(txs)
+    def _to_verify(self, txs: Sequence[Transaction]) -> list[list[int]]:
+        """The indexes of `txs` whose signatures the pool checks, one list per worker (none: the
+        batch is verified inline, in `admit_one`): not a stranger's, not already waiting, of a
+        known type."""
         if self._pool is None:
-            return verdicts
+            return []
         state = self.state_reader()
         batch_registering = set()
         wanted = []
@@ -93,23 +98,46 @@ class TxAdmission:
             if tx.hash not in self.mempool and known_type_or_none(tx):
                 wanted.append(i)
         if len(wanted) < PARALLEL_FROM:
-            return verdicts
-        chunks = [wanted[k::self.workers] for k in range(self.workers)]
-        for chunk, results in zip(chunks, self._pool.map(lambda c: [signature_holds(txs[i]) for i in c], chunks)):
-            for i, ok in zip(chunk, results):
+            return []
+        return [wanted[k::self.workers] for k in range(self.workers)]
+
+    @staticmethod
+    def _apply(txs: Sequence[Transaction], chunks: list[list[int]], results: Iterable[list[bool]]) -> list[bool | None]:
+        verdicts: list[bool | None] = [None] * len(txs)
+        for chunk, oks in zip(chunks, results):
+            for i, ok in zip(chunk, oks):
                 verdicts[i] = ok
         return verdicts
 
-    def admit(self, values: Sequence[Any]) -> list[Admission]:
-        """Admit client submissions: shape, type, nonce, signature (verified once), mempool."""
+    def _verdicts(self, txs: Sequence[Transaction]) -> list[bool | None]:
+        """Each transaction's signature verdict from the parallel pass (None: not checked there;
+        `admit_one` then checks it itself, if it gets that far). The caller waits."""
+        chunks = self._to_verify(txs)
+        if not chunks:
+            return [None] * len(txs)
+        assert self._pool is not None
+        return self._apply(txs, chunks, self._pool.map(lambda c: [signature_holds(txs[i]) for i in c], chunks))
+
+    async def _verdicts_async(self, txs: Sequence[Transaction]) -> list[bool | None]:
+        """As `_verdicts`, with the event loop free while the pool verifies: the node executes,
+        commits and answers meanwhile, so its own thread and the verifying ones run at once."""
+        chunks = self._to_verify(txs)
+        if not chunks:
+            return [None] * len(txs)
+        loop = asyncio.get_running_loop()
+        results = await asyncio.gather(*(loop.run_in_executor(self._pool, _check_all, [txs[i] for i in c]) for c in chunks))
+        return self._apply(txs, chunks, results)
+
+    def _decode(self, values: Sequence[Any]) -> list[Transaction | Admission]:
         decoded: list[Transaction | Admission] = []
         for value in values:
             try:
                 decoded.append(tx_from_value(value, chain_id=self.chain_id))
             except TxRejected as exc:
                 decoded.append(Admission(None, exc.code, exc.message))
-        txs = [d for d in decoded if isinstance(d, Transaction)]
-        verdicts = iter(self._verdicts(txs))
+        return decoded
+
+    def _admit_decoded(self, decoded: Sequence[Transaction | Admission], verdicts: Iterator[bool | None]) -> list[Admission]:
         out: list[Admission] = []
         fresh: list[Transaction] = []
         for item in decoded:
@@ -124,11 +152,35 @@ class TxAdmission:
             self.admitted(fresh, True)
         return out
 
+    def admit(self, values: Sequence[Any]) -> list[Admission]:
+        """Admit client submissions: shape, type, nonce, signature (verified once), mempool."""
+        decoded = self._decode(values)
+        return self._admit_decoded(decoded, iter(self._verdicts([d for d in decoded if isinstance(d, Transaction)])))
+
+    async def admit_async(self, values: Sequence[Any], *, chunk: int = 100) -> list[Admission]:
+        """`admit`, the signatures verified on the pool while the event loop goes on, then the
+        transactions admitted in their order, `chunk` at a time with the loop's turn between."""
+        decoded = self._decode(values)
+        verdicts = iter(await self._verdicts_async([d for d in decoded if isinstance(d, Transaction)]))
+        out: list[Admission] = []
+        for i in range(0, len(decoded), chunk):
+            if i:
+                await asyncio.sleep(0)
+            out.extend(self._admit_decoded(decoded[i : i + chunk], verdicts))
+        return out
+
+    async def admit_transactions_async(self, txs: Sequence[Transaction], *, gossip: bool) -> int:
+        """`admit_transactions`, the signatures verified on the pool while the event loop goes on."""
+        return self._admit_checked(txs, await self._verdicts_async(txs), gossip=gossip)
+
     def admit_transactions(self, txs: Sequence[Transaction], *, gossip: bool) -> int:
         """Admit decoded transactions (from a peer); returns how many had bad signatures."""
+        return self._admit_checked(txs, self._verdicts(txs), gossip=gossip)
+
+    def _admit_checked(self, txs: Sequence[Transaction], verdicts: Sequence[bool | None], *, gossip: bool) -> int:
         fresh: list[Transaction] = []
         bad = 0
-        for tx, checked in zip(txs, self._verdicts(txs)):
+        for tx, checked in zip(txs, verdicts):
             verdict = self.admit_one(tx, checked)
             if verdict.error == "bad_signature":
                 bad += 1

@@ -420,9 +420,17 @@ class Node:
         """Admit client submissions: shape, type, nonce, signature (verified once), mempool."""
         return self.admission.admit(values)
 
+    async def admit_async(self, values: Sequence[Any]) -> list[Admission]:
+        """`admit`, the event loop free while the verification threads check the signatures."""
+        return await self.admission.admit_async(values)
+
     def admit_transactions(self, txs: Sequence[Transaction], *, gossip: bool) -> int:
         """Admit decoded transactions (from a peer); returns how many had bad signatures."""
         return self.admission.admit_transactions(txs, gossip=gossip)
+
+    async def admit_transactions_async(self, txs: Sequence[Transaction], *, gossip: bool) -> int:
+        """`admit_transactions`, the event loop free while the verification threads work."""
+        return await self.admission.admit_transactions_async(txs, gossip=gossip)
 
     def knows_tx(self, tx_hash: bytes) -> bool:
         """True when the transaction is waiting in the mempool or already committed."""
