@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -103,6 +104,11 @@ class ChainStore:
         for key, _ in self.kv.iterate(P_WAL, reverse=True):
             self._wal_seq = _U64.unpack(key[len(P_WAL) + 8 :])[0] + 1
             break
+        # the WAL's keys in append order, so pruning deletes them without iterating the prefix
+        # (after many prunes, an iteration steps over every deleted key LevelDB has not yet
+        # compacted away: 7 % of a busy node's time went there)
+        self._wal_keys: deque[bytes] = deque(sorted((k for k, _ in self.kv.iterate(P_WAL)),
+                                                    key=lambda k: k[len(P_WAL) + 8 :]))
 
     # -- metadata ---------------------------------------------------------------------------
     @property
@@ -373,9 +379,11 @@ class ChainStore:
     def wal_append(self, height: int, entry: bytes) -> None:
         """Append one consensus entry durably (fsync) before the caller acts on it."""
         batch = WriteBatch()
-        batch.put(P_WAL + u64(height) + u64(self._wal_seq), entry)
+        key = P_WAL + u64(height) + u64(self._wal_seq)
+        batch.put(key, entry)
         self._wal_seq += 1
         self.kv.write(batch, sync=True)
+        self._wal_keys.append(key)
         self._maybe_crash("wal-after-append")
 
     def wal_entries(self) -> list[bytes]:
@@ -385,13 +393,17 @@ class ChainStore:
         return [v for _, v in entries]
 
     def wal_prune(self, below_height: int) -> None:
+        """Delete the entries of heights below `below_height`."""
         batch = WriteBatch()
-        for key, _ in self.kv.iterate(P_WAL):
-            if _U64.unpack(key[len(P_WAL) : len(P_WAL) + 8])[0] >= below_height:
-                break
-            batch.delete(key)
+        keep: deque[bytes] = deque()
+        for key in self._wal_keys:
+            if _U64.unpack(key[len(P_WAL) : len(P_WAL) + 8])[0] < below_height:
+                batch.delete(key)
+            else:
+                keep.append(key)
         if len(batch):
             self.kv.write(batch, sync=False)
+            self._wal_keys = keep
 
     def close(self) -> None:
         self.kv.close()
