@@ -137,9 +137,13 @@ class TxAdmission:
                 decoded.append(Admission(None, exc.code, exc.message))
         return decoded
 
-    def _admit_decoded(self, decoded: Sequence[Transaction | Admission], verdicts: Iterator[bool | None]) -> list[Admission]:
+    def _admit_decoded(self, decoded: Sequence[Transaction | Admission], verdicts: Iterator[bool | None],
+                       fresh: list[Transaction] | None = None) -> list[Admission]:
+        """Admit in order; the fresh ones are announced (`admitted`) at the end, or, given
+        `fresh`, collected there for the caller to announce."""
         out: list[Admission] = []
-        fresh: list[Transaction] = []
+        announce = fresh is None
+        fresh = [] if fresh is None else fresh
         for item in decoded:
             if isinstance(item, Admission):
                 out.append(item)
@@ -148,7 +152,7 @@ class TxAdmission:
             out.append(verdict)
             if verdict.error is None and not verdict.duplicate:
                 fresh.append(item)
-        if fresh:
+        if announce and fresh:
             self.admitted(fresh, True)
         return out
 
@@ -159,14 +163,19 @@ class TxAdmission:
 
     async def admit_async(self, values: Sequence[Any], *, chunk: int = 100) -> list[Admission]:
         """`admit`, the signatures verified on the pool while the event loop goes on, then the
-        transactions admitted in their order, `chunk` at a time with the loop's turn between."""
+        transactions admitted in their order, `chunk` at a time with the loop's turn between.
+        The fresh ones are announced once, at the end: the proposer then sees the whole request,
+        not a block per chunk."""
         decoded = self._decode(values)
         verdicts = iter(await self._verdicts_async([d for d in decoded if isinstance(d, Transaction)]))
         out: list[Admission] = []
+        fresh: list[Transaction] = []
         for i in range(0, len(decoded), chunk):
             if i:
                 await asyncio.sleep(0)
-            out.extend(self._admit_decoded(decoded[i : i + chunk], verdicts))
+            out.extend(self._admit_decoded(decoded[i : i + chunk], verdicts, fresh))
+        if fresh:
+            self.admitted(fresh, True)
         return out
 
     async def admit_transactions_async(self, txs: Sequence[Transaction], *, gossip: bool) -> int:
