@@ -144,3 +144,37 @@ def test_parallel_verification_gives_every_verdict_one_worker_gives():
     assert outcomes[0] == outcomes[1]
     errors = [e for _, e, _ in outcomes[0]]
     assert errors.count("bad_signature") == 9 and errors.count("not_registered") == 6
+
+
+def test_admission_off_the_event_loop_gives_the_same_verdicts_and_announces_a_request_once():
+    """`admit_async` (the API's path: the signatures checked on the pool while the loop goes on)
+    admits a mixed batch exactly as `admit` does on one thread, and hands the fresh transactions
+    to the proposer and the gossip once, after the whole request."""
+    import asyncio
+
+    batch: list[list[object]] = []
+    for n in range(150):
+        who = Identity.from_seed(sha256(b"async/%d" % n))
+        register = Transaction.create(who, chain_id=CHAIN, type="identity.register", nonce=1, body={"role": "patient"})
+        batch.append(with_bad_signature(register) if n % 9 == 0 else wire(register))
+        if n % 17 == 0:
+            batch.append(wire(register))  # a duplicate within the batch
+    outcomes = []
+    for workers, path in ((1, "admit"), (2, "admit_async")):
+        c = Cluster(4, config={"node": {"verify_workers": workers}})
+        c.start()
+        try:
+            announced: list[int] = []
+            admission = c.nodes[0].admission
+            real = admission.admitted
+            admission.admitted = lambda txs, gossip: (announced.append(len(txs)), real(txs, gossip))[1]
+            if path == "admit":
+                verdicts = c.nodes[0].admit(batch)
+            else:
+                verdicts = asyncio.run(c.nodes[0].admit_async(batch))
+                assert announced == [sum(1 for v in verdicts if v.error is None and not v.duplicate)]
+            outcomes.append([(v.hash, v.error, v.duplicate) for v in verdicts])
+        finally:
+            c.stop()
+    assert outcomes[0] == outcomes[1]
+    assert [e for _, e, _ in outcomes[0]].count("bad_signature") == 17
