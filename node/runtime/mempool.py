@@ -8,7 +8,7 @@ proposal that fails loses nothing.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 
 from node.chain.tx import Transaction
@@ -17,6 +17,7 @@ REGISTRATION = "identity.register"
 
 
 MAX_BACKOFF_DOUBLINGS = 5
+DRAIN_WINDOW_S = 10.0  # how far back `drain_per_s` counts the transactions blocks took out
 
 
 class MempoolFull(Exception):
@@ -39,6 +40,7 @@ class Mempool:
         # when each was last handed to peers (monotonic) and how often it has been offered again
         self._announced: dict[bytes, tuple[float, int]] = {}
         self._arrived: dict[bytes, float] = {}  # when each arrived (monotonic), in arrival order
+        self._drained: deque[tuple[float, int]] = deque()  # (when, how many) commits took out, last DRAIN_WINDOW_S
 
     def __len__(self) -> int:
         return len(self._txs)
@@ -81,11 +83,13 @@ class Mempool:
         return sender in self._registering
 
     def remove(self, hashes: Iterable[bytes]) -> None:
+        removed = 0
         for h in hashes:
             tx = self._txs.pop(h, None)
             self._announced.pop(h, None)
             self._arrived.pop(h, None)
             if tx is not None:
+                removed += 1
                 self._bytes -= len(tx.encoded)
                 left = self._per_sender[tx.sender] - 1
                 if left:
@@ -98,22 +102,46 @@ class Mempool:
                         self._registering[tx.sender] = waiting
                     else:
                         del self._registering[tx.sender]
+        if removed:
+            now = time.monotonic()
+            self._drained.append((now, removed))
+            while self._drained and self._drained[0][0] < now - DRAIN_WINDOW_S:
+                self._drained.popleft()
 
-    def waiting_since(self, older_than_s: float, max_txs: int) -> list[Transaction]:
+    def drain_per_s(self) -> float:
+        """How many transactions a second committed blocks have taken out of the pool lately
+        (over the last DRAIN_WINDOW_S; 0 when none did)."""
+        now = time.monotonic()
+        recent = [(t, n) for t, n in self._drained if t >= now - DRAIN_WINDOW_S]
+        if not recent:
+            return 0.0
+        return sum(n for _, n in recent) / max(1.0, now - recent[0][0])
+
+    def waiting_since(self, older_than_s: float, max_txs: int, *, patience_per_tx_s: float = 0.0) -> list[Transaction]:
         """Transactions not handed to peers for a while (oldest first): `older_than_s` after they
         arrived, then twice as long after each offer (up to 32 times as long). A transaction that
         waits because the network is busy, not because a peer missed it, is not offered again
-        and again: under load that traffic would cost every node more than the load itself."""
+        and again: under load that traffic would cost every node more than the load itself.
+
+        `patience_per_tx_s` stretches the wait by the queue: the transaction at position i (0 the
+        oldest) is due only after i x patience_per_tx_s too, so under a long queue a transaction
+        is offered again only once it has waited well past its turn. Thresholds then grow along
+        the walk, which stops at the first position whose threshold exceeds what even the oldest
+        transaction has waited: no walk over the rest of a busy pool."""
         now = time.monotonic()
         out: list[Transaction] = []
         oldest = next(iter(self._arrived.values()), now)
         if now - oldest < older_than_s:
             return out  # even the oldest has not waited that long: no walk over a busy pool
-        for h, tx in self._txs.items():
+        waited_most = now - oldest
+        for i, (h, tx) in enumerate(self._txs.items()):
             if len(out) >= max_txs:
                 break
+            base = max(older_than_s, i * patience_per_tx_s)
+            if base > waited_most:
+                break  # every later transaction arrived later and faces a higher threshold
             last, offers = self._announced.get(h, (now, 0))
-            if now - last >= older_than_s * (1 << offers):
+            if now - last >= base * (1 << offers):
                 out.append(tx)
                 self._announced[h] = (now, min(offers + 1, MAX_BACKOFF_DOUBLINGS))
         return out

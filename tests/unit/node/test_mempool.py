@@ -66,3 +66,45 @@ def test_waiting_since_offers_each_transaction_again_after_doubling_intervals(mo
     for _ in range(10):  # the interval stops doubling at 32 times the first
         now[0] += 64.0
         assert [t.hash for t in pool.waiting_since(2.0, 1)] == [b.hash]
+
+
+def test_a_long_queue_stretches_the_wait_before_a_transaction_is_offered_again(monkeypatch):
+    """While blocks take transactions out at a known rate, the one at position i waits
+    i x patience too before it is offered again; the walk stops where no later one can be due."""
+    import node.runtime.mempool as mp
+
+    now = [100.0]
+    monkeypatch.setattr(mp.time, "monotonic", lambda: now[0])
+    pool = Mempool()
+    txs = [tx(i) for i in range(1, 201)]
+    for t in txs:
+        pool.add(t)
+    now[0] = 131.0  # 31 s on: past the 30 s floor for everyone
+    assert len(pool.waiting_since(30.0, 1000)) == 200  # no patience: all are due
+    pool = Mempool()
+    for t in txs:
+        pool.add(t)  # (arrived at 131)
+    now[0] = 162.0
+    # 0.25 s per position: positions 0..124 are due after 31 s (max(30, i/4) <= 31), the rest not yet
+    due = pool.waiting_since(30.0, 1000, patience_per_tx_s=0.25)
+    assert [t.hash for t in due] == [t.hash for t in txs[:125]]
+    now[0] = 182.0  # 51 s: positions up to 204 would be due; the first 125 were just offered (next at 2 x)
+    assert [t.hash for t in pool.waiting_since(30.0, 1000, patience_per_tx_s=0.25)] == [t.hash for t in txs[125:]]
+
+
+def test_the_drain_rate_counts_what_commits_took_out_lately(monkeypatch):
+    import node.runtime.mempool as mp
+
+    now = [100.0]
+    monkeypatch.setattr(mp.time, "monotonic", lambda: now[0])
+    pool = Mempool()
+    txs = [tx(i) for i in range(1, 41)]
+    for t in txs:
+        pool.add(t)
+    assert pool.drain_per_s() == 0.0
+    pool.remove([t.hash for t in txs[:10]])
+    now[0] = 102.0
+    pool.remove([t.hash for t in txs[10:30]] + [b"\0" * 32])  # an unknown hash takes nothing out
+    assert pool.drain_per_s() == 15.0  # 30 in the 2 s since the first removal
+    now[0] = 200.0
+    assert pool.drain_per_s() == 0.0  # nothing lately
