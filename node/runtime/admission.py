@@ -138,12 +138,9 @@ class TxAdmission:
         return decoded
 
     def _admit_decoded(self, decoded: Sequence[Transaction | Admission], verdicts: Iterator[bool | None],
-                       fresh: list[Transaction] | None = None) -> list[Admission]:
-        """Admit in order; the fresh ones are announced (`admitted`) at the end, or, given
-        `fresh`, collected there for the caller to announce."""
+                       fresh: list[Transaction]) -> list[Admission]:
+        """Admit in order; the fresh ones are appended to `fresh` for the caller to announce."""
         out: list[Admission] = []
-        announce = fresh is None
-        fresh = [] if fresh is None else fresh
         for item in decoded:
             if isinstance(item, Admission):
                 out.append(item)
@@ -152,14 +149,20 @@ class TxAdmission:
             out.append(verdict)
             if verdict.error is None and not verdict.duplicate:
                 fresh.append(item)
-        if announce and fresh:
-            self.admitted(fresh, True)
         return out
+
+    def _announce(self, fresh: list[Transaction]) -> None:
+        if fresh:
+            self.admitted(fresh, True)
 
     def admit(self, values: Sequence[Any]) -> list[Admission]:
         """Admit client submissions: shape, type, nonce, signature (verified once), mempool."""
         decoded = self._decode(values)
-        return self._admit_decoded(decoded, iter(self._verdicts([d for d in decoded if isinstance(d, Transaction)])))
+        verdicts = iter(self._verdicts([d for d in decoded if isinstance(d, Transaction)]))
+        fresh: list[Transaction] = []
+        out = self._admit_decoded(decoded, verdicts, fresh)
+        self._announce(fresh)
+        return out
 
     async def admit_async(self, values: Sequence[Any], *, chunk: int = 100) -> list[Admission]:
         """`admit`, the signatures verified on the pool while the event loop goes on, then the
@@ -174,8 +177,7 @@ class TxAdmission:
             if i:
                 await asyncio.sleep(0)
             out.extend(self._admit_decoded(decoded[i : i + chunk], verdicts, fresh))
-        if fresh:
-            self.admitted(fresh, True)
+        self._announce(fresh)
         return out
 
     async def admit_transactions_async(self, txs: Sequence[Transaction], *, gossip: bool) -> int:

@@ -11,6 +11,16 @@ def tx(seed, nonce=1):
     return Transaction.create(Identity.from_seed(bytes([seed]) * 32), chain_id="c", type="identity.register", nonce=nonce, body={"role": "patient"})
 
 
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The mempool's monotonic clock, set by the test: now[0] = seconds."""
+    import node.runtime.mempool as mp
+
+    now = [100.0]
+    monkeypatch.setattr(mp.time, "monotonic", lambda: now[0])
+    return now
+
 def test_fifo_dedup_and_remove():
     pool = Mempool(max_txs=10)
     a, b, c = tx(1), tx(2), tx(3)
@@ -43,11 +53,8 @@ def test_bounds():
     assert len(pool.take(1, 1)) == 0  # nothing fits in one byte
 
 
-def test_waiting_since_offers_each_transaction_again_after_doubling_intervals(monkeypatch):
-    import node.runtime.mempool as mp
-
-    now = [100.0]
-    monkeypatch.setattr(mp.time, "monotonic", lambda: now[0])
+def test_waiting_since_offers_each_transaction_again_after_doubling_intervals(clock):
+    now = clock
     pool = Mempool()
     a, b = tx(1), tx(2)
     pool.add(a)
@@ -68,13 +75,10 @@ def test_waiting_since_offers_each_transaction_again_after_doubling_intervals(mo
         assert [t.hash for t in pool.waiting_since(2.0, 1)] == [b.hash]
 
 
-def test_a_long_queue_stretches_the_wait_before_a_transaction_is_offered_again(monkeypatch):
+def test_a_long_queue_stretches_the_wait_before_a_transaction_is_offered_again(clock):
     """While blocks take transactions out at a known rate, the one at position i waits
     i x patience too before it is offered again; the walk stops where no later one can be due."""
-    import node.runtime.mempool as mp
-
-    now = [100.0]
-    monkeypatch.setattr(mp.time, "monotonic", lambda: now[0])
+    now = clock
     pool = Mempool()
     txs = [tx(i) for i in range(1, 201)]
     for t in txs:
@@ -92,11 +96,8 @@ def test_a_long_queue_stretches_the_wait_before_a_transaction_is_offered_again(m
     assert [t.hash for t in pool.waiting_since(30.0, 1000, patience_per_tx_s=0.25)] == [t.hash for t in txs[125:]]
 
 
-def test_the_drain_rate_counts_what_commits_took_out_lately(monkeypatch):
-    import node.runtime.mempool as mp
-
-    now = [100.0]
-    monkeypatch.setattr(mp.time, "monotonic", lambda: now[0])
+def test_the_drain_rate_counts_what_commits_took_out_lately(clock):
+    now = clock
     pool = Mempool()
     txs = [tx(i) for i in range(1, 41)]
     for t in txs:
