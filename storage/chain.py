@@ -100,15 +100,12 @@ class ChainStore:
         # class is the only writer of those keys (see STATE_CACHE_ENTRIES)
         self._head: tuple[int, bytes, bytes] | None = None
         self._state_cache: dict[bytes, bytes | None] = {}
-        self._wal_seq = 0
-        for key, _ in self.kv.iterate(P_WAL, reverse=True):
-            self._wal_seq = _U64.unpack(key[len(P_WAL) + 8 :])[0] + 1
-            break
         # the WAL's keys in append order, so pruning deletes them without iterating the prefix
         # (after many prunes, an iteration steps over every deleted key LevelDB has not yet
-        # compacted away: 7 % of a busy node's time went there)
+        # compacted away: 7 % of a busy node's time went there); the next entry's number follows
         self._wal_keys: deque[bytes] = deque(sorted((k for k, _ in self.kv.iterate(P_WAL)),
                                                     key=lambda k: k[len(P_WAL) + 8 :]))
+        self._wal_seq = _U64.unpack(self._wal_keys[-1][len(P_WAL) + 8 :])[0] + 1 if self._wal_keys else 0
 
     # -- metadata ---------------------------------------------------------------------------
     @property
