@@ -243,6 +243,8 @@ async def serve(
         network_started = True
         if installed is not None:
             installed.start()
+        if not node.admission.start_verifiers():
+            log.warning("the signature-verifying processes cannot start: this node verifies on its own thread")
         await site.start()
         node.on_halt = lambda _reason: stop.set()  # before a height this binary cannot follow
         node.start()

@@ -43,7 +43,7 @@ async def post_txs(request: web.Request) -> web.Response:
     items = [value] if single else value
     if len(items) > node.config.api.max_txs_per_request:
         raise ApiError(413, "too_many_txs", f"at most {node.config.api.max_txs_per_request} transactions per request")
-    # the signatures are verified on the node's verification threads with the loop free; then the
+    # the signatures are verified on the node's verifying processes with the loop free; then the
     # transactions are admitted in order, votes and proposals getting the loop between chunks
     results = await node.admit_async(items)
     rendered = [

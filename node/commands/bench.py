@@ -48,7 +48,7 @@ from node.commands.output import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, emi
 @click.option("--per-bundle", "fhir_per_bundle", default=5, show_default=True, type=click.IntRange(1, 100),
               help="With --fhir: patients per transaction Bundle.")
 @click.option("--workers", "verify_workers", default=None, type=click.IntRange(1, 256),
-              help="With --nodes: threads each node verifies signatures on ([node] verify_workers); default: this "
+              help="With --nodes: processes each node verifies signatures on ([node] verify_workers); default: this "
               "machine's cores shared among the nodes.")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for every commit.")
 @json_option
@@ -63,7 +63,7 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | Non
     latency runs from sending a transaction's batch to its commit being visible at the node it
     was sent to. In the same run it measures this machine's Ed25519 verification rate and
     reports the ceiling limit_tx_per_s = cores x verify_per_s / nodes (every node verifies every
-    transaction once) and ratio = tx_per_s / limit_tx_per_s; `workers` is how many threads each
+    transaction once) and ratio = tx_per_s / limit_tx_per_s; `workers` is how many processes each
     node verifies on (--workers; by default the machine's cores shared among the nodes it starts),
     `cores` the machine's.
 
@@ -107,7 +107,7 @@ def bench(own_nodes: int | None, targets: str | None, txs: int, batch: int | Non
     if join and (own_nodes is None or sweep):
         fail("--join needs --nodes N (the bench starts the joiners beside its own network) and no --sweep", EXIT_USAGE)
     if verify_workers is not None and own_nodes is None:
-        fail("--workers sets the verification threads of the nodes the bench starts: it goes with --nodes", EXIT_USAGE)
+        fail("--workers sets the verifying processes of the nodes the bench starts: it goes with --nodes", EXIT_USAGE)
     if fhir_patients and (own_nodes is None or sweep or mix or catch_up or join or preload_records):
         fail("--fhir needs --nodes N and none of --sweep, --mix, --catch-up, --join, --preload-records", EXIT_USAGE)
     try:

@@ -55,11 +55,11 @@ class BenchRun:
     fhir: int = 0  # load this many patients' transaction Bundles through the FHIR API instead of transactions
     fhir_loaders: int = 2  # with fhir: loaders (practitioners, one request at a time each) per node
     fhir_per_bundle: int = 5  # with fhir: patients per transaction Bundle
-    workers: int | None = None  # with own_nodes: each node's verification threads (None: its default, one per core)
+    workers: int | None = None  # with own_nodes: each node's verifying processes (None: its default, one per core)
 
 
 def bench_workers(run: BenchRun) -> int:
-    """The verification threads of each node the bench starts: --workers, else this machine's
+    """The verifying processes of each node the bench starts: --workers, else this machine's
     cores shared among the nodes (four validators on two cores: one each)."""
     if run.workers is not None:
         return run.workers
@@ -216,7 +216,7 @@ def run_benchmark(run: BenchRun, *, institution_key: Callable[[], Identity],
         except OSError as exc:
             raise TargetsUnreachable(str(exc)) from exc
         result["peak_rss_mb"], result["peak_rss_anon_mb"] = asyncio.run(node_peak_rss(urls))
-        if run.own_nodes:  # the nodes' verification threads (node/runtime/admission.py verify_workers)
+        if run.own_nodes:  # the nodes' verifying processes (node/core/verify_pool.py)
             result["workers"] = bench_workers(run)
         return result
     finally:

@@ -36,7 +36,7 @@ class NodeSection:
     observer: bool = False
     log_format: str = "text"  # text | json (`node run --log-format` overrides)
     log_level: str = "info"  # debug | info | warning | error (`node run --log-level` overrides)
-    verify_workers: int = 0  # threads verifying transaction signatures in parallel; 0: one per core
+    verify_workers: int = 0  # processes verifying transaction signatures in parallel; 0: one per core
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

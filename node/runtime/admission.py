@@ -4,9 +4,9 @@
 queues it; whoever submitted it may wait (`Waiters`) until a block holds it, or until the chain
 reaches a height. Waiting is bounded by a real timeout: an API client waits on the event loop.
 
-Signatures of a batch are verified in parallel on `verify_workers` threads (`[node]
-verify_workers`, default one per core): libsodium runs without the GIL, so a 2-core host verifies
-about twice as fast. Only the signatures are: the batch is first sifted with the cheap checks
+Signatures of a batch are verified in parallel on `verify_workers` processes (`[node]
+verify_workers`, default one per core; node/core/verify_pool.py says why processes), so a 2-core
+host verifies about twice as fast while the node's own thread goes on. Only the signatures are: the batch is first sifted with the cheap checks
 (a known type, a sender that is registered or registering), so a stranger's transactions cost no
 verification, and then every transaction goes through `admit_one` in its order, exactly as
 before, its signature's verdict taken from the parallel pass. The outcome of a batch is the same
@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,22 +25,23 @@ from node.app.executor import REGISTRATION, read_nonce
 from node.app.registry import known_type
 from node.app.state import FuncReader
 from node.app.types.identity import identity_key
-from node.chain.tx import Transaction, TxRejected, check_signature, signature_holds, tx_from_value
+from node.chain.tx import Transaction, TxRejected, check_signature, tx_from_value
+from node.core.verify_pool import Triple, VerifyPool
 from node.runtime.mempool import Mempool, MempoolFull, SenderLimit
 from storage.chain import ChainStore
 
 MAX_WAITERS = 10_000
 MAX_PENDING_UNREGISTERED = 8  # waiting transactions of a key whose registration is not committed yet
-PARALLEL_FROM = 32  # a batch with fewer signatures to check is verified inline (threads cost more than they save)
+PARALLEL_FROM = 32  # a batch with fewer signatures to check is verified inline (the pool costs more than it saves)
 
 
-def _check_all(txs: Sequence[Transaction]) -> list[bool]:
-    """Run on a pool thread: each signature's verdict (libsodium verifies without the GIL)."""
-    return [signature_holds(tx) for tx in txs]
+def signed_triple(tx: Transaction) -> Triple:
+    """What the pool needs to check a transaction's signature."""
+    return tx.sender, tx.signing_bytes(), tx.signature
 
 
 def verify_workers(configured: int) -> int:
-    """The threads that verify signatures: `configured`, or one per core when it is 0."""
+    """The processes that verify signatures: `configured`, or one per core when it is 0."""
     return configured if configured > 0 else max(1, os.cpu_count() or 1)
 
 
@@ -74,16 +74,20 @@ class TxAdmission:
         self.state_reader = state_reader
         self.admitted = admitted
         self.workers = max(1, workers)
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="verify") if self.workers > 1 else None
+        self._pool = VerifyPool(self.workers) if self.workers > 1 else None
+
+    def start_verifiers(self) -> bool:
+        """Start the verifying processes on the running event loop, if there are to be any
+        (False: they cannot start)."""
+        return True if self._pool is None else self._pool.start()
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.close()
 
-    def _to_verify(self, txs: Sequence[Transaction]) -> list[list[int]]:
-        """The indexes of `txs` whose signatures the pool checks, one list per worker (none: the
-        batch is verified inline, in `admit_one`): not a stranger's, not already waiting, of a
-        known type."""
+    def _to_verify(self, txs: Sequence[Transaction]) -> list[int]:
+        """The indexes of `txs` whose signatures the pool checks (none: the batch is verified
+        inline, in `admit_one`): not a stranger's, not already waiting, of a known type."""
         if self._pool is None:
             return []
         state = self.state_reader()
@@ -97,36 +101,29 @@ class TxAdmission:
                 continue  # a stranger: refused before any signature is checked
             if tx.hash not in self.mempool and known_type_or_none(tx):
                 wanted.append(i)
-        if len(wanted) < PARALLEL_FROM:
-            return []
-        return [wanted[k::self.workers] for k in range(self.workers)]
+        return wanted if len(wanted) >= PARALLEL_FROM else []
 
     @staticmethod
-    def _apply(txs: Sequence[Transaction], chunks: list[list[int]], results: Iterable[list[bool]]) -> list[bool | None]:
+    def _apply(txs: Sequence[Transaction], wanted: list[int], oks: Iterable[bool]) -> list[bool | None]:
         verdicts: list[bool | None] = [None] * len(txs)
-        for chunk, oks in zip(chunks, results):
-            for i, ok in zip(chunk, oks):
-                verdicts[i] = ok
+        for i, ok in zip(wanted, oks):
+            verdicts[i] = ok
         return verdicts
 
     def _verdicts(self, txs: Sequence[Transaction]) -> list[bool | None]:
-        """Each transaction's signature verdict from the parallel pass (None: not checked there;
-        `admit_one` then checks it itself, if it gets that far). The caller waits."""
-        chunks = self._to_verify(txs)
-        if not chunks:
-            return [None] * len(txs)
-        assert self._pool is not None
-        return self._apply(txs, chunks, self._pool.map(lambda c: [signature_holds(txs[i]) for i in c], chunks))
+        """No verdict yet for any of `txs`: a synchronous caller has no event loop for the pool to
+        answer on, so `admit_one` checks each signature itself, in its turn."""
+        return [None] * len(txs)
 
     async def _verdicts_async(self, txs: Sequence[Transaction]) -> list[bool | None]:
-        """As `_verdicts`, with the event loop free while the pool verifies: the node executes,
-        commits and answers meanwhile, so its own thread and the verifying ones run at once."""
-        chunks = self._to_verify(txs)
-        if not chunks:
+        """Each transaction's signature verdict from the pool (None: not checked there; `admit_one`
+        then checks it itself, if it gets that far), the event loop free meanwhile: the node
+        executes, commits and answers while the verifying processes work."""
+        wanted = self._to_verify(txs)
+        if not wanted:
             return [None] * len(txs)
-        loop = asyncio.get_running_loop()
-        results = await asyncio.gather(*(loop.run_in_executor(self._pool, _check_all, [txs[i] for i in c]) for c in chunks))
-        return self._apply(txs, chunks, results)
+        assert self._pool is not None
+        return self._apply(txs, wanted, await self._pool.check_async([signed_triple(txs[i]) for i in wanted]))
 
     def _decode(self, values: Sequence[Any]) -> list[Transaction | Admission]:
         decoded: list[Transaction | Admission] = []

@@ -267,6 +267,7 @@ class Node:
         self.waiters.cancel()
         self.snapshots.stop()
         self.history.stop()
+        self.admission.close()
 
     def _check_upgrade(self) -> bool:
         """Stop, rather than fork, before a height whose protocol version this binary does not
@@ -421,7 +422,7 @@ class Node:
         return self.admission.admit(values)
 
     async def admit_async(self, values: Sequence[Any]) -> list[Admission]:
-        """`admit`, the event loop free while the verification threads check the signatures."""
+        """`admit`, the event loop free while the verifying processes check the signatures."""
         return await self.admission.admit_async(values)
 
     def admit_transactions(self, txs: Sequence[Transaction], *, gossip: bool) -> int:
@@ -429,7 +430,7 @@ class Node:
         return self.admission.admit_transactions(txs, gossip=gossip)
 
     async def admit_transactions_async(self, txs: Sequence[Transaction], *, gossip: bool) -> int:
-        """`admit_transactions`, the event loop free while the verification threads work."""
+        """`admit_transactions`, the event loop free while the verifying processes work."""
         return await self.admission.admit_transactions_async(txs, gossip=gossip)
 
     def knows_tx(self, tx_hash: bytes) -> bool:

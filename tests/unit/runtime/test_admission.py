@@ -101,11 +101,12 @@ def test_a_strangers_or_forgers_costly_body_is_not_checked(cluster: Cluster, mon
 
 def test_parallel_verification_gives_every_verdict_one_worker_gives():
     """A mixed batch (valid registrations and follow-ups, forged signatures, strangers, duplicates)
-    is admitted alike on one verification thread and on four, in the same order; a stranger's
-    signature is never checked in the parallel pass."""
+    is admitted alike on the node's own thread and on four verifying processes, in the same
+    order; a stranger's signature is never sent to the processes."""
+    import asyncio
     from unittest import mock
 
-    from node.chain import tx as tx_module
+    from node.runtime import admission as admission_module
 
     batch: list[list[object]] = []
     for n in range(60):
@@ -125,20 +126,23 @@ def test_parallel_verification_gives_every_verdict_one_worker_gives():
         c.start()
         try:
             assert c.nodes[0].admission.workers == workers
-            checked: list[bytes] = []
-            real = tx_module.signature_holds
+            sent: list[bytes] = []
+            real = admission_module.signed_triple
 
-            def spy(tx: Transaction) -> bool:
-                checked.append(tx.sender)
+            def spy(tx: Transaction) -> tuple[bytes, bytes, bytes]:
+                sent.append(tx.sender)
                 return real(tx)
 
-            with mock.patch("node.runtime.admission.signature_holds", spy):
-                verdicts = c.nodes[0].admit(batch)
+            with mock.patch("node.runtime.admission.signed_triple", spy):
+                verdicts = asyncio.run(c.nodes[0].admit_async(batch))
             outcomes.append([(v.hash, v.error, v.duplicate) for v in verdicts])
+            pool = c.nodes[0].admission._pool
             if workers > 1:
-                assert checked, "the batch was verified in the parallel pass"
+                assert pool is not None and pool.verified_on_workers == len(sent) > 0, "verified on the processes"
                 strangers = {Identity.from_seed(sha256(b"stranger/%d" % n)).public_key for n in range(0, 60, 11)}
-                assert not strangers & set(checked)
+                assert not strangers & set(sent)
+            else:
+                assert pool is None and not sent
         finally:
             c.stop()
     assert outcomes[0] == outcomes[1]
