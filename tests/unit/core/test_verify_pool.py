@@ -117,3 +117,24 @@ def test_a_worker_process_ends_when_its_node_closes_the_pipe():
     out, _ = proc.communicate(frame(batch), timeout=60)  # writes, closes stdin, waits for the end
     assert proc.returncode == 0
     assert out == _LENGTH.pack(4) + verify_all(batch)
+
+
+def test_the_workers_run_at_a_lower_cpu_priority_than_their_node():
+    # the node's event loop is the serial stage: a worker must take only what it leaves
+    import os
+
+    from node.core.verify_pool import WORKER_NICENESS
+
+    pool = VerifyPool(2)
+
+    async def run() -> list[int]:
+        assert pool.start()
+        await pool.check_async(triples(50, seed=3)[0])  # the workers are up and have served
+        return [os.getpriority(os.PRIO_PROCESS, w.proc.pid) for w in pool._procs]
+
+    try:
+        niceness = asyncio.run(run())
+    finally:
+        pool.close()
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert niceness == [min(own + WORKER_NICENESS, 19)] * 2
