@@ -148,6 +148,9 @@ def running_supervisor(root: Path) -> int | None:
     return _live_pid(root / SUPERVISOR_FILE, b"devnet", b"up")
 
 
+VERIFY_WORKERS_ENV = "MEDLEDGER_NODE_VERIFY_WORKERS"
+
+
 class Cluster:
     """N node processes sharing one genesis, under `root/node<i>`."""
 
@@ -231,6 +234,8 @@ class Cluster:
             if node.running:
                 continue
             env = {**os.environ, **self.extra_env, **node.env, "PYTHONUNBUFFERED": "1"}
+            if VERIFY_WORKERS_ENV not in env and not (home_config(node.home) or {}).get("node", {}).get("verify_workers"):
+                env[VERIFY_WORKERS_ENV] = str(self.verify_share())
             node.log_file = open(node.home / "node.log", "ab")
             node.process = subprocess.Popen(
                 [sys.executable, "-m", "cli", "node", "run", "--home", str(node.home.resolve())]
@@ -242,6 +247,14 @@ class Cluster:
                 (node.home / PID_FILE).write_text(f"{node.process.pid}\n")
             except OSError:
                 pass  # the pid file is a convenience for operators, not needed to run
+
+    def verify_share(self) -> int:
+        """The verifying processes each node of this cluster gets when its config.toml leaves the
+        number automatic (`verify_workers = 0`, one per core) and the environment names none:
+        the machine's cores shared among the nodes, at least one.
+        Nodes sharing one host each at one process per core only compete (docs/benchmarks.md,
+        "Parallel verification"); a node alone on its host keeps one per core."""
+        return max(1, (os.cpu_count() or 1) // max(1, len(self.nodes)))
 
     def wait_ready(self, timeout: float = 30.0, i: int | None = None) -> None:
         deadline = time.monotonic() + timeout
