@@ -26,7 +26,7 @@ from node.devtools.bench import (
     write_sweep,
 )
 from node.devtools.bench_join import committed_txs, interval_env, measure_join
-from node.devtools.cluster import Cluster, ClusterError, http_json
+from node.devtools.cluster import Cluster, ClusterError, cores_share, http_json
 from node.devtools.workload import mix_workload, preload_phases, register_workload
 from node.home.keys import load_key_file
 
@@ -63,7 +63,7 @@ def bench_workers(run: BenchRun) -> int:
     cores shared among the nodes (four validators on two cores: one each)."""
     if run.workers is not None:
         return run.workers
-    return max(1, (os.cpu_count() or 1) // max(1, run.own_nodes or 1))
+    return cores_share(run.own_nodes or 1)
 
 
 class TargetsUnreachable(BenchError):

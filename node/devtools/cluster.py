@@ -151,6 +151,11 @@ def running_supervisor(root: Path) -> int | None:
 VERIFY_WORKERS_ENV = "MEDLEDGER_NODE_VERIFY_WORKERS"
 
 
+def cores_share(nodes: int) -> int:
+    """This machine's cores shared among `nodes` nodes running on it, at least one each."""
+    return max(1, (os.cpu_count() or 1) // max(1, nodes))
+
+
 class Cluster:
     """N node processes sharing one genesis, under `root/node<i>`."""
 
@@ -254,7 +259,7 @@ class Cluster:
         the machine's cores shared among the nodes, at least one.
         Nodes sharing one host each at one process per core only compete (docs/benchmarks.md,
         "Parallel verification"); a node alone on its host keeps one per core."""
-        return max(1, (os.cpu_count() or 1) // max(1, len(self.nodes)))
+        return cores_share(len(self.nodes))
 
     def wait_ready(self, timeout: float = 30.0, i: int | None = None) -> None:
         deadline = time.monotonic() + timeout
